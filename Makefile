@@ -1,0 +1,60 @@
+# One entry point for people and CI. `make run` and `make test` work on a fresh machine:
+# they create .venv, install the package and its test tools, and prepare what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE_CSV ?= ../shared/data/cqc-directory-sample.csv
+BABEL_KEYWORDS := -k T -k P:1,2 --no-default-keywords
+
+.PHONY: install run test lint check-imports messages-extract messages-update messages-check bench diagram clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# Serve the web chat (and Telegram when INTAKE_TELEGRAM_TOKEN is set) on http://127.0.0.1:8080.
+# The directory sample is imported on first start when it is there.
+run: install
+	mkdir -p var
+	$(BIN)/intake db upgrade
+	@if [ -f "$(SAMPLE_CSV)" ]; then export INTAKE_DIRECTORY_CSV="$${INTAKE_DIRECTORY_CSV:-$(SAMPLE_CSV)}"; \
+	else echo "No directory loaded yet: import the regulator's monthly file with '$(BIN)/intake directory import FILE.csv'."; fi; \
+	exec $(BIN)/intake serve
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy bot/engine bot/ports.py
+
+check-imports: install
+	$(BIN)/lint-imports
+
+# gettext workflow: extract from the code, merge into every .po, compile is done in memory at start.
+messages-extract: install
+	$(BIN)/pybabel extract -F babel.cfg $(BABEL_KEYWORDS) --sort-by-file --no-wrap \
+		--project care-intake-bot --copyright-holder "Care intake bot" -o locales/messages.pot .
+
+messages-update: messages-extract
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-wrap --ignore-obsolete
+
+messages-check: install
+	$(BIN)/python -m pytest tests/i18n -q
+
+diagram: install
+	$(BIN)/python -m dialogs.diagram > dialogs/intake.mmd
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

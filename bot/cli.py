@@ -1,0 +1,284 @@
+"""`intake` — serve, chat in the terminal, migrate, import the directory, read reports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, Settings
+
+log = logging.getLogger("intake")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(settings, args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="intake", description=__doc__)
+    sub = parser.add_subparsers(title="commands")
+
+    serve = sub.add_parser("serve", help="serve the web chat API, widget and Telegram webhook")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("INTAKE_WORKERS", "1")),
+                       help="worker processes sharing the port (needs PostgreSQL for more than 1)")
+    serve.set_defaults(handler=_serve)
+
+    chat = sub.add_parser("chat", help="hold the intake conversation in this terminal")
+    chat.add_argument("--locale", default=None, help="language code, e.g. cy or pl")
+    chat.set_defaults(handler=lambda s, a: asyncio.run(_chat(s, a)))
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(title="db commands")
+    upgrade = db.add_parser("upgrade", help="apply migrations (safe to repeat)")
+    upgrade.set_defaults(handler=lambda s, a: asyncio.run(_db_upgrade(s)))
+
+    directory = sub.add_parser("directory", help="the provider directory").add_subparsers(title="directory commands")
+    imp = directory.add_parser("import", help="import the regulator's monthly directory CSV")
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(handler=lambda s, a: asyncio.run(_directory_import(s, a.file)))
+
+    reports = sub.add_parser("reports", help="stored reports").add_subparsers(title="reports commands")
+    lst = reports.add_parser("list", help="the queue: most urgent first, then oldest")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.set_defaults(handler=lambda s, a: asyncio.run(_reports_list(s, a.limit)))
+    show = reports.add_parser("show", help="one report in full")
+    show.add_argument("reference")
+    show.set_defaults(handler=lambda s, a: asyncio.run(_reports_show(s, a.reference)))
+    export = reports.add_parser("export", help="every report, for analysis")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--output", "-o", type=Path, default=None, help="file (default: standard output)")
+    export.set_defaults(handler=lambda s, a: asyncio.run(_reports_export(s, a.format, a.output)))
+    return parser
+
+
+# ---------------------------------------------------------------------- serve
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    workers = max(1, args.workers)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        print("several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)", file=sys.stderr)
+        return 2
+    asyncio.run(_db_upgrade(settings, quiet=True))
+    if workers == 1:
+        _run_worker(settings, reuse_port=False)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_run_worker, args=(settings, True), name=f"intake-worker-{i}") for i in range(workers)]
+    for child in children:
+        child.start()
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.join()
+    return 0
+
+
+def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from bot.app import build_app
+
+    logging.basicConfig(level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper())
+    print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
+    web.run_app(
+        build_app(settings, migrate=False),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port or None,
+        access_log=None,
+        print=None,
+    )
+
+
+# ---------------------------------------------------------------------- database and directory
+
+
+async def _db_upgrade(settings: Settings, *, quiet: bool = False) -> int:
+    from storage.migrate import upgrade
+
+    await upgrade(settings.database_url)
+    if not quiet:
+        print("database is up to date")
+    return 0
+
+
+async def _directory_import(settings: Settings, path: Path) -> int:
+    from bot.directory import DirectoryFormatError, parse_directory_csv
+    from storage.migrate import upgrade
+    from storage.sqlalchemy_storage import create_storage
+
+    if not path.exists():
+        print(f"no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        parsed = await asyncio.to_thread(parse_directory_csv, path)
+    except DirectoryFormatError as exc:
+        print(f"{path} is not a directory file: {exc}", file=sys.stderr)
+        return 2
+    await upgrade(settings.database_url)
+    storage = await create_storage(settings.database_url)
+    try:
+        result = await storage.directory.replace_all(parsed.locations, produced_on=parsed.produced_on)
+    finally:
+        await storage.close()
+    print(
+        f"imported {result.total} locations ({result.added} new, {result.updated} updated, "
+        f"{result.removed} removed); {len(parsed.skipped)} rows skipped"
+    )
+    for problem in parsed.skipped[:20]:
+        print(f"  skipped: {problem}")
+    return 0
+
+
+# ---------------------------------------------------------------------- reports
+
+
+async def _open_storage(settings: Settings):  # type: ignore[no-untyped-def]
+    from storage.migrate import upgrade
+    from storage.sqlalchemy_storage import create_storage
+
+    await upgrade(settings.database_url)
+    return await create_storage(settings.database_url)
+
+
+def _formatter(settings: Settings):  # type: ignore[no-untyped-def]
+    from bot.app import build_catalogs
+    from bot.reports import ReportFormatter
+    from dialogs.intake import INTAKE
+
+    return ReportFormatter(INTAKE, build_catalogs(settings))
+
+
+async def _reports_list(settings: Settings, limit: int) -> int:
+    storage = await _open_storage(settings)
+    try:
+        async with storage.unit_of_work() as uow:
+            reports = await uow.reports.list(limit=limit)
+            total = await uow.reports.count()
+    finally:
+        await storage.close()
+    print(f"{'REFERENCE':<10} {'RECEIVED (UTC)':<17} {'PRIORITY':<13} {'CHANNEL':<9} {'SERVICE TYPE':<14} SERVICE")
+    for r in reports:
+        service = r.data.get("provider_name") or r.data.get("provider_text") or ""
+        print(
+            f"{r.reference:<10} {r.created_at:%Y-%m-%d %H:%M} {r.priority:<13} {r.channel:<9} "
+            f"{r.data.get('service_type') or '':<14} {_one_line(service, 40)}"
+        )
+    print(f"{len(reports)} of {total} reports")
+    return 0
+
+
+async def _reports_show(settings: Settings, reference: str) -> int:
+    from bot.reference import normalise_reference
+
+    storage = await _open_storage(settings)
+    try:
+        async with storage.unit_of_work() as uow:
+            report = await uow.reports.get(normalise_reference(reference))
+    finally:
+        await storage.close()
+    if report is None:
+        print(f"no report with reference {reference}", file=sys.stderr)
+        return 1
+    print(json.dumps(_formatter(settings).record(report), ensure_ascii=False, indent=2))
+    return 0
+
+
+async def _reports_export(settings: Settings, fmt: str, output: Path | None) -> int:
+    storage = await _open_storage(settings)
+    formatter = _formatter(settings)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        offset, page = 0, 500
+        first = True
+        while True:
+            async with storage.unit_of_work() as uow:
+                batch = await uow.reports.list(limit=page, offset=offset)
+            if not batch:
+                break
+            chunks = formatter.jsonl(batch) if fmt == "jsonl" else formatter.csv(batch)
+            for i, chunk in enumerate(chunks):
+                if fmt == "csv" and i == 0 and not first:
+                    chunk = chunk.split("\r\n", 1)[1] if "\r\n" in chunk else ""  # header once
+                out.write(chunk)
+            first = False
+            offset += page
+        if fmt == "csv" and first:
+            out.write("".join(formatter.csv([])))
+    finally:
+        await storage.close()
+        if output:
+            out.close()
+    return 0
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# ---------------------------------------------------------------------- terminal chat
+
+
+async def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_service
+    from bot.engine.types import Inbound
+
+    service = await build_service(settings)
+    try:
+        reply = await service.start(channel="terminal", locale_hints=(args.locale, os.environ.get("LANG")))
+        print("Type your answer, or the number of a choice. Commands: /back /restart /help /privacy /language /cancel. Ctrl-D quits.\n")
+        while True:
+            _print_reply(reply)
+            if reply.done:
+                return 0
+            try:
+                line = await asyncio.to_thread(input, "> ")
+            except EOFError:
+                print()
+                return 0
+            reply = await service.handle(reply.conversation_id, Inbound("text", line))
+    finally:
+        await service.storage.close()
+
+
+def _print_reply(reply) -> None:  # type: ignore[no-untyped-def]
+    for message in reply.messages:
+        print(message.text)
+        for number, choice in enumerate(message.choices, start=1):
+            print(f"  {number}. {choice.label}")
+    if reply.reference and reply.done:
+        print(f"\nReference: {reply.reference}")
+    print()

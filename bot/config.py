@@ -1,0 +1,73 @@
+"""Configuration from the environment (`INTAKE_*`), read once by the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    telegram_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_api_base_url: str | None = None
+    telegram_mode: Literal["webhook", "polling"] = "webhook"
+    telegram_public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    #: Directory CSV imported on first start when the directory table is empty.
+    directory_csv: Path | None = None
+    max_body_bytes: int = 64 * 1024
+    #: Turns per minute allowed for one client address (web API).
+    rate_limit_per_minute: int = 120
+    privacy_url: str = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(f"INTAKE_{name}")
+            return value.strip() if value and value.strip() else None
+
+        def get_int(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError as exc:
+                raise ConfigError(f"INTAKE_{name} must be a whole number, not {raw!r}") from exc
+
+        mode = get("TELEGRAM_MODE") or "webhook"
+        if mode not in ("webhook", "polling"):
+            raise ConfigError(f"INTAKE_TELEGRAM_MODE must be 'webhook' or 'polling', not {mode!r}")
+        origins = tuple(o.strip().rstrip("/") for o in (get("ALLOWED_ORIGINS") or "").split(",") if o.strip())
+        csv = get("DIRECTORY_CSV")
+        return cls(
+            database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            host=get("HOST") or "127.0.0.1",
+            port=get_int("PORT", 8080),
+            telegram_token=get("TELEGRAM_TOKEN"),
+            telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET"),
+            telegram_api_base_url=get("TELEGRAM_API_BASE_URL"),
+            telegram_mode=mode,  # type: ignore[arg-type]
+            telegram_public_url=get("TELEGRAM_PUBLIC_URL"),
+            allowed_origins=origins,
+            directory_csv=Path(csv) if csv else None,
+            max_body_bytes=get_int("MAX_BODY_BYTES", 64 * 1024),
+            rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),
+            privacy_url=get("PRIVACY_URL") or cls.privacy_url,
+        )

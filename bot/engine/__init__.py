@@ -1,0 +1,1 @@
+"""The pure dialogue engine: state in, turn out; no I/O."""

@@ -1,0 +1,504 @@
+"""The dialogue engine: `handle(state, inbound) -> Turn`, pure and synchronous.
+
+One `transitions.Machine` is built per dialogue definition and shared by every
+conversation: a turn restores a bare model object from the stored state and fires the
+machine's `advance` trigger on it. Building a machine per conversation would cost ~9 ms and
+~480 KB each; a shared one costs tens of microseconds per turn.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transitions import EventData, Machine
+
+from bot.engine.dialog import Answers, Dialog, Invalid, Step
+from bot.engine.types import (
+    COMMANDS,
+    Choice,
+    ConversationClosed,
+    ConversationState,
+    Event,
+    Inbound,
+    LocaleChanged,
+    Outbound,
+    ReportSubmitted,
+    Text,
+    Turn,
+)
+
+Translate = Callable[[Text], str]
+
+#: Keys the dialogue's `messages` must define; the engine says these in its own situations.
+REQUIRED_MESSAGES: tuple[str, ...] = (
+    "choose_one",  # a typed answer matched no choice
+    "stale_choice",  # a button from an earlier step
+    "empty_text",  # nothing typed where text is needed
+    "too_long",  # over the step's limit ({limit}, {length})
+    "help",  # general help
+    "privacy",  # the privacy notice ({url} may be used)
+    "cannot_go_back",
+    "cancelled",
+    "ended",  # any message after the conversation ended
+    "already_submitted",  # any message after a submit ({reference})
+    "restarted",
+    "no_matches",  # the directory had no match for the typed service
+    "matches_intro",  # "is it one of these?"
+    "preselected_intro",  # "is this the service?" for a deep link
+    "summary_intro",
+    "summary_line",  # {label}: {answer}
+    "skipped",
+    "edit_intro",
+    "language_changed",
+)
+
+#: Choice ids the engine adds itself; labels come from `Dialog.common_choices`.
+SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
+#: Enough for any real conversation with edits; bounds what a looping client can store.
+MAX_HISTORY = 200
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def clean_text(raw: str) -> str:
+    """Normalise typed text without changing its meaning: NFC, no control or bidi-override
+    characters (they can disguise text when staff read it), tidy whitespace. Markup is kept
+    verbatim: it is data, never interpreted."""
+    text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text.replace("\t", " "))
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def _fold(text: str) -> str:
+    """Fold typed text for matching against labels: case, accents and punctuation ignored."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return re.sub(r"[\W_]+", " ", folded).strip()
+
+
+class _Model:
+    """The bare object `transitions` steps; rebuilt from stored state for every turn."""
+
+    __slots__ = ("answers", "state")
+
+    def __init__(self, step: str, answers: Answers) -> None:
+        self.state = step
+        self.answers = answers
+
+
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """What the current step offers: choices (with their notes) and whether text is allowed."""
+
+    choices: tuple[Choice, ...]
+    accepts_text: bool
+
+
+class Engine:
+    def __init__(self, dialog: Dialog, languages: Sequence[tuple[str, str]] | None = None) -> None:
+        missing = [k for k in REQUIRED_MESSAGES if k not in dialog.messages]
+        if missing:
+            raise ValueError(f"dialog lacks engine messages: {missing}")
+        self.dialog = dialog
+        self.languages = tuple(languages if languages is not None else dialog.languages)
+        self._steps = dialog.by_id
+        self.machine = Machine(
+            model=None,
+            states=[s.id for s in dialog.steps],
+            initial=dialog.first_step,
+            auto_transitions=False,
+            send_event=True,
+        )
+        for step in dialog.steps:
+            for branch in step.next:
+                if branch.to not in self._steps:
+                    raise ValueError(f"step {step.id!r} branches to unknown step {branch.to!r}")
+                conditions = [_condition(branch.when)] if branch.when else []
+                self.machine.add_transition("advance", step.id, branch.to, conditions=conditions)
+        self._advance = self.machine.events["advance"]
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self, locale: str, lookups: Mapping[str, Any] | None = None) -> Turn:
+        """A new conversation at the first step. `lookups["preselected"]` (a directory
+        match from a deep link) is offered for confirmation at the lookup step."""
+        state = ConversationState(step=self.dialog.first_step, locale=locale)
+        pre = (lookups or {}).get("preselected")
+        if pre:
+            state.scratch["preselected"] = [list(pre)]
+        return Turn(state, self.prompt(state))
+
+    def handle(self, state: ConversationState, inbound: Inbound, translate: Translate) -> Turn:
+        state = copy.deepcopy(state)
+        if inbound.kind == "start":
+            if state.status == "active":
+                return Turn(state, self.prompt(state))
+            return Turn(state, self._after_end(state))
+        if state.status != "active":
+            return Turn(state, self._after_end(state))
+
+        kind, value = inbound.kind, inbound.value
+        if kind == "text":
+            value = clean_text(value)
+            command = _typed_command(value)
+            if command:
+                kind, value = "command", command
+        if kind == "command":
+            return self._command(state, value)
+
+        step = self._steps[state.step]
+        offer = self._offer(state)
+        if kind == "text":
+            choice_id = self._match_typed(value, offer.choices, translate)
+            if choice_id is not None:
+                return self._choose(state, step, choice_id, inbound)
+            if offer.accepts_text:
+                return self._text(state, step, value, inbound)
+            return self._reprompt(state, self._msg("choose_one"))
+        # A button press.
+        if value not in {c.id for c in offer.choices}:
+            return self._reprompt(state, self._msg("stale_choice"))
+        return self._choose(state, step, value, inbound)
+
+    def prompt(self, state: ConversationState) -> tuple[Outbound, ...]:
+        """The messages that ask the current step's question (also used to resume); for a
+        submitted conversation, the confirmation with its reference."""
+        if state.status != "active" and not (state.status == "submitted" and state.step == "submitted"):
+            return self._after_end(state)
+        step = self._steps[state.step]
+        texts = list(self._prompt_texts(state, step))
+        offer = self._offer(state)
+        if step.kind in ("summary",):
+            texts.append(self._summary_text(state))
+        if not texts:
+            texts = [Text.raw("")]
+        input_kind = "text" if offer.accepts_text else ("choice" if offer.choices else "none")
+        last = Outbound(texts[-1], offer.choices, input_kind)  # type: ignore[arg-type]
+        return (*(Outbound(t) for t in texts[:-1]), last)
+
+    def path(self, answers: Answers) -> list[str]:
+        """The steps the answers lead through, from the first step while each is answered."""
+        seen: list[str] = []
+        step_id = self.dialog.first_step
+        model = _Model(step_id, answers)
+        while step_id not in seen and len(seen) < len(self._steps):
+            seen.append(step_id)
+            step = self._steps[step_id]
+            if step.kind in ("text", "choice", "lookup", "info") and step_id not in answers:
+                break
+            if not step.next:
+                break
+            model.state = step_id
+            if not self._advance.trigger(model):
+                break
+            step_id = model.state
+        return seen
+
+    def on_path_answers(self, answers: Answers) -> dict[str, Any]:
+        """Answers of the steps still on the path; answers left behind by an edit drop out."""
+        path = set(self.path(answers))
+        return {k: v for k, v in answers.items() if k in path}
+
+    # ------------------------------------------------------------------ commands
+
+    def _command(self, state: ConversationState, command: str) -> Turn:
+        if command == "start":
+            return Turn(state, self.prompt(state))
+        if command == "back":
+            if not state.history:
+                return self._reprompt(state, self._msg("cannot_go_back"))
+            state.step = state.history.pop()
+            state.scratch.pop("matches", None)
+            return Turn(state, self.prompt(state))
+        if command == "restart":
+            locale = state.locale
+            fresh = ConversationState(step=self.dialog.first_step, locale=locale)
+            return Turn(fresh, (Outbound(self._msg("restarted")), *self.prompt(fresh)))
+        if command == "help":
+            step = self._steps[state.step]
+            return self._reprompt(state, step.help or self._msg("help"))
+        if command == "privacy":
+            return self._reprompt(state, self._msg("privacy"))
+        if command == "language":
+            if state.step != "language":
+                state.resume_step = state.step
+                state.step = "language"
+            return Turn(state, self.prompt(state))
+        if command == "cancel":
+            state.status = "cancelled"
+            state.answers.clear()
+            state.scratch.clear()
+            state.history.clear()
+            state.step = "cancelled" if "cancelled" in self._steps else state.step
+            return Turn(state, (Outbound(self._msg("cancelled")),), (ConversationClosed("cancelled"),))
+        return self._reprompt(state, self._msg("choose_one"))
+
+    # ------------------------------------------------------------------ answers
+
+    def _choose(self, state: ConversationState, step: Step, choice_id: str, inbound: Inbound) -> Turn:
+        echo = self._label_of(state, choice_id)
+        if step.kind == "language":
+            return self._set_language(state, choice_id, echo)
+        if step.kind == "lookup":
+            return self._pick_match(state, step, choice_id, echo)
+        if step.kind == "summary":
+            if choice_id == "submit":
+                return self._submit(state, inbound, echo)
+            if choice_id == "restart":
+                return self._with_echo(self._command(state, "restart"), echo)
+            if choice_id == "edit":
+                return self._goto(state, "edit_answer", echo=echo)
+        if step.kind == "edit":
+            if choice_id == BACK_TO_SUMMARY:
+                state.editing = False
+                return self._goto(state, "summary", echo=echo)
+            state.editing = True
+            return self._goto(state, choice_id, echo=echo)
+        if choice_id in COMMANDS:  # e.g. the welcome step offers privacy and language as buttons
+            return self._with_echo(self._command(state, choice_id), echo)
+        exit_kind = step.exits.get(choice_id)
+        if exit_kind == "end":
+            state.status = "ended"
+            state.answers.clear()
+            state.history.clear()
+            state.step = "ended" if "ended" in self._steps else state.step
+            note = self._choice_note(step, choice_id)
+            out = [Outbound(note)] if note else []
+            out.append(Outbound(self._msg("ended")))
+            return Turn(state, tuple(out), (ConversationClosed("not_covered"),), echo)
+        state.answers[step.id] = choice_id
+        note = self._choice_note(step, choice_id)
+        return self._forward(state, [note] if note else [], echo)
+
+    def _text(self, state: ConversationState, step: Step, value: str, inbound: Inbound) -> Turn:
+        echo = Text.raw(value)
+        if not value:
+            return self._reprompt(state, self._msg("empty_text"))
+        if len(value) > step.max_length:
+            reason = self.dialog.messages["too_long"]
+            reason = Text(
+                reason.msgid,
+                (("length", f"{len(value):,}"), ("limit", f"{step.max_length:,}")),
+                plural=reason.plural,
+                n=step.max_length,
+            )
+            return self._reprompt(state, reason)
+        if step.kind == "lookup":
+            return self._search(state, step, value, inbound, echo)
+        if step.validate is not None:
+            result = step.validate(value, state.answers)
+            if isinstance(result, Invalid):
+                return Turn(state, (Outbound(result.reason), *self.prompt(state)), echo=echo)
+            stored = result.value
+        else:
+            stored = value
+        state.answers[step.id] = stored
+        return self._forward(state, [], echo)
+
+    def _search(
+        self, state: ConversationState, step: Step, value: str, inbound: Inbound, echo: Text
+    ) -> Turn:
+        matches = inbound.lookups.get("directory_matches")
+        if matches is None:
+            raise ValueError("the service must look up directory matches for a lookup step")
+        state.scratch.pop("preselected", None)
+        if matches:
+            state.scratch["matches"] = [list(m) for m in matches]
+            state.scratch["typed"] = value
+            return Turn(state, self.prompt(state), echo=echo)
+        state.answers[step.id] = {"text": value, "location_id": None, "name": None}
+        return self._forward(state, [self._msg("no_matches")], echo)
+
+    def _pick_match(self, state: ConversationState, step: Step, choice_id: str, echo: Text | None) -> Turn:
+        offered = state.scratch.get("matches") or state.scratch.get("preselected") or []
+        typed = state.scratch.get("typed", "")
+        if choice_id == NONE:
+            if not typed:  # a declined deep link: ask for the name instead
+                state.scratch.clear()
+                return Turn(state, self.prompt(state), echo=echo)
+            state.answers[step.id] = {"text": typed, "location_id": None, "name": None}
+        else:
+            chosen = next(m for m in offered if m[0] == choice_id)
+            state.answers[step.id] = {"text": typed or chosen[1], "location_id": chosen[0], "name": chosen[1]}
+        state.scratch.clear()
+        return self._forward(state, [], echo)
+
+    def _set_language(self, state: ConversationState, code: str, echo: Text | None) -> Turn:
+        state.locale = code
+        state.step = state.resume_step or self.dialog.first_step
+        state.resume_step = None
+        return Turn(
+            state,
+            (Outbound(self._msg("language_changed")), *self.prompt(state)),
+            (LocaleChanged(code),),
+            echo,
+        )
+
+    def _submit(self, state: ConversationState, inbound: Inbound, echo: Text | None) -> Turn:
+        reference = inbound.lookups.get("reference")
+        if not reference:
+            raise ValueError("the service must supply a reference number for a submit")
+        answers = self.on_path_answers(state.answers)
+        report = {**self.dialog.build_report(answers), "reference": reference, "locale": state.locale}
+        state.status = "submitted"
+        state.answers["_reference"] = reference
+        state.step = "submitted"
+        return Turn(state, self.prompt(state), (ReportSubmitted(report),), echo)
+
+    # ------------------------------------------------------------------ movement
+
+    def _forward(self, state: ConversationState, notes: list[Text], echo: Text | None) -> Turn:
+        """Fire `advance`; while editing, walk past steps that already have answers."""
+        model = _Model(state.step, state.answers)
+        while True:
+            state.history.append(model.state)
+            del state.history[:-MAX_HISTORY]
+            if not self._advance.trigger(model):
+                raise ValueError(f"no branch out of step {model.state!r} for these answers")
+            nxt = self._steps[model.state]
+            if not (state.editing and model.state in state.answers and nxt.kind != "summary"):
+                break
+        state.step = model.state
+        if state.step == "summary":
+            state.editing = False
+        return Turn(state, (*(Outbound(n) for n in notes), *self.prompt(state)), echo=echo)
+
+    def _goto(self, state: ConversationState, step_id: str, *, echo: Text | None = None) -> Turn:
+        state.history.append(state.step)
+        del state.history[:-MAX_HISTORY]
+        state.step = step_id
+        state.scratch.pop("matches", None)
+        return Turn(state, self.prompt(state), echo=echo)
+
+    def _reprompt(self, state: ConversationState, reason: Text) -> Turn:
+        return Turn(state, (Outbound(reason), *self.prompt(state)))
+
+    @staticmethod
+    def _with_echo(turn: Turn, echo: Text | None) -> Turn:
+        return Turn(turn.state, turn.outbound, turn.events, echo)
+
+    # ------------------------------------------------------------------ rendering
+
+    def _prompt_texts(self, state: ConversationState, step: Step) -> Sequence[Text]:
+        if step.kind == "lookup":
+            if state.scratch.get("matches"):
+                return (self._msg("matches_intro"),)
+            if state.scratch.get("preselected"):
+                return (self._msg("preselected_intro"),)
+        if step.kind == "final" and step.id == "submitted":
+            reference = str(state.answers.get("_reference", ""))
+            texts = step.prompt(state.answers) if callable(step.prompt) else step.prompt
+            return tuple(_with_param(t, "reference", reference) for t in texts)
+        if step.kind == "edit":
+            return (self._msg("edit_intro"),)
+        return tuple(step.prompt(state.answers) if callable(step.prompt) else step.prompt)
+
+    def _offer(self, state: ConversationState) -> _Offer:
+        step = self._steps[state.step]
+        common = self.dialog.common_choices
+        answers = state.answers
+        if step.kind == "language":
+            return _Offer(tuple(Choice(code, Text.raw(name)) for code, name in self.languages), False)
+        if step.kind == "lookup":
+            offered = state.scratch.get("matches") or state.scratch.get("preselected")
+            if offered:
+                choices = [Choice(m[0], Text.raw(m[2] if len(m) > 2 else m[1])) for m in offered]
+                return _Offer((*choices, Choice(NONE, common[NONE])), True)
+            return _Offer((), True)
+        if step.kind == "edit":
+            editable = [
+                Choice(sid, self._steps[sid].summary_label)  # type: ignore[arg-type]
+                for sid in self.path(answers)
+                if sid in answers and self._steps[sid].summary_label is not None
+            ]
+            return _Offer((*editable, Choice(BACK_TO_SUMMARY, common[BACK_TO_SUMMARY])), False)
+        if step.kind == "final":
+            return _Offer((), False)
+        choices = [Choice(c.id, c.label) for c in step.choices if c.when is None or c.when(answers)]
+        if step.kind == "info" and not choices:
+            choices = [Choice(CONTINUE, common[CONTINUE])]
+        if step.skippable is not None and step.skippable(answers):
+            choices.append(Choice(SKIP, common[SKIP]))
+        return _Offer(tuple(choices), step.kind == "text")
+
+    def _summary_text(self, state: ConversationState) -> Text:
+        lines = [self._msg("summary_intro")]
+        line = self.dialog.messages["summary_line"]
+        for sid in self.path(state.answers):
+            step = self._steps[sid]
+            if step.summary_label is None or sid not in state.answers:
+                continue
+            answer = self._display_answer(step, state.answers[sid])
+            lines.append(Text(line.msgid, (("answer", answer), ("label", step.summary_label))))
+        return Text.lines(*lines)
+
+    def _display_answer(self, step: Step, value: Any) -> Text:
+        if value == SKIP:
+            return self._msg("skipped")
+        if isinstance(value, dict):  # a directory lookup
+            return Text.raw(str(value.get("name") or value.get("text") or ""))
+        for choice in step.choices:
+            if choice.id == value:
+                return choice.label
+        return Text.raw(str(value))
+
+    def _label_of(self, state: ConversationState, choice_id: str) -> Text | None:
+        for choice in self._offer(state).choices:
+            if choice.id == choice_id:
+                return choice.label
+        return None
+
+    def _choice_note(self, step: Step, choice_id: str) -> Text | None:
+        return next((c.note for c in step.choices if c.id == choice_id and c.note), None)
+
+    def _after_end(self, state: ConversationState) -> tuple[Outbound, ...]:
+        if state.status == "submitted":
+            reference = str(state.answers.get("_reference", ""))
+            return (Outbound(_with_param(self._msg("already_submitted"), "reference", reference)),)
+        return (Outbound(self._msg("ended")),)
+
+    def _msg(self, key: str) -> Text:
+        return self.dialog.messages[key]
+
+    def _match_typed(self, typed: str, choices: Sequence[Choice], translate: Translate) -> str | None:
+        """A typed answer that names a choice: its number, its id, or its label."""
+        if not choices or not typed:
+            return None
+        folded = _fold(typed)
+        if folded.isdigit() and 1 <= int(folded) <= len(choices):
+            return choices[int(folded) - 1].id
+        for choice in choices:
+            if folded in (_fold(choice.id), _fold(translate(choice.label))):
+                return choice.id
+        return None
+
+
+def _typed_command(text: str) -> str | None:
+    if text.startswith("/"):
+        word = text[1:].split(maxsplit=1)[0].split("@", 1)[0].casefold() if len(text) > 1 else ""
+        if word in COMMANDS or word == "start":
+            return word
+    return None
+
+
+def _condition(when: Callable[[Answers], bool]) -> Callable[[EventData], bool]:
+    def check(event: EventData) -> bool:
+        return bool(when(event.model.answers))
+
+    return check
+
+
+def _with_param(text: Text, name: str, value: str) -> Text:
+    params = dict(text.params)
+    params[name] = value
+    return Text(text.msgid, tuple(sorted(params.items())), text.plural, text.n, text.verbatim, text.context)
+
+
+__all__ = ["REQUIRED_MESSAGES", "Engine", "Event", "clean_text"]

@@ -1,0 +1,167 @@
+"""The engine's neutral vocabulary: what goes in, what comes out, what is kept.
+
+Nothing here knows about HTTP, Telegram, SQL or gettext. Texts travel as message ids
+(`Text`) and are rendered by a translator that the service passes in, so one turn can be
+shown in any language and re-rendered after a language switch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+InboundKind = Literal["text", "choice", "command", "start"]
+InputKind = Literal["choice", "text", "none"]
+Status = Literal["active", "submitted", "cancelled", "ended"]
+
+#: Global commands accepted at every step, in every channel.
+COMMANDS: tuple[str, ...] = ("back", "restart", "help", "privacy", "language", "cancel")
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A piece of text to show: a gettext message id with parameters, or verbatim text.
+
+    `plural` and `n` select a plural form (ngettext). Parameter values may themselves be
+    `Text`, so a summary line can embed a translated choice label. `verbatim=True` marks text
+    that must never be translated (the person's own words, a service name from the directory).
+    """
+
+    msgid: str
+    params: tuple[tuple[str, str | Text], ...] = ()
+    plural: str | None = None
+    n: int | None = None
+    verbatim: bool = False
+    context: str | None = None
+    #: A composite: rendered as its parts, one per line (e.g. the summary).
+    parts: tuple[Text, ...] = ()
+
+    @staticmethod
+    def raw(value: str) -> Text:
+        return Text(value, verbatim=True)
+
+    @staticmethod
+    def lines(*parts: Text) -> Text:
+        return Text("", parts=tuple(parts))
+
+
+Param: TypeAlias = "str | Text"
+
+
+def T(msgid: str, /, **params: Param) -> Text:  # noqa: N802 - reads like a marker in dialog data
+    """Build a translatable `Text` with named parameters (a gettext keyword for extraction)."""
+    return Text(msgid, tuple(sorted(params.items())))
+
+
+def P(singular: str, plural: str, n: int, /, **params: Param) -> Text:  # noqa: N802
+    """Build a plural-aware `Text` (ngettext); `{n}` is available as a parameter."""
+    merged = {**params, "n": str(n)}
+    return Text(singular, tuple(sorted(merged.items())), plural=plural, n=n)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    id: str
+    label: Text
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One message from the bot. `input` says what the channel should offer next."""
+
+    text: Text
+    choices: tuple[Choice, ...] = ()
+    input: InputKind = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One thing the person did.
+
+    kind="text": typed text; "choice": a choice id (button or typed label); "command": a
+    global command id from `COMMANDS`; "start": open a conversation (value: an optional
+    start parameter such as a directory location id from a deep link).
+    `lookups` carries data the service fetched for this turn (directory matches), so the
+    engine stays free of I/O.
+    """
+
+    kind: InboundKind
+    value: str = ""
+    lookups: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ConversationState:
+    """Everything the engine needs to resume a conversation; stored as JSON between turns."""
+
+    step: str
+    locale: str = "en"
+    answers: dict[str, Any] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)
+    status: Status = "active"
+    #: Step-local scratch data, e.g. directory matches offered at the provider step.
+    scratch: dict[str, Any] = field(default_factory=dict)
+    #: Where `language`, `help` and editing return to.
+    resume_step: str | None = None
+    editing: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "locale": self.locale,
+            "answers": self.answers,
+            "history": self.history,
+            "status": self.status,
+            "scratch": self.scratch,
+            "resume_step": self.resume_step,
+            "editing": self.editing,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConversationState:
+        return cls(
+            step=str(data["step"]),
+            locale=str(data.get("locale", "en")),
+            answers=dict(data.get("answers", {})),
+            history=list(data.get("history", [])),
+            status=data.get("status", "active"),
+            scratch=dict(data.get("scratch", {})),
+            resume_step=data.get("resume_step"),
+            editing=bool(data.get("editing", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSubmitted:
+    """The person pressed submit: the service stores `report` durably before anything else."""
+
+    report: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationClosed:
+    """Cancelled or ended without a report: the service erases what was typed."""
+
+    reason: Literal["cancelled", "not_covered"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocaleChanged:
+    locale: str
+
+
+Event: TypeAlias = ReportSubmitted | ConversationClosed | LocaleChanged
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    state: ConversationState
+    outbound: tuple[Outbound, ...]
+    events: tuple[Event, ...] = ()
+    #: What the person said, as it should appear in a transcript (a choice's label).
+    echo: Text | None = None
+
+    @property
+    def step(self) -> str:
+        return self.state.step

@@ -1,0 +1,54 @@
+"""The provider directory as the service sees it: an in-memory fuzzy index, rebuilt when the
+stored directory changes (another worker may have imported a new monthly file)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bot.directory import DirectoryIndex, describe
+from bot.ports import DirectoryLocation, DirectoryRepository
+
+log = logging.getLogger(__name__)
+
+#: (location id, name, label for a button)
+MatchTuple = tuple[str, str, str]
+
+
+class DirectoryLookup:
+    def __init__(self, repository: DirectoryRepository, *, check_every_seconds: float = 60.0) -> None:
+        self._repository = repository
+        self._index = DirectoryIndex.build([])
+        self._version: str | None = None
+        self._checked_at = 0.0
+        self._check_every = check_every_seconds
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._check_every:
+            return
+        async with self._lock:
+            if not force and time.monotonic() - self._checked_at < self._check_every:
+                return
+            version = await self._repository.version()
+            if force or version != self._version:
+                locations = await self._repository.all()
+                # Building the index is CPU work; keep the event loop answering meanwhile.
+                self._index = await asyncio.to_thread(DirectoryIndex.build, locations)
+                self._version = version
+                log.info("directory index loaded: %d locations", len(locations))
+            self._checked_at = time.monotonic()
+
+    def search(self, query: str, service_type: str | None, limit: int = 3) -> list[MatchTuple]:
+        matches = self._index.search(query, service_type=service_type, limit=limit)
+        return [_as_tuple(m.location) for m in matches]
+
+    async def get(self, location_id: str) -> MatchTuple | None:
+        location = await self._repository.get(location_id)
+        return _as_tuple(location) if location else None
+
+
+def _as_tuple(location: DirectoryLocation) -> MatchTuple:
+    return (location.location_id, location.name, describe(location))

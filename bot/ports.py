@@ -1,0 +1,237 @@
+"""What the service needs from the outside world, as protocols.
+
+`storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production);
+tests run one contract suite over every implementation. Locking is part of the contract:
+`UnitOfWork.conversations.get(..., for_update=True)` must serialize turns of one conversation
+across processes (row lock on PostgreSQL; the single writer on SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+from bot.engine.types import ConversationState
+
+Channel = Literal["web", "telegram", "terminal"]
+
+
+class StorageError(Exception):
+    """The database failed or went away; the turn was rolled back and may be retried."""
+
+
+class ConcurrencyError(StorageError):
+    """A conversation was saved by someone else since it was loaded (revision mismatch)."""
+
+
+class DuplicateError(StorageError):
+    """A unique key already exists (a reference number collision, a repeated message id)."""
+
+
+@dataclass(slots=True)
+class ConversationRecord:
+    id: str
+    channel: Channel
+    state: ConversationState
+    created_at: datetime
+    updated_at: datetime
+    revision: int = 0
+    #: SHA-256 hex of the web token; the token itself is never stored.
+    token_hash: str | None = None
+    #: Channel-specific address, e.g. the Telegram chat id, to find the active conversation.
+    channel_key: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    """One line of the conversation as shown: role "bot" (rendered message) or "user"."""
+
+    seq: int
+    role: Literal["bot", "user"]
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    reference: str
+    conversation_id: str
+    created_at: datetime
+    channel: Channel
+    locale: str
+    #: "urgent" (someone at risk now), "urgent_review" (not sure), "routine".
+    priority: Literal["urgent", "urgent_review", "routine"]
+    #: The exported fields (see bot/reports.py); JSON-serialisable.
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class OutboxMessage:
+    """An event to deliver after commit (a Telegram message, a notification).
+
+    `ordering_key` groups messages that must be delivered in order (one Telegram chat).
+    """
+
+    topic: str
+    ordering_key: str
+    payload: dict[str, Any]
+    id: int | None = None
+    created_at: datetime | None = None
+    attempts: int = 0
+    available_at: datetime | None = None
+    status: Literal["pending", "done", "failed"] = "pending"
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLocation:
+    """One registered location from the regulator's directory (public data)."""
+
+    location_id: str
+    name: str
+    also_known_as: str = ""
+    address: str = ""
+    postcode: str = ""
+    phone: str = ""
+    website: str = ""
+    service_types: tuple[str, ...] = ()
+    specialisms: tuple[str, ...] = ()
+    provider_name: str = ""
+    provider_id: str = ""
+    local_authority: str = ""
+    region: str = ""
+    url: str = ""
+    last_checked: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryImportResult:
+    added: int
+    updated: int
+    removed: int
+    total: int
+    produced_on: str | None = field(default=None)
+
+
+class ConversationRepository(Protocol):
+    async def add(self, record: ConversationRecord) -> None: ...
+
+    async def get(self, conversation_id: str, *, for_update: bool = False) -> ConversationRecord | None:
+        """Load one conversation; `for_update` holds its lock until the unit of work ends."""
+        ...
+
+    async def find_active(
+        self, channel: Channel, channel_key: str, *, for_update: bool = False
+    ) -> ConversationRecord | None:
+        """The newest conversation of this channel address whose status is "active"."""
+        ...
+
+    async def update(self, record: ConversationRecord) -> None:
+        """Save state; raises ConcurrencyError unless the stored revision equals
+        `record.revision`, then increments `record.revision`."""
+        ...
+
+
+class InboundLog(Protocol):
+    """Idempotency: the reply given to each inbound message id, kept with the turn."""
+
+    async def get(self, scope: str, message_id: str) -> dict[str, Any] | None: ...
+
+    async def put(self, scope: str, message_id: str, reply: dict[str, Any]) -> None:
+        """Raises DuplicateError if (scope, message_id) exists."""
+        ...
+
+
+class TranscriptRepository(Protocol):
+    async def append(self, conversation_id: str, entries: Sequence[TranscriptEntry]) -> None: ...
+
+    async def list(self, conversation_id: str) -> list[TranscriptEntry]: ...
+
+    async def next_seq(self, conversation_id: str) -> int: ...
+
+    async def erase(self, conversation_id: str) -> None: ...
+
+
+class ReportRepository(Protocol):
+    async def add(self, report: StoredReport) -> None:
+        """Raises DuplicateError on a reference collision."""
+        ...
+
+    async def get(self, reference: str) -> StoredReport | None: ...
+
+    async def list(self, *, limit: int = 100, offset: int = 0) -> list[StoredReport]:
+        """Most urgent first, then oldest first within a priority (the intake team's queue)."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+class Outbox(Protocol):
+    async def add(self, messages: Sequence[OutboxMessage]) -> None: ...
+
+    async def claim(self, topic: str, *, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+        """Claim due pending messages: at most the oldest one per ordering key, and none of a
+        key that has an earlier message still pending, so each key keeps its order. A claimed
+        message is invisible to other claimers for `lease_seconds` (crash -> redelivery)."""
+        ...
+
+    async def mark_done(self, message_id: int) -> None: ...
+
+    async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None: ...
+
+    async def mark_failed(self, message_id: int, *, error: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. Leaving the context without `commit()` rolls back."""
+
+    conversations: ConversationRepository
+    inbound: InboundLog
+    transcripts: TranscriptRepository
+    reports: ReportRepository
+    outbox: Outbox
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class DirectoryRepository(Protocol):
+    async def replace_all(
+        self, locations: Sequence[DirectoryLocation], *, produced_on: str | None = None
+    ) -> DirectoryImportResult:
+        """Make the stored directory equal to `locations` (upsert by id, remove the rest)."""
+        ...
+
+    async def all(self) -> list[DirectoryLocation]: ...
+
+    async def get(self, location_id: str) -> DirectoryLocation | None: ...
+
+    async def version(self) -> str:
+        """Changes whenever the directory changes, so workers know to reload their index."""
+        ...
+
+
+class Storage(Protocol):
+    """The composition root's handle on one database."""
+
+    directory: DirectoryRepository
+
+    def unit_of_work(self) -> UnitOfWork: ...
+
+    async def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,434 @@
+"""The only async orchestration: one database transaction per turn.
+
+A turn: lock the conversation, answer a repeated message id with the reply already given,
+run the pure engine, save state (with a revision check), append the transcript, store a
+submitted report, write outbox events, commit — and only then return the reply. Nothing is
+acknowledged before it is durable. Message bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.engine.engine import Engine
+from bot.engine.types import (
+    ConversationClosed,
+    ConversationState,
+    Inbound,
+    Outbound,
+    ReportSubmitted,
+    Turn,
+)
+from bot.i18n import Catalogs
+from bot.lookups import DirectoryLookup
+from bot.ports import (
+    Channel,
+    ConversationRecord,
+    DuplicateError,
+    OutboxMessage,
+    Storage,
+    StoredReport,
+    TranscriptEntry,
+    UnitOfWork,
+)
+from bot.reference import new_reference
+
+log = logging.getLogger(__name__)
+
+REPORT_TOPIC = "report.submitted"
+#: A reference collision (about 1 in 10^11 per report) is retried with a fresh number.
+MAX_REFERENCE_ATTEMPTS = 5
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedChoice:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    text: str
+    choices: tuple[RenderedChoice, ...] = ()
+    input: str = "none"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "choices": [{"id": c.id, "label": c.label} for c in self.choices],
+            "input": self.input,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RenderedMessage:
+        return cls(
+            data["text"],
+            tuple(RenderedChoice(c["id"], c["label"]) for c in data.get("choices", [])),
+            data.get("input", "none"),
+        )
+
+
+@dataclass(slots=True)
+class Reply:
+    conversation_id: str
+    locale: str
+    step: str
+    messages: list[RenderedMessage]
+    done: bool
+    reference: str | None
+    rtl: bool = False
+    #: Only on creation: the web token, never stored in clear.
+    token: str | None = None
+    transcript: list[dict[str, Any]] | None = None
+    #: True when this reply was replayed for a repeated message id.
+    replayed: bool = False
+    channel_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "conversation_id": self.conversation_id,
+            "locale": self.locale,
+            "dir": "rtl" if self.rtl else "ltr",
+            "step": self.step,
+            "messages": [m.to_json() for m in self.messages],
+            "done": self.done,
+            "reference": self.reference,
+        }
+        if self.token is not None:
+            data["token"] = self.token
+        if self.transcript is not None:
+            data["transcript"] = self.transcript
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reply:
+        return cls(
+            conversation_id=data["conversation_id"],
+            locale=data["locale"],
+            step=data["step"],
+            messages=[RenderedMessage.from_json(m) for m in data["messages"]],
+            done=data["done"],
+            reference=data.get("reference"),
+            rtl=data.get("dir") == "rtl",
+        )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IntakeService:
+    def __init__(
+        self,
+        storage: Storage,
+        engine: Engine,
+        catalogs: Catalogs,
+        directory: DirectoryLookup,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        reference_factory: Callable[[], str] = new_reference,
+    ) -> None:
+        self.storage = storage
+        self.engine = engine
+        self.catalogs = catalogs
+        self.directory = directory
+        self._clock = clock
+        self._new_reference = reference_factory
+
+    # ------------------------------------------------------------------ web and terminal
+
+    async def start(
+        self,
+        *,
+        channel: Channel,
+        locale_hints: tuple[str | None, ...] = (),
+        channel_key: str | None = None,
+        start_param: str | None = None,
+        with_token: bool = False,
+        outbox_topic: str | None = None,
+    ) -> Reply:
+        """Open a new conversation and say the welcome."""
+        locale = self.catalogs.negotiate(*locale_hints)
+        lookups: dict[str, Any] = {}
+        if start_param:
+            found = await self.directory.get(start_param)
+            if found:
+                lookups["preselected"] = found
+        turn = self.engine.start(locale, lookups)
+        now = self._clock()
+        token = secrets.token_urlsafe(32) if with_token else None
+        record = ConversationRecord(
+            id=str(uuid.uuid4()),
+            channel=channel,
+            state=turn.state,
+            created_at=now,
+            updated_at=now,
+            token_hash=hash_token(token) if token else None,
+            channel_key=channel_key,
+        )
+        async with self.storage.unit_of_work() as uow:
+            await uow.conversations.add(record)
+            reply = self._reply(record, turn)
+            await self._record(uow, record, turn, reply, outbox_topic)
+            await uow.commit()
+        reply.token = token
+        return reply
+
+    async def handle(
+        self,
+        conversation_id: str,
+        inbound: Inbound,
+        *,
+        message_id: str | None = None,
+        outbox_topic: str | None = None,
+    ) -> Reply:
+        """Apply one inbound message; a repeated `message_id` returns the first reply."""
+        for _attempt in range(MAX_REFERENCE_ATTEMPTS):
+            try:
+                async with self.storage.unit_of_work() as uow:
+                    record = await uow.conversations.get(conversation_id, for_update=True)
+                    if record is None:
+                        raise ConversationNotFound(conversation_id)
+                    reply = await self._turn(uow, record, inbound, message_id, outbox_topic)
+                    await uow.commit()
+                    return reply
+            except DuplicateError:
+                if inbound.kind == "choice" and inbound.value == "submit":
+                    log.warning("reference collision; retrying with a new number")
+                    continue
+                raise
+        raise RuntimeError("could not allocate a unique reference number")
+
+    async def handle_for_channel_key(
+        self,
+        channel: Channel,
+        channel_key: str,
+        inbound: Inbound,
+        *,
+        message_id: str,
+        scope: str,
+        locale_hints: tuple[str | None, ...] = (),
+        outbox_topic: str | None = None,
+    ) -> Reply:
+        """For channels addressed by a key (a Telegram chat): find the active conversation or
+        open a new one, apply the message, all in one transaction; idempotent on
+        (`scope`, `message_id`) across the whole channel."""
+        async with self.storage.unit_of_work() as uow:
+            prior = await uow.inbound.get(scope, message_id)
+            if prior is not None:
+                replayed = Reply.from_json(prior)
+                replayed.replayed = True
+                return replayed
+            record = await uow.conversations.find_active(channel, channel_key, for_update=True)
+            if record is None:
+                locale = self.catalogs.negotiate(*locale_hints)
+                lookups: dict[str, Any] = {}
+                if inbound.kind == "start" and inbound.value:
+                    found = await self.directory.get(inbound.value)
+                    if found:
+                        lookups["preselected"] = found
+                turn = self.engine.start(locale, lookups)
+                now = self._clock()
+                record = ConversationRecord(
+                    id=str(uuid.uuid4()),
+                    channel=channel,
+                    state=turn.state,
+                    created_at=now,
+                    updated_at=now,
+                    channel_key=channel_key,
+                )
+                await uow.conversations.add(record)
+                reply = self._reply(record, turn)
+                await self._record(uow, record, turn, reply, outbox_topic)
+                await uow.inbound.put(scope, message_id, reply.to_json())
+            else:
+                reply = await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
+            await uow.commit()
+            return reply
+
+    async def view(self, conversation_id: str, *, with_transcript: bool = True) -> Reply:
+        async with self.storage.unit_of_work() as uow:
+            record = await uow.conversations.get(conversation_id)
+            if record is None:
+                raise ConversationNotFound(conversation_id)
+            transcript = await uow.transcripts.list(conversation_id) if with_transcript else None
+        turn = Turn(record.state, self.engine.prompt(record.state))
+        reply = self._reply(record, turn)
+        if transcript is not None:
+            reply.transcript = [
+                {"role": e.role, **e.payload, "at": e.created_at.isoformat()} for e in transcript
+            ]
+        return reply
+
+    async def check_token(self, conversation_id: str, token: str) -> bool:
+        """Constant-time comparison of the token's hash; unknown ids raise NotFound."""
+        async with self.storage.unit_of_work() as uow:
+            record = await uow.conversations.get(conversation_id)
+        if record is None:
+            raise ConversationNotFound(conversation_id)
+        if record.token_hash is None:
+            return False
+        return hmac.compare_digest(record.token_hash, hash_token(token))
+
+    # ------------------------------------------------------------------ the turn
+
+    async def _turn(
+        self,
+        uow: UnitOfWork,
+        record: ConversationRecord,
+        inbound: Inbound,
+        message_id: str | None,
+        outbox_topic: str | None,
+        *,
+        scope: str | None = None,
+    ) -> Reply:
+        scope = scope or record.id
+        if message_id is not None:
+            prior = await uow.inbound.get(scope, message_id)
+            if prior is not None:
+                replayed = Reply.from_json(prior)
+                replayed.replayed = True
+                return replayed
+        inbound = await self._with_lookups(record.state, inbound)
+        turn = self.engine.handle(record.state, inbound, self.catalogs.translator(record.state.locale))
+        record.state = turn.state
+        record.updated_at = self._clock()
+        for event in turn.events:
+            if isinstance(event, ReportSubmitted):
+                record.reference = event.report["reference"]
+                await uow.reports.add(self._stored_report(record, event))
+                await uow.outbox.add(
+                    [OutboxMessage(REPORT_TOPIC, record.reference, {"reference": record.reference})]
+                )
+        reply = self._reply(record, turn)
+        if any(isinstance(e, ConversationClosed) for e in turn.events):
+            # Cancelled or not ours: keep nothing that was typed.
+            await uow.transcripts.erase(record.id)
+        else:
+            await self._record(uow, record, turn, reply, outbox_topic, user_input=inbound)
+        if outbox_topic and any(isinstance(e, ConversationClosed) for e in turn.events):
+            await self._send_via_outbox(uow, record, reply, outbox_topic)
+        await uow.conversations.update(record)
+        if message_id is not None:
+            await uow.inbound.put(scope, message_id, reply.to_json())
+        return reply
+
+    async def _with_lookups(self, state: ConversationState, inbound: Inbound) -> Inbound:
+        lookups: dict[str, Any] = {}
+        step = self.engine.dialog.by_id.get(state.step)
+        if step is not None and step.kind == "lookup" and inbound.kind == "text" and not inbound.value.startswith("/"):
+            await self.directory.refresh()
+            service_type = state.answers.get("service_type")
+            lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
+        if state.step == "summary":
+            lookups["reference"] = self._new_reference()
+        if not lookups:
+            return inbound
+        return Inbound(inbound.kind, inbound.value, lookups)
+
+    async def _record(
+        self,
+        uow: UnitOfWork,
+        record: ConversationRecord,
+        turn: Turn,
+        reply: Reply,
+        outbox_topic: str | None,
+        *,
+        user_input: Inbound | None = None,
+    ) -> None:
+        now = self._clock()
+        seq = await uow.transcripts.next_seq(record.id)
+        entries: list[TranscriptEntry] = []
+        if user_input is not None:
+            shown = (
+                self.catalogs.render(turn.echo, record.state.locale)
+                if turn.echo is not None
+                else user_input.value
+            )
+            entries.append(
+                TranscriptEntry(seq, "user", {"text": shown, "kind": user_input.kind, "value": user_input.value}, now)
+            )
+            seq += 1
+        for message in reply.messages:
+            entries.append(TranscriptEntry(seq, "bot", message.to_json(), now))
+            seq += 1
+        await uow.transcripts.append(record.id, entries)
+        if outbox_topic:
+            await self._send_via_outbox(uow, record, reply, outbox_topic)
+
+    async def _send_via_outbox(
+        self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str
+    ) -> None:
+        key = record.channel_key or record.id
+        await uow.outbox.add(
+            [
+                OutboxMessage(
+                    topic,
+                    key,
+                    {
+                        "chat_id": key,
+                        "conversation_id": record.id,
+                        "locale": reply.locale,
+                        "rtl": reply.rtl,
+                        "message": m.to_json(),
+                    },
+                )
+                for m in reply.messages
+            ]
+        )
+
+    def _reply(self, record: ConversationRecord, turn: Turn) -> Reply:
+        locale = record.state.locale
+        return Reply(
+            conversation_id=record.id,
+            locale=locale,
+            step=record.state.step,
+            messages=[self._render(o, locale) for o in turn.outbound],
+            done=record.state.status != "active",
+            reference=record.reference,
+            rtl=self.catalogs.is_rtl(locale),
+            channel_key=record.channel_key,
+        )
+
+    def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:
+        return RenderedMessage(
+            self.catalogs.render(outbound.text, locale),
+            tuple(RenderedChoice(c.id, self.catalogs.render(c.label, locale)) for c in outbound.choices),
+            outbound.input,
+        )
+
+    def _stored_report(self, record: ConversationRecord, event: ReportSubmitted) -> StoredReport:
+        report = dict(event.report)
+        created_at = self._clock()
+        data = {
+            "reference": report["reference"],
+            "created_at": created_at.isoformat(),
+            "channel": record.channel,
+            **report,
+        }
+        return StoredReport(
+            reference=report["reference"],
+            conversation_id=record.id,
+            created_at=created_at,
+            channel=record.channel,
+            locale=report["locale"],
+            priority=report["priority"],
+            data=data,
+        )

@@ -1,0 +1,1 @@
+"""The conversations the bot can hold, as data (steps, choices, branches, words)."""

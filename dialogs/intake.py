@@ -1,0 +1,558 @@
+"""The intake conversation, as data.
+
+Step ids and choice ids are a public contract (frontends, analytics, stored conversations):
+never rename one. Add a new step and keep old conversations working instead.
+The words follow the regulator's facts (shared/mission) in our own plain English; every
+string is a gettext message id, extracted by Babel (`T` and `P` are the keywords).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.engine.dialog import Answers, Branch, ChoiceDef, Dialog, Step
+from bot.engine.types import P, T, Text
+from dialogs import validators
+from dialogs.languages import LANGUAGES
+
+POOR_OR_MIXED = ("poor", "mixed")
+MHA_SERVICES = ("mental_health", "hospital")
+
+
+def _poor(a: Answers) -> bool:
+    return a.get("experience") in POOR_OR_MIXED
+
+
+def _good_only(a: Answers) -> bool:
+    return a.get("experience") == "good"
+
+
+def _mha_applies(a: Answers) -> bool:
+    return _poor(a) and a.get("service_type") in MHA_SERVICES
+
+
+def _gave_email(a: Answers) -> bool:
+    email = a.get("contact_email")
+    return bool(email) and email != "skip"
+
+
+def _no_email(a: Answers) -> bool:
+    return not _gave_email(a)
+
+
+def _wants_contact(a: Answers) -> bool:
+    return a.get("contact") == "yes" and a.get("contact_phone") != "no_contact"
+
+
+def _c(choice_id: str, label: Text, note: Text | None = None, when: Any = None) -> ChoiceDef:
+    return ChoiceDef(choice_id, label, note, when)
+
+
+YES, NO, NOT_SURE = T("Yes"), T("No"), T("I'm not sure")
+
+# After relationship (and the whistleblowing detour): poor care asks when; good care goes to
+# the account itself.
+AFTER_RELATIONSHIP = (Branch("when", _poor), Branch("what_happened"))
+AFTER_COMPLAINT_INFO = (Branch("mha", _mha_applies), Branch("contact"))
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        "welcome",
+        "choice",
+        prompt=(
+            T(
+                "Hello. This is the Care Quality Commission's feedback service. We check health "
+                "and social care in England."
+            ),
+            T(
+                "Tell us about care you had, or care you saw. We want to hear about poor care, "
+                "abuse and neglect. We also want to hear about good care."
+            ),
+            T("If someone is in danger right now, call 999."),
+            T(
+                "What you tell us is kept private and used to check on care services. Choose "
+                "\"Privacy\" to read how we use it."
+            ),
+        ),
+        choices=(
+            _c("start", T("Start")),
+            _c("privacy", T("Privacy")),
+            _c("language", T("Language")),
+        ),
+        next=(Branch("experience"),),
+    ),
+    Step("language", "language", prompt=(T("Which language would you like to use?"),)),
+    Step(
+        "experience",
+        "choice",
+        prompt=(T("Was the care poor, good, or both?"),),
+        choices=(
+            _c("poor", T("Poor")),
+            _c("good", T("Good")),
+            _c("mixed", T("Both good and poor")),
+        ),
+        next=(Branch("service_type"),),
+        summary_label=T("Kind of experience"),
+    ),
+    Step(
+        "service_type",
+        "choice",
+        prompt=(T("What type of service was it?"),),
+        choices=(
+            _c("hospital", T("Hospital")),
+            _c("care_home", T("Care home")),
+            _c("home_care", T("Home care agency")),
+            _c("hospice", T("Hospice")),
+            _c("gp", T("GP practice, walk-in centre or out-of-hours service")),
+            _c("dentist", T("Dentist")),
+            _c("community", T("Community care, like district nurses or health visitors")),
+            _c("clinic", T("Clinic, like family planning, slimming or cosmetic surgery")),
+            _c("mental_health", T("Community mental health service")),
+            _c("ambulance", T("Ambulance service")),
+            _c("childrens_social_care", T("Children's social care")),
+            _c("other", T("Something else, or I'm not sure")),
+        ),
+        next=(
+            Branch("not_covered", lambda a: a.get("service_type") == "childrens_social_care"),
+            Branch("service_other", lambda a: a.get("service_type") == "other"),
+            Branch("provider"),
+        ),
+        summary_label=T("Type of service"),
+        help=T("Pick the closest one. If none fits, choose \"Something else, or I'm not sure\"."),
+    ),
+    Step(
+        "not_covered",
+        "choice",
+        prompt=(
+            T(
+                "We do not check children's social care. Ofsted does. Please contact Ofsted "
+                "about it. We have not kept anything you told us."
+            ),
+            T("Do you want to tell us about a different service?"),
+        ),
+        choices=(
+            _c("change_service", T("Choose a different service")),
+            _c("end", T("End here"), note=T("Thank you. Goodbye.")),
+        ),
+        next=(Branch("service_type"),),
+        exits={"end": "end"},
+    ),
+    Step(
+        "service_other",
+        "text",
+        prompt=(T("Please describe the service in a few words. For example: \"a private clinic\" or \"care at home\"."),),
+        max_length=1500,
+        next=(Branch("provider"),),
+        summary_label=T("About the service"),
+    ),
+    Step(
+        "provider",
+        "lookup",
+        prompt=(
+            T(
+                "What is the name of the service, and where is it? Type the name and the town, "
+                "street or postcode."
+            ),
+        ),
+        max_length=1500,
+        next=(Branch("relationship"),),
+        summary_label=T("Service"),
+        help=T(
+            "Type what you know, like \"Oak House care home, Leeds\" or a postcode. We will look "
+            "it up in our list of services. If we cannot find it, we keep what you typed."
+        ),
+    ),
+    Step(
+        "relationship",
+        "choice",
+        prompt=(T("How do you know about this care?"),),
+        choices=(
+            _c("self", T("It was my care")),
+            _c("friend_family", T("It was a friend's or relative's care")),
+            _c("work", T("Through my job or voluntary work")),
+        ),
+        next=(Branch("works_there", lambda a: a.get("relationship") == "work"), *AFTER_RELATIONSHIP),
+        summary_label=T("How you know"),
+    ),
+    Step(
+        "works_there",
+        "choice",
+        prompt=(
+            T(
+                "Do you work for this service, or did you in the past? This includes working "
+                "as a volunteer or a contractor."
+            ),
+        ),
+        choices=(_c("yes", YES), _c("no", NO)),
+        next=(Branch("whistleblowing", lambda a: a.get("works_there") == "yes"), *AFTER_RELATIONSHIP),
+        summary_label=T("You work or worked there"),
+    ),
+    Step(
+        "whistleblowing",
+        "info",
+        prompt=(
+            T("Thank you. We want to hear from people who work in care. What you tell us helps us check the service."),
+            T(
+                "Please know this: we cannot protect you if your employer takes action against "
+                "you. Please also follow your employer's whistleblowing process. Every care "
+                "service must have one."
+            ),
+            T(
+                "The law may protect you. You may want advice from a union, a lawyer or a "
+                "whistleblowing advice charity."
+            ),
+            T(
+                "If you ever go to an employment tribunal, it may help you that you told us "
+                "about your worries."
+            ),
+        ),
+        next=AFTER_RELATIONSHIP,
+    ),
+    Step(
+        "when",
+        "text",
+        prompt=(
+            T(
+                "When did it happen? A date, a month, or \"still happening\" is fine. If you are "
+                "not sure, choose Skip."
+            ),
+        ),
+        max_length=1000,
+        skippable=lambda a: True,
+        next=(Branch("service_part"),),
+        summary_label=T("When"),
+    ),
+    Step(
+        "service_part",
+        "text",
+        prompt=(
+            T(
+                "Which part of the service was it? For example a ward, a floor, a room or a team. "
+                "If you do not know, choose Skip."
+            ),
+        ),
+        max_length=1000,
+        skippable=lambda a: True,
+        next=(Branch("what_happened"),),
+        summary_label=T("Part of the service"),
+    ),
+    Step(
+        "what_happened",
+        "text",
+        prompt=lambda a: (
+            (T("Thank you. Telling us about good care helps all services learn and get better."),)
+            if _good_only(a)
+            else ()
+        )
+        + (
+            T(
+                "Please tell us what happened. More detail helps us: what happened, who was "
+                "involved or their jobs, and examples."
+            ),
+            T(
+                "If you do not want the service to know it was you, leave out details that "
+                "could identify you."
+            ),
+        ),
+        max_length=20000,
+        next=(Branch("risk", _poor), Branch("contact")),
+        summary_label=T("What happened"),
+    ),
+    Step(
+        "risk",
+        "choice",
+        prompt=(T("Is anyone at risk of harm or abuse right now?"),),
+        choices=(
+            _c(
+                "yes",
+                YES,
+                note=T(
+                    "If someone is in danger right now, call 999. We will treat your report as "
+                    "urgent. When someone is at risk, we pass information to the police or the "
+                    "local council, who can act at once to protect them."
+                ),
+            ),
+            _c("no", NO),
+            _c(
+                "not_sure",
+                NOT_SURE,
+                note=T(
+                    "Thank you. We will look at your report urgently. If someone is in danger "
+                    "right now, call 999."
+                ),
+            ),
+        ),
+        next=(Branch("authorities"),),
+        summary_label=T("Someone at risk now"),
+    ),
+    Step(
+        "authorities",
+        "choice",
+        prompt=(
+            T(
+                "Have you told the police or the local council's safeguarding team? This helps "
+                "us know who already knows."
+            ),
+        ),
+        choices=(
+            _c("police", T("The police")),
+            _c("council", T("The council's safeguarding team")),
+            _c("both", T("Both")),
+            _c("neither", T("Neither")),
+        ),
+        next=(Branch("complaint"),),
+        summary_label=T("Told the police or council"),
+    ),
+    Step(
+        "complaint",
+        "choice",
+        prompt=(T("Have you told the service about this?"),),
+        choices=(
+            _c("told", T("Yes, I told them")),
+            _c("formal", T("Yes, I made a formal complaint")),
+            _c("not_yet", T("Not yet")),
+        ),
+        next=(Branch("complaint_info"),),
+        summary_label=T("Told the service"),
+    ),
+    Step(
+        "complaint_info",
+        "info",
+        prompt=(
+            T(
+                "You have the right to complain to the organisation that gave the care or paid "
+                "for it. Every service must have a complaints process and must answer a formal "
+                "complaint."
+            ),
+            T(
+                "We cannot make your complaint for you or take it up for you. This is because "
+                "we do not have the power to look into single complaints or settle them."
+            ),
+            T(
+                "But please tell us too, as you are doing now. It helps us see how well the "
+                "service cares for people, and it can protect others."
+            ),
+        ),
+        next=AFTER_COMPLAINT_INFO,
+    ),
+    Step(
+        "mha",
+        "choice",
+        prompt=(
+            T(
+                "Are the person's rights restricted under the Mental Health Act? For example, "
+                "are they detained in hospital, or on a community treatment order?"
+            ),
+        ),
+        choices=(
+            _c(
+                "yes",
+                YES,
+                note=T(
+                    "This is the one time we can sometimes act for someone. In some cases we can "
+                    "act for a person whose rights are restricted under the Mental Health Act. "
+                    "You can also complain to us about how the Act was used. Search \"CQC "
+                    "complain about the Mental Health Act\" to find out how."
+                ),
+            ),
+            _c("no", NO),
+            _c("not_sure", NOT_SURE),
+        ),
+        next=(Branch("contact"),),
+        summary_label=T("Mental Health Act"),
+    ),
+    Step(
+        "contact",
+        "choice",
+        prompt=(
+            T(
+                "May we contact you to find out more? You do not have to say yes. But we can do "
+                "more with feedback when we can ask you about it."
+            ),
+            T(
+                "We keep your details private. We only share them if someone is at risk of harm, "
+                "if a crime has happened, or if another organisation must act to keep people safe."
+            ),
+        ),
+        choices=(
+            _c("yes", YES),
+            _c("no", NO, note=T("That is fine. We will still read and use what you told us.")),
+        ),
+        next=(Branch("contact_name", lambda a: a.get("contact") == "yes"), Branch("summary")),
+        summary_label=T("May we contact you"),
+    ),
+    Step(
+        "contact_name",
+        "text",
+        prompt=(T("What is your name?"),),
+        max_length=500,
+        validate=validators.person_name,
+        next=(Branch("contact_email"),),
+        summary_label=T("Your name"),
+    ),
+    Step(
+        "contact_email",
+        "text",
+        prompt=(T("What is your email address? If you would rather give a phone number, choose Skip."),),
+        max_length=validators.EMAIL_MAX,
+        validate=validators.email_address,
+        skippable=lambda a: True,
+        next=(Branch("contact_phone"),),
+        summary_label=T("Email"),
+    ),
+    Step(
+        "contact_phone",
+        "text",
+        prompt=lambda a: (
+            (T("What is your UK phone number? If you do not want to give one, choose Skip."),)
+            if _gave_email(a)
+            else (T("What is your UK phone number? We need an email address or a phone number to contact you."),)
+        ),
+        choices=(
+            _c("no_contact", T("Do not contact me"), when=_no_email),
+        ),
+        max_length=validators.PHONE_MAX,
+        validate=validators.uk_phone,
+        skippable=_gave_email,
+        next=(Branch("alerts", _gave_email), Branch("summary")),
+        summary_label=T("Phone"),
+    ),
+    Step(
+        "alerts",
+        "choice",
+        prompt=(
+            T(
+                "Would you like an email when we publish a new inspection report on this service?"
+            ),
+        ),
+        choices=(_c("yes", YES), _c("no", NO)),
+        next=(Branch("summary"),),
+        summary_label=T("Email alerts"),
+    ),
+    Step(
+        "summary",
+        "summary",
+        choices=(
+            _c("submit", T("Send my report")),
+            _c("edit", T("Change an answer")),
+            _c("restart", T("Start again")),
+        ),
+    ),
+    Step("edit_answer", "edit"),
+    Step(
+        "submitted",
+        "final",
+        prompt=(
+            T("Thank you. We have your report. Your reference number is {reference}."),
+            T(
+                "What happens next: we read every report. We look at urgent ones first. We may "
+                "ask the service to respond, meet its managers, share what you told us with "
+                "other organisations, or inspect it. We can also warn or fine a service, or put "
+                "conditions on it. In the worst cases we can close it."
+            ),
+            T(
+                "If you gave us your email address, we will email you to say we got your report. "
+                "You may not hear more from us, but we will still use what you told us."
+            ),
+        ),
+    ),
+    Step("cancelled", "final"),
+    Step("ended", "final"),
+)
+
+MESSAGES: dict[str, Text] = {
+    "choose_one": T("Sorry, I did not understand. Please choose one of the options, or type its number."),
+    "stale_choice": T("That button was for an earlier question. Here is the question we are on now."),
+    "empty_text": T("Please type your answer."),
+    "too_long": P(
+        "That is too long. It has {length} characters, and the limit is {limit} character. Please make it shorter.",
+        "That is too long. It has {length} characters, and the limit is {limit} characters. Please make it shorter.",
+        2,
+    ),
+    "help": T(
+        "Answer the question, or use these commands at any time: back (go back one question), "
+        "restart (start again), privacy, language, cancel (stop and keep nothing). If someone is "
+        "in danger right now, call 999."
+    ),
+    "privacy": T(
+        "Your privacy: we keep what you tell us private. We only share it when someone is at "
+        "risk of harm, when a crime has happened, or when another organisation must act to keep "
+        "people safe. If you cancel, we keep nothing. Read our full privacy notice: {privacy_url}"
+    ),
+    "cannot_go_back": T("This is the first question, so there is nothing to go back to."),
+    "cancelled": T("You have cancelled. We have not kept anything you told us. You can start again at any time."),
+    "ended": T("This conversation has ended. To tell us about something else, please start a new one."),
+    "already_submitted": T(
+        "Your report has been sent. Its reference number is {reference}. It cannot be changed now. "
+        "To tell us something new, please start a new conversation."
+    ),
+    "restarted": T("Let's start again."),
+    "no_matches": T(
+        "I could not find that service in our list. That is fine: we have kept what you typed."
+    ),
+    "matches_intro": T("Is it one of these? If not, choose \"None of these\", or type the name again."),
+    "preselected_intro": T("Is this the service you want to tell us about?"),
+    "summary_intro": T("Here are your answers. Please check them before you send your report."),
+    "summary_line": T("{label}: {answer}"),
+    "skipped": T("(skipped)"),
+    "edit_intro": T("Which answer do you want to change?"),
+    "language_changed": T("OK. I will speak English."),
+}
+
+COMMON_CHOICES: dict[str, Text] = {
+    "skip": T("Skip"),
+    "continue": T("Continue"),
+    "none": T("None of these"),
+    "summary": T("Back to the summary"),
+}
+
+
+def build_report(answers: Answers) -> dict[str, Any]:
+    """The record the intake team reads: choice ids, free text verbatim, nothing rendered."""
+
+    def value(key: str) -> Any:
+        raw = answers.get(key)
+        return None if raw in (None, "skip") else raw
+
+    provider = answers.get("provider") or {}
+    contact = None
+    if _wants_contact(answers):
+        contact = {
+            "name": value("contact_name"),
+            "email": value("contact_email"),
+            "phone": value("contact_phone"),
+        }
+    risk = value("risk")
+    priority = {"yes": "urgent", "not_sure": "urgent_review"}.get(risk or "", "routine")
+    return {
+        "priority": priority,
+        "urgent": priority == "urgent",
+        "urgent_review": priority == "urgent_review",
+        "experience": value("experience"),
+        "service_type": value("service_type"),
+        "service_other": value("service_other"),
+        "provider_text": provider.get("text"),
+        "location_id": provider.get("location_id"),
+        "provider_name": provider.get("name"),
+        "relationship": value("relationship"),
+        "works_there": value("works_there"),
+        "when": value("when"),
+        "service_part": value("service_part"),
+        "what_happened": value("what_happened"),
+        "risk": risk,
+        "authorities": value("authorities"),
+        "complaint": value("complaint"),
+        "mha": value("mha"),
+        "contact": contact,
+        "alerts": value("alerts") if contact and contact.get("email") else None,
+    }
+
+
+INTAKE = Dialog(
+    steps=STEPS,
+    first_step="welcome",
+    build_report=build_report,
+    messages=MESSAGES,
+    common_choices=COMMON_CHOICES,
+    languages=LANGUAGES,
+)

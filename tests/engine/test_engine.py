@@ -1,0 +1,136 @@
+"""The engine on its own: purity, persistence of state, limits, commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.engine import engine as engine_module
+from bot.engine.engine import MAX_HISTORY, Engine, clean_text
+from bot.engine.types import ConversationState, Inbound, LocaleChanged, Text
+from bot.i18n import Catalogs
+from dialogs.diagram import mermaid
+from dialogs.intake import INTAKE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(INTAKE)
+
+
+@pytest.fixture(scope="module")
+def render():  # type: ignore[no-untyped-def]
+    catalogs = Catalogs(globals_={"privacy_url": "https://example.org/privacy"})
+    return catalogs.translator("en")
+
+
+def drive(engine: Engine, render, *inputs: tuple[str, str]) -> ConversationState:  # type: ignore[no-untyped-def]
+    state = engine.start("en").state
+    for kind, value in inputs:
+        lookups = {"directory_matches": []} if state.step == "provider" else {}
+        state = engine.handle(state, Inbound(kind, value, lookups), render).state  # type: ignore[arg-type]
+    return state
+
+
+def test_one_machine_is_shared_by_every_conversation(engine: Engine, render, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    built: list[object] = []
+    original = engine_module.Machine.__init__
+
+    def counting_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module.Machine, "__init__", counting_init)
+    for _ in range(20):
+        drive(engine, render, ("choice", "start"), ("choice", "poor"), ("choice", "hospital"))
+    assert built == []
+
+
+def test_state_survives_a_json_round_trip_between_turns(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = engine.start("en").state
+    for kind, value in [("choice", "start"), ("choice", "poor"), ("choice", "gp"), ("text", "Qwxz Zzyq")]:
+        stored = json.loads(json.dumps(state.to_json()))
+        state = ConversationState.from_json(stored)
+        lookups = {"directory_matches": []} if state.step == "provider" else {}
+        state = engine.handle(state, Inbound(kind, value, lookups), render).state  # type: ignore[arg-type]
+    assert state.step == "relationship"
+    assert state.answers["provider"] == {"text": "Qwxz Zzyq", "location_id": None, "name": None}
+
+
+def test_handle_does_not_mutate_the_state_it_was_given(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(engine, render, ("choice", "start"))
+    before = json.dumps(state.to_json(), sort_keys=True)
+    engine.handle(state, Inbound("choice", "poor"), render)
+    assert json.dumps(state.to_json(), sort_keys=True) == before
+
+
+def test_text_over_the_step_limit_is_refused_with_the_numbers(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(engine, render, ("choice", "start"), ("choice", "poor"), ("choice", "gp"), ("text", "Qwxz"), ("choice", "self"))
+    assert state.step == "when"
+    turn = engine.handle(state, Inbound("text", "x" * 1001), render)
+    assert turn.state.step == "when"
+    said = render(turn.outbound[0].text)
+    assert "1,001" in said and "1,000" in said
+    assert "when" not in turn.state.answers
+
+
+def test_language_switch_keeps_step_and_answers(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(engine, render, ("choice", "start"), ("choice", "poor"))
+    turn = engine.handle(state, Inbound("command", "language"), render)
+    assert turn.state.step == "language"
+    choices = [c.id for c in turn.outbound[-1].choices]
+    assert choices[:2] == ["en", "cy"] and len(choices) == 12
+    turn = engine.handle(turn.state, Inbound("choice", "pl"), render)
+    assert turn.state.step == "service_type"
+    assert turn.state.locale == "pl"
+    assert turn.state.answers == {"welcome": "start", "experience": "poor"}
+    assert LocaleChanged("pl") in turn.events
+
+
+def test_typed_commands_and_labels(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(engine, render, ("choice", "start"))
+    assert engine.handle(state, Inbound("text", "/back"), render).state.step == "welcome"
+    assert engine.handle(state, Inbound("text", "  POOR! "), render).state.step == "service_type"
+    assert engine.handle(state, Inbound("text", "/help@IntakeBot"), render).state.step == "experience"
+    # Not a command, not a label: re-prompted, nothing stored.
+    turn = engine.handle(state, Inbound("text", "/rm -rf"), render)
+    assert turn.state.step == "experience" and "experience" not in turn.state.answers
+
+
+def test_history_is_bounded(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(engine, render, ("choice", "start"))
+    for _ in range(MAX_HISTORY + 20):
+        state = engine.handle(state, Inbound("choice", "poor"), render).state
+        state = engine.handle(state, Inbound("command", "back"), render).state
+    assert len(state.history) <= MAX_HISTORY
+
+
+def test_clean_text_keeps_markup_and_removes_invisible_controls() -> None:
+    assert clean_text("  <b>hi</b>\u202e\u0000 ") == "<b>hi</b>"
+    assert clean_text("a\r\n\r\n\r\n\r\nb") == "a\n\nb"
+    assert clean_text("cafe\u0301") == "café"
+
+
+def test_every_message_renders_in_english(render) -> None:  # type: ignore[no-untyped-def]
+    for key, text in INTAKE.messages.items():
+        out = render(Text(text.msgid, (("reference", "X"), ("label", "L"), ("answer", "A"), ("length", "2"), ("limit", "1")), text.plural, text.n))
+        assert "{" not in out, key
+
+
+def test_the_diagram_beside_the_dialogue_is_up_to_date() -> None:
+    stored = (ROOT / "dialogs" / "intake.mmd").read_text(encoding="utf-8")
+    assert stored == mermaid(INTAKE), "run `make diagram` and commit dialogs/intake.mmd"
+
+
+def test_unknown_branch_target_is_rejected() -> None:
+    from dataclasses import replace
+
+    from bot.engine.dialog import Branch
+
+    broken_steps = [replace(s, next=(Branch("nowhere"),)) if s.id == "experience" else s for s in INTAKE.steps]
+    with pytest.raises(ValueError, match="nowhere"):
+        Engine(replace(INTAKE, steps=tuple(broken_steps)))
