@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.appkeys import SERVICE, SETTINGS, STORAGE
 from bot.config import Settings
 from bot.engine.engine import Engine
 from bot.i18n import Catalogs
@@ -25,9 +26,7 @@ from storage.sqlalchemy_storage import create_storage
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
-SERVICE = web.AppKey("service", IntakeService)
+__all__ = ["SERVICE", "SETTINGS", "STORAGE", "build_app", "build_service"]
 
 
 def build_catalogs(settings: Settings) -> Catalogs:

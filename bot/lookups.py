@@ -20,12 +20,15 @@ class DirectoryLookup:
     def __init__(self, repository: DirectoryRepository, *, check_every_seconds: float = 60.0) -> None:
         self._repository = repository
         self._index = DirectoryIndex.build([])
+        self._by_id: dict[str, DirectoryLocation] = {}
         self._version: str | None = None
         self._checked_at = 0.0
         self._check_every = check_every_seconds
         self._lock = asyncio.Lock()
 
     async def refresh(self, *, force: bool = False) -> None:
+        """Reload when the stored directory changed. Call it OUTSIDE a unit of work: on SQLite
+        there is one connection, and the turn's transaction holds it."""
         now = time.monotonic()
         if not force and now - self._checked_at < self._check_every:
             return
@@ -37,6 +40,7 @@ class DirectoryLookup:
                 locations = await self._repository.all()
                 # Building the index is CPU work; keep the event loop answering meanwhile.
                 self._index = await asyncio.to_thread(DirectoryIndex.build, locations)
+                self._by_id = {loc.location_id: loc for loc in locations}
                 self._version = version
                 log.info("directory index loaded: %d locations", len(locations))
             self._checked_at = time.monotonic()
@@ -45,8 +49,9 @@ class DirectoryLookup:
         matches = self._index.search(query, service_type=service_type, limit=limit)
         return [_as_tuple(m.location) for m in matches]
 
-    async def get(self, location_id: str) -> MatchTuple | None:
-        location = await self._repository.get(location_id)
+    def get(self, location_id: str) -> MatchTuple | None:
+        """A location by id from memory (deep links), without touching the database."""
+        location = self._by_id.get(location_id)
         return _as_tuple(location) if location else None
 
 

@@ -166,12 +166,8 @@ class IntakeService:
     ) -> Reply:
         """Open a new conversation and say the welcome."""
         locale = self.catalogs.negotiate(*locale_hints)
-        lookups: dict[str, Any] = {}
-        if start_param:
-            found = await self.directory.get(start_param)
-            if found:
-                lookups["preselected"] = found
-        turn = self.engine.start(locale, lookups)
+        await self.directory.refresh()
+        turn = self.engine.start(locale, self._start_lookups(start_param))
         now = self._clock()
         token = secrets.token_urlsafe(32) if with_token else None
         record = ConversationRecord(
@@ -200,6 +196,7 @@ class IntakeService:
         outbox_topic: str | None = None,
     ) -> Reply:
         """Apply one inbound message; a repeated `message_id` returns the first reply."""
+        await self.directory.refresh()
         for _attempt in range(MAX_REFERENCE_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
@@ -230,6 +227,7 @@ class IntakeService:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
         open a new one, apply the message, all in one transaction; idempotent on
         (`scope`, `message_id`) across the whole channel."""
+        await self.directory.refresh()
         async with self.storage.unit_of_work() as uow:
             prior = await uow.inbound.get(scope, message_id)
             if prior is not None:
@@ -239,12 +237,8 @@ class IntakeService:
             record = await uow.conversations.find_active(channel, channel_key, for_update=True)
             if record is None:
                 locale = self.catalogs.negotiate(*locale_hints)
-                lookups: dict[str, Any] = {}
-                if inbound.kind == "start" and inbound.value:
-                    found = await self.directory.get(inbound.value)
-                    if found:
-                        lookups["preselected"] = found
-                turn = self.engine.start(locale, lookups)
+                start_param = inbound.value if inbound.kind == "start" else None
+                turn = self.engine.start(locale, self._start_lookups(start_param))
                 now = self._clock()
                 record = ConversationRecord(
                     id=str(uuid.uuid4()),
@@ -306,7 +300,7 @@ class IntakeService:
                 replayed = Reply.from_json(prior)
                 replayed.replayed = True
                 return replayed
-        inbound = await self._with_lookups(record.state, inbound)
+        inbound = self._with_lookups(record.state, inbound)
         turn = self.engine.handle(record.state, inbound, self.catalogs.translator(record.state.locale))
         record.state = turn.state
         record.updated_at = self._clock()
@@ -330,11 +324,17 @@ class IntakeService:
             await uow.inbound.put(scope, message_id, reply.to_json())
         return reply
 
-    async def _with_lookups(self, state: ConversationState, inbound: Inbound) -> Inbound:
+    def _start_lookups(self, start_param: str | None) -> dict[str, Any]:
+        """A deep link naming a directory location pre-selects it for confirmation."""
+        found = self.directory.get(start_param) if start_param else None
+        return {"preselected": found} if found else {}
+
+    def _with_lookups(self, state: ConversationState, inbound: Inbound) -> Inbound:
+        """Data the pure engine needs for this turn, fetched from memory (no I/O here: the
+        directory index was refreshed before the transaction began)."""
         lookups: dict[str, Any] = {}
         step = self.engine.dialog.by_id.get(state.step)
         if step is not None and step.kind == "lookup" and inbound.kind == "text" and not inbound.value.startswith("/"):
-            await self.directory.refresh()
             service_type = state.answers.get("service_type")
             lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
         if state.step == "summary":

@@ -1,0 +1,17 @@
+"""Typed keys for what the composition root puts on the aiohttp application.
+
+Channels import these, never `bot.app`: the app knows the concrete adapters (storage,
+dialogs), and channels must stay independent of them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.ports import Storage
+from bot.service import IntakeService
+
+SETTINGS = web.AppKey("settings", Settings)
+STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+SERVICE = web.AppKey("service", IntakeService)

@@ -1,0 +1,161 @@
+"""The tables, as SQLAlchemy 2 declarative models.
+
+The repositories use Core statements on these tables (no ORM identity map: one turn is a few
+small statements, and the domain objects are the dataclasses of `bot.ports`). The initial
+Alembic revision mirrors this file by hand; `tests/storage/test_storage_migrations.py` proves
+that they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.coltypes import JSONType, UTCDateTime
+
+#: Explicit constraint names, so the hand-written migration and the models name things alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_channel_key", "channel", "channel_key", "status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    channel_key: Mapped[str | None] = mapped_column(String(128))
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: Copied from `state["status"]` so that `find_active` can use the index.
+    status: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TranscriptEntryRow(Base):
+    __tablename__ = "transcript_entries"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(8))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboundMessageRow(Base):
+    """The reply given to each inbound message id: a redelivered message gets the same reply."""
+
+    __tablename__ = "inbound_messages"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reply: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ReportRow(Base):
+    __tablename__ = "reports"
+
+    reference: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # The claim query: pending messages of a topic, per ordering key, oldest first.
+        Index("ix_outbox_claim", "topic", "status", "ordering_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    ordering_key: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DirectoryLocationRow(Base):
+    """One location of the regulator's public directory, replaced wholesale on import."""
+
+    __tablename__ = "directory_locations"
+
+    location_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    also_known_as: Mapped[str] = mapped_column(Text)
+    address: Mapped[str] = mapped_column(Text)
+    postcode: Mapped[str] = mapped_column(String(16))
+    phone: Mapped[str] = mapped_column(String(64))
+    website: Mapped[str] = mapped_column(Text)
+    service_types: Mapped[list[str]] = mapped_column(JSONType)
+    specialisms: Mapped[list[str]] = mapped_column(JSONType)
+    provider_name: Mapped[str] = mapped_column(Text)
+    provider_id: Mapped[str] = mapped_column(String(32))
+    local_authority: Mapped[str] = mapped_column(Text)
+    region: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    last_checked: Mapped[date | None] = mapped_column(Date)
+
+
+class DirectoryMetaRow(Base):
+    """A single row (id 1): the directory's version, so workers know when to reload."""
+
+    __tablename__ = "directory_meta"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[str] = mapped_column(String(64))
+    produced_on: Mapped[str | None] = mapped_column(String(32))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+metadata = Base.metadata
+
+conversations: Table = ConversationRow.__table__  # type: ignore[assignment]
+transcript_entries: Table = TranscriptEntryRow.__table__  # type: ignore[assignment]
+inbound_messages: Table = InboundMessageRow.__table__  # type: ignore[assignment]
+reports: Table = ReportRow.__table__  # type: ignore[assignment]
+outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
+directory_locations: Table = DirectoryLocationRow.__table__  # type: ignore[assignment]
+directory_meta: Table = DirectoryMetaRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,150 @@
+"""`bot.ports.Storage` over SQLAlchemy: the unit of work and the storage handle."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from bot.ports import StorageError
+from storage.db import Clock, Db, utc_now
+from storage.directory import SqlDirectory
+from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
+from storage.errors import storage_errors, translate
+from storage.outbox import SqlOutbox
+from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, SqlTranscripts
+
+log = logging.getLogger(__name__)
+
+
+class SqlUnitOfWork:
+    """One connection, one transaction; leaving without `commit()` rolls back.
+
+    On SQLite the connection is the single writer, so keep a unit of work short and never open
+    a second one (or call `storage.directory`) inside it: it would wait for itself.
+    """
+
+    conversations: SqlConversations
+    inbound: SqlInboundLog
+    transcripts: SqlTranscripts
+    reports: SqlReports
+    outbox: SqlOutbox
+
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._connection: AsyncConnection | None = None
+        self._transaction: AsyncTransaction | None = None
+        self._db: Db | None = None
+
+    async def __aenter__(self) -> Self:
+        connection: AsyncConnection | None = None
+        try:
+            with storage_errors():
+                connection = await self._engine.connect()
+                self._transaction = await connection.begin()
+        except BaseException:
+            if connection is not None:
+                await _close_quietly(connection)
+            raise
+        self._connection = connection
+        self._db = db = Db(connection, self._clock)
+        self.conversations = SqlConversations(db)
+        self.inbound = SqlInboundLog(db)
+        self.transcripts = SqlTranscripts(db)
+        self.reports = SqlReports(db)
+        self.outbox = SqlOutbox(db)
+        return self
+
+    async def commit(self) -> None:
+        if self._db is None or self._transaction is None or self._db.closed:
+            raise StorageError("commit() outside an open unit of work")
+        self._db.closed = True
+        with storage_errors():
+            await self._transaction.commit()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection, transaction = self._connection, self._transaction
+        if self._db is not None:
+            self._db.closed = True
+        self._connection = self._transaction = self._db = None
+        if connection is None:
+            return
+        try:
+            if transaction is not None and transaction.is_active:
+                await transaction.rollback()
+        except Exception as error:
+            # The connection is gone (that is usually why we are rolling back): drop it from
+            # the pool so the next unit of work connects afresh.
+            log.warning("rollback failed; discarding the connection: %r", error)
+            await _invalidate_quietly(connection)
+            if exc is None:
+                translated = translate(error)
+                if translated is None:
+                    raise
+                raise translated from error
+        finally:
+            await _close_quietly(connection)
+
+
+async def _invalidate_quietly(connection: AsyncConnection) -> None:
+    try:
+        await connection.invalidate()
+    except Exception as error:  # pragma: no cover - best effort
+        log.debug("invalidate failed: %r", error)
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    try:
+        await connection.close()
+    except Exception as error:
+        log.warning("closing a connection failed: %r", error)
+
+
+class SqlStorage:
+    """The process's handle on one database: a pool, unit-of-work factory and the directory."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self._clock = clock
+        self.directory = SqlDirectory(engine, clock)
+
+    @property
+    def backend(self) -> str:
+        """The dialect name: "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    def unit_of_work(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, self._clock)
+
+    async def ping(self) -> None:
+        with storage_errors():
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def create_storage(database_url: str, *, clock: Clock = utc_now) -> SqlStorage:
+    """Build the storage for `database_url` (sqlite[+aiosqlite] or postgresql[+asyncpg]).
+
+    Nothing is connected yet: a database that is down makes `ping()` and units of work raise
+    StorageError, not the start-up. Run `storage.migrate.upgrade` first to create the tables.
+    `clock` (aware UTC) exists so tests can move time, e.g. past an outbox lease.
+    """
+    url = normalize_url(database_url)
+    if is_sqlite(url):
+        try:
+            ensure_sqlite_directory(url)
+        except OSError as error:
+            log.warning("cannot create the SQLite directory: %r", error)
+    return SqlStorage(create_engine(url), clock=clock)

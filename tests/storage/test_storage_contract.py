@@ -1,0 +1,489 @@
+"""One contract suite, run over every backend (SQLite and PostgreSQL).
+
+After aiogram's tests/test_fsm/storage/test_storages.py: the `storage` fixture is parametrized,
+so each test states a promise of `bot.ports` that every implementation keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+import pytest
+
+from bot.engine.types import ConversationState
+from bot.ports import (
+    ConcurrencyError,
+    ConversationRecord,
+    DirectoryLocation,
+    DuplicateError,
+    OutboxMessage,
+    StorageError,
+    StoredReport,
+    TranscriptEntry,
+)
+from storage.sqlalchemy_storage import SqlStorage
+
+
+class Clock(Protocol):
+    """The `clock` fixture: real time plus an offset the test advances."""
+
+    def advance(self, seconds: float) -> None: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def conversation(
+    conversation_id: str = "c1",
+    *,
+    channel: str = "telegram",
+    channel_key: str | None = "chat-1",
+    status: str = "active",
+    created_at: datetime | None = None,
+) -> ConversationRecord:
+    at = created_at or _now()
+    return ConversationRecord(
+        id=conversation_id,
+        channel=channel,  # type: ignore[arg-type]
+        state=ConversationState(step="start", answers={"n": 0}, status=status),  # type: ignore[arg-type]
+        created_at=at,
+        updated_at=at,
+        token_hash="ab" * 32,
+        channel_key=channel_key,
+    )
+
+
+def report(
+    reference: str, priority: str, created_at: datetime, conversation_id: str = ""
+) -> StoredReport:
+    return StoredReport(
+        reference=reference,
+        conversation_id=conversation_id or f"conv-{reference}",
+        created_at=created_at,
+        channel="web",
+        locale="en",
+        priority=priority,  # type: ignore[arg-type]
+        data={"what_happened": "text", "urgent": priority == "urgent"},
+    )
+
+
+def location(location_id: str, name: str = "Rose House", **fields: object) -> DirectoryLocation:
+    return DirectoryLocation(location_id=location_id, name=name, **fields)  # type: ignore[arg-type]
+
+
+async def add_outbox(storage: SqlStorage, *messages: tuple[str, str]) -> list[int]:
+    """Add (ordering_key, label) messages to topic "send"; returns their ids."""
+    batch = [OutboxMessage("send", key, {"label": label}) for key, label in messages]
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add(batch)
+        await uow.commit()
+    return [message.id for message in batch if message.id is not None]
+
+
+async def claim_labels(storage: SqlStorage, limit: int = 10, lease: float = 60) -> list[str]:
+    async with storage.unit_of_work() as uow:
+        claimed = await uow.outbox.claim("send", limit=limit, lease_seconds=lease)
+        await uow.commit()
+    return [message.payload["label"] for message in claimed]
+
+
+class TestStorageContract:
+    # -- conversations -------------------------------------------------------------------
+
+    async def test_conversation_round_trip(self, storage: SqlStorage) -> None:
+        record = conversation()
+        record.state.scratch = {"matches": [{"id": "1-1", "name": "Rosé"}]}
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(record)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            loaded = await uow.conversations.get("c1")
+            missing = await uow.conversations.get("nope")
+        assert missing is None
+        assert loaded is not None
+        assert loaded.state == record.state
+        assert loaded.channel == "telegram"
+        assert loaded.channel_key == "chat-1"
+        assert loaded.token_hash == "ab" * 32
+        assert loaded.revision == 0
+        assert loaded.created_at == record.created_at
+        assert loaded.created_at.tzinfo is not None
+        assert loaded.created_at.utcoffset() == timedelta(0)
+
+    async def test_conversation_add_twice_is_a_duplicate(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            with pytest.raises(DuplicateError):
+                await uow.conversations.add(conversation())
+            await uow.commit()
+
+    async def test_update_increments_revision_and_rejects_stale_writes(
+        self, storage: SqlStorage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            first = await uow.conversations.get("c1")
+        async with storage.unit_of_work() as uow:
+            second = await uow.conversations.get("c1")
+        assert first is not None and second is not None
+
+        async with storage.unit_of_work() as uow:
+            first.state.step = "experience"
+            await uow.conversations.update(first)
+            await uow.commit()
+        assert first.revision == 1
+
+        async with storage.unit_of_work() as uow:
+            second.state.step = "other"
+            with pytest.raises(ConcurrencyError):
+                await uow.conversations.update(second)
+        assert second.revision == 0
+
+        async with storage.unit_of_work() as uow:
+            loaded = await uow.conversations.get("c1")
+        assert loaded is not None
+        assert (loaded.state.step, loaded.revision) == ("experience", 1)
+
+    async def test_update_saves_status_reference_and_channel_key(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record = await uow.conversations.find_active("telegram", "chat-1", for_update=True)
+            assert record is not None
+            record.state.status = "submitted"
+            record.reference = "ABC-123"
+            record.channel_key = "chat-2"
+            await uow.conversations.update(record)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.conversations.find_active("telegram", "chat-1") is None
+            assert await uow.conversations.find_active("telegram", "chat-2") is None
+            loaded = await uow.conversations.get("c1")
+        assert loaded is not None
+        assert (loaded.state.status, loaded.reference, loaded.channel_key) == (
+            "submitted",
+            "ABC-123",
+            "chat-2",
+        )
+
+    async def test_find_active_returns_the_newest_active_one(self, storage: SqlStorage) -> None:
+        base = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation("old", created_at=base))
+            await uow.conversations.add(conversation("new", created_at=base + timedelta(seconds=1)))
+            await uow.conversations.add(
+                conversation("done", status="submitted", created_at=base + timedelta(seconds=2))
+            )
+            await uow.conversations.add(
+                conversation("web", channel="web", created_at=base + timedelta(seconds=3))
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            found = await uow.conversations.find_active("telegram", "chat-1")
+            assert found is not None and found.id == "new"
+            assert await uow.conversations.find_active("telegram", "chat-9") is None
+            locked = await uow.conversations.find_active("web", "chat-1", for_update=True)
+            assert locked is not None and locked.id == "web"
+
+    async def test_get_for_update_serializes_turns(self, storage: SqlStorage) -> None:
+        """Concurrent turns of one conversation neither lose updates nor conflict."""
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+
+        async def turn() -> None:
+            async with storage.unit_of_work() as uow:
+                record = await uow.conversations.get("c1", for_update=True)
+                assert record is not None
+                await asyncio.sleep(0.01)  # let the other turns pile up on the lock
+                record.state.answers["n"] += 1
+                await uow.conversations.update(record)
+                await uow.commit()
+
+        await asyncio.gather(*(turn() for _ in range(8)))
+        async with storage.unit_of_work() as uow:
+            record = await uow.conversations.get("c1")
+        assert record is not None
+        assert (record.state.answers["n"], record.revision) == (8, 8)
+
+    # -- units of work -------------------------------------------------------------------
+
+    async def test_leaving_without_commit_rolls_back(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.inbound.put("telegram", "1", {"reply": 1})
+        with pytest.raises(RuntimeError):
+            async with storage.unit_of_work() as uow:
+                await uow.conversations.add(conversation("c2"))
+                raise RuntimeError("the engine crashed")
+        async with storage.unit_of_work() as uow:
+            assert await uow.conversations.get("c1") is None
+            assert await uow.conversations.get("c2") is None
+            assert await uow.inbound.get("telegram", "1") is None
+
+    async def test_a_finished_unit_of_work_cannot_be_used(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.commit()
+            with pytest.raises(StorageError):
+                await uow.conversations.get("c1")
+            with pytest.raises(StorageError):
+                await uow.commit()
+
+    async def test_ping(self, storage: SqlStorage) -> None:
+        await storage.ping()
+
+    # -- inbound log ---------------------------------------------------------------------
+
+    async def test_inbound_put_get_and_duplicate(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            assert await uow.inbound.get("telegram", "42") is None
+            await uow.inbound.put("telegram", "42", {"messages": ["hello"]})
+            await uow.inbound.put("web", "42", {"messages": ["other scope"]})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.inbound.get("telegram", "42") == {"messages": ["hello"]}
+            with pytest.raises(DuplicateError):
+                await uow.inbound.put("telegram", "42", {"messages": ["again"]})
+            # The transaction is still usable after the duplicate (no aborted transaction).
+            await uow.inbound.put("telegram", "43", {"messages": []})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.inbound.get("telegram", "42") == {"messages": ["hello"]}
+            assert await uow.inbound.get("telegram", "43") == {"messages": []}
+
+    # -- transcripts ---------------------------------------------------------------------
+
+    async def test_transcript_order_next_seq_and_erase(self, storage: SqlStorage) -> None:
+        at = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.conversations.add(conversation("c2"))
+            assert await uow.transcripts.next_seq("c1") == 1
+            await uow.transcripts.append(
+                "c1",
+                [
+                    TranscriptEntry(2, "user", {"text": "yes"}, at),
+                    TranscriptEntry(1, "bot", {"text": "Hello?"}, at),
+                ],
+            )
+            await uow.transcripts.append("c1", [TranscriptEntry(3, "bot", {"text": "Thanks"}, at)])
+            await uow.transcripts.append("c2", [TranscriptEntry(1, "bot", {"text": "Hi"}, at)])
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            entries = await uow.transcripts.list("c1")
+            assert [(e.seq, e.role, e.payload["text"]) for e in entries] == [
+                (1, "bot", "Hello?"),
+                (2, "user", "yes"),
+                (3, "bot", "Thanks"),
+            ]
+            assert entries[0].created_at == at
+            assert await uow.transcripts.next_seq("c1") == 4
+            with pytest.raises(DuplicateError):
+                await uow.transcripts.append("c1", [TranscriptEntry(3, "user", {}, at)])
+        async with storage.unit_of_work() as uow:
+            await uow.transcripts.erase("c1")
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.transcripts.list("c1") == []
+            assert await uow.transcripts.next_seq("c1") == 1
+            assert len(await uow.transcripts.list("c2")) == 1
+
+    # -- reports -------------------------------------------------------------------------
+
+    async def test_reports_add_get_count_and_duplicate(self, storage: SqlStorage) -> None:
+        at = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.reports.add(report("R-1", "routine", at))
+            with pytest.raises(DuplicateError):
+                await uow.reports.add(report("R-1", "urgent", at, conversation_id="other"))
+            # Still usable: the service retries with a fresh reference in the same turn.
+            await uow.reports.add(report("R-2", "urgent", at, conversation_id="other"))
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            stored = await uow.reports.get("R-1")
+            assert stored == report("R-1", "routine", at)
+            assert await uow.reports.get("R-404") is None
+            assert await uow.reports.count() == 2
+
+    async def test_reports_list_most_urgent_then_oldest_first(self, storage: SqlStorage) -> None:
+        base = _now()
+        specs = [
+            ("A", "routine", 0),
+            ("B", "urgent", 3),
+            ("C", "urgent_review", 1),
+            ("D", "urgent", 1),
+            ("E", "routine", -5),
+            ("F", "urgent_review", 0),
+        ]
+        async with storage.unit_of_work() as uow:
+            for reference, priority, minutes in specs:
+                await uow.reports.add(
+                    report(reference, priority, base + timedelta(minutes=minutes))
+                )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            listed = [r.reference for r in await uow.reports.list()]
+            page = [r.reference for r in await uow.reports.list(limit=2, offset=2)]
+        assert listed == ["D", "B", "F", "C", "E", "A"]
+        assert page == ["F", "C"]
+
+    # -- outbox --------------------------------------------------------------------------
+
+    async def test_outbox_keeps_order_per_key(self, storage: SqlStorage) -> None:
+        ids = await add_outbox(
+            storage, ("A", "a1"), ("A", "a2"), ("B", "b1"), ("A", "a3"), ("B", "b2")
+        )
+        assert ids == sorted(ids) and len(set(ids)) == 5
+        assert await claim_labels(storage) == ["a1", "b1"]
+        assert await claim_labels(storage) == []  # both keys wait for their claimed head
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.mark_done(ids[0])
+            await uow.commit()
+        assert await claim_labels(storage) == ["a2"]
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.mark_done(ids[1])
+            await uow.outbox.mark_done(ids[2])
+            await uow.commit()
+        assert await claim_labels(storage) == ["a3", "b2"]
+
+    async def test_outbox_claim_respects_limit_and_topic(self, storage: SqlStorage) -> None:
+        await add_outbox(storage, ("A", "a1"), ("B", "b1"), ("C", "c1"))
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.add([OutboxMessage("notify", "A", {"label": "n1"})])
+            await uow.commit()
+        assert await claim_labels(storage, limit=2) == ["a1", "b1"]
+        assert await claim_labels(storage, limit=2) == ["c1"]
+        async with storage.unit_of_work() as uow:
+            claimed = await uow.outbox.claim("notify", limit=5, lease_seconds=30)
+            await uow.commit()
+        assert [m.payload for m in claimed] == [{"label": "n1"}]
+        assert claimed[0].attempts == 1 and claimed[0].id is not None
+
+    async def test_outbox_lease_expiry_redelivers(self, storage: SqlStorage, clock: Clock) -> None:
+        await add_outbox(storage, ("A", "a1"), ("A", "a2"))
+        assert await claim_labels(storage, lease=30) == ["a1"]
+        clock.advance(29)
+        assert await claim_labels(storage) == []
+        clock.advance(2)  # the worker that claimed a1 died
+        async with storage.unit_of_work() as uow:
+            again = await uow.outbox.claim("send", limit=10, lease_seconds=30)
+            await uow.commit()
+        assert [(m.payload["label"], m.attempts) for m in again] == [("a1", 2)]
+
+    async def test_outbox_retry_later_keeps_the_key_waiting(
+        self, storage: SqlStorage, clock: Clock
+    ) -> None:
+        ids = await add_outbox(storage, ("A", "a1"), ("A", "a2"), ("B", "b1"))
+        assert await claim_labels(storage) == ["a1", "b1"]
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.retry_later(ids[0], delay_seconds=60, error="429 Too Many Requests")
+            await uow.outbox.mark_done(ids[2])
+            await uow.commit()
+        assert await claim_labels(storage) == []  # a2 must not overtake a1
+        clock.advance(61)
+        async with storage.unit_of_work() as uow:
+            again = await uow.outbox.claim("send", limit=10, lease_seconds=30)
+            await uow.commit()
+        assert [(m.payload["label"], m.last_error) for m in again] == [
+            ("a1", "429 Too Many Requests")
+        ]
+
+    async def test_outbox_failed_message_does_not_block_its_key(self, storage: SqlStorage) -> None:
+        ids = await add_outbox(storage, ("A", "a1"), ("A", "a2"))
+        assert await claim_labels(storage) == ["a1"]
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.mark_failed(ids[0], error="403 bot was blocked")
+            await uow.commit()
+        assert await claim_labels(storage) == ["a2"]
+
+    async def test_outbox_claim_is_rolled_back_with_its_unit_of_work(
+        self, storage: SqlStorage
+    ) -> None:
+        await add_outbox(storage, ("A", "a1"))
+        async with storage.unit_of_work() as uow:
+            assert len(await uow.outbox.claim("send", limit=1, lease_seconds=30)) == 1
+        assert await claim_labels(storage) == ["a1"]
+
+    async def test_concurrent_claimers_never_get_the_same_message(
+        self, storage: SqlStorage
+    ) -> None:
+        await add_outbox(storage, *[(f"k{i % 7}", f"m{i}") for i in range(60)])
+        delivered: list[str] = []
+
+        async def worker() -> None:
+            for _ in range(40):
+                async with storage.unit_of_work() as uow:
+                    claimed = await uow.outbox.claim("send", limit=3, lease_seconds=60)
+                    await asyncio.sleep(0.005)  # overlap with the other claimers
+                    await uow.commit()
+                if claimed:
+                    async with storage.unit_of_work() as uow:
+                        for message in claimed:
+                            assert message.id is not None
+                            delivered.append(message.payload["label"])
+                            await uow.outbox.mark_done(message.id)
+                        await uow.commit()
+                else:
+                    await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        assert len(delivered) == len(set(delivered)) == 60
+        for key in range(7):  # each key was delivered in its own order
+            of_key = [int(label[1:]) for label in delivered if int(label[1:]) % 7 == key]
+            assert of_key == sorted(of_key)
+
+    # -- directory -----------------------------------------------------------------------
+
+    async def test_directory_replace_all_counts_and_is_idempotent(
+        self, storage: SqlStorage
+    ) -> None:
+        directory = storage.directory
+        assert await directory.version() == ""
+        assert await directory.all() == []
+        first = [
+            location(
+                "1-1",
+                service_types=("Care home service with nursing",),
+                specialisms=("Dementia", "Older people"),
+                postcode="LS1 1AA",
+                last_checked=date(2024, 5, 1),
+            ),
+            location("1-2", name="Oak Lodge"),
+            location("1-3", name="Elm Court"),
+        ]
+        result = await directory.replace_all(first, produced_on="2024-06-01")
+        assert (result.added, result.updated, result.removed, result.total) == (3, 0, 0, 3)
+        assert result.produced_on == "2024-06-01"
+        version = await directory.version()
+        assert version != ""
+        assert await directory.get("1-1") == first[0]
+        assert await directory.get("9-9") is None
+
+        again = await directory.replace_all(first, produced_on="2024-06-01")
+        assert (again.added, again.updated, again.removed, again.total) == (0, 0, 0, 3)
+        assert await directory.version() == version
+
+        second = [
+            first[0],
+            location("1-2", name="Oak Lodge Care Home"),
+            location("1-4", name="Ash Grove"),
+        ]
+        changed = await directory.replace_all(second, produced_on="2024-07-01")
+        assert (changed.added, changed.updated, changed.removed, changed.total) == (1, 1, 1, 3)
+        assert await directory.version() != version
+        assert await directory.all() == sorted(second, key=lambda loc: loc.location_id)
+
+    async def test_directory_import_in_batches(self, storage: SqlStorage) -> None:
+        locations = [location(f"1-{i:05d}", name=f"Home {i}") for i in range(2500)]
+        result = await storage.directory.replace_all(locations)
+        assert (result.added, result.total) == (2500, 2500)
+        renamed = [location(loc.location_id, name=loc.name + "!") for loc in locations[:1200]]
+        result = await storage.directory.replace_all(renamed)
+        assert (result.added, result.updated, result.removed) == (0, 1200, 1300)
+        assert len(await storage.directory.all()) == 1200

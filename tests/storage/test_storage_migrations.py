@@ -1,0 +1,51 @@
+"""The hand-written migration and the models describe the same schema, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from storage import current_revision, upgrade
+from storage.engine import create_engine
+from storage.migrate import alembic_config, head_revision
+from storage.models import metadata
+
+
+def _diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migration_matches_models(database_url: str) -> None:
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            diffs = await connection.run_sync(_diff)
+    finally:
+        await engine.dispose()
+    assert diffs == []
+
+
+async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
+    assert await current_revision(database_url) is None
+    # Workers starting together: the lock makes them take turns, the later ones do nothing.
+    await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
+    await upgrade(database_url)
+    assert await current_revision(database_url) == head_revision() == "0001"
+
+
+def test_config_does_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    script_location = Path(alembic_config().get_main_option("script_location") or "")
+    assert script_location.is_absolute()
+    assert (script_location / "env.py").is_file()
+    assert head_revision() == "0001"

@@ -1,0 +1,116 @@
+"""A database that is down surfaces as StorageError (503), and is used again once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.ports import StorageError
+from storage import create_storage, upgrade
+
+
+def _unreachable_sqlite(tmp_path: Path) -> str:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the database directory should be")
+    return f"sqlite+aiosqlite:///{blocker / 'intake.db'}"
+
+
+UNREACHABLE = [
+    pytest.param("sqlite", id="sqlite"),
+    # Nothing listens on port 1: the connection is refused at once.
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+async def _settle_aiosqlite_threads(within_seconds: float = 2.0) -> None:
+    """Wait for aiosqlite's worker threads of failed connects to finish.
+
+    After a failed connect aiosqlite stops its thread without awaiting it; if the test's event
+    loop closes first, the thread's final callback raises "Event loop is closed" (harmless in
+    a long-lived server, but an unhandled-thread-exception warning, i.e. an error, here).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    # Polling: a thread's end offers nothing to await.
+    while loop.time() < deadline and any(  # noqa: ASYNC110
+        "_connection_worker_thread" in thread.name for thread in threading.enumerate()
+    ):
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(params=UNREACHABLE)
+async def unreachable_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield _unreachable_sqlite(tmp_path)
+        await _settle_aiosqlite_threads()
+    else:
+        yield "postgresql+asyncpg://postgres@127.0.0.1:1/test"
+
+
+async def test_ping_raises_storage_error(unreachable_url: str) -> None:
+    storage = await create_storage(unreachable_url)
+    try:
+        with pytest.raises(StorageError):
+            await storage.ping()
+    finally:
+        await storage.close()
+
+
+async def test_unit_of_work_raises_storage_error(unreachable_url: str) -> None:
+    storage = await create_storage(unreachable_url)
+    try:
+        with pytest.raises(StorageError):
+            async with storage.unit_of_work() as uow:
+                await uow.conversations.get("c1")
+        with pytest.raises(StorageError):
+            await storage.directory.version()
+    finally:
+        await storage.close()
+
+
+async def test_upgrade_raises_storage_error(unreachable_url: str) -> None:
+    with pytest.raises(StorageError):
+        await upgrade(unreachable_url)
+
+
+async def test_missing_tables_raise_storage_error(tmp_path: Path) -> None:
+    """A database that was never migrated is unusable, not a crash of the service."""
+    storage = await create_storage(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        await storage.ping()
+        with pytest.raises(StorageError):
+            async with storage.unit_of_work() as uow:
+                await uow.conversations.get("c1")
+    finally:
+        await storage.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_postgres_sessions_killed_mid_flight_then_recover(
+    database_url: str, terminate_sessions: Callable[[str], Awaitable[int]]
+) -> None:
+    name = f"intake-recovery-{id(database_url)}"
+    url = f"{database_url}&application_name={name}"
+    await upgrade(url)
+    storage = await create_storage(url)
+    try:
+        await storage.ping()
+        # The server drops an idle pooled connection: pre-ping replaces it unnoticed.
+        assert await terminate_sessions(name) >= 1
+        await storage.ping()
+        # The server drops the connection in the middle of a unit of work: that turn fails
+        # with StorageError, the next one works on a fresh connection.
+        with pytest.raises(StorageError):
+            async with storage.unit_of_work() as uow:
+                await uow.conversations.get("c1")
+                await terminate_sessions(name)
+                await uow.conversations.get("c1")
+        async with storage.unit_of_work() as uow:
+            assert await uow.conversations.get("c1") is None
+    finally:
+        await storage.close()
