@@ -6,6 +6,7 @@ as the aiohttp application (`cleanup_ctx`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,7 +58,7 @@ async def import_directory_if_empty(storage: Storage, csv_path: Path) -> None:
     the shared sample). Later imports are explicit: `intake directory import`."""
     if await storage.directory.all():
         return
-    if not csv_path.exists():
+    if not await asyncio.to_thread(csv_path.exists):
         log.warning(
             "no directory loaded and %s is missing; import the regulator's monthly file with "
             "`intake directory import FILE.csv`",
@@ -66,7 +67,7 @@ async def import_directory_if_empty(storage: Storage, csv_path: Path) -> None:
         return
     from bot.directory import parse_directory_csv
 
-    parsed = parse_directory_csv(csv_path)
+    parsed = await asyncio.to_thread(parse_directory_csv, csv_path)
     result = await storage.directory.replace_all(parsed.locations, produced_on=parsed.produced_on)
     log.info("directory imported from %s: %d locations", csv_path.name, result.total)
 
@@ -81,7 +82,9 @@ def build_app(
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         owned = service is None
-        app[SERVICE] = service if service is not None else await build_service(settings, migrate=migrate)
+        app[SERVICE] = (
+            service if service is not None else await build_service(settings, migrate=migrate)
+        )
         app[STORAGE] = app[SERVICE].storage
         yield
         if owned:

@@ -45,8 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands")
 
     serve = sub.add_parser("serve", help="serve the web chat API, widget and Telegram webhook")
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("INTAKE_WORKERS", "1")),
-                       help="worker processes sharing the port (needs PostgreSQL for more than 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("INTAKE_WORKERS", "1")),
+        help="worker processes sharing the port (needs PostgreSQL for more than 1)",
+    )
     serve.set_defaults(handler=_serve)
 
     chat = sub.add_parser("chat", help="hold the intake conversation in this terminal")
@@ -57,12 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db.add_parser("upgrade", help="apply migrations (safe to repeat)")
     upgrade.set_defaults(handler=lambda s, a: asyncio.run(_db_upgrade(s)))
 
-    directory = sub.add_parser("directory", help="the provider directory").add_subparsers(title="directory commands")
+    directory = sub.add_parser("directory", help="the provider directory").add_subparsers(
+        title="directory commands"
+    )
     imp = directory.add_parser("import", help="import the regulator's monthly directory CSV")
     imp.add_argument("file", type=Path)
     imp.set_defaults(handler=lambda s, a: asyncio.run(_directory_import(s, a.file)))
 
-    reports = sub.add_parser("reports", help="stored reports").add_subparsers(title="reports commands")
+    reports = sub.add_parser("reports", help="stored reports").add_subparsers(
+        title="reports commands"
+    )
     lst = reports.add_parser("list", help="the queue: most urgent first, then oldest")
     lst.add_argument("--limit", type=int, default=50)
     lst.set_defaults(handler=lambda s, a: asyncio.run(_reports_list(s, a.limit)))
@@ -71,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=lambda s, a: asyncio.run(_reports_show(s, a.reference)))
     export = reports.add_parser("export", help="every report, for analysis")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("--output", "-o", type=Path, default=None, help="file (default: standard output)")
+    export.add_argument(
+        "--output", "-o", type=Path, default=None, help="file (default: standard output)"
+    )
     export.set_defaults(handler=lambda s, a: asyncio.run(_reports_export(s, a.format, a.output)))
     return parser
 
@@ -82,14 +92,20 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     workers = max(1, args.workers)
     if workers > 1 and settings.database_url.startswith("sqlite"):
-        print("several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)", file=sys.stderr)
+        print(
+            "several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(_db_upgrade(settings, quiet=True))
     if workers == 1:
         _run_worker(settings, reuse_port=False)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_run_worker, args=(settings, True), name=f"intake-worker-{i}") for i in range(workers)]
+    children = [
+        ctx.Process(target=_run_worker, args=(settings, True), name=f"intake-worker-{i}")
+        for i in range(workers)
+    ]
     for child in children:
         child.start()
 
@@ -139,7 +155,7 @@ async def _directory_import(settings: Settings, path: Path) -> int:
     from storage.migrate import upgrade
     from storage.sqlalchemy_storage import create_storage
 
-    if not path.exists():
+    if not await asyncio.to_thread(path.exists):
         print(f"no such file: {path}", file=sys.stderr)
         return 2
     try:
@@ -150,7 +166,9 @@ async def _directory_import(settings: Settings, path: Path) -> int:
     await upgrade(settings.database_url)
     storage = await create_storage(settings.database_url)
     try:
-        result = await storage.directory.replace_all(parsed.locations, produced_on=parsed.produced_on)
+        result = await storage.directory.replace_all(
+            parsed.locations, produced_on=parsed.produced_on
+        )
     finally:
         await storage.close()
     print(
@@ -189,7 +207,9 @@ async def _reports_list(settings: Settings, limit: int) -> int:
             total = await uow.reports.count()
     finally:
         await storage.close()
-    print(f"{'REFERENCE':<10} {'RECEIVED (UTC)':<17} {'PRIORITY':<13} {'CHANNEL':<9} {'SERVICE TYPE':<14} SERVICE")
+    print(
+        f"{'REFERENCE':<10} {'RECEIVED (UTC)':<17} {'PRIORITY':<13} {'CHANNEL':<9} {'SERVICE TYPE':<14} SERVICE"
+    )
     for r in reports:
         service = r.data.get("provider_name") or r.data.get("provider_text") or ""
         print(
@@ -258,8 +278,12 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
 
     service = await build_service(settings)
     try:
-        reply = await service.start(channel="terminal", locale_hints=(args.locale, os.environ.get("LANG")))
-        print("Type your answer, or the number of a choice. Commands: /back /restart /help /privacy /language /cancel. Ctrl-D quits.\n")
+        reply = await service.start(
+            channel="terminal", locale_hints=(args.locale, os.environ.get("LANG"))
+        )
+        print(
+            "Type your answer, or the number of a choice. Commands: /back /restart /help /privacy /language /cancel. Ctrl-D quits.\n"
+        )
         while True:
             _print_reply(reply)
             if reply.done:

@@ -54,7 +54,9 @@ class Settings:
         mode = get("TELEGRAM_MODE") or "webhook"
         if mode not in ("webhook", "polling"):
             raise ConfigError(f"INTAKE_TELEGRAM_MODE must be 'webhook' or 'polling', not {mode!r}")
-        origins = tuple(o.strip().rstrip("/") for o in (get("ALLOWED_ORIGINS") or "").split(",") if o.strip())
+        origins = tuple(
+            o.strip().rstrip("/") for o in (get("ALLOWED_ORIGINS") or "").split(",") if o.strip()
+        )
         csv = get("DIRECTORY_CSV")
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,

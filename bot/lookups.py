@@ -17,7 +17,9 @@ MatchTuple = tuple[str, str, str]
 
 
 class DirectoryLookup:
-    def __init__(self, repository: DirectoryRepository, *, check_every_seconds: float = 60.0) -> None:
+    def __init__(
+        self, repository: DirectoryRepository, *, check_every_seconds: float = 60.0
+    ) -> None:
         self._repository = repository
         self._index = DirectoryIndex.build([])
         self._by_id: dict[str, DirectoryLocation] = {}

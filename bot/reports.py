@@ -64,7 +64,9 @@ class ReportFormatter:
         for field_name in CHOICE_FIELDS:
             step = dialog.by_id.get(field_name)
             if step is not None:
-                self._labels[field_name] = {c.id: catalogs.render(c.label, "en") for c in step.choices}
+                self._labels[field_name] = {
+                    c.id: catalogs.render(c.label, "en") for c in step.choices
+                }
 
     def record(self, report: StoredReport) -> dict[str, Any]:
         data = report.data

@@ -228,34 +228,64 @@ class IntakeService:
         open a new one, apply the message, all in one transaction; idempotent on
         (`scope`, `message_id`) across the whole channel."""
         await self.directory.refresh()
-        async with self.storage.unit_of_work() as uow:
-            prior = await uow.inbound.get(scope, message_id)
-            if prior is not None:
-                replayed = Reply.from_json(prior)
-                replayed.replayed = True
-                return replayed
-            record = await uow.conversations.find_active(channel, channel_key, for_update=True)
-            if record is None:
-                locale = self.catalogs.negotiate(*locale_hints)
-                start_param = inbound.value if inbound.kind == "start" else None
-                turn = self.engine.start(locale, self._start_lookups(start_param))
-                now = self._clock()
-                record = ConversationRecord(
-                    id=str(uuid.uuid4()),
-                    channel=channel,
-                    state=turn.state,
-                    created_at=now,
-                    updated_at=now,
-                    channel_key=channel_key,
-                )
-                await uow.conversations.add(record)
-                reply = self._reply(record, turn)
-                await self._record(uow, record, turn, reply, outbox_topic)
-                await uow.inbound.put(scope, message_id, reply.to_json())
-            else:
-                reply = await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
-            await uow.commit()
-            return reply
+        for _attempt in range(MAX_REFERENCE_ATTEMPTS):
+            try:
+                async with self.storage.unit_of_work() as uow:
+                    reply = await self._channel_turn(
+                        uow,
+                        channel,
+                        channel_key,
+                        inbound,
+                        message_id,
+                        scope,
+                        locale_hints,
+                        outbox_topic,
+                    )
+                    await uow.commit()
+                    return reply
+            except DuplicateError:
+                # Another worker opened this chat's conversation at the same moment (the unique
+                # active-conversation index refused ours), or a reference number collided:
+                # run the turn again, which now finds that conversation.
+                log.info("retrying a %s turn after a concurrent duplicate", channel)
+        raise RuntimeError("could not apply the turn after repeated conflicts")
+
+    async def _channel_turn(
+        self,
+        uow: UnitOfWork,
+        channel: Channel,
+        channel_key: str,
+        inbound: Inbound,
+        message_id: str,
+        scope: str,
+        locale_hints: tuple[str | None, ...],
+        outbox_topic: str | None,
+    ) -> Reply:
+        prior = await uow.inbound.get(scope, message_id)
+        if prior is not None:
+            replayed = Reply.from_json(prior)
+            replayed.replayed = True
+            return replayed
+        record = await uow.conversations.find_active(channel, channel_key, for_update=True)
+        if record is not None:
+            return await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
+        locale = self.catalogs.negotiate(*locale_hints)
+        start_param = inbound.value if inbound.kind == "start" else None
+        turn = self.engine.start(locale, self._start_lookups(start_param))
+        now = self._clock()
+        record = ConversationRecord(
+            id=str(uuid.uuid4()),
+            channel=channel,
+            state=turn.state,
+            created_at=now,
+            updated_at=now,
+            channel_key=channel_key,
+        )
+        await uow.conversations.add(record)
+        reply = self._reply(record, turn)
+        await self._record(uow, record, turn, reply, outbox_topic)
+        await uow.inbound.put(scope, message_id, reply.to_json())
+        return reply
 
     async def view(self, conversation_id: str, *, with_transcript: bool = True) -> Reply:
         async with self.storage.unit_of_work() as uow:
@@ -301,7 +331,9 @@ class IntakeService:
                 replayed.replayed = True
                 return replayed
         inbound = self._with_lookups(record.state, inbound)
-        turn = self.engine.handle(record.state, inbound, self.catalogs.translator(record.state.locale))
+        turn = self.engine.handle(
+            record.state, inbound, self.catalogs.translator(record.state.locale)
+        )
         record.state = turn.state
         record.updated_at = self._clock()
         for event in turn.events:
@@ -334,7 +366,12 @@ class IntakeService:
         directory index was refreshed before the transaction began)."""
         lookups: dict[str, Any] = {}
         step = self.engine.dialog.by_id.get(state.step)
-        if step is not None and step.kind == "lookup" and inbound.kind == "text" and not inbound.value.startswith("/"):
+        if (
+            step is not None
+            and step.kind == "lookup"
+            and inbound.kind == "text"
+            and not inbound.value.startswith("/")
+        ):
             service_type = state.answers.get("service_type")
             lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
         if state.step == "summary":
@@ -363,7 +400,12 @@ class IntakeService:
                 else user_input.value
             )
             entries.append(
-                TranscriptEntry(seq, "user", {"text": shown, "kind": user_input.kind, "value": user_input.value}, now)
+                TranscriptEntry(
+                    seq,
+                    "user",
+                    {"text": shown, "kind": user_input.kind, "value": user_input.value},
+                    now,
+                )
             )
             seq += 1
         for message in reply.messages:
@@ -410,7 +452,10 @@ class IntakeService:
     def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:
         return RenderedMessage(
             self.catalogs.render(outbound.text, locale),
-            tuple(RenderedChoice(c.id, self.catalogs.render(c.label, locale)) for c in outbound.choices),
+            tuple(
+                RenderedChoice(c.id, self.catalogs.render(c.label, locale))
+                for c in outbound.choices
+            ),
             outbound.input,
         )
 

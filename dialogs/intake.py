@@ -71,7 +71,7 @@ STEPS: tuple[Step, ...] = (
             T("If someone is in danger right now, call 999."),
             T(
                 "What you tell us is kept private and used to check on care services. Choose "
-                "\"Privacy\" to read how we use it."
+                '"Privacy" to read how we use it.'
             ),
         ),
         choices=(
@@ -118,7 +118,7 @@ STEPS: tuple[Step, ...] = (
             Branch("provider"),
         ),
         summary_label=T("Type of service"),
-        help=T("Pick the closest one. If none fits, choose \"Something else, or I'm not sure\"."),
+        help=T('Pick the closest one. If none fits, choose "Something else, or I\'m not sure".'),
     ),
     Step(
         "not_covered",
@@ -140,7 +140,11 @@ STEPS: tuple[Step, ...] = (
     Step(
         "service_other",
         "text",
-        prompt=(T("Please describe the service in a few words. For example: \"a private clinic\" or \"care at home\"."),),
+        prompt=(
+            T(
+                'Please describe the service in a few words. For example: "a private clinic" or "care at home".'
+            ),
+        ),
         max_length=1500,
         next=(Branch("provider"),),
         summary_label=T("About the service"),
@@ -158,7 +162,7 @@ STEPS: tuple[Step, ...] = (
         next=(Branch("relationship"),),
         summary_label=T("Service"),
         help=T(
-            "Type what you know, like \"Oak House care home, Leeds\" or a postcode. We will look "
+            'Type what you know, like "Oak House care home, Leeds" or a postcode. We will look '
             "it up in our list of services. If we cannot find it, we keep what you typed."
         ),
     ),
@@ -171,7 +175,10 @@ STEPS: tuple[Step, ...] = (
             _c("friend_family", T("It was a friend's or relative's care")),
             _c("work", T("Through my job or voluntary work")),
         ),
-        next=(Branch("works_there", lambda a: a.get("relationship") == "work"), *AFTER_RELATIONSHIP),
+        next=(
+            Branch("works_there", lambda a: a.get("relationship") == "work"),
+            *AFTER_RELATIONSHIP,
+        ),
         summary_label=T("How you know"),
     ),
     Step(
@@ -184,14 +191,19 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         choices=(_c("yes", YES), _c("no", NO)),
-        next=(Branch("whistleblowing", lambda a: a.get("works_there") == "yes"), *AFTER_RELATIONSHIP),
+        next=(
+            Branch("whistleblowing", lambda a: a.get("works_there") == "yes"),
+            *AFTER_RELATIONSHIP,
+        ),
         summary_label=T("You work or worked there"),
     ),
     Step(
         "whistleblowing",
         "info",
         prompt=(
-            T("Thank you. We want to hear from people who work in care. What you tell us helps us check the service."),
+            T(
+                "Thank you. We want to hear from people who work in care. What you tell us helps us check the service."
+            ),
             T(
                 "Please know this: we cannot protect you if your employer takes action against "
                 "you. Please also follow your employer's whistleblowing process. Every care "
@@ -213,7 +225,7 @@ STEPS: tuple[Step, ...] = (
         "text",
         prompt=(
             T(
-                "When did it happen? A date, a month, or \"still happening\" is fine. If you are "
+                'When did it happen? A date, a month, or "still happening" is fine. If you are '
                 "not sure, choose Skip."
             ),
         ),
@@ -240,19 +252,25 @@ STEPS: tuple[Step, ...] = (
         "what_happened",
         "text",
         prompt=lambda a: (
-            (T("Thank you. Telling us about good care helps all services learn and get better."),)
-            if _good_only(a)
-            else ()
-        )
-        + (
-            T(
-                "Please tell us what happened. More detail helps us: what happened, who was "
-                "involved or their jobs, and examples."
-            ),
-            T(
-                "If you do not want the service to know it was you, leave out details that "
-                "could identify you."
-            ),
+            (
+                (
+                    T(
+                        "Thank you. Telling us about good care helps all services learn and get better."
+                    ),
+                )
+                if _good_only(a)
+                else ()
+            )
+            + (
+                T(
+                    "Please tell us what happened. More detail helps us: what happened, who was "
+                    "involved or their jobs, and examples."
+                ),
+                T(
+                    "If you do not want the service to know it was you, leave out details that "
+                    "could identify you."
+                ),
+            )
         ),
         max_length=20000,
         next=(Branch("risk", _poor), Branch("contact")),
@@ -351,8 +369,8 @@ STEPS: tuple[Step, ...] = (
                 note=T(
                     "This is the one time we can sometimes act for someone. In some cases we can "
                     "act for a person whose rights are restricted under the Mental Health Act. "
-                    "You can also complain to us about how the Act was used. Search \"CQC "
-                    "complain about the Mental Health Act\" to find out how."
+                    'You can also complain to us about how the Act was used. Search "CQC '
+                    'complain about the Mental Health Act" to find out how.'
                 ),
             ),
             _c("no", NO),
@@ -393,7 +411,9 @@ STEPS: tuple[Step, ...] = (
     Step(
         "contact_email",
         "text",
-        prompt=(T("What is your email address? If you would rather give a phone number, choose Skip."),),
+        prompt=(
+            T("What is your email address? If you would rather give a phone number, choose Skip."),
+        ),
         max_length=validators.EMAIL_MAX,
         validate=validators.email_address,
         skippable=lambda a: True,
@@ -406,11 +426,13 @@ STEPS: tuple[Step, ...] = (
         prompt=lambda a: (
             (T("What is your UK phone number? If you do not want to give one, choose Skip."),)
             if _gave_email(a)
-            else (T("What is your UK phone number? We need an email address or a phone number to contact you."),)
+            else (
+                T(
+                    "What is your UK phone number? We need an email address or a phone number to contact you."
+                ),
+            )
         ),
-        choices=(
-            _c("no_contact", T("Do not contact me"), when=_no_email),
-        ),
+        choices=(_c("no_contact", T("Do not contact me"), when=_no_email),),
         max_length=validators.PHONE_MAX,
         validate=validators.uk_phone,
         skippable=_gave_email,
@@ -421,9 +443,7 @@ STEPS: tuple[Step, ...] = (
         "alerts",
         "choice",
         prompt=(
-            T(
-                "Would you like an email when we publish a new inspection report on this service?"
-            ),
+            T("Would you like an email when we publish a new inspection report on this service?"),
         ),
         choices=(_c("yes", YES), _c("no", NO)),
         next=(Branch("summary"),),
@@ -461,8 +481,12 @@ STEPS: tuple[Step, ...] = (
 )
 
 MESSAGES: dict[str, Text] = {
-    "choose_one": T("Sorry, I did not understand. Please choose one of the options, or type its number."),
-    "stale_choice": T("That button was for an earlier question. Here is the question we are on now."),
+    "choose_one": T(
+        "Sorry, I did not understand. Please choose one of the options, or type its number."
+    ),
+    "stale_choice": T(
+        "That button was for an earlier question. Here is the question we are on now."
+    ),
     "empty_text": T("Please type your answer."),
     "too_long": P(
         "That is too long. It has {length} characters, and the limit is {limit} character. Please make it shorter.",
@@ -480,8 +504,12 @@ MESSAGES: dict[str, Text] = {
         "people safe. If you cancel, we keep nothing. Read our full privacy notice: {privacy_url}"
     ),
     "cannot_go_back": T("This is the first question, so there is nothing to go back to."),
-    "cancelled": T("You have cancelled. We have not kept anything you told us. You can start again at any time."),
-    "ended": T("This conversation has ended. To tell us about something else, please start a new one."),
+    "cancelled": T(
+        "You have cancelled. We have not kept anything you told us. You can start again at any time."
+    ),
+    "ended": T(
+        "This conversation has ended. To tell us about something else, please start a new one."
+    ),
     "already_submitted": T(
         "Your report has been sent. Its reference number is {reference}. It cannot be changed now. "
         "To tell us something new, please start a new conversation."
@@ -490,7 +518,9 @@ MESSAGES: dict[str, Text] = {
     "no_matches": T(
         "I could not find that service in our list. That is fine: we have kept what you typed."
     ),
-    "matches_intro": T("Is it one of these? If not, choose \"None of these\", or type the name again."),
+    "matches_intro": T(
+        'Is it one of these? If not, choose "None of these", or type the name again.'
+    ),
     "preselected_intro": T("Is this the service you want to tell us about?"),
     "summary_intro": T("Here are your answers. Please check them before you send your report."),
     "summary_line": T("{label}: {answer}"),

@@ -17,19 +17,25 @@ PHONE_MIN, PHONE_MAX = 10, 100
 def email_address(text: str, _answers: Answers) -> Valid | Invalid:
     candidate = text.strip()
     if not EMAIL_MIN <= len(candidate) <= EMAIL_MAX or " " in candidate:
-        return Invalid(T("That does not look like an email address. It should look like name@example.com."))
+        return Invalid(
+            T("That does not look like an email address. It should look like name@example.com.")
+        )
     try:
         # No DNS look-up: a turn must not wait on the network, and a typo check is enough here.
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError:
-        return Invalid(T("That does not look like an email address. It should look like name@example.com."))
+        return Invalid(
+            T("That does not look like an email address. It should look like name@example.com.")
+        )
     return Valid(result.normalized)
 
 
 def uk_phone(text: str, _answers: Answers) -> Valid | Invalid:
     candidate = text.strip()
     reason = Invalid(
-        T("That does not look like a UK phone number. Please type it with the area code, like 020 7946 0958, or a mobile number starting with 07.")
+        T(
+            "That does not look like a UK phone number. Please type it with the area code, like 020 7946 0958, or a mobile number starting with 07."
+        )
     )
     if not PHONE_MIN <= len(candidate) <= PHONE_MAX:
         return reason

@@ -120,7 +120,9 @@ class Engine:
             for branch in step.next:
                 if branch.to not in self._steps:
                     raise ValueError(f"step {step.id!r} branches to unknown step {branch.to!r}")
-                conditions = [_condition(branch.when)] if branch.when else []
+                conditions: list[str | Callable[..., bool | None]] = (
+                    [_condition(branch.when)] if branch.when else []
+                )
                 self.machine.add_transition("advance", step.id, branch.to, conditions=conditions)
         self._advance = self.machine.events["advance"]
 
@@ -170,7 +172,9 @@ class Engine:
     def prompt(self, state: ConversationState) -> tuple[Outbound, ...]:
         """The messages that ask the current step's question (also used to resume); for a
         submitted conversation, the confirmation with its reference."""
-        if state.status != "active" and not (state.status == "submitted" and state.step == "submitted"):
+        if state.status != "active" and not (
+            state.status == "submitted" and state.step == "submitted"
+        ):
             return self._after_end(state)
         step = self._steps[state.step]
         texts = list(self._prompt_texts(state, step))
@@ -237,12 +241,16 @@ class Engine:
             state.scratch.clear()
             state.history.clear()
             state.step = "cancelled" if "cancelled" in self._steps else state.step
-            return Turn(state, (Outbound(self._msg("cancelled")),), (ConversationClosed("cancelled"),))
+            return Turn(
+                state, (Outbound(self._msg("cancelled")),), (ConversationClosed("cancelled"),)
+            )
         return self._reprompt(state, self._msg("choose_one"))
 
     # ------------------------------------------------------------------ answers
 
-    def _choose(self, state: ConversationState, step: Step, choice_id: str, inbound: Inbound) -> Turn:
+    def _choose(
+        self, state: ConversationState, step: Step, choice_id: str, inbound: Inbound
+    ) -> Turn:
         echo = self._label_of(state, choice_id)
         if step.kind == "language":
             return self._set_language(state, choice_id, echo)
@@ -316,7 +324,9 @@ class Engine:
         state.answers[step.id] = {"text": value, "location_id": None, "name": None}
         return self._forward(state, [self._msg("no_matches")], echo)
 
-    def _pick_match(self, state: ConversationState, step: Step, choice_id: str, echo: Text | None) -> Turn:
+    def _pick_match(
+        self, state: ConversationState, step: Step, choice_id: str, echo: Text | None
+    ) -> Turn:
         offered = state.scratch.get("matches") or state.scratch.get("preselected") or []
         typed = state.scratch.get("typed", "")
         if choice_id == NONE:
@@ -326,7 +336,11 @@ class Engine:
             state.answers[step.id] = {"text": typed, "location_id": None, "name": None}
         else:
             chosen = next(m for m in offered if m[0] == choice_id)
-            state.answers[step.id] = {"text": typed or chosen[1], "location_id": chosen[0], "name": chosen[1]}
+            state.answers[step.id] = {
+                "text": typed or chosen[1],
+                "location_id": chosen[0],
+                "name": chosen[1],
+            }
         state.scratch.clear()
         return self._forward(state, [], echo)
 
@@ -346,7 +360,11 @@ class Engine:
         if not reference:
             raise ValueError("the service must supply a reference number for a submit")
         answers = self.on_path_answers(state.answers)
-        report = {**self.dialog.build_report(answers), "reference": reference, "locale": state.locale}
+        report = {
+            **self.dialog.build_report(answers),
+            "reference": reference,
+            "locale": state.locale,
+        }
         state.status = "submitted"
         state.answers["_reference"] = reference
         state.step = "submitted"
@@ -405,7 +423,9 @@ class Engine:
         common = self.dialog.common_choices
         answers = state.answers
         if step.kind == "language":
-            return _Offer(tuple(Choice(code, Text.raw(name)) for code, name in self.languages), False)
+            return _Offer(
+                tuple(Choice(code, Text.raw(name)) for code, name in self.languages), False
+            )
         if step.kind == "lookup":
             offered = state.scratch.get("matches") or state.scratch.get("preselected")
             if offered:
@@ -467,7 +487,9 @@ class Engine:
     def _msg(self, key: str) -> Text:
         return self.dialog.messages[key]
 
-    def _match_typed(self, typed: str, choices: Sequence[Choice], translate: Translate) -> str | None:
+    def _match_typed(
+        self, typed: str, choices: Sequence[Choice], translate: Translate
+    ) -> str | None:
         """A typed answer that names a choice: its number, its id, or its label."""
         if not choices or not typed:
             return None
@@ -490,7 +512,8 @@ def _typed_command(text: str) -> str | None:
 
 def _condition(when: Callable[[Answers], bool]) -> Callable[[EventData], bool]:
     def check(event: EventData) -> bool:
-        return bool(when(event.model.answers))
+        model: _Model = event.model  # type: ignore[assignment]
+        return bool(when(model.answers))
 
     return check
 
@@ -498,7 +521,9 @@ def _condition(when: Callable[[Answers], bool]) -> Callable[[EventData], bool]:
 def _with_param(text: Text, name: str, value: str) -> Text:
     params = dict(text.params)
     params[name] = value
-    return Text(text.msgid, tuple(sorted(params.items())), text.plural, text.n, text.verbatim, text.context)
+    return Text(
+        text.msgid, tuple(sorted(params.items())), text.plural, text.n, text.verbatim, text.context
+    )
 
 
 __all__ = ["REQUIRED_MESSAGES", "Engine", "Event", "clean_text"]

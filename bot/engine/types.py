@@ -49,12 +49,12 @@ class Text:
 Param: TypeAlias = "str | Text"
 
 
-def T(msgid: str, /, **params: Param) -> Text:  # noqa: N802 - reads like a marker in dialog data
+def T(msgid: str, /, **params: Param) -> Text:
     """Build a translatable `Text` with named parameters (a gettext keyword for extraction)."""
     return Text(msgid, tuple(sorted(params.items())))
 
 
-def P(singular: str, plural: str, n: int, /, **params: Param) -> Text:  # noqa: N802
+def P(singular: str, plural: str, n: int, /, **params: Param) -> Text:
     """Build a plural-aware `Text` (ngettext); `{n}` is available as a parameter."""
     merged = {**params, "n": str(n)}
     return Text(singular, tuple(sorted(merged.items())), plural=plural, n=n)

@@ -28,7 +28,9 @@ def index() -> DirectoryIndex:
     return DirectoryIndex.build(parse_directory_csv(SMALL_DIRECTORY).locations)
 
 
-def run_script(script: Script, engine: Engine, catalogs: Catalogs, index: DirectoryIndex) -> list[dict[str, Any]]:
+def run_script(
+    script: Script, engine: Engine, catalogs: Catalogs, index: DirectoryIndex
+) -> list[dict[str, Any]]:
     turn = engine.start("en")
     state: ConversationState = turn.state
     reports: list[dict[str, Any]] = []
@@ -36,7 +38,9 @@ def run_script(script: Script, engine: Engine, catalogs: Catalogs, index: Direct
     for action in script.actions:
         if isinstance(action, Says):
             said = " ".join(catalogs.render(o.text, state.locale) for o in last.outbound)
-            assert action.text in said, f"{script.name}:{action.line}: {action.text!r} not in {said!r}"
+            assert action.text in said, (
+                f"{script.name}:{action.line}: {action.text!r} not in {said!r}"
+            )
             continue
         assert isinstance(action, Send)
         lookups: dict[str, Any] = {}
@@ -47,11 +51,15 @@ def run_script(script: Script, engine: Engine, catalogs: Catalogs, index: Direct
             ]
         if state.step == "summary":
             lookups["reference"] = "TEST-2345"
-        last = engine.handle(state, Inbound(action.kind, action.value, lookups), catalogs.translator(state.locale))  # type: ignore[arg-type]
+        last = engine.handle(
+            state, Inbound(action.kind, action.value, lookups), catalogs.translator(state.locale)
+        )  # type: ignore[arg-type]
         state = last.state
         reports += [dict(e.report) for e in last.events if isinstance(e, ReportSubmitted)]
         if action.expect_step:
-            assert state.step == action.expect_step, f"{script.name}:{action.line}: at {state.step!r}"
+            assert state.step == action.expect_step, (
+                f"{script.name}:{action.line}: at {state.step!r}"
+            )
     return reports
 
 
@@ -70,6 +78,8 @@ def test_script(script: Script, catalogs: Catalogs, index: DirectoryIndex) -> No
 
 def test_scripts_cover_every_step_and_service_type() -> None:
     """The scripts as a whole visit every step id of the dialogue."""
-    visited = {a.expect_step for s in SCRIPTS for a in s.actions if isinstance(a, Send) and a.expect_step}
+    visited = {
+        a.expect_step for s in SCRIPTS for a in s.actions if isinstance(a, Send) and a.expect_step
+    }
     all_steps = {s.id for s in INTAKE.steps} - {"language"}  # covered by the i18n tests
     assert all_steps - visited == set()

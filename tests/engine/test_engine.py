@@ -52,7 +52,12 @@ def test_one_machine_is_shared_by_every_conversation(engine: Engine, render, mon
 
 def test_state_survives_a_json_round_trip_between_turns(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
     state = engine.start("en").state
-    for kind, value in [("choice", "start"), ("choice", "poor"), ("choice", "gp"), ("text", "Qwxz Zzyq")]:
+    for kind, value in [
+        ("choice", "start"),
+        ("choice", "poor"),
+        ("choice", "gp"),
+        ("text", "Qwxz Zzyq"),
+    ]:
         stored = json.loads(json.dumps(state.to_json()))
         state = ConversationState.from_json(stored)
         lookups = {"directory_matches": []} if state.step == "provider" else {}
@@ -69,7 +74,15 @@ def test_handle_does_not_mutate_the_state_it_was_given(engine: Engine, render) -
 
 
 def test_text_over_the_step_limit_is_refused_with_the_numbers(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
-    state = drive(engine, render, ("choice", "start"), ("choice", "poor"), ("choice", "gp"), ("text", "Qwxz"), ("choice", "self"))
+    state = drive(
+        engine,
+        render,
+        ("choice", "start"),
+        ("choice", "poor"),
+        ("choice", "gp"),
+        ("text", "Qwxz"),
+        ("choice", "self"),
+    )
     assert state.step == "when"
     turn = engine.handle(state, Inbound("text", "x" * 1001), render)
     assert turn.state.step == "when"
@@ -95,7 +108,9 @@ def test_typed_commands_and_labels(engine: Engine, render) -> None:  # type: ign
     state = drive(engine, render, ("choice", "start"))
     assert engine.handle(state, Inbound("text", "/back"), render).state.step == "welcome"
     assert engine.handle(state, Inbound("text", "  POOR! "), render).state.step == "service_type"
-    assert engine.handle(state, Inbound("text", "/help@IntakeBot"), render).state.step == "experience"
+    assert (
+        engine.handle(state, Inbound("text", "/help@IntakeBot"), render).state.step == "experience"
+    )
     # Not a command, not a label: re-prompted, nothing stored.
     turn = engine.handle(state, Inbound("text", "/rm -rf"), render)
     assert turn.state.step == "experience" and "experience" not in turn.state.answers
@@ -117,7 +132,20 @@ def test_clean_text_keeps_markup_and_removes_invisible_controls() -> None:
 
 def test_every_message_renders_in_english(render) -> None:  # type: ignore[no-untyped-def]
     for key, text in INTAKE.messages.items():
-        out = render(Text(text.msgid, (("reference", "X"), ("label", "L"), ("answer", "A"), ("length", "2"), ("limit", "1")), text.plural, text.n))
+        out = render(
+            Text(
+                text.msgid,
+                (
+                    ("reference", "X"),
+                    ("label", "L"),
+                    ("answer", "A"),
+                    ("length", "2"),
+                    ("limit", "1"),
+                ),
+                text.plural,
+                text.n,
+            )
+        )
         assert "{" not in out, key
 
 
@@ -131,6 +159,8 @@ def test_unknown_branch_target_is_rejected() -> None:
 
     from bot.engine.dialog import Branch
 
-    broken_steps = [replace(s, next=(Branch("nowhere"),)) if s.id == "experience" else s for s in INTAKE.steps]
+    broken_steps = [
+        replace(s, next=(Branch("nowhere"),)) if s.id == "experience" else s for s in INTAKE.steps
+    ]
     with pytest.raises(ValueError, match="nowhere"):
         Engine(replace(INTAKE, steps=tuple(broken_steps)))
