@@ -89,44 +89,113 @@ def _parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- serve
 
 
+#: A worker that dies is restarted, unless workers keep dying: more than this many deaths
+#: within CRASH_WINDOW_SECONDS means something is wrong with every worker (a bad setting, the
+#: port taken), so the parent stops them all and exits non-zero for its supervisor to see.
+MAX_RESTARTS = 5
+CRASH_WINDOW_SECONDS = 60.0
+#: How long stopping workers get to finish their requests (SIGTERM) before SIGKILL.
+STOP_TIMEOUT_SECONDS = 30.0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """One process, or a parent supervising `--workers N` processes sharing one port.
+
+    The parent holds no database connection and serves nothing: it migrates once, starts the
+    workers (each binds the port with SO_REUSEPORT, so the kernel spreads connections), and
+    then only supervises. A worker that dies (crash, OOM kill) is logged and restarted; a
+    crash loop stops everything with exit status 1. SIGTERM or SIGINT stops the workers
+    gracefully (in-flight turns finish; nothing is acknowledged before commit) and exits 0.
+    """
     workers = max(1, args.workers)
     if workers > 1 and settings.database_url.startswith("sqlite"):
-        print(
-            "several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)",
-            file=sys.stderr,
-        )
+        print("several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)", file=sys.stderr)
         return 2
     asyncio.run(_db_upgrade(settings, quiet=True))
     if workers == 1:
         _run_worker(settings, reuse_port=False)
         return 0
+    return _supervise(settings, workers)
+
+
+def _supervise(settings: Settings, workers: int) -> int:
+    import time
+    from multiprocessing.connection import wait
+
     ctx = multiprocessing.get_context("spawn")
-    children = [
-        ctx.Process(target=_run_worker, args=(settings, True), name=f"intake-worker-{i}")
-        for i in range(workers)
-    ]
-    for child in children:
-        child.start()
+    stopping = False
 
     def stop(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.is_alive():
-                child.terminate()
+        nonlocal stopping
+        if not stopping:
+            log.info("received %s; stopping %d workers", signal.Signals(signum).name, workers)
+        stopping = True
 
+    # Installed before the first worker starts, so an early SIGTERM is not lost; a spawned
+    # worker starts with default handlers and aiohttp installs its own graceful ones.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
+    def start(slot: int) -> multiprocessing.process.BaseProcess:
+        child = ctx.Process(target=_run_worker, args=(settings, True), name=f"intake-worker-{slot}")
+        child.start()
+        log.info("worker %d started (pid %s)", slot, child.pid)
+        return child
+
+    children = {slot: start(slot) for slot in range(workers)}
+    deaths: list[float] = []
+    status = 0
+    while not stopping:
+        ready = wait([c.sentinel for c in children.values()], timeout=0.5)
+        if not ready or stopping:
+            continue
+        for slot, child in list(children.items()):
+            if child.is_alive():
+                continue
+            child.join()
+            log.error("worker %d (pid %s) exited with status %s", slot, child.pid, child.exitcode)
+            now = time.monotonic()
+            deaths = [t for t in deaths if now - t < CRASH_WINDOW_SECONDS] + [now]
+            if len(deaths) > MAX_RESTARTS:
+                log.critical(
+                    "%d workers died within %.0f s; stopping (see the errors above)",
+                    len(deaths), CRASH_WINDOW_SECONDS,
+                )
+                stopping, status = True, 1
+                break
+            children[slot] = start(slot)
+    _stop_workers(list(children.values()))
+    log.info("all workers stopped")
+    return status
+
+
+def _stop_workers(children: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM (aiohttp's graceful shutdown), then SIGKILL for any that outlive the timeout."""
+    import time
+
     for child in children:
-        child.join()
-    return 0
+        if child.is_alive():
+            child.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            log.warning("worker pid %s did not stop in %.0f s; killing it", child.pid, STOP_TIMEOUT_SECONDS)
+            child.kill()
+            child.join()
 
 
 def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    """One serving process. aiohttp handles SIGINT/SIGTERM: stop accepting, let in-flight
+    requests finish, then run the app's cleanup (which disposes the database pool)."""
     from aiohttp import web
 
     from bot.app import build_app
 
-    logging.basicConfig(level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper())
+    logging.basicConfig(
+        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
     web.run_app(
         build_app(settings, migrate=False),
@@ -135,6 +204,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
         reuse_port=reuse_port or None,
         access_log=None,
         print=None,
+        shutdown_timeout=STOP_TIMEOUT_SECONDS - 5,
     )
 
 
@@ -176,7 +246,7 @@ async def _directory_import(settings: Settings, path: Path) -> int:
         f"{result.removed} removed); {len(parsed.skipped)} rows skipped"
     )
     for problem in parsed.skipped[:20]:
-        print(f"  skipped: {problem}")
+        print(f"  skipped line {problem.line}: {problem.reason}")
     return 0
 
 

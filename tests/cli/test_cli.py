@@ -1,0 +1,151 @@
+"""The `intake` command as an operator uses it: a real process on a real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_service
+from bot.config import Settings
+from bot.engine.types import Inbound
+from tests.fixtures import SMALL_DIRECTORY
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_FIELDS = {
+    "reference",
+    "created_at",
+    "channel",
+    "locale",
+    "urgent",
+    "experience",
+    "service_type",
+    "provider_text",
+    "location_id",
+    "relationship",
+    "works_there",
+    "when",
+    "what_happened",
+    "risk",
+    "authorities",
+    "complaint",
+    "mha",
+    "contact",
+    "alerts",
+}
+
+
+def intake(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INTAKE_DATABASE_URL": db_url, "INTAKE_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/cli.sqlite3"
+
+
+async def submit_report(db_url: str, what_happened: str, risk: str = "yes") -> str:
+    service = await build_service(Settings(database_url=db_url))
+    try:
+        start = await service.start(channel="terminal")
+        steps = [
+            ("choice", "start"),
+            ("choice", "poor"),
+            ("choice", "care_home"),
+            ("text", "Qwxz Zzyq"),
+            ("choice", "friend_family"),
+            ("choice", "skip"),
+            ("choice", "skip"),
+            ("text", what_happened),
+            ("choice", risk),
+            ("choice", "neither"),
+            ("choice", "not_yet"),
+            ("choice", "continue"),
+            ("choice", "yes"),
+            ("text", '=HYPERLINK("http://evil")'),
+            ("text", "pat@example.org"),
+            ("choice", "skip"),
+            ("choice", "no"),
+            ("choice", "submit"),
+        ]
+        reply = None
+        for kind, value in steps:
+            reply = await service.handle(start.conversation_id, Inbound(kind, value))  # type: ignore[arg-type]
+        assert reply is not None and reply.reference
+        return reply.reference
+    finally:
+        await service.storage.close()
+
+
+def test_db_upgrade_and_directory_import_are_repeatable(db_url: str) -> None:
+    assert intake(db_url, "db", "upgrade").returncode == 0
+    first = intake(db_url, "directory", "import", str(SMALL_DIRECTORY))
+    assert first.returncode == 0, first.stderr
+    assert "new" in first.stdout and "skipped" in first.stdout
+    again = intake(db_url, "directory", "import", str(SMALL_DIRECTORY))
+    assert again.returncode == 0 and "(0 new, 0 updated, 0 removed)" in again.stdout
+
+
+def test_directory_import_refuses_a_file_that_is_not_the_directory(
+    db_url: str, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "bogus.csv"
+    bogus.write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+    result = intake(db_url, "directory", "import", str(bogus))
+    assert result.returncode == 2 and "not a directory file" in result.stderr
+    assert intake(db_url, "directory", "import", str(tmp_path / "missing.csv")).returncode == 2
+
+
+async def test_reports_list_show_and_export(db_url: str) -> None:
+    urgent = await submit_report(db_url, "Left alone <script>alert(1)</script>", risk="yes")
+    routine = await submit_report(db_url, "-1+1 was the bill", risk="no")
+
+    listed = intake(db_url, "reports", "list")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert lines[1].startswith(urgent) and lines[2].startswith(routine)  # urgent first
+    assert "pat@example.org" not in listed.stdout  # the queue shows no contact details
+
+    shown = intake(db_url, "reports", "show", routine.lower().replace("-", ""))
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["reference"] == routine
+    assert intake(db_url, "reports", "show", "NOPE-NOPE").returncode == 1
+
+    exported = intake(db_url, "reports", "export", "--format", "jsonl")
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [r["reference"] for r in records] == [urgent, routine]
+    assert SPEC_FIELDS <= set(records[0])
+    assert records[0]["urgent"] is True and records[0]["labels_en"]["risk"] == "Yes"
+    assert records[0]["what_happened"] == "Left alone <script>alert(1)</script>"
+    assert records[0]["contact"] == {
+        "name": '=HYPERLINK("http://evil")',
+        "email": "pat@example.org",
+        "phone": None,
+    }
+
+    as_csv = intake(db_url, "reports", "export", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["reference"] for r in rows] == [urgent, routine]
+    # Cells a spreadsheet would run as formulas are defused.
+    assert rows[0]["contact_name"] == '\'=HYPERLINK("http://evil")'
+    assert rows[1]["what_happened"] == "'-1+1 was the bill"
+    assert rows[0]["service_type_en"] == "Care home"
+
+
+def test_no_command_prints_help(db_url: str) -> None:
+    result = intake(db_url)
+    assert result.returncode == 2 and "serve" in result.stdout

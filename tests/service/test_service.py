@@ -1,0 +1,154 @@
+"""The service over real SQLite storage: durability, idempotency, erasure, channels by key."""
+
+from __future__ import annotations
+
+import re
+
+from bot.engine.types import Inbound
+from bot.service import IntakeService, Reply
+
+REFERENCE = re.compile(r"^[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}$")
+
+GOOD_PATH = [
+    ("choice", "start"),
+    ("choice", "good"),
+    ("choice", "dentist"),
+    ("text", "Qwxz Zzyq Nonexistent"),
+    ("choice", "self"),
+    ("text", "Gentle and quick."),
+    ("choice", "no"),
+]
+
+
+async def drive(
+    service: IntakeService, conversation_id: str, steps: list[tuple[str, str]]
+) -> Reply:
+    reply = None
+    for number, (kind, value) in enumerate(steps):
+        reply = await service.handle(conversation_id, Inbound(kind, value), message_id=f"m{number}")  # type: ignore[arg-type]
+    assert reply is not None
+    return reply
+
+
+async def test_a_submitted_report_is_stored_with_a_readable_reference(
+    service: IntakeService,
+) -> None:
+    start = await service.start(channel="web", with_token=True)
+    assert start.token and start.step == "welcome"
+    reply = await drive(service, start.conversation_id, GOOD_PATH)
+    assert reply.step == "summary"
+    done = await service.handle(
+        start.conversation_id, Inbound("choice", "submit"), message_id="final"
+    )
+    assert done.done and done.step == "submitted"
+    assert done.reference and REFERENCE.match(done.reference)
+    assert done.reference in done.messages[0].text
+    async with service.storage.unit_of_work() as uow:
+        stored = await uow.reports.get(done.reference)
+        outbox = await uow.outbox.claim("report.submitted", limit=10, lease_seconds=5)
+    assert stored is not None
+    assert stored.data["what_happened"] == "Gentle and quick."
+    assert stored.data["channel"] == "web" and stored.priority == "routine"
+    assert [m.payload["reference"] for m in outbox] == [done.reference]
+
+
+async def test_a_repeated_message_id_is_applied_once(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True)
+    first = await service.handle(
+        start.conversation_id, Inbound("choice", "start"), message_id="same"
+    )
+    again = await service.handle(
+        start.conversation_id, Inbound("choice", "start"), message_id="same"
+    )
+    assert again.to_json() == first.to_json() and again.replayed
+    # A different answer under the same id changes nothing either.
+    other = await service.handle(
+        start.conversation_id, Inbound("choice", "poor"), message_id="same"
+    )
+    assert other.step == "experience"
+    view = await service.view(start.conversation_id)
+    assert [e["role"] for e in view.transcript or []].count("user") == 1
+
+
+async def test_cancel_erases_answers_and_transcript(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True)
+    await drive(service, start.conversation_id, GOOD_PATH[:5])
+    cancelled = await service.handle(start.conversation_id, Inbound("command", "cancel"))
+    assert cancelled.done and cancelled.reference is None
+    view = await service.view(start.conversation_id)
+    assert view.transcript == []
+    async with service.storage.unit_of_work() as uow:
+        record = await uow.conversations.get(start.conversation_id)
+        assert await uow.reports.count() == 0
+    assert record is not None and record.state.answers == {} and record.state.status == "cancelled"
+
+
+async def test_a_submitted_conversation_cannot_be_reopened(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True)
+    await drive(service, start.conversation_id, GOOD_PATH)
+    done = await service.handle(start.conversation_id, Inbound("choice", "submit"))
+    for inbound in (
+        Inbound("command", "back"),
+        Inbound("command", "restart"),
+        Inbound("text", "more"),
+    ):
+        after = await service.handle(start.conversation_id, inbound)
+        assert after.done and after.step == "submitted" and after.reference == done.reference
+    async with service.storage.unit_of_work() as uow:
+        assert await uow.reports.count() == 1
+
+
+async def test_tokens_are_checked_by_hash(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True)
+    assert start.token is not None
+    assert await service.check_token(start.conversation_id, start.token)
+    assert not await service.check_token(start.conversation_id, start.token + "x")
+    async with service.storage.unit_of_work() as uow:
+        record = await uow.conversations.get(start.conversation_id)
+    assert record is not None and start.token not in (record.token_hash or "")
+
+
+async def test_the_directory_is_searched_at_the_provider_step(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True)
+    reply = await drive(
+        service, start.conversation_id, [*GOOD_PATH[:3], ("text", "bright smile dental lancaster")]
+    )
+    assert reply.step == "provider"
+    assert reply.messages[-1].choices[0].id == "1-900000002"
+    assert reply.messages[-1].choices[-1].id == "none"
+
+
+async def test_a_channel_key_finds_or_opens_its_conversation(service: IntakeService) -> None:
+    def send(update_id: int, inbound: Inbound) -> object:
+        return service.handle_for_channel_key(
+            "telegram",
+            "4242",
+            inbound,
+            message_id=str(update_id),
+            scope="telegram:test",
+            locale_hints=("pl-PL",),
+            outbox_topic="telegram.send",
+        )
+
+    first = await send(1, Inbound("start", "1-900000003"))
+    assert first.step == "welcome"  # type: ignore[attr-defined]
+    second = await send(2, Inbound("choice", "start"))
+    assert second.conversation_id == first.conversation_id  # type: ignore[attr-defined]
+    replay = await send(2, Inbound("choice", "start"))
+    assert replay.replayed  # type: ignore[attr-defined]
+    async with service.storage.unit_of_work() as uow:
+        sent = await uow.outbox.claim("telegram.send", limit=100, lease_seconds=5)
+    assert {m.ordering_key for m in sent} == {"4242"}
+
+
+async def test_a_deep_link_offers_the_named_service(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True, start_param="1-900000003")
+    reply = await drive(
+        service,
+        start.conversation_id,
+        [("choice", "start"), ("choice", "good"), ("choice", "care_home")],
+    )
+    assert reply.step == "provider"
+    assert [c.id for c in reply.messages[-1].choices] == ["1-900000003", "none"]
+    chosen = await service.handle(start.conversation_id, Inbound("choice", "1-900000003"))
+    assert chosen.step == "relationship"
