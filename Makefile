@@ -29,6 +29,7 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy bot/engine bot/ports.py
 	$(BIN)/python -m pytest
 
 lint: install

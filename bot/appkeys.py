@@ -13,5 +13,5 @@ from bot.ports import Storage
 from bot.service import IntakeService
 
 SETTINGS = web.AppKey("settings", Settings)
-STORAGE = web.AppKey("storage", Storage)  # type: ignore[type-abstract]
+STORAGE = web.AppKey("storage", Storage)
 SERVICE = web.AppKey("service", IntakeService)

@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # These log SQL parameters at DEBUG, and parameters hold what people typed.
+    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -109,7 +112,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     """
     workers = max(1, args.workers)
     if workers > 1 and settings.database_url.startswith("sqlite"):
-        print("several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)", file=sys.stderr)
+        print(
+            "several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(_db_upgrade(settings, quiet=True))
     if workers == 1:
@@ -159,7 +165,8 @@ def _supervise(settings: Settings, workers: int) -> int:
             if len(deaths) > MAX_RESTARTS:
                 log.critical(
                     "%d workers died within %.0f s; stopping (see the errors above)",
-                    len(deaths), CRASH_WINDOW_SECONDS,
+                    len(deaths),
+                    CRASH_WINDOW_SECONDS,
                 )
                 stopping, status = True, 1
                 break
@@ -180,7 +187,9 @@ def _stop_workers(children: list[multiprocessing.process.BaseProcess]) -> None:
     for child in children:
         child.join(max(0.0, deadline - time.monotonic()))
         if child.is_alive():
-            log.warning("worker pid %s did not stop in %.0f s; killing it", child.pid, STOP_TIMEOUT_SECONDS)
+            log.warning(
+                "worker pid %s did not stop in %.0f s; killing it", child.pid, STOP_TIMEOUT_SECONDS
+            )
             child.kill()
             child.join()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
+DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
 
 
 class ConfigError(ValueError):
@@ -31,7 +32,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     #: Turns per minute allowed for one client address (web API).
     rate_limit_per_minute: int = 120
-    privacy_url: str = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
+    privacy_url: str = DEFAULT_PRIVACY_URL
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -71,5 +72,5 @@ class Settings:
             directory_csv=Path(csv) if csv else None,
             max_body_bytes=get_int("MAX_BODY_BYTES", 64 * 1024),
             rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),
-            privacy_url=get("PRIVACY_URL") or cls.privacy_url,
+            privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 from babel import Locale, UnknownLocaleError
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 from bot.engine.types import Text
@@ -74,14 +75,19 @@ class Catalogs:
         if text.plural is not None:
             template = tr.ngettext(text.msgid, text.plural, text.n if text.n is not None else 1)
         elif text.context is not None:
-            template = tr.pgettext(text.context, text.msgid)
+            template = str(tr.pgettext(text.context, text.msgid))
         else:
             template = tr.gettext(text.msgid)
         if "{" not in template:
             return template
-        values = dict(self._globals)
+        values: dict[str, str] = dict(self._globals)
         for name, value in text.params:
-            values[name] = self.render(value, locale) if isinstance(value, Text) else value
+            if isinstance(value, Text):
+                values[name] = self.render(value, locale)
+            elif isinstance(value, int):
+                values[name] = format_decimal(value, locale=locale)
+            else:
+                values[name] = value
         try:
             return template.format_map(values)
         except (KeyError, IndexError, ValueError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.engine.engine import Engine
+from bot.engine.engine import Engine, clean_text
 from bot.engine.types import (
     ConversationClosed,
     ConversationState,
@@ -330,6 +330,10 @@ class IntakeService:
                 replayed = Reply.from_json(prior)
                 replayed.replayed = True
                 return replayed
+        if inbound.kind == "text":
+            # Cleaned once here, so the transcript never holds NULs or bidi overrides either
+            # (PostgreSQL refuses NUL in text, which would wedge the conversation).
+            inbound = Inbound("text", clean_text(inbound.value), inbound.lookups)
         inbound = self._with_lookups(record.state, inbound)
         turn = self.engine.handle(
             record.state, inbound, self.catalogs.translator(record.state.locale)

@@ -293,7 +293,7 @@ class Engine:
             reason = self.dialog.messages["too_long"]
             reason = Text(
                 reason.msgid,
-                (("length", f"{len(value):,}"), ("limit", f"{step.max_length:,}")),
+                (("length", len(value)), ("limit", step.max_length)),
                 plural=reason.plural,
                 n=step.max_length,
             )

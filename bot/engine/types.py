@@ -24,12 +24,13 @@ class Text:
     """A piece of text to show: a gettext message id with parameters, or verbatim text.
 
     `plural` and `n` select a plural form (ngettext). Parameter values may themselves be
-    `Text`, so a summary line can embed a translated choice label. `verbatim=True` marks text
+    `Text`, so a summary line can embed a translated choice label; ints are formatted for
+    the person's locale when rendered. `verbatim=True` marks text
     that must never be translated (the person's own words, a service name from the directory).
     """
 
     msgid: str
-    params: tuple[tuple[str, str | Text], ...] = ()
+    params: tuple[tuple[str, str | int | Text], ...] = ()
     plural: str | None = None
     n: int | None = None
     verbatim: bool = False
@@ -46,7 +47,8 @@ class Text:
         return Text("", parts=tuple(parts))
 
 
-Param: TypeAlias = "str | Text"
+#: Numbers stay numbers until rendering, so each language formats them its own way.
+Param: TypeAlias = "str | int | Text"
 
 
 def T(msgid: str, /, **params: Param) -> Text:
@@ -56,7 +58,7 @@ def T(msgid: str, /, **params: Param) -> Text:
 
 def P(singular: str, plural: str, n: int, /, **params: Param) -> Text:
     """Build a plural-aware `Text` (ngettext); `{n}` is available as a parameter."""
-    merged = {**params, "n": str(n)}
+    merged: dict[str, Param] = {**params, "n": n}
     return Text(singular, tuple(sorted(merged.items())), plural=plural, n=n)
 
 

@@ -164,3 +164,13 @@ def test_unknown_branch_target_is_rejected() -> None:
     ]
     with pytest.raises(ValueError, match="nowhere"):
         Engine(replace(INTAKE, steps=tuple(broken_steps)))
+
+
+def test_numbers_are_formatted_for_the_persons_language(engine: Engine) -> None:
+    catalogs = Catalogs()
+    state = drive(engine, catalogs.translator("en"), ("choice", "start"), ("choice", "poor"), ("choice", "gp"), ("text", "Qwxz"), ("choice", "self"))
+    turn = engine.handle(state, Inbound("text", "x" * 1001), catalogs.translator("es"))
+    spanish = catalogs.render(turn.outbound[0].text, "es")
+    english = catalogs.render(turn.outbound[0].text, "en")
+    assert "1.001" in spanish and "1,001" not in spanish
+    assert "1,001" in english

@@ -152,3 +152,12 @@ async def test_a_deep_link_offers_the_named_service(service: IntakeService) -> N
     assert [c.id for c in reply.messages[-1].choices] == ["1-900000003", "none"]
     chosen = await service.handle(start.conversation_id, Inbound("choice", "1-900000003"))
     assert chosen.step == "relationship"
+
+
+async def test_invisible_control_characters_never_reach_the_transcript(service: IntakeService) -> None:
+    start = await service.start(channel="web", with_token=True)
+    await drive(service, start.conversation_id, GOOD_PATH[:5])
+    await service.handle(start.conversation_id, Inbound("text", "Kind\u0000 staff\u202e here"))
+    view = await service.view(start.conversation_id)
+    typed = [e for e in view.transcript or [] if e["role"] == "user"][-1]
+    assert typed["value"] == "Kind staff here" and typed["text"] == "Kind staff here"

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.config import DEFAULT_DATABASE_URL, DEFAULT_PRIVACY_URL, ConfigError, Settings
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.port == 8080 and settings.telegram_mode == "webhook"
+    assert settings.privacy_url == DEFAULT_PRIVACY_URL
+    assert isinstance(settings.privacy_url, str)
+
+
+def test_values_are_read_and_cleaned() -> None:
+    settings = Settings.from_env(
+        {
+            "INTAKE_PORT": " 9090 ",
+            "INTAKE_ALLOWED_ORIGINS": "https://a.example/, https://b.example",
+            "INTAKE_TELEGRAM_MODE": "polling",
+            "INTAKE_PRIVACY_URL": "https://example.org/p",
+        }
+    )
+    assert settings.port == 9090
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.telegram_mode == "polling"
+    assert settings.privacy_url == "https://example.org/p"
+
+
+@pytest.mark.parametrize(("name", "value"), [("INTAKE_PORT", "eighty"), ("INTAKE_TELEGRAM_MODE", "push")])
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
