@@ -1,0 +1,256 @@
+"""The web chat channel: a small JSON API for the widget, plus the page and its files.
+
+The handlers only translate HTTP to `Inbound` and `Reply` to JSON; the dialogue, idempotency
+and durability are the service's. Guards run in middlewares so that every response, error
+or not, has the same headers and the same error shape (see `web_http`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from bot.appkeys import SERVICE, SETTINGS, STORAGE
+from bot.channels.web_guard import (
+    OriginPolicy,
+    RateLimiter,
+    client_address,
+    cors_preflight,
+    enforce,
+)
+from bot.channels.web_http import (
+    CORS_ORIGIN,
+    ApiError,
+    Handler,
+    access_log_middleware,
+    bad_request,
+    check_content_length,
+    error_middleware,
+    read_json_object,
+)
+from bot.channels.web_static import FILE_PATTERN, StaticFiles, add_security_headers
+from bot.engine.types import COMMANDS, Inbound
+from bot.ports import StorageError
+
+API_PREFIX = "/api/"
+CONVERSATIONS = "/api/v1/conversations"
+CONVERSATION = "/api/v1/conversations/{conversation_id}"
+MESSAGES = "/api/v1/conversations/{conversation_id}/messages"
+
+MAX_CLIENT_MESSAGE_ID = 100
+#: Choice ids are short identifiers (or directory location ids); anything longer is not one.
+MAX_CHOICE_LENGTH = 200
+#: Locale codes and Accept-Language values longer than this are not real ones.
+MAX_LOCALE_HINT = 200
+READY_TIMEOUT_SECONDS = 2.0
+
+_BEARER = re.compile(r"Bearer[ ]+([A-Za-z0-9_\-]{16,200})[ ]*", re.IGNORECASE)
+_INPUT_FIELDS = ("text", "choice", "command")
+
+ORIGIN_POLICY = web.AppKey("web_origin_policy", OriginPolicy)
+CLIENT_LIMITER = web.AppKey("web_client_limiter", RateLimiter)
+CONVERSATION_LIMITER = web.AppKey("web_conversation_limiter", RateLimiter)
+
+
+def setup(app: web.Application) -> None:
+    """Register the web channel's routes, middlewares and response headers on `app`."""
+    settings = app[SETTINGS]
+    app[ORIGIN_POLICY] = OriginPolicy(settings.allowed_origins)
+    app[CLIENT_LIMITER] = RateLimiter(settings.rate_limit_per_minute)
+    app[CONVERSATION_LIMITER] = RateLimiter(settings.rate_limit_per_minute)
+    # First is outermost: the log sees the final status; errors are shaped before logging.
+    app.middlewares.extend([access_log_middleware, error_middleware, api_guard_middleware])
+    app.on_response_prepare.append(_on_response_prepare)
+
+    static = StaticFiles()
+    app.router.add_post(CONVERSATIONS, create_conversation)
+    app.router.add_post(MESSAGES, post_message)
+    app.router.add_get(CONVERSATION, get_conversation, allow_head=False)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", static.index)
+    app.router.add_get("/{name:" + FILE_PATTERN + "}", static.file)
+
+
+# ---------------------------------------------------------------------- middleware
+
+
+@web.middleware
+async def api_guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """For /api only: origin check and preflight, body size, then rate limits."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None:
+        if not request.app[ORIGIN_POLICY].is_allowed(request, origin):
+            raise ApiError(403, "origin_not_allowed", "This site may not use the chat service.")
+        request[CORS_ORIGIN] = origin
+    if request.method == hdrs.METH_OPTIONS and _route_exists(request):
+        if origin is None:
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        return cors_preflight(request, origin)
+    check_content_length(request, request.app[SETTINGS].max_body_bytes)
+    if _route_exists(request):
+        enforce(request.app[CLIENT_LIMITER], client_address(request))
+    return await handler(request)
+
+
+def _route_exists(request: web.Request) -> bool:
+    """The path names an API resource (whatever the method): unknown paths stay 404."""
+    exc = request.match_info.http_exception
+    return exc is None or exc.status == 405
+
+
+async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    add_security_headers(request, response)
+    is_api = request.path.startswith(API_PREFIX)
+    if is_api or request.path in ("/healthz", "/readyz"):
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    if is_api:
+        _add_vary_origin(response)
+        origin = request.get(CORS_ORIGIN)
+        if origin is not None:
+            response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+            response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = hdrs.RETRY_AFTER
+
+
+def _add_vary_origin(response: web.StreamResponse) -> None:
+    vary = response.headers.get(hdrs.VARY, "")
+    if "origin" not in vary.lower():
+        response.headers[hdrs.VARY] = f"{vary}, Origin" if vary else "Origin"
+
+
+# ---------------------------------------------------------------------- the API
+
+
+async def create_conversation(request: web.Request) -> web.Response:
+    """201 with the welcome and a token that is shown once and stored only as a hash."""
+    body = await read_json_object(request, required=False)
+    locale = body.get("locale")
+    if locale is not None and not isinstance(locale, str):
+        bad_request("invalid_locale", 'locale must be a string such as "en" or "pl".')
+    accept_language = request.headers.get(hdrs.ACCEPT_LANGUAGE)
+    hints = tuple(h[:MAX_LOCALE_HINT] if h else None for h in (locale, accept_language))
+    reply = await request.app[SERVICE].start(channel="web", locale_hints=hints, with_token=True)
+    return web.json_response(reply.to_json(), status=201)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """One turn. An invalid answer is a normal 200 with a re-prompt, never an HTTP error."""
+    conversation_id = await _authorize(request)
+    enforce(request.app[CONVERSATION_LIMITER], conversation_id)
+    body = await read_json_object(request, required=True)
+    inbound = parse_inbound(body)
+    message_id = parse_client_message_id(body)
+    reply = await request.app[SERVICE].handle(conversation_id, inbound, message_id=message_id)
+    return web.json_response(reply.to_json())
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    """The current step and the transcript, so a reloaded page resumes where it stopped."""
+    conversation_id = await _authorize(request)
+    reply = await request.app[SERVICE].view(conversation_id, with_transcript=True)
+    return web.json_response(reply.to_json())
+
+
+def parse_inbound(body: dict[str, Any]) -> Inbound:
+    """Exactly one of text, choice or command."""
+    present = [name for name in _INPUT_FIELDS if name in body]
+    if len(present) != 1:
+        bad_request(
+            "invalid_message",
+            'Send exactly one of "text", "choice" or "command".',
+        )
+    kind = present[0]
+    value = body[kind]
+    if not isinstance(value, str):
+        bad_request(f"invalid_{kind}", f'"{kind}" must be a string.')
+    if kind == "command" and value not in COMMANDS:
+        bad_request(
+            "unknown_command",
+            f'"command" must be one of: {", ".join(COMMANDS)}.',
+        )
+    if kind == "choice" and not 0 < len(value) <= MAX_CHOICE_LENGTH:
+        bad_request("invalid_choice", '"choice" must be a choice id from the last message.')
+    # NUL is never meaningful in typed text (the engine drops it too), but PostgreSQL JSONB
+    # cannot store it, and the service keeps the raw value in the transcript: drop it here.
+    return Inbound(kind, value.replace("\x00", ""))  # type: ignore[arg-type]
+
+
+def parse_client_message_id(body: dict[str, Any]) -> str | None:
+    """Optional; the client's retry key. Printable so it is safe to store and compare."""
+    value = body.get("client_message_id")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_CLIENT_MESSAGE_ID
+        or not value.isprintable()
+    ):
+        bad_request(
+            "invalid_client_message_id",
+            f'"client_message_id" must be a printable string of 1 to {MAX_CLIENT_MESSAGE_ID} '
+            "characters.",
+        )
+    return value
+
+
+async def _authorize(request: web.Request) -> str:
+    """404 for an id that cannot exist (checked before the database), 401 without the
+    conversation's own token. Returns the canonical conversation id."""
+    conversation_id = _parse_conversation_id(request.match_info["conversation_id"])
+    token = _bearer_token(request)
+    if not await request.app[SERVICE].check_token(conversation_id, token):
+        raise _unauthorized("The token does not match this conversation.")
+    return conversation_id
+
+
+def _parse_conversation_id(raw: str) -> str:
+    try:
+        parsed = uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(404, "not_found", "There is no such conversation.") from None
+    canonical = str(parsed)
+    if canonical != raw.lower():
+        # Braces, "urn:uuid:" or no hyphens: valid for uuid.UUID, but never an id we issued.
+        raise ApiError(404, "not_found", "There is no such conversation.")
+    return canonical
+
+
+def _bearer_token(request: web.Request) -> str:
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        raise _unauthorized("Send the conversation's token as Authorization: Bearer <token>.")
+    match = _BEARER.fullmatch(header)
+    if match is None:
+        raise _unauthorized("The Authorization header must be: Bearer <token>.")
+    return match.group(1)
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={hdrs.WWW_AUTHENTICATE: "Bearer"})
+
+
+# ---------------------------------------------------------------------- health
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers. Never touches the database."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: only while the database answers, so a load balancer stops routing here."""
+    storage = request.app.get(STORAGE)
+    if storage is None:
+        raise ApiError(503, "not_ready", "Starting up.")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await storage.ping()
+    except (StorageError, TimeoutError, OSError):
+        raise ApiError(503, "not_ready", "The database is not answering.") from None
+    return web.json_response({"status": "ok"})

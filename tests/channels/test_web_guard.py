@@ -1,0 +1,47 @@
+"""The in-process rate limiter: refill, the wait it reports, and bounded memory."""
+
+from __future__ import annotations
+
+from bot.channels.web_guard import RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_refill() -> None:
+    clock = Clock()
+    limiter = RateLimiter(60, clock=clock)  # one a second, burst of 60
+    assert all(limiter.take("a") == 0 for _ in range(60))
+    wait = limiter.take("a")
+    assert 0 < wait <= 1.0
+    clock.now += 1.0
+    assert limiter.take("a") == 0
+    assert limiter.take("a") > 0
+
+
+def test_keys_are_independent() -> None:
+    limiter = RateLimiter(1, clock=Clock())
+    assert limiter.take("a") == 0
+    assert limiter.take("a") > 0
+    assert limiter.take("b") == 0
+
+
+def test_memory_is_bounded() -> None:
+    limiter = RateLimiter(10, max_keys=100, clock=Clock())
+    for n in range(10_000):
+        limiter.take(f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter) == 100
+
+
+def test_recently_used_buckets_survive_eviction() -> None:
+    limiter = RateLimiter(1, max_keys=2, clock=Clock())
+    limiter.take("busy")
+    limiter.take("x")
+    limiter.take("busy")  # refreshed: now the most recent
+    limiter.take("y")  # evicts "x", not "busy"
+    assert limiter.take("busy") > 0
