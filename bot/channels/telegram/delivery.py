@@ -1,0 +1,130 @@
+"""Sending rendered messages to Telegram and sorting its errors into retry or give up.
+
+The outbox dispatcher (bot/outbox_dispatcher.py) calls `TelegramDelivery` for each claimed
+message; the same sender serves the few direct, non-durable messages (group notice,
+"I can only read text"). Nothing here logs message text.
+"""
+
+from __future__ import annotations
+
+import datetime as dtm
+import logging
+import warnings
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.channels.telegram.render import BUTTONS_ONLY_TEXT, build_keyboard, split_text
+from bot.outbox_dispatcher import Outcome, RateLimiter, backoff
+from bot.ports import OutboxMessage
+from bot.service import RenderedMessage
+
+log = logging.getLogger(__name__)
+
+TOPIC = "telegram.send"
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """The wait Telegram asked for, in seconds. PTB 22 warns on reading `retry_after` until
+    it becomes a timedelta; the warning is about a type change we handle both ways."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = error.retry_after
+    if isinstance(value, dtm.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+class TelegramDelivery:
+    """Sends one outbox message (a rendered bot message) to its chat.
+
+    A long text goes as several parts with the keyboard on the last. Parts already sent are
+    remembered in memory per outbox id, so a retry in this process does not repeat them.
+    """
+
+    def __init__(self, bot: Bot, limiter: RateLimiter, *, backoff_cap: float = 300.0) -> None:
+        self.bot = bot
+        self.limiter = limiter
+        self.backoff_cap = backoff_cap
+        self._parts_sent: dict[int, int] = {}
+
+    async def __call__(self, message: OutboxMessage) -> Outcome:
+        assert message.id is not None
+        outcome = await self._send(message)
+        if outcome.status != "retry":
+            self._parts_sent.pop(message.id, None)
+        return outcome
+
+    async def _send(self, message: OutboxMessage) -> Outcome:
+        assert message.id is not None
+        try:
+            chat_id = int(message.payload["chat_id"])
+            rendered = RenderedMessage.from_json(message.payload["message"])
+        except (KeyError, TypeError, ValueError):
+            return Outcome.failed("malformed_payload")
+        try:
+            sent = await self.send(
+                chat_id, rendered, skip_parts=self._parts_sent.get(message.id, 0)
+            )
+        except _Progress as progress:
+            self._parts_sent[message.id] = progress.sent
+            return self.classify(progress.error, message.attempts)
+        return Outcome.done("sent" if sent else "empty")
+
+    async def send(self, chat_id: int, rendered: RenderedMessage, *, skip_parts: int = 0) -> int:
+        """Send the parts of `rendered` after the first `skip_parts`; returns how many were
+        sent in all. A Telegram error is raised as `_Progress` carrying the count so far."""
+        keyboard = build_keyboard(rendered.choices)
+        text = rendered.text.strip()
+        if not text and keyboard is None:
+            return 0
+        parts = split_text(text) if text else [BUTTONS_ONLY_TEXT]
+        for index in range(skip_parts, len(parts)):
+            last = index == len(parts) - 1
+            await self.limiter.acquire()
+            try:
+                await self.bot.send_message(
+                    chat_id,
+                    parts[index],
+                    reply_markup=keyboard if last else None,
+                    link_preview_options=NO_PREVIEW,
+                )
+            except TelegramError as error:
+                raise _Progress(index, error) from error
+        return len(parts)
+
+    def classify(self, error: TelegramError, attempts: int) -> Outcome:
+        """Rate limits and network trouble are retried; a chat we cannot reach is given up."""
+        if isinstance(error, RetryAfter):
+            return Outcome.retry("rate_limited", retry_after_seconds(error))
+        if isinstance(error, Forbidden):
+            return Outcome.failed("blocked")
+        if isinstance(error, BadRequest):  # before NetworkError: it is a subclass
+            if "chat not found" in str(error).lower():
+                return Outcome.failed("chat_not_found")
+            return Outcome.failed("bad_request")
+        if isinstance(error, ChatMigrated):
+            return Outcome.failed("chat_migrated")
+        if isinstance(error, InvalidToken):
+            log.error("the Bot API rejected the token; check INTAKE_TELEGRAM_TOKEN")
+            return Outcome.retry("invalid_token", backoff(attempts, cap=self.backoff_cap))
+        if isinstance(error, NetworkError):  # includes TimedOut
+            return Outcome.retry("network", backoff(attempts, cap=self.backoff_cap))
+        return Outcome.retry("telegram_error", backoff(attempts, cap=self.backoff_cap))
+
+
+class _Progress(Exception):
+    def __init__(self, sent: int, error: TelegramError) -> None:
+        super().__init__(type(error).__name__)
+        self.sent = sent
+        self.error = error

@@ -1,0 +1,188 @@
+"""One update in, one committed turn out: the function both the webhook and polling feed.
+
+The turn and its replies (written to the outbox) commit together inside the service; this
+handler returns only after that, so the webhook can answer 200 knowing nothing is lost.
+What follows the commit here (answering a button press, removing an old keyboard, a polite
+note in a group) is best effort and runs in the background: a failure there loses nothing
+that matters, and it must not delay Telegram's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from telegram import Bot, Update
+from telegram.error import TelegramError
+
+from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
+from bot.channels.telegram.updates import (
+    GroupAction,
+    IgnoreAction,
+    TurnAction,
+    UnsupportedAction,
+    classify,
+)
+from bot.engine.types import T
+from bot.ports import Channel, StorageError
+from bot.service import IntakeService, RenderedMessage
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Channel = "telegram"
+UNSUPPORTED = T("I can only read typed text. Please type your answer.")
+GROUP_NOTICE = T(
+    "I only work in a private chat, so that what you tell me stays private. "
+    "Please send me a message directly."
+)
+
+
+class UpdateHandler:
+    def __init__(
+        self,
+        service: IntakeService,
+        bot: Bot,
+        sender: TelegramDelivery,
+        *,
+        scope: str,
+        on_committed: Callable[[], None] = lambda: None,
+        group_notice_interval: float = 600.0,
+    ) -> None:
+        self.service = service
+        self.bot = bot
+        self.sender = sender
+        self.scope = scope
+        self.on_committed = on_committed
+        self.group_notice_interval = group_notice_interval
+        self._group_noticed: dict[int, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def handle(self, update: Update) -> None:
+        """Raises StorageError (retry later) or anything unexpected: the caller must then not
+        acknowledge the update."""
+        action = classify(update)
+        if isinstance(action, TurnAction):
+            await self._turn(update.update_id, action)
+        elif isinstance(action, UnsupportedAction):
+            await self._unsupported(action)
+        elif isinstance(action, GroupAction):
+            self._group(action)
+        elif isinstance(action, IgnoreAction) and action.callback_query_id:
+            self._spawn(self._answer_callback(action.callback_query_id))
+
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Let background calls finish (or give up on them) before the Bot shuts down."""
+        if not self._background:
+            return
+        _done, pending = await asyncio.wait(set(self._background), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------------ cases
+
+    async def _turn(self, update_id: int, action: TurnAction) -> None:
+        reply = await self.service.handle_for_channel_key(
+            CHANNEL,
+            str(action.chat_id),
+            action.inbound,
+            message_id=str(update_id),
+            scope=self.scope,
+            locale_hints=(action.language_code,),
+            outbox_topic=TOPIC,
+        )
+        if not reply.replayed:
+            self.on_committed()
+        if action.callback_query_id is not None:
+            self._spawn(self._answer_callback(action.callback_query_id))
+        if action.keyboard_message_id is not None:
+            self._spawn(self._remove_keyboard(action.chat_id, action.keyboard_message_id))
+
+    async def _unsupported(self, action: UnsupportedAction) -> None:
+        """Explain, and show the current question again; the conversation is not touched."""
+        locale = self.service.catalogs.negotiate(action.language_code)
+        current: RenderedMessage | None = None
+        try:
+            async with self.service.storage.unit_of_work() as uow:
+                record = await uow.conversations.find_active(CHANNEL, str(action.chat_id))
+            if record is not None:
+                view = await self.service.view(record.id, with_transcript=False)
+                locale = view.locale
+                current = view.messages[-1] if view.messages and not view.done else None
+        except StorageError as error:
+            log.warning("telegram: could not load the current question (%s)", type(error).__name__)
+        messages = [RenderedMessage(self.service.catalogs.render(UNSUPPORTED, locale))]
+        if current is not None:
+            messages.append(current)
+        self._spawn(self._send(action.chat_id, messages))
+
+    def _group(self, action: GroupAction) -> None:
+        """Nothing is stored for a group; a per-process memory keeps the note from repeating."""
+        now = time.monotonic()
+        last = self._group_noticed.get(action.chat_id)
+        if last is not None and now - last < self.group_notice_interval:
+            return
+        if len(self._group_noticed) > 10_000:
+            self._group_noticed = {
+                chat: at
+                for chat, at in self._group_noticed.items()
+                if now - at < self.group_notice_interval
+            }
+        self._group_noticed[action.chat_id] = now
+        locale = self.service.catalogs.negotiate(action.language_code)
+        username = self._username()
+        if username:
+            link = f"https://t.me/{username}?start="
+            notice = T(
+                "I only work in a private chat, so that what you tell me stays private. "
+                "Please send me a message directly: {link}",
+                link=link,
+            )
+            text = self.service.catalogs.render(notice, locale)
+        else:
+            text = self.service.catalogs.render(GROUP_NOTICE, locale)
+        self._spawn(self._send(action.chat_id, [RenderedMessage(text)]))
+
+    # ------------------------------------------------------------------ best-effort calls
+
+    def _username(self) -> str | None:
+        try:
+            return self.bot.username
+        except RuntimeError:  # getMe has not succeeded yet
+            return None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send(self, chat_id: int, messages: list[RenderedMessage]) -> None:
+        for message in messages:
+            try:
+                await self.sender.send(chat_id, message)
+            except Exception as error:
+                log.info("telegram: direct message not sent (%s)", _name(error))
+                return
+
+    async def _answer_callback(self, query_id: str) -> None:
+        try:
+            await self.bot.answer_callback_query(query_id)
+        except TelegramError as error:  # e.g. "query is too old" after a retry
+            log.debug("telegram: callback query not answered (%s)", type(error).__name__)
+
+    async def _remove_keyboard(self, chat_id: int, message_id: int) -> None:
+        """Buttons of an answered question go, so an old tap is less likely (and harmless
+        anyway: the engine answers a stale choice by asking the current question)."""
+        await self.sender.limiter.acquire()
+        try:
+            await self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
+        except TelegramError as error:  # "message is not modified", too old to edit...
+            log.debug("telegram: keyboard not removed (%s)", type(error).__name__)
+
+
+def _name(error: BaseException) -> str:
+    cause = getattr(error, "error", None)
+    return type(cause).__name__ if isinstance(cause, BaseException) else type(error).__name__

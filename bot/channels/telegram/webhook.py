@@ -1,0 +1,91 @@
+"""POST /telegram/webhook: authenticate, parse, run the turn, and only then answer 200.
+
+Telegram retries any non-2xx answer, so a failure before commit (503 for the database, 500
+for anything else) loses nothing; a repeated update is answered from the inbound log.
+PTB's own webhook server is not used because it acknowledges before handling.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from telegram import Bot, Update
+
+from bot.ports import StorageError
+
+log = logging.getLogger(__name__)
+
+PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is longer than `limit` (whatever Content-Length claimed)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def make_webhook_view(
+    *,
+    secret: str,
+    max_body_bytes: int,
+    bot: Callable[[], Bot],
+    handle: Callable[[], Callable[[Update], Awaitable[None]]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The route handler; `bot` and `handle` are looked up per request because they are
+    created at startup, after routes are frozen."""
+    expected = secret.encode("utf-8")
+
+    async def webhook(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER)
+        if given is None:
+            return _error(401, "unauthorized", "missing secret token")
+        if not hmac.compare_digest(given.encode("utf-8"), expected):
+            return _error(403, "forbidden", "wrong secret token")
+        body = await _read_limited(request, max_body_bytes)
+        if body is None:
+            return _error(413, "too_large", "body too large")
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an update")
+            update = Update.de_json(data, bot())
+        except (ValueError, TypeError, KeyError) as error:
+            log.warning("telegram webhook: malformed update (%s)", type(error).__name__)
+            return _error(400, "malformed", "not a Telegram update")
+        try:
+            await handle()(update)
+        except StorageError as error:
+            log.warning(
+                "telegram webhook: update %s not handled, database unavailable (%s)",
+                update.update_id,
+                type(error).__name__,
+            )
+            return _error(503, "unavailable", "try again later")
+        except Exception as error:
+            # The traceback without the exception's message, which could quote what was typed.
+            log.error(
+                "telegram webhook: update %s failed with %s\n%s",
+                update.update_id,
+                type(error).__name__,
+                "".join(traceback.format_tb(error.__traceback__)),
+            )
+            return _error(500, "internal", "internal error")
+        return web.json_response({"ok": True})
+
+    return webhook

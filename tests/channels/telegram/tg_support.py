@@ -1,0 +1,180 @@
+"""Helpers for the Telegram channel tests: the running app, and a person in a chat."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import func, select
+
+from bot.app import SERVICE
+from bot.channels.telegram import TELEGRAM, TelegramChannel, TelegramOptions
+from bot.service import IntakeService
+from storage.models import outbox
+from tests.fakes.telegram_api import FakeTelegramAPI
+
+SECRET = "s3cret"
+FAST = TelegramOptions(dispatcher_poll_interval=0.05, backoff_cap=0.2, rate_per_second=1000.0)
+_update_ids = itertools.count(10_000)
+_message_ids = itertools.count(1)
+
+
+@dataclass
+class TelegramServer:
+    app: web.Application
+    runner: web.AppRunner
+    base_url: str
+    session: aiohttp.ClientSession
+
+    @property
+    def channel(self) -> TelegramChannel:
+        return self.app[TELEGRAM]
+
+    @property
+    def service(self) -> IntakeService:
+        return self.app[SERVICE]
+
+    async def post(
+        self, update: dict[str, Any], *, secret: str | None = SECRET, **kwargs: Any
+    ) -> int:
+        headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+        async with self.session.post(
+            f"{self.base_url}/telegram/webhook", json=update, headers=headers, **kwargs
+        ) as response:
+            await response.read()
+            return response.status
+
+    async def pending(self) -> int:
+        engine = self.service.storage.engine  # type: ignore[attr-defined]
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count()).where(
+                    outbox.c.topic == "telegram.send", outbox.c.status == "pending"
+                )
+            )
+        return int(count or 0)
+
+    async def settle(self, within: float = 5.0) -> None:
+        deadline = time.monotonic() + within
+        handler = self.channel.handler
+        assert handler is not None
+        while True:
+            background = getattr(handler, "_background", set())
+            if not background and await self.pending() == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not settled: {await self.pending()} pending")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@dataclass
+class User:
+    """A person in a private chat (chat id = user id, as on Telegram)."""
+
+    server: TelegramServer
+    fake: FakeTelegramAPI
+    id: int
+    language_code: str = "en"
+    chat_type: str = "private"
+    chat_id: int | None = None
+    last_update: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chat(self) -> int:
+        return self.chat_id if self.chat_id is not None else self.id
+
+    def _from(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "is_bot": False,
+            "first_name": "Sam",
+            "language_code": self.language_code,
+        }
+
+    def _chat(self) -> dict[str, Any]:
+        chat: dict[str, Any] = {"id": self.chat, "type": self.chat_type}
+        if self.chat_type == "private":
+            chat["first_name"] = "Sam"
+        else:
+            chat["title"] = "A group"
+        return chat
+
+    def message(self, text: str | None = None, **content: Any) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "message_id": next(_message_ids),
+            "from": self._from(),
+            "chat": self._chat(),
+            "date": int(time.time()),
+            **content,
+        }
+        if text is not None:
+            message["text"] = text
+            if text.startswith("/"):
+                length = len(text.split(" ", 1)[0])
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        update = {"update_id": next(_update_ids), "message": message}
+        self.last_update = update
+        return update
+
+    def callback(self, data: str, message_id: int) -> dict[str, Any]:
+        update = {
+            "update_id": next(_update_ids),
+            "callback_query": {
+                "id": str(next(_update_ids)),
+                "from": self._from(),
+                "message": {
+                    "message_id": message_id,
+                    "from": {"id": 123, "is_bot": True, "first_name": "Care feedback"},
+                    "chat": self._chat(),
+                    "date": int(time.time()),
+                    "text": "a question",
+                },
+                "chat_instance": "42",
+                "data": data,
+            },
+        }
+        self.last_update = update
+        return update
+
+    async def say(self, text: str, *, settle: bool = True) -> None:
+        status = await self.server.post(self.message(text))
+        assert status == 200
+        if settle:
+            await self.server.settle()
+
+    async def tap(self, choice_id: str, *, settle: bool = True) -> None:
+        """Press the newest button with this choice id in what the bot sent this chat."""
+        for call in reversed(self.fake.sent(self.chat)):
+            if choice_id in buttons(call.params):
+                message_id = call.result["message_id"]
+                break
+        else:
+            raise AssertionError(f"no button {choice_id!r}; last keyboard {self.keyboard()}")
+        status = await self.server.post(self.callback(choice_id, message_id))
+        assert status == 200
+        if settle:
+            await self.server.settle()
+
+    def texts(self) -> list[str]:
+        return self.fake.texts(self.chat)
+
+    def keyboard(self) -> list[str]:
+        """The choice ids on the newest message that had buttons."""
+        for call in reversed(self.fake.sent(self.chat)):
+            ids = buttons(call.params)
+            if ids:
+                return ids
+        return []
+
+
+def buttons(params: dict[str, Any]) -> list[str]:
+    markup = params.get("reply_markup") or {}
+    return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
