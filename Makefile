@@ -30,6 +30,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy bot/engine bot/ports.py
+	bash scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 lint: install

@@ -1,0 +1,386 @@
+"""Browser tests of the web chat widget, in Debian's headless Chromium driven by Playwright.
+
+Only the system browser at /usr/bin/chromium is used (`scripts/ensure-chromium` installs it);
+Playwright never downloads one. Without it every browser test is skipped with the reason.
+A failed test leaves a screenshot of each of its pages in test-artifacts/<test name>.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Debian's chromium; INTAKE_TEST_CHROMIUM may point elsewhere (e.g. to check the skip path).
+CHROMIUM = Path(os.environ.get("INTAKE_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+AXE_CACHE = ROOT / ".cache" / "axe"
+AXE_SCRIPT = AXE_CACHE / "package" / "axe.min.js"
+NO_CHROMIUM = (
+    f"{CHROMIUM} is missing: run scripts/ensure-chromium (as root it installs Debian's "
+    "chromium package) to run the browser tests"
+)
+
+CHROMIUM_PRESENT = CHROMIUM.exists()
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if CHROMIUM.exists():
+        return
+    skip = pytest.mark.skip(reason=NO_CHROMIUM)
+    here = Path(__file__).parent
+    for item in items:
+        if "browser" in item.keywords and here in Path(str(item.path)).parents:
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def artifact_name(node_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", node_name).strip("_")
+
+
+# ---------------------------------------------------------------------- the server
+
+
+@dataclass
+class WidgetServer:
+    runner: Any
+    base_url: str
+
+
+StartWidgetServer = Callable[..., Awaitable[WidgetServer]]
+
+
+@pytest.fixture
+async def start_widget_server(tmp_path: Path) -> AsyncIterator[StartWidgetServer]:
+    """`await start_widget_server(allowed_origins=(...))`: the whole app (`build_app`) on a
+    fresh SQLite file with the small fictional directory, on 127.0.0.1 and a free port."""
+    from aiohttp import web
+
+    from bot.app import build_app
+    from bot.config import Settings
+    from tests.fixtures import SMALL_DIRECTORY
+
+    runners: list[Any] = []
+
+    async def start(**overrides: Any) -> WidgetServer:
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / f't{len(runners)}.sqlite3'}",
+            directory_csv=SMALL_DIRECTORY,
+            **overrides,
+        )
+        runner = web.AppRunner(build_app(settings), access_log=None, handle_signals=False)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return WidgetServer(runner, f"http://{host}:{port}")
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------------- the browser
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not CHROMIUM_PRESENT:
+        pytest.skip(NO_CHROMIUM)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@dataclass
+class PageWatch:
+    """What a page did that a test must not miss: dialogs (alert = script ran), script errors,
+    and console errors (for example a Content Security Policy refusal)."""
+
+    dialogs: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert not self.dialogs, f"a dialog opened (script ran): {self.dialogs}"
+        assert not self.page_errors, f"script errors: {self.page_errors}"
+        csp = [m for m in self.console_errors if "Content Security Policy" in m or "Refused" in m]
+        assert not csp, f"refused by the Content Security Policy: {csp}"
+
+
+NewPage = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def new_page(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[NewPage]:
+    """`await new_page(viewport=PHONE, **context_options)` gives a page in a fresh context
+    (its own sessionStorage). Each page has `.watch` (a PageWatch). On failure, screenshots."""
+    contexts: list[Any] = []
+    pages: list[Any] = []
+
+    async def make(viewport: dict[str, int] | None = None, **options: Any) -> Any:
+        options.setdefault("reduced_motion", "reduce")
+        context = await browser.new_context(viewport=viewport or DESKTOP, **options)
+        contexts.append(context)
+        page = await context.new_page()
+        page.set_default_timeout(10_000)
+        watch = PageWatch()
+
+        async def on_dialog(dialog: Any) -> None:
+            watch.dialogs.append(f"{dialog.type}: {dialog.message}")
+            await dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                watch.console_errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+        page.watch = watch
+        pages.append(page)
+        return page
+
+    yield make
+
+    failed = any(
+        getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+    if failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for index, page in enumerate(pages):
+            suffix = "" if index == 0 else f"-{index + 1}"
+            path = ARTIFACTS / f"{artifact_name(request.node.name)}{suffix}.png"
+            try:
+                await page.screenshot(path=str(path), full_page=False)
+            except Exception as error:  # the page may be gone; the failure is what matters
+                print(f"could not save {path}: {error}")
+    for context in contexts:
+        await context.close()
+
+
+async def save_screenshot(page: Any, name: str) -> Path:
+    """Screenshots kept on success too, for a person to look at."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path))
+    return path
+
+
+# ---------------------------------------------------------------------- the chat, as a test drives it
+
+
+class Chat:
+    """The widget on a page, addressed through its public hooks: data-step on the root,
+    data-choice-id on choice buttons, data-role on messages, data-turn counting replies."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.root = page.locator(".ciw-root")
+        self.panel = page.locator(".ciw-panel")
+        self.log = page.locator(".ciw-log")
+        self.textarea = page.locator(".ciw-input")
+        self.send_button = page.locator(".ciw-send")
+        self.alert = page.locator(".ciw-alert")
+        self.launcher = page.locator(".ciw-launcher")
+
+    def choice(self, choice_id: str) -> Any:
+        return self.page.locator(f'.ciw-choice[data-choice-id="{choice_id}"]')
+
+    async def turn(self) -> int:
+        value = await self.root.get_attribute("data-turn")
+        return int(value or 0)
+
+    async def wait_turn_after(self, before: int, wait_ms: float = 10_000) -> None:
+        await self.page.wait_for_function(
+            "n => Number(document.querySelector('.ciw-root').dataset.turn || 0) > n",
+            arg=before,
+            timeout=wait_ms,
+        )
+
+    async def wait_step(self, step: str, wait_ms: float = 10_000) -> None:
+        await self.page.wait_for_selector(
+            f'.ciw-root[data-step="{step}"] .ciw-panel[aria-busy="false"]', timeout=wait_ms
+        )
+
+    async def step(self) -> str:
+        return await self.root.get_attribute("data-step") or ""
+
+    async def choose(self, choice_id: str) -> None:
+        before = await self.turn()
+        await self.choice(choice_id).click()
+        await self.wait_turn_after(before)
+
+    async def answer(self, text: str, *, with_button: bool = False) -> None:
+        before = await self.turn()
+        await self.textarea.fill(text)
+        if with_button:
+            await self.send_button.click()
+        else:
+            await self.textarea.press("Enter")
+        await self.wait_turn_after(before)
+
+    async def user_texts(self) -> list[str]:
+        return await self.page.locator('.ciw-msg[data-role="user"] .ciw-text').all_text_contents()
+
+    async def bot_texts(self) -> list[str]:
+        return await self.page.locator('.ciw-msg[data-role="bot"] .ciw-text').all_text_contents()
+
+    async def session(self) -> dict[str, str]:
+        """The {conversation_id, token} the widget keeps in sessionStorage."""
+        stored = await self.page.evaluate(
+            """() => {
+                for (let i = 0; i < sessionStorage.length; i++) {
+                    const key = sessionStorage.key(i);
+                    if (key.startsWith('care-intake-chat:')) return sessionStorage.getItem(key);
+                }
+                return null;
+            }"""
+        )
+        assert stored, "the widget stored no session"
+        import json
+
+        return dict(json.loads(stored))
+
+    async def complete_report(self) -> None:
+        """A whole report about poor care in a care home, by clicking and typing."""
+        await self.wait_step("welcome")
+        await self.choose("start")
+        await self.wait_step("experience")
+        await self.choose("poor")
+        await self.choose("care_home")
+        await self.wait_step("provider")
+        await self.answer("Castle View Care Home, Lancaster", with_button=True)
+        if await self.step() == "provider":  # matches offered as choices
+            first = self.page.locator(".ciw-choice").first
+            before = await self.turn()
+            await first.click()
+            await self.wait_turn_after(before)
+        await self.wait_step("relationship")
+        await self.choose("friend_family")
+        await self.wait_step("when")
+        await self.answer("Last week, and it is still happening")
+        await self.wait_step("service_part")
+        await self.choose("skip")
+        await self.wait_step("what_happened")
+        await self.answer(
+            "My dad was left without water for hours.\nStaff did not answer the bell."
+        )
+        await self.wait_step("risk")
+        await self.choose("no")
+        await self.choose("neither")
+        await self.wait_step("complaint")
+        await self.choose("not_yet")
+        await self.wait_step("complaint_info")
+        await self.choose("continue")
+        await self.wait_step("contact")
+        await self.choose("yes")
+        await self.wait_step("contact_name")
+        await self.answer("Sam Taylor")
+        await self.wait_step("contact_email")
+        await self.answer("sam.taylor@example.org")
+        await self.wait_step("contact_phone")
+        await self.choose("skip")
+        await self.wait_step("alerts")
+        await self.choose("no")
+        await self.wait_step("summary")
+        await self.choose("submit")
+        await self.wait_step("submitted")
+
+
+@pytest.fixture
+def chat_for() -> Callable[[Any], Chat]:
+    return Chat
+
+
+# ---------------------------------------------------------------------- axe-core
+
+
+def _install_axe() -> str | None:
+    """Fetch axe-core from the npm registry into .cache/axe; returns why not, or None."""
+    npm = shutil.which("npm")
+    if npm is None:
+        return "npm is not available to fetch axe-core"
+    AXE_CACHE.mkdir(parents=True, exist_ok=True)
+    try:
+        packed = subprocess.run(
+            [npm, "pack", "axe-core@4", "--silent"],
+            cwd=AXE_CACHE,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
+        tarball = packed.stdout.strip().splitlines()[-1]
+        subprocess.run(
+            ["tar", "xzf", tarball], cwd=AXE_CACHE, capture_output=True, timeout=60, check=True
+        )
+    except (subprocess.SubprocessError, OSError, IndexError) as error:
+        return f"could not fetch axe-core with npm: {error}"
+    return None if AXE_SCRIPT.exists() else "axe-core was fetched but axe.min.js is missing"
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    if not AXE_SCRIPT.exists():
+        reason = _install_axe()
+        if reason is not None:
+            pytest.skip(reason)
+    return AXE_SCRIPT
+
+
+async def axe_violations(page: Any, axe_script: Path) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations (WCAG 2.0-2.2 A and AA rules) on the page."""
+    if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(axe_script))
+    result = await page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {
+                runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']},
+                resultTypes: ['violations'],
+            });
+            return r.violations.map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => n.target.join(' ') + ' :: ' + n.failureSummary),
+            }));
+        }"""
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]

@@ -1,0 +1,124 @@
+"""The widget embedded by one script tag on another site (another loopback port = another
+origin): it works where INTAKE_ALLOWED_ORIGINS lists that site, and says so clearly where not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.e2e.conftest import DESKTOP, Chat, save_screenshot
+
+pytestmark = pytest.mark.browser
+
+EMBED_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>A partner's page</title></head>
+<body>
+<main><h1>Our care home</h1><p>We welcome your feedback.</p>
+<a href="#top" id="partner-link">A link on the partner's page</a></main>
+<script src="{api}/widget.js" defer data-title="Feedback about care"></script>
+</body>
+</html>
+"""
+
+
+class EmbedSite:
+    """A static page on its own loopback port; the API address is set once that is known."""
+
+    def __init__(self) -> None:
+        self.api = ""
+        self.origin = ""
+        self.runner: web.AppRunner | None = None
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(text=EMBED_PAGE.format(api=self.api), content_type="text/html")
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/", self.page)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        self.origin = f"http://{host}:{port}"
+        return self.origin
+
+
+@pytest.fixture
+async def embed_site() -> AsyncIterator[EmbedSite]:
+    site = EmbedSite()
+    await site.start()
+    yield site
+    assert site.runner is not None
+    await site.runner.cleanup()
+
+
+async def test_embedded_on_an_allowed_origin_the_conversation_starts(
+    start_widget_server: Any, embed_site: EmbedSite, new_page: Any
+) -> None:
+    server = await start_widget_server(allowed_origins=(embed_site.origin,))
+    embed_site.api = server.base_url
+    page = await new_page(viewport=DESKTOP)
+    await page.goto(embed_site.origin + "/")
+    chat = Chat(page)
+
+    # Closed until asked: a launcher button, labelled, that controls the panel.
+    await chat.launcher.wait_for(state="visible")
+    await save_screenshot(page, "widget-embed-launcher")
+    assert await chat.panel.is_hidden()
+    assert await chat.launcher.get_attribute("aria-expanded") == "false"
+    css = await page.evaluate(
+        "() => [...document.querySelectorAll('link[rel=stylesheet]')].map(l => l.href)"
+    )
+    assert css == [server.base_url + "/widget.css"]
+
+    await chat.launcher.click()
+    await chat.wait_step("welcome")
+    assert await page.locator(".ciw-title").text_content() == "Feedback about care"
+    # Focus moved into the panel; the conversation works across origins (CORS, token header).
+    assert await page.evaluate("() => !!document.activeElement.closest('.ciw-panel')")
+    await chat.choose("start")
+    await chat.wait_step("experience")
+    assert await chat.alert.is_hidden()
+
+    # Escape closes it and gives focus back to the launcher; opening again keeps the place.
+    await page.keyboard.press("Escape")
+    assert await chat.panel.is_hidden()
+    assert await page.evaluate(
+        "() => document.activeElement === document.querySelector('.ciw-launcher')"
+    )
+    await page.keyboard.press("Enter")
+    await chat.panel.wait_for(state="visible")
+    assert await page.evaluate(
+        "() => document.activeElement.getAttribute('data-choice-id') === 'poor'"
+    )
+    assert await chat.user_texts() == ["Start"]
+
+    # The close button does the same as Escape.
+    await page.locator(".ciw-close").click()
+    assert await chat.panel.is_hidden()
+    page.watch.assert_clean()
+
+
+async def test_embedded_on_an_origin_not_allowed_the_panel_says_so(
+    start_widget_server: Any, embed_site: EmbedSite, new_page: Any
+) -> None:
+    server = await start_widget_server(allowed_origins=("https://some-other-site.example",))
+    embed_site.api = server.base_url
+    page = await new_page(viewport=DESKTOP)
+    await page.goto(embed_site.origin + "/")
+    chat = Chat(page)
+    await chat.launcher.click()
+
+    await chat.alert.get_by_text("This chat cannot be used on this website.").wait_for()
+    assert await chat.root.get_attribute("data-error") == "origin_not_allowed"
+    await save_screenshot(page, "widget-embed-refused")
+    link = chat.alert.locator("a")
+    assert await link.get_attribute("href") == server.base_url + "/"
+    assert await page.locator(".ciw-choice").count() == 0
+    assert await chat.log.locator(".ciw-msg").count() == 0
+    assert not page.watch.dialogs and not page.watch.page_errors
