@@ -52,6 +52,10 @@ class ConversationNotFound(LookupError):
     pass
 
 
+class InvalidToken(PermissionError):
+    """The web token does not belong to this conversation."""
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedChoice:
     id: str
@@ -130,6 +134,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _token_matches(record: ConversationRecord, token: str) -> bool:
+    """Constant-time comparison of hashes; a conversation without a token matches none."""
+    if record.token_hash is None:
+        return False
+    return hmac.compare_digest(record.token_hash, hash_token(token))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -194,8 +205,11 @@ class IntakeService:
         *,
         message_id: str | None = None,
         outbox_topic: str | None = None,
+        token: str | None = None,
     ) -> Reply:
-        """Apply one inbound message; a repeated `message_id` returns the first reply."""
+        """Apply one inbound message; a repeated `message_id` returns the first reply.
+        With `token`, the web token is checked inside the turn's own transaction (one round of
+        database work per turn, not two)."""
         await self.directory.refresh()
         for _attempt in range(MAX_REFERENCE_ATTEMPTS):
             try:
@@ -203,6 +217,8 @@ class IntakeService:
                     record = await uow.conversations.get(conversation_id, for_update=True)
                     if record is None:
                         raise ConversationNotFound(conversation_id)
+                    if token is not None and not _token_matches(record, token):
+                        raise InvalidToken(conversation_id)
                     reply = await self._turn(uow, record, inbound, message_id, outbox_topic)
                     await uow.commit()
                     return reply
@@ -287,11 +303,15 @@ class IntakeService:
         await uow.inbound.put(scope, message_id, reply.to_json())
         return reply
 
-    async def view(self, conversation_id: str, *, with_transcript: bool = True) -> Reply:
+    async def view(
+        self, conversation_id: str, *, with_transcript: bool = True, token: str | None = None
+    ) -> Reply:
         async with self.storage.unit_of_work() as uow:
             record = await uow.conversations.get(conversation_id)
             if record is None:
                 raise ConversationNotFound(conversation_id)
+            if token is not None and not _token_matches(record, token):
+                raise InvalidToken(conversation_id)
             transcript = await uow.transcripts.list(conversation_id) if with_transcript else None
         turn = Turn(record.state, self.engine.prompt(record.state))
         reply = self._reply(record, turn)
@@ -300,16 +320,6 @@ class IntakeService:
                 {"role": e.role, **e.payload, "at": e.created_at.isoformat()} for e in transcript
             ]
         return reply
-
-    async def check_token(self, conversation_id: str, token: str) -> bool:
-        """Constant-time comparison of the token's hash; unknown ids raise NotFound."""
-        async with self.storage.unit_of_work() as uow:
-            record = await uow.conversations.get(conversation_id)
-        if record is None:
-            raise ConversationNotFound(conversation_id)
-        if record.token_hash is None:
-            return False
-        return hmac.compare_digest(record.token_hash, hash_token(token))
 
     # ------------------------------------------------------------------ the turn
 

@@ -35,6 +35,7 @@ from bot.channels.web_http import (
 from bot.channels.web_static import FILE_PATTERN, StaticFiles, add_security_headers
 from bot.engine.types import COMMANDS, Inbound
 from bot.ports import StorageError
+from bot.service import InvalidToken
 
 API_PREFIX = "/api/"
 CONVERSATIONS = "/api/v1/conversations"
@@ -141,19 +142,27 @@ async def create_conversation(request: web.Request) -> web.Response:
 
 async def post_message(request: web.Request) -> web.Response:
     """One turn. An invalid answer is a normal 200 with a re-prompt, never an HTTP error."""
-    conversation_id = await _authorize(request)
+    conversation_id, token = _credentials(request)
     enforce(request.app[CONVERSATION_LIMITER], conversation_id)
     body = await read_json_object(request, required=True)
     inbound = parse_inbound(body)
     message_id = parse_client_message_id(body)
-    reply = await request.app[SERVICE].handle(conversation_id, inbound, message_id=message_id)
+    try:
+        reply = await request.app[SERVICE].handle(
+            conversation_id, inbound, message_id=message_id, token=token
+        )
+    except InvalidToken:
+        raise _unauthorized("The token does not match this conversation.") from None
     return web.json_response(reply.to_json())
 
 
 async def get_conversation(request: web.Request) -> web.Response:
     """The current step and the transcript, so a reloaded page resumes where it stopped."""
-    conversation_id = await _authorize(request)
-    reply = await request.app[SERVICE].view(conversation_id, with_transcript=True)
+    conversation_id, token = _credentials(request)
+    try:
+        reply = await request.app[SERVICE].view(conversation_id, with_transcript=True, token=token)
+    except InvalidToken:
+        raise _unauthorized("The token does not match this conversation.") from None
     return web.json_response(reply.to_json())
 
 
@@ -176,8 +185,8 @@ def parse_inbound(body: dict[str, Any]) -> Inbound:
         )
     if kind == "choice" and not 0 < len(value) <= MAX_CHOICE_LENGTH:
         bad_request("invalid_choice", '"choice" must be a choice id from the last message.')
-    # NUL is never meaningful in typed text (the engine drops it too), but PostgreSQL JSONB
-    # cannot store it, and the service keeps the raw value in the transcript: drop it here.
+    # NUL is never meaningful in typed text and PostgreSQL cannot store it; the service
+    # cleans typed text too, this keeps choices and commands free of it as well.
     return Inbound(kind, value.replace("\x00", ""))  # type: ignore[arg-type]
 
 
@@ -199,14 +208,11 @@ def parse_client_message_id(body: dict[str, Any]) -> str | None:
     return value
 
 
-async def _authorize(request: web.Request) -> str:
-    """404 for an id that cannot exist (checked before the database), 401 without the
-    conversation's own token. Returns the canonical conversation id."""
-    conversation_id = _parse_conversation_id(request.match_info["conversation_id"])
-    token = _bearer_token(request)
-    if not await request.app[SERVICE].check_token(conversation_id, token):
-        raise _unauthorized("The token does not match this conversation.")
-    return conversation_id
+def _credentials(request: web.Request) -> tuple[str, str]:
+    """404 for an id that cannot exist and 401 without a bearer token, both before the
+    database; the token itself is checked by the service inside the turn's transaction.
+    Returns the canonical conversation id and the token."""
+    return _parse_conversation_id(request.match_info["conversation_id"]), _bearer_token(request)
 
 
 def _parse_conversation_id(raw: str) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bot.engine.types import Inbound
-from bot.service import IntakeService, Reply
+from bot.service import IntakeService, InvalidToken, Reply
 
 REFERENCE = re.compile(r"^[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}$")
 
@@ -98,11 +100,16 @@ async def test_a_submitted_conversation_cannot_be_reopened(service: IntakeServic
         assert await uow.reports.count() == 1
 
 
-async def test_tokens_are_checked_by_hash(service: IntakeService) -> None:
+async def test_tokens_are_checked_by_hash_inside_the_turn(service: IntakeService) -> None:
     start = await service.start(channel="web", with_token=True)
     assert start.token is not None
-    assert await service.check_token(start.conversation_id, start.token)
-    assert not await service.check_token(start.conversation_id, start.token + "x")
+    with pytest.raises(InvalidToken):
+        await service.handle(start.conversation_id, Inbound("choice", "start"), token=start.token + "x")
+    with pytest.raises(InvalidToken):
+        await service.view(start.conversation_id, token="")
+    assert (await service.view(start.conversation_id, token=start.token)).step == "welcome"
+    moved = await service.handle(start.conversation_id, Inbound("choice", "start"), token=start.token)
+    assert moved.step == "experience"
     async with service.storage.unit_of_work() as uow:
         record = await uow.conversations.get(start.conversation_id)
     assert record is not None and start.token not in (record.token_hash or "")
