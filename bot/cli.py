@@ -18,16 +18,22 @@ from bot.config import ConfigError, Settings
 log = logging.getLogger("intake")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+def configure_logging() -> None:
+    """Once per process (workers are spawned, so each calls this)."""
     logging.basicConfig(
         level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # These log SQL parameters at DEBUG, and parameters hold what people typed.
-    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
+    # The database drivers log SQL parameters at DEBUG, and parameters hold what people
+    # typed; `transitions` logs every state change at INFO, one line per step.
+    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg", "transitions"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging()
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -111,6 +117,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     gracefully (in-flight turns finish; nothing is acknowledged before commit) and exits 0.
     """
     workers = max(1, args.workers)
+    if workers > 1 and settings.telegram_token and settings.telegram_mode == "polling":
+        print(
+            "Telegram polling needs a single worker (several would fight over getUpdates); "
+            "use INTAKE_TELEGRAM_MODE=webhook with several workers",
+            file=sys.stderr,
+        )
+        return 2
     if workers > 1 and settings.database_url.startswith("sqlite"):
         print(
             "several workers need PostgreSQL (INTAKE_DATABASE_URL=postgresql+asyncpg://...)",
@@ -201,10 +214,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
 
     from bot.app import build_app
 
-    logging.basicConfig(
-        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
     web.run_app(
         build_app(settings, migrate=False),

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -46,7 +47,20 @@ class Base(DeclarativeBase):
 
 class ConversationRow(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_channel_key", "channel", "channel_key", "status"),)
+    __table_args__ = (
+        Index("ix_conversations_channel_key", "channel", "channel_key", "status"),
+        # At most one active conversation per channel address (a Telegram chat): two first
+        # messages of one chat handled by two workers at once cannot open two conversations;
+        # the loser's INSERT conflicts and its turn is retried (see migration 0002).
+        Index(
+            "uq_conversations_active_channel_key",
+            "channel",
+            "channel_key",
+            unique=True,
+            postgresql_where=text("status = 'active' AND channel_key IS NOT NULL"),
+            sqlite_where=text("status = 'active' AND channel_key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))

@@ -149,3 +149,23 @@ async def test_reports_list_show_and_export(db_url: str) -> None:
 def test_no_command_prints_help(db_url: str) -> None:
     result = intake(db_url)
     assert result.returncode == 2 and "serve" in result.stdout
+
+
+def test_several_workers_refuse_sqlite_and_telegram_polling(db_url: str) -> None:
+    sqlite = intake(db_url, "serve", "--workers", "2")
+    assert sqlite.returncode == 2 and "PostgreSQL" in sqlite.stderr
+    env_polling = {
+        **os.environ,
+        "INTAKE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x",
+        "INTAKE_TELEGRAM_TOKEN": "1:x",
+        "INTAKE_TELEGRAM_MODE": "polling",
+    }
+    polling = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--workers", "2"],
+        cwd=ROOT,
+        env=env_polling,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert polling.returncode == 2 and "single worker" in polling.stderr

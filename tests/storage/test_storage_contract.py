@@ -175,7 +175,7 @@ class TestStorageContract:
     async def test_find_active_returns_the_newest_active_one(self, storage: SqlStorage) -> None:
         base = _now()
         async with storage.unit_of_work() as uow:
-            await uow.conversations.add(conversation("old", created_at=base))
+            await uow.conversations.add(conversation("old", status="ended", created_at=base))
             await uow.conversations.add(conversation("new", created_at=base + timedelta(seconds=1)))
             await uow.conversations.add(
                 conversation("done", status="submitted", created_at=base + timedelta(seconds=2))
@@ -190,6 +190,37 @@ class TestStorageContract:
             assert await uow.conversations.find_active("telegram", "chat-9") is None
             locked = await uow.conversations.find_active("web", "chat-1", for_update=True)
             assert locked is not None and locked.id == "web"
+
+    async def test_one_active_conversation_per_channel_key(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation("first"))
+            with pytest.raises(DuplicateError):
+                await uow.conversations.add(conversation("second"))
+            # Other chats, other channels, finished conversations and keyless ones are free.
+            await uow.conversations.add(conversation("other-chat", channel_key="chat-2"))
+            await uow.conversations.add(conversation("web", channel="web"))
+            await uow.conversations.add(conversation("done", status="submitted"))
+            await uow.conversations.add(conversation("k1", channel="web", channel_key=None))
+            await uow.conversations.add(conversation("k2", channel="web", channel_key=None))
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            found = await uow.conversations.find_active("telegram", "chat-1")
+            assert found is not None and found.id == "first"
+
+    async def test_two_first_messages_at_once_open_one_conversation(
+        self, storage: SqlStorage
+    ) -> None:
+        """Two workers open a conversation for one chat at the same moment: one wins; the
+        other's insert waits for it and then conflicts (its turn is retried by the service)."""
+
+        async def open_one(conversation_id: str) -> None:
+            async with storage.unit_of_work() as uow:
+                await uow.conversations.add(conversation(conversation_id))
+                await asyncio.sleep(0.05)
+                await uow.commit()
+
+        results = await asyncio.gather(open_one("a"), open_one("b"), return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["DuplicateError", "NoneType"]
 
     async def test_get_for_update_serializes_turns(self, storage: SqlStorage) -> None:
         """Concurrent turns of one conversation neither lose updates nor conflict."""
@@ -263,7 +294,7 @@ class TestStorageContract:
         at = _now()
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
-            await uow.conversations.add(conversation("c2"))
+            await uow.conversations.add(conversation("c2", channel_key="chat-2"))
             assert await uow.transcripts.next_seq("c1") == 1
             await uow.transcripts.append(
                 "c1",
