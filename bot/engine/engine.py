@@ -8,7 +8,6 @@ machine's `advance` trigger on it. Building a machine per conversation would cos
 
 from __future__ import annotations
 
-import copy
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -138,7 +137,7 @@ class Engine:
         return Turn(state, self.prompt(state))
 
     def handle(self, state: ConversationState, inbound: Inbound, translate: Translate) -> Turn:
-        state = copy.deepcopy(state)
+        state = state.copy()
         if inbound.kind == "start":
             if state.status == "active":
                 return Turn(state, self.prompt(state))
@@ -188,21 +187,18 @@ class Engine:
         return (*(Outbound(t) for t in texts[:-1]), last)
 
     def path(self, answers: Answers) -> list[str]:
-        """The steps the answers lead through, from the first step while each is answered."""
+        """The steps the answers lead through, from the first step while each is answered.
+
+        A query, not a transition: it reads the same branches the machine was built from
+        rather than firing the machine once per step (each firing costs ~20 µs)."""
         seen: list[str] = []
-        step_id = self.dialog.first_step
-        model = _Model(step_id, answers)
-        while step_id not in seen and len(seen) < len(self._steps):
+        step_id: str | None = self.dialog.first_step
+        while step_id is not None and step_id not in seen:
             seen.append(step_id)
             step = self._steps[step_id]
             if step.kind in ("text", "choice", "lookup", "info") and step_id not in answers:
                 break
-            if not step.next:
-                break
-            model.state = step_id
-            if not self._advance.trigger(model):
-                break
-            step_id = model.state
+            step_id = next((b.to for b in step.next if b.when is None or b.when(answers)), None)
         return seen
 
     def on_path_answers(self, answers: Answers) -> dict[str, Any]:

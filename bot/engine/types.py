@@ -108,6 +108,20 @@ class ConversationState:
     resume_step: str | None = None
     editing: bool = False
 
+    def copy(self) -> ConversationState:
+        """An independent copy. State is JSON-shaped (dicts, lists, scalars), so a walk over
+        those is enough and several times cheaper than `copy.deepcopy`."""
+        return ConversationState(
+            step=self.step,
+            locale=self.locale,
+            answers=_clone(self.answers),
+            history=list(self.history),
+            status=self.status,
+            scratch=_clone(self.scratch),
+            resume_step=self.resume_step,
+            editing=self.editing,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "step": self.step,
@@ -132,6 +146,14 @@ class ConversationState:
             resume_step=data.get("resume_step"),
             editing=bool(data.get("editing", False)),
         )
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clone(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,9 +168,87 @@ def test_unknown_branch_target_is_rejected() -> None:
 
 def test_numbers_are_formatted_for_the_persons_language(engine: Engine) -> None:
     catalogs = Catalogs()
-    state = drive(engine, catalogs.translator("en"), ("choice", "start"), ("choice", "poor"), ("choice", "gp"), ("text", "Qwxz"), ("choice", "self"))
+    state = drive(
+        engine,
+        catalogs.translator("en"),
+        ("choice", "start"),
+        ("choice", "poor"),
+        ("choice", "gp"),
+        ("text", "Qwxz"),
+        ("choice", "self"),
+    )
     turn = engine.handle(state, Inbound("text", "x" * 1001), catalogs.translator("es"))
     spanish = catalogs.render(turn.outbound[0].text, "es")
     english = catalogs.render(turn.outbound[0].text, "en")
     assert "1.001" in spanish and "1,001" not in spanish
     assert "1,001" in english
+
+
+def test_path_reads_the_same_branches_the_machine_fires(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    from bot.engine.engine import _Model
+
+    def machine_walk(answers: dict) -> list[str]:  # type: ignore[type-arg]
+        model, seen = _Model(INTAKE.first_step, answers), []
+        while model.state not in seen:
+            seen.append(model.state)
+            step = INTAKE.by_id[model.state]
+            if step.kind in ("text", "choice", "lookup", "info") and model.state not in answers:
+                break
+            if not step.next or not engine.machine.events["advance"].trigger(model):
+                break
+        return seen
+
+    answer_sets = [
+        drive(
+            engine,
+            render,
+            ("choice", "start"),
+            ("choice", e),
+            ("choice", t),
+            ("text", "Qwxz"),
+            ("choice", r),
+        ).answers
+        for e in ("poor", "good", "mixed")
+        for t in ("hospital", "mental_health", "gp", "childrens_social_care", "other")
+        for r in ("self", "work")
+    ]
+    for answers in answer_sets:
+        for extra in (
+            {},
+            {
+                "works_there": "yes",
+                "whistleblowing": "continue",
+                "when": "skip",
+                "service_part": "skip",
+                "what_happened": "x",
+                "risk": "no",
+                "authorities": "both",
+                "complaint": "told",
+                "complaint_info": "continue",
+                "mha": "no",
+                "contact": "yes",
+                "contact_name": "A",
+                "contact_email": "a@b.org",
+                "contact_phone": "skip",
+            },
+        ):
+            merged = {**answers, **extra}
+            assert engine.path(merged) == machine_walk(merged)
+
+
+def test_state_copy_is_independent() -> None:
+    state = ConversationState(
+        "provider",
+        answers={"provider": {"text": "a"}},
+        scratch={"matches": [["1", "n", "l"]]},
+        history=["welcome"],
+    )
+    clone = state.copy()
+    clone.answers["provider"]["text"] = "b"
+    clone.scratch["matches"][0][0] = "2"
+    clone.history.append("x")
+    assert (
+        state.answers["provider"]["text"] == "a"
+        and state.scratch["matches"][0][0] == "1"
+        and state.history == ["welcome"]
+    )
