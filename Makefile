@@ -56,6 +56,7 @@ diagram: install
 	$(BIN)/python -m dialogs.diagram > dialogs/intake.mmd
 
 bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:

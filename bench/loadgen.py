@@ -1,0 +1,331 @@
+"""The load generator: its own process, raw asyncio streams, HTTP/1.1 keep-alive.
+
+    python -m bench.loadgen MODE --port P (--concurrency C | --rate R) --duration S [--warmup S]
+
+MODE: `web` (conversations through the web chat API, driven to submission), `telegram` (the
+same conversations as webhook updates), `ceiling` (POST /ceiling, one insert-and-commit).
+Closed loop (`--concurrency C`): C conversations at once, each sends its next turn when the
+last one is answered. Open loop (`--rate R`): turns are sent on a fixed schedule, whatever is
+outstanding; latency is measured from the scheduled time, so a slow server cannot hide its
+queue (no coordinated omission). Prints one JSON object: rate, latency percentiles, errors, and
+the generator's own CPU use (to show whether it, rather than the server, was the limit).
+
+Requests are pre-built bytes; only the responses that carry what the next request needs (the
+conversation id and token) or prove the result (the reference after submit) are parsed.
+Every request that is answered 2xx counts as one durable turn: the service commits before it
+answers (creating a conversation is its first turn, a transaction of its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import resource
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from bench.script import SCRIPT
+
+HOST = "127.0.0.1"
+SECRET = "bench-webhook-secret-0123456789"
+
+
+class Http:
+    """One keep-alive connection; `call` sends a request and returns (status, body)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port, limit=1 << 20)
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def call(self, request: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        at = head.lower().find(b"\r\ncontent-length:")
+        if at < 0:
+            raise RuntimeError(f"no Content-Length in response: {head[:200]!r}")
+        length = int(head[at + 17 : head.index(b"\r\n", at + 2)])
+        body = await self.reader.readexactly(length) if length else b""
+        if b"\r\nconnection: close" in head.lower():
+            self.writer.close()
+            self.writer = self.reader = None
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def post(path: str, body: bytes, port: int, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+class Failure(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------- conversations
+
+
+class WebConversation:
+    """Creates a conversation, then sends the script's turns; starts again after submit."""
+
+    bodies: ClassVar[list[bytes]] = [
+        (json.dumps({t.kind: t.value})[:-1] + ', "client_message_id": "').encode() for t in SCRIPT
+    ]
+
+    #: Leave a conversation open after this many turns and start another (0: to submission).
+    turns_per_conversation = 0
+
+    def __init__(self, port: int, ids: itertools.count[int]) -> None:
+        self.http = Http(port)
+        self.port = port
+        self.ids = ids
+        self.index = -1  # -1: create next
+        self.path = ""
+        self.auth = ""
+        self.completed = 0
+
+    async def next_turn(self) -> None:
+        if self.index < 0:
+            status, body = await self.http.call(
+                post("/api/v1/conversations", b'{"locale": "en"}', self.port)
+            )
+            if status != 201:
+                raise Failure(f"create: {status} {body[:200]!r}")
+            data = json.loads(body)
+            self.path = f"/api/v1/conversations/{data['conversation_id']}/messages"
+            self.auth = f"Authorization: Bearer {data['token']}\r\n"
+            self.index = 0
+            if self.turns_per_conversation < 0:  # open conversations only
+                self.completed += 1
+                self.index = -1
+            return
+        body = self.bodies[self.index] + str(next(self.ids)).encode() + b'"}'
+        status, answer = await self.http.call(post(self.path, body, self.port, self.auth))
+        if status != 200:
+            raise Failure(f"turn {SCRIPT[self.index].step}: {status} {answer[:300]!r}")
+        self.index += 1
+        if self.turns_per_conversation and self.index >= self.turns_per_conversation:
+            self.completed += 1
+            self.index = -1
+            return
+        if self.index == len(SCRIPT):
+            if not json.loads(answer).get("reference"):
+                raise Failure(f"submitted without a reference: {answer[:300]!r}")
+            self.completed += 1
+            self.index = -1
+
+
+class TelegramConversation:
+    """One chat after another: /start then the script, as webhook updates."""
+
+    shown: ClassVar[list[Any]] = []
+
+    def __init__(
+        self, port: int, chats: itertools.count[int], update_ids: itertools.count[int]
+    ) -> None:
+        from bench import updates
+
+        self.http = Http(port)
+        self.port = port
+        self.chats = chats
+        self.update_ids = update_ids
+        self.updates = updates
+        self.queue: list[bytes] = []
+        self.completed = 0
+        self.extra = f"X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n"
+
+    async def next_turn(self) -> None:
+        if not self.queue:
+            conversation = self.updates.conversation_updates(next(self.chats), self.shown)
+            for update in conversation:
+                update["update_id"] = next(self.update_ids)
+            self.queue = [
+                post("/telegram/webhook", json.dumps(u).encode(), self.port, self.extra)
+                for u in reversed(conversation)
+            ]
+        status, body = await self.http.call(self.queue.pop())
+        if status != 200:
+            raise Failure(f"webhook: {status} {body[:300]!r}")
+        if not self.queue:
+            self.completed += 1
+
+
+class CeilingClient:
+    def __init__(self, port: int, ids: itertools.count[int]) -> None:
+        self.http = Http(port)
+        self.port = port
+        self.ids = ids
+        self.completed = 0
+
+    async def next_turn(self) -> None:
+        body = (
+            b'{"choice": "neither", "client_message_id": "' + str(next(self.ids)).encode() + b'"}'
+        )
+        status, answer = await self.http.call(post("/ceiling", body, self.port))
+        if status != 200:
+            raise Failure(f"ceiling: {status} {answer[:200]!r}")
+
+
+# ---------------------------------------------------------------------------- loops
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    ids = itertools.count(1)
+    base = (os.getpid() % 10_000) * 10_000_000 + int(time.time()) % 1_000_000 * 10
+    chats, update_ids = itertools.count(base), itertools.count(base)
+    make: Callable[[], Any]
+    if args.mode == "web":
+        WebConversation.turns_per_conversation = args.turns_per_conversation
+        make = lambda: WebConversation(args.port, ids)  # noqa: E731
+    elif args.mode == "telegram":
+        from bench.updates import prompts
+
+        TelegramConversation.shown = prompts()
+        make = lambda: TelegramConversation(args.port, chats, update_ids)  # noqa: E731
+    else:
+        make = lambda: CeilingClient(args.port, ids)  # noqa: E731
+
+    clients = [make() for _ in range(args.concurrency)]
+    await asyncio.gather(*(c.http.open() for c in clients))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    window_start = started + args.warmup
+    deadline = window_start + args.duration
+    latencies: list[float] = []
+    errors: list[str] = []
+    done = 0
+
+    async def one(client: Any, scheduled: float) -> None:
+        nonlocal done
+        try:
+            await client.next_turn()
+        except (Failure, OSError, asyncio.IncompleteReadError, ValueError) as error:
+            errors.append(f"{type(error).__name__}: {error}"[:300])
+            client.http.close()
+            client.http = Http(args.port)
+            if hasattr(client, "index"):
+                client.index = -1
+            if hasattr(client, "queue"):
+                client.queue = []
+            return
+        now = loop.time()
+        if now >= window_start and scheduled <= deadline:
+            done += 1
+            latencies.append(now - scheduled)
+
+    if args.rate:
+        idle: asyncio.Queue[Any] = asyncio.Queue()
+        for c in clients:
+            idle.put_nowait(c)
+        tasks = set()
+
+        async def scheduled_turn(at: float) -> None:
+            client = await idle.get()
+            try:
+                await one(client, at)
+            finally:
+                idle.put_nowait(client)
+
+        for i in itertools.count():
+            at = started + i / args.rate
+            if at > deadline:
+                break
+            delay = at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(scheduled_turn(at))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.drain)
+    else:
+        budget = itertools.count(1)
+
+        async def worker(client: Any) -> None:
+            while loop.time() < deadline and len(errors) < 50:
+                if args.count and next(budget) > args.count:
+                    break
+                await one(client, loop.time())
+
+        await asyncio.gather(*(worker(c) for c in clients))
+    for c in clients:
+        c.http.close()
+    elapsed = args.duration if not args.count else loop.time() - window_start
+    latencies.sort()
+    return {
+        "mode": args.mode,
+        "concurrency": args.concurrency,
+        "offered_rate": args.rate,
+        "turns": done,
+        "rate": done / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": (latencies[-1] * 1000) if latencies else float("nan"),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "conversations_completed": sum(getattr(c, "completed", 0) for c in clients),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
+    parser.add_argument("mode", choices=("web", "telegram", "ceiling"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=0.0, help="open loop: turns per second")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--count", type=int, default=0, help="closed loop: stop after this many requests"
+    )
+    parser.add_argument(
+        "--turns-per-conversation",
+        type=int,
+        default=0,
+        help="web: leave each conversation open after this many turns (0: submit, -1: create only)",
+    )
+    parser.add_argument(
+        "--drain", type=float, default=30.0, help="open loop: wait this long for stragglers"
+    )
+    args = parser.parse_args()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    wall_before = time.monotonic()
+    result = asyncio.run(run(args))
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic() - wall_before
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    result["generator_cpu_share"] = cpu / wall if wall else 0.0
+    result["wall_s"] = wall
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

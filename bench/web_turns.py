@@ -1,0 +1,164 @@
+"""Benchmark 2: durable turns per second through the web chat API, and latency.
+
+For SQLite and PostgreSQL: the app (`python -m bot serve`, its own process) is saturated by
+1, 50 and 200 concurrent conversations, each driven through the whole script to submission
+and started again (closed loop). The baseline is the ceiling for a durable turn on this
+machine: `bench.ceiling_server`, one insert-and-commit per request with the app's engine
+settings, hit by the same load generator with the same concurrency. Then latency at fixed
+offered loads (open loop) of 25% and 50% of the app's best saturated rate, for the app and
+for the ceiling at the same rate.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from bench.common import ROOT, Row, fmt, log, ratio, yes_no
+from bench.servers import app_server, ceiling_server, database, load, postgres_available
+
+CONCURRENCY = (1, 50, 200)
+LOADS = (0.25, 0.50)
+#: Open-loop runs keep this many conversations (connections) ready to send.
+OPEN_LOOP_POOL = 200
+TARGET_SHARE = 0.60
+TARGET_P99_MS = 50.0
+
+
+def timing(quick: bool) -> dict[str, float]:
+    return {"duration": 2.0, "warmup": 0.5} if quick else {"duration": 5.0, "warmup": 1.0}
+
+
+def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
+    label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    t = timing(quick)
+    rows: list[Row] = []
+    ours: dict[int, dict[str, Any]] = {}
+    ceiling: dict[int, dict[str, Any]] = {}
+    with (
+        database(kind) as app_url,
+        database(kind) as ceiling_url,
+        app_server(app_url) as (app_port, app_proc),
+        ceiling_server(ceiling_url) as (ceil_port, ceil_proc),
+    ):
+        for c in CONCURRENCY:
+            log(f"web {label}: {c} concurrent conversations (app, then ceiling)")
+            ours[c] = load("web", app_port, concurrency=c, server_pid=app_proc.pid, **t)
+            ceiling[c] = load("ceiling", ceil_port, concurrency=c, server_pid=ceil_proc.pid, **t)
+        wrk_rate = wrk_ceiling(ceil_port, 50, t["duration"]) if kind == "postgres" else None
+        saturated = max(r["rate"] for r in ours.values())
+        latency: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for share in LOADS:
+            rate = max(1.0, saturated * share)
+            log(f"web {label}: open loop at {rate:.0f} turns/s ({share:.0%} of {saturated:.0f})")
+            latency[share] = (
+                load(
+                    "web",
+                    app_port,
+                    concurrency=OPEN_LOOP_POOL,
+                    rate=rate,
+                    server_pid=app_proc.pid,
+                    **t,
+                ),
+                load(
+                    "ceiling",
+                    ceil_port,
+                    concurrency=OPEN_LOOP_POOL,
+                    rate=rate,
+                    server_pid=ceil_proc.pid,
+                    **t,
+                ),
+            )
+    context.setdefault("ceiling", {})[kind] = ceiling
+
+    for c in CONCURRENCY:
+        o, b = ours[c], ceiling[c]
+        target, met = "", ""
+        if kind == "postgres" and c == 50:
+            target, met = "≥ 60% of ceiling", yes_no(o["rate"] >= TARGET_SHARE * b["rate"])
+        row = Row(
+            f"web turns/s, {label}, {c} conversations",
+            fmt(o["rate"], "/s"),
+            fmt(b["rate"], "/s"),
+            ratio(o["rate"], b["rate"]),
+            target,
+            met,
+        )
+        row.note = (
+            f"app: {o['turns']} turns, {o['conversations_completed']} conversations submitted, "
+            f"{o['errors']} errors, p50 {o['p50_ms']:.0f} ms, server CPU {o['server_cpu_share']:.0%}, "
+            f"generator CPU {o['generator_cpu_share']:.0%}; ceiling: server CPU "
+            f"{b['server_cpu_share']:.0%}, generator CPU {b['generator_cpu_share']:.0%}, "
+            f"{b['errors']} errors"
+        )
+        rows.append(row)
+    if wrk_rate is not None:
+        b = ceiling[50]
+        row = Row(
+            f"generator check: ceiling, {label}, 50 conn, bench.loadgen vs wrk",
+            fmt(b["rate"], "/s"),
+            fmt(wrk_rate, "/s"),
+            ratio(b["rate"], wrk_rate),
+            "≈ 1x",
+            yes_no(b["rate"] >= 0.8 * wrk_rate),
+        )
+        row.note = (
+            "wrk (C, 1 thread, 50 connections, bench/ceiling.lua) against the same ceiling server: "
+            "if our generator were the bottleneck, wrk would get clearly more"
+        )
+        rows.append(row)
+    for share in LOADS:
+        o, b = latency[share]
+        target, met = "", ""
+        if share == 0.50:
+            target, met = "p99 ≤ 50 ms", yes_no(o["p99_ms"] <= TARGET_P99_MS)
+        row = Row(
+            f"web latency p50/p99 at {share:.0%} load ({o['offered_rate']:.0f}/s), {label}",
+            f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f} ms",
+            f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} ms",
+            ratio(o["p99_ms"], b["p99_ms"]),
+            target,
+            met,
+        )
+        row.note = (
+            f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
+            f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%}, "
+            f"generator CPU {o['generator_cpu_share']:.0%}"
+        )
+        rows.append(row)
+    return rows
+
+
+def wrk_ceiling(port: int, connections: int, duration: float) -> float | None:
+    """Requests/s that wrk gets from the ceiling server, or None without wrk."""
+    if shutil.which("wrk") is None:
+        return None
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "-s",
+            str(ROOT / "bench" / "ceiling.lua"),
+            f"http://127.0.0.1:{port}/ceiling",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    )
+    match = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    return float(match.group(1)) if match else None
+
+
+def rows(quick: bool = False, context: dict[str, Any] | None = None) -> list[Row]:
+    context = context if context is not None else {}
+    out = run_backend("sqlite", quick, context)
+    reason = postgres_available()
+    if reason:
+        out.append(Row.skipped("web turns/s, PostgreSQL", reason))
+    else:
+        out += run_backend("postgres", quick, context)
+    return out
