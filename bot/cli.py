@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.set_defaults(handler=lambda s, a: asyncio.run(_directory_import(s, a.file)))
 
+    conversations = sub.add_parser(
+        "conversations", help="conversations in progress"
+    ).add_subparsers(title="conversations commands")
+    purge = conversations.add_parser(
+        "purge", help="end conversations idle for N days and erase what was typed in them"
+    )
+    purge.add_argument("--idle-days", type=int, default=30, help="at least 7 (default 30)")
+    purge.set_defaults(handler=lambda s, a: asyncio.run(_conversations_purge(s, a.idle_days)))
+
     reports = sub.add_parser("reports", help="stored reports").add_subparsers(
         title="reports commands"
     )
@@ -266,6 +275,34 @@ async def _directory_import(settings: Settings, path: Path) -> int:
     )
     for problem in parsed.skipped[:20]:
         print(f"  skipped line {problem.line}: {problem.reason}")
+    return 0
+
+
+# ---------------------------------------------------------------------- conversations
+
+#: People are promised they can come back to a conversation for at least a week.
+MIN_IDLE_DAYS = 7
+
+
+async def _conversations_purge(settings: Settings, idle_days: int) -> int:
+    from datetime import timedelta
+
+    from bot.app import build_service
+
+    if idle_days < MIN_IDLE_DAYS:
+        print(
+            f"--idle-days must be at least {MIN_IDLE_DAYS}: people may come back within a week",
+            file=sys.stderr,
+        )
+        return 2
+    service = await build_service(settings)
+    try:
+        ended = await service.purge_idle(timedelta(days=idle_days))
+    finally:
+        await service.storage.close()
+    print(
+        f"ended {ended} conversations idle for more than {idle_days} days; what was typed in them is erased"
+    )
     return 0
 
 

@@ -120,7 +120,9 @@ class DirectoryImportResult:
 class ConversationRepository(Protocol):
     async def add(self, record: ConversationRecord) -> None: ...
 
-    async def get(self, conversation_id: str, *, for_update: bool = False) -> ConversationRecord | None:
+    async def get(
+        self, conversation_id: str, *, for_update: bool = False
+    ) -> ConversationRecord | None:
         """Load one conversation; `for_update` holds its lock until the unit of work ends."""
         ...
 
@@ -133,6 +135,11 @@ class ConversationRepository(Protocol):
     async def update(self, record: ConversationRecord) -> None:
         """Save state; raises ConcurrencyError unless the stored revision equals
         `record.revision`, then increments `record.revision`."""
+        ...
+
+    async def list_idle(self, before: datetime, *, limit: int) -> list[ConversationRecord]:
+        """Active conversations last changed before `before`, oldest first, locked for update
+        (conversations being used right now are skipped, not waited for)."""
         ...
 
 

@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.engine.engine import Engine, clean_text
@@ -320,6 +320,27 @@ class IntakeService:
                 {"role": e.role, **e.payload, "at": e.created_at.isoformat()} for e in transcript
             ]
         return reply
+
+    async def purge_idle(self, idle_for: timedelta, *, batch: int = 500) -> int:
+        """End conversations nobody has touched for `idle_for` and erase what was typed in
+        them (answers and transcript): health and safeguarding details are not kept in
+        abandoned chats. Submitted reports are not touched. Returns how many were ended."""
+        cutoff = self._clock() - idle_for
+        ended = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                idle = await uow.conversations.list_idle(cutoff, limit=batch)
+                for record in idle:
+                    record.state = ConversationState(
+                        step="ended", locale=record.state.locale, status="ended"
+                    )
+                    record.updated_at = self._clock()
+                    await uow.transcripts.erase(record.id)
+                    await uow.conversations.update(record)
+                await uow.commit()
+            ended += len(idle)
+            if len(idle) < batch:
+                return ended
 
     # ------------------------------------------------------------------ the turn
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import case, delete, func, select, update
@@ -111,6 +112,18 @@ class SqlConversations:
                 f"conversation {record.id!r} changed since revision {record.revision} was loaded"
             )
         record.revision += 1
+
+    async def list_idle(self, before: datetime, *, limit: int) -> builtins.list[ConversationRecord]:
+        statement = (
+            select(conversations)
+            .where(conversations.c.status == "active", conversations.c.updated_at < before)
+            .order_by(conversations.c.updated_at, conversations.c.id)
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        rows = (await self._db.execute(statement)).all()
+        return [_conversation(row) for row in rows]
 
 
 class SqlInboundLog:

@@ -169,3 +169,9 @@ def test_several_workers_refuse_sqlite_and_telegram_polling(db_url: str) -> None
         timeout=60,
     )
     assert polling.returncode == 2 and "single worker" in polling.stderr
+
+
+def test_purge_keeps_at_least_a_week(db_url: str) -> None:
+    assert intake(db_url, "conversations", "purge", "--idle-days", "3").returncode == 2
+    result = intake(db_url, "conversations", "purge")
+    assert result.returncode == 0 and "ended 0 conversations" in result.stdout

@@ -104,11 +104,15 @@ async def test_tokens_are_checked_by_hash_inside_the_turn(service: IntakeService
     start = await service.start(channel="web", with_token=True)
     assert start.token is not None
     with pytest.raises(InvalidToken):
-        await service.handle(start.conversation_id, Inbound("choice", "start"), token=start.token + "x")
+        await service.handle(
+            start.conversation_id, Inbound("choice", "start"), token=start.token + "x"
+        )
     with pytest.raises(InvalidToken):
         await service.view(start.conversation_id, token="")
     assert (await service.view(start.conversation_id, token=start.token)).step == "welcome"
-    moved = await service.handle(start.conversation_id, Inbound("choice", "start"), token=start.token)
+    moved = await service.handle(
+        start.conversation_id, Inbound("choice", "start"), token=start.token
+    )
     assert moved.step == "experience"
     async with service.storage.unit_of_work() as uow:
         record = await uow.conversations.get(start.conversation_id)
@@ -161,10 +165,46 @@ async def test_a_deep_link_offers_the_named_service(service: IntakeService) -> N
     assert chosen.step == "relationship"
 
 
-async def test_invisible_control_characters_never_reach_the_transcript(service: IntakeService) -> None:
+async def test_invisible_control_characters_never_reach_the_transcript(
+    service: IntakeService,
+) -> None:
     start = await service.start(channel="web", with_token=True)
     await drive(service, start.conversation_id, GOOD_PATH[:5])
     await service.handle(start.conversation_id, Inbound("text", "Kind\u0000 staff\u202e here"))
     view = await service.view(start.conversation_id)
     typed = [e for e in view.transcript or [] if e["role"] == "user"][-1]
     assert typed["value"] == "Kind staff here" and typed["text"] == "Kind staff here"
+
+
+async def test_idle_conversations_are_ended_and_erased_but_reports_kept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from bot.app import build_service
+    from bot.config import Settings
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    service = await build_service(
+        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/idle.sqlite3")
+    )
+    service._clock = lambda: now[0]
+    try:
+        abandoned = await service.start(channel="web", with_token=True)
+        await drive(service, abandoned.conversation_id, GOOD_PATH[:6])
+        sent = await service.start(channel="web", with_token=True)
+        await drive(service, sent.conversation_id, GOOD_PATH)
+        done = await service.handle(sent.conversation_id, Inbound("choice", "submit"))
+        now[0] += timedelta(days=6)
+        recent = await service.start(channel="web", with_token=True)
+        now[0] += timedelta(days=25)  # the first two are 31 days idle, the third 25
+
+        assert await service.purge_idle(timedelta(days=30)) == 1
+        view = await service.view(abandoned.conversation_id)
+        assert view.done and view.transcript == [] and view.step == "ended"
+        assert not (await service.view(recent.conversation_id)).done
+        async with service.storage.unit_of_work() as uow:
+            record = await uow.conversations.get(abandoned.conversation_id)
+            assert record is not None and record.state.answers == {}
+            assert await uow.reports.get(done.reference or "") is not None
+        assert await service.purge_idle(timedelta(days=30)) == 0
+    finally:
+        await service.storage.close()

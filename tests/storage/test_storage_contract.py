@@ -191,6 +191,34 @@ class TestStorageContract:
             locked = await uow.conversations.find_active("web", "chat-1", for_update=True)
             assert locked is not None and locked.id == "web"
 
+    async def test_list_idle_finds_old_active_conversations_only(self, storage: SqlStorage) -> None:
+        base = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(
+                conversation("stale", channel_key=None, created_at=base - timedelta(days=40))
+            )
+            await uow.conversations.add(
+                conversation("older", channel_key=None, created_at=base - timedelta(days=50))
+            )
+            await uow.conversations.add(
+                conversation("fresh", channel_key=None, created_at=base - timedelta(days=1))
+            )
+            await uow.conversations.add(
+                conversation(
+                    "sent",
+                    channel_key=None,
+                    status="submitted",
+                    created_at=base - timedelta(days=90),
+                )
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            idle = await uow.conversations.list_idle(base - timedelta(days=30), limit=10)
+            assert [r.id for r in idle] == ["older", "stale"]
+            assert [
+                r.id for r in await uow.conversations.list_idle(base - timedelta(days=30), limit=1)
+            ] == ["older"]
+
     async def test_one_active_conversation_per_channel_key(self, storage: SqlStorage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation("first"))
