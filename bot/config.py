@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,8 @@ class Settings:
     telegram_mode: Literal["webhook", "polling"] = "webhook"
     telegram_public_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
+    #: Our reverse proxies (addresses or CIDR blocks): only their X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
     #: Directory CSV imported on first start when the directory table is empty.
     directory_csv: Path | None = None
     max_body_bytes: int = 64 * 1024
@@ -58,6 +61,14 @@ class Settings:
         origins = tuple(
             o.strip().rstrip("/") for o in (get("ALLOWED_ORIGINS") or "").split(",") if o.strip()
         )
+        proxies = tuple(p.strip() for p in (get("TRUSTED_PROXIES") or "").split(",") if p.strip())
+        for proxy in proxies:
+            try:
+                ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"INTAKE_TRUSTED_PROXIES has an entry that is not an address or network: {proxy!r}"
+                ) from exc
         csv = get("DIRECTORY_CSV")
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -69,6 +80,7 @@ class Settings:
             telegram_mode=mode,  # type: ignore[arg-type]
             telegram_public_url=get("TELEGRAM_PUBLIC_URL"),
             allowed_origins=origins,
+            trusted_proxies=proxies,
             directory_csv=Path(csv) if csv else None,
             max_body_bytes=get_int("MAX_BODY_BYTES", 64 * 1024),
             rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),

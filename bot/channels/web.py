@@ -21,6 +21,7 @@ from bot.channels.web_guard import (
     client_address,
     cors_preflight,
     enforce,
+    parse_networks,
 )
 from bot.channels.web_http import (
     CORS_ORIGIN,
@@ -54,6 +55,7 @@ _INPUT_FIELDS = ("text", "choice", "command")
 
 ORIGIN_POLICY = web.AppKey("web_origin_policy", OriginPolicy)
 CLIENT_LIMITER = web.AppKey("web_client_limiter", RateLimiter)
+TRUSTED_PROXIES = web.AppKey("web_trusted_proxies", tuple)
 CONVERSATION_LIMITER = web.AppKey("web_conversation_limiter", RateLimiter)
 
 
@@ -62,6 +64,7 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[ORIGIN_POLICY] = OriginPolicy(settings.allowed_origins)
     app[CLIENT_LIMITER] = RateLimiter(settings.rate_limit_per_minute)
+    app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[CONVERSATION_LIMITER] = RateLimiter(settings.rate_limit_per_minute)
     # First is outermost: the log sees the final status; errors are shaped before logging.
     app.middlewares.extend([access_log_middleware, error_middleware, api_guard_middleware])
@@ -96,7 +99,8 @@ async def api_guard_middleware(request: web.Request, handler: Handler) -> web.St
         return cors_preflight(request, origin)
     check_content_length(request, request.app[SETTINGS].max_body_bytes)
     if _route_exists(request):
-        enforce(request.app[CLIENT_LIMITER], client_address(request))
+        address = client_address(request, request.app[TRUSTED_PROXIES])
+        enforce(request.app[CLIENT_LIMITER], address)
     return await handler(request)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from aiohttp import hdrs, web
 
@@ -128,12 +129,36 @@ class RateLimiter:
             self._buckets.popitem(last=False)
 
 
-def client_address(request: web.Request) -> str:
-    """The peer address. Behind a reverse proxy this is the proxy's address, so every client
-    shares one bucket; X-Forwarded-For is deliberately not trusted because any client can set
-    it. TODO: a setting naming trusted proxies, then take the last untrusted X-Forwarded-For
-    hop (aiohttp_remotes-style)."""
-    return request.remote or "unknown"
+def client_address(
+    request: web.Request, trusted_proxies: Sequence[IPv4Network | IPv6Network] = ()
+) -> str:
+    """The address to rate-limit: the peer, unless the peer is one of our own reverse
+    proxies, in which case the nearest X-Forwarded-For hop that is not one of them. Any
+    client can write X-Forwarded-For, so it is read only from proxies we named, and from the
+    right (the hops our proxies appended), never the left."""
+    peer = request.remote or "unknown"
+    if not trusted_proxies or not _is_trusted(peer, trusted_proxies):
+        return peer
+    hops = [
+        h.strip() for h in ",".join(request.headers.getall(hdrs.X_FORWARDED_FOR, [])).split(",")
+    ]
+    for hop in reversed([h for h in hops if h]):
+        if not _is_trusted(hop, trusted_proxies):
+            return hop
+    return peer
+
+
+def parse_networks(specs: Iterable[str]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """`INTAKE_TRUSTED_PROXIES` entries: addresses or CIDR blocks."""
+    return tuple(ip_network(spec.strip(), strict=False) for spec in specs if spec.strip())
+
+
+def _is_trusted(address: str, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def enforce(limiter: RateLimiter, key: str) -> None:

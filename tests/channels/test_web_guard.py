@@ -45,3 +45,24 @@ def test_recently_used_buckets_survive_eviction() -> None:
     limiter.take("busy")  # refreshed: now the most recent
     limiter.take("y")  # evicts "x", not "busy"
     assert limiter.take("busy") > 0
+
+
+def _request(peer: str, forwarded: str | None = None):  # type: ignore[no-untyped-def]
+    from aiohttp.test_utils import make_mocked_request
+
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    transport = type("T", (), {"get_extra_info": lambda self, name, default=None: (peer, 1234) if name == "peername" else default})()
+    return make_mocked_request("POST", "/api/v1/conversations", headers=headers, transport=transport)
+
+
+def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() -> None:
+    from bot.channels.web_guard import client_address, parse_networks
+
+    proxies = parse_networks(["10.0.0.0/8", "::1"])
+    # A client cannot pick its own bucket by writing the header itself.
+    assert client_address(_request("203.0.113.9", "198.51.100.1")) == "203.0.113.9"
+    assert client_address(_request("203.0.113.9", "198.51.100.1"), proxies) == "203.0.113.9"
+    # From our proxy: the nearest hop that is not ours, read from the right.
+    assert client_address(_request("10.1.2.3", "198.51.100.1, 203.0.113.7, 10.9.9.9"), proxies) == "203.0.113.7"
+    assert client_address(_request("10.1.2.3"), proxies) == "10.1.2.3"
+    assert client_address(_request("10.1.2.3", "garbage"), proxies) == "garbage"

@@ -32,3 +32,9 @@ def test_values_are_read_and_cleaned() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_trusted_proxies_are_checked() -> None:
+    assert Settings.from_env({"INTAKE_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}).trusted_proxies == ("10.0.0.0/8", "::1")
+    with pytest.raises(ConfigError, match="INTAKE_TRUSTED_PROXIES"):
+        Settings.from_env({"INTAKE_TRUSTED_PROXIES": "nginx.local"})
