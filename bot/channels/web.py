@@ -34,6 +34,7 @@ from bot.channels.web_http import (
     read_json_object,
 )
 from bot.channels.web_static import FILE_PATTERN, StaticFiles, add_security_headers
+from bot.channels.web_ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
 from bot.engine.types import COMMANDS, Inbound
 from bot.ports import StorageError
 from bot.service import InvalidToken
@@ -69,11 +70,13 @@ def setup(app: web.Application) -> None:
     # First is outermost: the log sees the final status; errors are shaped before logging.
     app.middlewares.extend([access_log_middleware, error_middleware, api_guard_middleware])
     app.on_response_prepare.append(_on_response_prepare)
+    app.on_response_prepare.append(cache_ui_text)  # after the above: it relaxes no-store
 
     static = StaticFiles()
     app.router.add_post(CONVERSATIONS, create_conversation)
     app.router.add_post(MESSAGES, post_message)
     app.router.add_get(CONVERSATION, get_conversation, allow_head=False)
+    app.router.add_get(UI_TEXT_PATH, get_ui_text, allow_head=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", static.index)

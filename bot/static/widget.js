@@ -11,6 +11,9 @@
  *
  * Everything the server sends is shown with textContent (never as HTML). No inline styles:
  * the look lives in widget.css, loaded from the script's own origin, so a strict CSP works.
+ *
+ * The widget's own words (buttons, labels, errors) come translated from GET /api/v1/ui-text
+ * for the conversation's language; the English below is the built-in fallback.
  */
 (function () {
   "use strict";
@@ -44,22 +47,23 @@
   var DRAFT_KEY = "care-intake-draft:" + apiBase;
   var REQUEST_TIMEOUT_MS = 20000;
 
-  var TEXT = {
+  /** The widget's own words in English, keyed as in bot/channels/web_ui_text.py (a test keeps
+   *  the two the same). Replaced by the server's translation for the conversation's language. */
+  var DEFAULT_TEXT = {
     launcher: "Tell us about care",
-    title: data.title || "Tell us about care",
+    title: "Tell us about care",
     close: "Close chat",
-    toolbar: "Conversation controls",
+    toolbar: "Chat controls",
     back: "Back",
     restart: "Start again",
     language: "Language",
     conversation: "Conversation",
     answers: "Your options",
-    you: "You said: ",
+    you: "You said:",
     answerLabel: "Your answer",
     placeholder: "Type your answer",
     send: "Send",
-    hint: "Enter sends. Shift and Enter starts a new line.",
-    connecting: "Connecting…",
+    hint: "Press Enter to send. Press Shift and Enter for a new line.",
     referenceLabel: "Your reference number",
     copy: "Copy",
     copied: "Copied",
@@ -75,9 +79,17 @@
     expired: "This conversation has ended or expired. You can start a new one.",
     notAllowed: "This chat cannot be used on this website.",
     notAllowedLink: "Use the chat on our own website instead",
+    tooLong: "Your message is too long. Please make it shorter.",
     serverError: "Something went wrong. Please try again.",
   };
-  var COMMAND_LABELS = { back: TEXT.back, restart: TEXT.restart, language: TEXT.language };
+  var TEXT = {};
+  Object.keys(DEFAULT_TEXT).forEach(function (key) { TEXT[key] = DEFAULT_TEXT[key]; });
+  /** A page's own data-title is its own words: it is kept in every language. */
+  var customTitle = data.title || null;
+  if (customTitle) {
+    TEXT.title = customTitle;
+  }
+  var COMMANDS = ["back", "restart", "language"];
 
   // ------------------------------------------------------------------ small helpers
 
@@ -209,6 +221,7 @@
     var root = el("div", "ciw-root");
     root.setAttribute("data-care-intake-widget", "");
     root.lang = "en";
+    root.dir = "ltr";
 
     var panelId = nextId("panel");
     var titleId = nextId("title");
@@ -218,13 +231,16 @@
     launcher.setAttribute("aria-expanded", "false");
     launcher.setAttribute("aria-controls", panelId);
     launcher.appendChild(svgIcon(ICON_CHAT));
-    launcher.appendChild(el("span", "ciw-launcher-label", TEXT.launcher));
+    var launcherLabel = el("span", "ciw-launcher-label", TEXT.launcher);
+    launcher.appendChild(launcherLabel);
 
     var panel = el("section", "ciw-panel");
     panel.id = panelId;
     panel.setAttribute("role", "dialog");
     panel.setAttribute("aria-modal", "false");
     panel.setAttribute("aria-labelledby", titleId);
+    panel.lang = "en";
+    panel.dir = "ltr";
     panel.hidden = true;
 
     var header = el("div", "ciw-header");
@@ -242,8 +258,8 @@
     toolbar.setAttribute("role", "group");
     toolbar.setAttribute("aria-label", TEXT.toolbar);
     var tools = {};
-    ["back", "restart", "language"].forEach(function (command) {
-      var button = el("button", "ciw-tool", COMMAND_LABELS[command]);
+    COMMANDS.forEach(function (command) {
+      var button = el("button", "ciw-tool", TEXT[command]);
       button.type = "button";
       button.setAttribute("data-command", command);
       tools[command] = button;
@@ -337,10 +353,11 @@
     document.body.appendChild(root);
 
     ui = {
-      root: root, launcher: launcher, panel: panel, title: title, close: close, tools: tools,
-      body: body, log: log, typing: typing, choices: choices, done: done, refBox: refBox,
-      refValue: refValue, copy: copy, fresh: fresh, alert: alert, status: status,
-      composer: composer, textarea: textarea, send: send,
+      root: root, launcher: launcher, launcherLabel: launcherLabel, panel: panel, title: title,
+      close: close, toolbar: toolbar, tools: tools, body: body, log: log, typing: typing,
+      choices: choices, done: done, refBox: refBox, refLabel: refLabel, refValue: refValue,
+      copy: copy, fresh: fresh, alert: alert, status: status, composer: composer, label: label,
+      textarea: textarea, hint: hint, send: send,
     };
   }
 
@@ -355,6 +372,9 @@
     retryTimer: null,
     retryAction: null,
     lastReply: null,
+    copied: false, // the Copy button says "Copied"
+    statusKey: null, // what the status region says, as a TEXT key
+    alertSpec: null, // what the alert shows: {message, action, link}, to redraw it in another language
   };
 
   // ------------------------------------------------------------------ HTTP
@@ -405,8 +425,20 @@
     var error = response && response.data && response.data.error;
     return {
       code: (error && error.code) || "",
-      message: (error && typeof error.message === "string" && error.message) || TEXT.serverError,
+      message: (error && typeof error.message === "string" && error.message) || "",
     };
+  }
+
+  /** An error the server explained: its own words while the interface is in English (they are
+   *  English), otherwise the widget's translated words for that kind of error. */
+  function serverMessage(info) {
+    var key = "serverError";
+    if (info.code === "too_large") {
+      key = "tooLong";
+    } else if (info.code === "rate_limited") {
+      key = "rateLimited";
+    }
+    return { key: key, raw: info.message || null };
   }
 
   /** When a cross-origin request fails outright, tell "refused by CORS" from "offline":
@@ -449,9 +481,14 @@
     var item = el("div", "ciw-msg ciw-msg--" + (role === "user" ? "user" : "bot"));
     item.setAttribute("data-role", role === "user" ? "user" : "bot");
     if (role === "user") {
-      item.appendChild(el("span", "ciw-visually-hidden", TEXT.you));
+      var prefix = el("span", "ciw-visually-hidden", TEXT.you + " ");
+      prefix.lang = interfaceText.locale;
+      item.appendChild(prefix);
     }
     var p = el("p", "ciw-text");
+    // Each message keeps its own direction: after a switch to Arabic, earlier Polish
+    // messages still read left to right (their punctuation stays at the end).
+    p.dir = "auto";
     appendText(p, text);
     item.appendChild(p);
     ui.log.appendChild(item);
@@ -468,7 +505,104 @@
       [ui.log, ui.choices, ui.textarea, ui.done].forEach(function (node) {
         node.lang = reply.locale;
       });
+      wantInterfaceText(reply.locale);
     }
+  }
+
+  // ------------------------------------------------------------------ the widget's own words
+
+  var interfaceText = {
+    locale: "en", // the language the chrome is in now
+    wanted: null, // the language last asked for ("" = the server chooses from Accept-Language)
+    fetched: {}, // locale -> the server's answer, so switching back needs no request
+  };
+
+  /** Show the chrome in `locale` (null: the browser's language, as the server negotiates it).
+   *  Answers that arrive after a newer wish are kept for later but not shown. */
+  function wantInterfaceText(locale) {
+    var key = locale || "";
+    if (key === interfaceText.wanted) {
+      return;
+    }
+    interfaceText.wanted = key;
+    if (key && key === interfaceText.locale) {
+      return;
+    }
+    if (key && interfaceText.fetched[key]) {
+      applyInterfaceText(interfaceText.fetched[key]);
+      return;
+    }
+    var path = "/api/v1/ui-text" + (key ? "?locale=" + encodeURIComponent(key) : "");
+    window.fetch(apiBase + path, {
+      method: "GET",
+      headers: { Accept: "application/json" },
+      mode: "cors",
+      credentials: "omit",
+    }).then(function (response) {
+      return response.ok ? response.json() : null;
+    }).then(function (answer) {
+      if (!answer || typeof answer.locale !== "string" || !answer.text || typeof answer.text !== "object") {
+        throw new Error("no interface text");
+      }
+      interfaceText.fetched[answer.locale] = answer;
+      if (key) {
+        interfaceText.fetched[key] = answer;
+      }
+      if (interfaceText.wanted === key) {
+        applyInterfaceText(answer);
+      }
+    }).catch(function () {
+      // Offline, refused or busy: stay in the language shown now; the next reply asks again.
+      if (interfaceText.wanted === key) {
+        interfaceText.wanted = null;
+      }
+    });
+  }
+
+  function applyInterfaceText(answer) {
+    Object.keys(DEFAULT_TEXT).forEach(function (key) {
+      var value = answer.text[key];
+      TEXT[key] = typeof value === "string" && value ? value : DEFAULT_TEXT[key];
+    });
+    if (customTitle) {
+      TEXT.title = customTitle;
+    }
+    var dir = answer.dir === "rtl" ? "rtl" : "ltr";
+    interfaceText.locale = answer.locale;
+    [ui.root, ui.panel].forEach(function (node) {
+      node.lang = answer.locale;
+      node.dir = dir;
+    });
+    ui.root.setAttribute("data-ui-locale", answer.locale);
+    refreshChrome();
+  }
+
+  /** Put the current TEXT into everything already on screen, in place: nothing is rebuilt,
+   *  so the conversation, what is typed and where the focus is all stay as they were.
+   *  Messages already in the log are history and stay as they were said (changing them would
+   *  make the live log announce them all again). */
+  function refreshChrome() {
+    ui.launcherLabel.textContent = TEXT.launcher;
+    ui.title.textContent = TEXT.title;
+    ui.close.setAttribute("aria-label", TEXT.close);
+    ui.toolbar.setAttribute("aria-label", TEXT.toolbar);
+    COMMANDS.forEach(function (command) {
+      ui.tools[command].textContent = TEXT[command];
+    });
+    ui.body.setAttribute("aria-label", TEXT.conversation);
+    ui.log.setAttribute("aria-label", TEXT.conversation);
+    ui.choices.setAttribute("aria-label", TEXT.answers);
+    ui.refLabel.textContent = TEXT.referenceLabel;
+    ui.copy.textContent = state.copied ? TEXT.copied : TEXT.copy;
+    ui.fresh.textContent = TEXT.newConversation;
+    ui.label.textContent = TEXT.answerLabel;
+    ui.textarea.placeholder = TEXT.placeholder;
+    ui.hint.textContent = TEXT.hint;
+    ui.send.textContent = TEXT.send;
+    if (state.statusKey && ui.status.textContent) {
+      ui.status.textContent = TEXT[state.statusKey];
+    }
+    refreshAlert();
   }
 
   function collectControls(messages) {
@@ -523,6 +657,7 @@
       ui.refValue.textContent = "";
       ui.refBox.hidden = true;
     }
+    state.copied = false;
     ui.copy.textContent = TEXT.copy;
     ui.root.setAttribute("data-step", reply.step || "");
     ui.root.setAttribute("data-done", reply.done ? "true" : "false");
@@ -594,8 +729,8 @@
         return;
       }
       var text = entry.text;
-      if (entry.role === "user" && entry.kind === "command" && COMMAND_LABELS[entry.value]) {
-        text = COMMAND_LABELS[entry.value];
+      if (entry.role === "user" && entry.kind === "command" && COMMANDS.indexOf(entry.value) >= 0) {
+        text = TEXT[entry.value];
       }
       if (entry.role === "user" && (text == null || text === "")) {
         return;
@@ -633,32 +768,65 @@
   // ------------------------------------------------------------------ alerts and retries
 
   function clearAlert() {
+    state.alertSpec = null;
     ui.alert.textContent = "";
     ui.alert.classList.remove("ciw-alert--shown");
   }
 
-  /** Show an error; `action` = {label, run} adds a button (Retry, Start a new conversation). */
+  /** A message as a TEXT key, or {key, raw}: the server's own (English) words, shown only
+   *  while the interface is in English, else the translated words of `key`. */
+  function messageText(message) {
+    if (typeof message === "string") {
+      return TEXT[message];
+    }
+    if (message.raw && interfaceText.locale === "en") {
+      return message.raw;
+    }
+    return TEXT[message.key];
+  }
+
+  /** Show an error. `message`: see messageText. `action` = {labelKey, name, run} adds a button
+   *  (Retry, Start a new conversation); `link` = {labelKey, href} adds a link. */
   function showAlert(message, action, link) {
     ui.alert.textContent = "";
-    var p = el("p", "ciw-alert-text", message);
-    ui.alert.appendChild(p);
+    var spec = { message: message, action: action || null, link: link || null, nodes: {} };
+    spec.nodes.text = el("p", "ciw-alert-text", messageText(message));
+    ui.alert.appendChild(spec.nodes.text);
     if (link) {
-      var a = el("a", "ciw-link", link.label);
+      var a = el("a", "ciw-link", TEXT[link.labelKey]);
       a.href = link.href;
       a.target = "_blank";
       a.rel = "noopener noreferrer";
       var lp = el("p", "ciw-alert-text");
       lp.appendChild(a);
       ui.alert.appendChild(lp);
+      spec.nodes.link = a;
     }
     if (action) {
-      var button = el("button", "ciw-button ciw-button--secondary ciw-retry", action.label);
+      var button = el("button", "ciw-button ciw-button--secondary ciw-retry", TEXT[action.labelKey]);
       button.type = "button";
       button.setAttribute("data-action", action.name || "");
       button.addEventListener("click", action.run);
       ui.alert.appendChild(button);
+      spec.nodes.button = button;
     }
+    state.alertSpec = spec;
     ui.alert.classList.add("ciw-alert--shown");
+  }
+
+  /** The alert shown now, in the current language (same nodes, so focus stays put). */
+  function refreshAlert() {
+    var spec = state.alertSpec;
+    if (!spec) {
+      return;
+    }
+    spec.nodes.text.textContent = messageText(spec.message);
+    if (spec.nodes.link) {
+      spec.nodes.link.textContent = TEXT[spec.link.labelKey];
+    }
+    if (spec.nodes.button) {
+      spec.nodes.button.textContent = TEXT[spec.action.labelKey];
+    }
   }
 
   function clearRetryTimer() {
@@ -682,7 +850,7 @@
       run();
     };
     state.retryAction = retryNow;
-    showAlert(message, { label: TEXT.retry, name: "retry", run: retryNow });
+    showAlert(message, { labelKey: "retry", name: "retry", run: retryNow });
     if (auto) {
       state.retryTimer = window.setTimeout(retryNow, delay);
     }
@@ -704,7 +872,7 @@
   }
 
   function showNotAllowed() {
-    showAlert(TEXT.notAllowed, null, { label: TEXT.notAllowedLink, href: apiBase + "/" });
+    showAlert("notAllowed", null, { labelKey: "notAllowedLink", href: apiBase + "/" });
     ui.root.setAttribute("data-error", "origin_not_allowed");
   }
 
@@ -712,7 +880,7 @@
     clearSession();
     state.conversationId = null;
     state.token = null;
-    showAlert(TEXT.expired, { label: TEXT.newConversation, name: "new", run: function () { startNew(true); } });
+    showAlert("expired", { labelKey: "newConversation", name: "new", run: function () { startNew(true); } });
   }
 
   // ------------------------------------------------------------------ conversation lifecycle
@@ -738,11 +906,11 @@
       } else if (response.status === 429) {
         var wait = retryAfterMs(response);
         scheduleRetry(function () { startConversation(moveFocus); }, wait,
-          TEXT.rateLimited, true);
+          "rateLimited", true);
       } else if (response.status >= 500) {
-        scheduleRetry(function () { startConversation(moveFocus); }, 4000, TEXT.busy, true);
+        scheduleRetry(function () { startConversation(moveFocus); }, 4000, "busy", true);
       } else {
-        showAlert(info.message, { label: TEXT.retry, name: "retry", run: function () { clearAlert(); startConversation(moveFocus); } });
+        showAlert(serverMessage(info), { labelKey: "retry", name: "retry", run: function () { clearAlert(); startConversation(moveFocus); } });
       }
     }, function () {
       setBusy(false);
@@ -750,7 +918,7 @@
         if (reachable) {
           showNotAllowed();
         } else {
-          scheduleRetry(function () { startConversation(moveFocus); }, 0, TEXT.cannotConnect, false);
+          scheduleRetry(function () { startConversation(moveFocus); }, 0, "cannotConnect", false);
         }
       });
     });
@@ -778,7 +946,7 @@
           showNotAllowed();
         } else {
           scheduleRetry(function () { resumeConversation(saved); }, 4000,
-            response.status >= 500 ? TEXT.busy : info.message, response.status >= 500 || response.status === 429);
+            response.status >= 500 ? "busy" : serverMessage(info), response.status >= 500 || response.status === 429);
         }
       }, function () {
         setBusy(false);
@@ -786,7 +954,7 @@
           if (reachable) {
             showNotAllowed();
           } else {
-            scheduleRetry(function () { resumeConversation(saved); }, 0, TEXT.cannotConnect, false);
+            scheduleRetry(function () { resumeConversation(saved); }, 0, "cannotConnect", false);
           }
         });
       });
@@ -861,11 +1029,11 @@
       if (response.status === 429) {
         var wait = retryAfterMs(response);
         setBusy(false);
-        scheduleRetry(attemptSend, wait, TEXT.rateLimited, true);
+        scheduleRetry(attemptSend, wait, "rateLimited", true);
       } else if (response.status >= 500) {
         setBusy(false);
         var delay = response.headers.get("Retry-After") ? retryAfterMs(response) : backoff(pending.attempts);
-        scheduleRetry(attemptSend, delay, TEXT.busy, pending.attempts < 8);
+        scheduleRetry(attemptSend, delay, "busy", pending.attempts < 8);
       } else {
         // A 4xx other than 429: sending it again will not help. Keep what was typed.
         state.pending = null;
@@ -875,7 +1043,7 @@
         } else if (response.status === 403 && (info.code === "origin_not_allowed" || crossOrigin)) {
           showNotAllowed();
         } else {
-          showAlert(info.message);
+          showAlert(serverMessage(info));
         }
         if (!ui.composer.hidden) {
           ui.textarea.focus({ preventScroll: true });
@@ -884,7 +1052,7 @@
     }, function () {
       setBusy(false);
       var auto = pending.attempts < 8;
-      scheduleRetry(attemptSend, backoff(pending.attempts), auto ? TEXT.notSent : TEXT.notSentManual, auto);
+      scheduleRetry(attemptSend, backoff(pending.attempts), auto ? "notSent" : "notSentManual", auto);
     });
   }
 
@@ -913,7 +1081,9 @@
   function copyReference() {
     var value = ui.refValue.textContent;
     var done = function () {
+      state.copied = true;
       ui.copy.textContent = TEXT.copied;
+      state.statusKey = "copiedStatus";
       ui.status.textContent = TEXT.copiedStatus;
     };
     var fallback = function () {
@@ -931,8 +1101,9 @@
       if (ok) {
         done();
       } else {
+        state.statusKey = "copyFailed";
         ui.status.textContent = TEXT.copyFailed;
-        showAlert(TEXT.copyFailed);
+        showAlert("copyFailed");
       }
     };
     if (navigator.clipboard && typeof navigator.clipboard.writeText === "function") {
@@ -990,7 +1161,7 @@
         if (!state.conversationId) {
           return;
         }
-        send({ command: command }, COMMAND_LABELS[command]);
+        send({ command: command }, TEXT[command]);
       });
     });
     ui.composer.addEventListener("submit", function (event) {
@@ -1020,6 +1191,9 @@
     ensureStylesheet();
     build();
     wire();
+    // The launcher and panel in the page's language (data-locale), else the browser's; the
+    // first reply then asks for the conversation's own language if that differs.
+    wantInterfaceText(startLocale);
     var saved = loadSession();
     if (openOnLoad) {
       openPanel(false);
