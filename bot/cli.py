@@ -26,7 +26,13 @@ def configure_logging() -> None:
     )
     # The database drivers log SQL parameters at DEBUG, and parameters hold what people
     # typed; `transitions` logs every state change at INFO, one line per step.
-    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg", "transitions"):
+    for noisy in (
+        "aiosqlite",
+        "sqlalchemy.engine",
+        "asyncpg",
+        "transitions",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
