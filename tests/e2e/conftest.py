@@ -222,6 +222,14 @@ class Chat:
         self.alert = page.locator(".ciw-alert")
         self.launcher = page.locator(".ciw-launcher")
 
+    async def begin(self, experience: str, service_type: str) -> None:
+        """From the welcome to the provider question: the opening most tests share."""
+        await self.wait_step("welcome")
+        await self.choose("start")
+        await self.choose(experience)
+        await self.choose(service_type)
+        await self.wait_step("provider")
+
     def choice(self, choice_id: str) -> Any:
         return self.page.locator(f'.ciw-choice[data-choice-id="{choice_id}"]')
 

@@ -70,11 +70,7 @@ async def test_markup_in_an_answer_is_shown_as_text_and_never_run(
     page = await new_page(viewport=DESKTOP)
     await page.goto(server.base_url + "/")
     chat = Chat(page)
-    await chat.wait_step("welcome")
-    await chat.choose("start")
-    await chat.choose("good")
-    await chat.choose("dentist")
-    await chat.wait_step("provider")
+    await chat.begin("good", "dentist")
 
     hostile = "<img src=x onerror=alert(1)>"
     await chat.answer(hostile)

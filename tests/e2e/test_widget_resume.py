@@ -23,11 +23,7 @@ async def test_reload_mid_conversation_resumes_at_the_same_step(
     page = await new_page(viewport=PHONE)
     await page.goto(server.base_url + "/")
     chat = Chat(page)
-    await chat.wait_step("welcome")
-    await chat.choose("start")
-    await chat.choose("mixed")
-    await chat.choose("gp")
-    await chat.wait_step("provider")
+    await chat.begin("mixed", "gp")
     session = await chat.session()
     bots_before = await chat.bot_texts()
     await chat.textarea.fill("Brookside")  # typed, not yet sent
@@ -80,11 +76,7 @@ async def test_a_lost_response_is_retried_with_the_same_id_and_applied_once(
     page = await new_page(viewport=DESKTOP)
     await page.goto(server.base_url + "/")
     chat = Chat(page)
-    await chat.wait_step("welcome")
-    await chat.choose("start")
-    await chat.choose("poor")
-    await chat.choose("care_home")
-    await chat.wait_step("provider")
+    await chat.begin("poor", "care_home")
 
     seen_ids: list[str] = []
     failed_once = asyncio.Event()
