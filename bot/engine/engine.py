@@ -159,14 +159,14 @@ class Engine:
         if kind == "text":
             choice_id = self._match_typed(value, offer.choices, translate)
             if choice_id is not None:
-                return self._choose(state, step, choice_id, inbound)
+                return self._choose(state, step, choice_id, inbound, offer)
             if offer.accepts_text:
                 return self._text(state, step, value, inbound)
             return self._reprompt(state, self._msg("choose_one"))
         # A button press.
-        if value not in {c.id for c in offer.choices}:
+        if not any(c.id == value for c in offer.choices):
             return self._reprompt(state, self._msg("stale_choice"))
-        return self._choose(state, step, value, inbound)
+        return self._choose(state, step, value, inbound, offer)
 
     def prompt(self, state: ConversationState) -> tuple[Outbound, ...]:
         """The messages that ask the current step's question (also used to resume); for a
@@ -245,9 +245,9 @@ class Engine:
     # ------------------------------------------------------------------ answers
 
     def _choose(
-        self, state: ConversationState, step: Step, choice_id: str, inbound: Inbound
+        self, state: ConversationState, step: Step, choice_id: str, inbound: Inbound, offer: _Offer
     ) -> Turn:
-        echo = self._label_of(state, choice_id)
+        echo = next((c.label for c in offer.choices if c.id == choice_id), None)
         if step.kind == "language":
             return self._set_language(state, choice_id, echo)
         if step.kind == "lookup":
@@ -464,12 +464,6 @@ class Engine:
             if choice.id == value:
                 return choice.label
         return Text.raw(str(value))
-
-    def _label_of(self, state: ConversationState, choice_id: str) -> Text | None:
-        for choice in self._offer(state).choices:
-            if choice.id == choice_id:
-                return choice.label
-        return None
 
     def _choice_note(self, step: Step, choice_id: str) -> Text | None:
         return next((c.note for c in step.choices if c.id == choice_id and c.note), None)

@@ -149,10 +149,12 @@ class ConversationState:
 
 
 def _clone(value: Any) -> Any:
+    # Recurse only into containers: most values are strings, and a call per string would
+    # cost more than the copy itself.
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: _clone(v) if isinstance(v, dict | list | tuple) else v for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clone(v) for v in value]
+        return [_clone(v) if isinstance(v, dict | list | tuple) else v for v in value]
     return value
 
 
