@@ -2,8 +2,13 @@
 
 `storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production);
 tests run one contract suite over every implementation. Locking is part of the contract:
-`UnitOfWork.conversations.get(..., for_update=True)` must serialize turns of one conversation
-across processes (row lock on PostgreSQL; the single writer on SQLite).
+`conversations.get_for_turn`, `find_active_for_turn` and `get(..., for_update=True)` must
+serialize turns of one conversation across processes (row lock on PostgreSQL; the single
+writer on SQLite).
+
+A turn is shaped for few round trips: one read (`get_for_turn`: the locked conversation and
+the reply already given to this message id, if any) and one write (`UnitOfWork.save_turn`:
+state with its revision check, the transcript lines and the reply to the message id).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class ConversationRecord:
     #: Channel-specific address, e.g. the Telegram chat id, to find the active conversation.
     channel_key: str | None = None
     reference: str | None = None
+    #: The seq the conversation's next transcript line gets (the turn advances it).
+    transcript_seq: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,23 @@ class ConversationRepository(Protocol):
         """The newest conversation of this channel address whose status is "active"."""
         ...
 
+    async def get_for_turn(
+        self, conversation_id: str, *, scope: str, message_id: str | None
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        """Lock the conversation for this unit of work (as `get(for_update=True)`) and return
+        it with the reply already given to (`scope`, `message_id`), if any (None when
+        `message_id` is None). The reply may be missed when a concurrent turn for the same
+        message id committed while this one waited for the lock; `save_turn` then raises
+        DuplicateError, and the turn run again finds the reply."""
+        ...
+
+    async def find_active_for_turn(
+        self, channel: Channel, channel_key: str, *, scope: str, message_id: str
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        """`find_active(..., for_update=True)` and the reply already given to
+        (`scope`, `message_id`), as in `get_for_turn`."""
+        ...
+
     async def update(self, record: ConversationRecord) -> None:
         """Save state; raises ConcurrencyError unless the stored revision equals
         `record.revision`, then increments `record.revision`."""
@@ -157,8 +181,6 @@ class TranscriptRepository(Protocol):
     async def append(self, conversation_id: str, entries: Sequence[TranscriptEntry]) -> None: ...
 
     async def list(self, conversation_id: str) -> list[TranscriptEntry]: ...
-
-    async def next_seq(self, conversation_id: str) -> int: ...
 
     async def erase(self, conversation_id: str) -> None: ...
 
@@ -210,6 +232,22 @@ class UnitOfWork(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+    async def save_turn(
+        self,
+        record: ConversationRecord,
+        entries: Sequence[TranscriptEntry],
+        *,
+        scope: str,
+        message_id: str | None,
+        reply: dict[str, Any] | None,
+    ) -> None:
+        """The write of one turn, all or nothing: `conversations.update(record)`, then
+        `transcripts.append(record.id, entries)`, then (unless `message_id` is None)
+        `inbound.put(scope, message_id, reply)`. Raises ConcurrencyError (revision mismatch)
+        or DuplicateError (the message id was already handled) having written none of it;
+        on success `record.revision` is incremented."""
+        ...
 
     async def commit(self) -> None: ...
 

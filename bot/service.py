@@ -1,9 +1,10 @@
 """The only async orchestration: one database transaction per turn.
 
-A turn: lock the conversation, answer a repeated message id with the reply already given,
-run the pure engine, save state (with a revision check), append the transcript, store a
-submitted report, write outbox events, commit — and only then return the reply. Nothing is
-acknowledged before it is durable. Message bodies are never logged.
+A turn: lock the conversation and look up the reply already given to its message id (one
+read), answer a repeated message id with that reply, run the pure engine, store a submitted
+report and outbox events, save state (with a revision check), the transcript and the reply to
+the message id (one write), commit — and only then return the reply. Nothing is acknowledged
+before it is durable. Message bodies are never logged.
 """
 
 from __future__ import annotations
@@ -145,6 +146,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _replayed(prior: dict[str, Any]) -> Reply:
+    """The reply already given to a repeated message id."""
+    replayed = Reply.from_json(prior)
+    replayed.replayed = True
+    return replayed
+
+
 class IntakeService:
     def __init__(
         self,
@@ -190,10 +198,9 @@ class IntakeService:
             token_hash=hash_token(token) if token else None,
             channel_key=channel_key,
         )
+        reply = self._reply(record, turn)
         async with self.storage.unit_of_work() as uow:
-            await uow.conversations.add(record)
-            reply = self._reply(record, turn)
-            await self._record(uow, record, turn, reply, outbox_topic)
+            await self._store_new(uow, record, turn, reply, outbox_topic)
             await uow.commit()
         reply.token = token
         return reply
@@ -211,23 +218,38 @@ class IntakeService:
         With `token`, the web token is checked inside the turn's own transaction (one round of
         database work per turn, not two)."""
         await self.directory.refresh()
+        scope = conversation_id
         for _attempt in range(MAX_REFERENCE_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
-                    record = await uow.conversations.get(conversation_id, for_update=True)
+                    record, prior = await uow.conversations.get_for_turn(
+                        conversation_id, scope=scope, message_id=message_id
+                    )
                     if record is None:
                         raise ConversationNotFound(conversation_id)
                     if token is not None and not _token_matches(record, token):
                         raise InvalidToken(conversation_id)
-                    reply = await self._turn(uow, record, inbound, message_id, outbox_topic)
+                    if prior is not None:
+                        reply = _replayed(prior)
+                    else:
+                        reply = await self._turn(
+                            uow, record, inbound, message_id, outbox_topic, scope=scope
+                        )
                     await uow.commit()
                     return reply
             except DuplicateError:
+                if message_id is not None:
+                    # The same message id was handled by a concurrent request that committed
+                    # while this one waited for the lock (the read could not see its reply),
+                    # or a reference number collided: run the turn again, which replays the
+                    # reply, or draws a new number.
+                    log.info("retrying a turn after a concurrent duplicate")
+                    continue
                 if inbound.kind == "choice" and inbound.value == "submit":
                     log.warning("reference collision; retrying with a new number")
                     continue
                 raise
-        raise RuntimeError("could not allocate a unique reference number")
+        raise RuntimeError("could not apply the turn after repeated conflicts")
 
     async def handle_for_channel_key(
         self,
@@ -277,12 +299,11 @@ class IntakeService:
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
     ) -> Reply:
-        prior = await uow.inbound.get(scope, message_id)
+        record, prior = await uow.conversations.find_active_for_turn(
+            channel, channel_key, scope=scope, message_id=message_id
+        )
         if prior is not None:
-            replayed = Reply.from_json(prior)
-            replayed.replayed = True
-            return replayed
-        record = await uow.conversations.find_active(channel, channel_key, for_update=True)
+            return _replayed(prior)
         if record is not None:
             return await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
         locale = self.catalogs.negotiate(*locale_hints)
@@ -297,9 +318,8 @@ class IntakeService:
             updated_at=now,
             channel_key=channel_key,
         )
-        await uow.conversations.add(record)
         reply = self._reply(record, turn)
-        await self._record(uow, record, turn, reply, outbox_topic)
+        await self._store_new(uow, record, turn, reply, outbox_topic)
         await uow.inbound.put(scope, message_id, reply.to_json())
         return reply
 
@@ -352,15 +372,10 @@ class IntakeService:
         message_id: str | None,
         outbox_topic: str | None,
         *,
-        scope: str | None = None,
+        scope: str,
     ) -> Reply:
-        scope = scope or record.id
-        if message_id is not None:
-            prior = await uow.inbound.get(scope, message_id)
-            if prior is not None:
-                replayed = Reply.from_json(prior)
-                replayed.replayed = True
-                return replayed
+        """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
+        has no reply yet."""
         if inbound.kind == "text":
             # Cleaned once here, so the transcript never holds NULs or bidi overrides either
             # (PostgreSQL refuses NUL in text, which would wedge the conversation).
@@ -379,16 +394,21 @@ class IntakeService:
                     [OutboxMessage(REPORT_TOPIC, record.reference, {"reference": record.reference})]
                 )
         reply = self._reply(record, turn)
+        entries: list[TranscriptEntry] = []
         if any(isinstance(e, ConversationClosed) for e in turn.events):
             # Cancelled or not ours: keep nothing that was typed.
             await uow.transcripts.erase(record.id)
         else:
-            await self._record(uow, record, turn, reply, outbox_topic, user_input=inbound)
-        if outbox_topic and any(isinstance(e, ConversationClosed) for e in turn.events):
+            entries = self._transcript(record, turn, reply, user_input=inbound)
+        if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic)
-        await uow.conversations.update(record)
-        if message_id is not None:
-            await uow.inbound.put(scope, message_id, reply.to_json())
+        await uow.save_turn(
+            record,
+            entries,
+            scope=scope,
+            message_id=message_id,
+            reply=reply.to_json() if message_id is not None else None,
+        )
         return reply
 
     def _start_lookups(self, start_param: str | None) -> dict[str, Any]:
@@ -415,18 +435,33 @@ class IntakeService:
             return inbound
         return Inbound(inbound.kind, inbound.value, lookups)
 
-    async def _record(
+    async def _store_new(
         self,
         uow: UnitOfWork,
         record: ConversationRecord,
         turn: Turn,
         reply: Reply,
         outbox_topic: str | None,
+    ) -> None:
+        """Store a new conversation with the transcript of its first turn."""
+        entries = self._transcript(record, turn, reply)
+        await uow.conversations.add(record)
+        await uow.transcripts.append(record.id, entries)
+        if outbox_topic:
+            await self._send_via_outbox(uow, record, reply, outbox_topic)
+
+    def _transcript(
+        self,
+        record: ConversationRecord,
+        turn: Turn,
+        reply: Reply,
         *,
         user_input: Inbound | None = None,
-    ) -> None:
+    ) -> list[TranscriptEntry]:
+        """The turn's transcript lines, numbered from `record.transcript_seq`, which is
+        advanced past them (and saved with the record)."""
         now = self._clock()
-        seq = await uow.transcripts.next_seq(record.id)
+        seq = record.transcript_seq
         entries: list[TranscriptEntry] = []
         if user_input is not None:
             shown = (
@@ -446,9 +481,8 @@ class IntakeService:
         for message in reply.messages:
             entries.append(TranscriptEntry(seq, "bot", message.to_json(), now))
             seq += 1
-        await uow.transcripts.append(record.id, entries)
-        if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic)
+        record.transcript_seq = seq
+        return entries
 
     async def _send_via_outbox(
         self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str

@@ -14,10 +14,10 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.ports import DirectoryImportResult, DirectoryLocation
-from storage.db import Clock, Db
+from storage.db import Clock, Db, on_live_connection
 from storage.errors import storage_errors
 from storage.models import directory_locations, directory_meta
 
@@ -153,24 +153,29 @@ class SqlDirectory:
 
     async def all(self) -> list[DirectoryLocation]:
         statement = select(directory_locations).order_by(directory_locations.c.location_id)
-        with storage_errors():
-            async with self._engine.connect() as connection:
-                result = await connection.execute(statement)
-                return [_location(row) for row in result]
+
+        async def read(connection: AsyncConnection) -> list[DirectoryLocation]:
+            return [_location(row) for row in await connection.execute(statement)]
+
+        return await on_live_connection(self._engine, read)
 
     async def get(self, location_id: str) -> DirectoryLocation | None:
         statement = select(directory_locations).where(
             directory_locations.c.location_id == location_id
         )
-        with storage_errors():
-            async with self._engine.connect() as connection:
-                row = (await connection.execute(statement)).first()
+
+        async def read(connection: AsyncConnection) -> Any:
+            return (await connection.execute(statement)).first()
+
+        row = await on_live_connection(self._engine, read)
         return None if row is None else _location(row)
 
     async def version(self) -> str:
         """The empty string until the first import."""
         statement = select(directory_meta.c.version).where(directory_meta.c.id == _META_ID)
-        with storage_errors():
-            async with self._engine.connect() as connection:
-                version = (await connection.execute(statement)).scalar_one_or_none()
+
+        async def read(connection: AsyncConnection) -> Any:
+            return (await connection.execute(statement)).scalar_one_or_none()
+
+        version = await on_live_connection(self._engine, read)
         return version or ""

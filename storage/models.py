@@ -73,6 +73,9 @@ class ConversationRow(Base):
     reference: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The seq of the conversation's next transcript line (migration 0003): the turn reads it
+    #: with the row it locks instead of asking for max(seq).
+    transcript_seq: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
 
 class TranscriptEntryRow(Base):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, exists, func, select, update
 
 from bot.engine.types import ConversationState
 from bot.ports import (
@@ -36,7 +36,123 @@ def _conversation(row: Any) -> ConversationRecord:
         token_hash=row.token_hash,
         channel_key=row.channel_key,
         reference=row.reference,
+        transcript_seq=getattr(row, "next_seq", None) or row.transcript_seq,
     )
+
+
+def saved_values(record: ConversationRecord) -> dict[str, Any]:
+    """The parameters of `UPDATE_CONVERSATION` (and of the PostgreSQL turn write): the row to
+    match (`b_id`, `b_revision`) and the columns to set, by name."""
+    return {
+        "b_id": record.id,
+        "b_revision": record.revision,
+        "state": record.state.to_json(),
+        "status": record.state.status,
+        "reference": record.reference,
+        "channel_key": record.channel_key,
+        "token_hash": record.token_hash,
+        "updated_at": record.updated_at,
+        "transcript_seq": record.transcript_seq,
+    }
+
+
+# Statements of every turn, built once: SQLAlchemy then only looks up their compiled form.
+
+#: The reply already given to (:scope, :message_id), as a column of the turn's read.
+_PRIOR_REPLY = (
+    select(inbound_messages.c.reply)
+    .where(
+        inbound_messages.c.scope == bindparam("scope"),
+        inbound_messages.c.message_id == bindparam("message_id"),
+    )
+    .scalar_subquery()
+    .label("prior_reply")
+)
+_AFTER_LAST_LINE = (
+    select(func.coalesce(func.max(transcript_entries.c.seq), 0) + 1)
+    .where(transcript_entries.c.conversation_id == conversations.c.id)
+    .scalar_subquery()
+)
+#: The next transcript number: the row's counter, unless lines were written without advancing
+#: it (a worker of the release before migration 0003, during a rolling upgrade). An index
+#: look-up inside the turn's read, so no extra round trip.
+_NEXT_SEQ = case(
+    (_AFTER_LAST_LINE > conversations.c.transcript_seq, _AFTER_LAST_LINE),
+    else_=conversations.c.transcript_seq,
+).label("next_seq")
+#: A row lock until the transaction ends (PostgreSQL); SQLite ignores FOR UPDATE because
+#: BEGIN IMMEDIATE already made this the only writer.
+GET_FOR_TURN = (
+    select(conversations, _PRIOR_REPLY, _NEXT_SEQ)
+    .where(conversations.c.id == bindparam("id"))
+    .with_for_update(of=conversations)
+)
+GET_FOR_UPDATE = (
+    select(conversations, _NEXT_SEQ)
+    .where(conversations.c.id == bindparam("id"))
+    .with_for_update(of=conversations)
+)
+_ACTIVE = (
+    select(conversations)
+    .where(
+        conversations.c.channel == bindparam("channel"),
+        conversations.c.channel_key == bindparam("channel_key"),
+        conversations.c.status == "active",
+    )
+    .order_by(conversations.c.created_at.desc(), conversations.c.id.desc())
+    .limit(1)
+)
+FIND_ACTIVE_FOR_TURN = _ACTIVE.add_columns(_PRIOR_REPLY, _NEXT_SEQ).with_for_update(
+    of=conversations
+)
+GET_INBOUND_REPLY = select(inbound_messages.c.reply).where(
+    inbound_messages.c.scope == bindparam("scope"),
+    inbound_messages.c.message_id == bindparam("message_id"),
+)
+#: (:scope, :message_id) has been answered already.
+HANDLED = exists().where(
+    inbound_messages.c.scope == bindparam("scope"),
+    inbound_messages.c.message_id == bindparam("message_id"),
+)
+#: Save state if nobody saved since `revision` was loaded (see ConversationRepository.update).
+#: The columns to set come from the parameters (`saved_values`).
+UPDATE_CONVERSATION = (
+    update(conversations)
+    .where(
+        conversations.c.id == bindparam("b_id"),
+        conversations.c.revision == bindparam("b_revision"),
+    )
+    .values(revision=conversations.c.revision + 1)
+)
+SELECT_HANDLED = select(HANDLED)
+#: As UPDATE_CONVERSATION, and only while (:scope, :message_id) has no reply yet.
+UPDATE_CONVERSATION_UNLESS_HANDLED = UPDATE_CONVERSATION.where(~HANDLED)
+INSERT_TRANSCRIPT = transcript_entries.insert()
+
+
+def transcript_rows(
+    conversation_id: str, entries: Sequence[TranscriptEntry]
+) -> builtins.list[dict[str, Any]]:
+    return [
+        {
+            "conversation_id": conversation_id,
+            "seq": entry.seq,
+            "role": entry.role,
+            "payload": entry.payload,
+            "created_at": entry.created_at,
+        }
+        for entry in entries
+    ]
+
+
+def stale_revision(record: ConversationRecord) -> ConcurrencyError:
+    return ConcurrencyError(
+        f"conversation {record.id!r} changed since revision {record.revision} was loaded"
+    )
+
+
+def already_handled(scope: str, message_id: str) -> DuplicateError:
+    return DuplicateError(f"inbound message {scope}/{message_id} was already handled")
 
 
 class SqlConversations:
@@ -55,6 +171,7 @@ class SqlConversations:
             reference=record.reference,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            transcript_seq=record.transcript_seq,
         )
         result = await self._db.execute(statement)
         if result.rowcount == 0:
@@ -63,13 +180,39 @@ class SqlConversations:
     async def get(
         self, conversation_id: str, *, for_update: bool = False
     ) -> ConversationRecord | None:
-        statement = select(conversations).where(conversations.c.id == conversation_id)
         if for_update:
-            # A row lock until the transaction ends (PostgreSQL); SQLite ignores FOR UPDATE
-            # because BEGIN IMMEDIATE already made this the only writer.
-            statement = statement.with_for_update()
-        row = (await self._db.execute(statement)).first()
+            statement = GET_FOR_UPDATE
+        else:
+            statement = select(conversations).where(conversations.c.id == bindparam("id"))
+        row = (await self._db.execute(statement, {"id": conversation_id})).first()
         return None if row is None else _conversation(row)
+
+    async def get_for_turn(
+        self, conversation_id: str, *, scope: str, message_id: str | None
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        if message_id is None:
+            return await self.get(conversation_id, for_update=True), None
+        parameters = {"id": conversation_id, "scope": scope, "message_id": message_id}
+        row = (await self._db.execute(GET_FOR_TURN, parameters)).first()
+        if row is None:
+            return None, None
+        return _conversation(row), _reply(row.prior_reply)
+
+    async def find_active_for_turn(
+        self, channel: Channel, channel_key: str, *, scope: str, message_id: str
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        parameters = {
+            "channel": channel,
+            "channel_key": channel_key,
+            "scope": scope,
+            "message_id": message_id,
+        }
+        row = (await self._db.execute(FIND_ACTIVE_FOR_TURN, parameters)).first()
+        if row is not None:
+            return _conversation(row), _reply(row.prior_reply)
+        # No conversation to lock (a chat's first message): ask for the reply on its own.
+        reply = (await self._db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none()
+        return None, _reply(reply)
 
     async def find_active(
         self, channel: Channel, channel_key: str, *, for_update: bool = False
@@ -90,27 +233,9 @@ class SqlConversations:
         return None if row is None else _conversation(row)
 
     async def update(self, record: ConversationRecord) -> None:
-        statement = (
-            update(conversations)
-            .where(
-                conversations.c.id == record.id,
-                conversations.c.revision == record.revision,
-            )
-            .values(
-                state=record.state.to_json(),
-                status=record.state.status,
-                revision=record.revision + 1,
-                reference=record.reference,
-                channel_key=record.channel_key,
-                token_hash=record.token_hash,
-                updated_at=record.updated_at,
-            )
-        )
-        result = await self._db.execute(statement)
+        result = await self._db.execute(UPDATE_CONVERSATION, saved_values(record))
         if result.rowcount != 1:
-            raise ConcurrencyError(
-                f"conversation {record.id!r} changed since revision {record.revision} was loaded"
-            )
+            raise stale_revision(record)
         record.revision += 1
 
     async def list_idle(self, before: datetime, *, limit: int) -> builtins.list[ConversationRecord]:
@@ -126,16 +251,17 @@ class SqlConversations:
         return [_conversation(row) for row in rows]
 
 
+def _reply(reply: Any) -> dict[str, Any] | None:
+    return None if reply is None else dict(reply)
+
+
 class SqlInboundLog:
     def __init__(self, db: Db) -> None:
         self._db = db
 
     async def get(self, scope: str, message_id: str) -> dict[str, Any] | None:
-        statement = select(inbound_messages.c.reply).where(
-            inbound_messages.c.scope == scope, inbound_messages.c.message_id == message_id
-        )
-        reply = (await self._db.execute(statement)).scalar_one_or_none()
-        return None if reply is None else dict(reply)
+        parameters = {"scope": scope, "message_id": message_id}
+        return _reply((await self._db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none())
 
     async def put(self, scope: str, message_id: str, reply: dict[str, Any]) -> None:
         statement = self._db.insert_or_ignore(inbound_messages).values(
@@ -143,7 +269,7 @@ class SqlInboundLog:
         )
         result = await self._db.execute(statement)
         if result.rowcount == 0:
-            raise DuplicateError(f"inbound message {scope}/{message_id} was already handled")
+            raise already_handled(scope, message_id)
 
 
 class SqlTranscripts:
@@ -151,19 +277,8 @@ class SqlTranscripts:
         self._db = db
 
     async def append(self, conversation_id: str, entries: Sequence[TranscriptEntry]) -> None:
-        if not entries:
-            return
-        rows = [
-            {
-                "conversation_id": conversation_id,
-                "seq": entry.seq,
-                "role": entry.role,
-                "payload": entry.payload,
-                "created_at": entry.created_at,
-            }
-            for entry in entries
-        ]
-        await self._db.execute(transcript_entries.insert(), rows)
+        if entries:
+            await self._db.execute(INSERT_TRANSCRIPT, transcript_rows(conversation_id, entries))
 
     async def list(self, conversation_id: str) -> builtins.list[TranscriptEntry]:
         statement = (
@@ -177,14 +292,6 @@ class SqlTranscripts:
             )
             for row in await self._db.execute(statement)
         ]
-
-    async def next_seq(self, conversation_id: str) -> int:
-        """One more than the highest stored seq; 1 for an empty transcript."""
-        statement = select(func.max(transcript_entries.c.seq)).where(
-            transcript_entries.c.conversation_id == conversation_id
-        )
-        highest = (await self._db.execute(statement)).scalar_one_or_none()
-        return 1 if highest is None else int(highest) + 1
 
     async def erase(self, conversation_id: str) -> None:
         await self._db.execute(

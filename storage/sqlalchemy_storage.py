@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from bot.ports import StorageError
-from storage.db import Clock, Db, utc_now
+from bot.ports import ConversationRecord, StorageError, TranscriptEntry
+from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
 from storage.errors import storage_errors, translate
 from storage.outbox import SqlOutbox
 from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, SqlTranscripts
+from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,40 @@ class SqlUnitOfWork:
                 await _close_quietly(connection)
             raise
         self._connection = connection
-        self._db = db = Db(connection, self._clock)
+        reconnect = None if connection.dialect.name == "sqlite" else self._reconnect
+        self._db = db = Db(connection, self._clock, reconnect)
         self.conversations = SqlConversations(db)
         self.inbound = SqlInboundLog(db)
         self.transcripts = SqlTranscripts(db)
         self.reports = SqlReports(db)
         self.outbox = SqlOutbox(db)
         return self
+
+    async def _reconnect(self) -> AsyncConnection:
+        """The pooled connection was dead before anything ran on it: start again on a new one
+        (see Db). The pool marked its other old connections stale, so this one is fresh."""
+        if self._connection is not None:
+            await _invalidate_quietly(self._connection)
+            await _close_quietly(self._connection)
+        self._connection = self._transaction = None
+        log.info("pooled connection was dead; the unit of work continues on a new one")
+        connection = await self._engine.connect()
+        self._connection = connection
+        self._transaction = await connection.begin()
+        return connection
+
+    async def save_turn(
+        self,
+        record: ConversationRecord,
+        entries: Sequence[TranscriptEntry],
+        *,
+        scope: str,
+        message_id: str | None,
+        reply: dict[str, Any] | None,
+    ) -> None:
+        if self._db is None:
+            raise StorageError("save_turn() outside an open unit of work")
+        await save_turn(self._db, record, entries, scope=scope, message_id=message_id, reply=reply)
 
     async def commit(self) -> None:
         if self._db is None or self._transaction is None or self._db.closed:
@@ -126,12 +155,14 @@ class SqlStorage:
         return SqlUnitOfWork(self.engine, self._clock)
 
     async def ping(self) -> None:
-        with storage_errors():
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+        await on_live_connection(self.engine, _select_one)
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def _select_one(connection: AsyncConnection) -> None:
+    await connection.execute(text("SELECT 1"))
 
 
 async def create_storage(database_url: str, *, clock: Clock = utc_now) -> SqlStorage:

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from bot.app import build_service
 from bot.config import Settings
@@ -20,3 +25,52 @@ async def service(tmp_path: Path) -> AsyncIterator[IntakeService]:
     svc = await build_service(settings)
     yield svc
     await svc.storage.close()
+
+
+POSTGRES_URL = os.environ.get(
+    "INTAKE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+async def _admin() -> asyncpg.Connection:
+    dsn = make_url(POSTGRES_URL).set(drivername="postgresql")
+    return await asyncio.wait_for(
+        asyncpg.connect(dsn.render_as_string(hide_password=False), timeout=3), timeout=5
+    )
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def any_service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[IntakeService]:
+    """The service over each backend; on PostgreSQL in a fresh schema of the test database."""
+    if request.param == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"
+        schema = None
+    else:
+        try:
+            admin = await _admin()
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error!r}")
+        schema = f"intake_svc_{uuid.uuid4().hex[:12]}"
+        try:
+            await admin.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await admin.close()
+        database_url = str(make_url(POSTGRES_URL).update_query_dict({"search_path": schema}))
+    svc = await build_service(Settings(database_url=database_url, directory_csv=SMALL_DIRECTORY))
+    try:
+        yield svc
+    finally:
+        await svc.storage.close()
+        if schema is not None:
+            admin = await _admin()
+            try:
+                await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            finally:
+                await admin.close()

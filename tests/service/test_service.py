@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+from typing import Any
 
 import pytest
 
@@ -208,3 +211,66 @@ async def test_idle_conversations_are_ended_and_erased_but_reports_kept(tmp_path
         assert await service.purge_idle(timedelta(days=30)) == 0
     finally:
         await service.storage.close()
+
+
+async def test_a_message_sent_twice_at_once_is_applied_once(any_service: IntakeService) -> None:
+    """Two requests with one message id at the same moment (two workers, or a client retry
+    racing its original): one applies it, the other answers with the same reply. On
+    PostgreSQL the second waits for the lock, its write is refused as a duplicate and its
+    turn, run again, replays."""
+    service = any_service
+    start = await service.start(channel="web", with_token=True)
+    replies = await asyncio.gather(
+        *(
+            service.handle(start.conversation_id, Inbound("choice", "start"), message_id="m1")
+            for _ in range(3)
+        )
+    )
+    assert len({json.dumps(r.to_json(), sort_keys=True) for r in replies}) == 1
+    assert sorted(r.replayed for r in replies) == [False, True, True]
+    view = await service.view(start.conversation_id)
+    roles = [e["role"] for e in view.transcript or []]
+    assert roles.count("user") == 1
+    async with service.storage.unit_of_work() as uow:
+        record = await uow.conversations.get(start.conversation_id)
+    assert record is not None and record.revision == 1
+    assert record.transcript_seq == len(roles) + 1
+
+
+async def test_an_update_sent_twice_at_once_is_applied_once(any_service: IntakeService) -> None:
+    service = any_service
+
+    def send(update_id: int, inbound: Inbound) -> Any:
+        return service.handle_for_channel_key(
+            "telegram",
+            "77",
+            inbound,
+            message_id=str(update_id),
+            scope="telegram:test",
+            outbox_topic="telegram.send",
+        )
+
+    first = await send(1, Inbound("start", ""))
+    replies = await asyncio.gather(*(send(2, Inbound("choice", "start")) for _ in range(3)))
+    assert {r.conversation_id for r in replies} == {first.conversation_id}
+    assert sorted(r.replayed for r in replies) == [False, True, True]
+    assert {r.step for r in replies} == {"experience"}
+    view = await service.view(first.conversation_id)
+    assert [e["role"] for e in view.transcript or []].count("user") == 1
+
+
+async def test_the_transcript_continues_in_order_across_turns(any_service: IntakeService) -> None:
+    service = any_service
+    start = await service.start(channel="web", with_token=True)
+    await drive(service, start.conversation_id, GOOD_PATH[:4])
+    view = await service.view(start.conversation_id)
+    transcript = view.transcript or []
+    assert transcript[0]["role"] == "bot" and transcript[-1]["role"] == "bot"
+    assert [e["value"] for e in transcript if e["role"] == "user"] == [
+        value for _, value in GOOD_PATH[:4]
+    ]
+    async with service.storage.unit_of_work() as uow:
+        entries = await uow.transcripts.list(start.conversation_id)
+        record = await uow.conversations.get(start.conversation_id)
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert record is not None and record.transcript_seq == len(entries) + 1

@@ -271,6 +271,300 @@ class TestStorageContract:
         assert record is not None
         assert (record.state.answers["n"], record.revision) == (8, 8)
 
+    # -- the turn's read and write --------------------------------------------------------
+
+    async def test_transcript_seq_is_stored_with_the_conversation(
+        self, storage: SqlStorage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record = await uow.conversations.get("c1", for_update=True)
+            assert record is not None and record.transcript_seq == 1
+            record.transcript_seq = 7
+            await uow.conversations.update(record)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record, _ = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m")
+        assert record is not None and (record.transcript_seq, record.revision) == (7, 1)
+
+    async def test_get_for_turn_returns_the_prior_reply(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.inbound.put("c1", "m1", {"step": "welcome"})
+            await uow.inbound.put("other", "m2", {"step": "elsewhere"})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record, prior = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m1")
+            assert record is not None and record.id == "c1"
+            assert record.state == conversation().state
+            assert prior == {"step": "welcome"}
+            # Another scope's message id, an unknown one, or none at all: no prior reply.
+            assert (await uow.conversations.get_for_turn("c1", scope="c1", message_id="m2"))[
+                1
+            ] is None
+            record, prior = await uow.conversations.get_for_turn("c1", scope="c1", message_id=None)
+            assert record is not None and prior is None
+            assert await uow.conversations.get_for_turn("nope", scope="nope", message_id="m1") == (
+                None,
+                None,
+            )
+
+    async def test_the_turn_read_continues_after_lines_an_older_worker_wrote(
+        self, storage: SqlStorage
+    ) -> None:
+        """During a rolling upgrade, workers from before migration 0003 append transcript lines
+        without advancing the conversation's counter; new workers must not reuse their seqs."""
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.transcripts.append(
+                "c1", [TranscriptEntry(n, "bot", {"text": str(n)}, _now()) for n in (1, 2, 3)]
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            for message_id in ("m1", None):
+                record, _ = await uow.conversations.get_for_turn(
+                    "c1", scope="c1", message_id=message_id
+                )
+                assert record is not None and record.transcript_seq == 4
+            record = await uow.conversations.get("c1", for_update=True)
+            assert record is not None and record.transcript_seq == 4
+            found, _ = await uow.conversations.find_active_for_turn(
+                "telegram", "chat-1", scope="telegram", message_id="u9"
+            )
+            assert found is not None and found.transcript_seq == 4
+
+    async def test_find_active_for_turn_returns_the_prior_reply(self, storage: SqlStorage) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.inbound.put("telegram", "u1", {"step": "welcome"})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            # No conversation yet (a chat's first message), and a message seen before or not.
+            assert await uow.conversations.find_active_for_turn(
+                "telegram", "chat-1", scope="telegram", message_id="u1"
+            ) == (None, {"step": "welcome"})
+            assert await uow.conversations.find_active_for_turn(
+                "telegram", "chat-1", scope="telegram", message_id="u2"
+            ) == (None, None)
+            await uow.conversations.add(conversation())
+            await uow.conversations.add(conversation("old", status="ended"))
+            record, prior = await uow.conversations.find_active_for_turn(
+                "telegram", "chat-1", scope="telegram", message_id="u1"
+            )
+            assert record is not None and record.id == "c1" and prior == {"step": "welcome"}
+            record, prior = await uow.conversations.find_active_for_turn(
+                "telegram", "chat-1", scope="telegram", message_id="u2"
+            )
+            assert record is not None and record.id == "c1" and prior is None
+
+    async def test_get_for_turn_holds_the_lock(self, storage: SqlStorage) -> None:
+        """A second turn of the conversation waits until the first one's unit of work ends
+        (the row lock on PostgreSQL; the single writer on SQLite)."""
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+        second_read = asyncio.Event()
+
+        async def second() -> int:
+            async with storage.unit_of_work() as uow:
+                record, _ = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m2")
+                second_read.set()
+                assert record is not None
+                return record.revision
+
+        async with storage.unit_of_work() as uow:
+            record, _ = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m1")
+            assert record is not None
+            waiting = asyncio.create_task(second())
+            await asyncio.sleep(0.3)
+            assert not second_read.is_set()
+            await uow.save_turn(record, [], scope="c1", message_id="m1", reply={"n": 1})
+            await uow.commit()
+        # The waiting turn reads the state its predecessor committed.
+        assert await asyncio.wait_for(waiting, 10) == 1
+
+    async def test_save_turn_saves_state_transcript_and_reply(self, storage: SqlStorage) -> None:
+        at = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record, prior = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m1")
+            assert record is not None and prior is None
+            record.state.step = "experience"
+            record.reference = "ABC-123"
+            record.transcript_seq = 3
+            lines = [
+                TranscriptEntry(1, "user", {"text": "Rosé", "nested": {"a": [1, 2]}}, at),
+                TranscriptEntry(2, "bot", {"text": "Thanks"}, at),
+            ]
+            await uow.save_turn(record, lines, scope="c1", message_id="m1", reply={"r": 1})
+            assert record.revision == 1
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record, prior = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m1")
+            assert prior == {"r": 1}
+            assert record is not None
+            assert (record.state.step, record.reference, record.revision) == (
+                "experience",
+                "ABC-123",
+                1,
+            )
+            assert record.transcript_seq == 3
+            # A message without an id: no reply is kept.
+            record.transcript_seq = 4
+            await uow.save_turn(
+                record,
+                [TranscriptEntry(3, "bot", {"text": "More"}, at)],
+                scope="c1",
+                message_id=None,
+                reply=None,
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            entries = await uow.transcripts.list("c1")
+            record = await uow.conversations.get("c1")
+        assert [(e.seq, e.role, e.payload) for e in entries] == [
+            (1, "user", {"text": "Rosé", "nested": {"a": [1, 2]}}),
+            (2, "bot", {"text": "Thanks"}),
+            (3, "bot", {"text": "More"}),
+        ]
+        assert entries[0].created_at == at and entries[0].created_at.tzinfo is not None
+        assert record is not None and (record.revision, record.transcript_seq) == (2, 4)
+
+    async def test_save_turn_with_a_stale_revision_writes_nothing(
+        self, storage: SqlStorage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            stale = await uow.conversations.get("c1")
+        async with storage.unit_of_work() as uow:
+            fresh = await uow.conversations.get("c1", for_update=True)
+            assert fresh is not None
+            await uow.conversations.update(fresh)
+            await uow.commit()
+        assert stale is not None
+        stale.state.step = "lost"
+        line = TranscriptEntry(1, "bot", {"text": "lost"}, _now())
+        for message_id in ("m1", None):
+            async with storage.unit_of_work() as uow:
+                with pytest.raises(ConcurrencyError):
+                    await uow.save_turn(
+                        stale,
+                        [line],
+                        scope="c1",
+                        message_id=message_id,
+                        reply=None if message_id is None else {"r": 1},
+                    )
+                assert stale.revision == 0
+                # Nothing was written, and the transaction is still usable.
+                assert await uow.transcripts.list("c1") == []
+                assert await uow.inbound.get("c1", "m1") is None
+                loaded = await uow.conversations.get("c1")
+                assert loaded is not None and loaded.state.step == "start"
+                await uow.commit()
+
+    async def test_save_turn_for_a_handled_message_writes_nothing(
+        self, storage: SqlStorage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.inbound.put("c1", "m1", {"first": True})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            record = await uow.conversations.get("c1", for_update=True)
+            assert record is not None
+            record.state.step = "again"
+            record.transcript_seq = 2
+            with pytest.raises(DuplicateError):
+                await uow.save_turn(
+                    record,
+                    [TranscriptEntry(1, "bot", {"text": "again"}, _now())],
+                    scope="c1",
+                    message_id="m1",
+                    reply={"first": False},
+                )
+            assert record.revision == 0
+            assert await uow.transcripts.list("c1") == []
+            assert await uow.inbound.get("c1", "m1") == {"first": True}
+            loaded = await uow.conversations.get("c1")
+            assert loaded is not None
+            assert (loaded.state.step, loaded.revision, loaded.transcript_seq) == ("start", 0, 1)
+            await uow.commit()
+
+    async def test_the_same_message_twice_at_once_is_applied_once(
+        self, storage: SqlStorage
+    ) -> None:
+        """Two workers get one message id at the same moment. The second waits for the lock;
+        then it either sees the reply (SQLite) or its write refuses with DuplicateError
+        (PostgreSQL: its read's snapshot predates the first commit); run again, it replays."""
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+
+        async def turn(label: str) -> str:
+            async with storage.unit_of_work() as uow:
+                record, prior = await uow.conversations.get_for_turn(
+                    "c1", scope="c1", message_id="same"
+                )
+                assert record is not None
+                if prior is not None:
+                    return "replayed"
+                await asyncio.sleep(0.05)  # let the other one pile up on the lock
+                record.transcript_seq += 1
+                line = TranscriptEntry(record.transcript_seq - 1, "bot", {"by": label}, _now())
+                await uow.save_turn(
+                    record, [line], scope="c1", message_id="same", reply={"by": label}
+                )
+                await uow.commit()
+                return "applied"
+
+        results = await asyncio.gather(turn("a"), turn("b"), return_exceptions=True)
+        outcomes = sorted(r if isinstance(r, str) else type(r).__name__ for r in results)
+        assert outcomes in (["DuplicateError", "applied"], ["applied", "replayed"])
+        assert await turn("c") == "replayed"
+        async with storage.unit_of_work() as uow:
+            entries = await uow.transcripts.list("c1")
+            record = await uow.conversations.get("c1")
+        assert len(entries) == 1 and record is not None and record.revision == 1
+
+    async def test_turns_with_get_for_turn_and_save_turn_serialize(
+        self, storage: SqlStorage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.commit()
+
+        async def turn(number: int) -> None:
+            async with storage.unit_of_work() as uow:
+                record, prior = await uow.conversations.get_for_turn(
+                    "c1", scope="c1", message_id=f"m{number}"
+                )
+                assert record is not None and prior is None
+                await asyncio.sleep(0.01)
+                record.state.answers["n"] += 1
+                seq = record.transcript_seq
+                record.transcript_seq += 2
+                lines = [
+                    TranscriptEntry(seq, "user", {"n": number}, _now()),
+                    TranscriptEntry(seq + 1, "bot", {"n": number}, _now()),
+                ]
+                await uow.save_turn(
+                    record, lines, scope="c1", message_id=f"m{number}", reply={"n": number}
+                )
+                await uow.commit()
+
+        await asyncio.gather(*(turn(number) for number in range(8)))
+        async with storage.unit_of_work() as uow:
+            record = await uow.conversations.get("c1")
+            entries = await uow.transcripts.list("c1")
+        assert record is not None
+        assert (record.state.answers["n"], record.revision, record.transcript_seq) == (8, 8, 17)
+        assert [e.seq for e in entries] == list(range(1, 17))
+
     # -- units of work -------------------------------------------------------------------
 
     async def test_leaving_without_commit_rolls_back(self, storage: SqlStorage) -> None:
@@ -318,12 +612,11 @@ class TestStorageContract:
 
     # -- transcripts ---------------------------------------------------------------------
 
-    async def test_transcript_order_next_seq_and_erase(self, storage: SqlStorage) -> None:
+    async def test_transcript_order_and_erase(self, storage: SqlStorage) -> None:
         at = _now()
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.conversations.add(conversation("c2", channel_key="chat-2"))
-            assert await uow.transcripts.next_seq("c1") == 1
             await uow.transcripts.append(
                 "c1",
                 [
@@ -342,7 +635,6 @@ class TestStorageContract:
                 (3, "bot", "Thanks"),
             ]
             assert entries[0].created_at == at
-            assert await uow.transcripts.next_seq("c1") == 4
             with pytest.raises(DuplicateError):
                 await uow.transcripts.append("c1", [TranscriptEntry(3, "user", {}, at)])
         async with storage.unit_of_work() as uow:
@@ -350,7 +642,6 @@ class TestStorageContract:
             await uow.commit()
         async with storage.unit_of_work() as uow:
             assert await uow.transcripts.list("c1") == []
-            assert await uow.transcripts.next_seq("c1") == 1
             assert len(await uow.transcripts.list("c2")) == 1
 
     # -- reports -------------------------------------------------------------------------

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from storage import current_revision, upgrade
+from storage import create_storage, current_revision, upgrade
 from storage.engine import create_engine
 from storage.migrate import alembic_config, head_revision
 from storage.models import metadata
@@ -38,7 +39,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0002"
+    assert await current_revision(database_url) == head_revision() == "0003"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -48,4 +49,41 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
+
+
+async def test_0003_backfills_transcript_seq(database_url: str) -> None:
+    """Conversations from before 0003 continue their transcript after its last line."""
+    await upgrade(database_url, "0002")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for conversation_id in ("talked", "silent"):
+                await connection.execute(
+                    text(
+                        "INSERT INTO conversations (id, channel, state, status, revision, "
+                        "created_at, updated_at) VALUES (:id, 'web', :state, 'active', 0, CURRENT_TIMESTAMP, "
+                        "CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": conversation_id, "state": '{"step": "start"}'},
+                )
+            for seq in (1, 2, 5):
+                await connection.execute(
+                    text(
+                        "INSERT INTO transcript_entries (conversation_id, seq, role, payload, "
+                        "created_at) VALUES ('talked', :seq, 'bot', '{}', CURRENT_TIMESTAMP)"
+                    ),
+                    {"seq": seq},
+                )
+    finally:
+        await engine.dispose()
+    await upgrade(database_url)
+    storage = await create_storage(database_url)
+    try:
+        async with storage.unit_of_work() as uow:
+            talked = await uow.conversations.get("talked")
+            silent = await uow.conversations.get("silent")
+    finally:
+        await storage.close()
+    assert talked is not None and silent is not None
+    assert (talked.transcript_seq, silent.transcript_seq) == (6, 1)

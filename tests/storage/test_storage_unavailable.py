@@ -100,9 +100,19 @@ async def test_postgres_sessions_killed_mid_flight_then_recover(
     storage = await create_storage(url)
     try:
         await storage.ping()
-        # The server drops an idle pooled connection: pre-ping replaces it unnoticed.
+        # The server drops an idle pooled connection: it is replaced unnoticed, whether the
+        # next user is a ping, a unit of work or a directory read.
         assert await terminate_sessions(name) >= 1
         await storage.ping()
+        assert await terminate_sessions(name) >= 1
+        async with storage.unit_of_work() as uow:
+            assert await uow.conversations.get("c1") is None
+            await uow.inbound.put("s", "m", {"kept": True})
+            await uow.commit()
+        assert await terminate_sessions(name) >= 1
+        assert await storage.directory.version() == ""
+        async with storage.unit_of_work() as uow:
+            assert await uow.inbound.get("s", "m") == {"kept": True}
         # The server drops the connection in the middle of a unit of work: that turn fails
         # with StorageError, the next one works on a fresh connection.
         with pytest.raises(StorageError):
