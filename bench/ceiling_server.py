@@ -5,7 +5,7 @@
 POST /ceiling reads a small JSON body, inserts it as one row and commits, then answers JSON.
 The database engine comes from `storage.engine.create_engine`, the app's own factory, so it
 has the same settings as the app (SQLite: WAL, synchronous=FULL, one writer connection with
-BEGIN IMMEDIATE; PostgreSQL: asyncpg pool, READ COMMITTED, pre-ping). Nothing else: no
+BEGIN IMMEDIATE; PostgreSQL: asyncpg pool, READ COMMITTED, no pre-ping). Nothing else: no
 middleware, no logging, no validation. The distance from this to the app is the app's cost.
 """
 
