@@ -487,6 +487,9 @@ class IntakeService:
     async def _send_via_outbox(
         self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str
     ) -> None:
+        """One outbox row per reply: the channel sends the turn's messages together."""
+        if not reply.messages:
+            return
         key = record.channel_key or record.id
         await uow.outbox.add(
             [
@@ -498,10 +501,9 @@ class IntakeService:
                         "conversation_id": record.id,
                         "locale": reply.locale,
                         "rtl": reply.rtl,
-                        "message": m.to_json(),
+                        "messages": [m.to_json() for m in reply.messages],
                     },
                 )
-                for m in reply.messages
             ]
         )
 

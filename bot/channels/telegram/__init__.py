@@ -4,9 +4,10 @@
   after the turn is committed; the webhook is registered at startup when
   INTAKE_TELEGRAM_PUBLIC_URL is set.
 - polling mode (development): a background getUpdates loop feeding the same handler.
-- replies: the service writes them to the outbox with the turn; an outbox dispatcher per
-  worker sends them in order per chat (at least once: a crash between a successful send and
-  recording it resends that one message).
+- replies: the service writes each turn's reply to the outbox with the turn, as one row; an
+  outbox dispatcher per worker sends it in order per chat as one Telegram message (split
+  only over 4096 characters), at least once: a crash between a successful send and
+  recording it resends that reply.
 
 Modules: `updates` (what an update means), `handler` (the turn), `webhook`, `polling`,
 `delivery` (sending and Telegram's errors), `render` (splitting, keyboards), `client` (Bot).

@@ -1,7 +1,10 @@
 """Sending rendered messages to Telegram and sorting its errors into retry or give up.
 
 The outbox dispatcher (bot/outbox_dispatcher.py) calls `TelegramDelivery` for each claimed
-message; the same sender serves the few direct, non-durable messages (group notice,
+outbox row: one turn's reply, whose messages go as ONE Telegram message (split only over
+Telegram's length limit), so a person gets one notification per turn and the chat's rate
+limit is spent once. Rows written before that change carry a single "message" and are sent
+as they were. The same sender serves the few direct, non-durable messages (group notice,
 "I can only read text"). Nothing here logs message text.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime as dtm
 import logging
 import warnings
+from typing import Any
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.error import (
@@ -23,7 +27,12 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.channels.telegram.render import BUTTONS_ONLY_TEXT, build_keyboard, split_text
+from bot.channels.telegram.render import (
+    BUTTONS_ONLY_TEXT,
+    build_keyboard,
+    join_messages,
+    split_text,
+)
 from bot.outbox_dispatcher import Outcome, RateLimiter, backoff
 from bot.ports import OutboxMessage
 from bot.service import RenderedMessage
@@ -45,8 +54,20 @@ def retry_after_seconds(error: RetryAfter) -> float:
     return float(value)
 
 
+def payload_message(payload: dict[str, Any]) -> RenderedMessage:
+    """The one message to send for an outbox row: a turn's "messages" joined, or the single
+    "message" of a row written before replies were joined. Raises KeyError, TypeError or
+    ValueError on a malformed payload."""
+    if "messages" in payload:
+        items = payload["messages"]
+        if not isinstance(items, list):
+            raise TypeError("messages is not a list")
+        return join_messages([RenderedMessage.from_json(item) for item in items])
+    return RenderedMessage.from_json(payload["message"])
+
+
 class TelegramDelivery:
-    """Sends one outbox message (a rendered bot message) to its chat.
+    """Sends one outbox row (a turn's reply, as one message) to its chat.
 
     A long text goes as several parts with the keyboard on the last. Parts already sent are
     remembered in memory per outbox id, so a retry in this process does not repeat them.
@@ -69,7 +90,7 @@ class TelegramDelivery:
         assert message.id is not None
         try:
             chat_id = int(message.payload["chat_id"])
-            rendered = RenderedMessage.from_json(message.payload["message"])
+            rendered = payload_message(message.payload)
         except (KeyError, TypeError, ValueError):
             return Outcome.failed("malformed_payload")
         try:

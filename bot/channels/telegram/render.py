@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.service import RenderedChoice
+from bot.service import RenderedChoice, RenderedMessage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,23 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     if rest:
         parts.append(rest)
     return parts
+
+
+def join_messages(messages: Sequence[RenderedMessage]) -> RenderedMessage:
+    """A turn's messages as one: texts in order with a blank line between, and the buttons
+    of every message that has any, in order (in practice only the last one has), each
+    choice id once."""
+    texts = [text for text in (m.text.strip() for m in messages) if text]
+    choices: list[RenderedChoice] = []
+    seen: set[str] = set()
+    for message in messages:
+        for choice in message.choices:
+            if choice.id not in seen:
+                seen.add(choice.id)
+                choices.append(choice)
+    return RenderedMessage(
+        "\n\n".join(texts), tuple(choices), messages[-1].input if messages else "none"
+    )
 
 
 def build_keyboard(choices: Sequence[RenderedChoice]) -> InlineKeyboardMarkup | None:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from bot.ports import DirectoryLocation
-from tests.channels.telegram.tg_support import TelegramServer, User, buttons
+from tests.channels.telegram.tg_support import (
+    TelegramServer,
+    User,
+    buttons,
+    expected_deliveries,
+    is_welcome,
+    paragraphs,
+)
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 
@@ -17,8 +24,8 @@ async def test_a_whole_report_by_buttons_and_typed_text(
 ) -> None:
     user: User = make_user(tg)
     await user.say("/start")
-    assert len(user.texts()) == 4
-    assert user.texts()[0].startswith("Hello.")
+    assert len(user.texts()) == 1  # the four welcome messages as one
+    assert is_welcome(user.texts()[0])
     assert user.keyboard() == ["start", "privacy", "language"]
 
     await user.tap("start")
@@ -64,6 +71,11 @@ async def test_a_whole_report_by_buttons_and_typed_text(
     assert any(report.reference in text for text in user.texts()[-3:])
 
     sent = fake_api.sent(user.chat)
+    # Each turn's reply arrived as one message: the stored bot messages of that turn, joined
+    # in order, with their buttons; nothing else and nothing missing.
+    expected = await expected_deliveries(tg, report.conversation_id)
+    assert len(expected) == 16  # /start and the 15 answers
+    assert [(call.params["text"], buttons(call.params)) for call in sent] == expected
     assert all("parse_mode" not in call.params for call in sent)
     # Every tap was answered and its keyboard removed.
     taps = 9
@@ -88,7 +100,7 @@ async def test_a_repeated_update_is_handled_once(
     assert await tg.post(update) == 200
     assert await tg.post(update) == 200
     await tg.settle()
-    assert len(user.texts()) == 4
+    assert len(user.texts()) == 1 and is_welcome(user.texts()[0])
     await user.tap("start")
     again = user.last_update
     assert await tg.post(again) == 200
@@ -104,9 +116,13 @@ async def test_a_stale_button_reprompts_and_the_conversation_goes_on(
     await user.tap("start")
     await user.tap("poor")
     assert user.texts()[-1] == "What type of service was it?"
+    count = len(user.texts())
     await user.tap("good")  # the experience question's button, tapped again
-    assert "That button was for an earlier question" in "\n".join(user.texts()[-2:])
-    assert user.texts()[-1] == "What type of service was it?"
+    assert len(user.texts()) == count + 1  # the explanation and the question, one message
+    stale = paragraphs(user.texts()[-1])
+    assert stale[0].startswith("That button was for an earlier question")
+    assert stale[-1] == "What type of service was it?"
+    assert "hospital" in user.keyboard()
     await user.tap("hospital")
     assert user.texts()[-1].startswith("What is the name of the service")
 
@@ -238,7 +254,7 @@ async def test_edits_and_membership_changes_are_ignored(
     }
     assert await tg.post(blocked) == 200
     await tg.settle()
-    assert len(user.texts()) == 4
+    assert len(user.texts()) == 1 and is_welcome(user.texts()[0])
 
 
 async def test_a_long_message_is_split_with_the_keyboard_last(

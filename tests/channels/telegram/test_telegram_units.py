@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from telegram import Update
 
-from bot.channels.telegram.render import build_keyboard, split_text, utf16_len
+from bot.channels.telegram.delivery import payload_message
+from bot.channels.telegram.render import build_keyboard, join_messages, split_text, utf16_len
 from bot.channels.telegram.updates import (
     GroupAction,
     IgnoreAction,
@@ -16,7 +17,7 @@ from bot.channels.telegram.updates import (
 )
 from bot.engine.types import Inbound
 from bot.outbox_dispatcher import backoff
-from bot.service import RenderedChoice
+from bot.service import RenderedChoice, RenderedMessage
 
 
 def test_a_short_text_is_one_part() -> None:
@@ -149,3 +150,28 @@ def test_backoff_grows_and_is_capped() -> None:
     assert 0.8 <= delays[0] <= 1.0
     assert 6.4 <= delays[3] <= 8.0
     assert max(delays) <= 60.0
+
+
+def test_a_turns_messages_join_in_order_with_their_buttons() -> None:
+    joined = join_messages(
+        [
+            RenderedMessage("  First.  "),
+            RenderedMessage(""),
+            RenderedMessage("Pick.", (RenderedChoice("a", "A"),), "choice"),
+            RenderedMessage("Or.", (RenderedChoice("b", "B"), RenderedChoice("a", "A")), "choice"),
+        ]
+    )
+    assert joined == RenderedMessage(
+        "First.\n\nPick.\n\nOr.", (RenderedChoice("a", "A"), RenderedChoice("b", "B")), "choice"
+    )
+    assert join_messages([]) == RenderedMessage("")
+
+
+def test_both_payload_shapes_are_read_and_a_bad_one_refused() -> None:
+    old = {"chat_id": 1, "message": {"text": "Hi", "choices": [{"id": "x", "label": "X"}]}}
+    assert payload_message(old) == RenderedMessage("Hi", (RenderedChoice("x", "X"),))
+    new = {"chat_id": 1, "messages": [{"text": "Hi"}, {"text": "There"}]}
+    assert payload_message(new) == RenderedMessage("Hi\n\nThere")
+    for bad in ({"chat_id": 1}, {"messages": "Hi"}, {"messages": [{"choices": []}]}):
+        with pytest.raises((KeyError, TypeError, ValueError)):
+            payload_message(bad)

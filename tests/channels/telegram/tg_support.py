@@ -175,6 +175,51 @@ class User:
         return []
 
 
+WELCOME_STARTS = (
+    "Hello.",
+    "Tell us about care",
+    "If someone is in danger",
+    "What you tell us is kept private",
+)
+
+
+def paragraphs(text: str) -> list[str]:
+    return text.split("\n\n")
+
+
+def is_welcome(text: str) -> bool:
+    """The four welcome messages, joined in order into one Telegram message."""
+    found = paragraphs(text)
+    return len(found) == len(WELCOME_STARTS) and all(
+        p.startswith(start) for p, start in zip(found, WELCOME_STARTS, strict=True)
+    )
+
+
+async def expected_deliveries(
+    server: TelegramServer, conversation_id: str
+) -> list[tuple[str, list[str]]]:
+    """What each turn of the stored transcript should have been sent as: one message, its
+    texts joined by a blank line, with the buttons of its messages in order."""
+    view = await server.service.view(conversation_id)
+    turns: list[list[dict[str, Any]]] = []
+    in_reply = False
+    for entry in view.transcript or []:
+        if entry["role"] != "bot":
+            in_reply = False
+            continue
+        if not in_reply:
+            turns.append([])
+            in_reply = True
+        turns[-1].append(entry)
+    return [
+        (
+            "\n\n".join(e["text"] for e in turn),
+            [c["id"] for e in turn for c in e.get("choices", [])],
+        )
+        for turn in turns
+    ]
+
+
 def buttons(params: dict[str, Any]) -> list[str]:
     markup = params.get("reply_markup") or {}
     return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
