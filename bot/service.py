@@ -45,8 +45,10 @@ from bot.reference import new_reference
 log = logging.getLogger(__name__)
 
 REPORT_TOPIC = "report.submitted"
-#: A reference collision (about 1 in 10^11 per report) is retried with a fresh number.
-MAX_REFERENCE_ATTEMPTS = 5
+#: A turn that hits a conflict is run again: a reference collision (about 1 in 10^11 per
+#: report), a duplicate delivery that raced another worker, a chat's first message opened by
+#: two workers at once.
+MAX_TURN_ATTEMPTS = 5
 
 
 class ConversationNotFound(LookupError):
@@ -219,7 +221,7 @@ class IntakeService:
         database work per turn, not two)."""
         await self.directory.refresh()
         scope = conversation_id
-        for _attempt in range(MAX_REFERENCE_ATTEMPTS):
+        for _attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
                     record, prior = await uow.conversations.get_for_turn(
@@ -266,7 +268,7 @@ class IntakeService:
         open a new one, apply the message, all in one transaction; idempotent on
         (`scope`, `message_id`) across the whole channel."""
         await self.directory.refresh()
-        for _attempt in range(MAX_REFERENCE_ATTEMPTS):
+        for _attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
                     reply = await self._channel_turn(

@@ -178,7 +178,7 @@ class Engine:
         step = self._steps[state.step]
         texts = list(self._prompt_texts(state, step))
         offer = self._offer(state)
-        if step.kind in ("summary",):
+        if step.kind == "summary":
             texts.append(self._summary_text(state))
         if not texts:
             texts = [Text.raw("")]

@@ -51,8 +51,18 @@ def _request(peer: str, forwarded: str | None = None):  # type: ignore[no-untype
     from aiohttp.test_utils import make_mocked_request
 
     headers = {"X-Forwarded-For": forwarded} if forwarded else {}
-    transport = type("T", (), {"get_extra_info": lambda self, name, default=None: (peer, 1234) if name == "peername" else default})()
-    return make_mocked_request("POST", "/api/v1/conversations", headers=headers, transport=transport)
+    transport = type(
+        "T",
+        (),
+        {
+            "get_extra_info": lambda self, name, default=None: (
+                (peer, 1234) if name == "peername" else default
+            )
+        },
+    )()
+    return make_mocked_request(
+        "POST", "/api/v1/conversations", headers=headers, transport=transport
+    )
 
 
 def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() -> None:
@@ -63,6 +73,9 @@ def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() -> None:
     assert client_address(_request("203.0.113.9", "198.51.100.1")) == "203.0.113.9"
     assert client_address(_request("203.0.113.9", "198.51.100.1"), proxies) == "203.0.113.9"
     # From our proxy: the nearest hop that is not ours, read from the right.
-    assert client_address(_request("10.1.2.3", "198.51.100.1, 203.0.113.7, 10.9.9.9"), proxies) == "203.0.113.7"
+    assert (
+        client_address(_request("10.1.2.3", "198.51.100.1, 203.0.113.7, 10.9.9.9"), proxies)
+        == "203.0.113.7"
+    )
     assert client_address(_request("10.1.2.3"), proxies) == "10.1.2.3"
     assert client_address(_request("10.1.2.3", "garbage"), proxies) == "garbage"

@@ -28,13 +28,18 @@ def test_values_are_read_and_cleaned() -> None:
     assert settings.privacy_url == "https://example.org/p"
 
 
-@pytest.mark.parametrize(("name", "value"), [("INTAKE_PORT", "eighty"), ("INTAKE_TELEGRAM_MODE", "push")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("INTAKE_PORT", "eighty"), ("INTAKE_TELEGRAM_MODE", "push")]
+)
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
 
 
 def test_trusted_proxies_are_checked() -> None:
-    assert Settings.from_env({"INTAKE_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}).trusted_proxies == ("10.0.0.0/8", "::1")
+    assert Settings.from_env({"INTAKE_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}).trusted_proxies == (
+        "10.0.0.0/8",
+        "::1",
+    )
     with pytest.raises(ConfigError, match="INTAKE_TRUSTED_PROXIES"):
         Settings.from_env({"INTAKE_TRUSTED_PROXIES": "nginx.local"})
