@@ -15,7 +15,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,8 +101,6 @@ class Reply:
     transcript: list[dict[str, Any]] | None = None
     #: True when this reply was replayed for a repeated message id.
     replayed: bool = False
-    channel_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -335,13 +333,22 @@ class IntakeService:
             if token is not None and not _token_matches(record, token):
                 raise InvalidToken(conversation_id)
             transcript = await uow.transcripts.list(conversation_id) if with_transcript else None
-        turn = Turn(record.state, self.engine.prompt(record.state))
-        reply = self._reply(record, turn)
+        reply = self._current(record)
         if transcript is not None:
             reply.transcript = [
                 {"role": e.role, **e.payload, "at": e.created_at.isoformat()} for e in transcript
             ]
         return reply
+
+    async def view_for_channel_key(self, channel: Channel, channel_key: str) -> Reply | None:
+        """The current question of a channel address's active conversation, if it has one
+        (e.g. to repeat it after a Telegram message we cannot read)."""
+        async with self.storage.unit_of_work() as uow:
+            record = await uow.conversations.find_active(channel, channel_key)
+        return None if record is None else self._current(record)
+
+    def _current(self, record: ConversationRecord) -> Reply:
+        return self._reply(record, Turn(record.state, self.engine.prompt(record.state)))
 
     async def purge_idle(self, idle_for: timedelta, *, batch: int = 500) -> int:
         """End conversations nobody has touched for `idle_for` and erase what was typed in
@@ -519,7 +526,6 @@ class IntakeService:
             done=record.state.status != "active",
             reference=record.reference,
             rtl=self.catalogs.is_rtl(locale),
-            channel_key=record.channel_key,
         )
 
     def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:

@@ -274,3 +274,20 @@ async def test_the_transcript_continues_in_order_across_turns(any_service: Intak
         record = await uow.conversations.get(start.conversation_id)
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     assert record is not None and record.transcript_seq == len(entries) + 1
+
+
+async def test_the_current_question_of_a_channel_address(service: IntakeService) -> None:
+    assert await service.view_for_channel_key("telegram", "777") is None
+    await service.handle_for_channel_key(
+        "telegram", "777", Inbound("start"), message_id="1", scope="telegram:test"
+    )
+    await service.handle_for_channel_key(
+        "telegram", "777", Inbound("choice", "start"), message_id="2", scope="telegram:test"
+    )
+    current = await service.view_for_channel_key("telegram", "777")
+    assert current is not None and current.step == "experience" and not current.done
+    assert [c.id for c in current.messages[-1].choices] == ["poor", "good", "mixed"]
+    await service.handle_for_channel_key(
+        "telegram", "777", Inbound("command", "cancel"), message_id="3", scope="telegram:test"
+    )
+    assert await service.view_for_channel_key("telegram", "777") is None

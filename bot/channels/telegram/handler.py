@@ -106,10 +106,8 @@ class UpdateHandler:
         locale = self.service.catalogs.negotiate(action.language_code)
         current: RenderedMessage | None = None
         try:
-            async with self.service.storage.unit_of_work() as uow:
-                record = await uow.conversations.find_active(CHANNEL, str(action.chat_id))
-            if record is not None:
-                view = await self.service.view(record.id, with_transcript=False)
+            view = await self.service.view_for_channel_key(CHANNEL, str(action.chat_id))
+            if view is not None:
                 locale = view.locale
                 current = view.messages[-1] if view.messages and not view.done else None
         except StorageError as error:
