@@ -184,19 +184,14 @@ class IntakeService:
         outbox_topic: str | None = None,
     ) -> Reply:
         """Open a new conversation and say the welcome."""
-        locale = self.catalogs.negotiate(*locale_hints)
         await self.directory.refresh()
-        turn = self.engine.start(locale, self._start_lookups(start_param))
-        now = self._clock()
         token = secrets.token_urlsafe(32) if with_token else None
-        record = ConversationRecord(
-            id=str(uuid.uuid4()),
-            channel=channel,
-            state=turn.state,
-            created_at=now,
-            updated_at=now,
-            token_hash=hash_token(token) if token else None,
+        record, turn = self._open(
+            channel,
+            locale_hints,
+            start_param,
             channel_key=channel_key,
+            token_hash=hash_token(token) if token else None,
         )
         reply = self._reply(record, turn)
         async with self.storage.unit_of_work() as uow:
@@ -306,18 +301,8 @@ class IntakeService:
             return _replayed(prior)
         if record is not None:
             return await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
-        locale = self.catalogs.negotiate(*locale_hints)
         start_param = inbound.value if inbound.kind == "start" else None
-        turn = self.engine.start(locale, self._start_lookups(start_param))
-        now = self._clock()
-        record = ConversationRecord(
-            id=str(uuid.uuid4()),
-            channel=channel,
-            state=turn.state,
-            created_at=now,
-            updated_at=now,
-            channel_key=channel_key,
-        )
+        record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic)
         await uow.inbound.put(scope, message_id, reply.to_json())
@@ -419,6 +404,32 @@ class IntakeService:
             reply=reply.to_json() if message_id is not None else None,
         )
         return reply
+
+    def _open(
+        self,
+        channel: Channel,
+        locale_hints: tuple[str | None, ...],
+        start_param: str | None,
+        *,
+        channel_key: str | None,
+        token_hash: str | None = None,
+    ) -> tuple[ConversationRecord, Turn]:
+        """A new conversation at its welcome, not yet stored. No I/O: one caller is inside
+        a unit of work, and the directory index was refreshed before it began."""
+        turn = self.engine.start(
+            self.catalogs.negotiate(*locale_hints), self._start_lookups(start_param)
+        )
+        now = self._clock()
+        record = ConversationRecord(
+            id=str(uuid.uuid4()),
+            channel=channel,
+            state=turn.state,
+            created_at=now,
+            updated_at=now,
+            token_hash=token_hash,
+            channel_key=channel_key,
+        )
+        return record, turn
 
     def _start_lookups(self, start_param: str | None) -> dict[str, Any]:
         """A deep link naming a directory location pre-selects it for confirmation."""
