@@ -912,16 +912,22 @@
       } else {
         showAlert(serverMessage(info), { labelKey: "retry", name: "retry", run: function () { clearAlert(); startConversation(moveFocus); } });
       }
-    }, function () {
+    }, failedToReach(function () { startConversation(moveFocus); }));
+  }
+
+  // The request never got an answer. If the server answers a plain probe, the browser
+  // refused ours (CORS: this site is not allowed); otherwise we are offline: retry.
+  function failedToReach(retry) {
+    return function () {
       setBusy(false);
       return probeReachable().then(function (reachable) {
         if (reachable) {
           showNotAllowed();
         } else {
-          scheduleRetry(function () { startConversation(moveFocus); }, 0, "cannotConnect", false);
+          scheduleRetry(retry, 0, "cannotConnect", false);
         }
       });
-    });
+    };
   }
 
   function resumeConversation(saved) {
@@ -948,16 +954,7 @@
           scheduleRetry(function () { resumeConversation(saved); }, 4000,
             response.status >= 500 ? "busy" : serverMessage(info), response.status >= 500 || response.status === 429);
         }
-      }, function () {
-        setBusy(false);
-        return probeReachable().then(function (reachable) {
-          if (reachable) {
-            showNotAllowed();
-          } else {
-            scheduleRetry(function () { resumeConversation(saved); }, 0, "cannotConnect", false);
-          }
-        });
-      });
+      }, failedToReach(function () { resumeConversation(saved); }));
   }
 
   function startNew(moveFocus) {
