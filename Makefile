@@ -5,17 +5,34 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE_CSV ?= ../shared/data/cqc-directory-sample.csv
+LOCK := requirements/test.lock
+BENCH_LOCK := requirements/bench.lock
+LOCK_TOOL_VENV := .venv-lock
+UV_VERSION := 0.13.9
 BABEL_KEYWORDS := -k T -k P:1,2 --no-default-keywords
 
-.PHONY: install run test lint check-imports messages-extract messages-update messages-check bench diagram clean
+.PHONY: install lock run test lint check-imports messages-extract messages-update messages-check bench diagram clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Everything comes from the lock (exact versions, hashes checked): a fresh machine in six months
+# gets what passed today. The package itself is installed without resolving anything more.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+# Upgrading is a deliberate commit: `make lock` re-resolves (keeping current pins where they still
+# fit; `make lock UPGRADE=--upgrade` takes the newest), then run `make test` and commit both files.
+lock:
+	$(PYTHON) -m venv $(LOCK_TOOL_VENV)
+	$(LOCK_TOOL_VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
+	$(LOCK_TOOL_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test \
+		--universal --python-version 3.11 --generate-hashes $(UPGRADE) -o $(LOCK)
+	$(LOCK_TOOL_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test --extra bench \
+		--universal --python-version 3.11 --generate-hashes -c $(LOCK) $(UPGRADE) -o $(BENCH_LOCK)
 
 # Serve the web chat (and Telegram when INTAKE_TELEGRAM_TOKEN is set) on http://127.0.0.1:8080.
 # The directory sample is imported on first start when it is there.
@@ -56,8 +73,8 @@ diagram: install
 	$(BIN)/python -m dialogs.diagram > dialogs/intake.mmd
 
 bench: install
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(BENCH_LOCK)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LOCK_TOOL_VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
