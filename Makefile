@@ -46,14 +46,14 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy bot/engine bot/ports.py
+	$(BIN)/mypy
 	bash scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot/engine bot/ports.py
+	$(BIN)/mypy
 
 check-imports: install
 	$(BIN)/lint-imports

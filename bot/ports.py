@@ -218,11 +218,22 @@ class Outbox(Protocol):
 class UnitOfWork(Protocol):
     """One database transaction. Leaving the context without `commit()` rolls back."""
 
-    conversations: ConversationRepository
-    inbound: InboundLog
-    transcripts: TranscriptRepository
-    reports: ReportRepository
-    outbox: Outbox
+    # Read-only properties, not attributes: a protocol attribute would be invariant, and an
+    # implementation's own repository classes would then not satisfy it.
+    @property
+    def conversations(self) -> ConversationRepository: ...
+
+    @property
+    def inbound(self) -> InboundLog: ...
+
+    @property
+    def transcripts(self) -> TranscriptRepository: ...
+
+    @property
+    def reports(self) -> ReportRepository: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -271,7 +282,8 @@ class DirectoryRepository(Protocol):
 class Storage(Protocol):
     """The composition root's handle on one database."""
 
-    directory: DirectoryRepository
+    @property
+    def directory(self) -> DirectoryRepository: ...
 
     def unit_of_work(self) -> UnitOfWork: ...
 

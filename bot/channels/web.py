@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -56,7 +57,7 @@ _INPUT_FIELDS = ("text", "choice", "command")
 
 ORIGIN_POLICY = web.AppKey("web_origin_policy", OriginPolicy)
 CLIENT_LIMITER = web.AppKey("web_client_limiter", RateLimiter)
-TRUSTED_PROXIES = web.AppKey("web_trusted_proxies", tuple)
+TRUSTED_PROXIES: web.AppKey[tuple[IPv4Network | IPv6Network, ...]] = web.AppKey("web_trusted_proxies")
 CONVERSATION_LIMITER = web.AppKey("web_conversation_limiter", RateLimiter)
 
 
@@ -102,7 +103,8 @@ async def api_guard_middleware(request: web.Request, handler: Handler) -> web.St
         return cors_preflight(request, origin)
     check_content_length(request, request.app[SETTINGS].max_body_bytes)
     if _route_exists(request):
-        address = client_address(request, request.app[TRUSTED_PROXIES])
+        proxies = request.app[TRUSTED_PROXIES]
+        address = client_address(request, proxies)
         enforce(request.app[CLIENT_LIMITER], address)
     return await handler(request)
 
