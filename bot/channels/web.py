@@ -57,7 +57,9 @@ _INPUT_FIELDS = ("text", "choice", "command")
 
 ORIGIN_POLICY = web.AppKey("web_origin_policy", OriginPolicy)
 CLIENT_LIMITER = web.AppKey("web_client_limiter", RateLimiter)
-TRUSTED_PROXIES: web.AppKey[tuple[IPv4Network | IPv6Network, ...]] = web.AppKey("web_trusted_proxies")
+TRUSTED_PROXIES: web.AppKey[tuple[IPv4Network | IPv6Network, ...]] = web.AppKey(
+    "web_trusted_proxies"
+)
 CONVERSATION_LIMITER = web.AppKey("web_conversation_limiter", RateLimiter)
 
 
