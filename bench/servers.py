@@ -136,9 +136,12 @@ def _token() -> str:
 
 
 @contextlib.contextmanager
-def ceiling_server(url: str, *, workers: int = 1) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def ceiling_server(
+    url: str, *, workers: int = 1, driver: str = "raw"
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     args = [PYTHON, "-m", "bench.ceiling_server", "--port", str(port), "--workers", str(workers)]
+    args += ["--driver", driver]
     log_path = Path(tempfile.gettempdir()) / f"intake-bench-ceiling-{port}.log"
     with spawn(args, app_env(url, port), port=port, log_path=log_path) as proc:
         yield port, proc
