@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from bot.engine.engine import Engine
 from bot.i18n import Catalogs
 from bot.lookups import DirectoryLookup
 from bot.ports import Storage
-from bot.service import IntakeService
+from bot.service import IntakeService, utcnow
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 from storage.migrate import upgrade
@@ -40,13 +41,17 @@ def build_engine(catalogs: Catalogs) -> Engine:
     return Engine(INTAKE, offered)
 
 
-async def build_service(settings: Settings, *, migrate: bool = True) -> IntakeService:
+async def build_service(
+    settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
+) -> IntakeService:
+    """`clock` (aware UTC) is shared by the service and its storage, so that tests can move
+    time for both (idle conversations, the window replies are kept for)."""
     if migrate:
         await upgrade(settings.database_url)
-    storage = await create_storage(settings.database_url)
+    storage = await create_storage(settings.database_url, clock=clock)
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
-    service = IntakeService(storage, build_engine(catalogs), catalogs, directory)
+    service = IntakeService(storage, build_engine(catalogs), catalogs, directory, clock=clock)
     if settings.directory_csv is not None:
         await import_directory_if_empty(storage, settings.directory_csv)
     await directory.refresh(force=True)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from bot.ports import ConversationRecord, StorageError, TranscriptEntry
 from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
+from storage.erasure import SqlErasure
 from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
 from storage.errors import storage_errors, translate
 from storage.outbox import SqlOutbox
@@ -34,6 +35,7 @@ class SqlUnitOfWork:
     transcripts: SqlTranscripts
     reports: SqlReports
     outbox: SqlOutbox
+    erasure: SqlErasure
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -60,6 +62,7 @@ class SqlUnitOfWork:
         self.transcripts = SqlTranscripts(db)
         self.reports = SqlReports(db)
         self.outbox = SqlOutbox(db)
+        self.erasure = SqlErasure(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:
