@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,12 @@ from bot.appkeys import SERVICE, SETTINGS, STORAGE
 from bot.config import Settings
 from bot.engine.engine import Engine
 from bot.i18n import Catalogs
+from bot.logging_setup import (
+    install_redaction,
+    quiet_libraries,
+    secrets_in_environment,
+    url_password,
+)
 from bot.lookups import DirectoryLookup
 from bot.ports import Storage
 from bot.service import IntakeService, utcnow
@@ -77,11 +84,26 @@ async def import_directory_if_empty(storage: Storage, csv_path: Path) -> None:
     log.info("directory imported from %s: %d locations", csv_path.name, result.total)
 
 
+def protect_logs(settings: Settings) -> None:
+    """No secret in any log line, however the app was started (`intake serve` configures
+    logging from the environment; a test or an embedding process passes Settings)."""
+    install_redaction(
+        [
+            settings.telegram_token,
+            settings.telegram_webhook_secret,
+            url_password(settings.database_url),
+            *secrets_in_environment(os.environ),
+        ]
+    )
+    quiet_libraries(logging.getLogger().getEffectiveLevel())
+
+
 def build_app(
     settings: Settings, *, service: IntakeService | None = None, migrate: bool = True
 ) -> web.Application:
     from bot.channels import web as web_channel
 
+    protect_logs(settings)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
 

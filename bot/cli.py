@@ -14,26 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, Settings
+from bot.logging_setup import configure_logging
 
 log = logging.getLogger("intake")
-
-
-def configure_logging() -> None:
-    """Once per process (workers are spawned, so each calls this)."""
-    logging.basicConfig(
-        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The database drivers log SQL parameters at DEBUG, and parameters hold what people
-    # typed; `transitions` logs every state change at INFO, one line per step.
-    for noisy in (
-        "aiosqlite",
-        "sqlalchemy.engine",
-        "asyncpg",
-        "transitions",
-        "alembic.runtime.plugins",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

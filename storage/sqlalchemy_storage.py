@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from bot.ports import ConversationRecord, StorageError, TranscriptEntry
 from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
-from storage.erasure import SqlErasure
 from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
+from storage.erasure import SqlErasure
 from storage.errors import storage_errors, translate
 from storage.outbox import SqlOutbox
 from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, SqlTranscripts

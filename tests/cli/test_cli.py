@@ -177,7 +177,9 @@ def test_purge_keeps_at_least_a_week(db_url: str) -> None:
     assert result.returncode == 0 and "ended 0 conversations" in result.stdout
 
 
-async def test_the_daily_purge_erases_replies_kept_past_the_retry_window(db_url: str) -> None:
+async def test_the_daily_purge_erases_replies_kept_past_the_retry_window(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Replies kept for retries of a submitted report's messages repeat its answers; the daily
     `intake conversations purge` erases those older than INTAKE_REPLY_RETENTION_HOURS."""
     import sqlite3
@@ -199,13 +201,6 @@ async def test_the_daily_purge_erases_replies_kept_past_the_retry_window(db_url:
     result = intake(db_url, "conversations", "purge")
     assert result.returncode == 0, result.stderr
     assert "erased 1 replies" in result.stdout and kept() == 1
-    env_hours = {"INTAKE_REPLY_RETENTION_HOURS": "0"}
-    refused = subprocess.run(
-        [sys.executable, "-m", "bot", "conversations", "purge"],
-        cwd=ROOT,
-        env={**os.environ, "INTAKE_DATABASE_URL": db_url, **env_hours},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    monkeypatch.setenv("INTAKE_REPLY_RETENTION_HOURS", "0")
+    refused = intake(db_url, "conversations", "purge")
     assert refused.returncode == 2 and kept() == 1

@@ -137,9 +137,7 @@ async def test_cancel_keeps_nothing_that_was_typed_in_any_table(
     if channel == "telegram":
         async with service.storage.unit_of_work() as uow:
             pending = await uow.outbox.claim(TOPIC, limit=10, lease_seconds=30)
-        assert [m.payload["messages"][0]["text"] for m in pending] == [
-            cancelled.messages[0].text
-        ]
+        assert [m.payload["messages"][0]["text"] for m in pending] == [cancelled.messages[0].text]
     # A late retry of an earlier message is answered with the end, and changes nothing.
     late = await person.send("text", "anything", message_id="m5")
     assert late.done and late.step == "cancelled"
