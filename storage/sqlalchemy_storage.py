@@ -10,7 +10,18 @@ from typing import Any, Self
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from bot.ports import ConversationRecord, StorageError, TranscriptEntry
+from bot.ports import (
+    ConversationRecord,
+    ConversationRepository,
+    DirectoryRepository,
+    Erasure,
+    InboundLog,
+    Outbox,
+    ReportRepository,
+    StorageError,
+    TranscriptEntry,
+    TranscriptRepository,
+)
 from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
@@ -30,12 +41,14 @@ class SqlUnitOfWork:
     a second one (or call `storage.directory`) inside it: it would wait for itself.
     """
 
-    conversations: SqlConversations
-    inbound: SqlInboundLog
-    transcripts: SqlTranscripts
-    reports: SqlReports
-    outbox: SqlOutbox
-    erasure: SqlErasure
+    # Typed as the ports: a protocol's attributes are mutable, hence invariant, so the
+    # concrete types would not satisfy `bot.ports.UnitOfWork`.
+    conversations: ConversationRepository
+    inbound: InboundLog
+    transcripts: TranscriptRepository
+    reports: ReportRepository
+    outbox: Outbox
+    erasure: Erasure
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -147,7 +160,7 @@ class SqlStorage:
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
         self._clock = clock
-        self.directory = SqlDirectory(engine, clock)
+        self.directory: DirectoryRepository = SqlDirectory(engine, clock)
 
     @property
     def backend(self) -> str:
