@@ -279,9 +279,9 @@ class UnitOfWork(Protocol):
     ) -> None:
         """The write of one turn, all or nothing: `conversations.update(record)`, then
         `transcripts.append(record.id, entries)`, then (unless `message_id` is None)
-        `inbound.put(scope, message_id, reply, conversation_id=record.id)`. Raises ConcurrencyError (revision mismatch)
-        or DuplicateError (the message id was already handled) having written none of it;
-        on success `record.revision` is incremented."""
+        `inbound.put(scope, message_id, reply, conversation_id=record.id)`. Raises
+        ConcurrencyError (revision mismatch) or DuplicateError (the message id was already
+        handled) having written none of it; on success `record.revision` is incremented."""
         ...
 
     async def commit(self) -> None: ...
