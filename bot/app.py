@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -17,9 +19,15 @@ from bot.appkeys import SERVICE, SETTINGS, STORAGE
 from bot.config import Settings
 from bot.engine.engine import Engine
 from bot.i18n import Catalogs
+from bot.logging_setup import (
+    install_redaction,
+    quiet_libraries,
+    secrets_in_environment,
+    url_password,
+)
 from bot.lookups import DirectoryLookup
 from bot.ports import Storage
-from bot.service import IntakeService
+from bot.service import IntakeService, utcnow
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 from storage.migrate import upgrade
@@ -40,13 +48,17 @@ def build_engine(catalogs: Catalogs) -> Engine:
     return Engine(INTAKE, offered)
 
 
-async def build_service(settings: Settings, *, migrate: bool = True) -> IntakeService:
+async def build_service(
+    settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
+) -> IntakeService:
+    """`clock` (aware UTC) is shared by the service and its storage, so that tests can move
+    time for both (idle conversations, the window replies are kept for)."""
     if migrate:
         await upgrade(settings.database_url)
-    storage = await create_storage(settings.database_url)
+    storage = await create_storage(settings.database_url, clock=clock)
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
-    service = IntakeService(storage, build_engine(catalogs), catalogs, directory)
+    service = IntakeService(storage, build_engine(catalogs), catalogs, directory, clock=clock)
     if settings.directory_csv is not None:
         await import_directory_if_empty(storage, settings.directory_csv)
     await directory.refresh(force=True)
@@ -72,11 +84,26 @@ async def import_directory_if_empty(storage: Storage, csv_path: Path) -> None:
     log.info("directory imported from %s: %d locations", csv_path.name, result.total)
 
 
+def protect_logs(settings: Settings) -> None:
+    """No secret in any log line, however the app was started (`intake serve` configures
+    logging from the environment; a test or an embedding process passes Settings)."""
+    install_redaction(
+        [
+            settings.telegram_token,
+            settings.telegram_webhook_secret,
+            url_password(settings.database_url),
+            *secrets_in_environment(os.environ),
+        ]
+    )
+    quiet_libraries(logging.getLogger().getEffectiveLevel())
+
+
 def build_app(
     settings: Settings, *, service: IntakeService | None = None, migrate: bool = True
 ) -> web.Application:
     from bot.channels import web as web_channel
 
+    protect_logs(settings)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
 

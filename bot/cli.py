@@ -14,26 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, Settings
+from bot.logging_setup import configure_logging
 
 log = logging.getLogger("intake")
-
-
-def configure_logging() -> None:
-    """Once per process (workers are spawned, so each calls this)."""
-    logging.basicConfig(
-        level=os.environ.get("INTAKE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The database drivers log SQL parameters at DEBUG, and parameters hold what people
-    # typed; `transitions` logs every state change at INFO, one line per step.
-    for noisy in (
-        "aiosqlite",
-        "sqlalchemy.engine",
-        "asyncpg",
-        "transitions",
-        "alembic.runtime.plugins",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         "conversations", help="conversations in progress"
     ).add_subparsers(title="conversations commands")
     purge = conversations.add_parser(
-        "purge", help="end conversations idle for N days and erase what was typed in them"
+        "purge",
+        help="end conversations idle for N days and erase what was typed in them; erase "
+        "replies kept for retries once the retry window has passed (run it daily)",
     )
     purge.add_argument("--idle-days", type=int, default=30, help="at least 7 (default 30)")
     purge.set_defaults(handler=lambda s, a: asyncio.run(_conversations_purge(s, a.idle_days)))
@@ -301,13 +286,21 @@ async def _conversations_purge(settings: Settings, idle_days: int) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.reply_retention_hours < 1:
+        print("INTAKE_REPLY_RETENTION_HOURS must be at least 1", file=sys.stderr)
+        return 2
     service = await build_service(settings)
     try:
         ended = await service.purge_idle(timedelta(days=idle_days))
+        erased = await service.purge_kept_replies(timedelta(hours=settings.reply_retention_hours))
     finally:
         await service.storage.close()
     print(
         f"ended {ended} conversations idle for more than {idle_days} days; what was typed in them is erased"
+    )
+    print(
+        f"erased {erased} replies and sent messages older than "
+        f"{settings.reply_retention_hours} hours (kept only for retries)"
     )
     return 0
 

@@ -36,6 +36,9 @@ class Settings:
     #: Turns per minute allowed for one client address (web API).
     rate_limit_per_minute: int = 120
     privacy_url: str = DEFAULT_PRIVACY_URL
+    #: How long a reply is kept for a retry of its message (the summary repeats the answers);
+    #: `intake conversations purge` erases older ones. Telegram keeps an update for 24 hours.
+    reply_retention_hours: int = 24
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -85,4 +88,5 @@ class Settings:
             max_body_bytes=get_int("MAX_BODY_BYTES", 64 * 1024),
             rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),
             privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
+            reply_retention_hours=get_int("REPLY_RETENTION_HOURS", 24),
         )

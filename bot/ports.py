@@ -81,6 +81,8 @@ class OutboxMessage:
     """An event to deliver after commit (a Telegram message, a notification).
 
     `ordering_key` groups messages that must be delivered in order (one Telegram chat).
+    `conversation_id` is set when the payload carries a conversation's words (a chat reply):
+    erasing that conversation erases the message, pending or delivered.
     """
 
     topic: str
@@ -92,6 +94,7 @@ class OutboxMessage:
     available_at: datetime | None = None
     status: Literal["pending", "done", "failed"] = "pending"
     last_error: str | None = None
+    conversation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +175,16 @@ class InboundLog(Protocol):
 
     async def get(self, scope: str, message_id: str) -> dict[str, Any] | None: ...
 
-    async def put(self, scope: str, message_id: str, reply: dict[str, Any]) -> None:
-        """Raises DuplicateError if (scope, message_id) exists."""
+    async def put(
+        self,
+        scope: str,
+        message_id: str,
+        reply: dict[str, Any],
+        *,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Raises DuplicateError if (scope, message_id) exists. `conversation_id`: whose reply
+        it is, so that erasing the conversation erases it."""
         ...
 
 
@@ -183,6 +194,29 @@ class TranscriptRepository(Protocol):
     async def list(self, conversation_id: str) -> list[TranscriptEntry]: ...
 
     async def erase(self, conversation_id: str) -> None: ...
+
+
+class Erasure(Protocol):
+    """Erasing the copies of what a person typed that are kept beside a conversation's state
+    (which the service empties itself). Storage knows every table, so it is the one place that
+    finds every copy; a new table that keeps a conversation's words must be erased here."""
+
+    async def conversation(
+        self, conversation_id: str, *, final_reply: dict[str, Any] | None
+    ) -> None:
+        """Erase the conversation's transcript, every outbox message carrying its words
+        (pending or delivered), and the replies kept for its message ids: replaced by
+        `final_reply` (which must hold nothing the person typed), so that a late retry of
+        one of its messages is answered with the conversation's end, or deleted when None.
+        Messages added after this call (the turn's own final reply) are not touched."""
+        ...
+
+    async def expired_copies(self, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` replies kept for idempotency received before `before`, and up
+        to `limit` delivered (or given up) outbox messages carrying a conversation's words
+        created before `before`; returns how many rows went. A retry cannot arrive that
+        late, and the report, if any, is kept in `reports`."""
+        ...
 
 
 class ReportRepository(Protocol):
@@ -235,6 +269,9 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> Outbox: ...
 
+    @property
+    def erasure(self) -> Erasure: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -255,9 +292,9 @@ class UnitOfWork(Protocol):
     ) -> None:
         """The write of one turn, all or nothing: `conversations.update(record)`, then
         `transcripts.append(record.id, entries)`, then (unless `message_id` is None)
-        `inbound.put(scope, message_id, reply)`. Raises ConcurrencyError (revision mismatch)
-        or DuplicateError (the message id was already handled) having written none of it;
-        on success `record.revision` is incremented."""
+        `inbound.put(scope, message_id, reply, conversation_id=record.id)`. Raises
+        ConcurrencyError (revision mismatch) or DuplicateError (the message id was already
+        handled) having written none of it; on success `record.revision` is incremented."""
         ...
 
     async def commit(self) -> None: ...

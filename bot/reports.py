@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -55,7 +56,11 @@ CHOICE_FIELDS: tuple[str, ...] = (
 )
 
 #: Spreadsheet programs run cells that start with these as formulas (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "@", "\t", "\r")
+#: A cell starting with + or - is a formula too, unless it is a signed number: a phone number
+#: in E.164 (+447700900123, as contact numbers are stored) or -5. Digits alone call no
+#: function, reference no cell and start no program, so they are data and stay as typed.
+_SIGNED_NUMBER = re.compile(r"[+-][0-9]+(?:\.[0-9]+)?")
 
 
 class ReportFormatter:
@@ -117,6 +122,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
+    return "'" + text if _runs_as_formula(text) else text
+
+
+def _runs_as_formula(text: str) -> bool:
+    """Whether a spreadsheet would take the cell for a formula (OWASP's CSV injection list),
+    leaving out signed numbers, which are values (a phone number keeps its "+")."""
     if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+        return True
+    return text.startswith(("+", "-")) and not _SIGNED_NUMBER.fullmatch(text)

@@ -146,6 +146,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _emptied(state: ConversationState) -> ConversationState:
+    """A closed conversation's state with nothing typed left in it (answers, scratch such as
+    a typed provider name, history): only where it ended and in which language."""
+    return ConversationState(step=state.step, locale=state.locale, status=state.status)
+
+
 def _replayed(prior: dict[str, Any]) -> Reply:
     """The reply already given to a repeated message id."""
     replayed = Reply.from_json(prior)
@@ -305,7 +311,7 @@ class IntakeService:
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic)
-        await uow.inbound.put(scope, message_id, reply.to_json())
+        await uow.inbound.put(scope, message_id, reply.to_json(), conversation_id=record.id)
         return reply
 
     async def view(
@@ -337,8 +343,9 @@ class IntakeService:
 
     async def purge_idle(self, idle_for: timedelta, *, batch: int = 500) -> int:
         """End conversations nobody has touched for `idle_for` and erase what was typed in
-        them (answers and transcript): health and safeguarding details are not kept in
-        abandoned chats. Submitted reports are not touched. Returns how many were ended."""
+        them (answers, transcript, kept replies, chat messages in the outbox), each batch in
+        one transaction: health and safeguarding details are not kept in abandoned chats.
+        Submitted reports are not touched. Returns how many were ended."""
         cutoff = self._clock() - idle_for
         ended = 0
         while True:
@@ -349,12 +356,27 @@ class IntakeService:
                         step="ended", locale=record.state.locale, status="ended"
                     )
                     record.updated_at = self._clock()
-                    await uow.transcripts.erase(record.id)
+                    await uow.erasure.conversation(record.id, final_reply=None)
                     await uow.conversations.update(record)
                 await uow.commit()
             ended += len(idle)
             if len(idle) < batch:
                 return ended
+
+    async def purge_kept_replies(self, keep_for: timedelta, *, batch: int = 500) -> int:
+        """Erase the replies kept for idempotency, and the delivered chat messages, older than
+        `keep_for`: the summary and confirmation repeat the answers, and are kept only as long
+        as a retry of the same message can arrive (Telegram keeps an update for 24 hours).
+        The report itself stays in `reports`. Returns how many rows were erased."""
+        cutoff = self._clock() - keep_for
+        erased = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                done = await uow.erasure.expired_copies(cutoff, limit=batch)
+                await uow.commit()
+            erased += done
+            if done == 0:
+                return erased
 
     # ------------------------------------------------------------------ the turn
 
@@ -390,8 +412,11 @@ class IntakeService:
         reply = self._reply(record, turn)
         entries: list[TranscriptEntry] = []
         if any(isinstance(e, ConversationClosed) for e in turn.events):
-            # Cancelled or not ours: keep nothing that was typed.
-            await uow.transcripts.erase(record.id)
+            # Cancelled or not ours: keep nothing that was typed, in any table. This turn's
+            # own reply (it says "cancelled", or where to go instead) is all that stays, so
+            # that a late retry of any of the conversation's messages is answered with it.
+            record.state = _emptied(record.state)
+            await uow.erasure.conversation(record.id, final_reply=reply.to_json())
         else:
             entries = self._transcript(record, turn, reply, user_input=inbound)
         if outbox_topic:
@@ -523,6 +548,7 @@ class IntakeService:
                         "rtl": reply.rtl,
                         "messages": [m.to_json() for m in reply.messages],
                     },
+                    conversation_id=record.id,
                 )
             ]
         )

@@ -101,6 +101,9 @@ class InboundMessageRow(Base):
     message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     reply: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    #: Whose reply this is (migration 0004), so erasing the conversation finds it. NULL only
+    #: for rows written by a worker of the release before 0004 (see storage/erasure.py).
+    conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class ReportRow(Base):
@@ -132,6 +135,9 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The conversation whose messages the row carries (migration 0004), so erasing the
+    #: conversation erases them; NULL for events that carry none of its words.
+    conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class DirectoryLocationRow(Base):

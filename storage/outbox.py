@@ -46,6 +46,7 @@ class SqlOutbox:
                 "created_at": message.created_at or now,
                 "claimed_until": None,
                 "last_error": message.last_error,
+                "conversation_id": message.conversation_id,
             }
             for message in messages
         ]
@@ -101,6 +102,7 @@ class SqlOutbox:
                 available_at=row.available_at,
                 status=row.status,
                 last_error=row.last_error,
+                conversation_id=row.conversation_id,
             )
             for row in rows
         ]

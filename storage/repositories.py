@@ -263,9 +263,20 @@ class SqlInboundLog:
         parameters = {"scope": scope, "message_id": message_id}
         return _reply((await self._db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none())
 
-    async def put(self, scope: str, message_id: str, reply: dict[str, Any]) -> None:
+    async def put(
+        self,
+        scope: str,
+        message_id: str,
+        reply: dict[str, Any],
+        *,
+        conversation_id: str | None = None,
+    ) -> None:
         statement = self._db.insert_or_ignore(inbound_messages).values(
-            scope=scope, message_id=message_id, reply=reply, created_at=self._db.now()
+            scope=scope,
+            message_id=message_id,
+            reply=reply,
+            created_at=self._db.now(),
+            conversation_id=conversation_id,
         )
         result = await self._db.execute(statement)
         if result.rowcount == 0:

@@ -10,10 +10,22 @@ from typing import Any, Self
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from bot.ports import ConversationRecord, StorageError, TranscriptEntry
+from bot.ports import (
+    ConversationRecord,
+    ConversationRepository,
+    DirectoryRepository,
+    Erasure,
+    InboundLog,
+    Outbox,
+    ReportRepository,
+    StorageError,
+    TranscriptEntry,
+    TranscriptRepository,
+)
 from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
+from storage.erasure import SqlErasure
 from storage.errors import storage_errors, translate
 from storage.outbox import SqlOutbox
 from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, SqlTranscripts
@@ -29,11 +41,14 @@ class SqlUnitOfWork:
     a second one (or call `storage.directory`) inside it: it would wait for itself.
     """
 
-    conversations: SqlConversations
-    inbound: SqlInboundLog
-    transcripts: SqlTranscripts
-    reports: SqlReports
-    outbox: SqlOutbox
+    # Typed as the ports: a protocol's attributes are mutable, hence invariant, so the
+    # concrete types would not satisfy `bot.ports.UnitOfWork`.
+    conversations: ConversationRepository
+    inbound: InboundLog
+    transcripts: TranscriptRepository
+    reports: ReportRepository
+    outbox: Outbox
+    erasure: Erasure
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -60,6 +75,7 @@ class SqlUnitOfWork:
         self.transcripts = SqlTranscripts(db)
         self.reports = SqlReports(db)
         self.outbox = SqlOutbox(db)
+        self.erasure = SqlErasure(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:
@@ -144,7 +160,7 @@ class SqlStorage:
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
         self._clock = clock
-        self.directory = SqlDirectory(engine, clock)
+        self.directory: DirectoryRepository = SqlDirectory(engine, clock)
 
     @property
     def backend(self) -> str:

@@ -68,8 +68,8 @@ PG_SAVE_TURN = text(
             AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
     ),
     inbound AS (
-        INSERT INTO inbound_messages (scope, message_id, reply, created_at)
-        SELECT :scope, :message_id, :reply, :now FROM saved
+        INSERT INTO inbound_messages (scope, message_id, reply, created_at, conversation_id)
+        SELECT :scope, :message_id, :reply, :now, saved.id FROM saved
         ON CONFLICT DO NOTHING
         RETURNING 1
     )
@@ -186,5 +186,11 @@ async def _save_sqlite(
         # Cannot conflict: this connection is the only writer and checked above.
         await db.execute(
             inbound_messages.insert(),
-            {"scope": scope, "message_id": message_id, "reply": reply, "created_at": db.now()},
+            {
+                "scope": scope,
+                "message_id": message_id,
+                "reply": reply,
+                "created_at": db.now(),
+                "conversation_id": record.id,
+            },
         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import shutil
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,3 +186,47 @@ async def settle_aiosqlite_threads(limit_seconds: float = 2.0) -> None:
         if not any("_connection_worker_thread" in t.name for t in threading.enumerate()):
             return
         await asyncio.sleep(0.01)
+
+
+POSTGRES_URL = os.environ.get(
+    "INTAKE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database URL on each backend: a SQLite file, or a fresh schema of the test
+    PostgreSQL database (skipped, saying why, when that server does not answer)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'backend.sqlite3'}"
+        return
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
+
+    async def admin() -> asyncpg.Connection:
+        return await asyncio.wait_for(asyncpg.connect(dsn, timeout=3), timeout=5)
+
+    try:
+        connection = await admin()
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error!r}")
+    schema = f"intake_b_{uuid.uuid4().hex[:12]}"
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await connection.close()
+    try:
+        yield str(make_url(POSTGRES_URL).update_query_dict({"search_path": schema}))
+    finally:
+        connection = await admin()
+        try:
+            await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await connection.close()

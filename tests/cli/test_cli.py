@@ -175,3 +175,32 @@ def test_purge_keeps_at_least_a_week(db_url: str) -> None:
     assert intake(db_url, "conversations", "purge", "--idle-days", "3").returncode == 2
     result = intake(db_url, "conversations", "purge")
     assert result.returncode == 0 and "ended 0 conversations" in result.stdout
+
+
+async def test_the_daily_purge_erases_replies_kept_past_the_retry_window(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies kept for retries of a submitted report's messages repeat its answers; the daily
+    `intake conversations purge` erases those older than INTAKE_REPLY_RETENTION_HOURS."""
+    import sqlite3
+
+    await submit_report(db_url, "Wobbly handrail nobody fixed", risk="no")
+    path = db_url.split("///", 1)[1]
+
+    def kept() -> int:
+        with sqlite3.connect(path) as connection:
+            return int(connection.execute("SELECT count(*) FROM inbound_messages").fetchone()[0])
+
+    # The terminal sends no message ids; keep a reply as the web and Telegram do.
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO inbound_messages (scope, message_id, reply, created_at) "
+            "VALUES ('w', 'old', '{}', datetime('now', '-25 hours')), "
+            "('w', 'new', '{}', datetime('now', '-1 hours'))"
+        )
+    result = intake(db_url, "conversations", "purge")
+    assert result.returncode == 0, result.stderr
+    assert "erased 1 replies" in result.stdout and kept() == 1
+    monkeypatch.setenv("INTAKE_REPLY_RETENTION_HOURS", "0")
+    refused = intake(db_url, "conversations", "purge")
+    assert refused.returncode == 2 and kept() == 1

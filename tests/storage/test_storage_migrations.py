@@ -39,7 +39,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0003"
+    assert await current_revision(database_url) == head_revision() == "0004"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -49,7 +49,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
@@ -87,3 +87,49 @@ async def test_0003_backfills_transcript_seq(database_url: str) -> None:
         await storage.close()
     assert talked is not None and silent is not None
     assert (talked.transcript_seq, silent.transcript_seq) == (6, 1)
+
+
+async def test_0004_keys_kept_replies_and_chat_messages_by_conversation(database_url: str) -> None:
+    """Rows from before 0004 get the conversation id their JSON already holds, so erasing the
+    conversation finds them; events that carry no conversation stay unkeyed."""
+    await upgrade(database_url, "0003")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO inbound_messages (scope, message_id, reply, created_at) VALUES "
+                    "('web', 'm1', :reply, CURRENT_TIMESTAMP)"
+                ),
+                {"reply": '{"conversation_id": "c1", "messages": []}'},
+            )
+            for topic, payload in (
+                ("telegram.send", '{"chat_id": "9", "conversation_id": "c1"}'),
+                ("report.submitted", '{"reference": "ABCD-EFGH"}'),
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO outbox (topic, ordering_key, payload, status, attempts, "
+                        "available_at, created_at) VALUES (:topic, 'k', :payload, 'pending', 0, "
+                        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"topic": topic, "payload": payload},
+                )
+    finally:
+        await engine.dispose()
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            replies = (
+                await connection.execute(text("SELECT conversation_id FROM inbound_messages"))
+            ).all()
+            messages = (
+                await connection.execute(
+                    text("SELECT topic, conversation_id FROM outbox ORDER BY id")
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in replies] == [("c1",)]
+    assert [tuple(m) for m in messages] == [("telegram.send", "c1"), ("report.submitted", None)]

@@ -1,0 +1,163 @@
+"""Logging for every process: one format, quiet libraries, and no secret in any line.
+
+Secrets reach log lines by routes nobody wrote on purpose: the HTTP client logs every Bot API
+URL (`.../bot<token>/sendMessage`), a driver's exception quotes a connection string, a library
+logs a request at DEBUG. So, besides keeping chatty loggers quiet, every record is redacted
+when it is created: each configured secret value is replaced in its message, its arguments,
+its traceback and its stack, whichever logger it comes from and whichever handler prints it.
+
+Which values are secret is decided by name, so a setting added later is covered without
+touching this file: every `INTAKE_*` variable whose name ends in TOKEN, SECRET, KEY or
+PASSWORD, and the password inside every `INTAKE_*_URL` (database, SMTP, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+REDACTED = "[redacted]"
+_SECRET_NAME = re.compile(r"INTAKE_\w*(TOKEN|SECRET|KEY|PASSWORD)")
+_URL_NAME = re.compile(r"INTAKE_\w*URL")
+
+#: Loggers whose lines carry what people typed (SQL parameters), secrets (request URLs) or
+#: nothing an operator needs, at the levels below WARNING.
+_QUIET = (
+    "aiosqlite",
+    "sqlalchemy.engine",
+    "asyncpg",
+    "transitions",
+    "alembic.runtime.plugins",
+    # The HTTP client under python-telegram-bot logs every request's URL at INFO, and the Bot
+    # API puts the token in the URL; its transport logs connection details at DEBUG.
+    "httpcore",
+    # python-telegram-bot logs each call's parameters at DEBUG: the texts we send.
+    "telegram",
+)
+
+
+def url_password(url: str) -> str | None:
+    """The password in a URL such as postgresql+asyncpg://user:password@host/db."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return password or None
+
+
+def secrets_in_environment(environ: Mapping[str, str]) -> set[str]:
+    found: set[str] = set()
+    for name, value in environ.items():
+        value = value.strip()
+        if not value:
+            continue
+        if _SECRET_NAME.fullmatch(name):
+            found.add(value)
+        elif _URL_NAME.fullmatch(name):
+            password = url_password(value)
+            if password:
+                found.add(password)
+    return found
+
+
+def _spellings(secret: str) -> set[str]:
+    """The value as configured, percent-decoded (a URL's password) and percent-encoded (a
+    token in a request URL, a secret in a query string)."""
+    return {secret, unquote(secret), quote(secret, safe=""), quote(secret, safe=":")}
+
+
+class SecretRedactor(logging.Filter):
+    """Replaces every known secret in a record; never drops a record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        spelled = {s for secret in secrets if secret for s in _spellings(secret) if s}
+        with self._lock:
+            # Longest first, so a secret containing another is replaced whole.
+            self._secrets = tuple(sorted(spelled | set(self._secrets), key=lambda s: (-len(s), s)))
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what there is, as text
+            message = f"{record.msg} {record.args!r}"
+        record.msg = self.redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+            # Formatters print exc_text; without exc_info none can format the raw exception
+            # (and its secrets) again.
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+#: The process's one redactor; `install_redaction` hooks it into record creation once.
+REDACTOR = SecretRedactor()
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install_redaction(secrets: Iterable[str | None]) -> None:
+    """Redact `secrets` (added to those already known) from every log record from now on.
+
+    Applied where records are made (the LogRecord factory) rather than on a logger or a
+    handler: a filter on a logger misses its children's records, and one on a handler misses
+    handlers added later (a test's capture, an operator's extra handler)."""
+    global _installed
+    REDACTOR.add(secrets)
+    with _install_lock:
+        if _installed:
+            return
+        make_record = logging.getLogRecordFactory()
+
+        def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            REDACTOR.filter(record)
+            return record
+
+        logging.setLogRecordFactory(redacting_factory)
+        _installed = True
+
+
+def quiet_libraries(level: int) -> None:
+    """Chatty libraries log at WARNING and above only. At DEBUG the HTTP client's request
+    lines are let through (redacted like everything else) for whoever is debugging."""
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(
+        logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    )
+
+
+def configure_logging(environ: Mapping[str, str] | None = None) -> None:
+    """Once per process (workers are spawned, so each calls this)."""
+    environ = os.environ if environ is None else environ
+    install_redaction(secrets_in_environment(environ))
+    level_name = environ.get("INTAKE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    logging.basicConfig(level=level_name, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(logging.getLogger().getEffectiveLevel())

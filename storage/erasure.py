@@ -1,0 +1,88 @@
+"""`bot.ports.Erasure`: every copy of what a person typed, found by its conversation id.
+
+Three tables keep copies beside the conversation's own state: the transcript, the replies kept
+for idempotency (the summary repeats every answer) and the outbox (a Telegram reply carries the
+same words). All three are keyed by conversation id (migration 0004 for the last two), so
+erasing a conversation is three indexed statements inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, or_, select, tuple_, update
+
+from storage.db import Db
+from storage.models import inbound_messages, outbox, transcript_entries
+
+ERASE_TRANSCRIPT = delete(transcript_entries).where(
+    transcript_entries.c.conversation_id == bindparam("b_conversation_id")
+)
+#: Pending or delivered: a pending reply of a cancelled conversation need not be sent.
+ERASE_OUTBOX = delete(outbox).where(outbox.c.conversation_id == bindparam("b_conversation_id"))
+DELETE_REPLIES = delete(inbound_messages).where(
+    inbound_messages.c.conversation_id == bindparam("b_conversation_id")
+)
+REPLACE_REPLIES = (
+    update(inbound_messages)
+    .where(inbound_messages.c.conversation_id == bindparam("b_conversation_id"))
+    .values(reply=bindparam("final_reply", type_=inbound_messages.c.reply.type))
+)
+
+#: Outbox messages that are finished with: sent, or given up.
+FINISHED = ("done", "failed")
+
+
+def _expired_replies(before: datetime, limit: int) -> Any:
+    """Replies received before `before`, keyed or not (a worker of the release before 0004
+    wrote no key)."""
+    batch = (
+        select(inbound_messages.c.scope, inbound_messages.c.message_id)
+        .where(inbound_messages.c.created_at < before)
+        .order_by(inbound_messages.c.created_at)
+        .limit(limit)
+    )
+    return delete(inbound_messages).where(
+        tuple_(inbound_messages.c.scope, inbound_messages.c.message_id).in_(batch)
+    )
+
+
+def _expired_messages(before: datetime, limit: int) -> Any:
+    """Finished outbox messages carrying a conversation's words, created before `before`; a
+    row written without the key (before 0004) is recognised by its payload."""
+    batch = (
+        select(outbox.c.id)
+        .where(
+            outbox.c.status.in_(FINISHED),
+            outbox.c.created_at < before,
+            or_(
+                outbox.c.conversation_id.is_not(None),
+                outbox.c.payload["conversation_id"].as_string().is_not(None),
+            ),
+        )
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return delete(outbox).where(outbox.c.id.in_(batch))
+
+
+class SqlErasure:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def conversation(
+        self, conversation_id: str, *, final_reply: dict[str, Any] | None
+    ) -> None:
+        key = {"b_conversation_id": conversation_id}
+        await self._db.execute(ERASE_TRANSCRIPT, key)
+        await self._db.execute(ERASE_OUTBOX, key)
+        if final_reply is None:
+            await self._db.execute(DELETE_REPLIES, key)
+        else:
+            await self._db.execute(REPLACE_REPLIES, {**key, "final_reply": final_reply})
+
+    async def expired_copies(self, before: datetime, *, limit: int) -> int:
+        replies = await self._db.execute(_expired_replies(before, limit))
+        messages = await self._db.execute(_expired_messages(before, limit))
+        return int(replies.rowcount) + int(messages.rowcount)
