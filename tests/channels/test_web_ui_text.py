@@ -14,7 +14,7 @@ from bot.channels.web_ui_text import UI_TEXT
 from tests.conftest import Api, ApiResult, RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDGET_JS = ROOT / "bot" / "static" / "widget.js"
+CHAT_JS = ROOT / "bot" / "static" / "chat.js"
 ALLOWED = "https://partner.example.org"
 
 PATH = "/api/v1/ui-text"
@@ -70,11 +70,11 @@ async def test_polish_differs_from_english(api: Api) -> None:
 
 
 async def test_english_matches_the_widgets_built_in_fallback(api: Api) -> None:
-    """widget.js keeps the English as DEFAULT_TEXT: the same keys and the same words."""
+    """chat.js keeps the English as DEFAULT_TEXT: the same keys and the same words."""
     english = assert_ui_text(await api.request("GET", PATH, params={"locale": "en"}), "en")
-    source = WIDGET_JS.read_text(encoding="utf-8")
+    source = CHAT_JS.read_text(encoding="utf-8")
     block = re.search(r"var DEFAULT_TEXT = \{\n(.*?)\n  \};", source, re.S)
-    assert block, "DEFAULT_TEXT not found in widget.js"
+    assert block, "DEFAULT_TEXT not found in chat.js"
     built_in: dict[str, str] = {}
     for line in block.group(1).splitlines():
         match = re.fullmatch(r'\s*(\w+): ("(?:[^"\\]|\\.)*"),', line)
