@@ -415,9 +415,13 @@ def axe_script() -> Path:
 
 
 async def axe_violations(page: Any, axe_script: Path) -> list[dict[str, Any]]:
-    """Serious and critical axe-core violations (WCAG 2.0-2.2 A and AA rules) on the page."""
-    if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
-        await page.add_script_tag(path=str(axe_script))
+    """Serious and critical axe-core violations (WCAG 2.0-2.2 A and AA rules) on the page and
+    in its frames (the chat's frame included: axe runs in each and reports to the top)."""
+    for frame in page.frames:
+        if frame.url.startswith("about:") or frame.is_detached():
+            continue
+        if not await frame.evaluate("() => typeof window.axe !== 'undefined'"):
+            await frame.add_script_tag(path=str(axe_script))
     result = await page.evaluate(
         """async () => {
             const r = await axe.run(document, {
