@@ -304,9 +304,7 @@ class Chat:
         await self.wait_turn_after(before)
 
     async def user_texts(self) -> list[str]:
-        return await self.inside.locator(
-            '.ciw-msg[data-role="user"] .ciw-text'
-        ).all_text_contents()
+        return await self.inside.locator('.ciw-msg[data-role="user"] .ciw-text').all_text_contents()
 
     async def bot_texts(self) -> list[str]:
         return await self.inside.locator('.ciw-msg[data-role="bot"] .ciw-text').all_text_contents()

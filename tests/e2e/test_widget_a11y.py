@@ -39,6 +39,13 @@ async def test_axe_finds_no_serious_problems(
         found = await axe_violations(page, axe_script)
         assert not found, f"at a text step ({viewport}):\n{describe(found)}"
 
+        # With Cancel's confirmation showing.
+        await chat.tool("cancel").click()
+        await chat.inside.locator(".ciw-confirm").wait_for(state="visible")
+        found = await axe_violations(page, axe_script)
+        assert not found, f"with the cancel confirmation ({viewport}):\n{describe(found)}"
+        await chat.inside.locator('[data-action="cancel-keep"]').click()
+
         # With an error showing, too.
         await page.route("**/api/v1/conversations/*/messages", lambda route: route.abort())
         await chat.textarea.fill("St Elsewhere")

@@ -4,12 +4,13 @@ origin): it works where INTAKE_ALLOWED_ORIGINS lists that site, and says so clea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.e2e.conftest import DESKTOP, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, Chat, axe_violations, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -121,7 +122,7 @@ async def test_embedded_on_an_allowed_origin_the_conversation_starts(
 
 
 async def test_embedded_on_an_origin_not_allowed_the_launcher_says_so(
-    start_widget_server: Any, embed_site: EmbedSite, new_page: Any
+    start_widget_server: Any, embed_site: EmbedSite, new_page: Any, axe_script: Path
 ) -> None:
     server = await start_widget_server(allowed_origins=("https://some-other-site.example",))
     embed_site.api = server.base_url
@@ -136,6 +137,8 @@ async def test_embedded_on_an_origin_not_allowed_the_launcher_says_so(
     await save_screenshot(page, "widget-embed-refused")
     link = notice.locator("a")
     assert await link.get_attribute("href") == server.base_url + "/"
+    found = await axe_violations(page, axe_script)
+    assert not found, found
     # Focus is in the notice; Escape closes it and gives focus back to the launcher.
     assert await page.evaluate("() => !!document.activeElement.closest('.ciw-notice')")
     await page.keyboard.press("Escape")
