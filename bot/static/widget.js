@@ -329,7 +329,27 @@
 
   // ------------------------------------------------------------------ start
 
+  /** Earlier versions kept the conversation in this page's own storage: take it out. (Not on
+   *  the chat service's own pages: there that storage is the frame's, in use.) */
+  function forgetOldStorage() {
+    if (window.location.origin === chatOrigin) {
+      return;
+    }
+    try {
+      var storage = window.sessionStorage;
+      for (var i = storage.length - 1; i >= 0; i--) {
+        var key = storage.key(i);
+        if (key && /^care-intake-(chat|draft):/.test(key)) {
+          storage.removeItem(key);
+        }
+      }
+    } catch (e) {
+      /* storage blocked: nothing of ours is there */
+    }
+  }
+
   function init() {
+    forgetOldStorage();
     ensureStylesheet();
     build();
     window.addEventListener("message", fromFrame);

@@ -30,6 +30,9 @@ HOSTILE_PAGE = """<!doctype html>
 <body>
 <main><h1>Partner page</h1></main>
 <script>
+  // What an earlier version of the widget left in this page's storage: the loader removes it.
+  sessionStorage.setItem("care-intake-chat:{api}", '{{"conversation_id": "old", "token": "old"}}');
+  sessionStorage.setItem("care-intake-draft:{api}", "an old draft");
   window.__heard = [];
   window.addEventListener("message", (event) => {{
     window.__heard.push({{origin: event.origin, data: JSON.stringify(event.data)}});
