@@ -1024,11 +1024,11 @@
           saveDraft("");
           autoGrow();
         }
-        if (pending.echo) {
-          addMessage("user", pending.echo);
-        }
-        if (pending.payload.command === "cancel" && response.data.done) {
+        var cancelled = pending.payload.command === "cancel" && response.data.done;
+        if (cancelled) {
           forgetConversation();
+        } else if (pending.echo) {
+          addMessage("user", pending.echo);
         }
         renderReply(response.data, true);
         return;
@@ -1190,12 +1190,14 @@
     }
   }
 
-  /** After a cancel nothing is kept here either: the token, the id and the draft go. */
+  /** After a cancel nothing is kept here either: the token, the id and the draft go, and
+   *  what was said leaves the screen (someone may be looking over a shoulder). */
   function forgetConversation() {
     clearSession();
     state.conversationId = null;
     state.token = null;
     ui.textarea.value = "";
+    ui.log.textContent = "";
   }
 
   // ------------------------------------------------------------------ events
@@ -1222,6 +1224,10 @@
     Object.keys(ui.tools).forEach(function (command) {
       ui.tools[command].addEventListener("click", function () {
         if (!state.conversationId) {
+          // Cancelled: there is nothing to go back in, but starting again still makes sense.
+          if (command === "restart" && state.started) {
+            startNew(true);
+          }
           return;
         }
         if (command === "cancel") {

@@ -132,7 +132,10 @@ async def test_cancel_asks_once_then_nothing_is_kept(
     await chat.inside.locator('[data-action="cancel-confirm"]').click()
     await chat.wait_turn_after(before)
     assert await chat.root.get_attribute("data-done") == "true"
-    assert "not kept anything" in (await chat.bot_texts())[-1]
+    bots = await chat.bot_texts()
+    assert len(bots) == 1 and "not kept anything" in bots[0], "only the goodbye is left on screen"
+    assert await chat.user_texts() == []
+    assert await chat.has_focus("el.classList.contains('ciw-new')")
     assert await chat.inside.locator(".ciw-new").is_visible()
     stored = await chat.evaluate(
         "() => Object.keys(sessionStorage).filter(k => k.startsWith('care-intake'))"
