@@ -690,7 +690,9 @@
   }
 
   function focusNext() {
-    if (ui.panel.hidden) {
+    // In a frame, only while the person is in it: a late reply must not pull the focus away
+    // from whatever they went on to do on the page around it.
+    if (embedded && !document.hasFocus()) {
       return;
     }
     var target = null;
