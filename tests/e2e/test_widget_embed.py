@@ -118,6 +118,14 @@ async def test_embedded_on_an_allowed_origin_the_conversation_starts(
     await chat.inside.locator(".ciw-close").click()
     await chat.frame_element.wait_for(state="hidden")
     assert await chat.launcher.is_visible()
+
+    # A reload on the partner's page: the chat reopens itself where it was (its storage is
+    # on the chat's origin; the page only hears "open").
+    await page.reload()
+    await chat.frame_element.wait_for(state="visible")
+    await chat.wait_step("experience")
+    assert await chat.user_texts() == ["Start"]
+    assert await chat.launcher.is_hidden()
     page.watch.assert_clean()
 
 
