@@ -3,24 +3,38 @@
 Files are looked up per request (so a newly built widget.js is served without a restart)
 but only by a plain file name with a known extension: no directories, no traversal, no
 content type guessed from the file system.
+
+`chat.html` is the chat itself, shown in a frame on the pages that embed widget.js: it may be
+framed by our own origin and by the origins in INTAKE_ALLOWED_ORIGINS, and by nobody else
+(CSP `frame-ancestors`). Every other page refuses to be framed at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import hdrs, web
 
+from bot.appkeys import SETTINGS
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
-#: The page embeds only our own script and style; the API is same-origin from there.
-PAGE_CSP = (
+#: Our pages run only our own script and style; the API is same-origin from there, and the
+#: one frame they show is the chat, from our own origin.
+_PAGE_SOURCES = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'"
 )
+PAGE_CSP = f"{_PAGE_SOURCES}; frame-src 'self'; frame-ancestors 'none'"
+#: The chat frame's page (see `frame_csp`).
+FRAME_PAGE = "chat.html"
+#: An origin as a CSP source: scheme, host, optional port; nothing that could end a directive.
+_CSP_ORIGIN = re.compile(r"https?://(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 #: JSON and assets are never documents: nothing may run or frame them.
 NON_DOCUMENT_CSP = "default-src 'none'; frame-ancestors 'none'"
 
@@ -53,6 +67,17 @@ class _Loaded:
     stamp: tuple[int, int]
 
 
+def frame_csp(allowed_origins: Iterable[str]) -> str:
+    """The chat frame's policy: like every page, plus who may frame it. An entry that is not
+    a plain origin is left out (it could otherwise widen or break the policy)."""
+    sources = ["'self'"]
+    for origin in allowed_origins:
+        normalized = origin.strip().rstrip("/").lower()
+        if _CSP_ORIGIN.fullmatch(normalized) and normalized not in sources:
+            sources.append(normalized)
+    return f"{_PAGE_SOURCES}; frame-ancestors {' '.join(sources)}"
+
+
 class StaticFiles:
     def __init__(self, directory: Path = STATIC_DIR) -> None:
         self._directory = directory.resolve()
@@ -80,6 +105,8 @@ class StaticFiles:
         if suffix != ".html":
             # Pages on other sites embed the widget; let them even with COEP enabled.
             headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        elif path.name == FRAME_PAGE:
+            headers[hdrs.CONTENT_SECURITY_POLICY] = frame_csp(request.app[SETTINGS].allowed_origins)
         if loaded.etag in _etags(request.headers.get(hdrs.IF_NONE_MATCH, "")):
             return web.Response(status=304, headers=headers)
         return web.Response(body=loaded.body, headers=headers)
@@ -114,11 +141,20 @@ def is_html(response: web.StreamResponse) -> bool:
 
 
 def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response: no sniffing, no referrer. HTML gets the strict page policy."""
+    """Every response: no sniffing, no referrer. HTML gets the strict page policy unless it
+    brings its own, and X-Frame-Options DENY unless its policy names who may frame it (the
+    chat frame: X-Frame-Options cannot name origins, and would overrule nothing useful)."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     if is_html(response):
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        policy = response.headers.setdefault(hdrs.CONTENT_SECURITY_POLICY, PAGE_CSP)
+        if not _allows_framing(policy):
+            response.headers.setdefault("X-Frame-Options", "DENY")
     elif response.content_type not in ("text/javascript", "text/css"):
         response.headers.setdefault("Content-Security-Policy", NON_DOCUMENT_CSP)
+
+
+def _allows_framing(policy: str) -> bool:
+    directives = (d.strip().lower() for d in policy.split(";"))
+    ancestors = next((d for d in directives if d.startswith("frame-ancestors")), None)
+    return ancestors is not None and ancestors != "frame-ancestors 'none'"

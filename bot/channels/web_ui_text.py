@@ -2,9 +2,10 @@
 
 The dialogue is translated by the service; this is the widget's chrome around it, translated
 with the same gettext catalogs, so a person who chose Polish or Arabic does not see English
-buttons around a Polish or Arabic conversation. The keys are those of the `TEXT` object in
-`bot/static/widget.js`, which keeps the English as its built-in fallback: change both together
-(a test compares them).
+buttons around a Polish or Arabic conversation. The keys are those of the `DEFAULT_TEXT` object
+in `bot/static/chat.js` (the chat, in its frame), which keeps the English as its built-in
+fallback: change both together (a test compares them). The loader on the embedding page,
+`bot/static/widget.js`, uses a few of them too (launcher, title, close, notAllowed...).
 
 `GET /api/v1/ui-text?locale=pl` answers `{"locale", "dir", "text": {key: string}}`. Nothing in it
 is personal, so it may be cached for a few minutes.
@@ -35,6 +36,16 @@ UI_TEXT: Mapping[str, Text] = MappingProxyType(
         "back": T("Back"),
         "restart": T("Start again"),
         "language": T("Language"),
+        "help": T("Help"),
+        "privacy": T("Privacy"),
+        "cancel": T("Cancel"),
+        "cancelTitle": T("Stop and delete everything?"),
+        "cancelText": T(
+            "If you stop now, we delete your answers and this chat. We keep nothing. "
+            "You cannot undo this."
+        ),
+        "cancelConfirm": T("Yes, stop and delete"),
+        "cancelKeep": T("No, carry on"),
         "conversation": T("Conversation"),
         "answers": T("Your options"),
         "you": T("You said:"),

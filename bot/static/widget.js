@@ -1,19 +1,23 @@
 /*!
- * Care feedback chat widget. One script tag, no framework, no build step, no third-party code.
+ * Care feedback chat widget: the loader. One script tag, no framework, no build step.
  *
  *   <script src="https://HOST/widget.js" defer></script>
  *
  * Optional data attributes on that script tag:
- *   data-locale="pl"     language to start in (else the server uses the browser's Accept-Language)
+ *   data-locale="pl"     language to start in (else the browser's Accept-Language)
  *   data-title="..."     heading of the chat panel
- *   data-api="https://…" base URL of the chat API (default: the origin this script was loaded from)
- *   data-open="true"     open the panel when the page loads
+ *   data-api="https://…" base URL of the chat service (default: where this script came from)
+ *   data-open="true"     open the chat when the page loads
  *
- * Everything the server sends is shown with textContent (never as HTML). No inline styles:
- * the look lives in widget.css, loaded from the script's own origin, so a strict CSP works.
+ * This script runs in the embedding page, so it holds nothing personal. It adds a launcher
+ * button and an <iframe> of the chat (chat.html) served from the chat service's own origin;
+ * the conversation, its token, its draft and its transcript live in that frame, where this
+ * page cannot read them. The page and the frame talk by postMessage, each checking the
+ * other's origin, and all the page ever hears is "open" or "closed" (see chat.js).
  *
- * The widget's own words (buttons, labels, errors) come translated from GET /api/v1/ui-text
- * for the conversation's language; the English below is the built-in fallback.
+ * Where the page's origin may not use the chat (INTAKE_ALLOWED_ORIGINS), the server refuses
+ * to be framed here (CSP frame-ancestors) and the API refuses this origin; the launcher then
+ * opens a short notice with a link to the chat on the service's own page instead.
  */
 (function () {
   "use strict";
@@ -39,57 +43,25 @@
   var data = (script && script.dataset) || {};
   var assetOrigin = scriptUrl.origin;
   var apiBase = (data.api || assetOrigin).replace(/\/+$/, "");
-  var apiOrigin = new URL(apiBase, document.baseURI).origin;
-  var crossOrigin = apiOrigin !== window.location.origin;
+  var chatOrigin = new URL(apiBase, document.baseURI).origin;
   var startLocale = data.locale || null;
+  var customTitle = data.title || null;
   var openOnLoad = data.open === "true" || data.open === "";
-  var STORAGE_KEY = "care-intake-chat:" + apiBase;
-  var DRAFT_KEY = "care-intake-draft:" + apiBase;
-  var REQUEST_TIMEOUT_MS = 20000;
+  var MESSAGE_TYPE = "care-intake-chat";
 
-  /** The widget's own words in English, keyed as in bot/channels/web_ui_text.py (a test keeps
-   *  the two the same). Replaced by the server's translation for the conversation's language. */
-  var DEFAULT_TEXT = {
+  /** The loader's own words (English fallback); the server's translation replaces them. */
+  var TEXT = {
     launcher: "Tell us about care",
     title: "Tell us about care",
     close: "Close chat",
-    toolbar: "Chat controls",
-    back: "Back",
-    restart: "Start again",
-    language: "Language",
-    conversation: "Conversation",
-    answers: "Your options",
-    you: "You said:",
-    answerLabel: "Your answer",
-    placeholder: "Type your answer",
-    send: "Send",
-    hint: "Press Enter to send. Press Shift and Enter for a new line.",
-    referenceLabel: "Your reference number",
-    copy: "Copy",
-    copied: "Copied",
-    copiedStatus: "Reference number copied.",
-    copyFailed: "Could not copy. Please write the number down.",
-    newConversation: "Start a new conversation",
-    retry: "Retry",
-    notSent: "Not sent — check your connection. Retrying…",
-    notSentManual: "Not sent — check your connection, then choose Retry.",
-    cannotConnect: "We could not connect to the chat service. Check your connection, then choose Retry.",
-    busy: "The service is busy. Trying again…",
-    rateLimited: "Please wait a moment. Trying again shortly…",
-    expired: "This conversation has ended or expired. You can start a new one.",
     notAllowed: "This chat cannot be used on this website.",
     notAllowedLink: "Use the chat on our own website instead",
-    tooLong: "Your message is too long. Please make it shorter.",
-    serverError: "Something went wrong. Please try again.",
+    cannotConnect: "We could not connect to the chat service. Check your connection, then choose Retry.",
+    retry: "Retry",
   };
-  var TEXT = {};
-  Object.keys(DEFAULT_TEXT).forEach(function (key) { TEXT[key] = DEFAULT_TEXT[key]; });
-  /** A page's own data-title is its own words: it is kept in every language. */
-  var customTitle = data.title || null;
-  if (customTitle) {
-    TEXT.title = customTitle;
-  }
-  var COMMANDS = ["back", "restart", "language"];
+
+  var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
+  var ICON_CLOSE = "M6 6l12 12M18 6L6 18";
 
   // ------------------------------------------------------------------ small helpers
 
@@ -117,88 +89,6 @@
     return svg;
   }
 
-  var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
-  var ICON_CLOSE = "M6 6l12 12M18 6L6 18";
-
-  var uid = 0;
-  function nextId(prefix) {
-    uid += 1;
-    return "ciw-" + prefix + "-" + uid;
-  }
-
-  function uuid() {
-    if (window.crypto && typeof window.crypto.randomUUID === "function") {
-      return window.crypto.randomUUID();
-    }
-    var bytes = new Uint8Array(16);
-    window.crypto.getRandomValues(bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    var hex = Array.prototype.map.call(bytes, function (b) {
-      return (b + 0x100).toString(16).slice(1);
-    }).join("");
-    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
-      hex.slice(16, 20) + "-" + hex.slice(20);
-  }
-
-  function prefersReducedMotion() {
-    return !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
-  }
-
-  function loadSession() {
-    try {
-      var raw = window.sessionStorage.getItem(STORAGE_KEY);
-      var parsed = raw ? JSON.parse(raw) : null;
-      if (parsed && typeof parsed.conversation_id === "string" && typeof parsed.token === "string") {
-        return parsed;
-      }
-    } catch (e) {
-      /* storage blocked or corrupt: start fresh */
-    }
-    return null;
-  }
-
-  function saveSession(conversationId, token) {
-    try {
-      window.sessionStorage.setItem(
-        STORAGE_KEY, JSON.stringify({ conversation_id: conversationId, token: token }));
-    } catch (e) {
-      /* storage blocked: the conversation just will not survive a reload */
-    }
-  }
-
-  function clearSession() {
-    try {
-      window.sessionStorage.removeItem(STORAGE_KEY);
-      window.sessionStorage.removeItem(DRAFT_KEY);
-    } catch (e) {
-      /* ignore */
-    }
-  }
-
-  /** What is typed but not yet sent survives a reload (a long account is hard to retype). */
-  function saveDraft(value) {
-    try {
-      if (value) {
-        window.sessionStorage.setItem(DRAFT_KEY, value);
-      } else {
-        window.sessionStorage.removeItem(DRAFT_KEY);
-      }
-    } catch (e) {
-      /* ignore */
-    }
-  }
-
-  function loadDraft() {
-    try {
-      return window.sessionStorage.getItem(DRAFT_KEY) || "";
-    } catch (e) {
-      return "";
-    }
-  }
-
-  // ------------------------------------------------------------------ stylesheet
-
   function ensureStylesheet() {
     var href = assetOrigin + "/widget.css";
     var links = document.querySelectorAll("link[rel~='stylesheet']");
@@ -213,990 +103,277 @@
     (document.head || document.documentElement).appendChild(link);
   }
 
+  function chatUrl() {
+    var params = new URLSearchParams();
+    params.set("host", window.location.origin);
+    if (startLocale) {
+      params.set("locale", startLocale);
+    }
+    if (customTitle) {
+      params.set("title", customTitle);
+    }
+    return apiBase + "/chat.html?" + params.toString();
+  }
+
   // ------------------------------------------------------------------ the DOM
 
   var ui = {};
+  var state = {
+    open: false,
+    ready: false, // the frame said it is listening
+    pendingOpen: null, // {focus} to send once it is
+    access: null, // "allowed" | "not_allowed" | "offline" (null: not known yet)
+  };
 
   function build() {
-    var root = el("div", "ciw-root");
+    var root = el("div", "ciw-embed");
     root.setAttribute("data-care-intake-widget", "");
-    root.lang = "en";
-    root.dir = "ltr";
-
-    var panelId = nextId("panel");
-    var titleId = nextId("title");
 
     var launcher = el("button", "ciw-launcher");
     launcher.type = "button";
     launcher.setAttribute("aria-expanded", "false");
-    launcher.setAttribute("aria-controls", panelId);
     launcher.appendChild(svgIcon(ICON_CHAT));
     var launcherLabel = el("span", "ciw-launcher-label", TEXT.launcher);
     launcher.appendChild(launcherLabel);
 
-    var panel = el("section", "ciw-panel");
-    panel.id = panelId;
-    panel.setAttribute("role", "dialog");
-    panel.setAttribute("aria-modal", "false");
-    panel.setAttribute("aria-labelledby", titleId);
-    panel.lang = "en";
-    panel.dir = "ltr";
-    panel.hidden = true;
+    var frame = el("iframe", "ciw-frame");
+    frame.id = "ciw-frame-" + Math.random().toString(36).slice(2, 10);
+    frame.title = customTitle || TEXT.title;
+    // Copy the reference number from inside the frame.
+    frame.setAttribute("allow", "clipboard-write");
+    frame.setAttribute("referrerpolicy", "no-referrer");
+    frame.hidden = true;
+    launcher.setAttribute("aria-controls", frame.id);
 
-    var header = el("div", "ciw-header");
-    var title = el("h2", "ciw-title", TEXT.title);
+    root.appendChild(launcher);
+    root.appendChild(frame);
+    document.body.appendChild(root);
+    ui = { root: root, launcher: launcher, launcherLabel: launcherLabel, frame: frame, notice: null };
+  }
+
+  function applyText(answer) {
+    Object.keys(TEXT).forEach(function (key) {
+      var value = answer.text && answer.text[key];
+      if (typeof value === "string" && value) {
+        TEXT[key] = value;
+      }
+    });
+    ui.root.lang = answer.locale;
+    ui.root.dir = answer.dir === "rtl" ? "rtl" : "ltr";
+    ui.root.setAttribute("data-ui-locale", answer.locale);
+    ui.launcherLabel.textContent = TEXT.launcher;
+    ui.frame.title = customTitle || TEXT.title;
+  }
+
+  // ------------------------------------------------------------------ may this page use it?
+
+  /** The launcher's words in the page's language, fetched across origins: the same request
+   *  tells whether the chat service accepts this page's origin. A refused CORS request and
+   *  being offline look the same to a script, so a plain no-cors probe tells them apart. */
+  function checkAccess() {
+    var path = "/api/v1/ui-text" + (startLocale ? "?locale=" + encodeURIComponent(startLocale) : "");
+    return window.fetch(apiBase + path, {
+      headers: { Accept: "application/json" },
+      mode: "cors",
+      credentials: "omit",
+    }).then(function (response) {
+      state.access = "allowed";
+      return response.ok ? response.json().then(function (answer) {
+        if (answer && typeof answer.locale === "string") {
+          applyText(answer);
+        }
+      }, function () {}) : null;
+    }, function () {
+      return window.fetch(apiBase + "/", { mode: "no-cors", credentials: "omit", cache: "no-store" })
+        .then(function () { state.access = "not_allowed"; }, function () { state.access = "offline"; });
+    });
+  }
+
+  // ------------------------------------------------------------------ talking to the frame
+
+  function tellFrame(event, extra) {
+    if (!ui.frame.contentWindow) {
+      return;
+    }
+    var message = { type: MESSAGE_TYPE, event: event };
+    Object.keys(extra || {}).forEach(function (key) { message[key] = extra[key]; });
+    ui.frame.contentWindow.postMessage(message, chatOrigin);
+  }
+
+  function fromFrame(event) {
+    if (event.origin !== chatOrigin || event.source !== ui.frame.contentWindow) {
+      return;
+    }
+    var message = event.data;
+    if (!message || message.type !== MESSAGE_TYPE) {
+      return;
+    }
+    if (message.event === "ready") {
+      state.ready = true;
+      state.access = "allowed";
+      if (message.open === true && !state.open) {
+        show(false);
+      } else if (state.pendingOpen) {
+        tellFrame("open", state.pendingOpen);
+      }
+      state.pendingOpen = null;
+    } else if (message.event === "close") {
+      hide();
+    }
+  }
+
+  // ------------------------------------------------------------------ open and close
+
+  function open(moveFocus) {
+    if (state.access === "not_allowed" || state.access === "offline") {
+      showNotice(moveFocus);
+      return;
+    }
+    show(moveFocus);
+  }
+
+  function show(moveFocus) {
+    state.open = true;
+    ui.frame.hidden = false;
+    ui.launcher.hidden = true;
+    ui.launcher.setAttribute("aria-expanded", "true");
+    ui.root.setAttribute("data-open", "true");
+    if (moveFocus) {
+      ui.frame.focus();
+    }
+    if (state.ready) {
+      tellFrame("open", { focus: !!moveFocus });
+    } else {
+      state.pendingOpen = { focus: !!moveFocus };
+    }
+  }
+
+  function hide() {
+    state.open = false;
+    ui.frame.hidden = true;
+    if (ui.notice) {
+      ui.notice.hidden = true;
+    }
+    ui.launcher.hidden = false;
+    ui.launcher.setAttribute("aria-expanded", "false");
+    ui.root.removeAttribute("data-open");
+    ui.launcher.focus();
+  }
+
+  /** Where the frame cannot be used: say why, in the page, with a way on. Nothing personal. */
+  function showNotice(moveFocus) {
+    if (ui.notice) {
+      ui.notice.parentNode.removeChild(ui.notice);
+    }
+    var notAllowed = state.access === "not_allowed";
+    var notice = el("section", "ciw-notice");
+    var titleId = ui.frame.id + "-notice";
+    notice.setAttribute("role", "dialog");
+    notice.setAttribute("aria-labelledby", titleId);
+    var header = el("div", "ciw-notice-header");
+    var title = el("h2", "ciw-notice-title", customTitle || TEXT.title);
     title.id = titleId;
     title.tabIndex = -1;
     var close = el("button", "ciw-close");
     close.type = "button";
     close.setAttribute("aria-label", TEXT.close);
     close.appendChild(svgIcon(ICON_CLOSE));
+    close.addEventListener("click", hide);
     header.appendChild(title);
     header.appendChild(close);
-
-    var toolbar = el("div", "ciw-toolbar");
-    toolbar.setAttribute("role", "group");
-    toolbar.setAttribute("aria-label", TEXT.toolbar);
-    var tools = {};
-    COMMANDS.forEach(function (command) {
-      var button = el("button", "ciw-tool", TEXT[command]);
-      button.type = "button";
-      button.setAttribute("data-command", command);
-      tools[command] = button;
-      toolbar.appendChild(button);
-    });
-
-    var body = el("div", "ciw-body");
-    body.tabIndex = 0;
-    body.setAttribute("role", "region");
-    body.setAttribute("aria-label", TEXT.conversation);
-
-    var log = el("div", "ciw-log");
-    log.setAttribute("role", "log");
-    log.setAttribute("aria-live", "polite");
-    log.setAttribute("aria-relevant", "additions");
-    log.setAttribute("aria-label", TEXT.conversation);
-
-    var typing = el("div", "ciw-typing");
-    typing.setAttribute("aria-hidden", "true");
-    typing.hidden = true;
-    typing.appendChild(el("span", "ciw-dot"));
-    typing.appendChild(el("span", "ciw-dot"));
-    typing.appendChild(el("span", "ciw-dot"));
-
-    var choices = el("div", "ciw-choices");
-    choices.setAttribute("role", "group");
-    choices.setAttribute("aria-label", TEXT.answers);
-    choices.hidden = true;
-
-    var done = el("div", "ciw-done");
-    done.hidden = true;
-    var refBox = el("div", "ciw-reference");
-    refBox.hidden = true;
-    var refLabel = el("p", "ciw-reference-label", TEXT.referenceLabel);
-    var refRow = el("div", "ciw-reference-row");
-    var refValue = el("p", "ciw-reference-value");
-    refValue.id = nextId("reference");
-    var copy = el("button", "ciw-button ciw-button--secondary ciw-copy", TEXT.copy);
-    copy.type = "button";
-    copy.setAttribute("aria-describedby", refValue.id);
-    refRow.appendChild(refValue);
-    refRow.appendChild(copy);
-    refBox.appendChild(refLabel);
-    refBox.appendChild(refRow);
-    var fresh = el("button", "ciw-button ciw-new", TEXT.newConversation);
-    fresh.type = "button";
-    done.appendChild(refBox);
-    done.appendChild(fresh);
-
-    body.appendChild(log);
-    body.appendChild(typing);
-    body.appendChild(choices);
-    body.appendChild(done);
-
-    var alert = el("div", "ciw-alert");
-    alert.setAttribute("role", "alert");
-    var status = el("div", "ciw-visually-hidden");
-    status.setAttribute("role", "status");
-
-    var composer = el("form", "ciw-composer");
-    composer.hidden = true;
-    composer.noValidate = true;
-    var textareaId = nextId("answer");
-    var hintId = nextId("hint");
-    var label = el("label", "ciw-visually-hidden", TEXT.answerLabel);
-    label.htmlFor = textareaId;
-    var textarea = el("textarea", "ciw-input");
-    textarea.id = textareaId;
-    textarea.rows = 2;
-    textarea.placeholder = TEXT.placeholder;
-    textarea.setAttribute("aria-describedby", hintId);
-    textarea.autocomplete = "off";
-    var hint = el("p", "ciw-visually-hidden", TEXT.hint);
-    hint.id = hintId;
-    var send = el("button", "ciw-button ciw-send", TEXT.send);
-    send.type = "submit";
-    composer.appendChild(label);
-    composer.appendChild(hint);
-    composer.appendChild(textarea);
-    composer.appendChild(send);
-
-    panel.appendChild(header);
-    panel.appendChild(toolbar);
-    panel.appendChild(body);
-    panel.appendChild(alert);
-    panel.appendChild(status);
-    panel.appendChild(composer);
-
-    root.appendChild(launcher);
-    root.appendChild(panel);
-    document.body.appendChild(root);
-
-    ui = {
-      root: root, launcher: launcher, launcherLabel: launcherLabel, panel: panel, title: title,
-      close: close, toolbar: toolbar, tools: tools, body: body, log: log, typing: typing,
-      choices: choices, done: done, refBox: refBox, refLabel: refLabel, refValue: refValue,
-      copy: copy, fresh: fresh, alert: alert, status: status, composer: composer, label: label,
-      textarea: textarea, hint: hint, send: send,
-    };
-  }
-
-  // ------------------------------------------------------------------ state
-
-  var state = {
-    conversationId: null,
-    token: null,
-    started: false, // a conversation was opened or resumed (or is being)
-    busy: false,
-    pending: null, // {payload, echo, id, attempts}
-    retryTimer: null,
-    retryAction: null,
-    lastReply: null,
-    copied: false, // the Copy button says "Copied"
-    statusKey: null, // what the status region says, as a TEXT key
-    alertSpec: null, // what the alert shows: {message, action, link}, to redraw it in another language
-  };
-
-  // ------------------------------------------------------------------ HTTP
-
-  function NetworkError(cause) {
-    this.name = "NetworkError";
-    this.cause = cause;
-  }
-
-  function request(method, path, body, token) {
-    var headers = { Accept: "application/json" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-    }
-    if (token) {
-      headers.Authorization = "Bearer " + token;
-    }
-    var controller = typeof AbortController === "function" ? new AbortController() : null;
-    var timer = controller ? window.setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS) : null;
-    return window.fetch(apiBase + path, {
-      method: method,
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      mode: "cors",
-      credentials: "omit",
-      cache: "no-store",
-      signal: controller ? controller.signal : undefined,
-    }).then(function (response) {
-      return response.text().then(function (raw) {
-        var json = null;
-        try {
-          json = raw ? JSON.parse(raw) : null;
-        } catch (e) {
-          json = null;
-        }
-        return { status: response.status, ok: response.ok, data: json, headers: response.headers };
-      });
-    }, function (error) {
-      throw new NetworkError(error);
-    }).finally(function () {
-      if (timer) {
-        window.clearTimeout(timer);
-      }
-    });
-  }
-
-  function errorInfo(response) {
-    var error = response && response.data && response.data.error;
-    return {
-      code: (error && error.code) || "",
-      message: (error && typeof error.message === "string" && error.message) || "",
-    };
-  }
-
-  /** An error the server explained: its own words while the interface is in English (they are
-   *  English), otherwise the widget's translated words for that kind of error. */
-  function serverMessage(info) {
-    var key = "serverError";
-    if (info.code === "too_large") {
-      key = "tooLong";
-    } else if (info.code === "rate_limited") {
-      key = "rateLimited";
-    }
-    return { key: key, raw: info.message || null };
-  }
-
-  /** When a cross-origin request fails outright, tell "refused by CORS" from "offline":
-   *  a no-cors request to the same server succeeds (opaquely) only when it is reachable. */
-  function probeReachable() {
-    if (!crossOrigin) {
-      return Promise.resolve(false);
-    }
-    return window.fetch(apiBase + "/", { mode: "no-cors", credentials: "omit", cache: "no-store" })
-      .then(function () { return true; }, function () { return false; });
-  }
-
-  // ------------------------------------------------------------------ rendering
-
-  var URL_PATTERN = /(https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]])/g;
-
-  /** Plain text, with web addresses made into links (built as elements, never as HTML). */
-  function appendText(container, text) {
-    var value = String(text == null ? "" : text);
-    var last = 0;
-    var match;
-    URL_PATTERN.lastIndex = 0;
-    while ((match = URL_PATTERN.exec(value)) !== null) {
-      if (match.index > last) {
-        container.appendChild(document.createTextNode(value.slice(last, match.index)));
-      }
-      var link = el("a", "ciw-link", match[0]);
-      link.href = match[0];
+    var body = el("div", "ciw-notice-body");
+    body.setAttribute("role", "alert");
+    body.appendChild(el("p", "ciw-notice-text", notAllowed ? TEXT.notAllowed : TEXT.cannotConnect));
+    if (notAllowed) {
+      var link = el("a", "ciw-notice-link", TEXT.notAllowedLink);
+      link.href = apiBase + "/";
       link.target = "_blank";
       link.rel = "noopener noreferrer";
-      container.appendChild(link);
-      last = match.index + match[0].length;
-    }
-    if (last < value.length) {
-      container.appendChild(document.createTextNode(value.slice(last)));
-    }
-  }
-
-  function addMessage(role, text) {
-    var item = el("div", "ciw-msg ciw-msg--" + (role === "user" ? "user" : "bot"));
-    item.setAttribute("data-role", role === "user" ? "user" : "bot");
-    if (role === "user") {
-      var prefix = el("span", "ciw-visually-hidden", TEXT.you + " ");
-      prefix.lang = interfaceText.locale;
-      item.appendChild(prefix);
-    }
-    var p = el("p", "ciw-text");
-    // Each message keeps its own direction: after a switch to Arabic, earlier Polish
-    // messages still read left to right (their punctuation stays at the end).
-    p.dir = "auto";
-    appendText(p, text);
-    item.appendChild(p);
-    ui.log.appendChild(item);
-    return item;
-  }
-
-  function applyLanguage(reply) {
-    if (!reply) {
-      return;
-    }
-    var dir = reply.dir === "rtl" ? "rtl" : "ltr";
-    ui.panel.dir = dir;
-    if (reply.locale) {
-      [ui.log, ui.choices, ui.textarea, ui.done].forEach(function (node) {
-        node.lang = reply.locale;
-      });
-      wantInterfaceText(reply.locale);
-    }
-  }
-
-  // ------------------------------------------------------------------ the widget's own words
-
-  var interfaceText = {
-    locale: "en", // the language the chrome is in now
-    wanted: null, // the language last asked for ("" = the server chooses from Accept-Language)
-    fetched: {}, // locale -> the server's answer, so switching back needs no request
-  };
-
-  /** Show the chrome in `locale` (null: the browser's language, as the server negotiates it).
-   *  Answers that arrive after a newer wish are kept for later but not shown. */
-  function wantInterfaceText(locale) {
-    var key = locale || "";
-    if (key === interfaceText.wanted) {
-      return;
-    }
-    interfaceText.wanted = key;
-    if (key && key === interfaceText.locale) {
-      return;
-    }
-    if (key && interfaceText.fetched[key]) {
-      applyInterfaceText(interfaceText.fetched[key]);
-      return;
-    }
-    var path = "/api/v1/ui-text" + (key ? "?locale=" + encodeURIComponent(key) : "");
-    window.fetch(apiBase + path, {
-      method: "GET",
-      headers: { Accept: "application/json" },
-      mode: "cors",
-      credentials: "omit",
-    }).then(function (response) {
-      return response.ok ? response.json() : null;
-    }).then(function (answer) {
-      if (!answer || typeof answer.locale !== "string" || !answer.text || typeof answer.text !== "object") {
-        throw new Error("no interface text");
-      }
-      interfaceText.fetched[answer.locale] = answer;
-      if (key) {
-        interfaceText.fetched[key] = answer;
-      }
-      if (interfaceText.wanted === key) {
-        applyInterfaceText(answer);
-      }
-    }).catch(function () {
-      // Offline, refused or busy: stay in the language shown now; the next reply asks again.
-      if (interfaceText.wanted === key) {
-        interfaceText.wanted = null;
-      }
-    });
-  }
-
-  function applyInterfaceText(answer) {
-    Object.keys(DEFAULT_TEXT).forEach(function (key) {
-      var value = answer.text[key];
-      TEXT[key] = typeof value === "string" && value ? value : DEFAULT_TEXT[key];
-    });
-    if (customTitle) {
-      TEXT.title = customTitle;
-    }
-    var dir = answer.dir === "rtl" ? "rtl" : "ltr";
-    interfaceText.locale = answer.locale;
-    [ui.root, ui.panel].forEach(function (node) {
-      node.lang = answer.locale;
-      node.dir = dir;
-    });
-    ui.root.setAttribute("data-ui-locale", answer.locale);
-    refreshChrome();
-  }
-
-  /** Put the current TEXT into everything already on screen, in place: nothing is rebuilt,
-   *  so the conversation, what is typed and where the focus is all stay as they were.
-   *  Messages already in the log are history and stay as they were said (changing them would
-   *  make the live log announce them all again). */
-  function refreshChrome() {
-    ui.launcherLabel.textContent = TEXT.launcher;
-    ui.title.textContent = TEXT.title;
-    ui.close.setAttribute("aria-label", TEXT.close);
-    ui.toolbar.setAttribute("aria-label", TEXT.toolbar);
-    COMMANDS.forEach(function (command) {
-      ui.tools[command].textContent = TEXT[command];
-    });
-    ui.body.setAttribute("aria-label", TEXT.conversation);
-    ui.log.setAttribute("aria-label", TEXT.conversation);
-    ui.choices.setAttribute("aria-label", TEXT.answers);
-    ui.refLabel.textContent = TEXT.referenceLabel;
-    ui.copy.textContent = state.copied ? TEXT.copied : TEXT.copy;
-    ui.fresh.textContent = TEXT.newConversation;
-    ui.label.textContent = TEXT.answerLabel;
-    ui.textarea.placeholder = TEXT.placeholder;
-    ui.hint.textContent = TEXT.hint;
-    ui.send.textContent = TEXT.send;
-    if (state.statusKey && ui.status.textContent) {
-      ui.status.textContent = TEXT[state.statusKey];
-    }
-    refreshAlert();
-  }
-
-  function collectControls(messages) {
-    var seen = {};
-    var choices = [];
-    var input = "none";
-    (messages || []).forEach(function (message) {
-      (message.choices || []).forEach(function (choice) {
-        if (choice && choice.id != null && !seen[choice.id]) {
-          seen[choice.id] = true;
-          choices.push({ id: String(choice.id), label: String(choice.label == null ? choice.id : choice.label) });
-        }
-      });
-      if (message.input === "text") {
-        input = "text";
-      } else if (message.input === "choice" && input === "none") {
-        input = "choice";
-      }
-    });
-    return { choices: choices, input: input };
-  }
-
-  var turns = 0;
-
-  /** Count replies on the root (data-turn), so a page or a test can tell a new one arrived. */
-  function countTurn() {
-    turns += 1;
-    ui.root.setAttribute("data-turn", String(turns));
-  }
-
-  function renderControls(reply) {
-    var controls = collectControls(reply.messages);
-    ui.choices.textContent = "";
-    if (!reply.done) {
-      controls.choices.forEach(function (choice) {
-        var button = el("button", "ciw-choice", choice.label);
-        button.type = "button";
-        button.setAttribute("data-choice-id", choice.id);
-        ui.choices.appendChild(button);
-      });
-    }
-    ui.choices.hidden = reply.done || controls.choices.length === 0;
-    ui.composer.hidden = reply.done || controls.input !== "text";
-    if (!ui.composer.hidden) {
-      autoGrow();
-    }
-    ui.done.hidden = !reply.done;
-    if (reply.done && reply.reference) {
-      ui.refValue.textContent = reply.reference;
-      ui.refBox.hidden = false;
+      body.appendChild(link);
     } else {
-      ui.refValue.textContent = "";
-      ui.refBox.hidden = true;
-    }
-    state.copied = false;
-    ui.copy.textContent = TEXT.copy;
-    ui.root.setAttribute("data-step", reply.step || "");
-    ui.root.setAttribute("data-done", reply.done ? "true" : "false");
-  }
-
-  function scrollToMessage(item) {
-    if (!item) {
-      ui.body.scrollTop = ui.body.scrollHeight;
-      return;
-    }
-    var top = item.offsetTop - ui.body.offsetTop - 8;
-    if (typeof ui.body.scrollTo === "function") {
-      ui.body.scrollTo({ top: Math.max(0, top), behavior: prefersReducedMotion() ? "auto" : "smooth" });
-    } else {
-      ui.body.scrollTop = Math.max(0, top);
-    }
-  }
-
-  function focusNext() {
-    if (ui.panel.hidden) {
-      return;
-    }
-    var target = null;
-    var choiceCount = ui.choices.hidden ? 0 : ui.choices.children.length;
-    // A text question with at most one extra button (Skip) is answered by typing: focus the
-    // box. Otherwise (a list of options, or matches to pick from) focus the first option.
-    if (!ui.composer.hidden && choiceCount <= 1) {
-      target = ui.textarea;
-    } else if (choiceCount > 0) {
-      target = ui.choices.firstElementChild;
-    } else if (!ui.composer.hidden) {
-      target = ui.textarea;
-    } else if (!ui.done.hidden) {
-      target = ui.refBox.hidden ? ui.fresh : ui.copy;
-    }
-    if (target) {
-      target.focus({ preventScroll: true });
-    }
-  }
-
-  /** A live reply: its messages are new, so add them, then move focus to the next control. */
-  function renderReply(reply, moveFocus) {
-    state.lastReply = reply;
-    applyLanguage(reply);
-    var first = null;
-    (reply.messages || []).forEach(function (message) {
-      var item = addMessage("bot", message.text);
-      first = first || item;
-    });
-    renderControls(reply);
-    scrollToMessage(first);
-    if (moveFocus) {
-      focusNext();
-    }
-    countTurn();
-  }
-
-  /** A resumed conversation: show the transcript, which already ends with the current prompt. */
-  function renderResumed(reply) {
-    state.lastReply = reply;
-    applyLanguage(reply);
-    ui.log.textContent = "";
-    var transcript = reply.transcript || [];
-    if (!transcript.length) {
-      (reply.messages || []).forEach(function (message) { addMessage("bot", message.text); });
-    }
-    transcript.forEach(function (entry) {
-      if (!entry) {
-        return;
-      }
-      var text = entry.text;
-      if (entry.role === "user" && entry.kind === "command" && COMMANDS.indexOf(entry.value) >= 0) {
-        text = TEXT[entry.value];
-      }
-      if (entry.role === "user" && (text == null || text === "")) {
-        return;
-      }
-      addMessage(entry.role === "user" ? "user" : "bot", text);
-    });
-    renderControls(reply);
-    var draft = loadDraft();
-    if (draft && !ui.composer.hidden && !ui.textarea.value) {
-      ui.textarea.value = draft;
-      autoGrow();
-    }
-    ui.body.scrollTop = ui.body.scrollHeight;
-    countTurn();
-  }
-
-  function setBusy(busy) {
-    state.busy = busy;
-    ui.typing.hidden = !busy;
-    ui.panel.setAttribute("aria-busy", busy ? "true" : "false");
-    ui.textarea.readOnly = busy || !!state.pending;
-    var buttons = ui.panel.querySelectorAll(".ciw-choice, .ciw-tool, .ciw-send");
-    for (var i = 0; i < buttons.length; i++) {
-      if (busy || state.pending) {
-        buttons[i].setAttribute("aria-disabled", "true");
-      } else {
-        buttons[i].removeAttribute("aria-disabled");
-      }
-    }
-    if (busy) {
-      ui.body.scrollTop = ui.body.scrollHeight;
-    }
-  }
-
-  // ------------------------------------------------------------------ alerts and retries
-
-  function clearAlert() {
-    state.alertSpec = null;
-    ui.alert.textContent = "";
-    ui.alert.classList.remove("ciw-alert--shown");
-  }
-
-  /** A message as a TEXT key, or {key, raw}: the server's own (English) words, shown only
-   *  while the interface is in English, else the translated words of `key`. */
-  function messageText(message) {
-    if (typeof message === "string") {
-      return TEXT[message];
-    }
-    if (message.raw && interfaceText.locale === "en") {
-      return message.raw;
-    }
-    return TEXT[message.key];
-  }
-
-  /** Show an error. `message`: see messageText. `action` = {labelKey, name, run} adds a button
-   *  (Retry, Start a new conversation); `link` = {labelKey, href} adds a link. */
-  function showAlert(message, action, link) {
-    ui.alert.textContent = "";
-    var spec = { message: message, action: action || null, link: link || null, nodes: {} };
-    spec.nodes.text = el("p", "ciw-alert-text", messageText(message));
-    ui.alert.appendChild(spec.nodes.text);
-    if (link) {
-      var a = el("a", "ciw-link", TEXT[link.labelKey]);
-      a.href = link.href;
-      a.target = "_blank";
-      a.rel = "noopener noreferrer";
-      var lp = el("p", "ciw-alert-text");
-      lp.appendChild(a);
-      ui.alert.appendChild(lp);
-      spec.nodes.link = a;
-    }
-    if (action) {
-      var button = el("button", "ciw-button ciw-button--secondary ciw-retry", TEXT[action.labelKey]);
-      button.type = "button";
-      button.setAttribute("data-action", action.name || "");
-      button.addEventListener("click", action.run);
-      ui.alert.appendChild(button);
-      spec.nodes.button = button;
-    }
-    state.alertSpec = spec;
-    ui.alert.classList.add("ciw-alert--shown");
-  }
-
-  /** The alert shown now, in the current language (same nodes, so focus stays put). */
-  function refreshAlert() {
-    var spec = state.alertSpec;
-    if (!spec) {
-      return;
-    }
-    spec.nodes.text.textContent = messageText(spec.message);
-    if (spec.nodes.link) {
-      spec.nodes.link.textContent = TEXT[spec.link.labelKey];
-    }
-    if (spec.nodes.button) {
-      spec.nodes.button.textContent = TEXT[spec.action.labelKey];
-    }
-  }
-
-  function clearRetryTimer() {
-    if (state.retryTimer) {
-      window.clearTimeout(state.retryTimer);
-      state.retryTimer = null;
-    }
-    state.retryAction = null;
-  }
-
-  function backoff(attempt) {
-    return Math.min(30000, 2000 * Math.pow(2, Math.max(0, attempt - 1)));
-  }
-
-  /** Retry `run` after `delay` ms, showing `message` with a Retry button that retries now. */
-  function scheduleRetry(run, delay, message, auto) {
-    clearRetryTimer();
-    var retryNow = function () {
-      clearRetryTimer();
-      clearAlert();
-      run();
-    };
-    state.retryAction = retryNow;
-    showAlert(message, { labelKey: "retry", name: "retry", run: retryNow });
-    if (auto) {
-      state.retryTimer = window.setTimeout(retryNow, delay);
-    }
-  }
-
-  function retryAfterMs(response) {
-    var header = response.headers && response.headers.get("Retry-After");
-    var seconds = header ? parseInt(header, 10) : NaN;
-    if (isNaN(seconds) && header) {
-      var when = Date.parse(header);
-      if (!isNaN(when)) {
-        seconds = Math.ceil((when - Date.now()) / 1000);
-      }
-    }
-    if (isNaN(seconds) || seconds < 1) {
-      seconds = 5;
-    }
-    return Math.min(seconds, 300) * 1000;
-  }
-
-  function showNotAllowed() {
-    showAlert("notAllowed", null, { labelKey: "notAllowedLink", href: apiBase + "/" });
-    ui.root.setAttribute("data-error", "origin_not_allowed");
-  }
-
-  function showExpired() {
-    clearSession();
-    state.conversationId = null;
-    state.token = null;
-    showAlert("expired", { labelKey: "newConversation", name: "new", run: function () { startNew(true); } });
-  }
-
-  // ------------------------------------------------------------------ conversation lifecycle
-
-  function startConversation(moveFocus) {
-    state.started = true;
-    setBusy(true);
-    var body = startLocale ? { locale: startLocale } : {};
-    return request("POST", "/api/v1/conversations", body).then(function (response) {
-      setBusy(false);
-      if (response.ok && response.data && response.data.conversation_id) {
-        clearAlert();
-        ui.root.removeAttribute("data-error");
-        state.conversationId = response.data.conversation_id;
-        state.token = response.data.token;
-        saveSession(state.conversationId, state.token);
-        renderReply(response.data, moveFocus);
-        return;
-      }
-      var info = errorInfo(response);
-      if (response.status === 403 && (info.code === "origin_not_allowed" || crossOrigin)) {
-        showNotAllowed();
-      } else if (response.status === 429) {
-        var wait = retryAfterMs(response);
-        scheduleRetry(function () { startConversation(moveFocus); }, wait,
-          "rateLimited", true);
-      } else if (response.status >= 500) {
-        scheduleRetry(function () { startConversation(moveFocus); }, 4000, "busy", true);
-      } else {
-        showAlert(serverMessage(info), { labelKey: "retry", name: "retry", run: function () { clearAlert(); startConversation(moveFocus); } });
-      }
-    }, failedToReach(function () { startConversation(moveFocus); }));
-  }
-
-  // The request never got an answer. If the server answers a plain probe, the browser
-  // refused ours (CORS: this site is not allowed); otherwise we are offline: retry.
-  function failedToReach(retry) {
-    return function () {
-      setBusy(false);
-      return probeReachable().then(function (reachable) {
-        if (reachable) {
-          showNotAllowed();
-        } else {
-          scheduleRetry(retry, 0, "cannotConnect", false);
-        }
+      var retry = el("button", "ciw-notice-retry", TEXT.retry);
+      retry.type = "button";
+      retry.setAttribute("data-action", "retry");
+      retry.addEventListener("click", function () {
+        state.access = null;
+        checkAccess().then(function () {
+          if (state.access === "allowed") {
+            ui.notice.hidden = true;
+            ui.frame.src = chatUrl();
+            show(true);
+          } else {
+            showNotice(true);
+          }
+        });
       });
-    };
-  }
-
-  function resumeConversation(saved) {
-    state.started = true;
-    setBusy(true);
-    return request("GET", "/api/v1/conversations/" + encodeURIComponent(saved.conversation_id), undefined, saved.token)
-      .then(function (response) {
-        setBusy(false);
-        if (response.ok && response.data) {
-          clearAlert();
-          state.conversationId = saved.conversation_id;
-          state.token = saved.token;
-          renderResumed(response.data);
-          return;
-        }
-        if (response.status === 401 || response.status === 404) {
-          clearSession();
-          return startConversation(false);
-        }
-        var info = errorInfo(response);
-        if (response.status === 403 && (info.code === "origin_not_allowed" || crossOrigin)) {
-          showNotAllowed();
-        } else {
-          scheduleRetry(function () { resumeConversation(saved); }, 4000,
-            response.status >= 500 ? "busy" : serverMessage(info), response.status >= 500 || response.status === 429);
-        }
-      }, failedToReach(function () { resumeConversation(saved); }));
-  }
-
-  function startNew(moveFocus) {
-    if (state.busy) {
-      return;
+      body.appendChild(retry);
     }
-    clearRetryTimer();
-    clearAlert();
-    state.pending = null;
-    clearSession();
-    state.conversationId = null;
-    state.token = null;
-    ui.log.textContent = "";
-    ui.textarea.value = "";
-    renderControls({ messages: [], done: false, reference: null, step: "" });
-    startConversation(moveFocus);
-  }
-
-  function ensureStarted() {
-    if (state.started) {
-      return;
-    }
-    var saved = loadSession();
-    if (saved) {
-      resumeConversation(saved);
-    } else {
-      startConversation(!ui.panel.hidden && ui.panel.contains(document.activeElement));
-    }
-  }
-
-  // ------------------------------------------------------------------ sending
-
-  function send(payload, echo) {
-    if (state.busy || state.pending || !state.conversationId) {
-      return;
-    }
-    state.pending = { payload: payload, echo: echo, id: uuid(), attempts: 0 };
-    attemptSend();
-  }
-
-  function attemptSend() {
-    var pending = state.pending;
-    if (!pending) {
-      return;
-    }
-    pending.attempts += 1;
-    clearRetryTimer();
-    setBusy(true);
-    var body = { client_message_id: pending.id };
-    Object.keys(pending.payload).forEach(function (key) { body[key] = pending.payload[key]; });
-    var path = "/api/v1/conversations/" + encodeURIComponent(state.conversationId) + "/messages";
-    request("POST", path, body, state.token).then(function (response) {
-      if (response.ok && response.data) {
-        state.pending = null;
-        setBusy(false);
-        clearAlert();
-        if (Object.prototype.hasOwnProperty.call(pending.payload, "text")) {
-          ui.textarea.value = "";
-          saveDraft("");
-          autoGrow();
-        }
-        if (pending.echo) {
-          addMessage("user", pending.echo);
-        }
-        renderReply(response.data, true);
-        return;
-      }
-      var info = errorInfo(response);
-      if (response.status === 429) {
-        var wait = retryAfterMs(response);
-        setBusy(false);
-        scheduleRetry(attemptSend, wait, "rateLimited", true);
-      } else if (response.status >= 500) {
-        setBusy(false);
-        var delay = response.headers.get("Retry-After") ? retryAfterMs(response) : backoff(pending.attempts);
-        scheduleRetry(attemptSend, delay, "busy", pending.attempts < 8);
-      } else {
-        // A 4xx other than 429: sending it again will not help. Keep what was typed.
-        state.pending = null;
-        setBusy(false);
-        if (response.status === 401 || response.status === 404) {
-          showExpired();
-        } else if (response.status === 403 && (info.code === "origin_not_allowed" || crossOrigin)) {
-          showNotAllowed();
-        } else {
-          showAlert(serverMessage(info));
-        }
-        if (!ui.composer.hidden) {
-          ui.textarea.focus({ preventScroll: true });
-        }
-      }
-    }, function () {
-      setBusy(false);
-      var auto = pending.attempts < 8;
-      scheduleRetry(attemptSend, backoff(pending.attempts), auto ? "notSent" : "notSentManual", auto);
-    });
-  }
-
-  function sendText() {
-    if (state.busy || state.pending) {
-      return;
-    }
-    var value = ui.textarea.value;
-    send({ text: value }, value.trim() ? value : "");
-  }
-
-  // ------------------------------------------------------------------ textarea
-
-  function autoGrow() {
-    var textarea = ui.textarea;
-    var styles = window.getComputedStyle(textarea);
-    var line = parseFloat(styles.lineHeight) || 24;
-    var padding = (parseFloat(styles.paddingTop) || 0) + (parseFloat(styles.paddingBottom) || 0);
-    textarea.rows = 1;
-    var needed = Math.ceil((textarea.scrollHeight - padding) / line);
-    textarea.rows = Math.max(2, Math.min(6, needed || 2));
-  }
-
-  // ------------------------------------------------------------------ copy
-
-  function copyReference() {
-    var value = ui.refValue.textContent;
-    var done = function () {
-      state.copied = true;
-      ui.copy.textContent = TEXT.copied;
-      state.statusKey = "copiedStatus";
-      ui.status.textContent = TEXT.copiedStatus;
-    };
-    var fallback = function () {
-      var ok = false;
-      try {
-        var range = document.createRange();
-        range.selectNodeContents(ui.refValue);
-        var selection = window.getSelection();
-        selection.removeAllRanges();
-        selection.addRange(range);
-        ok = document.execCommand("copy");
-      } catch (e) {
-        ok = false;
-      }
-      if (ok) {
-        done();
-      } else {
-        state.statusKey = "copyFailed";
-        ui.status.textContent = TEXT.copyFailed;
-        showAlert("copyFailed");
-      }
-    };
-    if (navigator.clipboard && typeof navigator.clipboard.writeText === "function") {
-      navigator.clipboard.writeText(value).then(done, fallback);
-    } else {
-      fallback();
-    }
-  }
-
-  // ------------------------------------------------------------------ open and close
-
-  function openPanel(moveFocus) {
-    ui.panel.hidden = false;
-    ui.launcher.hidden = true;
-    ui.launcher.setAttribute("aria-expanded", "true");
-    ui.root.classList.add("ciw-root--open");
-    if (moveFocus) {
-      if (state.lastReply) {
-        focusNext();
-      } else {
-        ui.title.focus({ preventScroll: true });
-      }
-    }
-    ensureStarted();
-  }
-
-  function closePanel() {
-    ui.panel.hidden = true;
-    ui.launcher.hidden = false;
-    ui.launcher.setAttribute("aria-expanded", "false");
-    ui.root.classList.remove("ciw-root--open");
-    ui.launcher.focus();
-  }
-
-  // ------------------------------------------------------------------ events
-
-  function wire() {
-    ui.launcher.addEventListener("click", function () { openPanel(true); });
-    ui.close.addEventListener("click", closePanel);
-    ui.panel.addEventListener("keydown", function (event) {
+    notice.appendChild(header);
+    notice.appendChild(body);
+    notice.addEventListener("keydown", function (event) {
       if (event.key === "Escape" || event.key === "Esc") {
         event.preventDefault();
-        closePanel();
+        hide();
       }
     });
-    ui.choices.addEventListener("click", function (event) {
-      var button = event.target.closest ? event.target.closest(".ciw-choice") : null;
-      if (!button || !ui.choices.contains(button)) {
-        return;
-      }
-      send({ choice: button.getAttribute("data-choice-id") }, button.textContent);
-    });
-    Object.keys(ui.tools).forEach(function (command) {
-      ui.tools[command].addEventListener("click", function () {
-        if (!state.conversationId) {
-          return;
+    ui.root.appendChild(notice);
+    ui.notice = notice;
+    ui.root.setAttribute("data-error", notAllowed ? "origin_not_allowed" : "cannot_connect");
+    ui.launcher.hidden = true;
+    ui.launcher.setAttribute("aria-expanded", "true");
+    state.open = true;
+    if (moveFocus) {
+      title.focus({ preventScroll: true });
+    }
+  }
+
+  // ------------------------------------------------------------------ start
+
+  /** Earlier versions kept the conversation in this page's own storage: take it out. (Not on
+   *  the chat service's own pages: there that storage is the frame's, in use.) */
+  function forgetOldStorage() {
+    if (window.location.origin === chatOrigin) {
+      return;
+    }
+    try {
+      var storage = window.sessionStorage;
+      for (var i = storage.length - 1; i >= 0; i--) {
+        var key = storage.key(i);
+        if (key && /^care-intake-(chat|draft):/.test(key)) {
+          storage.removeItem(key);
         }
-        send({ command: command }, TEXT[command]);
-      });
-    });
-    ui.composer.addEventListener("submit", function (event) {
-      event.preventDefault();
-      sendText();
-    });
-    ui.textarea.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
-        event.preventDefault();
-        sendText();
       }
-    });
-    ui.textarea.addEventListener("input", function () {
-      autoGrow();
-      saveDraft(ui.textarea.value);
-    });
-    ui.copy.addEventListener("click", copyReference);
-    ui.fresh.addEventListener("click", function () { startNew(true); });
-    window.addEventListener("online", function () {
-      if (state.retryAction) {
-        state.retryAction();
-      }
-    });
+    } catch (e) {
+      /* storage blocked: nothing of ours is there */
+    }
   }
 
   function init() {
+    forgetOldStorage();
     ensureStylesheet();
     build();
-    wire();
-    // The launcher and panel in the page's language (data-locale), else the browser's; the
-    // first reply then asks for the conversation's own language if that differs.
-    wantInterfaceText(startLocale);
-    var saved = loadSession();
+    window.addEventListener("message", fromFrame);
+    var checked = checkAccess();
+    ui.launcher.addEventListener("click", function () {
+      if (state.access === null) {
+        checked.then(function () { open(true); });
+      } else {
+        open(true);
+      }
+    });
+    // The frame loads at once (hidden) so that a conversation in progress can reopen itself;
+    // not where the service refuses this page (it would only be refused again).
+    checked.then(function () {
+      if (state.access !== "not_allowed") {
+        ui.frame.src = chatUrl();
+      }
+    });
     if (openOnLoad) {
-      openPanel(false);
-    } else if (saved) {
-      // A conversation in progress: reopen where the person left off.
-      openPanel(false);
+      checked.then(function () {
+        if (!state.open) {
+          open(false);
+        }
+      });
     }
   }
 

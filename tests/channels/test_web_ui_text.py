@@ -14,7 +14,8 @@ from bot.channels.web_ui_text import UI_TEXT
 from tests.conftest import Api, ApiResult, RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDGET_JS = ROOT / "bot" / "static" / "widget.js"
+CHAT_JS = ROOT / "bot" / "static" / "chat.js"
+LOADER_JS = ROOT / "bot" / "static" / "widget.js"
 ALLOWED = "https://partner.example.org"
 
 PATH = "/api/v1/ui-text"
@@ -69,18 +70,26 @@ async def test_polish_differs_from_english(api: Api) -> None:
     )
 
 
-async def test_english_matches_the_widgets_built_in_fallback(api: Api) -> None:
-    """widget.js keeps the English as DEFAULT_TEXT: the same keys and the same words."""
-    english = assert_ui_text(await api.request("GET", PATH, params={"locale": "en"}), "en")
-    source = WIDGET_JS.read_text(encoding="utf-8")
-    block = re.search(r"var DEFAULT_TEXT = \{\n(.*?)\n  \};", source, re.S)
-    assert block, "DEFAULT_TEXT not found in widget.js"
+def built_in_text(path: Path, variable: str) -> dict[str, str]:
+    """The English words a script keeps as `var NAME = {key: "words", ...};`."""
+    source = path.read_text(encoding="utf-8")
+    block = re.search(rf"var {variable} = \{{\n(.*?)\n  \}};", source, re.S)
+    assert block, f"{variable} not found in {path.name}"
     built_in: dict[str, str] = {}
     for line in block.group(1).splitlines():
         match = re.fullmatch(r'\s*(\w+): ("(?:[^"\\]|\\.)*"),', line)
-        assert match, f"unexpected line in DEFAULT_TEXT: {line!r}"
+        assert match, f"unexpected line in {variable}: {line!r}"
         built_in[match.group(1)] = json.loads(match.group(2))
-    assert built_in == english
+    return built_in
+
+
+async def test_english_matches_the_widgets_built_in_fallback(api: Api) -> None:
+    """chat.js keeps the English as DEFAULT_TEXT: the same keys and the same words; the
+    loader (widget.js) keeps the few it uses, the same words too."""
+    english = assert_ui_text(await api.request("GET", PATH, params={"locale": "en"}), "en")
+    assert built_in_text(CHAT_JS, "DEFAULT_TEXT") == english
+    loader = built_in_text(LOADER_JS, "TEXT")
+    assert loader == {key: english[key] for key in loader}
 
 
 @pytest.mark.parametrize(

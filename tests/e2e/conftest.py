@@ -208,19 +208,51 @@ async def save_screenshot(page: Any, name: str) -> Path:
 # ---------------------------------------------------------------------- the chat, as a test drives it
 
 
+#: The chat's frame on the embedding page (widget.js adds it; chat.html is its document).
+CHAT_FRAME = "iframe.ciw-frame"
+
+
 class Chat:
-    """The widget on a page, addressed through its public hooks: data-step on the root,
+    """The widget on a page, addressed through its public hooks. On the embedding page: the
+    launcher and the frame (shown = open). Inside the frame: data-step on the root,
     data-choice-id on choice buttons, data-role on messages, data-turn counting replies."""
 
     def __init__(self, page: Any) -> None:
         self.page = page
-        self.root = page.locator(".ciw-root")
-        self.panel = page.locator(".ciw-panel")
-        self.log = page.locator(".ciw-log")
-        self.textarea = page.locator(".ciw-input")
-        self.send_button = page.locator(".ciw-send")
-        self.alert = page.locator(".ciw-alert")
+        self.embed = page.locator(".ciw-embed")
         self.launcher = page.locator(".ciw-launcher")
+        #: The frame element on the page: visible while the chat is open.
+        self.frame_element = page.locator(CHAT_FRAME)
+        inside = page.frame_locator(CHAT_FRAME)
+        self.inside = inside
+        self.root = inside.locator(".ciw-root")
+        self.panel = inside.locator(".ciw-panel")
+        self.log = inside.locator(".ciw-log")
+        self.textarea = inside.locator(".ciw-input")
+        self.send_button = inside.locator(".ciw-send")
+        self.alert = inside.locator(".ciw-alert")
+
+    async def frame(self) -> Any:
+        """The frame's document (a Playwright Frame), for evaluating script inside it."""
+        handle = await self.page.wait_for_selector(CHAT_FRAME, state="attached")
+        frame = await handle.content_frame()
+        assert frame is not None, "the chat frame has no document"
+        await frame.wait_for_selector(".ciw-root", state="attached")
+        return frame
+
+    async def evaluate(self, script: str, arg: Any = None) -> Any:
+        """Run `script` in the frame's document (as a person's own browser could; the page
+        that embeds it cannot)."""
+        return await (await self.frame()).evaluate(script, arg)
+
+    async def has_focus(self, condition: str) -> bool:
+        """Whether the focus is in the frame, on an element where `condition` (JS, on `el`)."""
+        return bool(
+            await self.evaluate(
+                f"() => {{ const el = document.activeElement;"
+                f" return document.hasFocus() && !!el && !!({condition}); }}"
+            )
+        )
 
     async def begin(self, experience: str, service_type: str) -> None:
         """From the welcome to the provider question: the opening most tests share."""
@@ -231,21 +263,26 @@ class Chat:
         await self.wait_step("provider")
 
     def choice(self, choice_id: str) -> Any:
-        return self.page.locator(f'.ciw-choice[data-choice-id="{choice_id}"]')
+        return self.inside.locator(f'.ciw-choice[data-choice-id="{choice_id}"]')
+
+    def tool(self, command: str) -> Any:
+        return self.inside.locator(f'.ciw-tool[data-command="{command}"]')
 
     async def turn(self) -> int:
         value = await self.root.get_attribute("data-turn")
         return int(value or 0)
 
     async def wait_turn_after(self, before: int, wait_ms: float = 10_000) -> None:
-        await self.page.wait_for_function(
+        frame = await self.frame()
+        await frame.wait_for_function(
             "n => Number(document.querySelector('.ciw-root').dataset.turn || 0) > n",
             arg=before,
             timeout=wait_ms,
         )
 
     async def wait_step(self, step: str, wait_ms: float = 10_000) -> None:
-        await self.page.wait_for_selector(
+        frame = await self.frame()
+        await frame.wait_for_selector(
             f'.ciw-root[data-step="{step}"] .ciw-panel[aria-busy="false"]', timeout=wait_ms
         )
 
@@ -267,14 +304,14 @@ class Chat:
         await self.wait_turn_after(before)
 
     async def user_texts(self) -> list[str]:
-        return await self.page.locator('.ciw-msg[data-role="user"] .ciw-text').all_text_contents()
+        return await self.inside.locator('.ciw-msg[data-role="user"] .ciw-text').all_text_contents()
 
     async def bot_texts(self) -> list[str]:
-        return await self.page.locator('.ciw-msg[data-role="bot"] .ciw-text').all_text_contents()
+        return await self.inside.locator('.ciw-msg[data-role="bot"] .ciw-text').all_text_contents()
 
     async def session(self) -> dict[str, str]:
-        """The {conversation_id, token} the widget keeps in sessionStorage."""
-        stored = await self.page.evaluate(
+        """The {conversation_id, token} the chat keeps in its own origin's sessionStorage."""
+        stored = await self.evaluate(
             """() => {
                 for (let i = 0; i < sessionStorage.length; i++) {
                     const key = sessionStorage.key(i);
@@ -298,7 +335,7 @@ class Chat:
         await self.wait_step("provider")
         await self.answer("Castle View Care Home, Lancaster", with_button=True)
         if await self.step() == "provider":  # matches offered as choices
-            first = self.page.locator(".ciw-choice").first
+            first = self.inside.locator(".ciw-choice").first
             before = await self.turn()
             await first.click()
             await self.wait_turn_after(before)
@@ -376,9 +413,13 @@ def axe_script() -> Path:
 
 
 async def axe_violations(page: Any, axe_script: Path) -> list[dict[str, Any]]:
-    """Serious and critical axe-core violations (WCAG 2.0-2.2 A and AA rules) on the page."""
-    if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
-        await page.add_script_tag(path=str(axe_script))
+    """Serious and critical axe-core violations (WCAG 2.0-2.2 A and AA rules) on the page and
+    in its frames (the chat's frame included: axe runs in each and reports to the top)."""
+    for frame in page.frames:
+        if frame.url.startswith("about:") or frame.is_detached():
+            continue
+        if not await frame.evaluate("() => typeof window.axe !== 'undefined'"):
+            await frame.add_script_tag(path=str(axe_script))
     result = await page.evaluate(
         """async () => {
             const r = await axe.run(document, {

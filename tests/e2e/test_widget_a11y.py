@@ -39,6 +39,13 @@ async def test_axe_finds_no_serious_problems(
         found = await axe_violations(page, axe_script)
         assert not found, f"at a text step ({viewport}):\n{describe(found)}"
 
+        # With Cancel's confirmation showing.
+        await chat.tool("cancel").click()
+        await chat.inside.locator(".ciw-confirm").wait_for(state="visible")
+        found = await axe_violations(page, axe_script)
+        assert not found, f"with the cancel confirmation ({viewport}):\n{describe(found)}"
+        await chat.inside.locator('[data-action="cancel-keep"]').click()
+
         # With an error showing, too.
         await page.route("**/api/v1/conversations/*/messages", lambda route: route.abort())
         await chat.textarea.fill("St Elsewhere")
@@ -50,21 +57,20 @@ async def test_axe_finds_no_serious_problems(
         await page.context.close()
 
 
-async def tab_to(page: Any, condition: str, *, limit: int = 40, backwards: bool = False) -> None:
+async def tab_to(chat: Chat, condition: str, *, limit: int = 40, backwards: bool = False) -> None:
     """Press Tab (or Shift+Tab) until `condition` (a JS expression on `el`) holds for the
-    focused element."""
-    check = f"() => {{ const el = document.activeElement; return !!(el && ({condition})); }}"
+    element focused in the chat's frame."""
     for _ in range(limit):
-        if await page.evaluate(check):
+        if await chat.has_focus(condition):
             return
-        await page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        await chat.page.keyboard.press("Shift+Tab" if backwards else "Tab")
     raise AssertionError(f"could not reach an element where {condition} by keyboard")
 
 
 async def keyboard_choose(
     page: Any, chat: Chat, choice_id: str, key: str = "Enter", *, backwards: bool = False
 ) -> None:
-    await tab_to(page, f"el.getAttribute('data-choice-id') === {choice_id!r}", backwards=backwards)
+    await tab_to(chat, f"el.getAttribute('data-choice-id') === {choice_id!r}", backwards=backwards)
     before = await chat.turn()
     await page.keyboard.press(key)
     await chat.wait_turn_after(before)
@@ -72,7 +78,7 @@ async def keyboard_choose(
 
 async def keyboard_type(page: Any, chat: Chat, text: str) -> None:
     # After a text question, focus is already in the box.
-    assert await page.evaluate("() => document.activeElement.classList.contains('ciw-input')")
+    assert await chat.has_focus("el.classList.contains('ciw-input')")
     before = await chat.turn()
     await page.keyboard.type(text)
     await page.keyboard.press("Enter")
@@ -89,18 +95,19 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
     await chat.wait_step("welcome")
 
     # Full screen on a phone; everything reachable from the start of the page.
-    box = await chat.panel.bounding_box()
-    assert box is not None and box["width"] == PHONE["width"] and box["height"] == PHONE["height"]
-    await tab_to(page, "el.getAttribute('data-choice-id') === 'start'")
-    focus_ring = await page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    for box in (await chat.frame_element.bounding_box(), await chat.panel.bounding_box()):
+        assert box is not None
+        assert box["width"] == PHONE["width"] and box["height"] == PHONE["height"]
+    await tab_to(chat, "el.getAttribute('data-choice-id') === 'start'")
+    focus_ring = await chat.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert focus_ring == "solid", "keyboard focus is visible"
 
     # Escape closes, focus returns to the launcher; Enter opens it again.
     await page.keyboard.press("Escape")
-    assert await chat.panel.is_hidden()
+    await chat.frame_element.wait_for(state="hidden")
     assert await page.evaluate("() => document.activeElement.classList.contains('ciw-launcher')")
     await page.keyboard.press("Enter")
-    await chat.panel.wait_for(state="visible")
+    await chat.frame_element.wait_for(state="visible")
 
     await keyboard_choose(page, chat, "start")
     await keyboard_choose(page, chat, "poor", key="Space")
@@ -109,7 +116,7 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
     await keyboard_type(page, chat, "Castle View, Lancaster")
     if await chat.step() == "provider":
         # Matches: focus is on the first one.
-        assert await page.evaluate("() => document.activeElement.classList.contains('ciw-choice')")
+        assert await chat.has_focus("el.classList.contains('ciw-choice')")
         before = await chat.turn()
         await page.keyboard.press("Enter")
         await chat.wait_turn_after(before)
@@ -118,10 +125,10 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
     await keyboard_type(page, chat, "March")
     await chat.wait_step("service_part")
     # Focus is in the box; Skip comes just before it in reading order.
-    assert await page.evaluate("() => document.activeElement.classList.contains('ciw-input')")
+    assert await chat.has_focus("el.classList.contains('ciw-input')")
     await keyboard_choose(page, chat, "skip", key="Space", backwards=True)
     await chat.wait_step("what_happened")
-    assert await page.evaluate("() => document.activeElement.classList.contains('ciw-input')")
+    assert await chat.has_focus("el.classList.contains('ciw-input')")
     before = await chat.turn()
     await page.keyboard.type("The night staff shouted at residents.")
     await page.keyboard.press("Shift+Enter")
@@ -135,12 +142,12 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
 
     # Back, with the toolbar, then answer again.
     await chat.wait_step("risk")
-    await tab_to(page, "el.getAttribute('data-command') === 'back'", backwards=True)
+    await tab_to(chat, "el.getAttribute('data-command') === 'back'", backwards=True)
     before = await chat.turn()
     await page.keyboard.press("Enter")
     await chat.wait_turn_after(before)
     await chat.wait_step("what_happened")
-    await tab_to(page, "el.classList.contains('ciw-input')")
+    await tab_to(chat, "el.classList.contains('ciw-input')")
     await keyboard_type(page, chat, "The night staff shouted at residents.")
     await chat.wait_step("risk")
     await keyboard_choose(page, chat, "not_sure")
@@ -154,11 +161,11 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
     await keyboard_choose(page, chat, "submit", key="Space")
     await chat.wait_step("submitted")
 
-    reference = await page.locator(".ciw-reference-value").text_content()
+    reference = await chat.inside.locator(".ciw-reference-value").text_content()
     assert reference
-    assert await page.evaluate("() => document.activeElement.classList.contains('ciw-copy')")
+    assert await chat.has_focus("el.classList.contains('ciw-copy')")
     await save_screenshot(page, "widget-phone-confirmation")
-    await tab_to(page, "el.classList.contains('ciw-new')")
+    await tab_to(chat, "el.classList.contains('ciw-new')")
     before = await chat.turn()
     await page.keyboard.press("Enter")
     await chat.wait_turn_after(before)
@@ -178,13 +185,13 @@ async def test_right_to_left_language_sets_dir_and_lang(
     assert await chat.log.get_attribute("lang") == "en"
 
     before = await chat.turn()
-    await page.locator('.ciw-tool[data-command="language"]').click()
+    await chat.tool("language").click()
     await chat.wait_turn_after(before)
     await chat.wait_step("language")
     if await chat.choice("ar").count() == 0:
         pytest.skip("no Arabic catalog is offered by this build")
     await chat.choose("ar")
-    await page.wait_for_selector('.ciw-panel[dir="rtl"]')
+    await chat.inside.locator('.ciw-panel[dir="rtl"]').wait_for()
     assert await chat.log.get_attribute("lang") == "ar"
     await chat.choose("start")
     await chat.choose("poor")
@@ -212,7 +219,7 @@ async def test_narrow_screens_zoom_and_reduced_motion(
         await chat.choose("poor")
         await chat.choose("gp")
         await chat.wait_step("provider")
-        overflow = await page.evaluate(
+        overflow = await chat.evaluate(
             "() => { const p = document.querySelector('.ciw-panel');"
             " return p.scrollWidth - p.clientWidth; }"
         )
@@ -220,12 +227,12 @@ async def test_narrow_screens_zoom_and_reduced_motion(
         send = await chat.send_button.bounding_box()
         assert send is not None and send["height"] >= 44 and send["width"] >= 44
         assert send["x"] + send["width"] <= viewport["width"]
-        for button in await page.locator(".ciw-panel button:visible").all():
+        for button in await chat.inside.locator(".ciw-panel button:visible").all():
             size = await button.bounding_box()
             assert size is not None and size["height"] >= 44, await button.text_content()
         await save_screenshot(page, f"widget-{viewport['width']}px")
         # Reduced motion (the fixture asks for it): nothing animates.
-        animations = await page.evaluate(
+        animations = await chat.evaluate(
             "() => [...document.querySelectorAll('.ciw-root *')]"
             ".map(e => getComputedStyle(e).animationName).filter(n => n !== 'none')"
         )

@@ -30,13 +30,20 @@ async def ui_text(page: Any, base_url: str, locale: str) -> dict[str, str]:
     return dict(body["text"])
 
 
-async def wait_ui_locale(page: Any, locale: str) -> None:
-    await page.wait_for_selector(f'.ciw-root[data-ui-locale="{locale}"]', state="attached")
+async def wait_ui_locale(chat: Chat, locale: str) -> None:
+    """The chat's own words (inside its frame) are in `locale`."""
+    frame = await chat.frame()
+    await frame.wait_for_selector(f'.ciw-root[data-ui-locale="{locale}"]', state="attached")
+
+
+async def wait_launcher_locale(page: Any, locale: str) -> None:
+    """The launcher (on the embedding page) speaks `locale`."""
+    await page.wait_for_selector(f'.ciw-embed[data-ui-locale="{locale}"]', state="attached")
 
 
 async def pick_language(chat: Chat, code: str) -> None:
     before = await chat.turn()
-    await chat.page.locator('.ciw-tool[data-command="language"]').click()
+    await chat.tool("language").click()
     await chat.wait_turn_after(before)
     await chat.wait_step("language")
     if await chat.choice(code).count() == 0:
@@ -44,10 +51,11 @@ async def pick_language(chat: Chat, code: str) -> None:
     await chat.choose(code)
 
 
-async def chrome(page: Any) -> dict[str, Any]:
-    """What the chrome says and how it is laid out, read from the DOM."""
+async def chrome(chat: Chat) -> dict[str, Any]:
+    """What the chrome says and how it is laid out, read from the frame's DOM."""
+    launcher = await chat.page.locator(".ciw-launcher-label").text_content()
     return dict(
-        await page.evaluate(
+        await chat.evaluate(
             """() => {
                 const q = s => document.querySelector(s);
                 const textarea = q('.ciw-input');
@@ -63,17 +71,17 @@ async def chrome(page: Any) -> dict[str, Any]:
                     panelLang: q('.ciw-panel').lang,
                     title: q('.ciw-title').textContent,
                     close: q('.ciw-close').getAttribute('aria-label'),
-                    launcher: q('.ciw-launcher-label').textContent,
                     answerLabel: textarea.labels[0].textContent,
                     placeholder: textarea.placeholder,
                     send: q('.ciw-send').textContent,
                     choicesLabel: q('.ciw-choices').getAttribute('aria-label'),
                     logLang: q('.ciw-log').lang,
                     messages: document.querySelectorAll('.ciw-msg').length,
-                    focusInPanel: q('.ciw-panel').contains(document.activeElement),
+                    focusInPanel: document.hasFocus() && q('.ciw-panel').contains(document.activeElement),
                 };
             }"""
-        )
+        ),
+        launcher=launcher,
     )
 
 
@@ -88,14 +96,14 @@ async def test_picking_polish_then_arabic_translates_the_chrome(
     english = await ui_text(page, server.base_url, "en")
     polish = await ui_text(page, server.base_url, "pl")
     arabic = await ui_text(page, server.base_url, "ar")
-    await wait_ui_locale(page, "en")
-    shown = await chrome(page)
+    await wait_ui_locale(chat, "en")
+    shown = await chrome(chat)
     assert shown["back"] == english["back"] == "Back"
     assert shown["answerLabel"] == english["answerLabel"]
 
     await pick_language(chat, "pl")
-    await wait_ui_locale(page, "pl")
-    shown = await chrome(page)
+    await wait_ui_locale(chat, "pl")
+    shown = await chrome(chat)
     assert shown["back"] == polish["back"] != english["back"]
     assert shown["back"] == "Wróć"
     assert shown["restart"] == polish["restart"] != english["restart"]
@@ -117,20 +125,21 @@ async def test_picking_polish_then_arabic_translates_the_chrome(
     await chat.choose("poor")
     await chat.choose("care_home")
     await chat.wait_step("provider")
-    await page.get_by_role("textbox", name=polish["answerLabel"], exact=True).wait_for()
-    assert await page.get_by_role("textbox", name=english["answerLabel"]).count() == 0
-    assert await page.get_by_role("button", name=polish["send"], exact=True).is_visible()
+    await chat.inside.get_by_role("textbox", name=polish["answerLabel"], exact=True).wait_for()
+    assert await chat.inside.get_by_role("textbox", name=english["answerLabel"]).count() == 0
+    assert await chat.inside.get_by_role("button", name=polish["send"], exact=True).is_visible()
     await chat.textarea.fill("Dom Opieki")  # typed but not sent: must survive the switch
     await save_screenshot(page, "widget-language-pl")
 
     await pick_language(chat, "ar")
-    await wait_ui_locale(page, "ar")
-    await page.wait_for_selector('.ciw-panel[dir="rtl"]')
-    shown = await chrome(page)
+    await wait_ui_locale(chat, "ar")
+    await chat.inside.locator('.ciw-panel[dir="rtl"]').wait_for()
+    shown = await chrome(chat)
     assert shown["panelDir"] == "rtl"
     assert shown["toolbarDir"] == "rtl", "the toolbar is not right to left"
     assert shown["panelLang"] == shown["toolbarLang"] == shown["logLang"] == "ar"
-    assert await page.locator(".ciw-root").get_attribute("dir") == "rtl"
+    assert await chat.root.get_attribute("dir") == "rtl"
+    assert await chat.evaluate("() => document.documentElement.dir") == "rtl"
     assert shown["back"] == arabic["back"] != polish["back"]
     assert shown["answerLabel"] == arabic["answerLabel"]
     assert shown["toolbarLabel"] == arabic["toolbar"]
@@ -160,15 +169,19 @@ async def test_a_page_asking_for_welsh_shows_welsh_chrome_from_the_start(
     welsh = await ui_text(page, server.base_url, "cy")
     english = await ui_text(page, server.base_url, "en")
 
-    # Before the panel is opened, the launcher already speaks Welsh.
-    await wait_ui_locale(page, "cy")
-    shown = await chrome(page)
-    assert shown["launcher"] == welsh["launcher"] != english["launcher"]
-    assert await chat.panel.is_hidden()
+    # Before the chat is opened, the launcher already speaks Welsh.
+    await wait_launcher_locale(page, "cy")
+    assert (
+        await page.locator(".ciw-launcher-label").text_content()
+        == welsh["launcher"]
+        != english["launcher"]
+    )
+    assert await chat.frame_element.is_hidden()
+    assert await chat.frame_element.get_attribute("title") == welsh["title"]
 
     await chat.launcher.click()
     await chat.wait_step("welcome")
-    shown = await chrome(page)
+    shown = await chrome(chat)
     assert shown["back"] == welsh["back"] != english["back"]
     assert shown["toolbarLabel"] == welsh["toolbar"]
     assert shown["title"] == welsh["title"]

@@ -23,21 +23,22 @@ async def test_whole_report_by_clicking_and_typing(start_widget_server: Any, new
     await page.goto(server.base_url + "/")
     chat = Chat(page)
 
-    # The page opens the panel by itself and loads the widget's own stylesheet (no inline CSS).
+    # The page opens the chat by itself (data-open); the chat is in its frame.
+    await chat.frame_element.wait_for(state="visible")
     await chat.panel.wait_for(state="visible")
     assert await chat.launcher.is_hidden()
-    assert await page.locator('.ciw-log[role="log"][aria-live="polite"]').count() == 1
+    assert await chat.inside.locator('.ciw-log[role="log"][aria-live="polite"]').count() == 1
 
     await chat.complete_report()
 
-    reference = (await page.locator(".ciw-reference-value").text_content() or "").strip()
+    reference = (await chat.inside.locator(".ciw-reference-value").text_content() or "").strip()
     assert REFERENCE.match(reference), reference
-    await page.locator(".ciw-reference").wait_for(state="visible")
+    await chat.inside.locator(".ciw-reference").wait_for(state="visible")
     assert reference in " ".join(await chat.bot_texts())
     assert await chat.root.get_attribute("data-done") == "true"
     assert await chat.textarea.is_hidden()
     # Focus went to the Copy button: the next thing a person would want.
-    assert await page.evaluate("() => document.activeElement.classList.contains('ciw-copy')")
+    assert await chat.has_focus("el.classList.contains('ciw-copy')")
 
     # What was typed is in the transcript as typed.
     users = await chat.user_texts()
@@ -45,21 +46,22 @@ async def test_whole_report_by_clicking_and_typing(start_widget_server: Any, new
     assert "My dad was left without water for hours.\nStaff did not answer the bell." in users
     await save_screenshot(page, "widget-desktop-confirmation")
 
-    await page.locator(".ciw-copy").click()
-    await page.wait_for_function(
+    await chat.inside.locator(".ciw-copy").click()
+    frame = await chat.frame()
+    await frame.wait_for_function(
         "() => document.querySelector('.ciw-copy').textContent === 'Copied'"
     )
-    assert await page.evaluate("() => navigator.clipboard.readText()") == reference
+    assert await frame.evaluate("() => navigator.clipboard.readText()") == reference
 
     # A new conversation: a fresh id, the welcome again, nothing of the old one shown.
     old = await chat.session()
     before = await chat.turn()
-    await page.locator(".ciw-new").click()
+    await chat.inside.locator(".ciw-new").click()
     await chat.wait_turn_after(before)
     await chat.wait_step("welcome")
     assert (await chat.session())["conversation_id"] != old["conversation_id"]
     assert await chat.user_texts() == []
-    assert await page.locator(".ciw-reference").is_hidden()
+    assert await chat.inside.locator(".ciw-reference").is_hidden()
     page.watch.assert_clean()
 
 
@@ -85,14 +87,14 @@ async def test_markup_in_an_answer_is_shown_as_text_and_never_run(
     users = await chat.user_texts()
     assert hostile in users
     assert script in users
-    assert await page.locator(".ciw-log img, .ciw-log script, .ciw-log b").count() == 0
-    assert await page.locator('.ciw-log a[href^="javascript"]').count() == 0
+    assert await chat.inside.locator(".ciw-log img, .ciw-log script, .ciw-log b").count() == 0
+    assert await chat.inside.locator('.ciw-log a[href^="javascript"]').count() == 0
 
     # The same after a reload, when the transcript comes back from the server.
     await page.reload()
     await chat.wait_turn_after(0)
     users = await chat.user_texts()
     assert hostile in users and script in users
-    assert await page.locator(".ciw-log img, .ciw-log script, .ciw-log b").count() == 0
+    assert await chat.inside.locator(".ciw-log img, .ciw-log script, .ciw-log b").count() == 0
     await page.wait_for_timeout(300)
     page.watch.assert_clean()

@@ -53,7 +53,7 @@ async def test_reload_mid_conversation_resumes_at_the_same_step(
     await chat.wait_step("relationship")
 
     # A token that no longer matches: the widget forgets it and starts afresh.
-    await page.evaluate(
+    await chat.evaluate(
         """() => {
             const key = Object.keys(sessionStorage).find(k => k.startsWith('care-intake-chat:'));
             const saved = JSON.parse(sessionStorage.getItem(key));
