@@ -20,6 +20,7 @@ from bot.i18n import Catalogs
 from bot.lookups import DirectoryLookup
 from bot.ports import Storage
 from bot.service import IntakeService
+from bot.staff.config import StaffSettings
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 from storage.migrate import upgrade
@@ -73,7 +74,11 @@ async def import_directory_if_empty(storage: Storage, csv_path: Path) -> None:
 
 
 def build_app(
-    settings: Settings, *, service: IntakeService | None = None, migrate: bool = True
+    settings: Settings,
+    *,
+    service: IntakeService | None = None,
+    migrate: bool = True,
+    staff: StaffSettings | None = None,
 ) -> web.Application:
     from bot.channels import web as web_channel
 
@@ -96,4 +101,14 @@ def build_app(
         from bot.channels import telegram as telegram_channel
 
         telegram_channel.setup(app)
+    mount_staff(app, staff if staff is not None else StaffSettings.from_env())
     return app
+
+
+def mount_staff(app: web.Application, staff: StaffSettings) -> None:
+    """The staff web application under /staff/ (its own sub-application and middlewares),
+    unless INTAKE_STAFF_ENABLED=false."""
+    if staff.enabled:
+        from bot.staff.web import mount
+
+        mount(app, staff)

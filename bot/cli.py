@@ -107,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
         "--output", "-o", type=Path, default=None, help="file (default: standard output)"
     )
     export.set_defaults(handler=lambda s, a: asyncio.run(_reports_export(s, a.format, a.output)))
+
+    from bot.staff.cli import add_commands as add_staff_commands
+
+    add_staff_commands(sub)
     return parser
 
 
