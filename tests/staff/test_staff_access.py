@@ -45,7 +45,9 @@ async def test_every_route_anonymously_and_as_each_role(staff: Staff) -> None:
             assert status == 303, (route.path, status)  # to the sign-in page
         else:
             assert status == 403, (route.path, status)
-    by_role = {role: (await staff.signed_in(f"{role}1", role))[0] for role in ("officer", "lead", "admin")}
+    by_role = {
+        role: (await staff.signed_in(f"{role}1", role))[0] for role in ("officer", "lead", "admin")
+    }
     await staff.create("olga")
     for role, browser in by_role.items():
         for route in routes():

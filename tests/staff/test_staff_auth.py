@@ -161,7 +161,12 @@ async def test_sign_in_cookie_flags(staff: Staff) -> None:
     form = await browser.get("/staff/login")
     page = await browser.post(
         "/staff/login",
-        {"csrf_token": form.csrf, "username": "sam", "password": PASSWORD, "code": staff.code(secret)},
+        {
+            "csrf_token": form.csrf,
+            "username": "sam",
+            "password": PASSWORD,
+            "code": staff.code(secret),
+        },
         follow=False,
     )
     assert page.status == 303
