@@ -20,7 +20,9 @@ from sqlalchemy.sql import Select
 
 from storage.db import Db
 from storage.models import (
+    conversations,
     directory_locations,
+    outbox,
     report_case_events,
     report_cases,
     reports,
@@ -383,3 +385,69 @@ class StaffReports:
             delete(transcript_entries).where(transcript_entries.c.conversation_id == row[0])
         )
         return str(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCandidate:
+    reference: str
+    created_at: datetime
+    category: str | None
+    status: str
+
+
+async def erase_report(db: Db, reference: str) -> bool:
+    """A person's erasure request: the report, its case, notes and history, its search entry,
+    the conversation (its state holds the answers) with its transcript, and the outbox rows
+    that carried it. The audit log keeps only that a reference was erased."""
+    row = (
+        await db.execute(select(reports.c.conversation_id).where(reports.c.reference == reference))
+    ).first()
+    if row is None:
+        return False
+    conversation_id = str(row[0])
+    found = (
+        await db.execute(
+            select(conversations.c.channel, conversations.c.channel_key).where(
+                conversations.c.id == conversation_id
+            )
+        )
+    ).first()
+    await StaffReports(db).delete_report(reference)
+    await db.execute(delete(outbox).where(outbox.c.ordering_key == reference))
+    if found is not None and found.channel_key:
+        # Replies already sent to that chat held what the person typed; pending ones are left
+        # to be delivered (they may belong to a newer conversation of the same chat).
+        await db.execute(
+            delete(outbox).where(
+                outbox.c.ordering_key == found.channel_key, outbox.c.status != "pending"
+            )
+        )
+    await db.execute(delete(conversations).where(conversations.c.id == conversation_id))
+    return True
+
+
+async def purge_candidates(
+    db: Db, retention_days: dict[str, int], *, now: datetime, limit: int = 1000
+) -> list[PurgeCandidate]:
+    """Closed cases older than their category's retention (uncategorised: "default").
+    A case still open is never purged, whatever its age."""
+    oldest_cut = now - timedelta(days=min(retention_days.values()))
+    statement = (
+        select(
+            reports.c.reference,
+            reports.c.created_at,
+            report_cases.c.category,
+            report_cases.c.status,
+        )
+        .select_from(reports.join(report_cases))
+        .where(report_cases.c.status == "closed", reports.c.created_at < oldest_cut)
+        .order_by(reports.c.created_at)
+    )
+    found: list[PurgeCandidate] = []
+    for row in await db.execute(statement):
+        days = retention_days.get(row.category or "default", retention_days["default"])
+        if row.created_at < now - timedelta(days=days):
+            found.append(PurgeCandidate(row.reference, row.created_at, row.category, row.status))
+            if len(found) >= limit:
+                break
+    return found
