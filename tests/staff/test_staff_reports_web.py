@@ -106,9 +106,9 @@ async def test_report_page_walk(staff: Staff) -> None:
     await act("assignee", value=str(lena.id))
     final = await act("status", value="actioned")
     final = await act("status", value="closed")
-    assert 'id="status">Closed' in final
+    assert 'id="current-status">Closed' in final
     assert "Rang the police non-emergency line" in final
-    assert 'id="assignee">Lena' in final
+    assert 'id="current-assignee">Lena' in final
     assert re.search(r"Status: Referred to police", final)
     actions = await staff.audit_actions("URGE-3333")
     assert [a for a in actions if a != "report.view"] == [
