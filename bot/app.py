@@ -109,6 +109,14 @@ def mount_staff(app: web.Application, staff: StaffSettings) -> None:
     """The staff web application under /staff/ (its own sub-application and middlewares),
     unless INTAKE_STAFF_ENABLED=false."""
     if staff.enabled:
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
         from bot.staff.web import mount
 
-        mount(app, staff)
+        def engine() -> AsyncEngine:
+            found = getattr(app[STORAGE], "engine", None)
+            if not isinstance(found, AsyncEngine):
+                raise RuntimeError("the staff application needs the SQL storage")
+            return found
+
+        mount(app, staff, engine)

@@ -16,6 +16,9 @@ DEFAULT_ASSETS_DIR = (
 )
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 @dataclass(frozen=True, slots=True)
 class StaffSettings:
     enabled: bool = True
@@ -77,10 +80,16 @@ class StaffSettings:
                     ) from exc
         host = env.get("INTAKE_HOST", "127.0.0.1")
         port = env.get("INTAKE_PORT", "8080")
+        secure = get_bool("SECURE_COOKIES", True)
+        if not secure and host not in LOOPBACK:
+            raise ConfigError(
+                "INTAKE_STAFF_SECURE_COOKIES=false is only for development on loopback "
+                f"(INTAKE_HOST is {host!r}); serve /staff/ over HTTPS instead"
+            )
         assets = get("ASSETS_DIR")
         return cls(
             enabled=get_bool("ENABLED", True),
-            secure_cookies=get_bool("SECURE_COOKIES", True),
+            secure_cookies=secure,
             idle_minutes=get_int("IDLE_MINUTES", 30),
             max_failed_sign_ins=get_int("MAX_FAILED_SIGN_INS", 5),
             lockout_minutes=get_int("LOCKOUT_MINUTES", 15),

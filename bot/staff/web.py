@@ -23,6 +23,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.staff.config import StaffSettings
 from bot.staff.security import new_token, same, token_hash
@@ -337,17 +338,11 @@ def build_staff_app(
     return app
 
 
-def mount(parent: web.Application, settings: StaffSettings) -> None:
-    """Serve the staff application under /staff/ on `parent`, sharing its database engine
-    (read from the parent's storage once the parent's own start-up has opened it)."""
-    from bot.appkeys import STORAGE
-
-    def store() -> StaffStore:
-        engine = getattr(parent[STORAGE], "engine", None)
-        if engine is None:
-            raise RuntimeError("the staff application needs the SQL storage")
-        return StaffStore(engine)
-
-    staff = build_staff_app(settings, store)
+def mount(
+    parent: web.Application, settings: StaffSettings, engine: Callable[[], AsyncEngine]
+) -> None:
+    """Serve the staff application under /staff/ on `parent`, sharing its database engine;
+    `engine` is called once the parent's own start-up has opened the storage."""
+    staff = build_staff_app(settings, lambda: StaffStore(engine()))
     parent[STAFF_APP] = staff
     parent.add_subapp("/staff", staff)

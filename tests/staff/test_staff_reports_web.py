@@ -122,3 +122,46 @@ async def test_report_page_walk(staff: Staff) -> None:
         "report.status",
     ]
     assert actions[0] == "report.view"
+
+
+async def test_contact_details_are_hidden_in_the_transcript_too(staff: Staff) -> None:
+    from datetime import UTC, datetime
+
+    from storage.models import conversations, transcript_entries
+
+    await staff.add_report("TRAN-2222", data={"contact": CONTACT, "what_happened": "cold food"})
+    now = datetime.now(UTC)
+    async with staff.store.transaction() as tx:
+        await tx.db.execute(
+            conversations.insert().values(
+                id="conv-TRAN-2222",
+                channel="web",
+                state={},
+                status="done",
+                revision=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        lines = [
+            ("bot", "What is your email address?"),
+            ("user", CONTACT["email"]),
+            ("bot", f"We will write to {CONTACT['name']} at {CONTACT['email']}."),
+        ]
+        for seq, (role, said) in enumerate(lines, start=1):
+            await tx.db.execute(
+                transcript_entries.insert().values(
+                    conversation_id="conv-TRAN-2222",
+                    seq=seq,
+                    role=role,
+                    payload={"text": said},
+                    created_at=now,
+                )
+            )
+    browser, _ = await staff.signed_in("olivia")
+    page = await browser.get("/staff/reports/TRAN-2222")
+    assert "What is your email address?" in page.text
+    assert CONTACT["email"] not in page.text and CONTACT["name"] not in page.text
+    assert "[contact details hidden]" in page.text
+    revealed = await browser.post("/staff/reports/TRAN-2222/reveal", {"csrf_token": page.csrf})
+    assert f"We will write to {CONTACT['name']} at {CONTACT['email']}." in revealed.text
