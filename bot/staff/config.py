@@ -38,6 +38,18 @@ class StaffSettings:
     #: One-time enrolment links stop working after this many hours.
     enrolment_hours: int = 72
     assets_dir: Path = DEFAULT_ASSETS_DIR
+    #: Single sign-on over OpenID Connect, optional: the provider's issuer URL and our client.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    #: The ID token claim that must equal a staff account's username.
+    oidc_username_claim: str = "preferred_username"
+    #: Refuse ID tokens whose `amr` does not include "mfa" (the provider did two factors).
+    oidc_require_mfa: bool = True
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StaffSettings:
@@ -98,4 +110,9 @@ class StaffSettings:
             public_url=(get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
             enrolment_hours=get_int("ENROLMENT_HOURS", 72),
             assets_dir=Path(assets) if assets else DEFAULT_ASSETS_DIR,
+            oidc_issuer=(get("OIDC_ISSUER") or "").rstrip("/") or None,
+            oidc_client_id=get("OIDC_CLIENT_ID"),
+            oidc_client_secret=get("OIDC_CLIENT_SECRET"),
+            oidc_username_claim=get("OIDC_USERNAME_CLAIM") or "preferred_username",
+            oidc_require_mfa=get_bool("OIDC_REQUIRE_MFA", True),
         )

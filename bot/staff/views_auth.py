@@ -62,6 +62,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
             "signed_out": request.query.get("signed_out") == "1",
             "error": None,
             "username": "",
+            "oidc": request.app[STAFF_SETTINGS].oidc_enabled,
         },
     )
 
@@ -87,6 +88,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                 "expired": False,
                 "enrolled": False,
                 "signed_out": False,
+                "oidc": settings.oidc_enabled,
             },
             status=status,
         )

@@ -297,10 +297,11 @@ def clear_session_cookie(response: web.StreamResponse) -> None:
 
 
 def routes() -> list[Route]:
-    from bot.staff import views_admin, views_auth, views_queue, views_report
+    from bot.staff import oidc, views_admin, views_auth, views_queue, views_report
 
     return [
         *views_auth.ROUTES,
+        *oidc.ROUTES,
         *views_queue.ROUTES,
         *views_report.ROUTES,
         *views_admin.ROUTES,
