@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text
+from sqlalchemy import and_, delete, func, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
 
@@ -38,7 +38,10 @@ SEARCH_TEXT_PG = " || ' ' || ".join(
 #: "Earlier reports about the same location": how far back to count.
 SAME_LOCATION_WINDOW = timedelta(days=90)
 
-_LOCATION_ID = reports.c.data["location_id"].as_string()
+#: The matched location, written exactly as migration 0006 indexes it (with the report's
+#: time): an expression index is used only for the same expression, never a bound JSON path.
+_LOCATION_ID_SQLITE = literal_column("json_extract(reports.data, '$.location_id')")
+_LOCATION_ID_PG = literal_column("(reports.data ->> 'location_id')")
 _SERVICE_TYPE = reports.c.data["service_type"].as_string()
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -130,6 +133,7 @@ def fts5_query(words: str) -> str | None:
 class StaffReports:
     def __init__(self, db: Db) -> None:
         self.db = db
+        self._location_id = _LOCATION_ID_PG if db.is_postgres else _LOCATION_ID_SQLITE
 
     # ------------------------------------------------------------------ queue
 
@@ -154,12 +158,12 @@ class StaffReports:
         if filters.service_type:
             conditions.append(_SERVICE_TYPE == filters.service_type)
         if filters.location_id:
-            conditions.append(_LOCATION_ID == filters.location_id)
+            conditions.append(self._location_id == filters.location_id)
         if filters.local_authority:
             in_authority = select(directory_locations.c.location_id).where(
                 directory_locations.c.local_authority == filters.local_authority
             )
-            conditions.append(_LOCATION_ID.in_(in_authority))
+            conditions.append(self._location_id.in_(in_authority))
         if filters.created_from:
             conditions.append(reports.c.created_at >= filters.created_from)
         if filters.created_before:
@@ -257,8 +261,8 @@ class StaffReports:
             return {}
         locations = {row.data["location_id"] for row in wanted.values()}
         since = min(row.created_at for row in wanted.values()) - SAME_LOCATION_WINDOW
-        statement = select(_LOCATION_ID.label("location_id"), reports.c.created_at).where(
-            _LOCATION_ID.in_(locations), reports.c.created_at >= since
+        statement = select(self._location_id.label("location_id"), reports.c.created_at).where(
+            self._location_id.in_(locations), reports.c.created_at >= since
         )
         moments: dict[str, list[datetime]] = defaultdict(list)
         for row in await self.db.execute(statement):

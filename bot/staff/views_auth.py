@@ -145,6 +145,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             )
             return failed(GENERIC_FAILURE)
         await tx.record_sign_in(account.id, totp_step=step)
+        # Housekeeping: sessions idle past the limit are dead anyway; drop their rows.
+        await tx.end_idle_sessions(now - timedelta(minutes=settings.idle_minutes))
         old = request.cookies.get("intake_staff_session")
         if old:
             await tx.end_session(token_hash(old))

@@ -57,6 +57,16 @@ async def test_sqlite_queue_reads_the_priority_index(staff: Staff) -> None:
         )
         plan = (await tx.db.connection.execute(text("EXPLAIN QUERY PLAN " + sql))).fetchall()
     assert "ix_reports_priority_created_at" in " ".join(str(row) for row in plan)
+    async with staff.store.transaction() as tx:
+        location = tx.reports._location_id
+        statement = tx.reports._filtered(QueueFilters()).where(location == "1-100")
+        sql = str(
+            statement.compile(
+                tx.db.connection.sync_connection, compile_kwargs={"literal_binds": True}
+            )
+        )
+        plan = (await tx.db.connection.execute(text("EXPLAIN QUERY PLAN " + sql))).fetchall()
+    assert "ix_reports_location_id" in " ".join(str(row) for row in plan)
 
 
 async def test_report_page_walk(staff: Staff) -> None:

@@ -19,9 +19,9 @@ from storage.models import metadata
 
 
 def _not_search_index(name: str | None, type_: str, _parent: Any) -> bool:
-    """Full-text search is outside the models (migration 0006): SQLite's FTS5 table and its
-    shadow tables, PostgreSQL's expression index."""
-    return not (name or "").startswith(("reports_fts", "ix_reports_fts"))
+    """Outside the models (migration 0006): SQLite's FTS5 table and its shadow tables, and the
+    expression indexes (full-text search, location)."""
+    return not (name or "").startswith(("reports_fts", "ix_reports_fts", "ix_reports_location_id"))
 
 
 def _diff(connection: Connection) -> list[Any]:
@@ -31,6 +31,8 @@ def _diff(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
+# SQLite cannot reflect an expression index (0006's location index); it is left out on purpose.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 async def test_migration_matches_models(database_url: str) -> None:
     await upgrade(database_url)
     engine = create_engine(database_url)

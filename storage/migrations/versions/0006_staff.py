@@ -11,6 +11,9 @@ while this runs:
 - `staff_audit`, append-only: triggers refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL);
 - `report_cases` (status, category, assignee) and `report_case_events` (history and notes);
 - `ix_reports_priority_created_at`: the queue reads one priority at a time, oldest first;
+- `ix_reports_location_id`: (the report's location id, created_at), an expression index for
+  the location filter and "earlier reports about the same place" (kept out of the models, as
+  expression indexes are; the query repeats the expression, `storage.staff_reports`);
 - full-text search over the report's free text: on SQLite an FTS5 table kept by triggers on
   `reports` (and backfilled here); on PostgreSQL a GIN index on the same text's tsvector
   (the query repeats the indexed expression, `storage.staff.SEARCH_TEXT_PG`).
@@ -161,6 +164,9 @@ def upgrade() -> None:
             "FOR EACH STATEMENT EXECUTE FUNCTION staff_audit_append_only()"
         )
         op.execute(
+            "CREATE INDEX ix_reports_location_id ON reports ((data ->> 'location_id'), created_at)"
+        )
+        op.execute(
             f"CREATE INDEX ix_reports_fts ON reports USING gin "
             f"(to_tsvector('simple', {_postgres_text()}))"
         )
@@ -170,6 +176,10 @@ def upgrade() -> None:
                 f"CREATE TRIGGER staff_audit_no_{event.lower()} BEFORE {event} ON staff_audit "
                 "BEGIN SELECT RAISE(ABORT, 'staff_audit is append-only'); END"
             )
+        op.execute(
+            "CREATE INDEX ix_reports_location_id ON reports "
+            "(json_extract(data, '$.location_id'), created_at)"
+        )
         op.execute(
             "CREATE VIRTUAL TABLE reports_fts USING fts5("
             "reference UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 2')"
@@ -206,6 +216,7 @@ def downgrade() -> None:
         for name in ("reports_fts_insert", "reports_fts_delete", "reports_fts_update"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         op.execute("DROP TABLE IF EXISTS reports_fts")
+    op.execute("DROP INDEX IF EXISTS ix_reports_location_id")
     op.drop_index("ix_reports_priority_created_at", table_name="reports")
     op.drop_table("report_case_events")
     op.drop_table("report_cases")
