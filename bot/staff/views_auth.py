@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from datetime import timedelta
 
 from aiohttp import web
@@ -253,11 +254,17 @@ async def enrol(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/staff/login?enrolled=1")
 
 
+#: The GDS Transport typeface is licensed for GOV.UK services only; without its @font-face the
+#: pages fall back to Arial, as the Design System advises for services elsewhere.
+_FONT_FACE = re.compile(rb"@font-face\{[^}]*\}")
+
+
 @functools.cache
 def _stylesheet(path: str) -> bytes:
     with open(path, "rb") as source:
-        # The compiled CSS points at /assets/; ours are under /staff/assets/.
-        return source.read().replace(b"url(/assets/", b"url(/staff/assets/")
+        css = _FONT_FACE.sub(b"", source.read())
+    # The compiled CSS points at /assets/; ours are under /staff/assets/.
+    return css.replace(b"url(/assets/", b"url(/staff/assets/")
 
 
 async def govuk_stylesheet(request: web.Request) -> web.StreamResponse:

@@ -346,4 +346,10 @@ def mount(
     `engine` is called once the parent's own start-up has opened the storage."""
     staff = build_staff_app(settings, lambda: StaffStore(engine()))
     parent[STAFF_APP] = staff
+
+    async def to_staff(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect("/staff/")
+
+    # Before the sub-application, which would otherwise claim "/staff" itself (as a 404).
+    parent.router.add_get("/staff", to_staff)
     parent.add_subapp("/staff", staff)

@@ -211,3 +211,11 @@ def test_cli_add_disable_reset(
     assert main(["staff", "disable", "alice"]) == 0
     assert "disabled" in capsys.readouterr().out
     assert main(["staff", "disable", "nobody"]) == 1
+
+
+async def test_stylesheet_is_govuk_frontend_without_the_govuk_only_typeface(staff: Staff) -> None:
+    browser = await staff.browser()
+    css = await browser.get("/staff/assets/govuk-frontend.min.css")
+    assert css.status == 200 and ".govuk-button" in css.text
+    assert "@font-face" not in css.text and "url(/assets/" not in css.text
+    assert (await browser.get("/staff", follow=False)).headers["Location"] == "/staff/"
