@@ -202,10 +202,13 @@ async def callback(request: web.Request) -> web.StreamResponse:
         )
         failed.del_cookie(STATE_COOKIE, path=STATE_PATH)
         return failed
-    response = web.HTTPSeeOther("/staff/reports")
+    # A page of ours, not a redirect: the browser arrived here from the provider's site, and a
+    # redirect would still count as that cross-site navigation, which never carries our
+    # SameSite=Strict session cookie. A navigation from this page does.
+    response = render(request, "signed_in.html", {})
     response.del_cookie(STATE_COOKIE, path=STATE_PATH)
     set_session_cookie(response, token, settings)
-    raise response
+    return response
 
 
 PUBLIC = Access(None)

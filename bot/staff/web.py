@@ -241,6 +241,10 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
             _set_cookie(response, FORM_COOKIE, request[NEW_FORM_TOKEN], settings)
         return response
     if who is None:
+        if request.method == "GET" and request.headers.get("Sec-Fetch-Site") == "cross-site":
+            # A link from elsewhere (an email, another site): the browser withheld our
+            # SameSite=Strict cookie. Navigating again from our own page sends it, if any.
+            return render(request, "continue.html", {"target": request.path_qs})
         if request.method in ("GET", "HEAD"):
             target = quote(request.path_qs, safe="/?=&")
             suffix = "&expired=1" if ended else ""

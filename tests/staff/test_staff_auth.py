@@ -219,3 +219,20 @@ async def test_stylesheet_is_govuk_frontend_without_the_govuk_only_typeface(staf
     assert css.status == 200 and ".govuk-button" in css.text
     assert "@font-face" not in css.text and "url(/assets/" not in css.text
     assert (await browser.get("/staff", follow=False)).headers["Location"] == "/staff/"
+
+
+async def test_a_link_from_another_site_is_opened_again_from_ours(staff: Staff) -> None:
+    """SameSite=Strict: the browser sends no session cookie on a link from elsewhere, so the
+    page navigates again, same-site, instead of asking a signed-in person to sign in."""
+    browser = await staff.browser()
+    async with browser.session.get(
+        staff.server.base_url + "/staff/reports/ABCD-2345?x=1",
+        headers={"Sec-Fetch-Site": "cross-site"},
+        allow_redirects=False,
+    ) as response:
+        body = await response.text()
+    assert response.status == 200
+    assert 'content="0; url=/staff/reports/ABCD-2345?x=1"' in body
+    assert "ABCD-2345?x=1" in body and "Sign out" not in body
+    same_site = await browser.get("/staff/reports/ABCD-2345", follow=False)
+    assert same_site.status == 303

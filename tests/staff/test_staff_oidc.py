@@ -40,7 +40,8 @@ async def test_sign_in_through_the_provider(
     login = await browser.get("/staff/login")
     assert 'href="/staff/oidc/start"' in login.text
     page = await browser.get("/staff/oidc/start")
-    assert page.status == 200 and "Sign out olivia" in page.text
+    assert page.status == 200 and 'href="/staff/reports" id="continue"' in page.text
+    assert "Sign out olivia" in (await browser.get("/staff/reports")).text
     async with staff.store.transaction() as tx:
         entries = await tx.audit_entries(action="sign_in.oidc")
     assert entries[0].username == "olivia" and entries[0].detail == {"sub": "sub-olivia"}
