@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal_column, or_, select, text
+from sqlalchemy import String, and_, delete, func, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnClause
 
 from storage.db import Db
 from storage.models import (
@@ -40,8 +41,10 @@ SAME_LOCATION_WINDOW = timedelta(days=90)
 
 #: The matched location, written exactly as migration 0006 indexes it (with the report's
 #: time): an expression index is used only for the same expression, never a bound JSON path.
-_LOCATION_ID_SQLITE = literal_column("json_extract(reports.data, '$.location_id')")
-_LOCATION_ID_PG = literal_column("(reports.data ->> 'location_id')")
+_LOCATION_ID_SQLITE: ColumnClause[str] = literal_column(
+    "json_extract(reports.data, '$.location_id')", String()
+)
+_LOCATION_ID_PG: ColumnClause[str] = literal_column("(reports.data ->> 'location_id')", String())
 _SERVICE_TYPE = reports.c.data["service_type"].as_string()
 _WORD = re.compile(r"\w+", re.UNICODE)
 
