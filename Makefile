@@ -11,7 +11,9 @@ LOCK_TOOL_VENV := .venv-lock
 UV_VERSION := 0.13.9
 BABEL_KEYWORDS := -k T -k P:1,2 --no-default-keywords
 
-.PHONY: install lock run test lint check-imports messages-extract messages-update messages-check bench diagram clean
+GOVUK := node_modules/govuk-frontend/package.json
+
+.PHONY: staff-assets install lock run test lint check-imports messages-extract messages-update messages-check bench diagram clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +25,14 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	touch $@
+
+# GOV.UK Frontend for the staff pages, from npm, exactly as pinned (with its integrity hash) by
+# package-lock.json. Without npm the staff pages still work, unstyled, and say so in the log.
+staff-assets: $(GOVUK)
+
+$(GOVUK): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --ignore-scripts && touch $@; \
+	else echo "npm not found: the staff pages will be unstyled (install Node.js, then make staff-assets)"; fi
 
 # Upgrading is a deliberate commit: `make lock` re-resolves (keeping current pins where they still
 # fit; `make lock UPGRADE=--upgrade` takes the newest), then run `make test` and commit both files.
@@ -36,14 +46,14 @@ lock:
 
 # Serve the web chat (and Telegram when INTAKE_TELEGRAM_TOKEN is set) on http://127.0.0.1:8080.
 # The directory sample is imported on first start when it is there.
-run: install
+run: install staff-assets
 	mkdir -p var
 	$(BIN)/intake db upgrade
 	@if [ -f "$(SAMPLE_CSV)" ]; then export INTAKE_DIRECTORY_CSV="$${INTAKE_DIRECTORY_CSV:-$(SAMPLE_CSV)}"; \
 	else echo "No directory loaded yet: import the regulator's monthly file with '$(BIN)/intake directory import FILE.csv'."; fi; \
 	exec $(BIN)/intake serve
 
-test: install
+test: install staff-assets
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy

@@ -28,6 +28,7 @@ from bot.logging_setup import (
 from bot.lookups import DirectoryLookup
 from bot.ports import Storage
 from bot.service import IntakeService, utcnow
+from bot.staff.config import StaffSettings
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 from storage.migrate import upgrade
@@ -99,7 +100,11 @@ def protect_logs(settings: Settings) -> None:
 
 
 def build_app(
-    settings: Settings, *, service: IntakeService | None = None, migrate: bool = True
+    settings: Settings,
+    *,
+    service: IntakeService | None = None,
+    migrate: bool = True,
+    staff: StaffSettings | None = None,
 ) -> web.Application:
     from bot.channels import web as web_channel
 
@@ -123,4 +128,22 @@ def build_app(
         from bot.channels import telegram as telegram_channel
 
         telegram_channel.setup(app)
+    mount_staff(app, staff if staff is not None else StaffSettings.from_env())
     return app
+
+
+def mount_staff(app: web.Application, staff: StaffSettings) -> None:
+    """The staff web application under /staff/ (its own sub-application and middlewares),
+    unless INTAKE_STAFF_ENABLED=false."""
+    if staff.enabled:
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        from bot.staff.web import mount
+
+        def engine() -> AsyncEngine:
+            found = getattr(app[STORAGE], "engine", None)
+            if not isinstance(found, AsyncEngine):
+                raise RuntimeError("the staff application needs the SQL storage")
+            return found
+
+        mount(app, staff, engine)

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         "--output", "-o", type=Path, default=None, help="file (default: standard output)"
     )
     export.set_defaults(handler=lambda s, a: asyncio.run(_reports_export(s, a.format, a.output)))
+
+    from bot.staff.cli import add_commands as add_staff_commands
+    from bot.staff.retention import add_commands as add_retention_commands
+
+    add_retention_commands(reports)
+    add_staff_commands(sub)
     return parser
 
 

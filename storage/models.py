@@ -173,6 +173,107 @@ class DirectoryMetaRow(Base):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# ---------------------------------------------------------------------- staff (migration 0006)
+#: Tables of the staff web application (bot/staff): accounts, server-side sessions, the
+#: append-only audit log, and the case kept on each report (status, category, assignee, notes).
+
+
+class StaffAccountRow(Base):
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    #: "officer", "lead" or "admin".
+    role: Mapped[str] = mapped_column(String(16))
+    #: Argon2id; None until the person has enrolled (or after a reset).
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    #: Base32 TOTP secret; None until enrolled.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: The last TOTP time step accepted: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    #: SHA-256 of the one-time enrolment link's token, and when it stops working.
+    enrolment_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    enrolment_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffSessionRow(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        BigIntPK, ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ip: Mapped[str] = mapped_column(String(64))
+
+
+class StaffAuditRow(Base):
+    """Append-only (triggers refuse UPDATE and DELETE): who did what, when, from where."""
+
+    __tablename__ = "staff_audit"
+    __table_args__ = (Index("ix_staff_audit_account_id_id", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: No foreign key: the log outlives anything it mentions.
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReportCaseRow(Base):
+    """The intake team's handling of one report; a report without a row is "new"."""
+
+    __tablename__ = "report_cases"
+    __table_args__ = (Index("ix_report_cases_status", "status"),)
+
+    reference: Mapped[str] = mapped_column(
+        String(32), ForeignKey("reports.reference", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    assignee_id: Mapped[int | None] = mapped_column(
+        BigIntPK, ForeignKey("staff_accounts.id", ondelete="SET NULL"), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReportCaseEventRow(Base):
+    """The case's history (status, category, assignment) and its internal notes."""
+
+    __tablename__ = "report_case_events"
+    __table_args__ = (Index("ix_report_case_events_reference_id", "reference", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(
+        String(32), ForeignKey("reports.reference", ondelete="CASCADE")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: "status", "category", "assignee" or "note".
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+#: The staff queue reads one priority at a time, oldest first (keyset pagination).
+Index(
+    "ix_reports_priority_created_at", ReportRow.priority, ReportRow.created_at, ReportRow.reference
+)
+
+
 metadata = Base.metadata
 
 conversations: Table = ConversationRow.__table__  # type: ignore[assignment]
@@ -182,3 +283,8 @@ reports: Table = ReportRow.__table__  # type: ignore[assignment]
 outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
 directory_locations: Table = DirectoryLocationRow.__table__  # type: ignore[assignment]
 directory_meta: Table = DirectoryMetaRow.__table__  # type: ignore[assignment]
+staff_accounts: Table = StaffAccountRow.__table__  # type: ignore[assignment]
+staff_sessions: Table = StaffSessionRow.__table__  # type: ignore[assignment]
+staff_audit: Table = StaffAuditRow.__table__  # type: ignore[assignment]
+report_cases: Table = ReportCaseRow.__table__  # type: ignore[assignment]
+report_case_events: Table = ReportCaseEventRow.__table__  # type: ignore[assignment]

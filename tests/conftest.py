@@ -27,6 +27,7 @@ from bot.app import build_app, build_service
 from bot.config import Settings
 from bot.i18n import Catalogs
 from bot.service import IntakeService
+from bot.staff.config import StaffSettings
 from tests.fixtures import SMALL_DIRECTORY
 
 
@@ -43,8 +44,13 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def serve(settings: Settings, *, service: IntakeService | None = None) -> RunningServer:
-    app = build_app(settings, service=service)
+async def serve(
+    settings: Settings,
+    *,
+    service: IntakeService | None = None,
+    staff: StaffSettings | None = None,
+) -> RunningServer:
+    app = build_app(settings, service=service, staff=staff)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -105,8 +111,13 @@ async def start_server(
     """Start a server with `server_settings` changed by keyword overrides; stopped at the end."""
     running: list[RunningServer] = []
 
-    async def start(*, service: IntakeService | None = None, **overrides: Any) -> RunningServer:
-        server = await serve(replace(server_settings, **overrides), service=service)
+    async def start(
+        *,
+        service: IntakeService | None = None,
+        staff: StaffSettings | None = None,
+        **overrides: Any,
+    ) -> RunningServer:
+        server = await serve(replace(server_settings, **overrides), service=service, staff=staff)
         running.append(server)
         return server
 

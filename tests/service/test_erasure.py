@@ -209,3 +209,28 @@ async def test_replies_of_a_report_are_kept_only_while_a_retry_can_arrive(
     async with service.storage.unit_of_work() as uow:
         report = await uow.reports.get(submitted.reference)
     assert report is not None and marker in report.data["what_happened"]
+
+
+@pytest.mark.parametrize("channel", ["web", "telegram"])
+async def test_an_erasure_request_by_reference_keeps_nothing_in_any_table(
+    service: IntakeService, channel: str
+) -> None:
+    """`intake reports erase REF`: the report and every copy of the conversation behind it."""
+    from storage.staff import StaffStore
+    from storage.staff_reports import erase_report, forget_erased_search_terms
+
+    marker = new_marker()
+    person = Person(service, channel)
+    await person.begin()
+    await person.walk(path_to_summary(marker))
+    submitted = await person.send("choice", "submit")
+    assert submitted.reference
+    await deliver_all(service)
+    assert "reports.data" in await tables_holding(engine_of(service), marker)
+
+    store = StaffStore(engine_of(service))
+    async with store.transaction() as tx:
+        assert await erase_report(tx.db, submitted.reference)
+        await forget_erased_search_terms(tx.db)
+
+    assert await tables_holding(engine_of(service), marker) == []

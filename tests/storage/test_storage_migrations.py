@@ -18,11 +18,21 @@ from storage.migrate import alembic_config, head_revision
 from storage.models import metadata
 
 
+def _not_search_index(name: str | None, type_: str, _parent: Any) -> bool:
+    """Outside the models (migration 0006): SQLite's FTS5 table and its shadow tables, and the
+    expression indexes (full-text search, location)."""
+    return not (name or "").startswith(("reports_fts", "ix_reports_fts", "ix_reports_location_id"))
+
+
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": _not_search_index}
+    )
     return list(compare_metadata(context, metadata))
 
 
+# SQLite cannot reflect an expression index (0006's location index); it is left out on purpose.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 async def test_migration_matches_models(database_url: str) -> None:
     await upgrade(database_url)
     engine = create_engine(database_url)
@@ -39,7 +49,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0004"
+    assert await current_revision(database_url) == head_revision() == "0006"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -49,7 +59,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0004"
+    assert head_revision() == "0006"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:

@@ -1,0 +1,1 @@
+"""The staff web application, served under /staff/ (see bot/staff/web.py)."""
