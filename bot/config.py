@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
 
 
@@ -32,7 +33,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: Directory CSV imported on first start when the directory table is empty.
     directory_csv: Path | None = None
-    max_body_bytes: int = 64 * 1024
+    #: The largest legal answer (20,000 characters) in a 4-byte script, JSON-escaped as
+    #: surrogate pairs (12 bytes a character, as `json.dumps` does by default), is 240,000
+    #: bytes; 256 KiB leaves room for the rest of the body.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Turns per minute allowed for one client address (web API).
     rate_limit_per_minute: int = 120
     privacy_url: str = DEFAULT_PRIVACY_URL
@@ -82,7 +86,7 @@ class Settings:
             allowed_origins=origins,
             trusted_proxies=proxies,
             directory_csv=Path(csv) if csv else None,
-            max_body_bytes=get_int("MAX_BODY_BYTES", 64 * 1024),
+            max_body_bytes=get_int("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),
             privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
         )

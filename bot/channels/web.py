@@ -33,6 +33,7 @@ from bot.channels.web_http import (
     error_middleware,
     read_json_object,
 )
+from bot.channels.web_openapi import OPENAPI_PATH, get_openapi
 from bot.channels.web_static import FILE_PATTERN, StaticFiles, add_security_headers
 from bot.channels.web_ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
 from bot.engine.types import COMMANDS, Inbound
@@ -77,6 +78,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post(MESSAGES, post_message)
     app.router.add_get(CONVERSATION, get_conversation, allow_head=False)
     app.router.add_get(UI_TEXT_PATH, get_ui_text, allow_head=False)
+    app.router.add_get(OPENAPI_PATH, get_openapi, allow_head=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", static.index)

@@ -158,8 +158,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # ---------------------------------------------------------------------- JSON bodies
 
 
+#: No field of this API is a number; a longer integer is refused before Python converts it
+#: (past 4,300 digits the conversion itself raises, which must not become a 500).
+MAX_INTEGER_DIGITS = 100
+
+
 def _reject_constant(name: str) -> Any:
     bad_request("invalid_json", f"{name} is not valid JSON.")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits) > MAX_INTEGER_DIGITS:
+        bad_request(
+            "invalid_json", f"Numbers of more than {MAX_INTEGER_DIGITS} digits are refused."
+        )
+    return int(digits)
 
 
 def _check_text(value: Any) -> None:
@@ -222,8 +235,8 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     except UnicodeDecodeError:
         bad_request("invalid_utf8", "The request body is not valid UTF-8.")
     try:
-        data = json.loads(decoded, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, RecursionError):
+        data = json.loads(decoded, parse_constant=_reject_constant, parse_int=_parse_int)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         bad_request("invalid_json", "The request body is not valid JSON.")
     if not isinstance(data, dict):
         bad_request("invalid_body", "The request body must be a JSON object.")
