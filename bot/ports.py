@@ -180,9 +180,17 @@ class InboundLog(Protocol):
 class TranscriptRepository(Protocol):
     async def append(self, conversation_id: str, entries: Sequence[TranscriptEntry]) -> None: ...
 
-    async def list(self, conversation_id: str) -> list[TranscriptEntry]: ...
+    async def list(
+        self, conversation_id: str, *, max_chars: int | None = None
+    ) -> list[TranscriptEntry]:
+        """Oldest first. With `max_chars`, only the newest lines whose stored payloads add up
+        to at most that many characters (sizes are read first, so a huge transcript is never
+        loaded whole)."""
+        ...
 
-    async def erase(self, conversation_id: str) -> None: ...
+    async def erase(self, conversation_id: str, *, before_seq: int | None = None) -> None:
+        """Every line, or with `before_seq` only the lines numbered below it."""
+        ...
 
 
 class ReportRepository(Protocol):

@@ -49,6 +49,13 @@ REPORT_TOPIC = "report.submitted"
 #: report), a duplicate delivery that raced another worker, a chat's first message opened by
 #: two workers at once.
 MAX_TURN_ATTEMPTS = 5
+#: A conversation keeps at most this many transcript lines (a whole report with a few changes
+#: takes about a hundred); older ones are dropped. Lines are bounded too (an answer longer
+#: than its step allows is refused and not kept), so a transcript has a size bound.
+MAX_TRANSCRIPT_LINES = 200
+#: A view returns the newest transcript lines that add up to at most this many characters,
+#: so one GET cannot make the worker build a response of more than a few megabytes.
+TRANSCRIPT_VIEW_MAX_CHARS = 200_000
 
 
 class ConversationNotFound(LookupError):
@@ -317,7 +324,11 @@ class IntakeService:
                 raise ConversationNotFound(conversation_id)
             if token is not None and not _token_matches(record, token):
                 raise InvalidToken(conversation_id)
-            transcript = await uow.transcripts.list(conversation_id) if with_transcript else None
+            transcript = (
+                await uow.transcripts.list(conversation_id, max_chars=TRANSCRIPT_VIEW_MAX_CHARS)
+                if with_transcript
+                else None
+            )
         reply = self._current(record)
         if transcript is not None:
             reply.transcript = [
@@ -374,7 +385,9 @@ class IntakeService:
             # Cleaned once here, so the transcript never holds NULs or bidi overrides either
             # (PostgreSQL refuses NUL in text, which would wedge the conversation).
             inbound = Inbound("text", clean_text(inbound.value), inbound.lookups)
-        inbound = self._with_lookups(record.state, inbound)
+        too_long = self._too_long(record.state, inbound)
+        if not too_long:
+            inbound = self._with_lookups(record.state, inbound)
         turn = self.engine.handle(
             record.state, inbound, self.catalogs.translator(record.state.locale)
         )
@@ -393,7 +406,11 @@ class IntakeService:
             # Cancelled or not ours: keep nothing that was typed.
             await uow.transcripts.erase(record.id)
         else:
-            entries = self._transcript(record, turn, reply, user_input=inbound)
+            entries = self._transcript(record, turn, reply, user_input=inbound, too_long=too_long)
+            if record.transcript_seq - 1 > MAX_TRANSCRIPT_LINES:
+                await uow.transcripts.erase(
+                    record.id, before_seq=record.transcript_seq - MAX_TRANSCRIPT_LINES
+                )
         if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic)
         await uow.save_turn(
@@ -430,6 +447,12 @@ class IntakeService:
             channel_key=channel_key,
         )
         return record, turn
+
+    def _too_long(self, state: ConversationState, inbound: Inbound) -> bool:
+        """Typed text longer than the current step takes: the engine refuses it, the
+        transcript keeps only a note of it, and the directory is not searched for it."""
+        step = self.engine.dialog.by_id.get(state.step)
+        return inbound.kind == "text" and step is not None and len(inbound.value) > step.max_length
 
     def _start_lookups(self, start_param: str | None) -> dict[str, Any]:
         """A deep link naming a directory location pre-selects it for confirmation."""
@@ -477,13 +500,21 @@ class IntakeService:
         reply: Reply,
         *,
         user_input: Inbound | None = None,
+        too_long: bool = False,
     ) -> list[TranscriptEntry]:
         """The turn's transcript lines, numbered from `record.transcript_seq`, which is
         advanced past them (and saved with the record)."""
         now = self._clock()
         seq = record.transcript_seq
         entries: list[TranscriptEntry] = []
-        if user_input is not None:
+        if user_input is not None and too_long:
+            # Refused for its length: a note of that, never the text itself.
+            note = {"text": "", "kind": "text", "value": "", "refused": "too_long"}
+            entries.append(
+                TranscriptEntry(seq, "user", {**note, "length": len(user_input.value)}, now)
+            )
+            seq += 1
+        elif user_input is not None:
             shown = (
                 self.catalogs.render(turn.echo, record.state.locale)
                 if turn.echo is not None

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, case, delete, exists, func, select, update
+from sqlalchemy import Text, bindparam, case, delete, exists, func, select, update
+from sqlalchemy import cast as sql_cast
 
 from bot.engine.types import ConversationState
 from bot.ports import (
@@ -280,12 +281,17 @@ class SqlTranscripts:
         if entries:
             await self._db.execute(INSERT_TRANSCRIPT, transcript_rows(conversation_id, entries))
 
-    async def list(self, conversation_id: str) -> builtins.list[TranscriptEntry]:
-        statement = (
-            select(transcript_entries)
-            .where(transcript_entries.c.conversation_id == conversation_id)
-            .order_by(transcript_entries.c.seq)
-        )
+    async def list(
+        self, conversation_id: str, *, max_chars: int | None = None
+    ) -> builtins.list[TranscriptEntry]:
+        of_conversation = transcript_entries.c.conversation_id == conversation_id
+        statement = select(transcript_entries).where(of_conversation)
+        if max_chars is not None:
+            first = await self._first_seq_within(conversation_id, max_chars)
+            if first is None:
+                return []
+            statement = statement.where(transcript_entries.c.seq >= first)
+        statement = statement.order_by(transcript_entries.c.seq)
         return [
             TranscriptEntry(
                 seq=row.seq, role=row.role, payload=row.payload, created_at=row.created_at
@@ -293,12 +299,28 @@ class SqlTranscripts:
             for row in await self._db.execute(statement)
         ]
 
-    async def erase(self, conversation_id: str) -> None:
-        await self._db.execute(
-            delete(transcript_entries).where(
-                transcript_entries.c.conversation_id == conversation_id
-            )
+    async def _first_seq_within(self, conversation_id: str, max_chars: int) -> int | None:
+        """The oldest seq from which the newest lines fit in `max_chars`; only sizes are read."""
+        size = func.length(sql_cast(transcript_entries.c.payload, Text))
+        sizes = select(transcript_entries.c.seq, size.label("size")).where(
+            transcript_entries.c.conversation_id == conversation_id
         )
+        first: int | None = None
+        total = 0
+        for row in await self._db.execute(sizes.order_by(transcript_entries.c.seq.desc())):
+            total += int(row.size or 0)
+            if total > max_chars:
+                break
+            first = int(row.seq)
+        return first
+
+    async def erase(self, conversation_id: str, *, before_seq: int | None = None) -> None:
+        statement = delete(transcript_entries).where(
+            transcript_entries.c.conversation_id == conversation_id
+        )
+        if before_seq is not None:
+            statement = statement.where(transcript_entries.c.seq < before_seq)
+        await self._db.execute(statement)
 
 
 def _report(row: Any) -> StoredReport:

@@ -644,6 +644,26 @@ class TestStorageContract:
             assert await uow.transcripts.list("c1") == []
             assert len(await uow.transcripts.list("c2")) == 1
 
+    async def test_transcript_newest_lines_within_a_size_and_erase_before(
+        self, storage: SqlStorage
+    ) -> None:
+        at = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.transcripts.append(
+                "c1", [TranscriptEntry(n, "bot", {"text": "x" * 1000}, at) for n in range(1, 11)]
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            newest = await uow.transcripts.list("c1", max_chars=3500)
+            assert [e.seq for e in newest] == [8, 9, 10]  # ~1,015 characters each
+            assert await uow.transcripts.list("c1", max_chars=10) == []
+            assert len(await uow.transcripts.list("c1", max_chars=10**9)) == 10
+            await uow.transcripts.erase("c1", before_seq=6)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert [e.seq for e in await uow.transcripts.list("c1")] == [6, 7, 8, 9, 10]
+
     # -- reports -------------------------------------------------------------------------
 
     async def test_reports_add_get_count_and_duplicate(self, storage: SqlStorage) -> None:
