@@ -37,8 +37,14 @@ class Settings:
     #: surrogate pairs (12 bytes a character, as `json.dumps` does by default), is 240,000
     #: bytes; 256 KiB leaves room for the rest of the body.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    #: Turns per minute allowed for one client address (web API).
+    #: Turns and views a minute for one person in one conversation (web API), per worker.
     rate_limit_per_minute: int = 120
+    #: New conversations a minute from one address (an IPv6 /64), per worker: generous, so a
+    #: crowd behind one address (a carrier NAT, a hospital, a library) can all start.
+    new_conversations_per_minute: int = 60
+    #: New conversations a minute from everyone, per worker: a flood of empty conversations
+    #: from rotating addresses cannot fill the database (untouched ones are also swept).
+    new_conversations_total_per_minute: int = 600
     privacy_url: str = DEFAULT_PRIVACY_URL
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -88,5 +94,7 @@ class Settings:
             directory_csv=Path(csv) if csv else None,
             max_body_bytes=get_int("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),
+            new_conversations_per_minute=get_int("NEW_CONVERSATIONS_PER_MINUTE", 60),
+            new_conversations_total_per_minute=get_int("NEW_CONVERSATIONS_TOTAL_PER_MINUTE", 600),
             privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
         )

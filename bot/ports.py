@@ -161,6 +161,11 @@ class ConversationRepository(Protocol):
         `record.revision`, then increments `record.revision`."""
         ...
 
+    async def delete_untouched(self, channel: str, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` conversations of `channel` opened before `before` that never
+        had a turn; returns how many."""
+        ...
+
     async def list_idle(self, before: datetime, *, limit: int) -> list[ConversationRecord]:
         """Active conversations last changed before `before`, oldest first, locked for update
         (conversations being used right now are skipped, not waited for)."""

@@ -367,6 +367,22 @@ class IntakeService:
             if len(idle) < batch:
                 return ended
 
+    async def purge_untouched(
+        self, older_than: timedelta, *, channel: Channel = "web", batch: int = 500
+    ) -> int:
+        """Delete conversations opened more than `older_than` ago that never had a turn: a
+        flood of empty conversations cannot fill the database. Nothing typed is lost (nothing
+        was typed); a person coming back that late simply starts again. Returns how many."""
+        cutoff = self._clock() - older_than
+        deleted = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                count = await uow.conversations.delete_untouched(channel, cutoff, limit=batch)
+                await uow.commit()
+            deleted += count
+            if count < batch:
+                return deleted
+
     # ------------------------------------------------------------------ the turn
 
     async def _turn(

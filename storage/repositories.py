@@ -251,6 +251,30 @@ class SqlConversations:
         rows = (await self._db.execute(statement)).all()
         return [_conversation(row) for row in rows]
 
+    async def delete_untouched(self, channel: str, before: datetime, *, limit: int) -> int:
+        """Delete conversations of `channel` opened before `before` that never had a turn
+        (`updated_at` is still `created_at`); their transcript goes with them (ON DELETE
+        CASCADE). A turn that takes one meanwhile changes `updated_at`, and PostgreSQL
+        re-checks that after waiting for the row, so a conversation in use is never deleted."""
+        untouched = (
+            select(conversations.c.id)
+            .where(
+                conversations.c.channel == channel,
+                conversations.c.status == "active",
+                conversations.c.updated_at == conversations.c.created_at,
+                conversations.c.created_at < before,
+            )
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            untouched = untouched.with_for_update(skip_locked=True)
+        statement = delete(conversations).where(
+            conversations.c.id.in_(untouched.scalar_subquery()),
+            conversations.c.updated_at == conversations.c.created_at,
+        )
+        result = await self._db.execute(statement)
+        return int(result.rowcount)
+
 
 def _reply(reply: Any) -> dict[str, Any] | None:
     return None if reply is None else dict(reply)

@@ -3,6 +3,7 @@ as a note, a transcript is bounded in lines, and a view is bounded in size."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -101,3 +102,33 @@ async def test_a_view_returns_the_newest_lines_within_its_size(
         <= 3_200
     )
     assert shown[-1]["text"] == view.body["messages"][-1]["text"]
+
+
+async def test_each_worker_sweeps_conversations_nobody_answered(
+    start_server: StartServer, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from bot.channels import web as web_channel
+
+    monkeypatch.setattr(web_channel, "SWEEP_INTERVAL_SECONDS", 0.01)
+    monkeypatch.setattr(web_channel, "UNTOUCHED_MAX_AGE", timedelta(days=1))
+    swept = asyncio.Event()
+    original = service_module.IntakeService.purge_untouched
+
+    async def watched(self: Any, *args: Any, **kwargs: Any) -> int:
+        deleted = await original(self, *args, **kwargs)
+        if deleted:
+            swept.set()
+        return deleted
+
+    monkeypatch.setattr(service_module.IntakeService, "purge_untouched", watched)
+    server = await start_server()
+    api = Api(client, server.base_url)
+    answered = await api.new_conversation()
+    assert (await api.send(answered, {"choice": "start"})).status == 200
+    untouched = await api.new_conversation()
+    monkeypatch.setattr(web_channel, "UNTOUCHED_MAX_AGE", timedelta(0))  # read at each sweep
+    await asyncio.wait_for(swept.wait(), timeout=10)
+    assert (await api.view(untouched)).status == 404
+    assert (await api.view(answered)).status == 200
