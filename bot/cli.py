@@ -228,6 +228,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     from aiohttp import web
 
     from bot.app import build_app
+    from bot.channels.web import SERVER_OPTIONS
 
     configure_logging()
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
@@ -239,6 +240,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
         access_log=None,
         print=None,
         shutdown_timeout=STOP_TIMEOUT_SECONDS - 5,
+        **SERVER_OPTIONS,
     )
 
 

@@ -57,6 +57,11 @@ MAX_CHOICE_LENGTH = 200
 #: Locale codes and Accept-Language values longer than this are not real ones.
 MAX_LOCALE_HINT = 200
 READY_TIMEOUT_SECONDS = 2.0
+#: A connection whose request headers have not all arrived this long after it opened (or
+#: after its previous answer) is closed: aiohttp's keepalive timer covers exactly that.
+HEADER_READ_TIMEOUT_SECONDS = 15.0
+#: Options for the aiohttp server that runs this app (`web.run_app(app, **SERVER_OPTIONS)`).
+SERVER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_READ_TIMEOUT_SECONDS}
 #: A web conversation nobody answered within this long is deleted (see `sweep_untouched`).
 UNTOUCHED_MAX_AGE = timedelta(hours=1)
 SWEEP_INTERVAL_SECONDS = 60.0

@@ -6,6 +6,7 @@ code path for errors; nothing internal (exception text, SQL, paths) ever reaches
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,6 +30,11 @@ STORAGE_RETRY_AFTER_SECONDS = 2
 
 _SEND_JSON = "Send JSON with Content-Type: application/json."
 
+#: A request body that takes longer than this to arrive is refused (408): a slow client must
+#: not hold a connection and its buffers open for as long as it likes. (The headers have their
+#: own limit: the server's keepalive timeout, see `SERVER_OPTIONS` in `bot.channels.web`.)
+BODY_READ_TIMEOUT_SECONDS = 15.0
+
 #: Default codes and messages for HTTP errors raised by aiohttp itself (routing, body size).
 _STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
     400: ("bad_request", "The request could not be understood."),
@@ -36,6 +42,7 @@ _STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
     403: ("forbidden", "This request is not allowed."),
     404: ("not_found", "There is nothing here."),
     405: ("method_not_allowed", "This method is not allowed here."),
+    408: ("request_timeout", "The request came too slowly. Please try again."),
     413: ("too_large", "The request body is too large."),
     415: ("unsupported_media_type", _SEND_JSON),
     429: ("rate_limited", "Too many requests. Please wait a moment and try again."),
@@ -140,6 +147,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _from_http_exception(exc)
+    except ConnectionResetError:
+        # The client went away mid-request (aiohttp's ClientConnectionResetError is one of
+        # these): nothing is wrong on our side, and nobody is left to read an answer.
+        log.info("client disconnected during %s %s", request.method, route_template(request))
+        return error_response(400, "client_disconnected", "The connection was closed.")
     except Exception as exc:
         # Log the exception type and code locations only: an exception's message may quote
         # what the person typed.
@@ -223,7 +235,16 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     has_content_type = hdrs.CONTENT_TYPE in request.headers
     if required and not is_json_content_type(request):
         raise ApiError(415, "unsupported_media_type", _SEND_JSON)
-    raw = await request.read()  # client_max_size turns an oversize body into HTTP 413
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            raw = await request.read()  # client_max_size turns an oversize body into HTTP 413
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            "The request body came too slowly. Please try again.",
+            headers={hdrs.CONNECTION: "close"},
+        ) from None
     if not raw.strip():
         if required:
             bad_request("empty_body", "The request body is empty; send a JSON object.")

@@ -23,6 +23,7 @@ _ERROR_STATUSES = {
     "403": "The page's origin may not use the chat service.",
     "404": "There is no such conversation.",
     "405": "This method is not allowed on this path.",
+    "408": "The request body came too slowly.",
     "413": "The request body is too large.",
     "415": "The body is not JSON (send Content-Type: application/json).",
     "429": "Too many requests: wait for the number of seconds in Retry-After.",
@@ -255,7 +256,7 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "201": _ok("The welcome, with the conversation's token.", "Created"),
-                    **_errors("400", "403", "413", "415", "429", "503"),
+                    **_errors("400", "403", "408", "413", "415", "429", "503"),
                 },
             }
         },
@@ -273,7 +274,7 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _ok("The reply: the next question, or a re-prompt.", "Reply"),
-                    **_errors("400", "401", "403", "404", "413", "415", "429", "503"),
+                    **_errors("400", "401", "403", "404", "408", "413", "415", "429", "503"),
                 },
             }
         },
