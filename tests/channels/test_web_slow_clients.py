@@ -86,7 +86,7 @@ async def test_a_client_that_hangs_up_is_not_a_server_error(
     previous = root.level
     root.setLevel(logging.DEBUG)
     try:
-        reader, writer = await asyncio.open_connection(*slow_limits_server)
+        _reader, writer = await asyncio.open_connection(*slow_limits_server)
         writer.write(
             b"POST /api/v1/conversations HTTP/1.1\r\nHost: x\r\n"
             b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"lo'
