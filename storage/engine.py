@@ -26,6 +26,7 @@ the pool reconnects every older connection at its next checkout.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+#: The SQLite database file, and its directory when we create it: this user only.
+SQLITE_FILE_MODE = 0o600
+SQLITE_DIRECTORY_MODE = 0o700
 #: How long a statement waits for SQLite's write lock held by another process (the CLI).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: How long to wait for a PostgreSQL connection before reporting the database as down.
@@ -140,10 +144,19 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 def ensure_sqlite_directory(url: URL) -> None:
-    """Create the SQLite file's directory (e.g. ./var/) so zero setup means zero setup."""
+    """Create the SQLite file's directory (e.g. ./var/) so zero setup means zero setup, and
+    the file itself, both readable by this user only: the database holds what people told us
+    about their care. SQLite gives its -wal and -shm files the database file's permissions."""
     path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        return
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=SQLITE_DIRECTORY_MODE)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(descriptor)  # an empty file is an empty SQLite database
 
 
 def create_engine(
