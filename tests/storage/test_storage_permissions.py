@@ -11,6 +11,14 @@ import pytest
 from storage import create_storage, upgrade
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _private_tree(directory: Path) -> dict[str, int]:
+    return {path.name: _mode(path) for path in directory.iterdir()}
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 async def test_sqlite_file_and_directory_are_private(tmp_path: Path, umask: int) -> None:
     directory = tmp_path / "var"
@@ -24,14 +32,14 @@ async def test_sqlite_file_and_directory_are_private(tmp_path: Path, umask: int)
         await storage.close()
     finally:
         os.umask(previous)
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    for path in directory.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    assert _mode(directory) == 0o700
+    modes = _private_tree(directory)
+    assert modes and set(modes.values()) == {0o600}, modes
 
 
 async def test_an_existing_directory_is_left_as_it_is(tmp_path: Path) -> None:
-    tmp_path.chmod(0o755)
+    os.chmod(tmp_path, 0o755)
     url = f"sqlite+aiosqlite:///{tmp_path / 'intake.sqlite3'}"
     await upgrade(url)
-    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
-    assert stat.S_IMODE((tmp_path / "intake.sqlite3").stat().st_mode) == 0o600
+    assert _mode(tmp_path) == 0o755
+    assert _mode(tmp_path / "intake.sqlite3") == 0o600
