@@ -166,6 +166,13 @@ class ConversationRepository(Protocol):
         had a turn; returns how many."""
         ...
 
+    async def list_finished_with_data(
+        self, before: datetime, *, limit: int
+    ) -> list[ConversationRecord]:
+        """Up to `limit` ended or submitted conversations last changed before `before` that
+        still have transcript lines or remembered replies; locked for this unit of work."""
+        ...
+
     async def list_idle(self, before: datetime, *, limit: int) -> list[ConversationRecord]:
         """Active conversations last changed before `before`, oldest first, locked for update
         (conversations being used right now are skipped, not waited for)."""
@@ -179,6 +186,10 @@ class InboundLog(Protocol):
 
     async def put(self, scope: str, message_id: str, reply: dict[str, Any]) -> None:
         """Raises DuplicateError if (scope, message_id) exists."""
+        ...
+
+    async def erase(self, scope: str) -> None:
+        """Forget every reply remembered in `scope` (a web conversation's id)."""
         ...
 
 

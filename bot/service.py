@@ -56,6 +56,10 @@ MAX_TRANSCRIPT_LINES = 200
 #: A view returns the newest transcript lines that add up to at most this many characters,
 #: so one GET cannot make the worker build a response of more than a few megabytes.
 TRANSCRIPT_VIEW_MAX_CHARS = 200_000
+#: How long after a conversation ends (submitted, cancelled, ended) its token still opens it
+#: and its transcript is kept: long enough to read the confirmation again after a reload.
+#: Then the token expires and what was typed is erased (the report keeps what matters).
+ENDED_RETENTION = timedelta(hours=1)
 
 
 class ConversationNotFound(LookupError):
@@ -229,7 +233,7 @@ class IntakeService:
                     )
                     if record is None:
                         raise ConversationNotFound(conversation_id)
-                    if token is not None and not _token_matches(record, token):
+                    if token is not None and not self._token_opens(record, token):
                         raise InvalidToken(conversation_id)
                     if prior is not None:
                         reply = _replayed(prior)
@@ -322,7 +326,7 @@ class IntakeService:
             record = await uow.conversations.get(conversation_id)
             if record is None:
                 raise ConversationNotFound(conversation_id)
-            if token is not None and not _token_matches(record, token):
+            if token is not None and not self._token_opens(record, token):
                 raise InvalidToken(conversation_id)
             transcript = (
                 await uow.transcripts.list(conversation_id, max_chars=TRANSCRIPT_VIEW_MAX_CHARS)
@@ -342,6 +346,13 @@ class IntakeService:
         async with self.storage.unit_of_work() as uow:
             record = await uow.conversations.find_active(channel, channel_key)
         return None if record is None else self._current(record)
+
+    def _token_opens(self, record: ConversationRecord, token: str) -> bool:
+        """The token matches, and has not expired with its conversation's end."""
+        if not _token_matches(record, token):
+            return False
+        ended = record.state.status != "active"
+        return not (ended and record.updated_at < self._clock() - ENDED_RETENTION)
 
     def _current(self, record: ConversationRecord) -> Reply:
         return self._reply(record, Turn(record.state, self.engine.prompt(record.state)))
@@ -382,6 +393,31 @@ class IntakeService:
             deleted += count
             if count < batch:
                 return deleted
+
+    async def erase_finished(
+        self, older_than: timedelta = ENDED_RETENTION, *, batch: int = 200
+    ) -> int:
+        """Erase what was typed in conversations that ended more than `older_than` ago: their
+        transcript, the replies remembered for repeated message ids, and the answers in their
+        state (a submitted report keeps its own copy). Their tokens have expired by then.
+        Returns how many conversations were erased."""
+        cutoff = self._clock() - older_than
+        erased = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                finished = await uow.conversations.list_finished_with_data(cutoff, limit=batch)
+                for record in finished:
+                    state = record.state
+                    record.state = ConversationState(
+                        step=state.step, locale=state.locale, status=state.status
+                    )
+                    await uow.transcripts.erase(record.id)
+                    await uow.inbound.erase(record.id)
+                    await uow.conversations.update(record)
+                await uow.commit()
+            erased += len(finished)
+            if len(finished) < batch:
+                return erased
 
     # ------------------------------------------------------------------ the turn
 

@@ -275,6 +275,28 @@ class SqlConversations:
         result = await self._db.execute(statement)
         return int(result.rowcount)
 
+    async def list_finished_with_data(
+        self, before: datetime, *, limit: int
+    ) -> builtins.list[ConversationRecord]:
+        """Ended or submitted before `before`, with transcript lines or remembered replies
+        left to erase; locked on PostgreSQL (skipping rows another worker is erasing)."""
+        has_lines = exists().where(transcript_entries.c.conversation_id == conversations.c.id)
+        has_replies = exists().where(inbound_messages.c.scope == conversations.c.id)
+        statement = (
+            select(conversations)
+            .where(
+                conversations.c.status != "active",
+                conversations.c.updated_at < before,
+                has_lines | has_replies,
+            )
+            .order_by(conversations.c.updated_at, conversations.c.id)
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        rows = (await self._db.execute(statement)).all()
+        return [_conversation(row) for row in rows]
+
 
 def _reply(reply: Any) -> dict[str, Any] | None:
     return None if reply is None else dict(reply)
@@ -287,6 +309,9 @@ class SqlInboundLog:
     async def get(self, scope: str, message_id: str) -> dict[str, Any] | None:
         parameters = {"scope": scope, "message_id": message_id}
         return _reply((await self._db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none())
+
+    async def erase(self, scope: str) -> None:
+        await self._db.execute(delete(inbound_messages).where(inbound_messages.c.scope == scope))
 
     async def put(self, scope: str, message_id: str, reply: dict[str, Any]) -> None:
         statement = self._db.insert_or_ignore(inbound_messages).values(

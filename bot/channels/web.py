@@ -116,17 +116,23 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def sweep_untouched(app: web.Application) -> None:
     """Every worker, every minute: delete web conversations that were opened an hour ago or
-    more and never answered. With the limits on new conversations this bounds what a flood of
-    empty ones (from rotating addresses) can leave in the database."""
+    more and never answered (with the limits on new conversations this bounds what a flood of
+    empty ones from rotating addresses can leave in the database), and erase what was typed
+    in conversations that ended an hour ago or more (`IntakeService.erase_finished`)."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
         try:
             deleted = await app[SERVICE].purge_untouched(UNTOUCHED_MAX_AGE)
+            erased = await app[SERVICE].erase_finished()
         except StorageError:
-            log.warning("could not sweep untouched conversations; will try again")
+            log.warning("could not sweep old conversations; will try again")
         else:
-            if deleted:
-                log.info("deleted %d untouched web conversations", deleted)
+            if deleted or erased:
+                log.info(
+                    "deleted %d untouched web conversations; erased %d finished ones",
+                    deleted,
+                    erased,
+                )
 
 
 # ---------------------------------------------------------------------- middleware
