@@ -155,6 +155,8 @@ async def test_fuzz_the_api_never_fails_and_conversations_still_finish(
             database_url=database_url,
             directory_csv=SMALL_DIRECTORY,
             rate_limit_per_minute=100_000,
+            new_conversations_per_minute=100_000,
+            new_conversations_total_per_minute=100_000,
         )
     )
     try:
