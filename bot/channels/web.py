@@ -34,6 +34,7 @@ from bot.channels.web_http import (
     bad_request,
     check_content_length,
     error_middleware,
+    quiet_client_errors_in_server_log,
     read_json_object,
 )
 from bot.channels.web_openapi import OPENAPI_PATH, get_openapi
@@ -94,6 +95,7 @@ def setup(app: web.Application) -> None:
     app.on_response_prepare.append(_on_response_prepare)
     app.on_response_prepare.append(cache_ui_text)  # after the above: it relaxes no-store
     app.cleanup_ctx.append(_sweeper)  # after the composition root's: the service exists
+    quiet_client_errors_in_server_log()
 
     static = StaticFiles()
     app.router.add_post(CONVERSATIONS, create_conversation)

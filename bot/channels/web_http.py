@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.ports import StorageError
 from bot.service import ConversationNotFound
@@ -52,6 +53,29 @@ _STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
 
 #: Headers of an aiohttp HTTP error worth keeping on the JSON replacement.
 _KEPT_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER, hdrs.WWW_AUTHENTICATE)
+
+
+class MalformedRequestLogFilter(logging.Filter):
+    """aiohttp's server logs a request it cannot parse (bad header bytes, a bad request line:
+    the client's fault) as an error with a traceback and the client's address. Here it becomes
+    one info line, without the address: not a server error, and no personal data in logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        status = getattr(exc, "code", 500) if isinstance(exc, HttpProcessingError) else 500
+        client_fault = isinstance(exc, ConnectionResetError) or status < 500
+        if exc is not None and client_fault:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "malformed request refused (%s)", (type(exc).__name__,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_client_errors_in_server_log() -> None:
+    """Install `MalformedRequestLogFilter` on aiohttp's server logger, once per process."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestLogFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestLogFilter())
 
 
 class ApiError(Exception):

@@ -102,3 +102,25 @@ async def test_a_client_that_hangs_up_is_not_a_server_error(
     assert errors == [], [r.getMessage() for r in errors]
     access = [r.getMessage() for r in records.records if r.getMessage().startswith("POST ")]
     assert access and " 500 " not in access[0]
+
+
+async def test_a_malformed_request_is_refused_without_an_error_log(
+    slow_limits_server: tuple[str, int],
+) -> None:
+    records = _Records()
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addHandler(records)
+    try:
+        reader, writer = await asyncio.open_connection(*slow_limits_server)
+        writer.write(
+            b"GET /api/v1/ui-text HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \x01\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        writer.close()
+    finally:
+        server_log.removeHandler(records)
+    assert head.split(b"\r\n", 1)[0].split()[1] == b"400", head
+    assert records.records, "aiohttp logged nothing: the filter was not exercised"
+    assert all(r.levelno == logging.INFO for r in records.records)
+    assert all("127.0.0.1" not in r.getMessage() and not r.exc_info for r in records.records)
