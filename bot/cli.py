@@ -270,7 +270,7 @@ async def _directory_import(settings: Settings, path: Path) -> int:
         print(f"{path} is not a directory file: {exc}", file=sys.stderr)
         return 2
     await upgrade(settings.database_url)
-    storage = await create_storage(settings.database_url)
+    storage = await create_storage(settings.database_url, timeouts=None)
     try:
         result = await storage.directory.replace_all(
             parsed.locations, produced_on=parsed.produced_on
@@ -322,7 +322,7 @@ async def _open_storage(settings: Settings):  # type: ignore[no-untyped-def]
     from storage.sqlalchemy_storage import create_storage
 
     await upgrade(settings.database_url)
-    return await create_storage(settings.database_url)
+    return await create_storage(settings.database_url, timeouts=None)
 
 
 def _formatter(settings: Settings):  # type: ignore[no-untyped-def]

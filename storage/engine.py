@@ -44,7 +44,7 @@ SQLITE_DIRECTORY_MODE = 0o700
 #: How long a statement waits for SQLite's write lock held by another process (the CLI).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: How long to wait for a PostgreSQL connection before reporting the database as down.
-CONNECT_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 3.0
 #: How long a unit of work waits for a free pooled connection.
 POOL_TIMEOUT_SECONDS = 30.0
 
@@ -54,18 +54,20 @@ class Timeouts:
     """How long a serving worker lets PostgreSQL take before it answers 503."""
 
     #: A statement, on the server (`statement_timeout`).
-    statement_ms: int = 5_000
+    statement_ms: int = 3_000
     #: A statement on the client, for a server that does not answer at all (asyncpg's
-    #: `command_timeout`); a little longer than the server's, whose error is clearer.
-    command_seconds: float = 6.0
+    #: `command_timeout`); a little longer than the server's, whose error is clearer. Closing
+    #: the stuck connection then takes up to 2 s more (SQLAlchemy's graceful close), so a
+    #: request gives up within about 6 s.
+    command_seconds: float = 4.0
     #: Waiting for a row lock (`lock_timeout`): another worker's turn takes milliseconds.
-    lock_ms: int = 3_000
+    lock_ms: int = 2_000
     #: A session idle inside a transaction (`idle_in_transaction_session_timeout`): a turn
     #: never pauses that long between statements, so such a session is stuck; the server ends
     #: it and releases its locks.
     idle_in_transaction_ms: int = 5_000
     #: Waiting for a free pooled connection.
-    pool_seconds: float = 5.0
+    pool_seconds: float = 2.0
     #: TCP keepalives, both ends: probe after this many idle seconds, then every
     #: `keepalive_interval` seconds, `keepalive_count` times.
     keepalive_idle: int = 10

@@ -37,8 +37,8 @@ async def test_serving_engine_sets_timeouts_and_keepalives(database_url: str) ->
     finally:
         await engine.dispose()
     assert shown == {
-        "statement_timeout": "5s",
-        "lock_timeout": "3s",
+        "statement_timeout": "3s",
+        "lock_timeout": "2s",
         "idle_in_transaction_session_timeout": "5s",
         "tcp_keepalives_idle": "10",
     }
