@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from bot.channels.web_openapi import DOCUMENT
 from bot.config import DEFAULT_MAX_BODY_BYTES, Settings
@@ -37,6 +38,12 @@ async def test_the_document_is_served_and_is_openapi_3_1(blocking_api: BlockingA
     message = answer.body["components"]["schemas"]["Message"]["properties"]
     assert {"links", "summary"} <= set(message)  # the additive fields, optional
     assert "links" not in answer.body["components"]["schemas"]["Message"]["required"]
+    for name, schema in answer.body["components"]["schemas"].items():
+        assert name and Draft202012Validator.check_schema(schema) is None  # valid 2020-12
+    for path, operations in answer.body["paths"].items():
+        for method, operation in operations.items():
+            assert method in ("get", "post") and operation["responses"], (path, method)
+            assert all(code.isdigit() for code in operation["responses"]), (path, method)
 
 
 async def test_a_whole_conversation_matches_the_document(blocking_api: BlockingApi) -> None:
