@@ -13,8 +13,8 @@ not end themselves can still be taken to a stored report. Bounded: a few seconds
 from __future__ import annotations
 
 import asyncio
-import os
 import json
+import os
 from typing import Any
 
 import pytest
