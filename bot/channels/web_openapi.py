@@ -307,7 +307,7 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "operationId": "openapi",
                 "summary": "This document.",
-                "responses": {"200": {"description": "OpenAPI 3.1"}},
+                "responses": {"200": {"description": "OpenAPI 3.1"}, **_errors("403")},
             }
         },
     },
