@@ -219,6 +219,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     from aiohttp import web
 
     from bot.app import build_app
+    from bot.channels.web import SERVER_OPTIONS
 
     configure_logging()
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
@@ -230,6 +231,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
         access_log=None,
         print=None,
         shutdown_timeout=STOP_TIMEOUT_SECONDS - 5,
+        **SERVER_OPTIONS,
     )
 
 
@@ -259,7 +261,7 @@ async def _directory_import(settings: Settings, path: Path) -> int:
         print(f"{path} is not a directory file: {exc}", file=sys.stderr)
         return 2
     await upgrade(settings.database_url)
-    storage = await create_storage(settings.database_url)
+    storage = await create_storage(settings.database_url, timeouts=None)
     try:
         result = await storage.directory.replace_all(
             parsed.locations, produced_on=parsed.produced_on
@@ -319,7 +321,7 @@ async def _open_storage(settings: Settings):  # type: ignore[no-untyped-def]
     from storage.sqlalchemy_storage import create_storage
 
     await upgrade(settings.database_url)
-    return await create_storage(settings.database_url)
+    return await create_storage(settings.database_url, timeouts=None)
 
 
 def _formatter(settings: Settings):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
 
 
@@ -32,9 +33,18 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: Directory CSV imported on first start when the directory table is empty.
     directory_csv: Path | None = None
-    max_body_bytes: int = 64 * 1024
-    #: Turns per minute allowed for one client address (web API).
+    #: The largest legal answer (20,000 characters) in a 4-byte script, JSON-escaped as
+    #: surrogate pairs (12 bytes a character, as `json.dumps` does by default), is 240,000
+    #: bytes; 256 KiB leaves room for the rest of the body.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Turns and views a minute for one person in one conversation (web API), per worker.
     rate_limit_per_minute: int = 120
+    #: New conversations a minute from one address (an IPv6 /64), per worker: generous, so a
+    #: crowd behind one address (a carrier NAT, a hospital, a library) can all start.
+    new_conversations_per_minute: int = 60
+    #: New conversations a minute from everyone, per worker: a flood of empty conversations
+    #: from rotating addresses cannot fill the database (untouched ones are also swept).
+    new_conversations_total_per_minute: int = 600
     privacy_url: str = DEFAULT_PRIVACY_URL
     #: How long a reply is kept for a retry of its message (the summary repeats the answers);
     #: `intake conversations purge` erases older ones. Telegram keeps an update for 24 hours.
@@ -85,8 +95,10 @@ class Settings:
             allowed_origins=origins,
             trusted_proxies=proxies,
             directory_csv=Path(csv) if csv else None,
-            max_body_bytes=get_int("MAX_BODY_BYTES", 64 * 1024),
+            max_body_bytes=get_int("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             rate_limit_per_minute=get_int("RATE_LIMIT_PER_MINUTE", 120),
+            new_conversations_per_minute=get_int("NEW_CONVERSATIONS_PER_MINUTE", 60),
+            new_conversations_total_per_minute=get_int("NEW_CONVERSATIONS_TOTAL_PER_MINUTE", 600),
             privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
             reply_retention_hours=get_int("REPLY_RETENTION_HOURS", 24),
         )

@@ -164,6 +164,18 @@ class ConversationRepository(Protocol):
         `record.revision`, then increments `record.revision`."""
         ...
 
+    async def delete_untouched(self, channel: str, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` conversations of `channel` opened before `before` that never
+        had a turn; returns how many."""
+        ...
+
+    async def list_finished_with_data(
+        self, before: datetime, *, limit: int
+    ) -> list[ConversationRecord]:
+        """Up to `limit` ended or submitted conversations last changed before `before` that
+        still have transcript lines or remembered replies; locked for this unit of work."""
+        ...
+
     async def list_idle(self, before: datetime, *, limit: int) -> list[ConversationRecord]:
         """Active conversations last changed before `before`, oldest first, locked for update
         (conversations being used right now are skipped, not waited for)."""
@@ -187,13 +199,25 @@ class InboundLog(Protocol):
         it is, so that erasing the conversation erases it."""
         ...
 
+    async def erase(self, scope: str) -> None:
+        """Forget every reply remembered in `scope` (a web conversation's id)."""
+        ...
+
 
 class TranscriptRepository(Protocol):
     async def append(self, conversation_id: str, entries: Sequence[TranscriptEntry]) -> None: ...
 
-    async def list(self, conversation_id: str) -> list[TranscriptEntry]: ...
+    async def list(
+        self, conversation_id: str, *, max_chars: int | None = None
+    ) -> list[TranscriptEntry]:
+        """Oldest first. With `max_chars`, only the newest lines whose stored payloads add up
+        to at most that many characters (sizes are read first, so a huge transcript is never
+        loaded whole)."""
+        ...
 
-    async def erase(self, conversation_id: str) -> None: ...
+    async def erase(self, conversation_id: str, *, before_seq: int | None = None) -> None:
+        """Every line, or with `before_seq` only the lines numbered below it."""
+        ...
 
 
 class Erasure(Protocol):

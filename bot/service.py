@@ -49,6 +49,17 @@ REPORT_TOPIC = "report.submitted"
 #: report), a duplicate delivery that raced another worker, a chat's first message opened by
 #: two workers at once.
 MAX_TURN_ATTEMPTS = 5
+#: A conversation keeps at most this many transcript lines (a whole report with a few changes
+#: takes about a hundred); older ones are dropped. Lines are bounded too (an answer longer
+#: than its step allows is refused and not kept), so a transcript has a size bound.
+MAX_TRANSCRIPT_LINES = 200
+#: A view returns the newest transcript lines that add up to at most this many characters,
+#: so one GET cannot make the worker build a response of more than a few megabytes.
+TRANSCRIPT_VIEW_MAX_CHARS = 200_000
+#: How long after a conversation ends (submitted, cancelled, ended) its token still opens it
+#: and its transcript is kept: long enough to read the confirmation again after a reload.
+#: Then the token expires and what was typed is erased (the report keeps what matters).
+ENDED_RETENTION = timedelta(hours=1)
 
 
 class ConversationNotFound(LookupError):
@@ -228,7 +239,7 @@ class IntakeService:
                     )
                     if record is None:
                         raise ConversationNotFound(conversation_id)
-                    if token is not None and not _token_matches(record, token):
+                    if token is not None and not self._token_opens(record, token):
                         raise InvalidToken(conversation_id)
                     if prior is not None:
                         reply = _replayed(prior)
@@ -321,9 +332,13 @@ class IntakeService:
             record = await uow.conversations.get(conversation_id)
             if record is None:
                 raise ConversationNotFound(conversation_id)
-            if token is not None and not _token_matches(record, token):
+            if token is not None and not self._token_opens(record, token):
                 raise InvalidToken(conversation_id)
-            transcript = await uow.transcripts.list(conversation_id) if with_transcript else None
+            transcript = (
+                await uow.transcripts.list(conversation_id, max_chars=TRANSCRIPT_VIEW_MAX_CHARS)
+                if with_transcript
+                else None
+            )
         reply = self._current(record)
         if transcript is not None:
             reply.transcript = [
@@ -337,6 +352,13 @@ class IntakeService:
         async with self.storage.unit_of_work() as uow:
             record = await uow.conversations.find_active(channel, channel_key)
         return None if record is None else self._current(record)
+
+    def _token_opens(self, record: ConversationRecord, token: str) -> bool:
+        """The token matches, and has not expired with its conversation's end."""
+        if not _token_matches(record, token):
+            return False
+        ended = record.state.status != "active"
+        return not (ended and record.updated_at < self._clock() - ENDED_RETENTION)
 
     def _current(self, record: ConversationRecord) -> Reply:
         return self._reply(record, Turn(record.state, self.engine.prompt(record.state)))
@@ -378,6 +400,47 @@ class IntakeService:
             if done == 0:
                 return erased
 
+    async def purge_untouched(
+        self, older_than: timedelta, *, channel: Channel = "web", batch: int = 500
+    ) -> int:
+        """Delete conversations opened more than `older_than` ago that never had a turn: a
+        flood of empty conversations cannot fill the database. Nothing typed is lost (nothing
+        was typed); a person coming back that late simply starts again. Returns how many."""
+        cutoff = self._clock() - older_than
+        deleted = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                count = await uow.conversations.delete_untouched(channel, cutoff, limit=batch)
+                await uow.commit()
+            deleted += count
+            if count < batch:
+                return deleted
+
+    async def erase_finished(
+        self, older_than: timedelta = ENDED_RETENTION, *, batch: int = 200
+    ) -> int:
+        """Erase what was typed in conversations that ended more than `older_than` ago: their
+        transcript, the replies remembered for repeated message ids, and the answers in their
+        state (a submitted report keeps its own copy). Their tokens have expired by then.
+        Returns how many conversations were erased."""
+        cutoff = self._clock() - older_than
+        erased = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                finished = await uow.conversations.list_finished_with_data(cutoff, limit=batch)
+                for record in finished:
+                    state = record.state
+                    record.state = ConversationState(
+                        step=state.step, locale=state.locale, status=state.status
+                    )
+                    await uow.transcripts.erase(record.id)
+                    await uow.inbound.erase(record.id)
+                    await uow.conversations.update(record)
+                await uow.commit()
+            erased += len(finished)
+            if len(finished) < batch:
+                return erased
+
     # ------------------------------------------------------------------ the turn
 
     async def _turn(
@@ -396,7 +459,9 @@ class IntakeService:
             # Cleaned once here, so the transcript never holds NULs or bidi overrides either
             # (PostgreSQL refuses NUL in text, which would wedge the conversation).
             inbound = Inbound("text", clean_text(inbound.value), inbound.lookups)
-        inbound = self._with_lookups(record.state, inbound)
+        too_long = self._too_long(record.state, inbound)
+        if not too_long:
+            inbound = self._with_lookups(record.state, inbound)
         turn = self.engine.handle(
             record.state, inbound, self.catalogs.translator(record.state.locale)
         )
@@ -418,7 +483,11 @@ class IntakeService:
             record.state = _emptied(record.state)
             await uow.erasure.conversation(record.id, final_reply=reply.to_json())
         else:
-            entries = self._transcript(record, turn, reply, user_input=inbound)
+            entries = self._transcript(record, turn, reply, user_input=inbound, too_long=too_long)
+            if record.transcript_seq - 1 > MAX_TRANSCRIPT_LINES:
+                await uow.transcripts.erase(
+                    record.id, before_seq=record.transcript_seq - MAX_TRANSCRIPT_LINES
+                )
         if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic)
         await uow.save_turn(
@@ -455,6 +524,12 @@ class IntakeService:
             channel_key=channel_key,
         )
         return record, turn
+
+    def _too_long(self, state: ConversationState, inbound: Inbound) -> bool:
+        """Typed text longer than the current step takes: the engine refuses it, the
+        transcript keeps only a note of it, and the directory is not searched for it."""
+        step = self.engine.dialog.by_id.get(state.step)
+        return inbound.kind == "text" and step is not None and len(inbound.value) > step.max_length
 
     def _start_lookups(self, start_param: str | None) -> dict[str, Any]:
         """A deep link naming a directory location pre-selects it for confirmation."""
@@ -502,13 +577,21 @@ class IntakeService:
         reply: Reply,
         *,
         user_input: Inbound | None = None,
+        too_long: bool = False,
     ) -> list[TranscriptEntry]:
         """The turn's transcript lines, numbered from `record.transcript_seq`, which is
         advanced past them (and saved with the record)."""
         now = self._clock()
         seq = record.transcript_seq
         entries: list[TranscriptEntry] = []
-        if user_input is not None:
+        if user_input is not None and too_long:
+            # Refused for its length: a note of that, never the text itself.
+            note = {"text": "", "kind": "text", "value": "", "refused": "too_long"}
+            entries.append(
+                TranscriptEntry(seq, "user", {**note, "length": len(user_input.value)}, now)
+            )
+            seq += 1
+        elif user_input is not None:
             shown = (
                 self.catalogs.render(turn.echo, record.state.locale)
                 if turn.echo is not None

@@ -7,7 +7,16 @@ of other processes (the CLI) read meanwhile, and `synchronous=FULL` keeps a comm
 across a power cut.
 
 PostgreSQL: asyncpg, READ COMMITTED (row locks serialize what must be serialized), and a
-bounded connect timeout so that /readyz answers quickly while the database is down. No
+bounded connect timeout so that /readyz answers quickly while the database is down.
+A database that hangs rather than goes away (its network frozen) must not hold requests either:
+serving engines set every timeout to a few seconds (`REQUEST_TIMEOUTS`): a statement (on the
+server, and on the client for a server that does not answer at all), a lock wait, a session
+idle inside a transaction (so a worker stuck mid-turn loses its row lock within seconds and
+another worker can serve the conversation), a free pooled connection; and TCP keepalives on
+both ends. Then the unit of work fails with StorageError, which the API answers with 503 and
+Retry-After; the turn was rolled back, or committed and is replayed for its message id, so a
+retry loses nothing and doubles nothing. Migrations run without them (they may wait for the
+migration lock, or build an index, for longer). No
 pre-ping: it would cost a round trip on every checkout, about a fifth of a turn's. Instead a
 unit of work whose first statement finds its pooled connection dead (the database restarted
 or dropped it while idle) runs that statement again on a fresh connection (storage.db.Db), and
@@ -17,20 +26,89 @@ the pool reconnects every older connection at its next checkout.
 
 from __future__ import annotations
 
+import os
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+#: The SQLite database file, and its directory when we create it: this user only.
+SQLITE_FILE_MODE = 0o600
+SQLITE_DIRECTORY_MODE = 0o700
 #: How long a statement waits for SQLite's write lock held by another process (the CLI).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: How long to wait for a PostgreSQL connection before reporting the database as down.
-CONNECT_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 3.0
 #: How long a unit of work waits for a free pooled connection.
 POOL_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a serving worker lets PostgreSQL take before it answers 503."""
+
+    #: A statement, on the server (`statement_timeout`).
+    statement_ms: int = 3_000
+    #: A statement on the client, for a server that does not answer at all (asyncpg's
+    #: `command_timeout`); a little longer than the server's, whose error is clearer. Closing
+    #: the stuck connection then takes up to 2 s more (SQLAlchemy's graceful close), so a
+    #: request gives up within about 6 s.
+    command_seconds: float = 4.0
+    #: Waiting for a row lock (`lock_timeout`): another worker's turn takes milliseconds.
+    lock_ms: int = 2_000
+    #: A session idle inside a transaction (`idle_in_transaction_session_timeout`): a turn
+    #: never pauses that long between statements, so such a session is stuck; the server ends
+    #: it and releases its locks.
+    idle_in_transaction_ms: int = 5_000
+    #: Waiting for a free pooled connection.
+    pool_seconds: float = 2.0
+    #: TCP keepalives, both ends: probe after this many idle seconds, then every
+    #: `keepalive_interval` seconds, `keepalive_count` times.
+    keepalive_idle: int = 10
+    keepalive_interval: int = 5
+    keepalive_count: int = 3
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(self.statement_ms),
+            "lock_timeout": str(self.lock_ms),
+            "idle_in_transaction_session_timeout": str(self.idle_in_transaction_ms),
+            "tcp_keepalives_idle": str(self.keepalive_idle),
+            "tcp_keepalives_interval": str(self.keepalive_interval),
+            "tcp_keepalives_count": str(self.keepalive_count),
+        }
+
+
+REQUEST_TIMEOUTS = Timeouts()
+
+
+class KeepaliveConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose socket sends TCP keepalives (asyncpg has no option)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            set_keepalive(sock, REQUEST_TIMEOUTS)
+
+
+def set_keepalive(sock: Any, timeouts: Timeouts) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", timeouts.keepalive_idle),
+        ("TCP_KEEPINTVL", timeouts.keepalive_interval),
+        ("TCP_KEEPCNT", timeouts.keepalive_count),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux has all three; others may not
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
 
 #: PostgreSQL URL query parameters passed to the server as settings.
 SERVER_SETTINGS_IN_URL = ("search_path", "application_name")
@@ -68,17 +146,30 @@ def sqlite_path(url: URL) -> Path | None:
 
 
 def ensure_sqlite_directory(url: URL) -> None:
-    """Create the SQLite file's directory (e.g. ./var/) so zero setup means zero setup."""
+    """Create the SQLite file's directory (e.g. ./var/) so zero setup means zero setup, and
+    the file itself, both readable by this user only: the database holds what people told us
+    about their care. SQLite gives its -wal and -shm files the database file's permissions."""
     path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        return
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=SQLITE_DIRECTORY_MODE)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(descriptor)  # an empty file is an empty SQLite database
 
 
-def create_engine(database_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    database_url: str | URL, *, pool_size: int = 10, timeouts: Timeouts | None = REQUEST_TIMEOUTS
+) -> AsyncEngine:
+    """An engine for serving (`timeouts` of a few seconds) or, with `timeouts=None`, for
+    migrations and other administration that may legitimately wait longer."""
     url = normalize_url(database_url)
     if is_sqlite(url):
         return _sqlite_engine(url)
-    return _postgres_engine(url, pool_size=pool_size)
+    return _postgres_engine(url, pool_size=pool_size, timeouts=timeouts)
 
 
 def _sqlite_engine(url: URL) -> AsyncEngine:
@@ -114,24 +205,30 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     return engine
 
 
-def _postgres_engine(url: URL, *, pool_size: int) -> AsyncEngine:
+def _postgres_engine(url: URL, *, pool_size: int, timeouts: Timeouts | None) -> AsyncEngine:
     connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+    server_settings: dict[str, str] = {}
+    if timeouts is not None:
+        connect_args["command_timeout"] = timeouts.command_seconds
+        connect_args["connection_class"] = KeepaliveConnection
+        server_settings.update(timeouts.server_settings())
     # `?search_path=...` selects a schema (tests use one per test) and `?application_name=...`
     # names the workers in pg_stat_activity. asyncpg takes both as server settings, not as
     # connect() keywords, so move them there.
-    server_settings: dict[str, str] = {}
     for name in SERVER_SETTINGS_IN_URL:
         value = url.query.get(name)
         if value is not None:
             server_settings[name] = value if isinstance(value, str) else ",".join(value)
+    in_url = [name for name in SERVER_SETTINGS_IN_URL if name in url.query]
+    if in_url:
+        url = url.difference_update_query(in_url)
     if server_settings:
-        url = url.difference_update_query(list(server_settings))
         connect_args["server_settings"] = server_settings
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
-        pool_timeout=POOL_TIMEOUT_SECONDS,
+        pool_timeout=timeouts.pool_seconds if timeouts is not None else POOL_TIMEOUT_SECONDS,
         pool_pre_ping=False,
         pool_recycle=1800,
         isolation_level="READ COMMITTED",

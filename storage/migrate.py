@@ -44,7 +44,7 @@ async def run_locked(database_url: str, work: Callable[[Connection], Any]) -> An
     if is_sqlite(url):
         with storage_errors():
             ensure_sqlite_directory(url)
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, timeouts=None)
     try:
         with storage_errors():
             async with engine.begin() as connection:

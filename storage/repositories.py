@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, case, delete, exists, func, select, update
+from sqlalchemy import Text, bindparam, case, delete, exists, func, select, update
+from sqlalchemy import cast as sql_cast
 
 from bot.engine.types import ConversationState
 from bot.ports import (
@@ -250,6 +251,52 @@ class SqlConversations:
         rows = (await self._db.execute(statement)).all()
         return [_conversation(row) for row in rows]
 
+    async def delete_untouched(self, channel: str, before: datetime, *, limit: int) -> int:
+        """Delete conversations of `channel` opened before `before` that never had a turn
+        (`updated_at` is still `created_at`); their transcript goes with them (ON DELETE
+        CASCADE). A turn that takes one meanwhile changes `updated_at`, and PostgreSQL
+        re-checks that after waiting for the row, so a conversation in use is never deleted."""
+        untouched = (
+            select(conversations.c.id)
+            .where(
+                conversations.c.channel == channel,
+                conversations.c.status == "active",
+                conversations.c.updated_at == conversations.c.created_at,
+                conversations.c.created_at < before,
+            )
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            untouched = untouched.with_for_update(skip_locked=True)
+        statement = delete(conversations).where(
+            conversations.c.id.in_(untouched.scalar_subquery()),
+            conversations.c.updated_at == conversations.c.created_at,
+        )
+        result = await self._db.execute(statement)
+        return int(result.rowcount)
+
+    async def list_finished_with_data(
+        self, before: datetime, *, limit: int
+    ) -> builtins.list[ConversationRecord]:
+        """Ended or submitted before `before`, with transcript lines or remembered replies
+        left to erase; locked on PostgreSQL (skipping rows another worker is erasing)."""
+        has_lines = exists().where(transcript_entries.c.conversation_id == conversations.c.id)
+        has_replies = exists().where(inbound_messages.c.scope == conversations.c.id)
+        statement = (
+            select(conversations)
+            .where(
+                conversations.c.status != "active",
+                conversations.c.updated_at < before,
+                has_lines | has_replies,
+            )
+            .order_by(conversations.c.updated_at, conversations.c.id)
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        rows = (await self._db.execute(statement)).all()
+        return [_conversation(row) for row in rows]
+
 
 def _reply(reply: Any) -> dict[str, Any] | None:
     return None if reply is None else dict(reply)
@@ -262,6 +309,9 @@ class SqlInboundLog:
     async def get(self, scope: str, message_id: str) -> dict[str, Any] | None:
         parameters = {"scope": scope, "message_id": message_id}
         return _reply((await self._db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none())
+
+    async def erase(self, scope: str) -> None:
+        await self._db.execute(delete(inbound_messages).where(inbound_messages.c.scope == scope))
 
     async def put(
         self,
@@ -291,12 +341,17 @@ class SqlTranscripts:
         if entries:
             await self._db.execute(INSERT_TRANSCRIPT, transcript_rows(conversation_id, entries))
 
-    async def list(self, conversation_id: str) -> builtins.list[TranscriptEntry]:
-        statement = (
-            select(transcript_entries)
-            .where(transcript_entries.c.conversation_id == conversation_id)
-            .order_by(transcript_entries.c.seq)
-        )
+    async def list(
+        self, conversation_id: str, *, max_chars: int | None = None
+    ) -> builtins.list[TranscriptEntry]:
+        of_conversation = transcript_entries.c.conversation_id == conversation_id
+        statement = select(transcript_entries).where(of_conversation)
+        if max_chars is not None:
+            first = await self._first_seq_within(conversation_id, max_chars)
+            if first is None:
+                return []
+            statement = statement.where(transcript_entries.c.seq >= first)
+        statement = statement.order_by(transcript_entries.c.seq)
         return [
             TranscriptEntry(
                 seq=row.seq, role=row.role, payload=row.payload, created_at=row.created_at
@@ -304,12 +359,28 @@ class SqlTranscripts:
             for row in await self._db.execute(statement)
         ]
 
-    async def erase(self, conversation_id: str) -> None:
-        await self._db.execute(
-            delete(transcript_entries).where(
-                transcript_entries.c.conversation_id == conversation_id
-            )
+    async def _first_seq_within(self, conversation_id: str, max_chars: int) -> int | None:
+        """The oldest seq from which the newest lines fit in `max_chars`; only sizes are read."""
+        size = func.length(sql_cast(transcript_entries.c.payload, Text))
+        sizes = select(transcript_entries.c.seq, size.label("size")).where(
+            transcript_entries.c.conversation_id == conversation_id
         )
+        first: int | None = None
+        total = 0
+        for row in await self._db.execute(sizes.order_by(transcript_entries.c.seq.desc())):
+            total += int(row.size or 0)
+            if total > max_chars:
+                break
+            first = int(row.seq)
+        return first
+
+    async def erase(self, conversation_id: str, *, before_seq: int | None = None) -> None:
+        statement = delete(transcript_entries).where(
+            transcript_entries.c.conversation_id == conversation_id
+        )
+        if before_seq is not None:
+            statement = statement.where(transcript_entries.c.seq < before_seq)
+        await self._db.execute(statement)
 
 
 def _report(row: Any) -> StoredReport:

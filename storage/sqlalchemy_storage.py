@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -24,7 +25,14 @@ from bot.ports import (
 )
 from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
-from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
+from storage.engine import (
+    REQUEST_TIMEOUTS,
+    Timeouts,
+    create_engine,
+    ensure_sqlite_directory,
+    is_sqlite,
+    normalize_url,
+)
 from storage.erasure import SqlErasure
 from storage.errors import storage_errors, translate
 from storage.outbox import SqlOutbox
@@ -32,6 +40,9 @@ from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, Sq
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
+
+#: A rollback is one round trip; longer means the connection is stuck (it is then discarded).
+ROLLBACK_TIMEOUT_SECONDS = 1.0
 
 
 class SqlUnitOfWork:
@@ -125,7 +136,10 @@ class SqlUnitOfWork:
             return
         try:
             if transaction is not None and transaction.is_active:
-                await transaction.rollback()
+                # A connection whose statement just timed out (the network hangs) would make
+                # the rollback wait as long again: give up on it quickly instead.
+                async with asyncio.timeout(ROLLBACK_TIMEOUT_SECONDS):
+                    await transaction.rollback()
         except Exception as error:
             # The connection is gone (that is usually why we are rolling back): drop it from
             # the pool so the next unit of work connects afresh.
@@ -181,12 +195,16 @@ async def _select_one(connection: AsyncConnection) -> None:
     await connection.execute(text("SELECT 1"))
 
 
-async def create_storage(database_url: str, *, clock: Clock = utc_now) -> SqlStorage:
+async def create_storage(
+    database_url: str, *, clock: Clock = utc_now, timeouts: Timeouts | None = REQUEST_TIMEOUTS
+) -> SqlStorage:
     """Build the storage for `database_url` (sqlite[+aiosqlite] or postgresql[+asyncpg]).
 
     Nothing is connected yet: a database that is down makes `ping()` and units of work raise
     StorageError, not the start-up. Run `storage.migrate.upgrade` first to create the tables.
     `clock` (aware UTC) exists so tests can move time, e.g. past an outbox lease.
+    `timeouts`: a serving process keeps PostgreSQL's waits to seconds (see storage.engine);
+    administration (the CLI) passes None, as it may legitimately take longer.
     """
     url = normalize_url(database_url)
     if is_sqlite(url):
@@ -194,4 +212,4 @@ async def create_storage(database_url: str, *, clock: Clock = utc_now) -> SqlSto
             ensure_sqlite_directory(url)
         except OSError as error:
             log.warning("cannot create the SQLite directory: %r", error)
-    return SqlStorage(create_engine(url), clock=clock)
+    return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock)

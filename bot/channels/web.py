@@ -8,8 +8,11 @@ or not, has the same headers and the same error shape (see `web_http`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
@@ -18,10 +21,10 @@ from aiohttp import hdrs, web
 from bot.appkeys import SERVICE, SETTINGS, STORAGE
 from bot.channels.web_guard import (
     OriginPolicy,
-    RateLimiter,
     client_address,
     cors_preflight,
     enforce,
+    network_key,
     parse_networks,
 )
 from bot.channels.web_http import (
@@ -32,13 +35,18 @@ from bot.channels.web_http import (
     bad_request,
     check_content_length,
     error_middleware,
+    quiet_client_errors_in_server_log,
     read_json_object,
 )
+from bot.channels.web_openapi import OPENAPI_PATH, get_openapi
 from bot.channels.web_static import FILE_PATTERN, StaticFiles, add_security_headers
 from bot.channels.web_ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
 from bot.engine.types import COMMANDS, Inbound
 from bot.ports import StorageError
-from bot.service import InvalidToken
+from bot.ratelimit import TokenBuckets
+from bot.service import InvalidToken, hash_token
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 CONVERSATIONS = "/api/v1/conversations"
@@ -51,39 +59,85 @@ MAX_CHOICE_LENGTH = 200
 #: Locale codes and Accept-Language values longer than this are not real ones.
 MAX_LOCALE_HINT = 200
 READY_TIMEOUT_SECONDS = 2.0
+#: A connection whose request headers have not all arrived this long after it opened (or
+#: after its previous answer) is closed: aiohttp's keepalive timer covers exactly that.
+HEADER_READ_TIMEOUT_SECONDS = 15.0
+#: Options for the aiohttp server that runs this app (`web.run_app(app, **SERVER_OPTIONS)`).
+SERVER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_READ_TIMEOUT_SECONDS}
+#: A web conversation nobody answered within this long is deleted (see `sweep_untouched`).
+UNTOUCHED_MAX_AGE = timedelta(hours=1)
+SWEEP_INTERVAL_SECONDS = 60.0
 
 _BEARER = re.compile(r"Bearer[ ]+([A-Za-z0-9_\-]{16,200})[ ]*", re.IGNORECASE)
 _INPUT_FIELDS = ("text", "choice", "command")
 
 ORIGIN_POLICY = web.AppKey("web_origin_policy", OriginPolicy)
-CLIENT_LIMITER = web.AppKey("web_client_limiter", RateLimiter)
 TRUSTED_PROXIES: web.AppKey[tuple[IPv4Network | IPv6Network, ...]] = web.AppKey(
     "web_trusted_proxies"
 )
-CONVERSATION_LIMITER = web.AppKey("web_conversation_limiter", RateLimiter)
+#: Turns and views, per conversation and token: the token identifies the person, so someone
+#: who only knows a conversation id spends their own bucket, never its owner's.
+PERSON_LIMITER = web.AppKey("web_person_limiter", TokenBuckets)
+#: New conversations per client address (IPv6: per /64), and from everyone together.
+NEW_BY_ADDRESS_LIMITER = web.AppKey("web_new_by_address_limiter", TokenBuckets)
+NEW_TOTAL_LIMITER = web.AppKey("web_new_total_limiter", TokenBuckets)
 
 
 def setup(app: web.Application) -> None:
     """Register the web channel's routes, middlewares and response headers on `app`."""
     settings = app[SETTINGS]
     app[ORIGIN_POLICY] = OriginPolicy(settings.allowed_origins)
-    app[CLIENT_LIMITER] = RateLimiter(settings.rate_limit_per_minute)
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
-    app[CONVERSATION_LIMITER] = RateLimiter(settings.rate_limit_per_minute)
+    app[PERSON_LIMITER] = TokenBuckets.per_minute(settings.rate_limit_per_minute)
+    app[NEW_BY_ADDRESS_LIMITER] = TokenBuckets.per_minute(settings.new_conversations_per_minute)
+    app[NEW_TOTAL_LIMITER] = TokenBuckets.per_minute(
+        settings.new_conversations_total_per_minute, max_keys=1
+    )
     # First is outermost: the log sees the final status; errors are shaped before logging.
     app.middlewares.extend([access_log_middleware, error_middleware, api_guard_middleware])
     app.on_response_prepare.append(_on_response_prepare)
     app.on_response_prepare.append(cache_ui_text)  # after the above: it relaxes no-store
+    app.cleanup_ctx.append(_sweeper)  # after the composition root's: the service exists
+    quiet_client_errors_in_server_log()
 
     static = StaticFiles()
     app.router.add_post(CONVERSATIONS, create_conversation)
     app.router.add_post(MESSAGES, post_message)
     app.router.add_get(CONVERSATION, get_conversation, allow_head=False)
     app.router.add_get(UI_TEXT_PATH, get_ui_text, allow_head=False)
+    app.router.add_get(OPENAPI_PATH, get_openapi, allow_head=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", static.index)
     app.router.add_get("/{name:" + FILE_PATTERN + "}", static.file)
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(sweep_untouched(app), name="sweep-untouched-conversations")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def sweep_untouched(app: web.Application) -> None:
+    """Every worker, every minute: delete web conversations that were opened an hour ago or
+    more and never answered (with the limits on new conversations this bounds what a flood of
+    empty ones from rotating addresses can leave in the database), and erase what was typed
+    in conversations that ended an hour ago or more (`IntakeService.erase_finished`)."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+        try:
+            deleted = await app[SERVICE].purge_untouched(UNTOUCHED_MAX_AGE)
+            erased = await app[SERVICE].erase_finished()
+        except StorageError:
+            log.warning("could not sweep old conversations; will try again")
+        else:
+            if deleted or erased:
+                log.info(
+                    "deleted %d untouched web conversations; erased %d finished ones",
+                    deleted,
+                    erased,
+                )
 
 
 # ---------------------------------------------------------------------- middleware
@@ -91,7 +145,8 @@ def setup(app: web.Application) -> None:
 
 @web.middleware
 async def api_guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """For /api only: origin check and preflight, body size, then rate limits."""
+    """For /api only: origin check and preflight, then body size. Rate limits are the
+    handlers': per person for turns and views, per address only for new conversations."""
     if not request.path.startswith(API_PREFIX):
         return await handler(request)
     origin = request.headers.get(hdrs.ORIGIN)
@@ -104,10 +159,6 @@ async def api_guard_middleware(request: web.Request, handler: Handler) -> web.St
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
         return cors_preflight(request, origin)
     check_content_length(request, request.app[SETTINGS].max_body_bytes)
-    if _route_exists(request):
-        proxies = request.app[TRUSTED_PROXIES]
-        address = client_address(request, proxies)
-        enforce(request.app[CLIENT_LIMITER], address)
     return await handler(request)
 
 
@@ -141,6 +192,18 @@ def _add_vary_origin(response: web.StreamResponse) -> None:
 
 async def create_conversation(request: web.Request) -> web.Response:
     """201 with the welcome and a token that is shown once and stored only as a hash."""
+    trusted: tuple[Any, ...] = request.app[TRUSTED_PROXIES]
+    address = client_address(request, trusted)
+    enforce(
+        request.app[NEW_BY_ADDRESS_LIMITER],
+        network_key(address),
+        "Too many new conversations from this address. Please wait a moment and try again.",
+    )
+    enforce(
+        request.app[NEW_TOTAL_LIMITER],
+        "",
+        "Too many people are starting a conversation just now. Please try again in a moment.",
+    )
     body = await read_json_object(request, required=False)
     locale = body.get("locale")
     if locale is not None and not isinstance(locale, str):
@@ -154,7 +217,7 @@ async def create_conversation(request: web.Request) -> web.Response:
 async def post_message(request: web.Request) -> web.Response:
     """One turn. An invalid answer is a normal 200 with a re-prompt, never an HTTP error."""
     conversation_id, token = _credentials(request)
-    enforce(request.app[CONVERSATION_LIMITER], conversation_id)
+    _enforce_person_limit(request, conversation_id, token)
     body = await read_json_object(request, required=True)
     inbound = parse_inbound(body)
     message_id = parse_client_message_id(body)
@@ -170,6 +233,7 @@ async def post_message(request: web.Request) -> web.Response:
 async def get_conversation(request: web.Request) -> web.Response:
     """The current step and the transcript, so a reloaded page resumes where it stopped."""
     conversation_id, token = _credentials(request)
+    _enforce_person_limit(request, conversation_id, token)
     try:
         reply = await request.app[SERVICE].view(conversation_id, with_transcript=True, token=token)
     except InvalidToken:
@@ -217,6 +281,12 @@ def parse_client_message_id(body: dict[str, Any]) -> str | None:
             "characters.",
         )
     return value
+
+
+def _enforce_person_limit(request: web.Request, conversation_id: str, token: str) -> None:
+    """Keyed by the conversation and the token presented: a wrong token spends its own bucket
+    (and is then refused), so knowing an id is not enough to throttle its owner."""
+    enforce(request.app[PERSON_LIMITER], f"{conversation_id}:{hash_token(token)[:32]}")
 
 
 def _credentials(request: web.Request) -> tuple[str, str]:

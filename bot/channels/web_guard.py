@@ -1,21 +1,20 @@
-"""Who may call the API, and how often: CORS by exact origin, token buckets per client.
+"""Who may call the API, and how often: CORS by exact origin; which client a request is from.
 
-Both live in the process. With several workers the effective rate limit is per worker; that
-is enough to blunt a looping client or a flood, and needs no shared state.
+The limits themselves (see `bot.channels.web.setup`) are token buckets in the process
+(`bot.ratelimit`): with several workers every limit is per worker, which is enough to blunt
+a looping client or a flood and needs no shared state.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import hdrs, web
 
 from bot.channels.web_http import CORS_ORIGIN, ApiError
+from bot.ratelimit import TokenBuckets
 
 PREFLIGHT_MAX_AGE_SECONDS = 600
 ALLOWED_METHODS = "GET, POST, OPTIONS"
@@ -76,57 +75,22 @@ def cors_preflight(request: web.Request, origin: str) -> web.Response:
 
 # ---------------------------------------------------------------------- rate limiting
 
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    updated: float
+#: IPv6 clients are limited per /64: one household or phone gets a whole /64, so rotating
+#: addresses within it is free and would otherwise escape any per-address limit.
+IPV6_CLIENT_PREFIX = 64
 
 
-class RateLimiter:
-    """Token buckets keyed by a string (a client address, a conversation id).
-
-    `per_minute` requests refill evenly over a minute, with a burst of the same size. Memory
-    is bounded: at most `max_keys` buckets, least recently used dropped first (a dropped
-    bucket is simply full again, which errs on the side of letting people talk).
-    """
-
-    def __init__(
-        self,
-        per_minute: int,
-        *,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.capacity = float(max(per_minute, 1))
-        self._rate = self.capacity / 60.0
-        self._max_keys = max_keys
-        self._clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    def take(self, key: str) -> float:
-        """Spend one token; returns 0 when allowed, else the seconds until one is free."""
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = _Bucket(self.capacity, now)
-            self._buckets[key] = bucket
-            self._evict()
-        else:
-            self._buckets.move_to_end(key)
-            bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self._rate)
-            bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self._rate
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def _evict(self) -> None:
-        while len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
+def network_key(address: str) -> str:
+    """The key a client address is limited by: an IPv4 address, or an IPv6 /64."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip_network(f"{ip}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(ip)
 
 
 def client_address(
@@ -161,12 +125,17 @@ def _is_trusted(address: str, networks: Sequence[IPv4Network | IPv6Network]) -> 
     return any(ip in network for network in networks)
 
 
-def enforce(limiter: RateLimiter, key: str) -> None:
+def enforce(
+    limiter: TokenBuckets,
+    key: str,
+    message: str = "Too many messages in a short time. Please wait a moment and try again.",
+) -> None:
+    """429 with Retry-After when `key` has no token left."""
     wait = limiter.take(key)
     if wait > 0:
         raise ApiError(
             429,
             "rate_limited",
-            "Too many messages in a short time. Please wait a moment and try again.",
+            message,
             headers={hdrs.RETRY_AFTER: str(max(1, math.ceil(wait)))},
         )

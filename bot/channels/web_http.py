@@ -6,6 +6,7 @@ code path for errors; nothing internal (exception text, SQL, paths) ever reaches
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.ports import StorageError
 from bot.service import ConversationNotFound
@@ -29,6 +31,11 @@ STORAGE_RETRY_AFTER_SECONDS = 2
 
 _SEND_JSON = "Send JSON with Content-Type: application/json."
 
+#: A request body that takes longer than this to arrive is refused (408): a slow client must
+#: not hold a connection and its buffers open for as long as it likes. (The headers have their
+#: own limit: the server's keepalive timeout, see `SERVER_OPTIONS` in `bot.channels.web`.)
+BODY_READ_TIMEOUT_SECONDS = 15.0
+
 #: Default codes and messages for HTTP errors raised by aiohttp itself (routing, body size).
 _STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
     400: ("bad_request", "The request could not be understood."),
@@ -36,6 +43,7 @@ _STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
     403: ("forbidden", "This request is not allowed."),
     404: ("not_found", "There is nothing here."),
     405: ("method_not_allowed", "This method is not allowed here."),
+    408: ("request_timeout", "The request came too slowly. Please try again."),
     413: ("too_large", "The request body is too large."),
     415: ("unsupported_media_type", _SEND_JSON),
     429: ("rate_limited", "Too many requests. Please wait a moment and try again."),
@@ -45,6 +53,29 @@ _STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
 
 #: Headers of an aiohttp HTTP error worth keeping on the JSON replacement.
 _KEPT_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER, hdrs.WWW_AUTHENTICATE)
+
+
+class MalformedRequestLogFilter(logging.Filter):
+    """aiohttp's server logs a request it cannot parse (bad header bytes, a bad request line:
+    the client's fault) as an error with a traceback and the client's address. Here it becomes
+    one info line, without the address: not a server error, and no personal data in logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        status = getattr(exc, "code", 500) if isinstance(exc, HttpProcessingError) else 500
+        client_fault = isinstance(exc, ConnectionResetError) or status < 500
+        if exc is not None and client_fault:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "malformed request refused (%s)", (type(exc).__name__,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_client_errors_in_server_log() -> None:
+    """Install `MalformedRequestLogFilter` on aiohttp's server logger, once per process."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestLogFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestLogFilter())
 
 
 class ApiError(Exception):
@@ -140,6 +171,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _from_http_exception(exc)
+    except ConnectionResetError:
+        # The client went away mid-request (aiohttp's ClientConnectionResetError is one of
+        # these): nothing is wrong on our side, and nobody is left to read an answer.
+        log.info("client disconnected during %s %s", request.method, route_template(request))
+        return error_response(400, "client_disconnected", "The connection was closed.")
     except Exception as exc:
         # Log the exception type and code locations only: an exception's message may quote
         # what the person typed.
@@ -158,8 +194,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # ---------------------------------------------------------------------- JSON bodies
 
 
+#: No field of this API is a number; a longer integer is refused before Python converts it
+#: (past 4,300 digits the conversion itself raises, which must not become a 500).
+MAX_INTEGER_DIGITS = 100
+
+
 def _reject_constant(name: str) -> Any:
     bad_request("invalid_json", f"{name} is not valid JSON.")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits) > MAX_INTEGER_DIGITS:
+        bad_request(
+            "invalid_json", f"Numbers of more than {MAX_INTEGER_DIGITS} digits are refused."
+        )
+    return int(digits)
 
 
 def _check_text(value: Any) -> None:
@@ -210,7 +259,16 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     has_content_type = hdrs.CONTENT_TYPE in request.headers
     if required and not is_json_content_type(request):
         raise ApiError(415, "unsupported_media_type", _SEND_JSON)
-    raw = await request.read()  # client_max_size turns an oversize body into HTTP 413
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            raw = await request.read()  # client_max_size turns an oversize body into HTTP 413
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            "The request body came too slowly. Please try again.",
+            headers={hdrs.CONNECTION: "close"},
+        ) from None
     if not raw.strip():
         if required:
             bad_request("empty_body", "The request body is empty; send a JSON object.")
@@ -222,8 +280,8 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     except UnicodeDecodeError:
         bad_request("invalid_utf8", "The request body is not valid UTF-8.")
     try:
-        data = json.loads(decoded, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, RecursionError):
+        data = json.loads(decoded, parse_constant=_reject_constant, parse_int=_parse_int)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         bad_request("invalid_json", "The request body is not valid JSON.")
     if not isinstance(data, dict):
         bad_request("invalid_body", "The request body must be a JSON object.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -274,7 +275,7 @@ async def test_wrong_method_is_json_405(api: Api) -> None:
 
 async def test_body_over_the_limit_is_413(api: Api) -> None:
     conversation = await api.new_conversation()
-    big = {"text": "x" * 100_000}
+    big = {"text": "x" * 300_000}
     assert_error(await api.send(conversation, big), 413, "too_large")
 
 
@@ -283,7 +284,7 @@ async def test_chunked_body_over_the_limit_is_413(api: Api) -> None:
     conversation = await api.new_conversation()
 
     async def chunks() -> Any:
-        for _ in range(10):
+        for _ in range(30):
             yield b'{"text": "' + b"x" * 10_000
         yield b'"}'
 
@@ -321,28 +322,72 @@ async def test_missing_content_type_is_415(api: Api) -> None:
 # ---------------------------------------------------------------------- 429
 
 
-async def test_rate_limit_per_client(start_server: Any, client: Any) -> None:
-    server = await start_server(rate_limit_per_minute=3)
+async def test_new_conversations_are_limited_per_address(start_server: Any, client: Any) -> None:
+    server = await start_server(new_conversations_per_minute=3)
     api = Api(client, server.base_url)
     results = [await api.create() for _ in range(4)]
     assert [r.status for r in results[:3]] == [201, 201, 201]
     assert_error(results[3], 429, "rate_limited")
     assert 1 <= int(results[3].headers["Retry-After"]) <= 60
+    # Turns of the conversations already open are not limited per address.
+    for created in results[:3]:
+        assert (await api.send(created.body, {"choice": "start"})).status == 200
     # Liveness is never rate limited.
     assert (await api.request("GET", "/healthz")).status == 200
 
 
-async def test_rate_limit_per_conversation(api: Api, app_server: RunningServer) -> None:
-    from bot.channels.web import CLIENT_LIMITER, CONVERSATION_LIMITER
+async def test_new_conversations_have_a_total_budget(start_server: Any, client: Any) -> None:
+    """Addresses rotate for free (IPv6): a budget for everyone together still holds."""
+    server = await start_server(
+        new_conversations_total_per_minute=3, trusted_proxies=("127.0.0.1",)
+    )
+    api = Api(client, server.base_url)
+    results = [await api.create(headers={"X-Forwarded-For": f"2001:db8:{n}::1"}) for n in range(4)]
+    assert [r.status for r in results[:3]] == [201, 201, 201]
+    assert_error(results[3], 429, "rate_limited")
+    assert "Retry-After" in results[3].headers
 
+
+async def test_a_crowd_behind_one_address_can_all_start_and_talk(
+    app_server: RunningServer, client: Any
+) -> None:
+    """50 people behind one carrier NAT or hospital address, with the default limits."""
+    api = Api(client, app_server.base_url)
+
+    async def person() -> list[int]:
+        created = await api.create()
+        statuses = [created.status]
+        for message in ({"choice": "start"}, {"choice": "good"}, {"choice": "gp"}):
+            statuses.append((await api.send(created.body, message)).status)
+        statuses.append((await api.view(created.body)).status)
+        return statuses
+
+    results = await asyncio.gather(*(person() for _ in range(50)))
+    assert all(statuses == [201, 200, 200, 200, 200] for statuses in results)
+
+
+async def test_rate_limit_per_person_in_a_conversation(start_server: Any, client: Any) -> None:
+    server = await start_server(rate_limit_per_minute=3)
+    api = Api(client, server.base_url)
     conversation = await api.new_conversation()
-    limiter = app_server.app[CONVERSATION_LIMITER]
-    for _ in range(int(limiter.capacity)):
-        limiter.take(conversation["conversation_id"])
-    assert app_server.app[CLIENT_LIMITER].capacity > 3  # the client bucket is not the cause
-    assert_error(await api.send(conversation, {"choice": "start"}), 429, "rate_limited")
+    for message in ({"choice": "start"}, {"choice": "good"}):
+        assert (await api.send(conversation, message)).status == 200
+    assert (await api.view(conversation)).status == 200
+    limited = await api.send(conversation, {"choice": "gp"})
+    assert_error(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
     other = await api.new_conversation()
     assert (await api.send(other, {"choice": "start"})).status == 200
+
+
+async def test_a_wrong_token_cannot_throttle_the_owner(start_server: Any, client: Any) -> None:
+    server = await start_server(rate_limit_per_minute=3)
+    api = Api(client, server.base_url)
+    conversation = await api.new_conversation()
+    forged = {**conversation, "token": "A" * 43}
+    statuses = [(await api.send(forged, {"choice": "start"})).status for _ in range(6)]
+    assert statuses[:3] == [401, 401, 401] and set(statuses[3:]) == {429}
+    assert (await api.send(conversation, {"choice": "start"})).status == 200
 
 
 # ---------------------------------------------------------------------- CORS

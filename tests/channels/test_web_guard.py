@@ -1,8 +1,9 @@
-"""The in-process rate limiter: refill, the wait it reports, and bounded memory."""
+"""The in-process rate limiter: refill, the wait it reports, bounded memory; client keys."""
 
 from __future__ import annotations
 
-from bot.channels.web_guard import RateLimiter
+from bot.channels.web_guard import network_key
+from bot.ratelimit import TokenBuckets
 
 
 class Clock:
@@ -15,7 +16,7 @@ class Clock:
 
 def test_burst_then_refill() -> None:
     clock = Clock()
-    limiter = RateLimiter(60, clock=clock)  # one a second, burst of 60
+    limiter = TokenBuckets.per_minute(60, clock=clock)  # one a second, burst of 60
     assert all(limiter.take("a") == 0 for _ in range(60))
     wait = limiter.take("a")
     assert 0 < wait <= 1.0
@@ -25,21 +26,21 @@ def test_burst_then_refill() -> None:
 
 
 def test_keys_are_independent() -> None:
-    limiter = RateLimiter(1, clock=Clock())
+    limiter = TokenBuckets.per_minute(1, clock=Clock())
     assert limiter.take("a") == 0
     assert limiter.take("a") > 0
     assert limiter.take("b") == 0
 
 
 def test_memory_is_bounded() -> None:
-    limiter = RateLimiter(10, max_keys=100, clock=Clock())
+    limiter = TokenBuckets.per_minute(10, max_keys=100, clock=Clock())
     for n in range(10_000):
         limiter.take(f"10.0.{n // 256}.{n % 256}")
     assert len(limiter) == 100
 
 
 def test_recently_used_buckets_survive_eviction() -> None:
-    limiter = RateLimiter(1, max_keys=2, clock=Clock())
+    limiter = TokenBuckets.per_minute(1, max_keys=2, clock=Clock())
     limiter.take("busy")
     limiter.take("x")
     limiter.take("busy")  # refreshed: now the most recent
@@ -79,3 +80,20 @@ def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() -> None:
     )
     assert client_address(_request("10.1.2.3"), proxies) == "10.1.2.3"
     assert client_address(_request("10.1.2.3", "garbage"), proxies) == "garbage"
+
+
+def test_ipv6_clients_are_keyed_by_their_64() -> None:
+    assert network_key("2001:db8:1:2:aaaa::1") == network_key("2001:db8:1:2:ffff::9")
+    assert network_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert network_key("2001:db8:1:3::1") != network_key("2001:db8:1:2::1")
+    assert network_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert network_key("192.0.2.7") == "192.0.2.7"
+    assert network_key("unknown") == "unknown"
+
+
+async def test_the_pacer_waits_its_turn() -> None:
+    from bot.ratelimit import Pacer
+
+    pacer = Pacer(1000.0, burst=2)
+    for _ in range(5):
+        await pacer.acquire()

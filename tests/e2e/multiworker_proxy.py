@@ -5,6 +5,11 @@ connections are refused: to the worker, the database has gone away; to everyone 
 server is still there. `arm_commit_cut` cuts at the most awkward moment of a turn, its COMMIT:
 either before the COMMIT reaches the server (the turn is rolled back) or just after it (the
 turn is committed, but the worker never hears so).
+
+Freezing is the nastier failure: the network hangs instead of failing. Every connection stays
+open, new ones are accepted, but no byte moves either way until `thaw()` (then what was held
+is delivered, as TCP would once the network is back). `arm_commit_freeze` freezes at the next
+COMMIT, so the worker is stuck mid-turn holding its conversation's row lock.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-CommitCut = Literal["before", "after"]
+CommitCut = Literal["before", "after", "freeze"]
 
 
 @dataclass(eq=False)
@@ -41,6 +46,28 @@ class CuttableProxy:
     _arm: CommitCut | None = None
     _cut_done: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _flowing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._flowing.set()
+
+    @property
+    def is_frozen(self) -> bool:
+        return not self._flowing.is_set()
+
+    def freeze(self) -> None:
+        """The network hangs: nothing moves, nothing fails."""
+        self._flowing.clear()
+        self._cut_done.set()
+
+    def thaw(self) -> None:
+        self._cut_done.clear()
+        self._flowing.set()
+
+    def arm_commit_freeze(self) -> None:
+        """Freeze just before the next COMMIT reaches the server (the turn's locks are held)."""
+        self._cut_done.clear()
+        self._arm = "freeze"
 
     @property
     def is_cut(self) -> bool:
@@ -75,6 +102,7 @@ class CuttableProxy:
         await asyncio.wait_for(self._cut_done.wait(), within)
 
     async def close(self) -> None:
+        self._flowing.set()
         await self.cut()
         for task in list(self._tasks):
             task.cancel()
@@ -113,6 +141,10 @@ class CuttableProxy:
     ) -> None:
         try:
             while data := await source.read(65536):
+                if to_server and _is_commit(data) and self._arm == "freeze":
+                    self._arm = None
+                    self.freeze()
+                await self._flowing.wait()
                 if to_server and _is_commit(data):
                     self.commits_seen += 1
                     if self._arm == "before":

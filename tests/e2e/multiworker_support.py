@@ -107,6 +107,8 @@ def worker_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
         INTAKE_HOST="127.0.0.1",
         INTAKE_PORT=str(port),
         INTAKE_RATE_LIMIT_PER_MINUTE="100000",
+        INTAKE_NEW_CONVERSATIONS_PER_MINUTE="100000",
+        INTAKE_NEW_CONVERSATIONS_TOTAL_PER_MINUTE="100000",
         INTAKE_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),

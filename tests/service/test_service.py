@@ -291,3 +291,46 @@ async def test_the_current_question_of_a_channel_address(service: IntakeService)
         "telegram", "777", Inbound("command", "cancel"), message_id="3", scope="telegram:test"
     )
     assert await service.view_for_channel_key("telegram", "777") is None
+
+
+async def test_a_finished_conversation_is_erased_and_its_token_expires(
+    any_service: IntakeService,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.service import ENDED_RETENTION
+
+    service = any_service
+    now = [datetime.now(UTC)]
+    service._clock = lambda: now[0]
+    sent = await service.start(channel="web", with_token=True)
+    await drive(service, sent.conversation_id, GOOD_PATH)
+    done = await service.handle(
+        sent.conversation_id, Inbound("choice", "submit"), message_id="last", token=sent.token
+    )
+    assert done.reference
+    talking = await service.start(channel="web", with_token=True)
+    await drive(service, talking.conversation_id, GOOD_PATH[:3])
+
+    # Shortly after: the confirmation can be read again after a reload.
+    view = await service.view(sent.conversation_id, token=sent.token)
+    assert view.reference == done.reference and view.transcript
+    assert await service.erase_finished() == 0
+
+    now[0] += ENDED_RETENTION + timedelta(minutes=1)
+    with pytest.raises(InvalidToken):
+        await service.view(sent.conversation_id, token=sent.token)
+    with pytest.raises(InvalidToken):
+        await service.handle(sent.conversation_id, Inbound("command", "back"), token=sent.token)
+    assert await service.erase_finished() == 1
+    async with service.storage.unit_of_work() as uow:
+        record = await uow.conversations.get(sent.conversation_id)
+        assert record is not None and record.state.answers == {} and record.state.history == []
+        assert await uow.transcripts.list(sent.conversation_id) == []
+        assert await uow.inbound.get(sent.conversation_id, "last") is None
+        report = await uow.reports.get(done.reference)
+        assert report is not None and report.data["experience"] == "good"
+        assert await uow.transcripts.list(talking.conversation_id)  # still talking: untouched
+    assert await service.erase_finished() == 0
+    # The person still talking keeps their token, however long ago they began.
+    assert (await service.view(talking.conversation_id, token=talking.token)).transcript

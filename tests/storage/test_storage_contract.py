@@ -644,6 +644,63 @@ class TestStorageContract:
             assert await uow.transcripts.list("c1") == []
             assert len(await uow.transcripts.list("c2")) == 1
 
+    async def test_delete_untouched_keeps_conversations_that_had_a_turn(
+        self, storage: SqlStorage
+    ) -> None:
+        old = _now() - timedelta(hours=2)
+        at = _now()
+        async with storage.unit_of_work() as uow:
+            for name in ("empty-old", "answered-old", "empty-new"):
+                created = old if name.endswith("old") else at
+                await uow.conversations.add(
+                    conversation(name, channel="web", channel_key=None, created_at=created)
+                )
+            await uow.conversations.add(conversation("tg-old", created_at=old))
+            await uow.transcripts.append(
+                "empty-old", [TranscriptEntry(1, "bot", {"text": "Hello"}, old)]
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            answered = await uow.conversations.get_for_turn(
+                "answered-old", scope="s", message_id=None
+            )
+            record = answered[0]
+            assert record is not None
+            record.updated_at = _now()
+            await uow.conversations.update(record)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            deleted = await uow.conversations.delete_untouched(
+                "web", _now() - timedelta(hours=1), limit=100
+            )
+            await uow.commit()
+        assert deleted == 1
+        async with storage.unit_of_work() as uow:
+            assert await uow.conversations.get("empty-old") is None
+            assert await uow.transcripts.list("empty-old") == []
+            for kept in ("answered-old", "empty-new", "tg-old"):
+                assert await uow.conversations.get(kept) is not None
+
+    async def test_transcript_newest_lines_within_a_size_and_erase_before(
+        self, storage: SqlStorage
+    ) -> None:
+        at = _now()
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation())
+            await uow.transcripts.append(
+                "c1", [TranscriptEntry(n, "bot", {"text": "x" * 1000}, at) for n in range(1, 11)]
+            )
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            newest = await uow.transcripts.list("c1", max_chars=3500)
+            assert [e.seq for e in newest] == [8, 9, 10]  # ~1,015 characters each
+            assert await uow.transcripts.list("c1", max_chars=10) == []
+            assert len(await uow.transcripts.list("c1", max_chars=10**9)) == 10
+            await uow.transcripts.erase("c1", before_seq=6)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert [e.seq for e in await uow.transcripts.list("c1")] == [6, 7, 8, 9, 10]
+
     # -- reports -------------------------------------------------------------------------
 
     async def test_reports_add_get_count_and_duplicate(self, storage: SqlStorage) -> None:

@@ -33,7 +33,7 @@ async def test_oversized_and_malformed_bodies_are_refused(
     tg: TelegramServer, make_user, fake_api: FakeTelegramAPI
 ) -> None:
     user: User = make_user(tg)
-    huge = user.message("x" * 70_000)
+    huge = user.message("x" * 300_000)  # over INTAKE_MAX_BODY_BYTES (256 KiB)
     assert await tg.post(huge) == 413
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret", "Content-Type": "application/json"}
     for body in (b"{not json", b"[]", b'{"no_update_id": 1}'):
