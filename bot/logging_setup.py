@@ -107,10 +107,12 @@ class SecretRedactor(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-            # Formatters print exc_text; without exc_info none can format the raw exception
-            # (and its secrets) again.
-            record.exc_info = None
+            redacted = self.redact(record.exc_text)
+            if redacted != record.exc_text:
+                # Formatters print exc_text; without exc_info none can format the raw
+                # exception (and its secrets) again. A traceback without a secret keeps its
+                # exception, so filters further on can still tell what it was.
+                record.exc_text, record.exc_info = redacted, None
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         return True

@@ -61,6 +61,20 @@ def test_every_part_of_a_record_is_redacted() -> None:
     assert TOKEN not in text and "pass-5" not in text
     assert text.count(REDACTED) >= 3
     assert "HTTP Request: POST" in text
+    assert record.exc_info is None, "a traceback that held a secret must not be formatted again"
+
+
+def test_a_traceback_without_a_secret_keeps_its_exception_for_later_filters() -> None:
+    """aiohttp's server log filter tells a client's malformed request from a server error by
+    the exception on the record; redaction must not take it away when there is nothing to hide."""
+    redactor = SecretRedactor()
+    redactor.add([TOKEN])
+    try:
+        raise ValueError("nothing secret here")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert redactor.filter(record) is True
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
     # The token in a URL, percent-encoded, is found too.
     assert redactor.redact("bot5550001%3AAAF-redaction-test-token/x") == f"bot{REDACTED}/x"
 
