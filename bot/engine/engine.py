@@ -222,7 +222,10 @@ class Engine:
             return Turn(fresh, (Outbound(self._msg("restarted")), *self.prompt(fresh)))
         if command == "help":
             step = self._steps[state.step]
-            return self._reprompt(state, step.help or _with_command_words(self._msg("help")))
+            # The step's own advice first, then the commands (named in the person's words).
+            general = Outbound(_with_command_words(self._msg("help")))
+            advice = (Outbound(step.help),) if step.help else ()
+            return Turn(state, (*advice, general, *self.prompt(state)))
         if command == "privacy":
             return self._reprompt(state, self._msg("privacy"))
         if command == "language":

@@ -86,8 +86,10 @@ def test_command_words_work_at_every_kind_of_step_in_every_language(
                     assert turn.state.status == "cancelled", (code, step, typed)
                 elif command == "help":
                     assert turn.state.step == step and turn.state.status == "active"
-                    helptext = turn.outbound[0].text
-                    assert helptext == INTAKE.by_id[step].help or "999" in said[0], (code, typed)
+                    advice = INTAKE.by_id[step].help
+                    general = said[1] if advice else said[0]
+                    assert turn.outbound[0].text == advice or not advice, (code, typed)
+                    assert "999" in general, (code, typed)
                 elif command == "language":
                     assert turn.state.step == "language", (code, step, typed)
                 elif command == "restart":
@@ -103,7 +105,8 @@ def test_help_names_the_words_that_are_accepted(code: str, catalogs: Catalogs) -
     render = catalogs.translator(code)
     engine = Engine(INTAKE)
     state = _at(engine, render, "when", code)
-    helptext = render(engine.handle(state, Inbound("command", "help"), render).outbound[0].text)
+    helped = engine.handle(state, Inbound("command", "help"), render).outbound
+    helptext = "\n".join(render(o.text) for o in helped)
     unknown = render(engine.handle(state, Inbound("text", "/stop"), render).outbound[0].text)
     words = [render(command_word(c)) for c in COMMANDS]
     assert len({w.casefold() for w in words}) == len(COMMANDS), f"{code}: two commands share a word"
