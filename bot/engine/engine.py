@@ -68,6 +68,7 @@ SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
 #: Enough for any real conversation with edits; bounds what a looping client can store.
 MAX_HISTORY = 200
 
+
 class _Model:
     """The bare object `transitions` steps; rebuilt from stored state for every turn."""
 

@@ -101,9 +101,7 @@ async def _report_with(api: Api, account: str) -> tuple[dict[str, Any], dict[str
 
 
 @pytest.mark.parametrize("name", sorted(TEXTS))
-async def test_text_is_stored_exactly_as_typed(
-    api: Api, app_server: Any, name: str
-) -> None:
+async def test_text_is_stored_exactly_as_typed(api: Api, app_server: Any, name: str) -> None:
     typed = TEXTS[name]
     submitted, view = await _report_with(api, typed)
     service = app_server.app[SERVICE]
@@ -118,7 +116,7 @@ async def test_text_is_stored_exactly_as_typed(
 
 
 async def test_dangerous_characters_are_removed_from_typed_text(api: Api, app_server: Any) -> None:
-    submitted, view = await _report_with(api, "a\u202eb\x00c\u2066d\x1be\u200df")
+    submitted, _view = await _report_with(api, "a\u202eb\x00c\u2066d\x1be\u200df")
     async with app_server.app[SERVICE].storage.unit_of_work() as uow:
         report = await uow.reports.get(submitted["reference"])
     assert report is not None and report.data["when"] == "abcde\u200df"

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from babel import Locale
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
-from babel import Locale
 from babel.messages.pofile import read_po
 
 from bot.engine.engine import Engine, command_word
@@ -288,9 +288,7 @@ def _key_texts() -> list[Text]:
     texts.extend(c.note for c in steps["risk"].choices if c.note is not None)
     texts.extend(c.note for c in steps["mha"].choices if c.note is not None)
     texts.extend(INTAKE.messages[key] for key in ("privacy", "cancelled"))
-    texts.extend(
-        _with_command_words(INTAKE.messages[key]) for key in ("help", "unknown_command")
-    )
+    texts.extend(_with_command_words(INTAKE.messages[key]) for key in ("help", "unknown_command"))
     return texts
 
 
