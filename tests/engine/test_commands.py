@@ -177,3 +177,21 @@ def test_dangerous_characters_are_removed_and_nothing_else() -> None:
         + [chr(c) for c in range(0x2066, 0x206A)]
     )
     assert clean_text(f"a{dangerous}b\u200c\u200dc") == "ab\u200c\u200dc"
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_no_command_word_hides_a_choice(code: str, catalogs: Catalogs) -> None:
+    """A command word is read before choices, so it must not be the label of a choice that
+    means something else (a label that means the command itself is fine)."""
+    from bot.engine.commands import command_words
+    from bot.engine.text import fold
+
+    render = catalogs.translator(code)
+    words = command_words((c, render(command_word(c))) for c in COMMANDS)
+    for step in INTAKE.steps:
+        for choice in step.choices:
+            command = words.get(fold(render(choice.label)))
+            assert command in (None, choice.id), (code, step.id, choice.id, command)
+    for choice_id, label in INTAKE.common_choices.items():
+        command = words.get(fold(render(label)))
+        assert command in (None, choice_id), (code, choice_id, command)
