@@ -493,6 +493,7 @@ def _commands_and_mistakes(c: Conversation) -> None:
     c.choose(c.locale, "service_type")
     c.choose("hospital", "provider")
     c.command("help")  # the lookup step's help
+    c.say("/stop", "provider")  # an unknown command: the commands in this language's words
     c.command("restart")
     c.command("cancel")
     assert c.state.status == "cancelled"
