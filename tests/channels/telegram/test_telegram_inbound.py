@@ -185,3 +185,27 @@ async def test_nul_in_callback_data_gets_a_normal_answer_on_postgres(
             await _nul_in_callback_data(tg, make_user(tg))
         finally:
             await tg.stop()
+
+
+@pytest.mark.postgres
+async def test_data_the_database_refuses_is_a_bug_not_an_outage(
+    start_telegram, make_user, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should NUL ever slip past the cleaning, PostgreSQL refuses the text on every attempt:
+    that is acknowledged and told to the person, never a 503 redelivered forever."""
+    import bot.service
+
+    monkeypatch.setattr(bot.service, "clean_inbound", lambda inbound: inbound)
+    async with fresh_postgres_schema("intake_tg_refused") as url:
+        tg: TelegramServer = await start_telegram(database_url=url)
+        try:
+            user: User = make_user(tg)
+            await to_provider(user)
+            assert await tg.post(user.message("/help\x00")) == 200
+            await user.say("Oak\x00 House")  # asserts 200
+            assert SORRY in user.texts()
+            assert tg.channel.handler is not None and tg.channel.handler.counters["failed"] >= 1
+            await user.say("Qwxz Zzyq Nonexistent Place")
+            assert await conversation_status(tg, user) == "relationship"
+        finally:
+            await tg.stop()
