@@ -9,7 +9,7 @@ LOCK := requirements/test.lock
 BENCH_LOCK := requirements/bench.lock
 LOCK_TOOL_VENV := .venv-lock
 UV_VERSION := 0.13.9
-BABEL_KEYWORDS := -k T -k P:1,2 --no-default-keywords
+BABEL_KEYWORDS := -k T -k P:1,2 -k C:1c,2 --no-default-keywords
 
 GOVUK := node_modules/govuk-frontend/package.json
 

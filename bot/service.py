@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.engine.engine import Engine, clean_text
+from bot.engine.engine import Engine
+from bot.engine.text import clean_text, strip_dangerous
 from bot.engine.types import (
     ConversationClosed,
     ConversationState,
@@ -153,6 +154,18 @@ def _token_matches(record: ConversationRecord, token: str) -> bool:
     return hmac.compare_digest(record.token_hash, hash_token(token))
 
 
+def clean_inbound(inbound: Inbound) -> Inbound:
+    """The one place every inbound value is cleaned on its way in, whatever the channel:
+    typed text as `clean_text` says (as typed, less what is dangerous to store or show),
+    button data, commands and start parameters without those characters either. PostgreSQL
+    refuses NUL in text: a NUL in a button's data would otherwise fail the turn on every
+    redelivery."""
+    if inbound.kind == "text":
+        return Inbound("text", clean_text(inbound.value), inbound.lookups)
+    value = strip_dangerous(inbound.value)
+    return inbound if value == inbound.value else Inbound(inbound.kind, value, inbound.lookups)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -229,6 +242,7 @@ class IntakeService:
         """Apply one inbound message; a repeated `message_id` returns the first reply.
         With `token`, the web token is checked inside the turn's own transaction (one round of
         database work per turn, not two)."""
+        inbound = clean_inbound(inbound)
         await self.directory.refresh()
         scope = conversation_id
         for _attempt in range(MAX_TURN_ATTEMPTS):
@@ -277,6 +291,7 @@ class IntakeService:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
         open a new one, apply the message, all in one transaction; idempotent on
         (`scope`, `message_id`) across the whole channel."""
+        inbound = clean_inbound(inbound)
         await self.directory.refresh()
         for _attempt in range(MAX_TURN_ATTEMPTS):
             try:
@@ -455,16 +470,14 @@ class IntakeService:
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
-        if inbound.kind == "text":
-            # Cleaned once here, so the transcript never holds NULs or bidi overrides either
-            # (PostgreSQL refuses NUL in text, which would wedge the conversation).
-            inbound = Inbound("text", clean_text(inbound.value), inbound.lookups)
-        too_long = self._too_long(record.state, inbound)
+        translate = self.catalogs.translator(record.state.locale)
+        # The engine reads a typed command word (in English or the person's language) before
+        # anything is looked up, so a command is never searched for as a service name.
+        interpreted = self.engine.interpret(inbound, translate)
+        too_long = self._too_long(record.state, interpreted)
         if not too_long:
-            inbound = self._with_lookups(record.state, inbound)
-        turn = self.engine.handle(
-            record.state, inbound, self.catalogs.translator(record.state.locale)
-        )
+            interpreted = self._with_lookups(record.state, interpreted)
+        turn = self.engine.handle(record.state, interpreted, translate)
         record.state = turn.state
         record.updated_at = self._clock()
         for event in turn.events:
@@ -541,12 +554,7 @@ class IntakeService:
         directory index was refreshed before the transaction began)."""
         lookups: dict[str, Any] = {}
         step = self.engine.dialog.by_id.get(state.step)
-        if (
-            step is not None
-            and step.kind == "lookup"
-            and inbound.kind == "text"
-            and not inbound.value.startswith("/")
-        ):
+        if step is not None and step.kind == "lookup" and inbound.kind == "text":
             service_type = state.answers.get("service_type")
             lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
         if state.step == "summary":

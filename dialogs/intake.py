@@ -494,9 +494,14 @@ MESSAGES: dict[str, Text] = {
         2,
     ),
     "help": T(
-        "Answer the question, or use these commands at any time: back (go back one question), "
-        "restart (start again), privacy, language, cancel (stop and keep nothing). If someone is "
-        "in danger right now, call 999."
+        "Answer the question, or use these commands at any time: {back} (go back one question), "
+        "{restart} (start again), {privacy}, {language}, {cancel} (stop and keep nothing). If "
+        "someone is in danger right now, call 999."
+    ),
+    # {back} ... {cancel}: the person's own command words (bot/engine/commands.py).
+    "unknown_command": T(
+        "I don't know that command. You can use: {back}, {restart}, {help}, {privacy}, "
+        "{language}, {cancel}."
     ),
     "privacy": T(
         "Your privacy: we keep what you tell us private. We only share it when someone is at "

@@ -49,13 +49,31 @@ def is_unique_violation(error: sa_exc.IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(orig)
 
 
+#: SQLSTATE classes of a statement whose data the database refused (22: data exception, e.g.
+#: NUL in text on PostgreSQL; 23: integrity constraint other than unique). Running it again
+#: refuses it again: it is a bug, not an unavailable database, so it is not a StorageError
+#: (which callers retry: the Telegram webhook would be redelivered forever).
+_REFUSED_DATA_CLASSES = ("22", "23")
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    for candidate in (error, getattr(error, "orig", None), error.__cause__):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def translate(error: BaseException) -> StorageError | None:
     """The StorageError to raise instead of `error`, or None if it is not a database failure."""
     if isinstance(error, StorageError):
         return error
+    if isinstance(error, sa_exc.IntegrityError) and is_unique_violation(error):
+        return DuplicateError(str(error.orig))
+    code = _sqlstate(error)
+    if code is not None and code[:2] in _REFUSED_DATA_CLASSES:
+        return None
     if isinstance(error, sa_exc.IntegrityError):
-        if is_unique_violation(error):
-            return DuplicateError(str(error.orig))
         return StorageError(f"integrity error: {error.orig}")
     if isinstance(error, _TRANSLATED):
         return StorageError(f"database unavailable: {type(error).__name__}: {error}")

@@ -260,9 +260,9 @@ def parse_inbound(body: dict[str, Any]) -> Inbound:
         )
     if kind == "choice" and not 0 < len(value) <= MAX_CHOICE_LENGTH:
         bad_request("invalid_choice", '"choice" must be a choice id from the last message.')
-    # NUL is never meaningful in typed text and PostgreSQL cannot store it; the service
-    # cleans typed text too, this keeps choices and commands free of it as well.
-    return Inbound(kind, value.replace("\x00", ""))  # type: ignore[arg-type]
+    # Dangerous characters (NUL, other controls, bidi overrides) are removed from every
+    # field by the service, in one place for every channel (`bot.service.clean_inbound`).
+    return Inbound(kind, value)  # type: ignore[arg-type]
 
 
 def parse_client_message_id(body: dict[str, Any]) -> str | None:

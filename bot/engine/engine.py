@@ -8,15 +8,21 @@ machine's `advance` trigger on it. Building a machine per conversation would cos
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from transitions import EventData, Machine
 
+from bot.engine.commands import (
+    COMMAND_WORDS,
+    START,
+    UNKNOWN,
+    command_words,
+    parse_command,
+)
 from bot.engine.dialog import Answers, Dialog, Invalid, Step
+from bot.engine.text import clean_text, fold
 from bot.engine.types import (
     COMMANDS,
     Choice,
@@ -54,32 +60,13 @@ REQUIRED_MESSAGES: tuple[str, ...] = (
     "skipped",
     "edit_intro",
     "language_changed",
+    "unknown_command",  # a slash word we do not know; {back} {restart} ... name the commands
 )
 
 #: Choice ids the engine adds itself; labels come from `Dialog.common_choices`.
 SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
 #: Enough for any real conversation with edits; bounds what a looping client can store.
 MAX_HISTORY = 200
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-_BLANK_LINES = re.compile(r"\n{3,}")
-
-
-def clean_text(raw: str) -> str:
-    """Normalise typed text without changing its meaning: NFC, no control or bidi-override
-    characters (they can disguise text when staff read it), tidy whitespace. Markup is kept
-    verbatim: it is data, never interpreted."""
-    text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _CONTROL.sub("", text.replace("\t", " "))
-    text = _BLANK_LINES.sub("\n\n", text)
-    return text.strip()
-
-
-def _fold(text: str) -> str:
-    """Fold typed text for matching against labels: case, accents and punctuation ignored."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return re.sub(r"[\W_]+", " ", folded).strip()
 
 
 class _Model:
@@ -145,12 +132,10 @@ class Engine:
         if state.status != "active":
             return Turn(state, self._after_end(state))
 
+        inbound = self.interpret(inbound, translate)
         kind, value = inbound.kind, inbound.value
-        if kind == "text":
-            value = clean_text(value)
-            command = _typed_command(value)
-            if command:
-                kind, value = "command", command
+        if kind == "start":
+            return Turn(state, self.prompt(state))
         if kind == "command":
             return self._command(state, value)
 
@@ -167,6 +152,21 @@ class Engine:
         if not any(c.id == value for c in offer.choices):
             return self._reprompt(state, self._msg("stale_choice"))
         return self._choose(state, step, value, inbound, offer)
+
+    def interpret(self, inbound: Inbound, translate: Translate) -> Inbound:
+        """Typed text cleaned, and read as a command when it is only a command word (in
+        English or the person's language); anything else unchanged. The service calls this
+        before fetching lookups, so a command is never searched for as a service name."""
+        if inbound.kind != "text":
+            return inbound
+        value = clean_text(inbound.value)
+        localised = ((c, translate(command_word(c))) for c in COMMANDS)
+        command = parse_command(value, command_words(localised))
+        if command is None:
+            return Inbound("text", value, inbound.lookups)
+        if command.name == START:
+            return Inbound("start", command.argument, inbound.lookups)
+        return Inbound("command", command.name, inbound.lookups)
 
     def prompt(self, state: ConversationState) -> tuple[Outbound, ...]:
         """The messages that ask the current step's question (also used to resume); for a
@@ -223,7 +223,10 @@ class Engine:
             return Turn(fresh, (Outbound(self._msg("restarted")), *self.prompt(fresh)))
         if command == "help":
             step = self._steps[state.step]
-            return self._reprompt(state, step.help or self._msg("help"))
+            # The step's own advice first, then the commands (named in the person's words).
+            general = Outbound(_with_command_words(self._msg("help")))
+            advice = (Outbound(step.help),) if step.help else ()
+            return Turn(state, (*advice, general, *self.prompt(state)))
         if command == "privacy":
             return self._reprompt(state, self._msg("privacy"))
         if command == "language":
@@ -240,7 +243,8 @@ class Engine:
             return Turn(
                 state, (Outbound(self._msg("cancelled")),), (ConversationClosed("cancelled"),)
             )
-        return self._reprompt(state, self._msg("choose_one"))
+        # UNKNOWN, or anything else no channel should have sent: say what exists.
+        return self._reprompt(state, _with_command_words(self._msg("unknown_command")))
 
     # ------------------------------------------------------------------ answers
 
@@ -483,21 +487,27 @@ class Engine:
         """A typed answer that names a choice: its number, its id, or its label."""
         if not choices or not typed:
             return None
-        folded = _fold(typed)
+        folded = fold(typed)
         if folded.isdigit() and 1 <= int(folded) <= len(choices):
             return choices[int(folded) - 1].id
         for choice in choices:
-            if folded in (_fold(choice.id), _fold(translate(choice.label))):
+            if folded in (fold(choice.id), fold(translate(choice.label))):
                 return choice.id
         return None
 
 
-def _typed_command(text: str) -> str | None:
-    if text.startswith("/"):
-        word = text[1:].split(maxsplit=1)[0].split("@", 1)[0].casefold() if len(text) > 1 else ""
-        if word in COMMANDS or word == "start":
-            return word
-    return None
+def command_word(command: str) -> Text:
+    """The word for `command` in the person's language (its catalog names it)."""
+    return COMMAND_WORDS[command]
+
+
+def _with_command_words(text: Text) -> Text:
+    """`text` with `{back}`, `{cancel}`... filled by the person's own command words."""
+    params = dict(text.params)
+    params.update({c: command_word(c) for c in COMMANDS})
+    return Text(
+        text.msgid, tuple(sorted(params.items())), text.plural, text.n, text.verbatim, text.context
+    )
 
 
 def _condition(when: Callable[[Answers], bool]) -> Callable[[EventData], bool]:
@@ -516,4 +526,4 @@ def _with_param(text: Text, name: str, value: str) -> Text:
     )
 
 
-__all__ = ["REQUIRED_MESSAGES", "Engine", "Event", "clean_text"]
+__all__ = ["REQUIRED_MESSAGES", "UNKNOWN", "Engine", "Event", "clean_text", "command_word"]

@@ -56,6 +56,12 @@ def T(msgid: str, /, **params: Param) -> Text:
     return Text(msgid, tuple(sorted(params.items())))
 
 
+def C(context: str, msgid: str, /) -> Text:
+    """Build a `Text` with a gettext context (pgettext), for a short word whose translation
+    depends on its use, such as a command word."""
+    return Text(msgid, context=context)
+
+
 def P(singular: str, plural: str, n: int, /, **params: Param) -> Text:
     """Build a plural-aware `Text` (ngettext); `{n}` is available as a parameter."""
     merged: dict[str, Param] = {**params, "n": n}

@@ -146,10 +146,11 @@ async def test_control_characters_are_stripped(api: Api) -> None:
     assert result.status == 200
     assert result.body["step"] == "risk"
     line = user_lines((await api.view(conversation)).body)[-1]
-    assert line["text"] == "Left alone all night long"
+    # Controls and bidi overrides go; a zero-width space is text as typed and stays.
+    assert line["text"] == "Left alone all night\u200b long"
     assert "\u0000" not in line["value"]  # PostgreSQL JSONB cannot store NUL
     await drive(api, conversation, POOR_CARE_HOME[8:13], first=8)
     summary = (await api.view(conversation)).body
     shown = " ".join(m["text"] for m in summary["messages"])
-    assert "Left alone all night long" in shown
-    assert not any(ch in shown for ch in "\u0000\u0007\u202e\u200b")
+    assert "Left alone all night\u200b long" in shown
+    assert not any(ch in shown for ch in "\u0000\u0007\u202e")

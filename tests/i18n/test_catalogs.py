@@ -24,8 +24,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from bot.engine.engine import Engine
-from bot.engine.types import ConversationState, Inbound, Outbound, P, T, Text, Turn
+from bot.engine.engine import Engine, command_word
+from bot.engine.types import COMMANDS, ConversationState, Inbound, Outbound, P, T, Text, Turn
 from bot.i18n import Catalogs
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCALES = ROOT / "locales"
 POT = LOCALES / "messages.pot"
 SOURCE_LOCALE = "en"
-#: The gettext keywords of the code (the Makefile's `-k T -k P:1,2 --no-default-keywords`).
-KEYWORDS: dict[str, Any] = {"T": None, "P": (1, 2)}
+#: The gettext keywords of the code (the Makefile's `-k T -k P:1,2 -k C:1c,2 --no-default-keywords`).
+KEYWORDS: dict[str, Any] = {"T": None, "P": (1, 2), "C": ((1, "c"), 2)}
 PRIVACY_URL = "https://example.org/privacy"
 REFERENCE = "ABCD-EFGH"
 
@@ -271,6 +271,11 @@ def engine() -> Engine:
     return Engine(INTAKE)
 
 
+def _with_command_words(text: Text) -> Text:
+    words = {command: command_word(command) for command in COMMANDS}
+    return Text(text.msgid, tuple(sorted({**dict(text.params), **words}.items())))
+
+
 def _key_texts() -> list[Text]:
     """Texts that must never be shown in English to someone who chose another language:
     the welcome, the 999 advice, the complaint explanation and the whistleblowing advice."""
@@ -282,7 +287,8 @@ def _key_texts() -> list[Text]:
         texts.extend(prompt)
     texts.extend(c.note for c in steps["risk"].choices if c.note is not None)
     texts.extend(c.note for c in steps["mha"].choices if c.note is not None)
-    texts.extend(INTAKE.messages[key] for key in ("help", "privacy", "cancelled"))
+    texts.extend(INTAKE.messages[key] for key in ("privacy", "cancelled"))
+    texts.extend(_with_command_words(INTAKE.messages[key]) for key in ("help", "unknown_command"))
     return texts
 
 
@@ -487,6 +493,7 @@ def _commands_and_mistakes(c: Conversation) -> None:
     c.choose(c.locale, "service_type")
     c.choose("hospital", "provider")
     c.command("help")  # the lookup step's help
+    c.say("/stop", "provider")  # an unknown command: the commands in this language's words
     c.command("restart")
     c.command("cancel")
     assert c.state.status == "cancelled"

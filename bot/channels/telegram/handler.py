@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,13 +22,14 @@ from telegram.error import TelegramError
 
 from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
 from bot.channels.telegram.updates import (
+    Action,
     GroupAction,
     IgnoreAction,
     TurnAction,
     UnsupportedAction,
     classify,
 )
-from bot.engine.types import T
+from bot.engine.types import T, Text
 from bot.ports import Channel, StorageError
 from bot.service import IntakeService, RenderedMessage
 
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL: Channel = "telegram"
 UNSUPPORTED = T("I can only read typed text. Please type your answer.")
+FAILED = T(
+    "Sorry, something went wrong on our side. Your earlier answers are kept. Please try again."
+)
 GROUP_NOTICE = T(
     "I only work in a private chat, so that what you tell me stays private. "
     "Please send me a message directly."
@@ -59,19 +65,40 @@ class UpdateHandler:
         self.group_notice_interval = group_notice_interval
         self._group_noticed: dict[int, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: Updates given up on ("failed"): for logs and metrics.
+        self.counters: Counter[str] = Counter()
 
     async def handle(self, update: Update) -> None:
-        """Raises StorageError (retry later) or anything unexpected: the caller must then not
-        acknowledge the update."""
-        action = classify(update)
-        if isinstance(action, TurnAction):
-            await self._turn(update.update_id, action)
-        elif isinstance(action, UnsupportedAction):
-            await self._unsupported(action)
-        elif isinstance(action, GroupAction):
-            self._group(action)
-        elif isinstance(action, IgnoreAction) and action.callback_query_id:
-            self._spawn(self._answer_callback(action.callback_query_id))
+        """Raises StorageError only: the database is unavailable, so the caller must not
+        acknowledge the update (Telegram retries it). Any other failure is a bug that a retry
+        would repeat forever: it is logged (no bodies), counted, and the person is told that
+        something went wrong; the update counts as handled and the chat stays usable."""
+        action: Action | None = None
+        try:
+            action = classify(update)
+            if isinstance(action, TurnAction):
+                await self._turn(update.update_id, action)
+            elif isinstance(action, UnsupportedAction):
+                await self._unsupported(action)
+            elif isinstance(action, GroupAction):
+                self._group(action)
+            elif isinstance(action, IgnoreAction) and action.callback_query_id:
+                self._spawn(self._answer_callback(action.callback_query_id))
+        except StorageError:
+            raise
+        except Exception as error:
+            self.counters["failed"] += 1
+            # The traceback without the exception's message, which could quote what was typed.
+            log.error(
+                "telegram: update %s failed with %s; not retried\n%s",
+                update.update_id,
+                type(error).__name__,
+                "".join(traceback.format_tb(error.__traceback__)),
+            )
+            if isinstance(action, TurnAction):
+                if action.callback_query_id is not None:
+                    self._spawn(self._answer_callback(action.callback_query_id))
+                await self._explain(action.chat_id, action.language_code, FAILED)
 
     async def close(self, grace_seconds: float = 5.0) -> None:
         """Let background calls finish (or give up on them) before the Bot shuts down."""
@@ -102,20 +129,24 @@ class UpdateHandler:
             self._spawn(self._remove_keyboard(action.chat_id, action.keyboard_message_id))
 
     async def _unsupported(self, action: UnsupportedAction) -> None:
-        """Explain, and show the current question again; the conversation is not touched."""
-        locale = self.service.catalogs.negotiate(action.language_code)
+        await self._explain(action.chat_id, action.language_code, UNSUPPORTED)
+
+    async def _explain(self, chat_id: int, language_code: str | None, note: Text) -> None:
+        """Say `note` in the person's language and show the current question again; the
+        conversation is not touched."""
+        locale = self.service.catalogs.negotiate(language_code)
         current: RenderedMessage | None = None
         try:
-            view = await self.service.view_for_channel_key(CHANNEL, str(action.chat_id))
+            view = await self.service.view_for_channel_key(CHANNEL, str(chat_id))
             if view is not None:
                 locale = view.locale
                 current = view.messages[-1] if view.messages and not view.done else None
-        except StorageError as error:
+        except Exception as error:  # best effort: the note goes out anyway
             log.warning("telegram: could not load the current question (%s)", type(error).__name__)
-        messages = [RenderedMessage(self.service.catalogs.render(UNSUPPORTED, locale))]
+        messages = [RenderedMessage(self.service.catalogs.render(note, locale))]
         if current is not None:
             messages.append(current)
-        self._spawn(self._send(action.chat_id, messages))
+        self._spawn(self._send(chat_id, messages))
 
     def _group(self, action: GroupAction) -> None:
         """Nothing is stored for a group; a per-process memory keeps the note from repeating."""

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from telegram import Chat, Message, Update
 
-from bot.engine.types import COMMANDS, Inbound
+from bot.engine.commands import START, UNKNOWN, parse_command
+from bot.engine.types import Inbound
 
 #: Telegram deep-link payloads: https://core.telegram.org/bots/features#deep-linking
 DEEP_LINK_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -75,16 +76,16 @@ def classify(update: Update) -> Action:
 
 
 def inbound_from_text(text: str) -> Inbound:
-    """`/start [payload]` opens or resumes; known commands go as commands (a `@botname`
-    suffix, as group-style clients send, is dropped); any other text is an answer."""
-    if text.startswith("/") and len(text) > 1:
-        word, _, rest = text[1:].partition(" ")
-        name = word.split("@", 1)[0].casefold()
-        if name == "start":
-            payload = rest.strip()
-            return Inbound("start", payload if DEEP_LINK_PAYLOAD.fullmatch(payload) else "")
-        if name in COMMANDS:
-            return Inbound("command", name)
+    """`/start [payload]` opens or resumes (a payload that is not a deep-link payload is
+    dropped); everything else goes as typed text, which the engine reads with the same rule
+    (`bot.engine.commands`) in the person's own language: command words, unknown commands
+    and answers alike."""
+    command = parse_command(text)
+    if command is not None and command.name == START:
+        payload = command.argument
+        return Inbound("start", payload if DEEP_LINK_PAYLOAD.fullmatch(payload) else "")
+    if command is not None and command.name != UNKNOWN:
+        return Inbound("command", command.name)
     return Inbound("text", text)
 
 
