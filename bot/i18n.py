@@ -101,7 +101,8 @@ class Catalogs:
 
 def _compile(po_path: Path) -> NullTranslations:
     with po_path.open("rb") as fh:
-        catalog = read_po(fh, locale=po_path.parent.parent.name, domain=DOMAIN)
+        # A broken entry must stop the start, not be skipped with a warning on stdout.
+        catalog = read_po(fh, locale=po_path.parent.parent.name, domain=DOMAIN, abort_invalid=True)
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)

@@ -57,7 +57,9 @@ MessageKey = tuple[str | tuple[str, ...], str | None]
 
 def _read(path: Path, locale: str | None = None) -> Catalog:
     with path.open("rb") as fh:
-        return read_po(fh, locale=locale, domain="messages")
+        # Strict: a malformed entry (say, a msgid without its msgstr after a merge) fails here
+        # instead of being skipped with a warning.
+        return read_po(fh, locale=locale, domain="messages", abort_invalid=True)
 
 
 def _key(message: Any) -> MessageKey:
