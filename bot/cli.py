@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         "--output", "-o", type=Path, default=None, help="file (default: standard output)"
     )
     export.set_defaults(handler=lambda s, a: asyncio.run(_reports_export(s, a.format, a.output)))
+    from bot.cli_delivery import add_commands as add_delivery_commands
+
+    add_delivery_commands(sub, reports)
     return parser
 
 
@@ -355,16 +358,20 @@ async def _reports_list(settings: Settings, limit: int) -> int:
 async def _reports_show(settings: Settings, reference: str) -> int:
     from bot.reference import normalise_reference
 
+    from bot.cli_delivery import delivery_state
+
     storage = await _open_storage(settings)
     try:
         async with storage.unit_of_work() as uow:
             report = await uow.reports.get(normalise_reference(reference))
+        delivery = await delivery_state(storage, report.reference) if report else {}
     finally:
         await storage.close()
     if report is None:
         print(f"no report with reference {reference}", file=sys.stderr)
         return 1
-    print(json.dumps(_formatter(settings).record(report), ensure_ascii=False, indent=2))
+    shown = {**_formatter(settings).record(report), **delivery}
+    print(json.dumps(shown, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -13,7 +13,9 @@ state with its revision check, the transcript lines and the reply to the message
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
@@ -92,6 +94,27 @@ class OutboxMessage:
     available_at: datetime | None = None
     status: Literal["pending", "done", "failed"] = "pending"
     last_error: str | None = None
+    #: "{reference}:{kind}" for a message derived from a report: `Outbox.add` keeps the first
+    #: message of a key and drops later ones, so a retried fan-out sends nothing twice.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxTopicStats:
+    """One topic's backlog, for /metrics: pending messages and the age of the oldest."""
+
+    topic: str
+    pending: int
+    oldest_pending_at: datetime | None
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Who took charge of an urgent report, and when."""
+
+    at: datetime
+    by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,21 +221,69 @@ class ReportRepository(Protocol):
 
     async def count(self) -> int: ...
 
-
-class Outbox(Protocol):
-    async def add(self, messages: Sequence[OutboxMessage]) -> None: ...
-
-    async def claim(self, topic: str, *, limit: int, lease_seconds: float) -> list[OutboxMessage]:
-        """Claim due pending messages: at most the oldest one per ordering key, and none of a
-        key that has an earlier message still pending, so each key keeps its order. A claimed
-        message is invisible to other claimers for `lease_seconds` (crash -> redelivery)."""
+    async def acknowledge(self, reference: str, *, by: str, at: datetime) -> Acknowledgement | None:
+        """Record that `by` took charge of the report, unless someone already did: returns the
+        acknowledgement that stands (the earlier one wins), None for an unknown reference."""
         ...
 
-    async def mark_done(self, message_id: int) -> None: ...
+    async def acknowledgement(self, reference: str) -> Acknowledgement | None: ...
+
+    async def count_unacknowledged_urgent(self) -> int:
+        """Urgent and urgent-review reports nobody has acknowledged yet."""
+        ...
+
+
+class Outbox(Protocol):
+    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+        """Insert in order, filling in ids. A message whose `idempotency_key` already exists
+        is not inserted and keeps `id=None`."""
+        ...
+
+    async def claim(
+        self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
+    ) -> list[OutboxMessage]:
+        """Claim due pending messages of the topic(s): at most the oldest one per ordering key,
+        and none of a key that has an earlier message still pending, so each key keeps its
+        order. A claimed message is invisible to other claimers for `lease_seconds` (crash ->
+        redelivery)."""
+        ...
+
+    async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
+        """Delivered. With `keep`, the payload is reduced to it (what an audit needs): a
+        message body is kept only until it is delivered."""
+        ...
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        topic: str | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxMessage]:
+        """Messages newest first, optionally by status, topic and idempotency-key prefix."""
+        ...
+
+    async def requeue(self, message_ids: Sequence[int] | None = None) -> int:
+        """Failed (dead-letter) messages back to pending with fresh attempts; None = all."""
+        ...
+
+    async def purge(self, message_ids: Sequence[int] | None = None) -> int:
+        """Delete failed (dead-letter) messages; None = all of them."""
+        ...
+
+    async def stats(self) -> builtins.list[OutboxTopicStats]: ...
 
     async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None: ...
 
     async def mark_failed(self, message_id: int, *, error: str) -> None: ...
+
+
+class SecretStore(Protocol):
+    async def get_or_create(self, name: str, make: Callable[[], str]) -> str:
+        """The stored value of `name`, storing `make()` first if there is none (the first
+        writer wins; every worker then reads the same value)."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -223,6 +294,7 @@ class UnitOfWork(Protocol):
     transcripts: TranscriptRepository
     reports: ReportRepository
     outbox: Outbox
+    secrets: SecretStore
 
     async def __aenter__(self) -> Self: ...
 
@@ -277,6 +349,11 @@ class Storage(Protocol):
 
     async def ping(self) -> None:
         """Raise StorageError unless the database answers."""
+        ...
+
+    async def listen_outbox(self, wake: Callable[[str], None]) -> None:
+        """Call `wake(topic)` when any process commits an outbox row; runs until cancelled.
+        Returns at once where the database cannot notify (SQLite: callers poll)."""
         ...
 
     async def close(self) -> None: ...

@@ -113,6 +113,9 @@ class ReportRow(Base):
     locale: Mapped[str] = mapped_column(String(16))
     priority: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: Who took charge of an urgent report, and when (migration 0005).
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class OutboxRow(Base):
@@ -120,6 +123,8 @@ class OutboxRow(Base):
     __table_args__ = (
         # The claim query: pending messages of a topic, per ordering key, oldest first.
         Index("ix_outbox_claim", "topic", "status", "ordering_key", "id"),
+        # "{reference}:{kind}" for messages derived from a report: written at most once.
+        Index("uq_outbox_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -132,6 +137,16 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(160))
+
+
+class ServiceSecretRow(Base):
+    """Keys the service makes itself and all workers share (the alert links' signing key)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
 
 
 class DirectoryLocationRow(Base):
@@ -176,3 +191,4 @@ reports: Table = ReportRow.__table__  # type: ignore[assignment]
 outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
 directory_locations: Table = DirectoryLocationRow.__table__  # type: ignore[assignment]
 directory_meta: Table = DirectoryMetaRow.__table__  # type: ignore[assignment]
+service_secrets: Table = ServiceSecretRow.__table__  # type: ignore[assignment]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -15,8 +15,14 @@ from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import create_engine, ensure_sqlite_directory, is_sqlite, normalize_url
 from storage.errors import storage_errors, translate
-from storage.outbox import SqlOutbox
-from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, SqlTranscripts
+from storage.outbox import SqlOutbox, listen_for_outbox
+from storage.repositories import (
+    SqlConversations,
+    SqlInboundLog,
+    SqlReports,
+    SqlSecrets,
+    SqlTranscripts,
+)
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ class SqlUnitOfWork:
     transcripts: SqlTranscripts
     reports: SqlReports
     outbox: SqlOutbox
+    secrets: SqlSecrets
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -60,6 +67,7 @@ class SqlUnitOfWork:
         self.transcripts = SqlTranscripts(db)
         self.reports = SqlReports(db)
         self.outbox = SqlOutbox(db)
+        self.secrets = SqlSecrets(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:
@@ -156,6 +164,11 @@ class SqlStorage:
 
     async def ping(self) -> None:
         await on_live_connection(self.engine, _select_one)
+
+    async def listen_outbox(self, wake: Callable[[str], None]) -> None:
+        """Wake the caller on every committed outbox row, from any process (PostgreSQL);
+        returns at once on SQLite."""
+        await listen_for_outbox(self.engine, wake)
 
     async def close(self) -> None:
         await self.engine.dispose()
