@@ -356,9 +356,8 @@ async def _reports_list(settings: Settings, limit: int) -> int:
 
 
 async def _reports_show(settings: Settings, reference: str) -> int:
-    from bot.reference import normalise_reference
-
     from bot.cli_delivery import delivery_state
+    from bot.reference import normalise_reference
 
     storage = await _open_storage(settings)
     try:

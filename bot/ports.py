@@ -14,7 +14,6 @@ state with its revision check, the transcript lines and the reply to the message
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime

@@ -249,7 +249,7 @@ async def listen_for_outbox(
                 driver = raw.driver_connection
                 assert driver is not None
                 lost = asyncio.Event()
-                driver.add_termination_listener(lambda _c: lost.set())
+                driver.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await driver.add_listener(NOTIFY_CHANNEL, on_notify)
                 # Anything written while we were not listening is found by this wake's claim.
                 wake("")
@@ -264,4 +264,3 @@ async def listen_for_outbox(
         except Exception as error:
             log.warning("outbox: LISTEN lost (%s); polling until it is back", type(error).__name__)
         await asyncio.sleep(reconnect_delay)
-

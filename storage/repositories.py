@@ -404,4 +404,3 @@ class SqlSecrets:
         )
         statement = select(service_secrets.c.value).where(service_secrets.c.name == name)
         return str((await self._db.execute(statement)).scalar_one())
-

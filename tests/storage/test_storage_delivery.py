@@ -21,10 +21,16 @@ async def add(storage: SqlStorage, *messages: OutboxMessage) -> None:
 async def test_a_message_with_a_known_idempotency_key_is_written_once(
     storage: SqlStorage,
 ) -> None:
-    first = OutboxMessage("email", "ABCD-EFGH", {"kind": "acknowledgement"}, idempotency_key="ABCD-EFGH:ack")
+    first = OutboxMessage(
+        "email", "ABCD-EFGH", {"kind": "acknowledgement"}, idempotency_key="ABCD-EFGH:ack"
+    )
     await add(storage, first)
-    again = OutboxMessage("email", "ABCD-EFGH", {"kind": "acknowledgement"}, idempotency_key="ABCD-EFGH:ack")
-    other = OutboxMessage("webhook", "ABCD-EFGH", {"kind": "handoff"}, idempotency_key="ABCD-EFGH:handoff")
+    again = OutboxMessage(
+        "email", "ABCD-EFGH", {"kind": "acknowledgement"}, idempotency_key="ABCD-EFGH:ack"
+    )
+    other = OutboxMessage(
+        "webhook", "ABCD-EFGH", {"kind": "handoff"}, idempotency_key="ABCD-EFGH:handoff"
+    )
     await add(storage, again, other)
     assert first.id is not None and again.id is None and other.id is not None
     async with storage.unit_of_work() as uow:
