@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,8 @@ from bot.config import Settings
 from bot.engine.engine import Engine
 from bot.i18n import Catalogs
 from bot.lookups import DirectoryLookup
+from bot.outbox import setup as delivery_setup
+from bot.outbox.routes import acknowledgement_channel
 from bot.ports import Storage
 from bot.service import IntakeService
 from dialogs.intake import INTAKE
@@ -46,7 +49,13 @@ async def build_service(settings: Settings, *, migrate: bool = True) -> IntakeSe
     storage = await create_storage(settings.database_url)
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
-    service = IntakeService(storage, build_engine(catalogs), catalogs, directory)
+    service = IntakeService(
+        storage,
+        build_engine(catalogs),
+        catalogs,
+        directory,
+        acknowledgement=partial(acknowledgement_channel, settings.delivery),
+    )
     if settings.directory_csv is not None:
         await import_directory_if_empty(storage, settings.directory_csv)
     await directory.refresh(force=True)
@@ -92,6 +101,7 @@ def build_app(
 
     app.cleanup_ctx.append(lifetime)
     web_channel.setup(app)
+    delivery_setup.setup(app)
     if settings.telegram_token:
         from bot.channels import telegram as telegram_channel
 

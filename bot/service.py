@@ -13,12 +13,14 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import metrics
 from bot.engine.engine import Engine, clean_text
 from bot.engine.types import (
     ConversationClosed,
@@ -163,6 +165,7 @@ class IntakeService:
         *,
         clock: Callable[[], datetime] = utcnow,
         reference_factory: Callable[[], str] = new_reference,
+        acknowledgement: Callable[[dict[str, Any]], str | None] = lambda _report: None,
     ) -> None:
         self.storage = storage
         self.engine = engine
@@ -170,6 +173,9 @@ class IntakeService:
         self.directory = directory
         self._clock = clock
         self._new_reference = reference_factory
+        #: How a report with these fields will be acknowledged ("email", "sms" or None), so
+        #: the confirmation promises only what delivery will send (bot/outbox/routes.py).
+        self._acknowledgement = acknowledgement
 
     # ------------------------------------------------------------------ web and terminal
 
@@ -370,6 +376,7 @@ class IntakeService:
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
+        started = time.perf_counter()
         if inbound.kind == "text":
             # Cleaned once here, so the transcript never holds NULs or bidi overrides either
             # (PostgreSQL refuses NUL in text, which would wedge the conversation).
@@ -403,6 +410,7 @@ class IntakeService:
             message_id=message_id,
             reply=reply.to_json() if message_id is not None else None,
         )
+        metrics.record_turn(record.channel, started)
         return reply
 
     def _open(
@@ -451,6 +459,10 @@ class IntakeService:
             lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
         if state.step == "summary":
             lookups["reference"] = self._new_reference()
+            answers = self.engine.on_path_answers(state.answers)
+            lookups["acknowledgement"] = self._acknowledgement(
+                self.engine.dialog.build_report(answers)
+            )
         if not lookups:
             return inbound
         return Inbound(inbound.kind, inbound.value, lookups)

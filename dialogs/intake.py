@@ -44,6 +44,17 @@ def _wants_contact(a: Answers) -> bool:
     return a.get("contact") == "yes" and a.get("contact_phone") != "no_contact"
 
 
+def _acknowledgement_promise(a: Answers) -> tuple[Text, ...]:
+    """What the confirmation promises: only the acknowledgement the service will send (the
+    service tells the engine at submit; no email is promised when email is off)."""
+    how = a.get("_acknowledgement")
+    if how == "email":
+        return (T("We will email you to say we got your report."),)
+    if how == "sms":
+        return (T("We will send you a text message to say we got your report."),)
+    return ()
+
+
 def _c(choice_id: str, label: Text, note: Text | None = None, when: Any = None) -> ChoiceDef:
     return ChoiceDef(choice_id, label, note, when)
 
@@ -462,7 +473,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "submitted",
         "final",
-        prompt=(
+        prompt=lambda a: (
             T("Thank you. We have your report. Your reference number is {reference}."),
             T(
                 "What happens next: we read every report. We look at urgent ones first. We may "
@@ -470,10 +481,8 @@ STEPS: tuple[Step, ...] = (
                 "other organisations, or inspect it. We can also warn or fine a service, or put "
                 "conditions on it. In the worst cases we can close it."
             ),
-            T(
-                "If you gave us your email address, we will email you to say we got your report. "
-                "You may not hear more from us, but we will still use what you told us."
-            ),
+            *_acknowledgement_promise(a),
+            T("You may not hear more from us, but we will still use what you told us."),
         ),
     ),
     Step("cancelled", "final"),

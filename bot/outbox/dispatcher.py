@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot import metrics
+from bot.outbox.failures import Permanent, RetryLater
 from bot.ports import OutboxMessage, Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ class OutboxDispatcher:
         self.topic = ",".join(sorted(self.routes))
         self.listen = listen
         self._listen_task: asyncio.Task[None] | None = None
+        #: Called with each message and its recorded outcome (tests, instrumentation).
+        self.observers: list[Callable[[OutboxMessage, Outcome], None]] = []
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -278,6 +281,8 @@ class OutboxDispatcher:
             return
         self.counters[outcome.reason] += 1
         metrics.record_delivery(message.topic, outcome.status, message.created_at)
+        for observe in self.observers:
+            observe(message, outcome)
         if outcome.status == "failed":
             log.warning(
                 "outbox %s: message %s failed: %s (totals: %s)",
@@ -295,3 +300,21 @@ class OutboxDispatcher:
                 outcome.reason,
                 message.attempts,
             )
+
+
+def adapter(
+    send: Callable[[OutboxMessage], Awaitable[None]], *, base: float = 2.0, cap: float = 300.0
+) -> Deliver:
+    """A route from an adapter that raises `RetryLater` / `Permanent`: the dispatcher, not the
+    adapter, decides the backoff (exponential with jitter, capped)."""
+
+    async def deliver(message: OutboxMessage) -> Outcome:
+        try:
+            await send(message)
+        except RetryLater as failure:
+            return Outcome.retry(failure.reason, backoff(message.attempts, base=base, cap=cap))
+        except Permanent as failure:
+            return Outcome.failed(failure.reason)
+        return Outcome.done()
+
+    return deliver

@@ -11,6 +11,7 @@ Create Date: 2026-11-30
   the escalation and the metrics read them.
 - `service_secrets`: keys the service makes itself and every worker shares (the key that signs
   the links in alert emails), so no operator has to invent one.
+- `report.submitted` events written before this release are settled unsent (see below).
 - PostgreSQL: a trigger NOTIFYs `intake_outbox` with the topic of every new outbox row, so an
   idle dispatcher in any worker wakes at once instead of at its next poll.
 """
@@ -43,6 +44,11 @@ def upgrade() -> None:
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("value", sa.String(128), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_service_secrets"),
+    )
+    # Reports stored before delivery existed were never acknowledged; an email weeks later
+    # would confuse more than help, so their old events are settled, not sent.
+    op.execute(
+        "UPDATE outbox SET status = 'done' WHERE topic = 'report.submitted' AND status = 'pending'"
     )
     if postgres:
         op.execute(
