@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from babel import Locale
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
-from babel import Locale
 from babel.messages.pofile import read_po
 
 from bot.engine.engine import Engine
