@@ -51,14 +51,15 @@ LINK_KEY_NAME = "alert_links"
 
 
 def uk_mobile(phone: str | None) -> str | None:
-    """The number in E.164 when it is a UK mobile (an SMS can reach it), else None."""
+    """The number in E.164 when it is a +44 mobile (an SMS can reach it; Guernsey, Jersey
+    and the Isle of Man share the UK's numbering), else None."""
     if not phone:
         return None
     try:
         number = phonenumbers.parse(phone, "GB")
     except phonenumbers.NumberParseException:
         return None
-    if phonenumbers.region_code_for_number(number) != "GB":
+    if number.country_code != 44:
         return None
     if phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE:
         return None
