@@ -22,14 +22,18 @@ FAST = DeliveryOptions(poll_interval=0.05, retry_base=0.05)
 
 
 async def serve_delivering(
-    settings: Settings, delivery: DeliverySettings, options: DeliveryOptions = FAST
+    settings: Settings,
+    delivery: DeliverySettings,
+    options: DeliveryOptions = FAST,
+    *,
+    port: int = 0,
 ) -> RunningServer:
     settings = replace(settings, delivery=delivery)
     app = build_app(settings)
     app[DELIVERY].options = options
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     host, port = runner.addresses[0][:2]
     return RunningServer(app, runner, f"http://{host}:{port}", settings)

@@ -5,9 +5,7 @@ when the server refuses or goes away for a while; and no promise when email is o
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -19,29 +17,10 @@ from bot.outbox.email import Email
 from bot.outbox.failures import RetryLater
 from bot.outbox.setup import DELIVERY
 from tests.conftest import Api, RunningServer
-from tests.fakes.smtp import SmtpServer, make_certificate
+from tests.fakes.smtp import SmtpServer
 from tests.outbox.support import Settled, confirmation, serve_delivering, submit
 
 FROM = "feedback@intake.example.org"
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: no certificate for the STARTTLS test server")
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-async def smtp(
-    unused_tcp_port: int, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[SmtpServer]:
-    # The app verifies the server's certificate as in production; here it is ours.
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    server = SmtpServer(unused_tcp_port, certificate)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
