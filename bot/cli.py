@@ -179,6 +179,7 @@ def _supervise(settings: Settings, workers: int) -> int:
         log.info("worker %d started (pid %s)", slot, child.pid)
         return child
 
+    metrics_dir = _metrics_directory()
     children = {slot: start(slot) for slot in range(workers)}
     deaths: list[float] = []
     status = 0
@@ -204,7 +205,25 @@ def _supervise(settings: Settings, workers: int) -> int:
             children[slot] = start(slot)
     _stop_workers(list(children.values()))
     log.info("all workers stopped")
+    if metrics_dir is not None:
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
+
+
+def _metrics_directory() -> str | None:
+    """Workers write their /metrics counters to files in one directory, so any worker's
+    /metrics adds up all of them (prometheus-client's multiprocess mode). Set before the
+    workers are spawned: they read it when they import prometheus_client. An operator's own
+    PROMETHEUS_MULTIPROC_DIR is used (and kept) as it is."""
+    import tempfile
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = tempfile.mkdtemp(prefix="intake-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def _stop_workers(children: list[multiprocessing.process.BaseProcess]) -> None:
