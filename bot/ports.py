@@ -278,6 +278,64 @@ class Outbox(Protocol):
     async def mark_failed(self, message_id: int, *, error: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AlertSubscription:
+    """ "Email me when you publish an inspection report on this service", kept apart from
+    the report. `token` is the secret in its confirm and stop links."""
+
+    id: int
+    email: str
+    location_id: str
+    locale: str
+    token: str
+    status: Literal["pending", "confirmed"]
+    created_at: datetime
+    last_checked_seen: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionNews:
+    """A confirmed subscription whose service has a newer inspection than last told."""
+
+    subscription: AlertSubscription
+    location: DirectoryLocation
+
+
+class AlertSubscriptions(Protocol):
+    async def add_pending(
+        self,
+        *,
+        email: str,
+        location_id: str,
+        locale: str,
+        token: str,
+        last_checked_seen: date | None,
+        now: datetime,
+    ) -> AlertSubscription | None:
+        """A new unconfirmed subscription; None when this address already has one for this
+        location (confirmed or waiting), which is left as it is."""
+        ...
+
+    async def get(self, token: str) -> AlertSubscription | None: ...
+
+    async def confirm(self, token: str, *, now: datetime) -> AlertSubscription | None: ...
+
+    async def remove(self, token: str) -> AlertSubscription | None:
+        """Delete it (the address goes with it); returns what was deleted."""
+        ...
+
+    async def newer_inspections(self, *, limit: int = 1000) -> builtins.list[InspectionNews]:
+        """Confirmed subscriptions whose location's latest check is newer than the one last
+        told, locked for this unit of work."""
+        ...
+
+    async def mark_told(self, subscription_id: int, last_checked: date) -> None: ...
+
+    async def drop_unconfirmed(self, before: datetime) -> int:
+        """Erase subscriptions never confirmed since `before`."""
+        ...
+
+
 class SecretStore(Protocol):
     async def get_or_create(self, name: str, make: Callable[[], str]) -> str:
         """The stored value of `name`, storing `make()` first if there is none (the first
@@ -294,6 +352,7 @@ class UnitOfWork(Protocol):
     reports: ReportRepository
     outbox: Outbox
     secrets: SecretStore
+    subscriptions: AlertSubscriptions
 
     async def __aenter__(self) -> Self: ...
 

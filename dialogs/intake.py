@@ -40,6 +40,13 @@ def _no_email(a: Answers) -> bool:
     return not _gave_email(a)
 
 
+def _alerts_offered(a: Answers) -> bool:
+    """Inspection alerts are about one registered location: offered only with an email
+    address and a service matched in the directory."""
+    provider = a.get("provider")
+    return _gave_email(a) and isinstance(provider, dict) and bool(provider.get("location_id"))
+
+
 def _wants_contact(a: Answers) -> bool:
     return a.get("contact") == "yes" and a.get("contact_phone") != "no_contact"
 
@@ -447,7 +454,7 @@ STEPS: tuple[Step, ...] = (
         max_length=validators.PHONE_MAX,
         validate=validators.uk_phone,
         skippable=_gave_email,
-        next=(Branch("alerts", _gave_email), Branch("summary")),
+        next=(Branch("alerts", _alerts_offered), Branch("summary")),
         summary_label=T("Phone"),
     ),
     Step(

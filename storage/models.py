@@ -140,6 +140,24 @@ class OutboxRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(160))
 
 
+class AlertSubscriptionRow(Base):
+    """Inspection-report alerts, apart from any report: an address and a location id (and the
+    language, the link token, the opt-in state and the inspection date last told)."""
+
+    __tablename__ = "alert_subscriptions"
+    __table_args__ = (UniqueConstraint("email", "location_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    location_id: Mapped[str] = mapped_column(String(32), index=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_checked_seen: Mapped[date | None] = mapped_column(Date)
+
+
 class ServiceSecretRow(Base):
     """Keys the service makes itself and all workers share (the alert links' signing key)."""
 
@@ -192,3 +210,4 @@ outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
 directory_locations: Table = DirectoryLocationRow.__table__  # type: ignore[assignment]
 directory_meta: Table = DirectoryMetaRow.__table__  # type: ignore[assignment]
 service_secrets: Table = ServiceSecretRow.__table__  # type: ignore[assignment]
+alert_subscriptions: Table = AlertSubscriptionRow.__table__  # type: ignore[assignment]

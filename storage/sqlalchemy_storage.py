@@ -23,6 +23,7 @@ from storage.repositories import (
     SqlSecrets,
     SqlTranscripts,
 )
+from storage.subscriptions import SqlSubscriptions
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class SqlUnitOfWork:
     reports: SqlReports
     outbox: SqlOutbox
     secrets: SqlSecrets
+    subscriptions: SqlSubscriptions
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -68,6 +70,7 @@ class SqlUnitOfWork:
         self.reports = SqlReports(db)
         self.outbox = SqlOutbox(db)
         self.secrets = SqlSecrets(db)
+        self.subscriptions = SqlSubscriptions(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:

@@ -36,7 +36,7 @@ from bot.outbox.email import Email, EmailSender, SmsSender
 from bot.outbox.failures import Permanent
 from bot.outbox.links import ACK_LINK_DAYS, ack_url
 from bot.outbox.webhook import WebhookSender
-from bot.ports import OutboxMessage, Storage, StoredReport
+from bot.ports import DirectoryLocation, OutboxMessage, Storage, StoredReport, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,44 @@ def acknowledgement_channel(settings: DeliverySettings, report: Mapping[str, Any
     if settings.sms_enabled and uk_mobile(contact.get("phone")):
         return "sms"
     return None
+
+
+SUBSCRIPTION_PATH = "/alerts/subscription"
+#: A subscription not confirmed within this many days is erased.
+UNCONFIRMED_DAYS = 7
+
+
+def subscription_url(settings: DeliverySettings, action: str, token: str) -> str:
+    return f"{settings.public_url}{SUBSCRIPTION_PATH}/{action}?token={token}"
+
+
+async def queue_inspection_alerts(storage: Storage, now: datetime) -> int:
+    """After a directory import: one alert to each confirmed subscriber whose service has a
+    newer "Date of latest check" than the one they were last told about. Written to the
+    outbox with the key "inspection:{subscription}:{date}" and recorded as told in the same
+    transaction, so a repeated import sends nothing twice. Unconfirmed subscriptions older
+    than a week are erased here too."""
+    queued = 0
+    async with storage.unit_of_work() as uow:
+        await uow.subscriptions.drop_unconfirmed(now - timedelta(days=UNCONFIRMED_DAYS))
+        for news in await uow.subscriptions.newer_inspections():
+            subscription, location = news.subscription, news.location
+            assert location.last_checked is not None
+            payload = {
+                "kind": "inspection_alert",
+                "to": subscription.email,
+                "locale": subscription.locale,
+                "token": subscription.token,
+                "service": location.name,
+                "url": location.url,
+            }
+            key = f"inspection:{subscription.id}:{location.last_checked.isoformat()}"
+            message = OutboxMessage(EMAIL, key, payload, idempotency_key=key)
+            await uow.outbox.add([message])
+            await uow.subscriptions.mark_told(subscription.id, location.last_checked)
+            queued += message.id is not None
+        await uow.commit()
+    return queued
 
 
 def in_office_hours(hours: OfficeHours, now: datetime) -> bool:
@@ -138,10 +176,56 @@ class Routes:
         reference = str(event.payload.get("reference") or event.ordering_key)
         async with self.storage.unit_of_work() as uow:
             report = await uow.reports.get(reference)
-            if report is None:
-                raise Permanent("report_missing")
-            await uow.outbox.add(self.messages_for(report))
+        if report is None:
+            raise Permanent("report_missing")
+        # Read before the unit of work: on SQLite the directory shares the single writer.
+        location = await self._alerts_location(report)
+        async with self.storage.unit_of_work() as uow:
+            messages = self.messages_for(report)
+            if location is not None:
+                messages += await self._subscribe(uow, report, location)
+            await uow.outbox.add(messages)
             await uow.commit()
+
+    async def _alerts_location(self, report: StoredReport) -> DirectoryLocation | None:
+        """The matched location when the person asked for inspection alerts and we can send
+        them (email on, a public URL for the links)."""
+        data = report.data
+        email = (data.get("contact") or {}).get("email")
+        location_id = data.get("location_id")
+        if data.get("alerts") != "yes" or not email or not location_id:
+            return None
+        if self.settings.email_backend is None or not self.settings.public_url:
+            log.warning("inspection alerts asked for, but email or INTAKE_PUBLIC_URL is not set")
+            return None
+        return await self.storage.directory.get(str(location_id))
+
+    async def _subscribe(
+        self, uow: UnitOfWork, report: StoredReport, location: DirectoryLocation
+    ) -> list[OutboxMessage]:
+        """Double opt-in: a pending subscription (apart from the report) and the email that
+        asks to confirm it. An address already subscribed to this service gets nothing."""
+        email = str(report.data["contact"]["email"])
+        subscription = await uow.subscriptions.add_pending(
+            email=email,
+            location_id=location.location_id,
+            locale=report.locale,
+            token=secrets.token_urlsafe(24),
+            last_checked_seen=location.last_checked,
+            now=self.clock(),
+        )
+        if subscription is None:
+            return []
+        payload = {
+            "kind": "alert_confirm",
+            "reference": report.reference,
+            "to": email,
+            "locale": report.locale,
+            "token": subscription.token,
+            "service": location.name,
+        }
+        key = f"{report.reference}:alert_confirm"
+        return [OutboxMessage(EMAIL, report.reference, payload, idempotency_key=key)]
 
     def messages_for(self, report: StoredReport) -> list[OutboxMessage]:
         ref = report.reference
@@ -190,6 +274,10 @@ class Routes:
             email = Email(to, rendered.subject, rendered.body, key, language=locale)
         elif kind in ("urgent_alert", "urgent_escalation"):
             email = await self._staff_alert(reference, to, key, escalation=kind != "urgent_alert")
+        elif kind == "alert_confirm":
+            email = self._alert_confirmation(payload, key)
+        elif kind == "inspection_alert":
+            email = self._inspection_alert(payload, key)
         else:
             raise Permanent("unknown_kind")
         await self.email.send(email)
@@ -251,6 +339,31 @@ class Routes:
             )
             await uow.commit()
         log.warning("urgent report not acknowledged in time: escalated (%s)", reference)
+
+    # ------------------------------------------------------------------ inspection alerts
+
+    def _alert_confirmation(self, payload: Mapping[str, Any], key: str) -> Email:
+        locale = str(payload.get("locale") or "en")
+        url = subscription_url(self.settings, "confirm", str(payload["token"]))
+        rendered = texts.alert_confirmation_email(
+            self.catalogs, locale, str(payload["service"]), url
+        )
+        return Email(str(payload["to"]), rendered.subject, rendered.body, key, language=locale)
+
+    def _inspection_alert(self, payload: Mapping[str, Any], key: str) -> Email:
+        locale = str(payload.get("locale") or "en")
+        stop = subscription_url(self.settings, "stop", str(payload["token"]))
+        rendered = texts.inspection_alert_email(
+            self.catalogs, locale, str(payload["service"]), str(payload["url"]), stop
+        )
+        return Email(
+            str(payload["to"]),
+            rendered.subject,
+            rendered.body,
+            key,
+            language=locale,
+            unsubscribe_url=stop,
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -64,3 +64,62 @@ def acknowledgement_email(catalogs: Catalogs, locale: str, reference: str) -> Re
 
 def acknowledgement_sms(catalogs: Catalogs, locale: str, reference: str) -> str:
     return catalogs.render(_with_reference(ACK_SMS, reference), locale)
+
+
+# ---------------------------------------------------------------------- inspection alerts
+
+CONFIRM_SUBJECT = T("Please confirm your email alerts")
+CONFIRM_BODY = T(
+    "You asked for an email when we publish a new inspection report on {service}. "
+    "To start these emails, open this link and press the button: {link}"
+)
+CONFIRM_IGNORE = T(
+    "If you did not ask for this, you can ignore this email. We will not send you any alerts."
+)
+INSPECTION_SUBJECT = T("New inspection report: {service}")
+INSPECTION_BODY = T(
+    "We have published a new inspection report on {service}. You can read it here: {link}"
+)
+STOP_LINE = T("To stop these emails, open this link: {link}")
+START_TITLE = T("Start email alerts")
+START_TEXT = T(
+    "Press the button to get an email when we publish a new inspection report on {service}."
+)
+STARTED = T("Thank you. We will email you when we publish a new inspection report on {service}.")
+STOP_TITLE = T("Stop email alerts")
+STOP_TEXT = T("Press the button to stop emails about new inspection reports on {service}.")
+STOPPED = T(
+    "You will not get any more emails about {service}. "
+    "We have deleted your email address from this list."
+)
+LINK_GONE = T("This link does not work any more. It may have been used already.")
+
+
+def alert_confirmation_email(
+    catalogs: Catalogs, locale: str, service: str, confirm_url: str
+) -> RenderedEmail:
+    def say(text: Text, **params: str) -> str:
+        return catalogs.render(T(text.msgid, **params), locale)
+
+    return RenderedEmail(
+        subject=say(CONFIRM_SUBJECT),
+        body=say(CONFIRM_BODY, service=service, link=confirm_url)
+        + "\n\n"
+        + say(CONFIRM_IGNORE)
+        + "\n",
+    )
+
+
+def inspection_alert_email(
+    catalogs: Catalogs, locale: str, service: str, report_url: str, stop_url: str
+) -> RenderedEmail:
+    def say(text: Text, **params: str) -> str:
+        return catalogs.render(T(text.msgid, **params), locale)
+
+    return RenderedEmail(
+        subject=say(INSPECTION_SUBJECT, service=service),
+        body=say(INSPECTION_BODY, service=service, link=report_url)
+        + "\n\n"
+        + say(STOP_LINE, link=stop_url)
+        + "\n",
+    )

@@ -423,7 +423,7 @@ def _poor_path_whistleblowing(c: Conversation) -> None:
     c.choose("other", "service_other")
     c.say("a private clinic", "provider")
     c.say("Qwxz, Leeds", "provider", matches=[["1-000000001", "Oak House", "Oak House, Leeds LS1"]])
-    c.choose("none", "relationship")  # was not in the list after all
+    c.choose("1-000000001", "relationship")  # matched: inspection alerts are offered later
     c.choose("work", "works_there")
     c.choose("yes", "whistleblowing")
     c.choose("continue", "when")

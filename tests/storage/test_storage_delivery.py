@@ -4,12 +4,12 @@ erased bodies, topic statistics, acknowledgements, shared secrets, the NOTIFY wa
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from bot.ports import OutboxMessage
+from bot.ports import AlertSubscription, OutboxMessage
 from storage.sqlalchemy_storage import SqlStorage
 from tests.storage.conftest import Clock
-from tests.storage.test_storage_contract import report
+from tests.storage.test_storage_contract import location, report
 
 
 async def add(storage: SqlStorage, *messages: OutboxMessage) -> None:
@@ -127,3 +127,51 @@ async def test_a_new_outbox_row_wakes_a_listener_on_postgresql(storage: SqlStora
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_alert_subscriptions_opt_in_newer_inspections_and_stop(
+    storage: SqlStorage,
+) -> None:
+    now = datetime.now(UTC)
+    await storage.directory.replace_all(
+        [location("1-1", last_checked=date(2025, 1, 10)), location("1-2", name="Elm Court")]
+    )
+
+    async def subscribe(email: str, location_id: str, token: str) -> AlertSubscription | None:
+        async with storage.unit_of_work() as uow:
+            added = await uow.subscriptions.add_pending(
+                email=email,
+                location_id=location_id,
+                locale="cy",
+                token=token,
+                last_checked_seen=date(2025, 1, 10) if location_id == "1-1" else None,
+                now=now,
+            )
+            await uow.commit()
+        return added
+
+    assert await subscribe("a@example.org", "1-1", "tok-a") is not None
+    assert await subscribe("a@example.org", "1-1", "tok-again") is None  # one per address
+    assert await subscribe("b@example.org", "1-1", "tok-b") is not None  # never confirmed
+    async with storage.unit_of_work() as uow:
+        confirmed = await uow.subscriptions.confirm("tok-a", now=now)
+        assert confirmed is not None and confirmed.status == "confirmed"
+        assert await uow.subscriptions.newer_inspections() == []  # nothing new yet
+        await uow.commit()
+
+    await storage.directory.replace_all(
+        [location("1-1", last_checked=date(2025, 6, 1)), location("1-2", name="Elm Court")]
+    )
+    async with storage.unit_of_work() as uow:
+        (news,) = await uow.subscriptions.newer_inspections()
+        assert news.subscription.email == "a@example.org" and news.subscription.locale == "cy"
+        assert news.location.last_checked == date(2025, 6, 1)
+        await uow.subscriptions.mark_told(news.subscription.id, date(2025, 6, 1))
+        await uow.commit()
+    async with storage.unit_of_work() as uow:
+        assert await uow.subscriptions.newer_inspections() == []
+        assert await uow.subscriptions.drop_unconfirmed(now + timedelta(days=8)) == 1
+        removed = await uow.subscriptions.remove("tok-a")
+        assert removed is not None and await uow.subscriptions.get("tok-a") is None
+        assert await uow.subscriptions.remove("tok-a") is None
+        await uow.commit()

@@ -9,6 +9,9 @@ Create Date: 2026-11-30
   writing it twice (a fan-out retried after a crash) keeps one. Telegram replies have none.
 - `reports.acknowledged_at`, `acknowledged_by`: who took charge of an urgent report, and when;
   the escalation and the metrics read them.
+- `alert_subscriptions`: "email me when you publish an inspection report on this service",
+  kept apart from the report: an address, a location id, the language to write in, and
+  the link token, status and the inspection date last told (double opt-in, one-click stop).
 - `service_secrets`: keys the service makes itself and every worker shares (the key that signs
   the links in alert emails), so no operator has to invent one.
 - `report.submitted` events written before this release are settled unsent (see below).
@@ -39,6 +42,22 @@ def upgrade() -> None:
     with op.batch_alter_table("reports") as batch:
         batch.add_column(sa.Column("acknowledged_at", UTC_DATETIME, nullable=True))
         batch.add_column(sa.Column("acknowledged_by", sa.String(320), nullable=True))
+    op.create_table(
+        "alert_subscriptions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("location_id", sa.String(32), nullable=False),
+        sa.Column("locale", sa.String(16), nullable=False),
+        sa.Column("token", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.Column("confirmed_at", UTC_DATETIME, nullable=True),
+        sa.Column("last_checked_seen", sa.Date(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_alert_subscriptions"),
+        sa.UniqueConstraint("token", name="uq_alert_subscriptions_token"),
+        sa.UniqueConstraint("email", "location_id", name="uq_alert_subscriptions_email_location_id"),
+    )
+    op.create_index("ix_alert_subscriptions_location_id", "alert_subscriptions", ["location_id"])
     op.create_table(
         "service_secrets",
         sa.Column("name", sa.String(64), nullable=False),
@@ -74,6 +93,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
         op.execute("DROP FUNCTION IF EXISTS intake_outbox_notify()")
     op.drop_table("service_secrets")
+    op.drop_index("ix_alert_subscriptions_location_id", table_name="alert_subscriptions")
+    op.drop_table("alert_subscriptions")
     with op.batch_alter_table("reports") as batch:
         batch.drop_column("acknowledged_by")
         batch.drop_column("acknowledged_at")
