@@ -295,15 +295,26 @@ async def _directory_import(settings: Settings, path: Path) -> int:
         result = await storage.directory.replace_all(
             parsed.locations, produced_on=parsed.produced_on
         )
+        alerts = await _queue_inspection_alerts(storage)
     finally:
         await storage.close()
     print(
         f"imported {result.total} locations ({result.added} new, {result.updated} updated, "
         f"{result.removed} removed); {len(parsed.skipped)} rows skipped"
     )
+    if alerts:
+        print(f"{alerts} inspection-report alerts queued for newer inspections")
     for problem in parsed.skipped[:20]:
         print(f"  skipped line {problem.line}: {problem.reason}")
     return 0
+
+
+async def _queue_inspection_alerts(storage) -> int:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from bot.outbox.routes import queue_inspection_alerts
+
+    return await queue_inspection_alerts(storage, datetime.now(UTC))
 
 
 # ---------------------------------------------------------------------- conversations

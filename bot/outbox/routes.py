@@ -265,9 +265,9 @@ class Routes:
             raise Permanent("email_off")
         payload = message.payload
         kind = payload.get("kind")
-        reference = str(payload["reference"])
+        reference = str(payload.get("reference") or "")
         to = str(payload["to"])
-        key = message.idempotency_key or f"{reference}:{kind}"
+        key = message.idempotency_key or f"{message.ordering_key}:{kind}"
         if kind == "acknowledgement":
             locale = str(payload.get("locale") or "en")
             rendered = texts.acknowledgement_email(self.catalogs, locale, reference)

@@ -48,6 +48,8 @@ async def submit(
     risk: str = "no",
     what_happened: str = "The night staff shouted at my mother.",
     provider: str = "Qwxz Zzyq",
+    location_id: str | None = None,
+    alerts: str = "no",
 ) -> dict[str, Any]:
     """Complete a poor-care report; returns the final reply (with its reference)."""
     created = await api.create({"locale": locale})
@@ -71,7 +73,7 @@ async def submit(
         "contact_name": {"text": "Sam Example"},
         "contact_email": {"text": email} if email else {"choice": "skip"},
         "contact_phone": {"text": phone} if phone else {"choice": "skip"},
-        "alerts": {"choice": "no"},
+        "alerts": {"choice": alerts},
         "summary": {"choice": "submit"},
     }
     step = conversation["step"]
@@ -80,7 +82,7 @@ async def submit(
         if step == "submitted":
             return reply
         if step == "provider" and reply["messages"][-1]["choices"]:
-            body = {"choice": "none"}  # directory matches offered: none of these
+            body = {"choice": location_id or "none"}  # directory matches offered
         else:
             body = answers[step]
         result = await api.send(conversation, body)
