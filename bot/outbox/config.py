@@ -6,7 +6,7 @@ import base64
 import binascii
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,8 +45,9 @@ class OfficeHours:
 class DeliverySettings:
     public_url: str | None = None
     email_from: str | None = None
-    smtp: SmtpServer | None = None
-    notify_api_key: str | None = None
+    #: Secrets are left out of repr(), so a settings object in a traceback shows none.
+    smtp: SmtpServer | None = field(default=None, repr=False)
+    notify_api_key: str | None = field(default=None, repr=False)
     notify_base_url: str | None = None
     notify_template_email: str | None = None
     notify_template_sms: str | None = None
@@ -56,9 +57,9 @@ class DeliverySettings:
     urgent_escalation_emails: tuple[str, ...] = ()
     urgent_ack_minutes: int = 30
     alert_webhook_url: str | None = None
-    alert_webhook_secret: bytes | None = None
+    alert_webhook_secret: bytes | None = field(default=None, repr=False)
     handoff_url: str | None = None
-    handoff_secret: bytes | None = None
+    handoff_secret: bytes | None = field(default=None, repr=False)
     #: Who may read /metrics (addresses or networks); loopback by default.
     metrics_allowed: tuple[str, ...] = DEFAULT_METRICS_ALLOWED
     outbox_max_attempts: int = 20
