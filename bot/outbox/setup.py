@@ -115,6 +115,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         poll_interval=delivery.options.poll_interval,
         concurrency=delivery.options.concurrency,
         max_attempts=settings.outbox_max_attempts,
+        # Longer than any one send may take (SMTP and Notify time out at 30 s), so a slow
+        # send is never claimed by a second worker meanwhile.
+        lease_seconds=120.0,
         listen=True,
     )
     if delivery.options.run_dispatcher:
