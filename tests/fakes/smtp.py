@@ -106,6 +106,33 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+class _TrackingController(Controller):
+    """Remembers its sessions, so that stopping can close connections still open (a client
+    in the middle of a transaction) instead of leaving their sockets to the collector."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: list[Any] = []
+
+    def factory(self) -> Any:
+        session = super().factory()
+        self.sessions.append(session)
+        return session
+
+    def close_sessions(self) -> None:
+        async def close_all() -> None:
+            self.server.close()  # no new connections from here on
+            for session in self.sessions:
+                for transport in (session.transport, session._original_transport):
+                    if transport is not None:
+                        transport.abort()
+            # connection_lost (which closes the socket) runs on the loop's next turns.
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(timeout=10)
+
+
 class SmtpServer:
     """Start/stop on the same port, so a test can make the server go away and come back.
 
@@ -117,7 +144,7 @@ class SmtpServer:
         self.require_auth = True
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.tls.load_cert_chain(*certificate)
-        self._controller: Controller | None = None
+        self._controller: _TrackingController | None = None
 
     @property
     def url(self) -> str:
@@ -126,7 +153,7 @@ class SmtpServer:
 
     def start(self) -> None:
         self.recorder.loop = asyncio.get_running_loop()
-        self._controller = Controller(
+        self._controller = _TrackingController(
             self.recorder,
             hostname="127.0.0.1",
             port=self.port,
@@ -139,5 +166,6 @@ class SmtpServer:
 
     def stop(self) -> None:
         if self._controller is not None:
+            self._controller.close_sessions()
             self._controller.stop()
             self._controller = None
