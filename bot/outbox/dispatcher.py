@@ -146,6 +146,7 @@ class OutboxDispatcher:
         #: Outcomes by reason ("sent", "rate_limited", "blocked", ...), for logs and metrics.
         self.counters: Counter[str] = Counter()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -170,16 +171,15 @@ class OutboxDispatcher:
     async def stop(self) -> None:
         """Stop claiming; let in-flight sends settle for a moment, then cancel the rest (their
         leases expire and another worker, or the next start, delivers them)."""
+        self._stopping = True
+        self._wake.set()
         if self._listen_task is not None:
-            self._listen_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listen_task
+            await _cancel_and_wait(self._listen_task)
             self._listen_task = None
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _cancel_and_wait(self._task)
             self._task = None
+        self._stopping = False
         if self._inflight:
             _done, pending = await asyncio.wait(
                 set(self._inflight), timeout=self.stop_grace_seconds
@@ -200,7 +200,7 @@ class OutboxDispatcher:
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._inflight)
             claimed = await self._claim(free) if free > 0 else []
@@ -229,6 +229,7 @@ class OutboxDispatcher:
                 await uow.commit()
             return claimed
         except StorageError as error:
+            _reraise_if_cancelled(error)
             self.counters["storage_error"] += 1
             log.warning("outbox %s: claim failed (%s)", self.topic, type(error).__name__)
             return []
@@ -269,6 +270,7 @@ class OutboxDispatcher:
                     await uow.outbox.mark_failed(message.id, error=outcome.reason)
                 await uow.commit()
         except StorageError as error:
+            _reraise_if_cancelled(error)
             # The lease expires and the message is claimed again: a sent one may go twice.
             self.counters["storage_error"] += 1
             log.warning(
@@ -300,6 +302,25 @@ class OutboxDispatcher:
                 outcome.reason,
                 message.attempts,
             )
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end, without swallowing a cancellation of the caller."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
+def _reraise_if_cancelled(error: StorageError) -> None:
+    """A cancelled database call can surface as a StorageError (the driver's connection is left
+    mid-operation and its rollback fails): that must still stop the task, not be retried."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from error
 
 
 def adapter(

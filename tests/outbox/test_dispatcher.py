@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bot.outbox.dispatcher import OutboxDispatcher, Outcome
-from bot.ports import OutboxMessage
+from bot.ports import OutboxMessage, StorageError
 from storage import create_storage
 from storage.sqlalchemy_storage import SqlStorage
 
@@ -135,3 +135,46 @@ async def test_on_postgresql_a_new_message_wakes_an_idle_dispatcher(
     finally:
         await dispatcher.stop()
         await writer.close()
+
+
+class _ClaimSwallowsCancellation:
+    """A storage whose claim, when cancelled, fails as a StorageError: what asyncpg can do
+    when a query is cancelled mid-protocol and the rollback then fails."""
+
+    def __init__(self) -> None:
+        self.claiming = asyncio.Event()
+
+    def unit_of_work(self) -> _ClaimSwallowsCancellation:
+        return self
+
+    async def __aenter__(self) -> _ClaimSwallowsCancellation:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    @property
+    def outbox(self) -> _ClaimSwallowsCancellation:
+        return self
+
+    async def claim(self, *args: object, **kwargs: object) -> list[OutboxMessage]:
+        self.claiming.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise StorageError("connection is busy with another operation") from None
+        return []
+
+
+async def test_stop_ends_the_loop_even_when_a_cancelled_claim_fails_as_a_storage_error() -> None:
+    storage = _ClaimSwallowsCancellation()
+
+    async def never(message: OutboxMessage) -> Outcome:
+        raise AssertionError("nothing to deliver")
+
+    dispatcher = OutboxDispatcher(storage, "email", never, poll_interval=0.01)  # type: ignore[arg-type]
+    dispatcher.start()
+    async with asyncio.timeout(10):
+        await storage.claiming.wait()
+        await dispatcher.stop()
+    assert not dispatcher.running
