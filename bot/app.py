@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -26,6 +27,8 @@ from bot.logging_setup import (
     url_password,
 )
 from bot.lookups import DirectoryLookup
+from bot.outbox import setup as delivery_setup
+from bot.outbox.routes import acknowledgement_channel
 from bot.ports import Storage
 from bot.service import IntakeService, utcnow
 from bot.staff.config import StaffSettings
@@ -59,7 +62,14 @@ async def build_service(
     storage = await create_storage(settings.database_url, clock=clock)
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
-    service = IntakeService(storage, build_engine(catalogs), catalogs, directory, clock=clock)
+    service = IntakeService(
+        storage,
+        build_engine(catalogs),
+        catalogs,
+        directory,
+        clock=clock,
+        acknowledgement=partial(acknowledgement_channel, settings.delivery),
+    )
     if settings.directory_csv is not None:
         await import_directory_if_empty(storage, settings.directory_csv)
     await directory.refresh(force=True)
@@ -124,6 +134,7 @@ def build_app(
 
     app.cleanup_ctx.append(lifetime)
     web_channel.setup(app)
+    delivery_setup.setup(app)
     if settings.telegram_token:
         from bot.channels import telegram as telegram_channel
 

@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_retention_commands(reports)
     add_staff_commands(sub)
+
+    from bot.cli_delivery import add_commands as add_delivery_commands
+
+    add_delivery_commands(sub, reports)
     return parser
 
 
@@ -167,6 +171,7 @@ def _supervise(settings: Settings, workers: int) -> int:
         log.info("worker %d started (pid %s)", slot, child.pid)
         return child
 
+    metrics_dir = _metrics_directory()
     children = {slot: start(slot) for slot in range(workers)}
     deaths: list[float] = []
     status = 0
@@ -192,7 +197,25 @@ def _supervise(settings: Settings, workers: int) -> int:
             children[slot] = start(slot)
     _stop_workers(list(children.values()))
     log.info("all workers stopped")
+    if metrics_dir is not None:
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
+
+
+def _metrics_directory() -> str | None:
+    """Workers write their /metrics counters to files in one directory, so any worker's
+    /metrics adds up all of them (prometheus-client's multiprocess mode). Set before the
+    workers are spawned: they read it when they import prometheus_client. An operator's own
+    PROMETHEUS_MULTIPROC_DIR is used (and kept) as it is."""
+    import tempfile
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = tempfile.mkdtemp(prefix="intake-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def _stop_workers(children: list[multiprocessing.process.BaseProcess]) -> None:
@@ -266,15 +289,26 @@ async def _directory_import(settings: Settings, path: Path) -> int:
         result = await storage.directory.replace_all(
             parsed.locations, produced_on=parsed.produced_on
         )
+        alerts = await _queue_inspection_alerts(storage)
     finally:
         await storage.close()
     print(
         f"imported {result.total} locations ({result.added} new, {result.updated} updated, "
         f"{result.removed} removed); {len(parsed.skipped)} rows skipped"
     )
+    if alerts:
+        print(f"{alerts} inspection-report alerts queued for newer inspections")
     for problem in parsed.skipped[:20]:
         print(f"  skipped line {problem.line}: {problem.reason}")
     return 0
+
+
+async def _queue_inspection_alerts(storage) -> int:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from bot.outbox.routes import queue_inspection_alerts
+
+    return await queue_inspection_alerts(storage, datetime.now(UTC))
 
 
 # ---------------------------------------------------------------------- conversations
@@ -354,18 +388,21 @@ async def _reports_list(settings: Settings, limit: int) -> int:
 
 
 async def _reports_show(settings: Settings, reference: str) -> int:
+    from bot.cli_delivery import delivery_state
     from bot.reference import normalise_reference
 
     storage = await _open_storage(settings)
     try:
         async with storage.unit_of_work() as uow:
             report = await uow.reports.get(normalise_reference(reference))
+        delivery = await delivery_state(storage, report.reference) if report else {}
     finally:
         await storage.close()
     if report is None:
         print(f"no report with reference {reference}", file=sys.stderr)
         return 1
-    print(json.dumps(_formatter(settings).record(report), ensure_ascii=False, indent=2))
+    shown = {**_formatter(settings).record(report), **delivery}
+    print(json.dumps(shown, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -9,6 +9,8 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 
+from bot.outbox.config import DeliveryConfigError, DeliverySettings
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
@@ -49,6 +51,8 @@ class Settings:
     #: How long a reply is kept for a retry of its message (the summary repeats the answers);
     #: `intake conversations purge` erases older ones. Telegram keeps an update for 24 hours.
     reply_retention_hours: int = 24
+    #: Outgoing messages: email, SMS, urgent alerts, the hand-off (bot/outbox/config.py).
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -83,7 +87,12 @@ class Settings:
                     f"INTAKE_TRUSTED_PROXIES has an entry that is not an address or network: {proxy!r}"
                 ) from exc
         csv = get("DIRECTORY_CSV")
+        try:
+            delivery = DeliverySettings.from_env(env)
+        except DeliveryConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         return cls(
+            delivery=delivery,
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             host=get("HOST") or "127.0.0.1",
             port=get_int("PORT", 8080),

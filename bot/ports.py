@@ -13,7 +13,8 @@ state with its revision check, the transcript lines and the reply to the message
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
@@ -95,6 +96,27 @@ class OutboxMessage:
     status: Literal["pending", "done", "failed"] = "pending"
     last_error: str | None = None
     conversation_id: str | None = None
+    #: "{reference}:{kind}" for a message derived from a report: `Outbox.add` keeps the first
+    #: message of a key and drops later ones, so a retried fan-out sends nothing twice.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxTopicStats:
+    """One topic's backlog, for /metrics: pending messages and the age of the oldest."""
+
+    topic: str
+    pending: int
+    oldest_pending_at: datetime | None
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Who took charge of an urgent report, and when."""
+
+    at: datetime
+    by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,21 +278,127 @@ class ReportRepository(Protocol):
 
     async def count(self) -> int: ...
 
-
-class Outbox(Protocol):
-    async def add(self, messages: Sequence[OutboxMessage]) -> None: ...
-
-    async def claim(self, topic: str, *, limit: int, lease_seconds: float) -> list[OutboxMessage]:
-        """Claim due pending messages: at most the oldest one per ordering key, and none of a
-        key that has an earlier message still pending, so each key keeps its order. A claimed
-        message is invisible to other claimers for `lease_seconds` (crash -> redelivery)."""
+    async def acknowledge(self, reference: str, *, by: str, at: datetime) -> Acknowledgement | None:
+        """Record that `by` took charge of the report, unless someone already did: returns the
+        acknowledgement that stands (the earlier one wins), None for an unknown reference."""
         ...
 
-    async def mark_done(self, message_id: int) -> None: ...
+    async def acknowledgement(self, reference: str) -> Acknowledgement | None: ...
+
+    async def count_unacknowledged_urgent(self) -> int:
+        """Urgent and urgent-review reports nobody has acknowledged yet."""
+        ...
+
+
+class Outbox(Protocol):
+    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+        """Insert in order, filling in ids. A message whose `idempotency_key` already exists
+        is not inserted and keeps `id=None`."""
+        ...
+
+    async def claim(
+        self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
+    ) -> list[OutboxMessage]:
+        """Claim due pending messages of the topic(s): at most the oldest one per ordering key,
+        and none of a key that has an earlier message still pending, so each key keeps its
+        order. A claimed message is invisible to other claimers for `lease_seconds` (crash ->
+        redelivery)."""
+        ...
+
+    async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
+        """Delivered. With `keep`, the payload is reduced to it (what an audit needs): a
+        message body is kept only until it is delivered."""
+        ...
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        topic: str | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxMessage]:
+        """Messages newest first, optionally by status, topic and idempotency-key prefix."""
+        ...
+
+    async def requeue(self, message_ids: Sequence[int] | None = None) -> int:
+        """Failed (dead-letter) messages back to pending with fresh attempts; None = all."""
+        ...
+
+    async def purge(self, message_ids: Sequence[int] | None = None) -> int:
+        """Delete failed (dead-letter) messages; None = all of them."""
+        ...
+
+    async def stats(self) -> builtins.list[OutboxTopicStats]: ...
 
     async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None: ...
 
     async def mark_failed(self, message_id: int, *, error: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSubscription:
+    """ "Email me when you publish an inspection report on this service", kept apart from
+    the report. `token` is the secret in its confirm and stop links."""
+
+    id: int
+    email: str
+    location_id: str
+    locale: str
+    token: str
+    status: Literal["pending", "confirmed"]
+    created_at: datetime
+    last_checked_seen: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionNews:
+    """A confirmed subscription whose service has a newer inspection than last told."""
+
+    subscription: AlertSubscription
+    location: DirectoryLocation
+
+
+class AlertSubscriptions(Protocol):
+    async def add_pending(
+        self,
+        *,
+        email: str,
+        location_id: str,
+        locale: str,
+        token: str,
+        last_checked_seen: date | None,
+        now: datetime,
+    ) -> AlertSubscription | None:
+        """A new unconfirmed subscription; None when this address already has one for this
+        location (confirmed or waiting), which is left as it is."""
+        ...
+
+    async def get(self, token: str) -> AlertSubscription | None: ...
+
+    async def confirm(self, token: str, *, now: datetime) -> AlertSubscription | None: ...
+
+    async def remove(self, token: str) -> AlertSubscription | None:
+        """Delete it (the address goes with it); returns what was deleted."""
+        ...
+
+    async def newer_inspections(self, *, limit: int = 1000) -> builtins.list[InspectionNews]:
+        """Confirmed subscriptions whose location's latest check is newer than the one last
+        told, locked for this unit of work."""
+        ...
+
+    async def mark_told(self, subscription_id: int, last_checked: date) -> None: ...
+
+    async def drop_unconfirmed(self, before: datetime) -> int:
+        """Erase subscriptions never confirmed since `before`."""
+        ...
+
+
+class SecretStore(Protocol):
+    async def get_or_create(self, name: str, make: Callable[[], str]) -> str:
+        """The stored value of `name`, storing `make()` first if there is none (the first
+        writer wins; every worker then reads the same value)."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -295,6 +423,12 @@ class UnitOfWork(Protocol):
 
     @property
     def erasure(self) -> Erasure: ...
+
+    @property
+    def secrets(self) -> SecretStore: ...
+
+    @property
+    def subscriptions(self) -> AlertSubscriptions: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -350,6 +484,11 @@ class Storage(Protocol):
 
     async def ping(self) -> None:
         """Raise StorageError unless the database answers."""
+        ...
+
+    async def listen_outbox(self, wake: Callable[[str], None]) -> None:
+        """Call `wake(topic)` when any process commits an outbox row; runs until cancelled.
+        Returns at once where the database cannot notify (SQLite: callers poll)."""
         ...
 
     async def close(self) -> None: ...

@@ -13,12 +13,14 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import metrics
 from bot.engine.engine import Engine
 from bot.engine.text import clean_text, strip_dangerous
 from bot.engine.types import (
@@ -193,6 +195,7 @@ class IntakeService:
         *,
         clock: Callable[[], datetime] = utcnow,
         reference_factory: Callable[[], str] = new_reference,
+        acknowledgement: Callable[[dict[str, Any]], str | None] = lambda _report: None,
     ) -> None:
         self.storage = storage
         self.engine = engine
@@ -200,6 +203,9 @@ class IntakeService:
         self.directory = directory
         self._clock = clock
         self._new_reference = reference_factory
+        #: How a report with these fields will be acknowledged ("email", "sms" or None), so
+        #: the confirmation promises only what delivery will send (bot/outbox/routes.py).
+        self._acknowledgement = acknowledgement
 
     # ------------------------------------------------------------------ web and terminal
 
@@ -470,6 +476,7 @@ class IntakeService:
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
+        started = time.perf_counter()
         translate = self.catalogs.translator(record.state.locale)
         # The engine reads a typed command word (in English or the person's language) before
         # anything is looked up, so a command is never searched for as a service name.
@@ -510,6 +517,7 @@ class IntakeService:
             message_id=message_id,
             reply=reply.to_json() if message_id is not None else None,
         )
+        metrics.record_turn(record.channel, started)
         return reply
 
     def _open(
@@ -559,6 +567,10 @@ class IntakeService:
             lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
         if state.step == "summary":
             lookups["reference"] = self._new_reference()
+            answers = self.engine.on_path_answers(state.answers)
+            lookups["acknowledgement"] = self._acknowledgement(
+                self.engine.dialog.build_report(answers)
+            )
         if not lookups:
             return inbound
         return Inbound(inbound.kind, inbound.value, lookups)

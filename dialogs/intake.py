@@ -40,8 +40,26 @@ def _no_email(a: Answers) -> bool:
     return not _gave_email(a)
 
 
+def _alerts_offered(a: Answers) -> bool:
+    """Inspection alerts are about one registered location: offered only with an email
+    address and a service matched in the directory."""
+    provider = a.get("provider")
+    return _gave_email(a) and isinstance(provider, dict) and bool(provider.get("location_id"))
+
+
 def _wants_contact(a: Answers) -> bool:
     return a.get("contact") == "yes" and a.get("contact_phone") != "no_contact"
+
+
+def _acknowledgement_promise(a: Answers) -> tuple[Text, ...]:
+    """What the confirmation promises: only the acknowledgement the service will send (the
+    service tells the engine at submit; no email is promised when email is off)."""
+    how = a.get("_acknowledgement")
+    if how == "email":
+        return (T("We will email you to say we got your report."),)
+    if how == "sms":
+        return (T("We will send you a text message to say we got your report."),)
+    return ()
 
 
 def _c(choice_id: str, label: Text, note: Text | None = None, when: Any = None) -> ChoiceDef:
@@ -436,7 +454,7 @@ STEPS: tuple[Step, ...] = (
         max_length=validators.PHONE_MAX,
         validate=validators.uk_phone,
         skippable=_gave_email,
-        next=(Branch("alerts", _gave_email), Branch("summary")),
+        next=(Branch("alerts", _alerts_offered), Branch("summary")),
         summary_label=T("Phone"),
     ),
     Step(
@@ -462,7 +480,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "submitted",
         "final",
-        prompt=(
+        prompt=lambda a: (
             T("Thank you. We have your report. Your reference number is {reference}."),
             T(
                 "What happens next: we read every report. We look at urgent ones first. We may "
@@ -470,10 +488,8 @@ STEPS: tuple[Step, ...] = (
                 "other organisations, or inspect it. We can also warn or fine a service, or put "
                 "conditions on it. In the worst cases we can close it."
             ),
-            T(
-                "If you gave us your email address, we will email you to say we got your report. "
-                "You may not hear more from us, but we will still use what you told us."
-            ),
+            *_acknowledgement_promise(a),
+            T("You may not hear more from us, but we will still use what you told us."),
         ),
     ),
     Step("cancelled", "final"),

@@ -116,6 +116,9 @@ class ReportRow(Base):
     locale: Mapped[str] = mapped_column(String(16))
     priority: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: Who took charge of an urgent report, and when (migration 0005).
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class OutboxRow(Base):
@@ -123,6 +126,8 @@ class OutboxRow(Base):
     __table_args__ = (
         # The claim query: pending messages of a topic, per ordering key, oldest first.
         Index("ix_outbox_claim", "topic", "status", "ordering_key", "id"),
+        # "{reference}:{kind}" for messages derived from a report: written at most once.
+        Index("uq_outbox_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -138,6 +143,34 @@ class OutboxRow(Base):
     #: The conversation whose messages the row carries (migration 0004), so erasing the
     #: conversation erases them; NULL for events that carry none of its words.
     conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(160))
+
+
+class AlertSubscriptionRow(Base):
+    """Inspection-report alerts, apart from any report: an address and a location id (and the
+    language, the link token, the opt-in state and the inspection date last told)."""
+
+    __tablename__ = "alert_subscriptions"
+    __table_args__ = (UniqueConstraint("email", "location_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    location_id: Mapped[str] = mapped_column(String(32), index=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_checked_seen: Mapped[date | None] = mapped_column(Date)
+
+
+class ServiceSecretRow(Base):
+    """Keys the service makes itself and all workers share (the alert links' signing key)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
 
 
 class DirectoryLocationRow(Base):
@@ -288,3 +321,5 @@ staff_sessions: Table = StaffSessionRow.__table__  # type: ignore[assignment]
 staff_audit: Table = StaffAuditRow.__table__  # type: ignore[assignment]
 report_cases: Table = ReportCaseRow.__table__  # type: ignore[assignment]
 report_case_events: Table = ReportCaseEventRow.__table__  # type: ignore[assignment]
+service_secrets: Table = ServiceSecretRow.__table__  # type: ignore[assignment]
+alert_subscriptions: Table = AlertSubscriptionRow.__table__  # type: ignore[assignment]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -12,6 +12,7 @@ from sqlalchemy import cast as sql_cast
 
 from bot.engine.types import ConversationState
 from bot.ports import (
+    Acknowledgement,
     Channel,
     ConcurrencyError,
     ConversationRecord,
@@ -20,7 +21,13 @@ from bot.ports import (
     TranscriptEntry,
 )
 from storage.db import Db
-from storage.models import conversations, inbound_messages, reports, transcript_entries
+from storage.models import (
+    conversations,
+    inbound_messages,
+    reports,
+    service_secrets,
+    transcript_entries,
+)
 
 #: The intake team's queue order (see ReportRepository.list).
 PRIORITY_ORDER = ("urgent", "urgent_review", "routine")
@@ -439,3 +446,43 @@ class SqlReports:
     async def count(self) -> int:
         result = await self._db.execute(select(func.count()).select_from(reports))
         return int(result.scalar_one())
+
+    async def acknowledge(self, reference: str, *, by: str, at: datetime) -> Acknowledgement | None:
+        await self._db.execute(
+            update(reports)
+            .where(reports.c.reference == reference, reports.c.acknowledged_at.is_(None))
+            .values(acknowledged_at=at, acknowledged_by=by)
+        )
+        return await self.acknowledgement(reference)
+
+    async def acknowledgement(self, reference: str) -> Acknowledgement | None:
+        statement = select(reports.c.acknowledged_at, reports.c.acknowledged_by).where(
+            reports.c.reference == reference
+        )
+        row = (await self._db.execute(statement)).first()
+        if row is None or row.acknowledged_at is None:
+            return None
+        return Acknowledgement(at=row.acknowledged_at, by=row.acknowledged_by or "")
+
+    async def count_unacknowledged_urgent(self) -> int:
+        statement = (
+            select(func.count())
+            .select_from(reports)
+            .where(
+                reports.c.priority.in_(("urgent", "urgent_review")),
+                reports.c.acknowledged_at.is_(None),
+            )
+        )
+        return int((await self._db.execute(statement)).scalar_one())
+
+
+class SqlSecrets:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def get_or_create(self, name: str, make: Callable[[], str]) -> str:
+        await self._db.execute(
+            self._db.insert_or_ignore(service_secrets).values(name=name, value=make())
+        )
+        statement = select(service_secrets.c.value).where(service_secrets.c.name == name)
+        return str((await self._db.execute(statement)).scalar_one())

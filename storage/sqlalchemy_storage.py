@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from bot.ports import (
+    AlertSubscriptions,
     ConversationRecord,
     ConversationRepository,
     DirectoryRepository,
@@ -19,6 +20,7 @@ from bot.ports import (
     InboundLog,
     Outbox,
     ReportRepository,
+    SecretStore,
     StorageError,
     TranscriptEntry,
     TranscriptRepository,
@@ -35,8 +37,15 @@ from storage.engine import (
 )
 from storage.erasure import SqlErasure
 from storage.errors import storage_errors, translate
-from storage.outbox import SqlOutbox
-from storage.repositories import SqlConversations, SqlInboundLog, SqlReports, SqlTranscripts
+from storage.outbox import SqlOutbox, listen_for_outbox
+from storage.repositories import (
+    SqlConversations,
+    SqlInboundLog,
+    SqlReports,
+    SqlSecrets,
+    SqlTranscripts,
+)
+from storage.subscriptions import SqlSubscriptions
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,8 @@ class SqlUnitOfWork:
     reports: ReportRepository
     outbox: Outbox
     erasure: Erasure
+    secrets: SecretStore
+    subscriptions: AlertSubscriptions
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -87,6 +98,8 @@ class SqlUnitOfWork:
         self.reports = SqlReports(db)
         self.outbox = SqlOutbox(db)
         self.erasure = SqlErasure(db)
+        self.secrets = SqlSecrets(db)
+        self.subscriptions = SqlSubscriptions(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:
@@ -186,6 +199,11 @@ class SqlStorage:
 
     async def ping(self) -> None:
         await on_live_connection(self.engine, _select_one)
+
+    async def listen_outbox(self, wake: Callable[[str], None]) -> None:
+        """Wake the caller on every committed outbox row, from any process (PostgreSQL);
+        returns at once on SQLite."""
+        await listen_for_outbox(self.engine, wake)
 
     async def close(self) -> None:
         await self.engine.dispose()

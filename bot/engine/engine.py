@@ -367,6 +367,9 @@ class Engine:
         }
         state.status = "submitted"
         state.answers["_reference"] = reference
+        # How the service will acknowledge the report ("email", "sms" or None): the
+        # confirmation promises only what will really be sent.
+        state.answers["_acknowledgement"] = inbound.lookups.get("acknowledgement")
         state.step = "submitted"
         return Turn(state, self.prompt(state), (ReportSubmitted(report),), echo)
 

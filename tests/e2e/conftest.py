@@ -364,8 +364,8 @@ class Chat:
         await self.answer("sam.taylor@example.org")
         await self.wait_step("contact_phone")
         await self.choose("skip")
-        await self.wait_step("alerts")
-        await self.choose("no")
+        if await self.step() == "alerts":  # offered for a service found in the directory
+            await self.choose("no")
         await self.wait_step("summary")
         await self.choose("submit")
         await self.wait_step("submitted")

@@ -318,8 +318,19 @@ class Conversation:
         self.state.locale = self.locale
         self._check(turn)
 
-    def send(self, kind: str, value: str = "", *, matches: list[Any] | None = None) -> Turn:
-        lookups = {"directory_matches": matches or [], "reference": REFERENCE}
+    def send(
+        self,
+        kind: str,
+        value: str = "",
+        *,
+        matches: list[Any] | None = None,
+        acknowledgement: str | None = None,
+    ) -> Turn:
+        lookups = {
+            "directory_matches": matches or [],
+            "reference": REFERENCE,
+            "acknowledgement": acknowledgement,
+        }
         turn = self.engine.handle(
             self.state,
             Inbound(kind, value, lookups),  # type: ignore[arg-type]
@@ -407,7 +418,8 @@ def _good_path(c: Conversation) -> None:
     c.choose("self", "what_happened")
     c.say("The staff were kind and patient.", "contact")
     c.choose("no", "summary")
-    c.choose("submit", "submitted")
+    c.send("choice", "submit", acknowledgement="email")  # as the service says
+    assert c.state.step == "submitted"
     assert any(REFERENCE in r for r in c.last), c.last
     c.say("one more thing")  # after the submit: already submitted, with the reference
     assert c.state.status == "submitted"
@@ -419,7 +431,7 @@ def _poor_path_whistleblowing(c: Conversation) -> None:
     c.choose("other", "service_other")
     c.say("a private clinic", "provider")
     c.say("Qwxz, Leeds", "provider", matches=[["1-000000001", "Oak House", "Oak House, Leeds LS1"]])
-    c.choose("none", "relationship")  # was not in the list after all
+    c.choose("1-000000001", "relationship")  # matched: inspection alerts are offered later
     c.choose("work", "works_there")
     c.choose("yes", "whistleblowing")
     c.choose("continue", "when")
@@ -440,7 +452,8 @@ def _poor_path_whistleblowing(c: Conversation) -> None:
     c.choose("edit", "edit_answer")
     c.choose("when", "when")
     c.say("Last week", "summary")
-    c.choose("submit", "submitted")
+    c.send("choice", "submit", acknowledgement="sms")  # as the service says
+    assert c.state.step == "submitted"
 
 
 def _mental_health_path(c: Conversation) -> None:

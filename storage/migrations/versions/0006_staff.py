@@ -1,7 +1,7 @@
 """The staff web application: accounts, sessions, the audit log, cases, queue and search.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-30
 
 New tables only, plus indexes on `reports`, so workers of the previous release keep serving
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,341 @@
+"""Delivers outbox messages after commit: the generic loop, with the sending left to adapters.
+
+The service writes outgoing messages in the turn's transaction; this loop claims them,
+hands each to the adapter for its topic (a Telegram reply, an email, a signed webhook...)
+and records the outcome. Retries, backoff, the bound on attempts, dead letters, erasing
+delivered bodies and metrics live here once; an adapter only sends and says whether a
+failure is worth retrying. Why it is shaped so:
+
+- `Outbox.claim` returns at most the oldest pending message per ordering key (one chat), so
+  several messages can be sent concurrently while each chat keeps its order.
+- Each message is settled in its own short transaction right after the send. A crash after
+  the send and before `mark_done` resends that one message once its lease expires: this is
+  the at-least-once window, kept as small as one database write.
+- A message waiting to be retried (rate limited, network down) blocks only its own chat;
+  the loop goes on claiming other chats' messages.
+- The loop is woken at once after a committed turn (`wake()`), on PostgreSQL by the
+  outbox trigger's NOTIFY from any worker (`listen=True`), and polls every `poll_interval`
+  seconds for messages due for a retry.
+- A message that fails `max_attempts` times, or fails for good, becomes a dead letter
+  (status "failed"): `intake outbox list|retry|purge` shows, requeues or deletes it.
+- A delivered message keeps only what an audit needs (its kind and reference): bodies and
+  addresses are erased in the same write that records the delivery.
+
+Message bodies are never logged; only ids, topics and error kinds are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot import metrics
+from bot.outbox.failures import Permanent, RetryLater
+from bot.ports import OutboxMessage, Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one delivery attempt; `reason` names a counter (never message text)."""
+
+    status: Literal["done", "retry", "failed"]
+    reason: str = "sent"
+    delay: float = 0.0
+
+    @classmethod
+    def done(cls, reason: str = "sent") -> Outcome:
+        return cls("done", reason)
+
+    @classmethod
+    def retry(cls, reason: str, delay: float) -> Outcome:
+        return cls("retry", reason, max(0.0, delay))
+
+    @classmethod
+    def failed(cls, reason: str) -> Outcome:
+        return cls("failed", reason)
+
+
+Deliver = Callable[[OutboxMessage], Awaitable[Outcome]]
+
+#: What a delivered message keeps of its payload: enough to say what was sent for which report.
+AUDIT_KEYS = ("kind", "reference")
+
+
+def audit_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: payload[key] for key in AUDIT_KEYS if key in payload}
+
+
+def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential delay for the n-th attempt (1-based), capped, with jitter so that many
+    messages failing together do not all come back in the same instant."""
+    exponent = min(max(attempts - 1, 0), 30)
+    delay = min(cap, base * float(2**exponent))
+    return delay * random.uniform(0.8, 1.0)
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` acquisitions per second on average, bursts up to
+    `burst`. Shared by everything that calls one external API (Telegram allows ~30/s)."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._rate = rate
+        self._burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self._burst
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+class OutboxDispatcher:
+    """Drains outbox topics with bounded concurrency; any number of workers may run one.
+
+    `routes` maps each topic to its adapter; `OutboxDispatcher(storage, topic, deliver)` is
+    the one-topic form.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        routes: str | Mapping[str, Deliver],
+        deliver: Deliver | None = None,
+        *,
+        poll_interval: float = 1.0,
+        concurrency: int = 16,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 60,
+        stop_grace_seconds: float = 5.0,
+        listen: bool = False,
+    ) -> None:
+        if isinstance(routes, str):
+            if deliver is None:
+                raise TypeError("a topic needs its deliver function")
+            routes = {routes: deliver}
+        self.storage = storage
+        self.routes: dict[str, Deliver] = dict(routes)
+        self.topic = ",".join(sorted(self.routes))
+        self.listen = listen
+        self._listen_task: asyncio.Task[None] | None = None
+        #: Called with each message and its recorded outcome (tests, instrumentation).
+        self.observers: list[Callable[[OutboxMessage, Outcome], None]] = []
+        self.poll_interval = poll_interval
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.stop_grace_seconds = stop_grace_seconds
+        #: Outcomes by reason ("sent", "rate_limited", "blocked", ...), for logs and metrics.
+        self.counters: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def wake(self) -> None:
+        """Claim now rather than at the next poll (called after a committed turn)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"outbox-dispatcher:{self.topic}")
+        if self.listen and self._listen_task is None:
+            self._listen_task = asyncio.create_task(
+                self.storage.listen_outbox(self._notified), name=f"outbox-listen:{self.topic}"
+            )
+
+    def _notified(self, topic: str) -> None:
+        if not topic or topic in self.routes:
+            self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight sends settle for a moment, then cancel the rest (their
+        leases expire and another worker, or the next start, delivers them)."""
+        self._stopping = True
+        self._wake.set()
+        if self._listen_task is not None:
+            await _cancel_and_wait(self._listen_task)
+            self._listen_task = None
+        if self._task is not None:
+            await _cancel_and_wait(self._task)
+            self._task = None
+        self._stopping = False
+        if self._inflight:
+            _done, pending = await asyncio.wait(
+                set(self._inflight), timeout=self.stop_grace_seconds
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._inflight)
+            claimed = await self._claim(free) if free > 0 else []
+            for message in claimed:
+                task = asyncio.create_task(self._process(message))
+                self._inflight.add(task)
+                task.add_done_callback(self._finished)
+            if claimed and len(claimed) == free:
+                # Possibly more chats waiting: claim again as soon as a slot frees up.
+                await self._wake.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        # The chat's next message can now be claimed.
+        self._wake.set()
+
+    async def _claim(self, limit: int) -> list[OutboxMessage]:
+        try:
+            async with self.storage.unit_of_work() as uow:
+                claimed = await uow.outbox.claim(
+                    list(self.routes), limit=limit, lease_seconds=self.lease_seconds
+                )
+                await uow.commit()
+            return claimed
+        except StorageError as error:
+            _reraise_if_cancelled(error)
+            self.counters["storage_error"] += 1
+            log.warning("outbox %s: claim failed (%s)", self.topic, type(error).__name__)
+            return []
+
+    async def _process(self, message: OutboxMessage) -> None:
+        assert message.id is not None
+        deliver = self.routes.get(message.topic)
+        try:
+            if deliver is None:
+                outcome = Outcome.failed("no_adapter")
+            else:
+                outcome = await deliver(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug in a channel must not stop the loop
+            log.error(
+                "outbox %s: message %s: delivery raised %s",
+                message.topic,
+                message.id,
+                type(error).__name__,
+            )
+            outcome = Outcome.retry("error", backoff(message.attempts))
+        if outcome.status == "retry" and message.attempts >= self.max_attempts:
+            outcome = Outcome.failed(f"gave_up_{outcome.reason}")
+        await self._settle(message, outcome)
+
+    async def _settle(self, message: OutboxMessage, outcome: Outcome) -> None:
+        assert message.id is not None
+        try:
+            async with self.storage.unit_of_work() as uow:
+                if outcome.status == "done":
+                    await uow.outbox.mark_done(message.id, keep=audit_payload(message.payload))
+                elif outcome.status == "retry":
+                    await uow.outbox.retry_later(
+                        message.id, delay_seconds=outcome.delay, error=outcome.reason
+                    )
+                else:
+                    await uow.outbox.mark_failed(message.id, error=outcome.reason)
+                await uow.commit()
+        except StorageError as error:
+            _reraise_if_cancelled(error)
+            # The lease expires and the message is claimed again: a sent one may go twice.
+            self.counters["storage_error"] += 1
+            log.warning(
+                "outbox %s: message %s: recording %s failed (%s)",
+                message.topic,
+                message.id,
+                outcome.status,
+                type(error).__name__,
+            )
+            return
+        self.counters[outcome.reason] += 1
+        metrics.record_delivery(message.topic, outcome.status, message.created_at)
+        for observe in self.observers:
+            observe(message, outcome)
+        if outcome.status == "failed":
+            log.warning(
+                "outbox %s: message %s failed: %s (totals: %s)",
+                message.topic,
+                message.id,
+                outcome.reason,
+                dict(self.counters),
+            )
+        elif outcome.status == "retry":
+            log.info(
+                "outbox %s: message %s retry in %.1fs: %s (attempt %d)",
+                message.topic,
+                message.id,
+                outcome.delay,
+                outcome.reason,
+                message.attempts,
+            )
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end, without swallowing a cancellation of the caller."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
+def _reraise_if_cancelled(error: StorageError) -> None:
+    """A cancelled database call can surface as a StorageError (the driver's connection is left
+    mid-operation and its rollback fails): that must still stop the task, not be retried."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from error
+
+
+def adapter(
+    send: Callable[[OutboxMessage], Awaitable[None]], *, base: float = 2.0, cap: float = 300.0
+) -> Deliver:
+    """A route from an adapter that raises `RetryLater` / `Permanent`: the dispatcher, not the
+    adapter, decides the backoff (exponential with jitter, capped)."""
+
+    async def deliver(message: OutboxMessage) -> Outcome:
+        try:
+            await send(message)
+        except RetryLater as failure:
+            return Outcome.retry(failure.reason, backoff(message.attempts, base=base, cap=cap))
+        except Permanent as failure:
+            return Outcome.failed(failure.reason)
+        return Outcome.done()
+
+    return deliver

@@ -1,0 +1,180 @@
+"""The dispatcher's own rules, on a real database: bounded attempts end in a dead letter,
+a delivered message keeps only its audit fields, each topic goes to its adapter."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.outbox.dispatcher import OutboxDispatcher, Outcome
+from bot.ports import OutboxMessage, StorageError
+from storage import create_storage
+from storage.sqlalchemy_storage import SqlStorage
+
+
+async def test_retries_are_bounded_then_dead_lettered_and_bodies_erased_on_delivery(
+    storage: SqlStorage,
+) -> None:
+    calls: list[tuple[str, int]] = []
+
+    async def flaky(message: OutboxMessage) -> Outcome:
+        calls.append((message.topic, message.attempts))
+        return Outcome.retry("refused", 0.0)
+
+    async def fine(message: OutboxMessage) -> Outcome:
+        calls.append((message.topic, message.attempts))
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(
+        storage, {"email": flaky, "webhook": fine}, poll_interval=0.05, max_attempts=3
+    )
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add(
+            [
+                OutboxMessage("email", "R1", {"kind": "ack", "reference": "R1", "to": "a@b.org"}),
+                OutboxMessage("webhook", "R1", {"kind": "handoff", "reference": "R1", "body": "x"}),
+            ]
+        )
+        await uow.commit()
+
+    outcomes: list[str] = []
+    finished = asyncio.Event()
+
+    def observe(message: OutboxMessage, outcome: Outcome) -> None:
+        outcomes.append(outcome.status)
+        if outcomes.count("done") == 1 and outcomes.count("failed") == 1:
+            finished.set()
+
+    dispatcher.observers.append(observe)
+    dispatcher.start()
+    try:
+        async with asyncio.timeout(20):
+            await finished.wait()
+    finally:
+        await dispatcher.stop()
+    assert calls.count(("webhook", 1)) == 1
+    assert [c for c in calls if c[0] == "email"] == [("email", 1), ("email", 2), ("email", 3)]
+    async with storage.unit_of_work() as uow:
+        (dead,) = await uow.outbox.list(status="failed")
+        (done,) = await uow.outbox.list(status="done")
+    assert dead.topic == "email" and dead.last_error == "gave_up_refused"
+    assert done.payload == {"kind": "handoff", "reference": "R1"}
+
+
+async def test_two_workers_drain_one_outbox_each_message_once(
+    database_url: str, storage: SqlStorage
+) -> None:
+    """Two dispatchers, each with its own connection pool (as two worker processes have),
+    deliver 60 messages of 12 keys: every message once, each key in order."""
+    delivered: list[tuple[str, int]] = []
+    total = 60
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.append((message.ordering_key, int(message.payload["n"])))
+        await asyncio.sleep(0)  # let the other worker in between
+        return Outcome.done()
+
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add([OutboxMessage("email", f"k{n % 12}", {"n": n}) for n in range(total)])
+        await uow.commit()
+    other = await create_storage(database_url)
+    workers = [
+        OutboxDispatcher(handle, "email", send, poll_interval=0.02, concurrency=4)
+        for handle in (storage, other)
+    ]
+    all_done = asyncio.Event()
+    for worker in workers:
+        worker.observers.append(lambda _m, _o: len(delivered) >= total and all_done.set())
+        worker.start()
+    try:
+        async with asyncio.timeout(60):
+            await all_done.wait()
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await other.close()
+    assert sorted(n for _k, n in delivered) == list(range(total))
+    for key in {k for k, _n in delivered}:
+        numbers = [n for k, n in delivered if k == key]
+        assert numbers == sorted(numbers)
+    assert sum(w.counters["sent"] for w in workers) == total
+
+
+async def test_on_postgresql_a_new_message_wakes_an_idle_dispatcher(
+    database_url: str, storage: SqlStorage
+) -> None:
+    """The dispatcher polls once an hour here: only the NOTIFY from the other process's
+    commit can make it deliver within the test."""
+    if storage.backend != "postgresql":
+        pytest.skip("only PostgreSQL can notify; SQLite dispatchers poll")
+    delivered = asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "email", send, poll_interval=3600, listen=True)
+    listening = asyncio.Event()
+    original = dispatcher._notified
+
+    def notified(topic: str) -> None:
+        original(topic)
+        listening.set()
+
+    dispatcher._notified = notified  # type: ignore[method-assign]
+    dispatcher.start()
+    writer = await create_storage(database_url)
+    try:
+        async with asyncio.timeout(30):
+            await listening.wait()  # LISTEN is in place (the first, empty wake)
+            async with writer.unit_of_work() as uow:
+                await uow.outbox.add([OutboxMessage("email", "k", {"kind": "ack"})])
+                await uow.commit()
+            await delivered.wait()
+    finally:
+        await dispatcher.stop()
+        await writer.close()
+
+
+class _ClaimSwallowsCancellation:
+    """A storage whose claim, when cancelled, fails as a StorageError: what asyncpg can do
+    when a query is cancelled mid-protocol and the rollback then fails."""
+
+    def __init__(self) -> None:
+        self.claiming = asyncio.Event()
+
+    def unit_of_work(self) -> _ClaimSwallowsCancellation:
+        return self
+
+    async def __aenter__(self) -> _ClaimSwallowsCancellation:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    @property
+    def outbox(self) -> _ClaimSwallowsCancellation:
+        return self
+
+    async def claim(self, *args: object, **kwargs: object) -> list[OutboxMessage]:
+        self.claiming.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise StorageError("connection is busy with another operation") from None
+        return []
+
+
+async def test_stop_ends_the_loop_even_when_a_cancelled_claim_fails_as_a_storage_error() -> None:
+    storage = _ClaimSwallowsCancellation()
+
+    async def never(message: OutboxMessage) -> Outcome:
+        raise AssertionError("nothing to deliver")
+
+    dispatcher = OutboxDispatcher(storage, "email", never, poll_interval=0.01)  # type: ignore[arg-type]
+    dispatcher.start()
+    async with asyncio.timeout(10):
+        await storage.claiming.wait()
+        await dispatcher.stop()
+    assert not dispatcher.running
