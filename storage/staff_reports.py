@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnClause
 
+from bot.ports import Acknowledgement, OutboxMessage
 from storage.db import Db
 from storage.erasure import SqlErasure
 from storage.models import (
@@ -30,6 +31,8 @@ from storage.models import (
     reports,
     transcript_entries,
 )
+from storage.outbox import SqlOutbox
+from storage.repositories import SqlReports
 
 PRIORITIES = ("urgent", "urgent_review", "routine")
 #: Kept in step with migration 0006's SEARCH_FIELDS (the indexed expression).
@@ -138,6 +141,21 @@ class StaffReports:
     def __init__(self, db: Db) -> None:
         self.db = db
         self._location_id = _LOCATION_ID_PG if db.is_postgres else _LOCATION_ID_SQLITE
+
+    # ------------------------------------------------------------------ alerts and deliveries
+
+    async def acknowledgement(self, reference: str) -> Acknowledgement | None:
+        return await SqlReports(self.db).acknowledgement(reference)
+
+    async def acknowledge(self, reference: str, *, by: str, at: datetime) -> Acknowledgement | None:
+        """Take charge of an urgent report (the first acknowledgement stands); the same record
+        the alert email's link and `intake reports ack` write, so it stops the escalation."""
+        return await SqlReports(self.db).acknowledge(reference, by=by, at=at)
+
+    async def deliveries(self, reference: str) -> list[OutboxMessage]:
+        """The report's outgoing messages (acknowledgement, alerts, hand-off), oldest first."""
+        messages = await SqlOutbox(self.db).list(key_prefix=f"{reference}:", limit=100)
+        return list(reversed(messages))
 
     # ------------------------------------------------------------------ queue
 

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -80,31 +79,6 @@ def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
     exponent = min(max(attempts - 1, 0), 30)
     delay = min(cap, base * float(2**exponent))
     return delay * random.uniform(0.8, 1.0)
-
-
-class RateLimiter:
-    """A token bucket: at most `rate` acquisitions per second on average, bursts up to
-    `burst`. Shared by everything that calls one external API (Telegram allows ~30/s)."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self._rate = rate
-        self._burst = burst if burst is not None else max(1.0, rate)
-        self._tokens = self._burst
-        self._updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self._rate)
 
 
 class OutboxDispatcher:

@@ -94,7 +94,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             status=status,
         )
 
-    if not request.app[SIGN_IN_LIMITER].allow(ip):
+    if request.app[SIGN_IN_LIMITER].take(ip) > 0:
         async with store.transaction() as tx:
             await tx.audit("sign_in.throttled", account=None, username=username, ip=ip)
         return failed("Too many attempts from this computer. Wait a minute, then try again", 429)
@@ -215,7 +215,7 @@ def _enrol_page(
 async def enrol(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     ip = client_ip(request)
-    if not request.app[SIGN_IN_LIMITER].allow(ip):
+    if request.app[SIGN_IN_LIMITER].take(ip) > 0:
         return render(request, "enrol_invalid.html", {"throttled": True}, status=429)
     found = await _enrolling(request, token)
     if found is None:

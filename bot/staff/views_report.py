@@ -70,6 +70,9 @@ async def _page(
     now = datetime.now(UTC)
     deadline = same_working_day_deadline(detail.created_at)
     return {
+        "urgent": detail.priority in ("urgent", "urgent_review"),
+        "acknowledgement": await tx.reports.acknowledgement(reference),
+        "deliveries": await tx.reports.deliveries(reference),
         "report": detail,
         "case": detail.case,
         "answers": answers,
@@ -125,6 +128,27 @@ async def reveal(request: web.Request) -> web.StreamResponse:
             "report.reveal_contact", account=who.account, target=reference, ip=client_ip(request)
         )
     return render(request, "report.html", {**context, "message": None})
+
+
+async def acknowledge(request: web.Request) -> web.StreamResponse:
+    """Take charge of an urgent report: stops its escalation, as the alert's link does. The
+    first acknowledgement stands; the audit row is written in the same transaction."""
+    who = principal(request)
+    reference = _reference(request)
+    async with request.app[STAFF_STORE].transaction() as tx:
+        if await tx.reports.detail(reference) is None:
+            raise web.HTTPNotFound(text="There is no report with that reference.")
+        ack = await tx.reports.acknowledge(
+            reference, by=f"staff:{who.account.username}", at=tx.now()
+        )
+        await tx.audit(
+            "report.acknowledge",
+            account=who.account,
+            target=reference,
+            detail={"by": ack.by if ack else None},
+            ip=client_ip(request),
+        )
+    raise web.HTTPSeeOther(f"/staff/reports/{reference}?done=acknowledge")
 
 
 async def change(request: web.Request) -> web.StreamResponse:
@@ -204,6 +228,7 @@ async def _error(
 ROUTES = [
     Route("GET", "/reports/{reference}", show, Access(EVERYONE), "report"),
     Route("POST", "/reports/{reference}/reveal", reveal, Access(EVERYONE), "reveal"),
+    Route("POST", "/reports/{reference}/acknowledge", acknowledge, Access(EVERYONE), "acknowledge"),
     Route(
         "POST",
         "/reports/{reference}/{what:status|category|assignee|note}",

@@ -9,8 +9,6 @@ except the sign-in and enrolment forms, the first-run page and the stylesheet.
 from __future__ import annotations
 
 import logging
-import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +23,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.ratelimit import TokenBuckets
 from bot.staff.config import StaffSettings
 from bot.staff.security import new_token, same, token_hash
 from storage.staff import StaffAccount, StaffSession, StaffStore
@@ -95,25 +94,9 @@ FORM_TOKEN = web.RequestKey("staff_form_token", str)
 NEW_FORM_TOKEN = web.RequestKey("staff_new_form_token", str)
 
 
-class RateLimiter:
-    """At most `per_minute` events per key in any 60 seconds, in this worker."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._events: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        events = self._events[key]
-        while events and now - events[0] > 60:
-            events.popleft()
-        if len(events) >= self.per_minute:
-            return False
-        events.append(now)
-        return True
-
-
-SIGN_IN_LIMITER = web.AppKey("staff_sign_in_limiter", RateLimiter)
+#: Sign-in and set-up attempts per client address, in this worker (the lockout is in the
+#: database and holds across workers).
+SIGN_IN_LIMITER = web.AppKey("staff_sign_in_limiter", TokenBuckets)
 
 
 def client_ip(request: web.Request) -> str:
@@ -317,7 +300,7 @@ def build_staff_app(
 ) -> web.Application:
     app = web.Application(middlewares=[security_headers, allowed_networks, sessions])
     app[STAFF_SETTINGS] = settings
-    app[SIGN_IN_LIMITER] = RateLimiter(settings.sign_ins_per_minute)
+    app[SIGN_IN_LIMITER] = TokenBuckets.per_minute(settings.sign_ins_per_minute)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),

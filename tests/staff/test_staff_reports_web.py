@@ -7,6 +7,8 @@ import re
 
 from sqlalchemy import text
 
+from bot.appkeys import STORAGE
+from bot.ports import OutboxMessage
 from storage.staff_reports import QueueFilters
 from tests.staff.conftest import Staff
 
@@ -175,3 +177,43 @@ async def test_contact_details_are_hidden_in_the_transcript_too(staff: Staff) ->
     assert "[contact details hidden]" in page.text
     revealed = await browser.post("/staff/reports/TRAN-2222/reveal", {"csrf_token": page.csrf})
     assert f"We will write to {CONTACT['name']} at {CONTACT['email']}." in revealed.text
+
+
+async def test_an_urgent_report_is_acknowledged_here_and_its_messages_are_shown(
+    staff: Staff,
+) -> None:
+    """The same acknowledgement the alert's link and `intake reports ack` record (it stops the
+    escalation), with its audit row; the report's outgoing messages with their state, never
+    their text or address."""
+    await staff.add_report("URGE-4444", priority="urgent", data={"contact": CONTACT})
+    await staff.add_report("ROUT-4444", priority="routine")
+    storage = staff.server.app[STORAGE]
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add(
+            [
+                OutboxMessage(
+                    "email",
+                    "URGE-4444",
+                    {"kind": "acknowledgement", "reference": "URGE-4444", "to": CONTACT["email"]},
+                    idempotency_key="URGE-4444:acknowledgement",
+                )
+            ]
+        )
+        await uow.commit()
+    browser, _ = await staff.signed_in("olivia")
+
+    page = await browser.get("/staff/reports/URGE-4444")
+    assert "Not acknowledged" in page.text
+    assert "acknowledgement" in page.text and "waiting" in page.text
+    assert CONTACT["email"] not in page.text
+    assert "Urgent alert" not in (await browser.get("/staff/reports/ROUT-4444")).text
+
+    refused = await browser.post("/staff/reports/URGE-4444/acknowledge", {"csrf_token": "forged"})
+    assert refused.status == 403
+    done = await browser.post("/staff/reports/URGE-4444/acknowledge", {"csrf_token": page.csrf})
+    assert done.status == 200
+    assert "Acknowledged by staff:olivia" in done.text and "Not acknowledged" not in done.text
+    async with storage.unit_of_work() as uow:
+        ack = await uow.reports.acknowledgement("URGE-4444")
+    assert ack is not None and ack.by == "staff:olivia"
+    assert "report.acknowledge" in await staff.audit_actions("URGE-4444")

@@ -35,7 +35,8 @@ from bot.channels.telegram.render import split_text
 from bot.channels.telegram.webhook import PATH, make_webhook_view
 from bot.config import ConfigError, Settings
 from bot.engine.types import T, Text
-from bot.outbox_dispatcher import OutboxDispatcher, RateLimiter
+from bot.outbox.dispatcher import OutboxDispatcher
+from bot.ratelimit import Pacer
 from bot.service import IntakeService
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     assert settings.telegram_token
     bot = build_bot(settings)
     await _initialize(bot)
-    limiter = RateLimiter(options.rate_per_second)
+    limiter = Pacer(options.rate_per_second)
     delivery = TelegramDelivery(bot, limiter, backoff_cap=options.backoff_cap)
     dispatcher = OutboxDispatcher(
         service.storage,

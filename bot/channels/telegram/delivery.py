@@ -1,6 +1,6 @@
 """Sending rendered messages to Telegram and sorting its errors into retry or give up.
 
-The outbox dispatcher (bot/outbox_dispatcher.py) calls `TelegramDelivery` for each claimed
+The outbox dispatcher (bot/outbox/dispatcher.py) calls `TelegramDelivery` for each claimed
 outbox row: one turn's reply, whose messages go as ONE Telegram message (split only over
 Telegram's length limit), so a person gets one notification per turn and the chat's rate
 limit is spent once. Rows written before that change carry a single "message" and are sent
@@ -33,8 +33,9 @@ from bot.channels.telegram.render import (
     join_messages,
     split_text,
 )
-from bot.outbox_dispatcher import Outcome, RateLimiter, backoff
+from bot.outbox.dispatcher import Outcome, backoff
 from bot.ports import OutboxMessage
+from bot.ratelimit import Pacer
 from bot.service import RenderedMessage
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class TelegramDelivery:
     remembered in memory per outbox id, so a retry in this process does not repeat them.
     """
 
-    def __init__(self, bot: Bot, limiter: RateLimiter, *, backoff_cap: float = 300.0) -> None:
+    def __init__(self, bot: Bot, limiter: Pacer, *, backoff_cap: float = 300.0) -> None:
         self.bot = bot
         self.limiter = limiter
         self.backoff_cap = backoff_cap

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 
-from bot.outbox_dispatcher import backoff
+from bot.outbox.dispatcher import backoff
 from bot.ports import StorageError
 
 log = logging.getLogger(__name__)

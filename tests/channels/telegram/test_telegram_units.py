@@ -16,7 +16,7 @@ from bot.channels.telegram.updates import (
     inbound_from_text,
 )
 from bot.engine.types import Inbound
-from bot.outbox_dispatcher import backoff
+from bot.outbox.dispatcher import backoff
 from bot.service import RenderedChoice, RenderedMessage
 
 
