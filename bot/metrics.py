@@ -28,7 +28,13 @@ from prometheus_client.registry import Collector
 
 from bot.ports import OutboxTopicStats
 
-__all__ = ["CONTENT_TYPE_LATEST", "exposition", "record_delivery", "record_turn"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "exposition",
+    "record_delivery",
+    "record_failed_turn",
+    "record_turn",
+]
 
 TURNS = Counter("intake_turns_total", "Conversation turns handled", ["channel"])
 TURN_SECONDS = Histogram(
@@ -36,6 +42,11 @@ TURN_SECONDS = Histogram(
     "Time to handle one turn, from receipt to the committed reply",
     ["channel"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+TURN_FAILURES = Counter(
+    "intake_turn_failures_total",
+    "Turns that failed for a reason a retry would not change (a bug), answered and not retried",
+    ["channel"],
 )
 DELIVERIES = Counter(
     "intake_outbox_deliveries_total",
@@ -54,6 +65,10 @@ def record_turn(channel: str, started: float) -> None:
     """Count a turn and its latency (`started` from time.perf_counter())."""
     TURNS.labels(channel).inc()
     TURN_SECONDS.labels(channel).observe(time.perf_counter() - started)
+
+
+def record_failed_turn(channel: str) -> None:
+    TURN_FAILURES.labels(channel).inc()
 
 
 def record_delivery(topic: str, outcome: str, created_at: datetime | None) -> None:

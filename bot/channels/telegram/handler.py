@@ -20,6 +20,7 @@ from typing import Any
 from telegram import Bot, Update
 from telegram.error import TelegramError
 
+from bot import metrics
 from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
 from bot.channels.telegram.updates import (
     Action,
@@ -88,6 +89,7 @@ class UpdateHandler:
             raise
         except Exception as error:
             self.counters["failed"] += 1
+            metrics.record_failed_turn("telegram")
             # The traceback without the exception's message, which could quote what was typed.
             log.error(
                 "telegram: update %s failed with %s; not retried\n%s",

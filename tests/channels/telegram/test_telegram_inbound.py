@@ -5,6 +5,7 @@ requests, NUL in button data."""
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.channels.telegram.tg_support import SECRET, TelegramServer, User
 from tests.fakes.telegram_api import FakeTelegramAPI
@@ -76,11 +77,17 @@ async def test_an_unknown_slash_word_is_reprompted(
     assert await conversation_status(tg, user) == "provider"
 
 
+def failures() -> float:
+    value = REGISTRY.get_sample_value("intake_turn_failures_total", {"channel": "telegram"})
+    return value or 0.0
+
+
 async def test_a_bug_is_acknowledged_told_in_the_persons_language_and_the_chat_goes_on(
     tg: TelegramServer, make_user, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
     user: User = make_user(tg, language_code="cy")
     await to_provider(user)
+    failed_before = failures()
     real = tg.service.engine.handle
     calls = iter([RuntimeError("a bug quoting Qwxz")])
 
@@ -96,6 +103,7 @@ async def test_a_bug_is_acknowledged_told_in_the_persons_language_and_the_chat_g
     assert texts[-2].startswith("Mae'n ddrwg gennym")  # Welsh "sorry, something went wrong"
     assert texts[-1] == texts[-3]  # the current question again
     assert tg.channel.handler is not None and tg.channel.handler.counters["failed"] == 1
+    assert failures() == failed_before + 1  # and /metrics shows it
     assert "Qwxz" not in caplog.text  # no bodies in the log
     await user.say("Qwxz Zzyq Nonexistent Place")
     assert await conversation_status(tg, user) == "relationship"
