@@ -10,6 +10,7 @@ Bot API URLs with the token in them are there to leak, and must show it redacted
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import re
@@ -37,10 +38,22 @@ from tests.fakes.telegram_api import FakeTelegramAPI
 TOKEN = "918273:AAHzqSecretTokenValue_x-1"
 WEBHOOK_SECRET = "zq-webhook-secret-value-88"
 DB_PASSWORD = "Zq-db-password-771"
+# In the formats the delivery settings check at start: a Notify key is
+# "{name}-{service id}-{secret}", a signing secret "whsec_" + base64 of the key.
 DELIVERY_SECRETS = {
-    "INTAKE_NOTIFY_API_KEY": "zq-notify-api-key-5512",
-    "INTAKE_ALERT_WEBHOOK_SECRET": "zq-alert-webhook-secret-913",
-    "INTAKE_HANDOFF_SECRET": "zq-handoff-secret-264",
+    "INTAKE_NOTIFY_API_KEY": (
+        "zqlogtest-3a1d6f2e-9b7c-4e1a-8f3d-2c5b6a7e8f90-7d2e1c4b-5a6f-4b3e-9c8d-1e2f3a4b5c6d"
+    ),
+    "INTAKE_ALERT_WEBHOOK_SECRET": "whsec_"
+    + base64.b64encode(b"zq-alert-webhook-key-913").decode(),
+    "INTAKE_HANDOFF_SECRET": "whsec_" + base64.b64encode(b"zq-handoff-key-264").decode(),
+}
+#: Not secrets, but what the delivery settings need beside them.
+DELIVERY_SETTINGS = {
+    "INTAKE_NOTIFY_TEMPLATE_EMAIL": "6c1f0b7e-2d3a-4c5b-8e9f-0a1b2c3d4e5f",
+    "INTAKE_EMAIL_FROM": "intake@example.org",
+    "INTAKE_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/alerts",
+    "INTAKE_HANDOFF_URL": "http://127.0.0.1:9/cases",
 }
 SMTP_PASSWORD = "Zq-smtp-password-442"
 _update_ids = itertools.count(70_000)
@@ -122,6 +135,7 @@ async def test_no_secret_reaches_the_server_log(tmp_path: Path, level: str) -> N
                 INTAKE_TELEGRAM_PUBLIC_URL="https://intake.example.invalid",
                 INTAKE_SMTP_URL=f"smtp://mailer:{SMTP_PASSWORD}@127.0.0.1:1",
                 **DELIVERY_SECRETS,
+                **DELIVERY_SETTINGS,
             )
             try:
                 async with aiohttp.ClientSession(
