@@ -65,8 +65,11 @@ class TelegramOptions:
     dispatcher_poll_interval: float = 1.0
     #: Chats sent to at the same time.
     concurrency: int = 16
-    #: Telegram's bulk limit is about 30 messages a second per bot.
+    #: Telegram's bulk limit is about 30 messages a second per bot. Only sendMessage spends
+    #: it: answering a button and removing an answered keyboard are not messages sent.
     rate_per_second: float = 30.0
+    #: Messages that may go at once before the rate applies (None: one second's worth).
+    rate_burst: float | None = None
     backoff_cap: float = 300.0
     polling_timeout: int = 30
     group_notice_interval: float = 600.0
@@ -140,7 +143,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     assert settings.telegram_token
     bot = build_bot(settings)
     await _initialize(bot)
-    limiter = Pacer(options.rate_per_second)
+    limiter = Pacer(options.rate_per_second, options.rate_burst)
     delivery = TelegramDelivery(bot, limiter, backoff_cap=options.backoff_cap)
     dispatcher = OutboxDispatcher(
         service.storage,

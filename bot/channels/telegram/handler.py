@@ -206,8 +206,9 @@ class UpdateHandler:
 
     async def _remove_keyboard(self, chat_id: int, message_id: int) -> None:
         """Buttons of an answered question go, so an old tap is less likely (and harmless
-        anyway: the engine answers a stale choice by asking the current question)."""
-        await self.sender.limiter.acquire()
+        anyway: the engine answers a stale choice by asking the current question). Not paced
+        by the send limit: Telegram counts messages sent against it, and a tap's reply must not
+        wait behind the edit of the message it answers."""
         try:
             await self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
         except TelegramError as error:  # "message is not modified", too old to edit...

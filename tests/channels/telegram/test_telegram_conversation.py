@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.ports import DirectoryLocation
 from tests.channels.telegram.tg_support import (
+    FAST,
     TelegramServer,
     User,
     buttons,
@@ -283,3 +286,19 @@ async def test_a_long_message_is_split_with_the_keyboard_last(
     assert all(len(c.params["text"]) <= 4096 for c in summary_calls)
     assert all("reply_markup" not in c.params for c in summary_calls[:-1])
     assert buttons(fake_api.sent(user.chat)[-1].params)[:1] == ["submit"]
+
+
+async def test_button_taps_spend_the_send_limit_only_on_replies(
+    start_telegram, make_user, fake_api: FakeTelegramAPI
+) -> None:
+    """Telegram's ~30/s bulk limit counts messages sent. With a budget of exactly three
+    messages and no refill in the test's lifetime, the welcome and the replies to two taps
+    must all go out: if answering a tap or removing its keyboard spent the budget too, a reply
+    would wait (about a thousand seconds) and the test would time out."""
+    tg = await start_telegram(options=replace(FAST, rate_per_second=0.001, rate_burst=3.0))
+    user = make_user(tg)
+    await user.say("/start")
+    await user.tap("start")
+    await user.tap("poor")
+    assert len(fake_api.sent(user.chat)) == 3
+    assert [c.method for c in fake_api.calls].count("editMessageReplyMarkup") >= 1
