@@ -9,6 +9,7 @@ import pytest
 
 from bot.engine import engine as engine_module
 from bot.engine.engine import MAX_HISTORY, Engine, clean_text
+from bot.engine.needs import FixedNeeds
 from bot.engine.types import COMMANDS, ConversationState, Inbound, LocaleChanged, Text
 from bot.i18n import Catalogs
 from dialogs.diagram import mermaid
@@ -31,8 +32,7 @@ def render():  # type: ignore[no-untyped-def]
 def drive(engine: Engine, render, *inputs: tuple[str, str]) -> ConversationState:  # type: ignore[no-untyped-def]
     state = engine.start("en").state
     for kind, value in inputs:
-        lookups = {"directory_matches": []} if state.step == "provider" else {}
-        state = engine.handle(state, Inbound(kind, value, lookups), render).state  # type: ignore[arg-type]
+        state = engine.handle(state, Inbound(kind, value), render, FixedNeeds()).state  # type: ignore[arg-type]
     return state
 
 
@@ -60,8 +60,7 @@ def test_state_survives_a_json_round_trip_between_turns(engine: Engine, render) 
     ]:
         stored = json.loads(json.dumps(state.to_json()))
         state = ConversationState.from_json(stored)
-        lookups = {"directory_matches": []} if state.step == "provider" else {}
-        state = engine.handle(state, Inbound(kind, value, lookups), render).state  # type: ignore[arg-type]
+        state = engine.handle(state, Inbound(kind, value), render, FixedNeeds()).state  # type: ignore[arg-type]
     assert state.step == "relationship"
     assert state.answers["provider"] == {"text": "Qwxz Zzyq", "location_id": None, "name": None}
 
