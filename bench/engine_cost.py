@@ -33,18 +33,14 @@ from bench.common import Row, fmt, log, ratio, yes_no
 from bench.script import SCRIPT, STEP_CHOICES, TEXT_STEPS, TURNS_PER_CONVERSATION
 
 TARGET_US = 100.0
-NO_MATCHES: dict[str, Any] = {"directory_matches": []}
-SUBMIT: dict[str, Any] = {"reference": "CQC-BENCH-0001"}
-EMPTY: dict[str, Any] = {}
 
 
-def lookups_for(step: str) -> dict[str, Any]:
-    """What the service would look up for this turn (the engine does no I/O)."""
-    if step == "provider":
-        return NO_MATCHES
-    if step == "summary":
-        return SUBMIT
-    return EMPTY
+def bench_needs() -> Any:
+    """What the service answers when the engine asks (no directory match, a fixed
+    reference); the engine does no I/O."""
+    from bot.engine.needs import FixedNeeds
+
+    return FixedNeeds(reference="CQC-BENCH-0001")
 
 
 # ---------------------------------------------------------------------------- ours
@@ -63,7 +59,8 @@ class Ours:
         offered = [(c, n) for c, n in LANGUAGES if self.catalogs.supports(c)]
         self.engine = Engine(INTAKE, offered)
         self.translate = self.catalogs.translator("en")
-        self.inbounds = [Inbound(s.kind, s.value, lookups_for(s.step)) for s in SCRIPT]
+        self.inbounds = [Inbound(s.kind, s.value) for s in SCRIPT]
+        self.needs = bench_needs()
 
     def render(self, turn: Any) -> None:
         render, locale = self.catalogs.render, turn.state.locale
@@ -80,7 +77,7 @@ class Ours:
         if render:
             self.render(turn)
         for inbound in self.inbounds:
-            turn = engine.handle(turn.state, inbound, translate)
+            turn = engine.handle(turn.state, inbound, translate, self.needs)
             if render:
                 self.render(turn)
         assert turn.state.status == "submitted", turn.state
@@ -118,15 +115,12 @@ class Ours:
     ) -> None:
         engine, translate, store = self.engine, self.translate, {}
         parse = parse or self.parse
-        for update, step in zip(updates, (None, *SCRIPT), strict=True):
+        for update, _step in zip(updates, (None, *SCRIPT), strict=True):
             chat, hint, inbound = parse(update)
             if inbound.kind == "start":
                 turn = engine.start(hint or "en")
             else:
-                lookups = lookups_for(step.step)  # type: ignore[union-attr]
-                if lookups:
-                    inbound = self.Inbound(inbound.kind, inbound.value, lookups)
-                turn = engine.handle(store[chat], inbound, translate)
+                turn = engine.handle(store[chat], inbound, translate, self.needs)
             store[chat] = turn.state
             self.render(turn)
         assert turn.state.status == "submitted"

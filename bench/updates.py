@@ -42,7 +42,7 @@ def _chat(uid: int) -> dict[str, Any]:
 
 def prompts() -> list[tuple[str, list[tuple[str, str]]]]:
     """(question text, [(choice id, label)]) the bot shows before each turn of the script."""
-    from bench.engine_cost import lookups_for
+    from bench.engine_cost import bench_needs
     from bot.engine.engine import Engine
     from bot.engine.types import Inbound
     from bot.i18n import Catalogs
@@ -52,13 +52,12 @@ def prompts() -> list[tuple[str, list[tuple[str, str]]]]:
     engine = Engine(INTAKE)
     translate = catalogs.translator("en")
     turn = engine.start("en")
+    needs = bench_needs()
     shown = []
     for step in SCRIPT:
         last = turn.outbound[-1]
         shown.append((translate(last.text), [(c.id, translate(c.label)) for c in last.choices]))
-        turn = engine.handle(
-            turn.state, Inbound(step.kind, step.value, lookups_for(step.step)), translate
-        )
+        turn = engine.handle(turn.state, Inbound(step.kind, step.value), translate, needs)
     return shown
 
 

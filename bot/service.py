@@ -15,13 +15,14 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import metrics
 from bot.engine.engine import Engine
+from bot.engine.needs import Match
 from bot.engine.text import clean_text, strip_dangerous
 from bot.engine.types import (
     ConversationClosed,
@@ -163,9 +164,9 @@ def clean_inbound(inbound: Inbound) -> Inbound:
     refuses NUL in text: a NUL in a button's data would otherwise fail the turn on every
     redelivery."""
     if inbound.kind == "text":
-        return Inbound("text", clean_text(inbound.value), inbound.lookups)
+        return Inbound("text", clean_text(inbound.value))
     value = strip_dangerous(inbound.value)
-    return inbound if value == inbound.value else Inbound(inbound.kind, value, inbound.lookups)
+    return inbound if value == inbound.value else Inbound(inbound.kind, value)
 
 
 def utcnow() -> datetime:
@@ -183,6 +184,29 @@ def _replayed(prior: dict[str, Any]) -> Reply:
     replayed = Reply.from_json(prior)
     replayed.replayed = True
     return replayed
+
+
+class _ServiceNeeds:
+    """The engine's `Needs`, answered by the service from memory (no I/O here: the
+    directory index was refreshed before the transaction began). Reads the service's
+    attributes at each call, so a test that swaps one is heard."""
+
+    __slots__ = ("_service",)
+
+    def __init__(self, service: IntakeService) -> None:
+        self._service = service
+
+    def search_directory(self, typed: str, within: str | None) -> Sequence[Match]:
+        return self._service.directory.search(typed, within)
+
+    def find_location(self, location_id: str) -> Match | None:
+        return self._service.directory.get(location_id)
+
+    def new_reference(self) -> str:
+        return self._service._new_reference()
+
+    def acknowledgement(self, report: Mapping[str, Any]) -> str | None:
+        return self._service._acknowledgement(dict(report))
 
 
 class IntakeService:
@@ -206,6 +230,8 @@ class IntakeService:
         #: How a report with these fields will be acknowledged ("email", "sms" or None), so
         #: the confirmation promises only what delivery will send (bot/outbox/routes.py).
         self._acknowledgement = acknowledgement
+        #: What the engine asks of the outside, answered from memory.
+        self._needs = _ServiceNeeds(self)
 
     # ------------------------------------------------------------------ web and terminal
 
@@ -482,9 +508,7 @@ class IntakeService:
         # anything is looked up, so a command is never searched for as a service name.
         interpreted = self.engine.interpret(inbound, translate)
         too_long = self._too_long(record.state, interpreted)
-        if not too_long:
-            interpreted = self._with_lookups(record.state, interpreted)
-        turn = self.engine.handle(record.state, interpreted, translate)
+        turn = self.engine.handle(record.state, interpreted, translate, self._needs)
         record.state = turn.state
         record.updated_at = self._clock()
         for event in turn.events:
@@ -531,9 +555,7 @@ class IntakeService:
     ) -> tuple[ConversationRecord, Turn]:
         """A new conversation at its welcome, not yet stored. No I/O: one caller is inside
         a unit of work, and the directory index was refreshed before it began."""
-        turn = self.engine.start(
-            self.catalogs.negotiate(*locale_hints), self._start_lookups(start_param)
-        )
+        turn = self.engine.start(self.catalogs.negotiate(*locale_hints), start_param, self._needs)
         now = self._clock()
         record = ConversationRecord(
             id=str(uuid.uuid4()),
@@ -551,29 +573,6 @@ class IntakeService:
         transcript keeps only a note of it, and the directory is not searched for it."""
         step = self.engine.dialog.by_id.get(state.step)
         return inbound.kind == "text" and step is not None and len(inbound.value) > step.max_length
-
-    def _start_lookups(self, start_param: str | None) -> dict[str, Any]:
-        """A deep link naming a directory location pre-selects it for confirmation."""
-        found = self.directory.get(start_param) if start_param else None
-        return {"preselected": found} if found else {}
-
-    def _with_lookups(self, state: ConversationState, inbound: Inbound) -> Inbound:
-        """Data the pure engine needs for this turn, fetched from memory (no I/O here: the
-        directory index was refreshed before the transaction began)."""
-        lookups: dict[str, Any] = {}
-        step = self.engine.dialog.by_id.get(state.step)
-        if step is not None and step.kind == "lookup" and inbound.kind == "text":
-            service_type = state.answers.get("service_type")
-            lookups["directory_matches"] = self.directory.search(inbound.value, service_type)
-        if state.step == "summary":
-            lookups["reference"] = self._new_reference()
-            answers = self.engine.on_path_answers(state.answers)
-            lookups["acknowledgement"] = self._acknowledgement(
-                self.engine.dialog.build_report(answers)
-            )
-        if not lookups:
-            return inbound
-        return Inbound(inbound.kind, inbound.value, lookups)
 
     async def _store_new(
         self,

@@ -1,29 +1,16 @@
 """Generate the Mermaid diagram of a dialogue from its definition (`make diagram`).
 
 The diagram is derived, never drawn by hand, so it cannot drift from the code: a test
-checks that `dialogs/intake.mmd` equals what this prints.
+checks that `dialogs/intake.mmd` equals what this prints. Branch conditions are values
+(`bot.engine.conditions`), so each edge is labelled with the condition's own description.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
 import sys
 
 from bot.engine.dialog import Dialog
 from dialogs.intake import INTAKE
-
-
-def _condition_name(when: object) -> str:
-    name = getattr(when, "__name__", "")
-    if name and name != "<lambda>":
-        return name.lstrip("_").replace("_", " ")
-    try:
-        source = inspect.getsource(when).strip()  # type: ignore[arg-type]
-    except (OSError, TypeError):
-        return "if"
-    found = re.search(r'a\.get\("(\w+)"\)\s*==\s*"(\w+)"', source)
-    return f"{found.group(1)} = {found.group(2)}" if found else "if"
 
 
 def mermaid(dialog: Dialog) -> str:
@@ -32,20 +19,31 @@ def mermaid(dialog: Dialog) -> str:
         lines.append(f"    {step.id}: {step.id} ({step.kind})")
     for step in dialog.steps:
         for branch in step.next:
-            label = f" : {_condition_name(branch.when)}" if branch.when else ""
+            label = f" : {branch.when.describe()}" if branch.when else ""
             lines.append(f"    {step.id} --> {branch.to}{label}")
         for choice_id, exit_kind in step.exits.items():
-            target = "ended" if exit_kind == "end" else "cancelled"
+            target = dialog.step_of_kind("ended" if exit_kind == "end" else "cancelled")
             lines.append(f"    {step.id} --> {target} : {choice_id}")
+    # What the engine does for a choice's action, drawn as the steps it leads to.
+    action_targets = {
+        "edit": dialog.step_of_kind("edit"),
+        "submit": dialog.step_of_kind("submitted"),
+        "restart": dialog.first_step,
+    }
+    for step in dialog.steps:
+        by_action = {c.action: c.id for c in step.choices if c.action in action_targets}
+        for action, target in action_targets.items():
+            if action in by_action and target is not None:
+                lines.append(f"    {step.id} --> {target} : {by_action[action]}")
+    edit, summary = dialog.step_of_kind("edit"), dialog.step_of_kind("summary")
+    if edit is not None and summary is not None:
+        lines.append(f"    {edit} --> {summary}")
+    for kind in ("submitted", "ended", "cancelled"):
+        final = dialog.step_of_kind(kind)
+        if final is not None:
+            lines.append(f"    {final} --> [*]")
     lines += [
-        "    summary --> edit_answer : edit",
-        "    summary --> submitted : submit",
-        "    summary --> welcome : restart",
-        "    edit_answer --> summary",
-        "    submitted --> [*]",
-        "    ended --> [*]",
-        "    cancelled --> [*]",
-        "    note right of welcome",
+        f"    note right of {dialog.first_step}",
         "        At every step: back, restart, help, privacy, language, cancel",
         "    end note",
     ]

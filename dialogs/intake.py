@@ -10,51 +10,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.engine.dialog import Answers, Branch, ChoiceDef, Dialog, Step
+from bot.engine.conditions import ALWAYS, Answer, Answers, Condition
+from bot.engine.dialog import Branch, ChoiceAction, ChoiceDef, Dialog, Step
 from bot.engine.types import P, T, Text
 from dialogs import validators
 from dialogs.languages import LANGUAGES
 
+# The step ids, named once (each is also the key of its answer).
+WELCOME = "welcome"
+LANGUAGE = "language"
+EXPERIENCE = "experience"
+SERVICE_TYPE = "service_type"
+NOT_COVERED = "not_covered"
+SERVICE_OTHER = "service_other"
+PROVIDER = "provider"
+RELATIONSHIP = "relationship"
+WORKS_THERE = "works_there"
+WHISTLEBLOWING = "whistleblowing"
+WHEN = "when"
+SERVICE_PART = "service_part"
+WHAT_HAPPENED = "what_happened"
+RISK = "risk"
+AUTHORITIES = "authorities"
+COMPLAINT = "complaint"
+COMPLAINT_INFO = "complaint_info"
+MHA = "mha"
+CONTACT = "contact"
+CONTACT_NAME = "contact_name"
+CONTACT_EMAIL = "contact_email"
+CONTACT_PHONE = "contact_phone"
+ALERTS = "alerts"
+SUMMARY = "summary"
+EDIT_ANSWER = "edit_answer"
+SUBMITTED = "submitted"
+CANCELLED = "cancelled"
+ENDED = "ended"
+
 POOR_OR_MIXED = ("poor", "mixed")
 MHA_SERVICES = ("mental_health", "hospital")
 
-
-def _poor(a: Answers) -> bool:
-    return a.get("experience") in POOR_OR_MIXED
-
-
-def _good_only(a: Answers) -> bool:
-    return a.get("experience") == "good"
-
-
-def _mha_applies(a: Answers) -> bool:
-    return _poor(a) and a.get("service_type") in MHA_SERVICES
-
-
-def _gave_email(a: Answers) -> bool:
-    email = a.get("contact_email")
-    return bool(email) and email != "skip"
+POOR: Condition = Answer(EXPERIENCE).is_in(*POOR_OR_MIXED)
+GOOD_ONLY: Condition = Answer(EXPERIENCE).equals("good")
+MHA_APPLIES: Condition = POOR & Answer(SERVICE_TYPE).is_in(*MHA_SERVICES)
+GAVE_EMAIL: Condition = Answer(CONTACT_EMAIL).is_given()
+#: Inspection alerts are about one registered location: offered only with an email address
+#: and a service matched in the directory.
+ALERTS_OFFERED: Condition = GAVE_EMAIL & Answer(PROVIDER, "location_id").is_given()
+WANTS_CONTACT: Condition = Answer(CONTACT).equals("yes") & ~Answer(CONTACT_PHONE).equals(
+    "no_contact"
+)
 
 
-def _no_email(a: Answers) -> bool:
-    return not _gave_email(a)
-
-
-def _alerts_offered(a: Answers) -> bool:
-    """Inspection alerts are about one registered location: offered only with an email
-    address and a service matched in the directory."""
-    provider = a.get("provider")
-    return _gave_email(a) and isinstance(provider, dict) and bool(provider.get("location_id"))
-
-
-def _wants_contact(a: Answers) -> bool:
-    return a.get("contact") == "yes" and a.get("contact_phone") != "no_contact"
-
-
-def _acknowledgement_promise(a: Answers) -> tuple[Text, ...]:
+def _acknowledgement_promise(how: str | None) -> tuple[Text, ...]:
     """What the confirmation promises: only the acknowledgement the service will send (the
     service tells the engine at submit; no email is promised when email is off)."""
-    how = a.get("_acknowledgement")
     if how == "email":
         return (T("We will email you to say we got your report."),)
     if how == "sms":
@@ -62,20 +71,26 @@ def _acknowledgement_promise(a: Answers) -> tuple[Text, ...]:
     return ()
 
 
-def _c(choice_id: str, label: Text, note: Text | None = None, when: Any = None) -> ChoiceDef:
-    return ChoiceDef(choice_id, label, note, when)
+def _c(
+    choice_id: str,
+    label: Text,
+    note: Text | None = None,
+    when: Condition | None = None,
+    action: ChoiceAction | None = None,
+) -> ChoiceDef:
+    return ChoiceDef(choice_id, label, note, when, action)
 
 
 YES, NO, NOT_SURE = T("Yes"), T("No"), T("I'm not sure")
 
 # After relationship (and the whistleblowing detour): poor care asks when; good care goes to
 # the account itself.
-AFTER_RELATIONSHIP = (Branch("when", _poor), Branch("what_happened"))
-AFTER_COMPLAINT_INFO = (Branch("mha", _mha_applies), Branch("contact"))
+AFTER_RELATIONSHIP = (Branch(WHEN, POOR), Branch(WHAT_HAPPENED))
+AFTER_COMPLAINT_INFO = (Branch(MHA, MHA_APPLIES), Branch(CONTACT))
 
 STEPS: tuple[Step, ...] = (
     Step(
-        "welcome",
+        WELCOME,
         "choice",
         prompt=(
             T(
@@ -94,14 +109,14 @@ STEPS: tuple[Step, ...] = (
         ),
         choices=(
             _c("start", T("Start")),
-            _c("privacy", T("Privacy")),
-            _c("language", T("Language")),
+            _c("privacy", T("Privacy"), action="privacy"),
+            _c("language", T("Language"), action="language"),
         ),
-        next=(Branch("experience"),),
+        next=(Branch(EXPERIENCE),),
     ),
-    Step("language", "language", prompt=(T("Which language would you like to use?"),)),
+    Step(LANGUAGE, "language", prompt=(T("Which language would you like to use?"),)),
     Step(
-        "experience",
+        EXPERIENCE,
         "choice",
         prompt=(T("Was the care poor, good, or both?"),),
         choices=(
@@ -109,11 +124,11 @@ STEPS: tuple[Step, ...] = (
             _c("good", T("Good")),
             _c("mixed", T("Both good and poor")),
         ),
-        next=(Branch("service_type"),),
+        next=(Branch(SERVICE_TYPE),),
         summary_label=T("Kind of experience"),
     ),
     Step(
-        "service_type",
+        SERVICE_TYPE,
         "choice",
         prompt=(T("What type of service was it?"),),
         choices=(
@@ -131,15 +146,15 @@ STEPS: tuple[Step, ...] = (
             _c("other", T("Something else, or I'm not sure")),
         ),
         next=(
-            Branch("not_covered", lambda a: a.get("service_type") == "childrens_social_care"),
-            Branch("service_other", lambda a: a.get("service_type") == "other"),
-            Branch("provider"),
+            Branch(NOT_COVERED, Answer(SERVICE_TYPE).equals("childrens_social_care")),
+            Branch(SERVICE_OTHER, Answer(SERVICE_TYPE).equals("other")),
+            Branch(PROVIDER),
         ),
         summary_label=T("Type of service"),
         help=T('Pick the closest one. If none fits, choose "Something else, or I\'m not sure".'),
     ),
     Step(
-        "not_covered",
+        NOT_COVERED,
         "choice",
         prompt=(
             T(
@@ -152,11 +167,11 @@ STEPS: tuple[Step, ...] = (
             _c("change_service", T("Choose a different service")),
             _c("end", T("End here"), note=T("Thank you. Goodbye.")),
         ),
-        next=(Branch("service_type"),),
+        next=(Branch(SERVICE_TYPE),),
         exits={"end": "end"},
     ),
     Step(
-        "service_other",
+        SERVICE_OTHER,
         "text",
         prompt=(
             T(
@@ -164,11 +179,11 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         max_length=1500,
-        next=(Branch("provider"),),
+        next=(Branch(PROVIDER),),
         summary_label=T("About the service"),
     ),
     Step(
-        "provider",
+        PROVIDER,
         "lookup",
         prompt=(
             T(
@@ -177,7 +192,8 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         max_length=1500,
-        next=(Branch("relationship"),),
+        next=(Branch(RELATIONSHIP),),
+        search_within=SERVICE_TYPE,
         summary_label=T("Service"),
         help=T(
             'Type what you know, like "Oak House care home, Leeds" or a postcode. We will look '
@@ -185,7 +201,7 @@ STEPS: tuple[Step, ...] = (
         ),
     ),
     Step(
-        "relationship",
+        RELATIONSHIP,
         "choice",
         prompt=(T("How do you know about this care?"),),
         choices=(
@@ -194,13 +210,13 @@ STEPS: tuple[Step, ...] = (
             _c("work", T("Through my job or voluntary work")),
         ),
         next=(
-            Branch("works_there", lambda a: a.get("relationship") == "work"),
+            Branch(WORKS_THERE, Answer(RELATIONSHIP).equals("work")),
             *AFTER_RELATIONSHIP,
         ),
         summary_label=T("How you know"),
     ),
     Step(
-        "works_there",
+        WORKS_THERE,
         "choice",
         prompt=(
             T(
@@ -210,13 +226,13 @@ STEPS: tuple[Step, ...] = (
         ),
         choices=(_c("yes", YES), _c("no", NO)),
         next=(
-            Branch("whistleblowing", lambda a: a.get("works_there") == "yes"),
+            Branch(WHISTLEBLOWING, Answer(WORKS_THERE).equals("yes")),
             *AFTER_RELATIONSHIP,
         ),
         summary_label=T("You work or worked there"),
     ),
     Step(
-        "whistleblowing",
+        WHISTLEBLOWING,
         "info",
         prompt=(
             T(
@@ -239,7 +255,7 @@ STEPS: tuple[Step, ...] = (
         next=AFTER_RELATIONSHIP,
     ),
     Step(
-        "when",
+        WHEN,
         "text",
         prompt=(
             T(
@@ -248,12 +264,12 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         max_length=1000,
-        skippable=lambda a: True,
-        next=(Branch("service_part"),),
+        skippable=ALWAYS,
+        next=(Branch(SERVICE_PART),),
         summary_label=T("When"),
     ),
     Step(
-        "service_part",
+        SERVICE_PART,
         "text",
         prompt=(
             T(
@@ -262,12 +278,12 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         max_length=1000,
-        skippable=lambda a: True,
-        next=(Branch("what_happened"),),
+        skippable=ALWAYS,
+        next=(Branch(WHAT_HAPPENED),),
         summary_label=T("Part of the service"),
     ),
     Step(
-        "what_happened",
+        WHAT_HAPPENED,
         "text",
         prompt=lambda a: (
             (
@@ -276,7 +292,7 @@ STEPS: tuple[Step, ...] = (
                         "Thank you. Telling us about good care helps all services learn and get better."
                     ),
                 )
-                if _good_only(a)
+                if GOOD_ONLY.evaluate(a)
                 else ()
             )
             + (
@@ -291,11 +307,11 @@ STEPS: tuple[Step, ...] = (
             )
         ),
         max_length=20000,
-        next=(Branch("risk", _poor), Branch("contact")),
+        next=(Branch(RISK, POOR), Branch(CONTACT)),
         summary_label=T("What happened"),
     ),
     Step(
-        "risk",
+        RISK,
         "choice",
         prompt=(T("Is anyone at risk of harm or abuse right now?"),),
         choices=(
@@ -318,11 +334,11 @@ STEPS: tuple[Step, ...] = (
                 ),
             ),
         ),
-        next=(Branch("authorities"),),
+        next=(Branch(AUTHORITIES),),
         summary_label=T("Someone at risk now"),
     ),
     Step(
-        "authorities",
+        AUTHORITIES,
         "choice",
         prompt=(
             T(
@@ -336,11 +352,11 @@ STEPS: tuple[Step, ...] = (
             _c("both", T("Both")),
             _c("neither", T("Neither")),
         ),
-        next=(Branch("complaint"),),
+        next=(Branch(COMPLAINT),),
         summary_label=T("Told the police or council"),
     ),
     Step(
-        "complaint",
+        COMPLAINT,
         "choice",
         prompt=(T("Have you told the service about this?"),),
         choices=(
@@ -348,11 +364,11 @@ STEPS: tuple[Step, ...] = (
             _c("formal", T("Yes, I made a formal complaint")),
             _c("not_yet", T("Not yet")),
         ),
-        next=(Branch("complaint_info"),),
+        next=(Branch(COMPLAINT_INFO),),
         summary_label=T("Told the service"),
     ),
     Step(
-        "complaint_info",
+        COMPLAINT_INFO,
         "info",
         prompt=(
             T(
@@ -372,7 +388,7 @@ STEPS: tuple[Step, ...] = (
         next=AFTER_COMPLAINT_INFO,
     ),
     Step(
-        "mha",
+        MHA,
         "choice",
         prompt=(
             T(
@@ -394,11 +410,11 @@ STEPS: tuple[Step, ...] = (
             _c("no", NO),
             _c("not_sure", NOT_SURE),
         ),
-        next=(Branch("contact"),),
+        next=(Branch(CONTACT),),
         summary_label=T("Mental Health Act"),
     ),
     Step(
-        "contact",
+        CONTACT,
         "choice",
         prompt=(
             T(
@@ -414,73 +430,73 @@ STEPS: tuple[Step, ...] = (
             _c("yes", YES),
             _c("no", NO, note=T("That is fine. We will still read and use what you told us.")),
         ),
-        next=(Branch("contact_name", lambda a: a.get("contact") == "yes"), Branch("summary")),
+        next=(Branch(CONTACT_NAME, Answer(CONTACT).equals("yes")), Branch(SUMMARY)),
         summary_label=T("May we contact you"),
     ),
     Step(
-        "contact_name",
+        CONTACT_NAME,
         "text",
         prompt=(T("What is your name?"),),
         max_length=500,
         validate=validators.person_name,
-        next=(Branch("contact_email"),),
+        next=(Branch(CONTACT_EMAIL),),
         summary_label=T("Your name"),
     ),
     Step(
-        "contact_email",
+        CONTACT_EMAIL,
         "text",
         prompt=(
             T("What is your email address? If you would rather give a phone number, choose Skip."),
         ),
         max_length=validators.EMAIL_MAX,
         validate=validators.email_address,
-        skippable=lambda a: True,
-        next=(Branch("contact_phone"),),
+        skippable=ALWAYS,
+        next=(Branch(CONTACT_PHONE),),
         summary_label=T("Email"),
     ),
     Step(
-        "contact_phone",
+        CONTACT_PHONE,
         "text",
         prompt=lambda a: (
             (T("What is your UK phone number? If you do not want to give one, choose Skip."),)
-            if _gave_email(a)
+            if GAVE_EMAIL.evaluate(a)
             else (
                 T(
                     "What is your UK phone number? We need an email address or a phone number to contact you."
                 ),
             )
         ),
-        choices=(_c("no_contact", T("Do not contact me"), when=_no_email),),
+        choices=(_c("no_contact", T("Do not contact me"), when=~GAVE_EMAIL),),
         max_length=validators.PHONE_MAX,
         validate=validators.uk_phone,
-        skippable=_gave_email,
-        next=(Branch("alerts", _alerts_offered), Branch("summary")),
+        skippable=GAVE_EMAIL,
+        next=(Branch(ALERTS, ALERTS_OFFERED), Branch(SUMMARY)),
         summary_label=T("Phone"),
     ),
     Step(
-        "alerts",
+        ALERTS,
         "choice",
         prompt=(
             T("Would you like an email when we publish a new inspection report on this service?"),
         ),
         choices=(_c("yes", YES), _c("no", NO)),
-        next=(Branch("summary"),),
+        next=(Branch(SUMMARY),),
         summary_label=T("Email alerts"),
     ),
     Step(
-        "summary",
+        SUMMARY,
         "summary",
         choices=(
-            _c("submit", T("Send my report")),
-            _c("edit", T("Change an answer")),
-            _c("restart", T("Start again")),
+            _c("submit", T("Send my report"), action="submit"),
+            _c("edit", T("Change an answer"), action="edit"),
+            _c("restart", T("Start again"), action="restart"),
         ),
     ),
-    Step("edit_answer", "edit"),
+    Step(EDIT_ANSWER, "edit"),
     Step(
+        SUBMITTED,
         "submitted",
-        "final",
-        prompt=lambda a: (
+        receipt=lambda receipt: (
             T("Thank you. We have your report. Your reference number is {reference}."),
             T(
                 "What happens next: we read every report. We look at urgent ones first. We may "
@@ -488,12 +504,12 @@ STEPS: tuple[Step, ...] = (
                 "other organisations, or inspect it. We can also warn or fine a service, or put "
                 "conditions on it. In the worst cases we can close it."
             ),
-            *_acknowledgement_promise(a),
+            *_acknowledgement_promise(receipt.acknowledgement),
             T("You may not hear more from us, but we will still use what you told us."),
         ),
     ),
-    Step("cancelled", "final"),
-    Step("ended", "final"),
+    Step(CANCELLED, "cancelled"),
+    Step(ENDED, "ended"),
 )
 
 MESSAGES: dict[str, Text] = {
@@ -565,37 +581,37 @@ def build_report(answers: Answers) -> dict[str, Any]:
         raw = answers.get(key)
         return None if raw in (None, "skip") else raw
 
-    provider = answers.get("provider") or {}
+    provider = answers.get(PROVIDER) or {}
     contact = None
-    if _wants_contact(answers):
+    if WANTS_CONTACT.evaluate(answers):
         contact = {
-            "name": value("contact_name"),
-            "email": value("contact_email"),
-            "phone": value("contact_phone"),
+            "name": value(CONTACT_NAME),
+            "email": value(CONTACT_EMAIL),
+            "phone": value(CONTACT_PHONE),
         }
-    risk = value("risk")
+    risk = value(RISK)
     priority = {"yes": "urgent", "not_sure": "urgent_review"}.get(risk or "", "routine")
     return {
         "priority": priority,
         "urgent": priority == "urgent",
         "urgent_review": priority == "urgent_review",
-        "experience": value("experience"),
-        "service_type": value("service_type"),
-        "service_other": value("service_other"),
+        "experience": value(EXPERIENCE),
+        "service_type": value(SERVICE_TYPE),
+        "service_other": value(SERVICE_OTHER),
         "provider_text": provider.get("text"),
         "location_id": provider.get("location_id"),
         "provider_name": provider.get("name"),
-        "relationship": value("relationship"),
-        "works_there": value("works_there"),
-        "when": value("when"),
-        "service_part": value("service_part"),
-        "what_happened": value("what_happened"),
+        "relationship": value(RELATIONSHIP),
+        "works_there": value(WORKS_THERE),
+        "when": value(WHEN),
+        "service_part": value(SERVICE_PART),
+        "what_happened": value(WHAT_HAPPENED),
         "risk": risk,
-        "authorities": value("authorities"),
-        "complaint": value("complaint"),
-        "mha": value("mha"),
+        "authorities": value(AUTHORITIES),
+        "complaint": value(COMPLAINT),
+        "mha": value(MHA),
         "contact": contact,
-        "alerts": value("alerts") if contact and contact.get("email") else None,
+        "alerts": value(ALERTS) if contact and contact.get("email") else None,
     }
 
 

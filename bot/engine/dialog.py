@@ -1,7 +1,9 @@
 """How a dialogue is described: steps as values, branches as data, no behaviour hidden in code.
 
-`dialogs/` builds a `Dialog` from these types; the engine runs any `Dialog`. Step ids are
-persisted in stored conversations and are a public API: never rename one.
+`dialogs/` builds a `Dialog` from these types; the engine runs any `Dialog`. The engine knows
+step KINDS and never a step id: each dialogue declares which of its steps is which kind, and
+its conditions as values (`bot.engine.conditions`). Step ids are persisted in stored
+conversations and are a public API: never rename one.
 """
 
 from __future__ import annotations
@@ -10,15 +12,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from bot.engine.conditions import Answers, Condition
 from bot.engine.types import Text
 
-Answers: TypeAlias = Mapping[str, Any]
-Condition: TypeAlias = Callable[[Answers], bool]
-
 #: choice: pick one of `choices`; text: free text (validated); info: read, then `continue`;
-#: lookup: free text searched in the directory, then matches offered as choices;
-#: language / summary / edit / final: built-in behaviour of the engine.
-StepKind = Literal["choice", "text", "info", "lookup", "language", "summary", "edit", "final"]
+#: lookup: free text searched in the directory (`Needs.search_directory`), then matches
+#: offered as choices; language: pick the conversation's language (the `language` command
+#: goes here); summary: the answers so far, with choices whose `action` submits, edits or
+#: restarts; edit: pick an answer to change; submitted: the confirmation after a submit (its
+#: prompt may use `{reference}`); cancelled / ended: where a cancel or an `end` exit stops.
+StepKind = Literal[
+    "choice",
+    "text",
+    "info",
+    "lookup",
+    "language",
+    "summary",
+    "edit",
+    "submitted",
+    "cancelled",
+    "ended",
+]
+#: What a choice does instead of answering its step: one of the engine's commands
+#: (bot.engine.types.COMMANDS), `submit` the report, or `edit` an answer.
+ChoiceAction = Literal["back", "restart", "help", "privacy", "language", "cancel", "submit", "edit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +53,18 @@ PromptFn: TypeAlias = Callable[[Answers], Sequence[Text]]
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a `submitted` step's prompt may depend on: the report's reference number and how
+    the service will acknowledge it ("email", "sms" or None)."""
+
+    reference: str
+    acknowledgement: str | None
+
+
+ReceiptPromptFn: TypeAlias = Callable[[Receipt], Sequence[Text]]
+
+
+@dataclass(frozen=True, slots=True)
 class ChoiceDef:
     id: str
     label: Text
@@ -43,6 +72,8 @@ class ChoiceDef:
     note: Text | None = None
     #: Shown only when this holds for the answers so far.
     when: Condition | None = None
+    #: What choosing it does, when that is not answering the step.
+    action: ChoiceAction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +102,10 @@ class Step:
     help: Text | None = None
     #: Choices that end or divert the conversation instead of following `next`.
     exits: Mapping[str, Literal["end", "cancel"]] = field(default_factory=dict)
+    #: A `lookup` step: the step whose answer narrows the directory search, if any.
+    search_within: str | None = None
+    #: A `submitted` step: its messages from the receipt (used instead of `prompt`).
+    receipt: ReceiptPromptFn | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +124,16 @@ class Dialog:
     def step(self, step_id: str) -> Step:
         return self.by_id[step_id]
 
+    def step_of_kind(self, kind: StepKind) -> str | None:
+        """The id of the dialogue's (first) step of this kind, if it has one."""
+        kinds: dict[str, str] | None = getattr(self, "_kinds", None)
+        if kinds is None:
+            kinds = {}
+            for s in self.steps:
+                kinds.setdefault(s.kind, s.id)
+            object.__setattr__(self, "_kinds", kinds)
+        return kinds.get(kind)
+
     @property
     def by_id(self) -> dict[str, Step]:
         cached: dict[str, Step] | None = getattr(self, "_by_id", None)
@@ -96,3 +141,18 @@ class Dialog:
             cached = {s.id: s for s in self.steps}
             object.__setattr__(self, "_by_id", cached)
         return cached
+
+
+__all__ = [
+    "Answers",
+    "Branch",
+    "ChoiceAction",
+    "ChoiceDef",
+    "Condition",
+    "Dialog",
+    "Invalid",
+    "Receipt",
+    "Step",
+    "StepKind",
+    "Valid",
+]

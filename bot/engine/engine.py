@@ -1,14 +1,22 @@
 """The dialogue engine: `handle(state, inbound) -> Turn`, pure and synchronous.
 
-One `transitions.Machine` is built per dialogue definition and shared by every
-conversation: a turn restores a bare model object from the stored state and fires the
-machine's `advance` trigger on it. Building a machine per conversation would cost ~9 ms and
-~480 KB each; a shared one costs tens of microseconds per turn.
+The engine knows step KINDS (choice, text, lookup, info, language, summary, edit,
+submitted, cancelled, ended) and never a step id: the dialogue declares which step is which
+kind, and what a choice does (`ChoiceDef.action`). What it needs from outside (directory
+matches, a reference number, how a report will be acknowledged) it asks of a `Needs` object
+passed in, only when a step of the right kind needs it.
+
+Branching has one implementation: the `transitions.Machine` built from the dialogue's
+branches. One machine is built per dialogue definition and shared by every conversation: a
+turn restores a bare model object from the stored state and fires the machine's `advance`
+trigger on it. Building a machine per conversation would cost ~9 ms and ~480 KB each; a
+shared one costs tens of microseconds per turn. `path()` reads the same machine's
+transition table (without firing it) to list the steps answers lead through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +29,9 @@ from bot.engine.commands import (
     command_words,
     parse_command,
 )
-from bot.engine.dialog import Answers, Dialog, Invalid, Step
+from bot.engine.conditions import Answers, Condition
+from bot.engine.dialog import ChoiceAction, Dialog, Invalid, Receipt, Step, StepKind
+from bot.engine.needs import NOTHING_OUTSIDE, Needs
 from bot.engine.text import clean_text, fold
 from bot.engine.types import (
     COMMANDS,
@@ -67,6 +77,10 @@ REQUIRED_MESSAGES: tuple[str, ...] = (
 SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
 #: Enough for any real conversation with edits; bounds what a looping client can store.
 MAX_HISTORY = 200
+#: Kinds that wait for an answer: `path()` stops at one not yet answered.
+_ANSWERED_KINDS: frozenset[StepKind] = frozenset(("text", "choice", "lookup", "info"))
+#: Kinds where the conversation has stopped: nothing is offered.
+_END_KINDS: frozenset[StepKind] = frozenset(("submitted", "cancelled", "ended"))
 
 
 class _Model:
@@ -95,6 +109,13 @@ class Engine:
         self.dialog = dialog
         self.languages = tuple(languages if languages is not None else dialog.languages)
         self._steps = dialog.by_id
+        #: The dialogue's steps of the kinds the engine moves to itself, if it has them.
+        self._language_step = dialog.step_of_kind("language")
+        self._summary_step = dialog.step_of_kind("summary")
+        self._edit_step = dialog.step_of_kind("edit")
+        self._submitted_step = dialog.step_of_kind("submitted")
+        self._cancelled_step = dialog.step_of_kind("cancelled")
+        self._ended_step = dialog.step_of_kind("ended")
         self.machine = Machine(
             model=None,
             states=[s.id for s in dialog.steps],
@@ -107,23 +128,43 @@ class Engine:
                 if branch.to not in self._steps:
                     raise ValueError(f"step {step.id!r} branches to unknown step {branch.to!r}")
                 conditions: list[str | Callable[..., bool | None]] = (
-                    [_condition(branch.when)] if branch.when else []
+                    [_Guard(branch.when)] if branch.when else []
                 )
                 self.machine.add_transition("advance", step.id, branch.to, conditions=conditions)
         self._advance = self.machine.events["advance"]
+        #: The machine's own transition table, read by `path()`: (target, condition or None)
+        #: per step, in the order the machine tries them.
+        self._branches: dict[str, tuple[tuple[str, Condition | None], ...]] = {
+            source: tuple(
+                (str(t.dest), _guard_condition(t.conditions[0].func) if t.conditions else None)
+                for t in transitions
+            )
+            for source, transitions in self._advance.transitions.items()
+        }
 
     # ------------------------------------------------------------------ public API
 
-    def start(self, locale: str, lookups: Mapping[str, Any] | None = None) -> Turn:
-        """A new conversation at the first step. `lookups["preselected"]` (a directory
-        match from a deep link) is offered for confirmation at the lookup step."""
+    def start(
+        self, locale: str, start_param: str | None = None, needs: Needs = NOTHING_OUTSIDE
+    ) -> Turn:
+        """A new conversation at the first step. A start parameter naming a directory
+        location (a deep link) is offered for confirmation at the dialogue's lookup step."""
         state = ConversationState(step=self.dialog.first_step, locale=locale)
-        pre = (lookups or {}).get("preselected")
-        if pre:
-            state.scratch["preselected"] = [list(pre)]
+        if start_param and self.dialog.step_of_kind("lookup") is not None:
+            found = needs.find_location(start_param)
+            if found:
+                state.scratch["preselected"] = [list(found)]
         return Turn(state, self.prompt(state))
 
-    def handle(self, state: ConversationState, inbound: Inbound, translate: Translate) -> Turn:
+    def handle(
+        self,
+        state: ConversationState,
+        inbound: Inbound,
+        translate: Translate,
+        needs: Needs = NOTHING_OUTSIDE,
+    ) -> Turn:
+        """One turn. `needs` answers what a step asks of the outside (a lookup step's
+        directory search; a submit's reference number and acknowledgement)."""
         state = state.copy()
         if inbound.kind == "start":
             if state.status == "active":
@@ -144,35 +185,35 @@ class Engine:
         if kind == "text":
             choice_id = self._match_typed(value, offer.choices, translate)
             if choice_id is not None:
-                return self._choose(state, step, choice_id, inbound, offer)
+                return self._choose(state, step, choice_id, needs, offer)
             if offer.accepts_text:
-                return self._text(state, step, value, inbound)
+                return self._text(state, step, value, needs)
             return self._reprompt(state, self._msg("choose_one"))
         # A button press.
         if not any(c.id == value for c in offer.choices):
             return self._reprompt(state, self._msg("stale_choice"))
-        return self._choose(state, step, value, inbound, offer)
+        return self._choose(state, step, value, needs, offer)
 
     def interpret(self, inbound: Inbound, translate: Translate) -> Inbound:
         """Typed text cleaned, and read as a command when it is only a command word (in
-        English or the person's language); anything else unchanged. The service calls this
-        before fetching lookups, so a command is never searched for as a service name."""
+        English or the person's language); anything else unchanged. A command is never
+        searched for as a service name."""
         if inbound.kind != "text":
             return inbound
         value = clean_text(inbound.value)
         localised = ((c, translate(command_word(c))) for c in COMMANDS)
         command = parse_command(value, command_words(localised))
         if command is None:
-            return Inbound("text", value, inbound.lookups)
+            return Inbound("text", value)
         if command.name == START:
-            return Inbound("start", command.argument, inbound.lookups)
-        return Inbound("command", command.name, inbound.lookups)
+            return Inbound("start", command.argument)
+        return Inbound("command", command.name)
 
     def prompt(self, state: ConversationState) -> tuple[Outbound, ...]:
         """The messages that ask the current step's question (also used to resume); for a
         submitted conversation, the confirmation with its reference."""
         if state.status != "active" and not (
-            state.status == "submitted" and state.step == "submitted"
+            state.status == "submitted" and state.step == self._submitted_step
         ):
             return self._after_end(state)
         step = self._steps[state.step]
@@ -189,16 +230,23 @@ class Engine:
     def path(self, answers: Answers) -> list[str]:
         """The steps the answers lead through, from the first step while each is answered.
 
-        A query, not a transition: it reads the same branches the machine was built from
-        rather than firing the machine once per step (each firing costs ~20 µs)."""
+        A query, not a transition: it reads the machine's own transition table rather than
+        firing the machine once per step (each firing costs ~20 µs)."""
         seen: list[str] = []
         step_id: str | None = self.dialog.first_step
         while step_id is not None and step_id not in seen:
             seen.append(step_id)
             step = self._steps[step_id]
-            if step.kind in ("text", "choice", "lookup", "info") and step_id not in answers:
+            if step.kind in _ANSWERED_KINDS and step_id not in answers:
                 break
-            step_id = next((b.to for b in step.next if b.when is None or b.when(answers)), None)
+            step_id = next(
+                (
+                    to
+                    for to, when in self._branches.get(step_id, ())
+                    if when is None or when.evaluate(answers)
+                ),
+                None,
+            )
         return seen
 
     def on_path_answers(self, answers: Answers) -> dict[str, Any]:
@@ -230,16 +278,16 @@ class Engine:
         if command == "privacy":
             return self._reprompt(state, self._msg("privacy"))
         if command == "language":
-            if state.step != "language":
+            if self._language_step is not None and state.step != self._language_step:
                 state.resume_step = state.step
-                state.step = "language"
+                state.step = self._language_step
             return Turn(state, self.prompt(state))
         if command == "cancel":
             state.status = "cancelled"
             state.answers.clear()
             state.scratch.clear()
             state.history.clear()
-            state.step = "cancelled" if "cancelled" in self._steps else state.step
+            state.step = self._cancelled_step or state.step
             return Turn(
                 state, (Outbound(self._msg("cancelled")),), (ConversationClosed("cancelled"),)
             )
@@ -249,34 +297,32 @@ class Engine:
     # ------------------------------------------------------------------ answers
 
     def _choose(
-        self, state: ConversationState, step: Step, choice_id: str, inbound: Inbound, offer: _Offer
+        self, state: ConversationState, step: Step, choice_id: str, needs: Needs, offer: _Offer
     ) -> Turn:
         echo = next((c.label for c in offer.choices if c.id == choice_id), None)
         if step.kind == "language":
             return self._set_language(state, choice_id, echo)
         if step.kind == "lookup":
             return self._pick_match(state, step, choice_id, echo)
-        if step.kind == "summary":
-            if choice_id == "submit":
-                return self._submit(state, inbound, echo)
-            if choice_id == "restart":
-                return self._with_echo(self._command(state, "restart"), echo)
-            if choice_id == "edit":
-                return self._goto(state, "edit_answer", echo=echo)
         if step.kind == "edit":
             if choice_id == BACK_TO_SUMMARY:
                 state.editing = False
-                return self._goto(state, "summary", echo=echo)
+                return self._goto(state, self._summary_step or state.step, echo=echo)
             state.editing = True
             return self._goto(state, choice_id, echo=echo)
-        if choice_id in COMMANDS:  # e.g. the welcome step offers privacy and language as buttons
-            return self._with_echo(self._command(state, choice_id), echo)
+        action = self._action(step, choice_id)
+        if action == "submit":
+            return self._submit(state, needs, echo)
+        if action == "edit" and self._edit_step is not None:
+            return self._goto(state, self._edit_step, echo=echo)
+        if action in COMMANDS:  # e.g. the welcome step offers privacy and language as buttons
+            return self._with_echo(self._command(state, str(action)), echo)
         exit_kind = step.exits.get(choice_id)
         if exit_kind == "end":
             state.status = "ended"
             state.answers.clear()
             state.history.clear()
-            state.step = "ended" if "ended" in self._steps else state.step
+            state.step = self._ended_step or state.step
             note = self._choice_note(step, choice_id)
             out = [Outbound(note)] if note else []
             out.append(Outbound(self._msg("ended")))
@@ -285,7 +331,7 @@ class Engine:
         note = self._choice_note(step, choice_id)
         return self._forward(state, [note] if note else [], echo)
 
-    def _text(self, state: ConversationState, step: Step, value: str, inbound: Inbound) -> Turn:
+    def _text(self, state: ConversationState, step: Step, value: str, needs: Needs) -> Turn:
         echo = Text.raw(value)
         if not value:
             return self._reprompt(state, self._msg("empty_text"))
@@ -299,7 +345,7 @@ class Engine:
             )
             return self._reprompt(state, reason)
         if step.kind == "lookup":
-            return self._search(state, step, value, inbound, echo)
+            return self._search(state, step, value, needs, echo)
         if step.validate is not None:
             result = step.validate(value, state.answers)
             if isinstance(result, Invalid):
@@ -311,11 +357,10 @@ class Engine:
         return self._forward(state, [], echo)
 
     def _search(
-        self, state: ConversationState, step: Step, value: str, inbound: Inbound, echo: Text
+        self, state: ConversationState, step: Step, value: str, needs: Needs, echo: Text
     ) -> Turn:
-        matches = inbound.lookups.get("directory_matches")
-        if matches is None:
-            raise ValueError("the service must look up directory matches for a lookup step")
+        within = state.answers.get(step.search_within) if step.search_within else None
+        matches = needs.search_directory(value, within)
         state.scratch.pop("preselected", None)
         if matches:
             state.scratch["matches"] = [list(m) for m in matches]
@@ -355,22 +400,19 @@ class Engine:
             echo,
         )
 
-    def _submit(self, state: ConversationState, inbound: Inbound, echo: Text | None) -> Turn:
-        reference = inbound.lookups.get("reference")
+    def _submit(self, state: ConversationState, needs: Needs, echo: Text | None) -> Turn:
+        reference = needs.new_reference()
         if not reference:
             raise ValueError("the service must supply a reference number for a submit")
         answers = self.on_path_answers(state.answers)
-        report = {
-            **self.dialog.build_report(answers),
-            "reference": reference,
-            "locale": state.locale,
-        }
+        fields = self.dialog.build_report(answers)
+        report = {**fields, "reference": reference, "locale": state.locale}
         state.status = "submitted"
-        state.answers["_reference"] = reference
+        state.reference = reference
         # How the service will acknowledge the report ("email", "sms" or None): the
         # confirmation promises only what will really be sent.
-        state.answers["_acknowledgement"] = inbound.lookups.get("acknowledgement")
-        state.step = "submitted"
+        state.acknowledgement = needs.acknowledgement(fields)
+        state.step = self._submitted_step or state.step
         return Turn(state, self.prompt(state), (ReportSubmitted(report),), echo)
 
     # ------------------------------------------------------------------ movement
@@ -387,7 +429,7 @@ class Engine:
             if not (state.editing and model.state in state.answers and nxt.kind != "summary"):
                 break
         state.step = model.state
-        if state.step == "summary":
+        if nxt.kind == "summary":
             state.editing = False
         return Turn(state, (*(Outbound(n) for n in notes), *self.prompt(state)), echo=echo)
 
@@ -413,9 +455,12 @@ class Engine:
                 return (self._msg("matches_intro"),)
             if state.scratch.get("preselected"):
                 return (self._msg("preselected_intro"),)
-        if step.kind == "final" and step.id == "submitted":
-            reference = str(state.answers.get("_reference", ""))
-            texts = step.prompt(state.answers) if callable(step.prompt) else step.prompt
+        if step.kind == "submitted":
+            reference = state.reference or ""
+            if step.receipt is not None:
+                texts = step.receipt(Receipt(reference, state.acknowledgement))
+            else:
+                texts = step.prompt(state.answers) if callable(step.prompt) else step.prompt
             return tuple(_with_param(t, "reference", reference) for t in texts)
         if step.kind == "edit":
             return (self._msg("edit_intro"),)
@@ -442,12 +487,16 @@ class Engine:
                 if sid in answers and self._steps[sid].summary_label is not None
             ]
             return _Offer((*editable, Choice(BACK_TO_SUMMARY, common[BACK_TO_SUMMARY])), False)
-        if step.kind == "final":
+        if step.kind in _END_KINDS:
             return _Offer((), False)
-        choices = [Choice(c.id, c.label) for c in step.choices if c.when is None or c.when(answers)]
+        choices = [
+            Choice(c.id, c.label)
+            for c in step.choices
+            if c.when is None or c.when.evaluate(answers)
+        ]
         if step.kind == "info" and not choices:
             choices = [Choice(CONTINUE, common[CONTINUE])]
-        if step.skippable is not None and step.skippable(answers):
+        if step.skippable is not None and step.skippable.evaluate(answers):
             choices.append(Choice(SKIP, common[SKIP]))
         return _Offer(tuple(choices), step.kind == "text")
 
@@ -472,12 +521,16 @@ class Engine:
                 return choice.label
         return Text.raw(str(value))
 
+    @staticmethod
+    def _action(step: Step, choice_id: str) -> ChoiceAction | None:
+        return next((c.action for c in step.choices if c.id == choice_id), None)
+
     def _choice_note(self, step: Step, choice_id: str) -> Text | None:
         return next((c.note for c in step.choices if c.id == choice_id and c.note), None)
 
     def _after_end(self, state: ConversationState) -> tuple[Outbound, ...]:
         if state.status == "submitted":
-            reference = str(state.answers.get("_reference", ""))
+            reference = state.reference or ""
             return (Outbound(_with_param(self._msg("already_submitted"), "reference", reference)),)
         return (Outbound(self._msg("ended")),)
 
@@ -513,12 +566,23 @@ def _with_command_words(text: Text) -> Text:
     )
 
 
-def _condition(when: Callable[[Answers], bool]) -> Callable[[EventData], bool]:
-    def check(event: EventData) -> bool:
-        model: _Model = event.model  # type: ignore[assignment]
-        return bool(when(model.answers))
+class _Guard:
+    """A branch's condition as the machine calls it; keeps the condition value readable."""
 
-    return check
+    __slots__ = ("condition",)
+
+    def __init__(self, condition: Condition) -> None:
+        self.condition = condition
+
+    def __call__(self, event: EventData) -> bool:
+        model: _Model = event.model  # type: ignore[assignment]
+        return self.condition.evaluate(model.answers)
+
+
+def _guard_condition(func: object) -> Condition:
+    if not isinstance(func, _Guard):
+        raise TypeError(f"a transition condition the engine did not add: {func!r}")
+    return func.condition
 
 
 def _with_param(text: Text, name: str, value: str) -> Text:

@@ -90,13 +90,12 @@ class Inbound:
     kind="text": typed text; "choice": a choice id (button or typed label); "command": a
     global command id from `COMMANDS`; "start": open a conversation (value: an optional
     start parameter such as a directory location id from a deep link).
-    `lookups` carries data the service fetched for this turn (directory matches), so the
-    engine stays free of I/O.
+    What the engine needs from outside (directory matches, a reference number) it asks for
+    through `bot.engine.needs.Needs`, so the engine stays free of I/O.
     """
 
     kind: InboundKind
     value: str = ""
-    lookups: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -113,6 +112,11 @@ class ConversationState:
     #: Where `language`, `help` and editing return to.
     resume_step: str | None = None
     editing: bool = False
+    #: Set by a submit: the report's reference number and how it will be acknowledged.
+    #: (States stored before these existed keep them in `answers` as `_reference` and
+    #: `_acknowledgement`; `from_json` moves them here.)
+    reference: str | None = None
+    acknowledgement: str | None = None
 
     def copy(self) -> ConversationState:
         """An independent copy. State is JSON-shaped (dicts, lists, scalars), so a walk over
@@ -126,10 +130,12 @@ class ConversationState:
             scratch=_clone(self.scratch),
             resume_step=self.resume_step,
             editing=self.editing,
+            reference=self.reference,
+            acknowledgement=self.acknowledgement,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "step": self.step,
             "locale": self.locale,
             "answers": self.answers,
@@ -139,19 +145,36 @@ class ConversationState:
             "resume_step": self.resume_step,
             "editing": self.editing,
         }
+        # Only once submitted: an active conversation's stored state is as it always was.
+        if self.reference is not None:
+            data["reference"] = self.reference
+            data["acknowledgement"] = self.acknowledgement
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConversationState:
+        answers = dict(data.get("answers", {}))
+        # Stored before the receipt had its own place: it was kept among the answers.
+        old_reference = answers.pop(_OLD_REFERENCE_KEY, None)
+        old_acknowledgement = answers.pop(_OLD_ACKNOWLEDGEMENT_KEY, None)
+        reference = data.get("reference", old_reference)
         return cls(
             step=str(data["step"]),
             locale=str(data.get("locale", "en")),
-            answers=dict(data.get("answers", {})),
+            answers=answers,
             history=list(data.get("history", [])),
             status=data.get("status", "active"),
             scratch=dict(data.get("scratch", {})),
             resume_step=data.get("resume_step"),
             editing=bool(data.get("editing", False)),
+            reference=None if reference is None else str(reference),
+            acknowledgement=data.get("acknowledgement", old_acknowledgement),
         )
+
+
+#: Where states stored before 2026-12 keep the receipt: read, never written.
+_OLD_REFERENCE_KEY = "_reference"
+_OLD_ACKNOWLEDGEMENT_KEY = "_acknowledgement"
 
 
 def _clone(value: Any) -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from bot.directory import DirectoryIndex, describe, parse_directory_csv
 from bot.engine.engine import Engine
+from bot.engine.needs import FixedNeeds, Match
 from bot.engine.types import ConversationState, Inbound, ReportSubmitted, Turn
 from bot.i18n import Catalogs
 from dialogs.intake import INTAKE
@@ -28,9 +30,24 @@ def index() -> DirectoryIndex:
     return DirectoryIndex.build(parse_directory_csv(SMALL_DIRECTORY).locations)
 
 
+class _IndexNeeds(FixedNeeds):
+    """The engine's needs answered by a real directory index (as the service does)."""
+
+    def __init__(self, index: DirectoryIndex) -> None:
+        super().__init__()
+        self.index = index
+
+    def search_directory(self, typed: str, within: str | None) -> Sequence[Match]:
+        return [
+            (m.location.location_id, m.location.name, describe(m.location))
+            for m in self.index.search(typed, service_type=within)
+        ]
+
+
 def run_script(
     script: Script, engine: Engine, catalogs: Catalogs, index: DirectoryIndex
 ) -> list[dict[str, Any]]:
+    needs = _IndexNeeds(index)
     turn = engine.start("en")
     state: ConversationState = turn.state
     reports: list[dict[str, Any]] = []
@@ -43,17 +60,12 @@ def run_script(
             )
             continue
         assert isinstance(action, Send)
-        lookups: dict[str, Any] = {}
-        if engine.dialog.by_id[state.step].kind == "lookup" and action.kind == "text":
-            matches = index.search(action.value, service_type=state.answers.get("service_type"))
-            lookups["directory_matches"] = [
-                (m.location.location_id, m.location.name, describe(m.location)) for m in matches
-            ]
-        if state.step == "summary":
-            lookups["reference"] = "TEST-2345"
         last = engine.handle(
-            state, Inbound(action.kind, action.value, lookups), catalogs.translator(state.locale)
-        )  # type: ignore[arg-type]
+            state,
+            Inbound(action.kind, action.value),  # type: ignore[arg-type]
+            catalogs.translator(state.locale),
+            needs,
+        )
         state = last.state
         reports += [dict(e.report) for e in last.events if isinstance(e, ReportSubmitted)]
         if action.expect_step:

@@ -8,6 +8,7 @@ import pytest
 
 from bot.engine.commands import COMMAND_WORDS, START, UNKNOWN, TypedCommand, parse_command
 from bot.engine.engine import Engine, command_word
+from bot.engine.needs import FixedNeeds
 from bot.engine.text import clean_text
 from bot.engine.types import COMMANDS, ConversationState, Inbound, Text
 from bot.i18n import Catalogs
@@ -62,8 +63,8 @@ def _at(engine: Engine, render: Callable[[Text], str], step: str, locale: str) -
 STEPS = ["experience", "when", "provider", "complaint_info", "summary"]
 
 
-def _lookups(step: str) -> dict[str, object]:
-    return {"directory_matches": [], "reference": "ABCD-EFGH"}
+def _needs() -> FixedNeeds:
+    return FixedNeeds(reference="ABCD-EFGH")
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -78,7 +79,7 @@ def test_command_words_work_at_every_kind_of_step_in_every_language(
             words |= {own, f" {own.upper()}? "} | ({f"/{own}"} if " " not in own else set())
             for typed in words:
                 state = _at(engine, render, step, code)
-                turn = engine.handle(state, Inbound("text", typed, _lookups(step)), render)
+                turn = engine.handle(state, Inbound("text", typed), render, _needs())
                 said = [render(o.text) for o in turn.outbound]
                 if command not in ("cancel", "restart"):
                     assert turn.state.answers == state.answers, (code, step, typed)
@@ -143,8 +144,10 @@ def test_an_unknown_slash_word_is_reprompted_at_every_kind_of_step(
 ) -> None:
     render = catalogs.translator("en")
     state = _at(engine, render, step, "en")
-    # No lookups given: a command must never reach the directory search.
-    turn = engine.handle(state, Inbound("text", typed), render)
+    # A command must never reach the directory search.
+    needs = FixedNeeds()
+    turn = engine.handle(state, Inbound("text", typed), render, needs)
+    assert needs.searched == []
     assert turn.state.step == step and turn.state.answers == state.answers
     first = render(turn.outbound[0].text)
     assert first.startswith("I don't know that command. You can use: back, restart, help")

@@ -9,6 +9,7 @@ import pytest
 
 from bot.engine import engine as engine_module
 from bot.engine.engine import MAX_HISTORY, Engine, clean_text
+from bot.engine.needs import FixedNeeds
 from bot.engine.types import COMMANDS, ConversationState, Inbound, LocaleChanged, Text
 from bot.i18n import Catalogs
 from dialogs.diagram import mermaid
@@ -31,8 +32,7 @@ def render():  # type: ignore[no-untyped-def]
 def drive(engine: Engine, render, *inputs: tuple[str, str]) -> ConversationState:  # type: ignore[no-untyped-def]
     state = engine.start("en").state
     for kind, value in inputs:
-        lookups = {"directory_matches": []} if state.step == "provider" else {}
-        state = engine.handle(state, Inbound(kind, value, lookups), render).state  # type: ignore[arg-type]
+        state = engine.handle(state, Inbound(kind, value), render, FixedNeeds()).state  # type: ignore[arg-type]
     return state
 
 
@@ -60,8 +60,7 @@ def test_state_survives_a_json_round_trip_between_turns(engine: Engine, render) 
     ]:
         stored = json.loads(json.dumps(state.to_json()))
         state = ConversationState.from_json(stored)
-        lookups = {"directory_matches": []} if state.step == "provider" else {}
-        state = engine.handle(state, Inbound(kind, value, lookups), render).state  # type: ignore[arg-type]
+        state = engine.handle(state, Inbound(kind, value), render, FixedNeeds()).state  # type: ignore[arg-type]
     assert state.step == "relationship"
     assert state.answers["provider"] == {"text": "Qwxz Zzyq", "location_id": None, "name": None}
 
@@ -254,3 +253,87 @@ def test_state_copy_is_independent() -> None:
         and state.scratch["matches"][0][0] == "1"
         and state.history == ["welcome"]
     )
+
+
+def test_a_state_stored_with_the_reference_among_the_answers_still_resumes(
+    engine: Engine, render
+) -> None:  # type: ignore[no-untyped-def]
+    # As real databases hold it: the receipt kept in the answers before it had its own place.
+    stored = {
+        "step": "submitted",
+        "locale": "en",
+        "answers": {"experience": "good", "_reference": "OLDR-2345", "_acknowledgement": "email"},
+        "history": ["summary"],
+        "status": "submitted",
+        "scratch": {},
+        "resume_step": None,
+        "editing": False,
+    }
+    state = ConversationState.from_json(stored)
+    assert state.reference == "OLDR-2345" and state.acknowledgement == "email"
+    assert state.answers == {"experience": "good"}
+    resumed = [render(o.text) for o in engine.prompt(state)]
+    assert "OLDR-2345" in resumed[0]
+    assert any("We will email you" in said for said in resumed)
+    later = engine.handle(state, Inbound("text", "one more thing"), render)
+    assert "OLDR-2345" in render(later.outbound[0].text)
+    # Written back in the new place only.
+    written = later.state.to_json()
+    assert written["reference"] == "OLDR-2345" and "_reference" not in written["answers"]
+
+
+def test_an_active_state_is_stored_exactly_as_before(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(engine, render, ("choice", "start"), ("choice", "poor"))
+    assert set(state.to_json()) == {
+        "step",
+        "locale",
+        "answers",
+        "history",
+        "status",
+        "scratch",
+        "resume_step",
+        "editing",
+    }
+
+
+class _CountingNeeds(FixedNeeds):
+    def __init__(self) -> None:
+        super().__init__(reference="NEED-2345", acknowledge_by="sms")
+        self.references = 0
+        self.acknowledged: list[dict[str, object]] = []
+
+    def new_reference(self) -> str:
+        self.references += 1
+        return super().new_reference()
+
+    def acknowledgement(self, report):  # type: ignore[no-untyped-def]
+        self.acknowledged.append(dict(report))
+        return super().acknowledgement(report)
+
+
+def test_the_engine_asks_for_what_it_needs_only_when_a_step_needs_it(
+    engine: Engine, render
+) -> None:  # type: ignore[no-untyped-def]
+    needs = _CountingNeeds()
+    state = engine.start("en").state
+    for kind, value in [
+        ("choice", "start"),
+        ("choice", "good"),
+        ("choice", "gp"),
+        ("text", "Oak Surgery"),
+        ("choice", "self"),
+        ("text", "Kind staff."),
+        ("choice", "no"),
+        ("choice", "edit"),
+        ("choice", "summary"),
+    ]:
+        state = engine.handle(state, Inbound(kind, value), render, needs).state  # type: ignore[arg-type]
+    # Only the lookup step searched, narrowed by the answer the step names; no reference yet.
+    assert needs.searched == [("Oak Surgery", "gp")]
+    assert state.step == "summary" and needs.references == 0
+    turn = engine.handle(state, Inbound("choice", "submit"), render, needs)
+    assert needs.references == 1 and turn.state.reference == "NEED-2345"
+    (report_fields,) = needs.acknowledged
+    assert report_fields["experience"] == "good" and "reference" not in report_fields
+    assert turn.state.acknowledgement == "sms"
+    assert any("text message" in render(o.text) for o in turn.outbound)

@@ -25,6 +25,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from bot.engine.engine import Engine, command_word
+from bot.engine.needs import FixedNeeds
 from bot.engine.types import COMMANDS, ConversationState, Inbound, Outbound, P, T, Text, Turn
 from bot.i18n import Catalogs
 from dialogs.intake import INTAKE
@@ -326,15 +327,14 @@ class Conversation:
         matches: list[Any] | None = None,
         acknowledgement: str | None = None,
     ) -> Turn:
-        lookups = {
-            "directory_matches": matches or [],
-            "reference": REFERENCE,
-            "acknowledgement": acknowledgement,
-        }
+        needs = FixedNeeds(
+            matches=matches or [], reference=REFERENCE, acknowledge_by=acknowledgement
+        )
         turn = self.engine.handle(
             self.state,
-            Inbound(kind, value, lookups),  # type: ignore[arg-type]
+            Inbound(kind, value),  # type: ignore[arg-type]
             self.catalogs.translator(self.locale),
+            needs,
         )
         self.state = turn.state
         self._check(turn)
@@ -516,9 +516,8 @@ def _commands_and_mistakes(c: Conversation) -> None:
 
 
 def _deep_link(c: Conversation) -> None:
-    turn = c.engine.start(
-        c.locale, {"preselected": ["1-000000001", "Oak House", "Oak House, Leeds LS1"]}
-    )
+    oak_house = ("1-000000001", "Oak House", "Oak House, Leeds LS1")
+    turn = c.engine.start(c.locale, oak_house[0], FixedNeeds(locations={oak_house[0]: oak_house}))
     c.state = turn.state
     c._check(turn)
     _to_service_type(c, "good")

@@ -1,0 +1,156 @@
+"""Conditions as values: what a branch, a choice or a skip depends on, readable by tools.
+
+Modelled on aiogram-dialog's `F` magic filters: `Answer("experience").is_in("poor", "mixed")`
+is a value that can be evaluated against the answers AND described in words, so the diagram
+generator reads each branch's condition instead of guessing it from source code. Conditions
+combine with `&`, `|` and `~`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+Answers: TypeAlias = Mapping[str, Any]
+
+#: The engine's own `skip` choice id: a skipped answer is not a given one.
+_SKIPPED = "skip"
+
+
+class Condition(ABC):
+    """Something that holds, or not, for the answers so far."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def evaluate(self, answers: Answers) -> bool: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The condition in words, for diagrams and error messages."""
+
+    def __and__(self, other: Condition) -> Condition:
+        return _All(self, other)
+
+    def __or__(self, other: Condition) -> Condition:
+        return _Any(self, other)
+
+    def __invert__(self) -> Condition:
+        return _Not(self)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to one step (or, with `field`, one field of a structured answer such as a
+    directory match); build conditions from it."""
+
+    step: str
+    field: str | None = None
+
+    def value(self, answers: Answers) -> Any:
+        raw = answers.get(self.step)
+        if self.field is None:
+            return raw
+        return raw.get(self.field) if isinstance(raw, Mapping) else None
+
+    @property
+    def name(self) -> str:
+        return self.step if self.field is None else f"{self.step}.{self.field}"
+
+    def is_in(self, *values: str) -> Condition:
+        return _IsIn(self, tuple(values))
+
+    def equals(self, value: str) -> Condition:
+        return _IsIn(self, (value,))
+
+    def is_given(self) -> Condition:
+        """Answered with something: not empty and not skipped."""
+        return _Given(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _IsIn(Condition):
+    answer: Answer
+    values: tuple[str, ...]
+
+    def evaluate(self, answers: Answers) -> bool:
+        return self.answer.value(answers) in self.values
+
+    def describe(self) -> str:
+        if len(self.values) == 1:
+            return f"{self.answer.name} = {self.values[0]}"
+        return f"{self.answer.name} in {', '.join(self.values)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Given(Condition):
+    answer: Answer
+
+    def evaluate(self, answers: Answers) -> bool:
+        value = self.answer.value(answers)
+        return bool(value) and value != _SKIPPED
+
+    def describe(self) -> str:
+        return f"{self.answer.name} given"
+
+
+@dataclass(frozen=True, slots=True)
+class _Always(Condition):
+    def evaluate(self, answers: Answers) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "always"
+
+
+@dataclass(frozen=True, slots=True)
+class _All(Condition):
+    first: Condition
+    second: Condition
+
+    def evaluate(self, answers: Answers) -> bool:
+        return self.first.evaluate(answers) and self.second.evaluate(answers)
+
+    def describe(self) -> str:
+        return f"{_grouped(self.first, self)} and {_grouped(self.second, self)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Any(Condition):
+    first: Condition
+    second: Condition
+
+    def evaluate(self, answers: Answers) -> bool:
+        return self.first.evaluate(answers) or self.second.evaluate(answers)
+
+    def describe(self) -> str:
+        return f"{_grouped(self.first, self)} or {_grouped(self.second, self)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Not(Condition):
+    inner: Condition
+
+    def evaluate(self, answers: Answers) -> bool:
+        return not self.inner.evaluate(answers)
+
+    def describe(self) -> str:
+        inner = self.inner.describe()
+        return f"not ({inner})"
+
+
+def _grouped(part: Condition, whole: Condition) -> str:
+    """A part in brackets when it mixes `and` and `or` with the whole."""
+    mixed = isinstance(part, _All | _Any) and type(part) is not type(whole)
+    return f"({part.describe()})" if mixed else part.describe()
+
+
+#: Holds for any answers (e.g. a question that may always be skipped).
+ALWAYS: Condition = _Always()
+
+__all__ = ["ALWAYS", "Answer", "Answers", "Condition"]
