@@ -296,17 +296,13 @@ class IntakeService:
                     await uow.commit()
                     return reply
             except DuplicateError:
-                if message_id is not None:
-                    # The same message id was handled by a concurrent request that committed
-                    # while this one waited for the lock (the read could not see its reply),
-                    # or a reference number collided: run the turn again, which replays the
-                    # reply, or draws a new number.
-                    log.info("retrying a turn after a concurrent duplicate")
-                    continue
-                if inbound.kind == "choice" and inbound.value == "submit":
-                    log.warning("reference collision; retrying with a new number")
-                    continue
-                raise
+                # Nothing was committed, so the turn can run again: the same message id was
+                # handled by a concurrent request that committed while this one waited for the
+                # lock (the rerun replays its reply), or a reference number collided (the rerun
+                # draws a new one). No choice id is named here: which choice submits is the
+                # dialogue's business.
+                log.info("retrying a turn after a duplicate (a concurrent repeat or a collision)")
+                continue
         raise RuntimeError("could not apply the turn after repeated conflicts")
 
     async def handle_for_channel_key(
