@@ -48,6 +48,8 @@
   var customTitle = data.title || null;
   var openOnLoad = data.open === "true" || data.open === "";
   var MESSAGE_TYPE = "care-intake-chat";
+  /** Where "Exit this page" sends this page; the service's INTAKE_EXIT_URL replaces it. */
+  var exitUrl = "https://www.bbc.co.uk/weather";
 
   /** The loader's own words (English fallback); the server's translation replaces them. */
   var TEXT = {
@@ -158,6 +160,9 @@
         TEXT[key] = value;
       }
     });
+    if (typeof answer.exit_url === "string" && /^https?:\/\/[^\s]+$/.test(answer.exit_url)) {
+      exitUrl = answer.exit_url;
+    }
     ui.root.lang = answer.locale;
     ui.root.dir = answer.dir === "rtl" ? "rtl" : "ltr";
     ui.root.setAttribute("data-ui-locale", answer.locale);
@@ -219,7 +224,20 @@
       state.pendingOpen = null;
     } else if (message.event === "close") {
       hide();
+    } else if (message.event === "exit") {
+      quickExit();
     }
+  }
+
+  // ------------------------------------------------------------------ exit this page
+
+  /** The person chose "Exit this page" in the chat (which has already forgotten itself):
+   *  hide the chat at once and replace this page with a neutral one. `replace` keeps this
+   *  page out of the Back history of this tab. Only the frame's own origin can ask (fromFrame),
+   *  and the address is the service's, never one carried in the message. */
+  function quickExit() {
+    ui.root.hidden = true;
+    window.location.replace(exitUrl);
   }
 
   // ------------------------------------------------------------------ open and close
