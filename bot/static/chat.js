@@ -8,7 +8,9 @@
  *
  *   frame -> page   {type: "care-intake-chat", event: "ready", open: bool}   (open: resume now)
  *                   {type: "care-intake-chat", event: "close"}               (Close or Escape)
+ *                   {type: "care-intake-chat", event: "exit"}  (Exit this page: leave the page now)
  *   page -> frame   {type: "care-intake-chat", event: "open", focus: bool}
+ *                   {type: "care-intake-chat", event: "exit"}  (Shift x3 on the page: forget, exit)
  *
  * Messages go only to the embedding origin named in ?host= (the browser delivers nothing if the
  * parent is another origin), and only messages from our parent with that origin are heard.
@@ -1215,6 +1217,8 @@
     }
     if (message.event === "open") {
       opened(message.focus === true);
+    } else if (message.event === "exit") {
+      quickExit();
     }
   }
 

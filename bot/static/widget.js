@@ -13,7 +13,7 @@
  * button and an <iframe> of the chat (chat.html) served from the chat service's own origin;
  * the conversation, its token, its draft and its transcript live in that frame, where this
  * page cannot read them. The page and the frame talk by postMessage, each checking the
- * other's origin, and all the page ever hears is "open" or "closed" (see chat.js).
+ * other's origin, and all the page ever hears is "open", "closed" or "exit" (see chat.js).
  *
  * Where the page's origin may not use the chat (INTAKE_ALLOWED_ORIGINS), the server refuses
  * to be framed here (CSP frame-ancestors) and the API refuses this origin; the launcher then
@@ -125,6 +125,7 @@
     ready: false, // the frame said it is listening
     pendingOpen: null, // {focus} to send once it is
     access: null, // "allowed" | "not_allowed" | "offline" (null: not known yet)
+    exiting: false, // "Exit this page" is under way
   };
 
   function build() {
@@ -237,7 +238,38 @@
    *  and the address is the service's, never one carried in the message. */
   function quickExit() {
     ui.root.hidden = true;
-    window.location.replace(exitUrl);
+    if (!state.exiting) {
+      state.exiting = true;
+      window.location.replace(exitUrl);
+    }
+  }
+
+  /** Shift pressed 3 times on this page (no other key between, within 5 s) while the chat is
+   *  open: the same exit. The chat is hidden at once and asked to forget itself first (it then
+   *  asks back, above); should it not answer within a second, the page leaves anyway. */
+  var exitShift = { count: 0, timer: null };
+
+  function countShift(event) {
+    if (event.key !== "Shift" || !state.open || !state.ready) {
+      exitShift.count = 0;
+      window.clearTimeout(exitShift.timer);
+      exitShift.timer = null;
+      return;
+    }
+    exitShift.count += 1;
+    if (exitShift.count >= 3) {
+      exitShift.count = 0;
+      ui.root.hidden = true;
+      tellFrame("exit");
+      window.setTimeout(quickExit, 1000);
+      return;
+    }
+    if (!exitShift.timer) {
+      exitShift.timer = window.setTimeout(function () {
+        exitShift.count = 0;
+        exitShift.timer = null;
+      }, 5000);
+    }
   }
 
   // ------------------------------------------------------------------ open and close
@@ -371,6 +403,7 @@
     ensureStylesheet();
     build();
     window.addEventListener("message", fromFrame);
+    document.addEventListener("keyup", countShift);
     var checked = checkAccess();
     ui.launcher.addEventListener("click", function () {
       if (state.access === null) {

@@ -152,3 +152,25 @@ async def test_shift_three_times_leaves_from_an_embedding_page(
     await again.wait_step("welcome")
     assert await again.user_texts() == []
     assert await again.textarea.is_hidden() or await again.textarea.input_value() == ""
+
+
+async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
+    start_widget_server: Any, site: LoopbackSite, new_page: Any
+) -> None:
+    server = await start_widget_server(
+        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
+    )
+    site.api = server.base_url
+    page = await new_page(viewport=DESKTOP)
+    await page.goto(site.origin + "/")
+    chat = Chat(page)
+    await chat.frame_element.wait_for(state="visible")
+    await reach_a_typed_answer(chat)
+
+    await page.locator("h1").click()  # the focus is on the partner's page, not in the chat
+    assert await page.evaluate("() => document.activeElement.tagName") != "IFRAME"
+    for _ in range(3):
+        await page.keyboard.press("Shift")
+    await page.wait_for_url(site.origin + "/weather")
+    page.watch.assert_clean()
+    assert await chat_storage(page, server.base_url) == []
