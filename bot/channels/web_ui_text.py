@@ -81,8 +81,7 @@ UI_TEXT: Mapping[str, Text] = MappingProxyType(
         "danger": T("In danger now? Call 999"),
         "restartTitle": T("Start again from the beginning?"),
         "restartText": T(
-            "If you start again, we delete the answers you have given so far. "
-            "You cannot undo this."
+            "If you start again, we delete the answers you have given so far. You cannot undo this."
         ),
         "restartConfirm": T("Yes, start again"),
     }

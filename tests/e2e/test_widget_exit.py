@@ -1,4 +1,4 @@
-""""Exit this page" (GOV.UK's pattern) for someone who may be overheard or watched: the button,
+"""GOV.UK's "Exit this page" for someone who may be overheard or watched: the button,
 or Shift pressed three times, replaces the whole page with a neutral one at once, and the
 chat's token and draft are gone from its origin's storage, so Back and a reload show nothing.
 

@@ -42,7 +42,11 @@ async def test_the_chooser_names_each_language_in_itself(
     await chat.wait_step("welcome")
     button = await language_button(chat)
     assert button == {
-        "icon": True, "label": "Language", "current": "English", "lang": "en", "dir": "ltr"
+        "icon": True,
+        "label": "Language",
+        "current": "English",
+        "lang": "en",
+        "dir": "ltr",
     }
 
     before = await chat.turn()
