@@ -174,3 +174,21 @@ async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
     await page.wait_for_url(site.origin + "/weather")
     page.watch.assert_clean()
     assert await chat_storage(page, server.base_url) == []
+
+
+async def test_the_chat_opened_on_its_own_leaves_by_itself(
+    start_widget_server: Any, site: LoopbackSite, new_page: Any
+) -> None:
+    """chat.html without a loader around it (a link to the chat itself) moves its own page."""
+    server = await start_widget_server(exit_url=site.origin + "/weather")
+    page = await new_page(viewport=PHONE)
+    await page.goto(server.base_url + "/chat.html")
+    await page.wait_for_selector('.ciw-root[data-step="welcome"] .ciw-panel[aria-busy="false"]')
+    stored = await page.evaluate(
+        "() => Object.keys(sessionStorage).filter(k => k.startsWith('care-intake'))"
+    )
+    assert len(stored) == 1, "the token is kept before the exit"
+    await page.locator(".ciw-exit").click()
+    await page.wait_for_url(site.origin + "/weather")
+    page.watch.assert_clean()
+    assert await chat_storage(page, server.base_url) == []
