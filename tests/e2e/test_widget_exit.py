@@ -192,3 +192,31 @@ async def test_the_chat_opened_on_its_own_leaves_by_itself(
     await page.wait_for_url(site.origin + "/weather")
     page.watch.assert_clean()
     assert await chat_storage(page, server.base_url) == []
+
+
+async def test_only_the_chat_frame_can_ask_the_page_to_leave(
+    start_widget_server: Any, site: LoopbackSite, new_page: Any
+) -> None:
+    """The loader acts on "exit" only from the chat's frame and origin: another script on the
+    page (or another frame) cannot send the visitor away."""
+    server = await start_widget_server(
+        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
+    )
+    site.api = server.base_url
+    page = await new_page(viewport=DESKTOP)
+    await page.goto(site.origin + "/")
+    chat = Chat(page)
+    await chat.wait_step("welcome")
+    # Messages are handled in order: once "after" arrives, the forged "exit" was handled.
+    await page.evaluate(
+        """() => new Promise(resolve => {
+            window.addEventListener('message', e => { if (e.data === 'after') resolve(); });
+            window.postMessage({type: 'care-intake-chat', event: 'exit'}, '*');
+            window.postMessage('after', '*');
+        })"""
+    )
+    assert await page.evaluate("() => document.querySelector('.ciw-embed').hidden") is False
+    assert await chat.frame_element.is_visible()
+    assert page.url == site.origin + "/"
+    assert len(await chat.bot_texts()) >= 1
+    page.watch.assert_clean()
