@@ -8,16 +8,36 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from bot.outbox.config import DeliveryConfigError, DeliverySettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
+#: Where the widget's "Exit this page" goes: a neutral page nobody would wonder about.
+DEFAULT_EXIT_URL = "https://www.bbc.co.uk/weather"
+#: Plain http is only for a page on this machine (tests, local trials).
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ConfigError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
+
+
+def check_exit_url(value: str) -> str:
+    """A well-formed https address (http only on loopback), with nothing that could end the
+    string it is put in; else ConfigError naming INTAKE_EXIT_URL."""
+    parsed = urlsplit(value)
+    loopback = parsed.scheme == "http" and parsed.hostname in _LOOPBACK_HOSTS
+    if (
+        (parsed.scheme != "https" and not loopback)
+        or not parsed.hostname
+        or parsed.username is not None
+        or any(c.isspace() or c in "\"'<>\\" for c in value)
+    ):
+        raise ConfigError(f"INTAKE_EXIT_URL must be a plain https:// address, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +68,8 @@ class Settings:
     #: from rotating addresses cannot fill the database (untouched ones are also swept).
     new_conversations_total_per_minute: int = 600
     privacy_url: str = DEFAULT_PRIVACY_URL
+    #: "Exit this page" in the widget goes here (check_exit_url).
+    exit_url: str = DEFAULT_EXIT_URL
     #: How long a reply is kept for a retry of its message (the summary repeats the answers);
     #: `intake conversations purge` erases older ones. Telegram keeps an update for 24 hours.
     reply_retention_hours: int = 24
@@ -109,5 +131,6 @@ class Settings:
             new_conversations_per_minute=get_int("NEW_CONVERSATIONS_PER_MINUTE", 60),
             new_conversations_total_per_minute=get_int("NEW_CONVERSATIONS_TOTAL_PER_MINUTE", 600),
             privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
+            exit_url=check_exit_url(get("EXIT_URL") or DEFAULT_EXIT_URL),
             reply_retention_hours=get_int("REPLY_RETENTION_HOURS", 24),
         )

@@ -7,7 +7,8 @@ in `bot/static/chat.js` (the chat, in its frame), which keeps the English as its
 fallback: change both together (a test compares them). The loader on the embedding page,
 `bot/static/widget.js`, uses a few of them too (launcher, title, close, notAllowed...).
 
-`GET /api/v1/ui-text?locale=pl` answers `{"locale", "dir", "text": {key: string}}`. Nothing in it
+`GET /api/v1/ui-text?locale=pl` answers `{"locale", "dir", "exit_url", "text": {key: string}}`
+(`exit_url`: where "Exit this page" goes, INTAKE_EXIT_URL). Nothing in it
 is personal, so it may be cached for a few minutes.
 """
 
@@ -18,7 +19,7 @@ from types import MappingProxyType
 
 from aiohttp import hdrs, web
 
-from bot.appkeys import SERVICE
+from bot.appkeys import SERVICE, SETTINGS
 from bot.engine.types import T, Text
 
 UI_TEXT_PATH = "/api/v1/ui-text"
@@ -72,6 +73,17 @@ UI_TEXT: Mapping[str, Text] = MappingProxyType(
         "notAllowedLink": T("Use the chat on our own website instead"),
         "tooLong": T("Your message is too long. Please make it shorter."),
         "serverError": T("Something went wrong. Please try again."),
+        "exit": T("Exit this page"),
+        "exitHint": T(
+            "Exit, or press Shift 3 times, to leave this chat at once. "
+            "It does not delete your browser history."
+        ),
+        "danger": T("In danger now? Call 999"),
+        "restartTitle": T("Start again from the beginning?"),
+        "restartText": T(
+            "If you start again, we delete the answers you have given so far. You cannot undo this."
+        ),
+        "restartConfirm": T("Yes, start again"),
     }
 )
 
@@ -84,6 +96,7 @@ def ui_text(request: web.Request) -> dict[str, object]:
     return {
         "locale": locale,
         "dir": "rtl" if catalogs.is_rtl(locale) else "ltr",
+        "exit_url": request.app[SETTINGS].exit_url,
         "text": {key: catalogs.render(text, locale) for key, text in UI_TEXT.items()},
     }
 

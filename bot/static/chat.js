@@ -8,7 +8,9 @@
  *
  *   frame -> page   {type: "care-intake-chat", event: "ready", open: bool}   (open: resume now)
  *                   {type: "care-intake-chat", event: "close"}               (Close or Escape)
+ *                   {type: "care-intake-chat", event: "exit"}  (Exit this page: leave the page now)
  *   page -> frame   {type: "care-intake-chat", event: "open", focus: bool}
+ *                   {type: "care-intake-chat", event: "exit"}  (Shift x3 on the page: forget, exit)
  *
  * Messages go only to the embedding origin named in ?host= (the browser delivers nothing if the
  * parent is another origin), and only messages from our parent with that origin are heard.
@@ -36,6 +38,17 @@
   var STORAGE_KEY = "care-intake-chat:" + apiBase;
   var DRAFT_KEY = "care-intake-draft:" + apiBase;
   var REQUEST_TIMEOUT_MS = 20000;
+  /** Where "Exit this page" goes until the server says (INTAKE_EXIT_URL). */
+  var DEFAULT_EXIT_URL = "https://www.bbc.co.uk/weather";
+  /** GOV.UK's "Exit this page": Shift pressed 3 times, nothing else between, within 5 s. */
+  var EXIT_SHIFT_PRESSES = 3;
+  var EXIT_SHIFT_WINDOW_MS = 5000;
+  /** Each language's own name, shown in that language (so anyone can find their own). */
+  var NATIVE_NAMES = {
+    en: "English", cy: "Cymraeg", pl: "Polski", ro: "Română", pa: "ਪੰਜਾਬੀ", ur: "اردو",
+    pt: "Português", es: "Español", ar: "العربية", bn: "বাংলা", gu: "ગુજરાતી", it: "Italiano",
+  };
+  var RTL_LOCALES = { ar: true, ur: true };
 
   /** The origin the loader said it runs on, if it is one; where the browser can tell who
    *  the parent really is (ancestorOrigins), it must agree. */
@@ -97,6 +110,12 @@
     notAllowedLink: "Use the chat on our own website instead",
     tooLong: "Your message is too long. Please make it shorter.",
     serverError: "Something went wrong. Please try again.",
+    exit: "Exit this page",
+    exitHint: "Exit, or press Shift 3 times, to leave this chat at once. It does not delete your browser history.",
+    danger: "In danger now? Call 999",
+    restartTitle: "Start again from the beginning?",
+    restartText: "If you start again, we delete the answers you have given so far. You cannot undo this.",
+    restartConfirm: "Yes, start again",
   };
   var TEXT = {};
   Object.keys(DEFAULT_TEXT).forEach(function (key) { TEXT[key] = DEFAULT_TEXT[key]; });
@@ -135,6 +154,23 @@
   }
 
   var ICON_CLOSE = "M6 6l12 12M18 6L6 18";
+  var ICON_GLOBE = "M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18zM3 12h18M12 3c2.5 2.7 3.7 5.7 3.7 9s-1.2 6.3-3.7 9" +
+    "M12 3c-2.5 2.7-3.7 5.7-3.7 9s1.2 6.3 3.7 9";
+
+  /** The Language button: a globe, the word "Language", and the current language's own name
+   *  (in that language, so a screen reader says it right), so anyone can recognise it. */
+  function languageLabel(button) {
+    var locale = interfaceText.locale;
+    button.textContent = "";
+    button.appendChild(svgIcon(ICON_GLOBE));
+    button.appendChild(el("span", "ciw-tool-label", TEXT.language));
+    if (NATIVE_NAMES[locale]) {
+      var name = el("span", "ciw-tool-current", NATIVE_NAMES[locale]);
+      name.lang = locale;
+      name.dir = RTL_LOCALES[locale] ? "rtl" : "ltr";
+      button.appendChild(name);
+    }
+  }
 
   var uid = 0;
   function nextId(prefix) {
@@ -242,8 +278,22 @@
     close.type = "button";
     close.setAttribute("aria-label", TEXT.close);
     close.appendChild(svgIcon(ICON_CLOSE));
+    // "Exit this page" (GOV.UK's pattern): one press and this chat is gone from the screen.
+    var exit = el("button", "ciw-exit", TEXT.exit);
+    exit.type = "button";
+    exit.setAttribute("data-action", "exit");
     header.appendChild(title);
+    header.appendChild(exit);
     header.appendChild(close);
+
+    // Always there, read once in reading order (not a live region: it is not news each turn).
+    var safety = el("div", "ciw-safety");
+    var danger = el("p", "ciw-danger", TEXT.danger);
+    var exitHint = el("p", "ciw-exit-hint", TEXT.exitHint);
+    exitHint.id = nextId("exit-hint");
+    exit.setAttribute("aria-describedby", exitHint.id);
+    safety.appendChild(danger);
+    safety.appendChild(exitHint);
 
     var toolbar = el("div", "ciw-toolbar");
     toolbar.setAttribute("role", "group");
@@ -253,10 +303,15 @@
       var button = el("button", "ciw-tool", TEXT[command]);
       button.type = "button";
       button.setAttribute("data-command", command);
-      if (command === "cancel") {
-        button.classList.add("ciw-tool--cancel");
+      if (command === "cancel" || command === "restart") {
         button.setAttribute("aria-haspopup", "dialog");
         button.setAttribute("aria-expanded", "false");
+      }
+      if (command === "cancel") {
+        button.classList.add("ciw-tool--cancel");
+      }
+      if (command === "language") {
+        languageLabel(button);
       }
       tools[command] = button;
       toolbar.appendChild(button);
@@ -315,7 +370,7 @@
     var status = el("div", "ciw-visually-hidden");
     status.setAttribute("role", "status");
 
-    // "Cancel" asks once, here, saying what would be lost.
+    // "Cancel" and "Start again" ask once, here, saying what would be lost (see askToConfirm).
     var confirm = el("div", "ciw-confirm");
     confirm.setAttribute("role", "alertdialog");
     confirm.hidden = true;
@@ -361,6 +416,7 @@
     composer.appendChild(send);
 
     panel.appendChild(header);
+    panel.appendChild(safety);
     panel.appendChild(toolbar);
     panel.appendChild(body);
     panel.appendChild(alert);
@@ -377,7 +433,8 @@
       choices: choices, done: done, refBox: refBox, refLabel: refLabel, refValue: refValue,
       copy: copy, fresh: fresh, alert: alert, status: status, composer: composer, label: label,
       textarea: textarea, hint: hint, send: send, confirm: confirm, confirmTitle: confirmTitle,
-      confirmText: confirmText, stop: stop, keep: keep,
+      confirmText: confirmText, stop: stop, keep: keep, exit: exit, danger: danger,
+      exitHint: exitHint,
     };
   }
 
@@ -394,6 +451,7 @@
     lastReply: null,
     copied: false, // the Copy button says "Copied"
     statusKey: null, // what the status region says, as a TEXT key
+    confirming: null, // the command the confirmation is asking about ("cancel", "restart")
     alertSpec: null, // what the alert shows: {message, action, link}, to redraw it in another language
   };
 
@@ -596,12 +654,16 @@
     ui.close.setAttribute("aria-label", TEXT.close);
     ui.toolbar.setAttribute("aria-label", TEXT.toolbar);
     COMMANDS.forEach(function (command) {
-      ui.tools[command].textContent = TEXT[command];
+      if (command === "language") {
+        languageLabel(ui.tools[command]);
+      } else {
+        ui.tools[command].textContent = TEXT[command];
+      }
     });
-    ui.confirmTitle.textContent = TEXT.cancelTitle;
-    ui.confirmText.textContent = TEXT.cancelText;
-    ui.stop.textContent = TEXT.cancelConfirm;
-    ui.keep.textContent = TEXT.cancelKeep;
+    ui.exit.textContent = TEXT.exit;
+    ui.exitHint.textContent = TEXT.exitHint;
+    ui.danger.textContent = TEXT.danger;
+    confirmWords(state.confirming || "cancel");
     ui.body.setAttribute("aria-label", TEXT.conversation);
     ui.log.setAttribute("aria-label", TEXT.conversation);
     ui.choices.setAttribute("aria-label", TEXT.answers);
@@ -654,6 +716,11 @@
         var button = el("button", "ciw-choice", choice.label);
         button.type = "button";
         button.setAttribute("data-choice-id", choice.id);
+        if (reply.step === "language" && NATIVE_NAMES[choice.id]) {
+          // Each language's name in its own language: pronounced (and shaped) as itself.
+          button.lang = choice.id;
+          button.dir = RTL_LOCALES[choice.id] ? "rtl" : "ltr";
+        }
         ui.choices.appendChild(button);
       });
     }
@@ -674,6 +741,10 @@
     ui.copy.textContent = TEXT.copy;
     ui.root.setAttribute("data-step", reply.step || "");
     ui.root.setAttribute("data-done", reply.done ? "true" : "false");
+    // Once a conversation is over the server answers every command with "already sent" (or
+    // nothing is left to act on): those buttons would do nothing, so they go. What still
+    // works stays: copy the reference, start a new conversation, close, exit.
+    ui.toolbar.hidden = !!reply.done;
   }
 
   function scrollToMessage(item) {
@@ -1146,6 +1217,8 @@
     }
     if (message.event === "open") {
       opened(message.focus === true);
+    } else if (message.event === "exit") {
+      quickExit();
     }
   }
 
@@ -1170,13 +1243,30 @@
 
   // ------------------------------------------------------------------ cancel, confirmed
 
-  /** Cancel erases the whole conversation, so it asks once, saying what will be lost. */
-  function confirmCancel() {
+  /** The confirmation's words for `command` ("cancel" or "restart"); "No, carry on" is shared. */
+  function confirmWords(command) {
+    var restart = command === "restart";
+    ui.confirmTitle.textContent = restart ? TEXT.restartTitle : TEXT.cancelTitle;
+    ui.confirmText.textContent = restart ? TEXT.restartText : TEXT.cancelText;
+    ui.stop.textContent = restart ? TEXT.restartConfirm : TEXT.cancelConfirm;
+    ui.keep.textContent = TEXT.cancelKeep;
+    ui.stop.setAttribute("data-action", command + "-confirm");
+    ui.keep.setAttribute("data-action", command + "-keep");
+  }
+
+  /** Cancel erases the whole conversation and Start again erases the answers so far, so each
+   *  asks once, in the same confirmation, saying what will be lost. */
+  function askToConfirm(command) {
     if (state.busy || state.pending || !state.conversationId) {
       return;
     }
+    if (state.confirming && state.confirming !== command) {
+      hideConfirm(false);
+    }
+    state.confirming = command;
+    confirmWords(command);
     ui.confirm.hidden = false;
-    ui.tools.cancel.setAttribute("aria-expanded", "true");
+    ui.tools[command].setAttribute("aria-expanded", "true");
     ui.body.scrollTop = ui.body.scrollHeight;
     ui.keep.focus({ preventScroll: true });
   }
@@ -1185,10 +1275,66 @@
     if (ui.confirm.hidden) {
       return;
     }
+    var command = state.confirming || "cancel";
     ui.confirm.hidden = true;
-    ui.tools.cancel.setAttribute("aria-expanded", "false");
+    state.confirming = null;
+    ui.tools[command].setAttribute("aria-expanded", "false");
     if (restoreFocus) {
-      ui.tools.cancel.focus({ preventScroll: true });
+      ui.tools[command].focus({ preventScroll: true });
+    }
+  }
+
+  // ------------------------------------------------------------------ exit this page
+
+  var exitShift = { count: 0, timer: null };
+
+  /** The address "Exit this page" goes to: the server's INTAKE_EXIT_URL, else the default. */
+  function exitUrl() {
+    var answer = interfaceText.fetched[interfaceText.locale];
+    var url = answer && typeof answer.exit_url === "string" ? answer.exit_url : "";
+    return /^https?:\/\/[^\s]+$/.test(url) ? url : DEFAULT_EXIT_URL;
+  }
+
+  /** Leave at once: nothing of the chat stays on screen or in this origin's storage (so Back
+   *  does not bring it back), then the whole page goes to a neutral site. In a frame only the
+   *  loader can move the page, so it is asked to. Browser history is not erased (the hint
+   *  says so). The conversation on the server is left as it is: it expires on its own. */
+  function quickExit() {
+    clearSession();
+    clearRetryTimer();
+    state.pending = null;
+    state.conversationId = null;
+    state.token = null;
+    ui.textarea.value = "";
+    ui.log.textContent = "";
+    ui.root.hidden = true;
+    ui.root.setAttribute("data-exited", "true");
+    if (embedded) {
+      tellHost("exit");
+    } else {
+      window.location.replace(exitUrl());
+    }
+  }
+
+  /** Shift, Shift, Shift (and no other key between) within 5 seconds: exit. */
+  function countShift(event) {
+    if (event.key !== "Shift") {
+      exitShift.count = 0;
+      window.clearTimeout(exitShift.timer);
+      exitShift.timer = null;
+      return;
+    }
+    exitShift.count += 1;
+    if (exitShift.count >= EXIT_SHIFT_PRESSES) {
+      exitShift.count = 0;
+      quickExit();
+      return;
+    }
+    if (!exitShift.timer) {
+      exitShift.timer = window.setTimeout(function () {
+        exitShift.count = 0;
+        exitShift.timer = null;
+      }, EXIT_SHIFT_WINDOW_MS);
     }
   }
 
@@ -1232,8 +1378,8 @@
           }
           return;
         }
-        if (command === "cancel") {
-          confirmCancel();
+        if (command === "cancel" || command === "restart") {
+          askToConfirm(command);
           return;
         }
         hideConfirm(false);
@@ -1242,9 +1388,12 @@
     });
     ui.keep.addEventListener("click", function () { hideConfirm(true); });
     ui.stop.addEventListener("click", function () {
+      var command = state.confirming || "cancel";
       hideConfirm(false);
-      send({ command: "cancel" }, TEXT.cancel);
+      send({ command: command }, TEXT[command]);
     });
+    ui.exit.addEventListener("click", quickExit);
+    document.addEventListener("keyup", countShift);
     ui.composer.addEventListener("submit", function (event) {
       event.preventDefault();
       sendText();

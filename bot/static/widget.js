@@ -13,7 +13,7 @@
  * button and an <iframe> of the chat (chat.html) served from the chat service's own origin;
  * the conversation, its token, its draft and its transcript live in that frame, where this
  * page cannot read them. The page and the frame talk by postMessage, each checking the
- * other's origin, and all the page ever hears is "open" or "closed" (see chat.js).
+ * other's origin, and all the page ever hears is "open", "closed" or "exit" (see chat.js).
  *
  * Where the page's origin may not use the chat (INTAKE_ALLOWED_ORIGINS), the server refuses
  * to be framed here (CSP frame-ancestors) and the API refuses this origin; the launcher then
@@ -48,6 +48,8 @@
   var customTitle = data.title || null;
   var openOnLoad = data.open === "true" || data.open === "";
   var MESSAGE_TYPE = "care-intake-chat";
+  /** Where "Exit this page" sends this page; the service's INTAKE_EXIT_URL replaces it. */
+  var exitUrl = "https://www.bbc.co.uk/weather";
 
   /** The loader's own words (English fallback); the server's translation replaces them. */
   var TEXT = {
@@ -123,6 +125,7 @@
     ready: false, // the frame said it is listening
     pendingOpen: null, // {focus} to send once it is
     access: null, // "allowed" | "not_allowed" | "offline" (null: not known yet)
+    exiting: false, // "Exit this page" is under way
   };
 
   function build() {
@@ -158,6 +161,9 @@
         TEXT[key] = value;
       }
     });
+    if (typeof answer.exit_url === "string" && /^https?:\/\/[^\s]+$/.test(answer.exit_url)) {
+      exitUrl = answer.exit_url;
+    }
     ui.root.lang = answer.locale;
     ui.root.dir = answer.dir === "rtl" ? "rtl" : "ltr";
     ui.root.setAttribute("data-ui-locale", answer.locale);
@@ -219,6 +225,50 @@
       state.pendingOpen = null;
     } else if (message.event === "close") {
       hide();
+    } else if (message.event === "exit") {
+      quickExit();
+    }
+  }
+
+  // ------------------------------------------------------------------ exit this page
+
+  /** The person chose "Exit this page" in the chat (which has already forgotten itself):
+   *  hide the chat at once and replace this page with a neutral one. `replace` keeps this
+   *  page out of the Back history of this tab. Only the frame's own origin can ask (fromFrame),
+   *  and the address is the service's, never one carried in the message. */
+  function quickExit() {
+    ui.root.hidden = true;
+    if (!state.exiting) {
+      state.exiting = true;
+      window.location.replace(exitUrl);
+    }
+  }
+
+  /** Shift pressed 3 times on this page (no other key between, within 5 s) while the chat is
+   *  open: the same exit. The chat is hidden at once and asked to forget itself first (it then
+   *  asks back, above); should it not answer within a second, the page leaves anyway. */
+  var exitShift = { count: 0, timer: null };
+
+  function countShift(event) {
+    if (event.key !== "Shift" || !state.open || !state.ready) {
+      exitShift.count = 0;
+      window.clearTimeout(exitShift.timer);
+      exitShift.timer = null;
+      return;
+    }
+    exitShift.count += 1;
+    if (exitShift.count >= 3) {
+      exitShift.count = 0;
+      ui.root.hidden = true;
+      tellFrame("exit");
+      window.setTimeout(quickExit, 1000);
+      return;
+    }
+    if (!exitShift.timer) {
+      exitShift.timer = window.setTimeout(function () {
+        exitShift.count = 0;
+        exitShift.timer = null;
+      }, 5000);
     }
   }
 
@@ -353,6 +403,7 @@
     ensureStylesheet();
     build();
     window.addEventListener("message", fromFrame);
+    document.addEventListener("keyup", countShift);
     var checked = checkAccess();
     ui.launcher.addEventListener("click", function () {
       if (state.access === null) {

@@ -11,6 +11,7 @@ import pytest
 
 from bot.app import build_catalogs
 from bot.channels.web_ui_text import UI_TEXT
+from bot.config import DEFAULT_EXIT_URL
 from tests.conftest import Api, ApiResult, RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,8 @@ PATH = "/api/v1/ui-text"
 def assert_ui_text(result: ApiResult, locale: str, direction: str = "ltr") -> dict[str, str]:
     assert result.status == 200, (result.status, result.body)
     assert result.headers["Content-Type"].startswith("application/json")
-    assert set(result.body) == {"locale", "dir", "text"}
+    assert set(result.body) == {"locale", "dir", "exit_url", "text"}
+    assert result.body["exit_url"] == DEFAULT_EXIT_URL
     assert result.body["locale"] == locale
     assert result.body["dir"] == direction
     text = result.body["text"]

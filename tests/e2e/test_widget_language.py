@@ -63,7 +63,7 @@ async def chrome(chat: Chat) -> dict[str, Any]:
                 return {
                     back: q('.ciw-tool[data-command="back"]').textContent,
                     restart: q('.ciw-tool[data-command="restart"]').textContent,
-                    language: q('.ciw-tool[data-command="language"]').textContent,
+                    language: q('.ciw-tool[data-command="language"] .ciw-tool-label').textContent,
                     toolbarLabel: toolbar.getAttribute('aria-label'),
                     toolbarDir: getComputedStyle(toolbar).direction,
                     toolbarLang: toolbar.closest('[lang]').lang,
