@@ -1,7 +1,8 @@
 """What the service needs from the outside world, as protocols.
 
-`storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production);
-tests run one contract suite over every implementation. Locking is part of the contract:
+`storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production)
+and in memory (`storage/memory.py`, for fast tests); one contract suite, typed on these
+protocols, runs over all three. The ports say only what `bot/` uses. Locking is part of the contract:
 `conversations.get_for_turn`, `find_active_for_turn` and `get(..., for_update=True)` must
 serialize turns of one conversation across processes (row lock on PostgreSQL; the single
 writer on SQLite).
@@ -205,9 +206,8 @@ class ConversationRepository(Protocol):
 
 
 class InboundLog(Protocol):
-    """Idempotency: the reply given to each inbound message id, kept with the turn."""
-
-    async def get(self, scope: str, message_id: str) -> dict[str, Any] | None: ...
+    """Idempotency: the reply given to each inbound message id, kept with the turn (a turn
+    reads it with `ConversationRepository.get_for_turn`)."""
 
     async def put(
         self,
