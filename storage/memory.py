@@ -48,8 +48,10 @@ from bot.ports import (
 #: Where `fail_next` makes the next call fail: "read" (the turn's read, StorageError),
 #: "save_turn" (the turn's write, StorageError), "commit" (StorageError), "reference" (the next
 #: report's reference collides, DuplicateError), "miss_reply" (the next turn's read misses the
-#: reply already given to its message id, as when a concurrent turn committed it meanwhile).
-Fault = Literal["read", "save_turn", "commit", "reference", "miss_reply"]
+#: reply already given to its message id, as when a concurrent turn committed it meanwhile),
+#: "revision" (someone else saves the conversation just before the next turn's write, so the
+#: revision check fails with ConcurrencyError).
+Fault = Literal["read", "save_turn", "commit", "reference", "miss_reply", "revision"]
 
 _PRIORITY_RANK = {"urgent": 0, "urgent_review": 1, "routine": 2}
 
@@ -120,8 +122,9 @@ class MemoryConversations:
         self, conversation_id: str, *, for_update: bool = False
     ) -> ConversationRecord | None:
         self._uow.faults.raise_if("read")
-        found = self._uow.data.conversations.get(conversation_id)
-        return copy.deepcopy(found)
+        found = copy.deepcopy(self._uow.data.conversations.get(conversation_id))
+        self._continue_after_lines(found)
+        return found
 
     def _active(self, channel: Channel, channel_key: str) -> ConversationRecord | None:
         matches = [
@@ -138,7 +141,17 @@ class MemoryConversations:
         self, channel: Channel, channel_key: str, *, for_update: bool = False
     ) -> ConversationRecord | None:
         self._uow.faults.raise_if("read")
-        return self._active(channel, channel_key)
+        found = self._active(channel, channel_key)
+        self._continue_after_lines(found)
+        return found
+
+    def _continue_after_lines(self, record: ConversationRecord | None) -> None:
+        """The turn numbers its lines after every stored one (as the SQL read does, for lines
+        a worker from before migration 0003 wrote without advancing the counter)."""
+        if record is not None:
+            lines = self._uow.data.transcripts.get(record.id)
+            if lines:
+                record.transcript_seq = max(record.transcript_seq, lines[-1].seq + 1)
 
     def _prior(self, scope: str, message_id: str | None) -> dict[str, Any] | None:
         if message_id is None or self._uow.faults.take("miss_reply"):
@@ -150,6 +163,8 @@ class MemoryConversations:
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
         record = await self.get(conversation_id, for_update=True)
+        if record is None:
+            return None, None
         return record, self._prior(scope, message_id)
 
     async def find_active_for_turn(
@@ -687,6 +702,9 @@ class MemoryUnitOfWork:
         reply: dict[str, Any] | None,
     ) -> None:
         self.faults.raise_if("save_turn")
+        stored = self.data.conversations.get(record.id)
+        if stored is not None and self.faults.take("revision"):
+            stored.revision += 1
         before = copy.deepcopy(self.data)
         revision = record.revision
         try:

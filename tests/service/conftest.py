@@ -5,14 +5,17 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.app import build_service
+from bot.app import build_catalogs, build_engine, build_service, import_directory_if_empty
 from bot.config import Settings
+from bot.lookups import DirectoryLookup
 from bot.service import IntakeService
+from storage.memory import MemoryStorage
 from tests.fixtures import SMALL_DIRECTORY
 
 
@@ -23,6 +26,26 @@ async def service(tmp_path: Path) -> AsyncIterator[IntakeService]:
         directory_csv=SMALL_DIRECTORY,
     )
     svc = await build_service(settings)
+    yield svc
+    await svc.storage.close()
+
+
+async def make_memory_service(**options: Any) -> IntakeService:
+    """The service over `storage.memory.MemoryStorage`: fast, and its `fail_next` drives the
+    conflict and failure paths on purpose. `options` go to IntakeService."""
+    settings = Settings(directory_csv=SMALL_DIRECTORY)
+    storage = MemoryStorage()
+    catalogs = build_catalogs(settings)
+    directory = DirectoryLookup(storage.directory)
+    svc = IntakeService(storage, build_engine(catalogs), catalogs, directory, **options)
+    await import_directory_if_empty(storage, SMALL_DIRECTORY)
+    await directory.refresh(force=True)
+    return svc
+
+
+@pytest.fixture
+async def memory_service() -> AsyncIterator[IntakeService]:
+    svc = await make_memory_service()
     yield svc
     await svc.storage.close()
 
