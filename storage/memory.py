@@ -760,6 +760,7 @@ class MemoryStorage:
 
     async def listen_outbox(self, wake: Callable[[str], None]) -> None:
         self._listeners.append(wake)
+        wake("")  # listening now (as the PostgreSQL listener says)
         try:
             await asyncio.Event().wait()
         finally:

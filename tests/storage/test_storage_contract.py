@@ -849,6 +849,76 @@ class TestStorageContract:
             of_key = [int(label[1:]) for label in delivered if int(label[1:]) % 7 == key]
             assert of_key == sorted(of_key)
 
+    # -- erasure -------------------------------------------------------------------------
+
+    async def _seed_words(self, storage: Storage, conversation_id: str) -> None:
+        """A transcript line, a kept reply, a chat message with the words, an event without."""
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation(conversation_id, channel_key=None))
+            await uow.transcripts.append(
+                conversation_id, [TranscriptEntry(1, "user", {"text": "typed"}, _now())]
+            )
+            await uow.inbound.put(
+                "web", f"{conversation_id}-m1", {"said": "typed"}, conversation_id=conversation_id
+            )
+            await uow.outbox.add(
+                [
+                    OutboxMessage(
+                        "telegram.send",
+                        f"chat-{conversation_id}",
+                        {"messages": ["typed"]},
+                        conversation_id=conversation_id,
+                    ),
+                    OutboxMessage("report.submitted", conversation_id, {"reference": "R"}),
+                ]
+            )
+            await uow.commit()
+
+    async def test_erasing_a_conversation_erases_its_words_only(self, storage: Storage) -> None:
+        await self._seed_words(storage, "gone")
+        await self._seed_words(storage, "kept")
+        async with storage.unit_of_work() as uow:
+            await uow.erasure.conversation("gone", final_reply={"said": "ended"})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.transcripts.list("gone") == []
+            assert len(await uow.transcripts.list("kept")) == 1
+            assert await kept_reply(uow, "web", "gone-m1") == {"said": "ended"}
+            assert await kept_reply(uow, "web", "kept-m1") == {"said": "typed"}
+            chats = await uow.outbox.list(topic="telegram.send")
+            events = await uow.outbox.list(topic="report.submitted")
+        assert [message.conversation_id for message in chats] == ["kept"]
+        assert len(events) == 2
+
+    async def test_erasure_without_a_final_reply_forgets_the_replies(
+        self, storage: Storage
+    ) -> None:
+        await self._seed_words(storage, "gone")
+        async with storage.unit_of_work() as uow:
+            await uow.erasure.conversation("gone", final_reply=None)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await kept_reply(uow, "web", "gone-m1") is None
+
+    async def test_expired_copies_go_after_their_time(self, storage: Storage) -> None:
+        await self._seed_words(storage, "old")
+        async with storage.unit_of_work() as uow:
+            [chat] = await uow.outbox.list(topic="telegram.send")
+            assert chat.id is not None
+            await uow.outbox.mark_done(chat.id)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.erasure.expired_copies(_now() - timedelta(hours=1), limit=10) == 0
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            # The kept reply and the delivered chat message; the event carries no words.
+            assert await uow.erasure.expired_copies(_now() + timedelta(hours=1), limit=10) == 2
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await kept_reply(uow, "web", "old-m1") is None
+            assert await uow.outbox.list(topic="telegram.send") == []
+            assert len(await uow.outbox.list(topic="report.submitted")) == 1
+
     # -- directory -----------------------------------------------------------------------
 
     async def test_directory_replace_all_counts_and_is_idempotent(self, storage: Storage) -> None:
