@@ -3,7 +3,7 @@
 `storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production)
 and in memory (`storage/memory.py`, for fast tests); one contract suite, typed on these
 protocols, runs over all three. The ports say only what `bot/` uses. Locking is part of the contract:
-`conversations.get_for_turn`, `find_active_for_turn` and `get(..., for_update=True)` must
+`conversations.get_for_turn` and `find_active_for_turn` must
 serialize turns of one conversation across processes (row lock on PostgreSQL; the single
 writer on SQLite).
 
@@ -153,22 +153,18 @@ class DirectoryImportResult:
 class ConversationRepository(Protocol):
     async def add(self, record: ConversationRecord) -> None: ...
 
-    async def get(
-        self, conversation_id: str, *, for_update: bool = False
-    ) -> ConversationRecord | None:
-        """Load one conversation; `for_update` holds its lock until the unit of work ends."""
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        """Load one conversation to read it (a turn loads it with `get_for_turn`)."""
         ...
 
-    async def find_active(
-        self, channel: Channel, channel_key: str, *, for_update: bool = False
-    ) -> ConversationRecord | None:
+    async def find_active(self, channel: Channel, channel_key: str) -> ConversationRecord | None:
         """The newest conversation of this channel address whose status is "active"."""
         ...
 
     async def get_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        """Lock the conversation for this unit of work (as `get(for_update=True)`) and return
+        """Lock the conversation for this unit of work and return
         it with the reply already given to (`scope`, `message_id`), if any (None when
         `message_id` is None). The reply may be missed when a concurrent turn for the same
         message id committed while this one waited for the lock; `save_turn` then raises
@@ -178,7 +174,7 @@ class ConversationRepository(Protocol):
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        """`find_active(..., for_update=True)` and the reply already given to
+        """`find_active`, locking the conversation, and the reply already given to
         (`scope`, `message_id`), as in `get_for_turn`."""
         ...
 

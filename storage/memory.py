@@ -118,9 +118,7 @@ class MemoryConversations:
                 raise DuplicateError("an active conversation exists for this channel key")
         data.conversations[record.id] = copy.deepcopy(record)
 
-    async def get(
-        self, conversation_id: str, *, for_update: bool = False
-    ) -> ConversationRecord | None:
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
         self._uow.faults.raise_if("read")
         found = copy.deepcopy(self._uow.data.conversations.get(conversation_id))
         self._continue_after_lines(found)
@@ -137,9 +135,7 @@ class MemoryConversations:
         matches.sort(key=lambda record: (record.created_at, record.id), reverse=True)
         return copy.deepcopy(matches[0]) if matches else None
 
-    async def find_active(
-        self, channel: Channel, channel_key: str, *, for_update: bool = False
-    ) -> ConversationRecord | None:
+    async def find_active(self, channel: Channel, channel_key: str) -> ConversationRecord | None:
         self._uow.faults.raise_if("read")
         found = self._active(channel, channel_key)
         self._continue_after_lines(found)
@@ -162,7 +158,7 @@ class MemoryConversations:
     async def get_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        record = await self.get(conversation_id, for_update=True)
+        record = await self.get(conversation_id)
         if record is None:
             return None, None
         return record, self._prior(scope, message_id)
@@ -170,7 +166,7 @@ class MemoryConversations:
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        record = await self.find_active(channel, channel_key, for_update=True)
+        record = await self.find_active(channel, channel_key)
         return record, self._prior(scope, message_id)
 
     async def update(self, record: ConversationRecord) -> None:

@@ -99,6 +99,15 @@ async def claim_labels(storage: Storage, limit: int = 10, lease: float = 60) -> 
     return [message.payload["label"] for message in claimed]
 
 
+async def locked(uow: UnitOfWork, conversation_id: str) -> ConversationRecord | None:
+    """The conversation, locked for this unit of work, read as a turn without a message id
+    reads it."""
+    record, _ = await uow.conversations.get_for_turn(
+        conversation_id, scope=conversation_id, message_id=None
+    )
+    return record
+
+
 async def kept_reply(uow: UnitOfWork, scope: str, message_id: str) -> dict[str, Any] | None:
     """The reply kept for (scope, message_id), read as a chat's first message reads it (the
     port has no other read of the log: the service only ever reads it with its turn)."""
@@ -172,7 +181,7 @@ class TestStorageContract:
             await uow.conversations.add(conversation())
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            record = await uow.conversations.find_active("telegram", "chat-1", for_update=True)
+            record = await uow.conversations.find_active("telegram", "chat-1")
             assert record is not None
             record.state.status = "submitted"
             record.reference = "ABC-123"
@@ -206,7 +215,7 @@ class TestStorageContract:
             found = await uow.conversations.find_active("telegram", "chat-1")
             assert found is not None and found.id == "new"
             assert await uow.conversations.find_active("telegram", "chat-9") is None
-            locked = await uow.conversations.find_active("web", "chat-1", for_update=True)
+            locked = await uow.conversations.find_active("web", "chat-1")
             assert locked is not None and locked.id == "web"
 
     async def test_list_idle_finds_old_active_conversations_only(self, storage: Storage) -> None:
@@ -266,7 +275,7 @@ class TestStorageContract:
         results = await asyncio.gather(open_one("a"), open_one("b"), return_exceptions=True)
         assert sorted(type(r).__name__ for r in results) == ["DuplicateError", "NoneType"]
 
-    async def test_get_for_update_serializes_turns(self, storage: Storage) -> None:
+    async def test_the_turn_read_serializes_turns(self, storage: Storage) -> None:
         """Concurrent turns of one conversation neither lose updates nor conflict."""
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
@@ -274,7 +283,7 @@ class TestStorageContract:
 
         async def turn() -> None:
             async with storage.unit_of_work() as uow:
-                record = await uow.conversations.get("c1", for_update=True)
+                record = await locked(uow, "c1")
                 assert record is not None
                 await asyncio.sleep(0.01)  # let the other turns pile up on the lock
                 record.state.answers["n"] += 1
@@ -294,7 +303,7 @@ class TestStorageContract:
             await uow.conversations.add(conversation())
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            record = await uow.conversations.get("c1", for_update=True)
+            record = await locked(uow, "c1")
             assert record is not None and record.transcript_seq == 1
             record.transcript_seq = 7
             await uow.conversations.update(record)
@@ -342,7 +351,7 @@ class TestStorageContract:
                     "c1", scope="c1", message_id=message_id
                 )
                 assert record is not None and record.transcript_seq == 4
-            record = await uow.conversations.get("c1", for_update=True)
+            record = await locked(uow, "c1")
             assert record is not None and record.transcript_seq == 4
             found, _ = await uow.conversations.find_active_for_turn(
                 "telegram", "chat-1", scope="telegram", message_id="u9"
@@ -454,7 +463,7 @@ class TestStorageContract:
         async with storage.unit_of_work() as uow:
             stale = await uow.conversations.get("c1")
         async with storage.unit_of_work() as uow:
-            fresh = await uow.conversations.get("c1", for_update=True)
+            fresh = await locked(uow, "c1")
             assert fresh is not None
             await uow.conversations.update(fresh)
             await uow.commit()
@@ -485,7 +494,7 @@ class TestStorageContract:
             await uow.inbound.put("c1", "m1", {"first": True})
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            record = await uow.conversations.get("c1", for_update=True)
+            record = await locked(uow, "c1")
             assert record is not None
             record.state.step = "again"
             record.transcript_seq = 2
