@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.engine import make_url
 from bot.app import build_catalogs, build_engine, build_service, import_directory_if_empty
 from bot.config import Settings
 from bot.lookups import DirectoryLookup
-from bot.service import IntakeService
+from bot.service import IntakeService, utcnow
 from storage.memory import MemoryStorage
 from tests.fixtures import SMALL_DIRECTORY
 
@@ -30,14 +31,19 @@ async def service(tmp_path: Path) -> AsyncIterator[IntakeService]:
     await svc.storage.close()
 
 
-async def make_memory_service(**options: Any) -> IntakeService:
+async def make_memory_service(
+    *, clock: Callable[[], datetime] = utcnow, **options: Any
+) -> IntakeService:
     """The service over `storage.memory.MemoryStorage`: fast, and its `fail_next` drives the
-    conflict and failure paths on purpose. `options` go to IntakeService."""
+    conflict and failure paths on purpose. `clock` is shared by both; `options` go to
+    IntakeService."""
     settings = Settings(directory_csv=SMALL_DIRECTORY)
-    storage = MemoryStorage()
+    storage = MemoryStorage(clock=clock)
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
-    svc = IntakeService(storage, build_engine(catalogs), catalogs, directory, **options)
+    svc = IntakeService(
+        storage, build_engine(catalogs), catalogs, directory, clock=clock, **options
+    )
     await import_directory_if_empty(storage, SMALL_DIRECTORY)
     await directory.refresh(force=True)
     return svc
@@ -64,6 +70,7 @@ async def _admin() -> asyncpg.Connection:
 
 @pytest.fixture(
     params=[
+        pytest.param("memory", id="memory"),
         pytest.param("sqlite", id="sqlite"),
         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     ]
@@ -71,7 +78,13 @@ async def _admin() -> asyncpg.Connection:
 async def any_service(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[IntakeService]:
-    """The service over each backend; on PostgreSQL in a fresh schema of the test database."""
+    """The service over each backend (memory, SQLite, PostgreSQL); on PostgreSQL in a fresh
+    schema of the test database."""
+    if request.param == "memory":
+        memory = await make_memory_service()
+        yield memory
+        await memory.storage.close()
+        return
     if request.param == "sqlite":
         database_url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"
         schema = None
