@@ -2,10 +2,11 @@
 
 `storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production)
 and in memory (`storage/memory.py`, for fast tests); one contract suite, typed on these
-protocols, runs over all three. The ports say only what `bot/` uses. Locking is part of the contract:
-`conversations.get_for_turn` and `find_active_for_turn` must
+protocols, runs over all three. The ports say only what `bot/` uses.
+
+Locking is part of the contract: `conversations.get_for_turn` and `find_active_for_turn` must
 serialize turns of one conversation across processes (row lock on PostgreSQL; the single
-writer on SQLite).
+writer on SQLite; one lock per store in memory).
 
 A turn is shaped for few round trips: one read (`get_for_turn`: the locked conversation and
 the reply already given to this message id, if any) and one write (`UnitOfWork.save_turn`:
@@ -164,9 +165,9 @@ class ConversationRepository(Protocol):
     async def get_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        """Lock the conversation for this unit of work and return
-        it with the reply already given to (`scope`, `message_id`), if any (None when
-        `message_id` is None). The reply may be missed when a concurrent turn for the same
+        """Lock the conversation for this unit of work and return it with the reply already
+        given to (`scope`, `message_id`), if any (None when `message_id` is None, or when there
+        is no such conversation). The reply may be missed when a concurrent turn for the same
         message id committed while this one waited for the lock; `save_turn` then raises
         DuplicateError, and the turn run again finds the reply."""
         ...
