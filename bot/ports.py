@@ -1,10 +1,12 @@
 """What the service needs from the outside world, as protocols.
 
-`storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production);
-tests run one contract suite over every implementation. Locking is part of the contract:
-`conversations.get_for_turn`, `find_active_for_turn` and `get(..., for_update=True)` must
+`storage/` implements these over SQLAlchemy (SQLite by default, PostgreSQL in production)
+and in memory (`storage/memory.py`, for fast tests); one contract suite, typed on these
+protocols, runs over all three. The ports say only what `bot/` uses.
+
+Locking is part of the contract: `conversations.get_for_turn` and `find_active_for_turn` must
 serialize turns of one conversation across processes (row lock on PostgreSQL; the single
-writer on SQLite).
+writer on SQLite; one lock per store in memory).
 
 A turn is shaped for few round trips: one read (`get_for_turn`: the locked conversation and
 the reply already given to this message id, if any) and one write (`UnitOfWork.save_turn`:
@@ -152,24 +154,20 @@ class DirectoryImportResult:
 class ConversationRepository(Protocol):
     async def add(self, record: ConversationRecord) -> None: ...
 
-    async def get(
-        self, conversation_id: str, *, for_update: bool = False
-    ) -> ConversationRecord | None:
-        """Load one conversation; `for_update` holds its lock until the unit of work ends."""
+    async def get(self, conversation_id: str) -> ConversationRecord | None:
+        """Load one conversation to read it (a turn loads it with `get_for_turn`)."""
         ...
 
-    async def find_active(
-        self, channel: Channel, channel_key: str, *, for_update: bool = False
-    ) -> ConversationRecord | None:
+    async def find_active(self, channel: Channel, channel_key: str) -> ConversationRecord | None:
         """The newest conversation of this channel address whose status is "active"."""
         ...
 
     async def get_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        """Lock the conversation for this unit of work (as `get(for_update=True)`) and return
-        it with the reply already given to (`scope`, `message_id`), if any (None when
-        `message_id` is None). The reply may be missed when a concurrent turn for the same
+        """Lock the conversation for this unit of work and return it with the reply already
+        given to (`scope`, `message_id`), if any (None when `message_id` is None, or when there
+        is no such conversation). The reply may be missed when a concurrent turn for the same
         message id committed while this one waited for the lock; `save_turn` then raises
         DuplicateError, and the turn run again finds the reply."""
         ...
@@ -177,7 +175,7 @@ class ConversationRepository(Protocol):
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        """`find_active(..., for_update=True)` and the reply already given to
+        """`find_active`, locking the conversation, and the reply already given to
         (`scope`, `message_id`), as in `get_for_turn`."""
         ...
 
@@ -205,9 +203,8 @@ class ConversationRepository(Protocol):
 
 
 class InboundLog(Protocol):
-    """Idempotency: the reply given to each inbound message id, kept with the turn."""
-
-    async def get(self, scope: str, message_id: str) -> dict[str, Any] | None: ...
+    """Idempotency: the reply given to each inbound message id, kept with the turn (a turn
+    reads it with `ConversationRepository.get_for_turn`)."""
 
     async def put(
         self,

@@ -3,16 +3,20 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.app import build_service
+from bot.app import build_catalogs, build_engine, build_service, import_directory_if_empty
 from bot.config import Settings
-from bot.service import IntakeService
+from bot.lookups import DirectoryLookup
+from bot.service import IntakeService, utcnow
+from storage.memory import MemoryStorage
 from tests.fixtures import SMALL_DIRECTORY
 
 
@@ -23,6 +27,31 @@ async def service(tmp_path: Path) -> AsyncIterator[IntakeService]:
         directory_csv=SMALL_DIRECTORY,
     )
     svc = await build_service(settings)
+    yield svc
+    await svc.storage.close()
+
+
+async def make_memory_service(
+    *, clock: Callable[[], datetime] = utcnow, **options: Any
+) -> IntakeService:
+    """The service over `storage.memory.MemoryStorage`: fast, and its `fail_next` drives the
+    conflict and failure paths on purpose. `clock` is shared by both; `options` go to
+    IntakeService."""
+    settings = Settings(directory_csv=SMALL_DIRECTORY)
+    storage = MemoryStorage(clock=clock)
+    catalogs = build_catalogs(settings)
+    directory = DirectoryLookup(storage.directory)
+    svc = IntakeService(
+        storage, build_engine(catalogs), catalogs, directory, clock=clock, **options
+    )
+    await import_directory_if_empty(storage, SMALL_DIRECTORY)
+    await directory.refresh(force=True)
+    return svc
+
+
+@pytest.fixture
+async def memory_service() -> AsyncIterator[IntakeService]:
+    svc = await make_memory_service()
     yield svc
     await svc.storage.close()
 
@@ -41,6 +70,7 @@ async def _admin() -> asyncpg.Connection:
 
 @pytest.fixture(
     params=[
+        pytest.param("memory", id="memory"),
         pytest.param("sqlite", id="sqlite"),
         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     ]
@@ -48,7 +78,13 @@ async def _admin() -> asyncpg.Connection:
 async def any_service(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[IntakeService]:
-    """The service over each backend; on PostgreSQL in a fresh schema of the test database."""
+    """The service over each backend (memory, SQLite, PostgreSQL); on PostgreSQL in a fresh
+    schema of the test database."""
+    if request.param == "memory":
+        memory = await make_memory_service()
+        yield memory
+        await memory.storage.close()
+        return
     if request.param == "sqlite":
         database_url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"
         schema = None

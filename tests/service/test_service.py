@@ -327,7 +327,10 @@ async def test_a_finished_conversation_is_erased_and_its_token_expires(
         record = await uow.conversations.get(sent.conversation_id)
         assert record is not None and record.state.answers == {} and record.state.history == []
         assert await uow.transcripts.list(sent.conversation_id) == []
-        assert await uow.inbound.get(sent.conversation_id, "last") is None
+        _, kept = await uow.conversations.get_for_turn(
+            sent.conversation_id, scope=sent.conversation_id, message_id="last"
+        )
+        assert kept is None
         report = await uow.reports.get(done.reference)
         assert report is not None and report.data["experience"] == "good"
         assert await uow.transcripts.list(talking.conversation_id)  # still talking: untouched

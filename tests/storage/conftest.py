@@ -8,6 +8,7 @@ reason, when that server does not answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -24,7 +25,9 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from bot.ports import Storage  # noqa: E402
 from storage import create_storage, upgrade  # noqa: E402
+from storage.memory import MemoryStorage  # noqa: E402
 from storage.sqlalchemy_storage import SqlStorage  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
@@ -80,7 +83,13 @@ def clock() -> Clock:
 @pytest.fixture(params=BACKENDS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database (not yet migrated) on the parametrized backend."""
-    if request.param == "sqlite":
+    async with _empty_database(request.param, tmp_path) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _empty_database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'var' / 'intake.db'}"
         return
     reason = await _postgres_unreachable(POSTGRES_URL)
@@ -110,6 +119,26 @@ async def storage(database_url: str, clock: Clock) -> AsyncIterator[SqlStorage]:
         yield handle
     finally:
         await handle.close()
+
+
+@pytest.fixture(params=[pytest.param("memory", id="memory"), *BACKENDS])
+async def any_storage(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Storage]:
+    """Every implementation of `bot.ports.Storage`, for the contract suite: in memory, SQLite
+    and (marked `postgres`, skipped with the reason where absent) PostgreSQL."""
+    if request.param == "memory":
+        memory = MemoryStorage(clock=clock)
+        yield memory
+        await memory.close()
+        return
+    async with _empty_database(request.param, tmp_path) as url:
+        await upgrade(url)
+        handle = await create_storage(url, clock=clock)
+        try:
+            yield handle
+        finally:
+            await handle.close()
 
 
 async def _terminate_sessions(application_name: str) -> int:

@@ -1,14 +1,17 @@
-"""One contract suite, run over every backend (SQLite and PostgreSQL).
+"""One contract suite, typed on `bot.ports.Storage`, run over every implementation: in memory,
+SQLite and PostgreSQL.
 
 After aiogram's tests/test_fsm/storage/test_storages.py: the `storage` fixture is parametrized,
-so each test states a promise of `bot.ports` that every implementation keeps.
+so each test states a promise of `bot.ports` that every implementation keeps. What only the
+SQL implementation promises (locks across connections, migrations, timeouts) is tested in the
+other files of this folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -19,11 +22,17 @@ from bot.ports import (
     DirectoryLocation,
     DuplicateError,
     OutboxMessage,
+    Storage,
     StorageError,
     StoredReport,
     TranscriptEntry,
+    UnitOfWork,
 )
-from storage.sqlalchemy_storage import SqlStorage
+
+
+@pytest.fixture
+def storage(any_storage: Storage) -> Storage:
+    return any_storage
 
 
 class Clock(Protocol):
@@ -74,7 +83,7 @@ def location(location_id: str, name: str = "Rose House", **fields: object) -> Di
     return DirectoryLocation(location_id=location_id, name=name, **fields)  # type: ignore[arg-type]
 
 
-async def add_outbox(storage: SqlStorage, *messages: tuple[str, str]) -> list[int]:
+async def add_outbox(storage: Storage, *messages: tuple[str, str]) -> list[int]:
     """Add (ordering_key, label) messages to topic "send"; returns their ids."""
     batch = [OutboxMessage("send", key, {"label": label}) for key, label in messages]
     async with storage.unit_of_work() as uow:
@@ -83,17 +92,35 @@ async def add_outbox(storage: SqlStorage, *messages: tuple[str, str]) -> list[in
     return [message.id for message in batch if message.id is not None]
 
 
-async def claim_labels(storage: SqlStorage, limit: int = 10, lease: float = 60) -> list[str]:
+async def claim_labels(storage: Storage, limit: int = 10, lease: float = 60) -> list[str]:
     async with storage.unit_of_work() as uow:
         claimed = await uow.outbox.claim("send", limit=limit, lease_seconds=lease)
         await uow.commit()
     return [message.payload["label"] for message in claimed]
 
 
+async def locked(uow: UnitOfWork, conversation_id: str) -> ConversationRecord | None:
+    """The conversation, locked for this unit of work, read as a turn without a message id
+    reads it."""
+    record, _ = await uow.conversations.get_for_turn(
+        conversation_id, scope=conversation_id, message_id=None
+    )
+    return record
+
+
+async def kept_reply(uow: UnitOfWork, scope: str, message_id: str) -> dict[str, Any] | None:
+    """The reply kept for (scope, message_id), read as a chat's first message reads it (the
+    port has no other read of the log: the service only ever reads it with its turn)."""
+    _, reply = await uow.conversations.find_active_for_turn(
+        "telegram", "no-such-chat", scope=scope, message_id=message_id
+    )
+    return reply
+
+
 class TestStorageContract:
     # -- conversations -------------------------------------------------------------------
 
-    async def test_conversation_round_trip(self, storage: SqlStorage) -> None:
+    async def test_conversation_round_trip(self, storage: Storage) -> None:
         record = conversation()
         record.state.scratch = {"matches": [{"id": "1-1", "name": "Rosé"}]}
         async with storage.unit_of_work() as uow:
@@ -113,7 +140,7 @@ class TestStorageContract:
         assert loaded.created_at.tzinfo is not None
         assert loaded.created_at.utcoffset() == timedelta(0)
 
-    async def test_conversation_add_twice_is_a_duplicate(self, storage: SqlStorage) -> None:
+    async def test_conversation_add_twice_is_a_duplicate(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             with pytest.raises(DuplicateError):
@@ -121,7 +148,7 @@ class TestStorageContract:
             await uow.commit()
 
     async def test_update_increments_revision_and_rejects_stale_writes(
-        self, storage: SqlStorage
+        self, storage: Storage
     ) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
@@ -149,12 +176,12 @@ class TestStorageContract:
         assert loaded is not None
         assert (loaded.state.step, loaded.revision) == ("experience", 1)
 
-    async def test_update_saves_status_reference_and_channel_key(self, storage: SqlStorage) -> None:
+    async def test_update_saves_status_reference_and_channel_key(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            record = await uow.conversations.find_active("telegram", "chat-1", for_update=True)
+            record = await uow.conversations.find_active("telegram", "chat-1")
             assert record is not None
             record.state.status = "submitted"
             record.reference = "ABC-123"
@@ -172,7 +199,7 @@ class TestStorageContract:
             "chat-2",
         )
 
-    async def test_find_active_returns_the_newest_active_one(self, storage: SqlStorage) -> None:
+    async def test_find_active_returns_the_newest_active_one(self, storage: Storage) -> None:
         base = _now()
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation("old", status="ended", created_at=base))
@@ -188,10 +215,10 @@ class TestStorageContract:
             found = await uow.conversations.find_active("telegram", "chat-1")
             assert found is not None and found.id == "new"
             assert await uow.conversations.find_active("telegram", "chat-9") is None
-            locked = await uow.conversations.find_active("web", "chat-1", for_update=True)
+            locked = await uow.conversations.find_active("web", "chat-1")
             assert locked is not None and locked.id == "web"
 
-    async def test_list_idle_finds_old_active_conversations_only(self, storage: SqlStorage) -> None:
+    async def test_list_idle_finds_old_active_conversations_only(self, storage: Storage) -> None:
         base = _now()
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(
@@ -219,7 +246,7 @@ class TestStorageContract:
                 r.id for r in await uow.conversations.list_idle(base - timedelta(days=30), limit=1)
             ] == ["older"]
 
-    async def test_one_active_conversation_per_channel_key(self, storage: SqlStorage) -> None:
+    async def test_one_active_conversation_per_channel_key(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation("first"))
             with pytest.raises(DuplicateError):
@@ -235,9 +262,7 @@ class TestStorageContract:
             found = await uow.conversations.find_active("telegram", "chat-1")
             assert found is not None and found.id == "first"
 
-    async def test_two_first_messages_at_once_open_one_conversation(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_two_first_messages_at_once_open_one_conversation(self, storage: Storage) -> None:
         """Two workers open a conversation for one chat at the same moment: one wins; the
         other's insert waits for it and then conflicts (its turn is retried by the service)."""
 
@@ -250,7 +275,7 @@ class TestStorageContract:
         results = await asyncio.gather(open_one("a"), open_one("b"), return_exceptions=True)
         assert sorted(type(r).__name__ for r in results) == ["DuplicateError", "NoneType"]
 
-    async def test_get_for_update_serializes_turns(self, storage: SqlStorage) -> None:
+    async def test_the_turn_read_serializes_turns(self, storage: Storage) -> None:
         """Concurrent turns of one conversation neither lose updates nor conflict."""
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
@@ -258,7 +283,7 @@ class TestStorageContract:
 
         async def turn() -> None:
             async with storage.unit_of_work() as uow:
-                record = await uow.conversations.get("c1", for_update=True)
+                record = await locked(uow, "c1")
                 assert record is not None
                 await asyncio.sleep(0.01)  # let the other turns pile up on the lock
                 record.state.answers["n"] += 1
@@ -273,14 +298,12 @@ class TestStorageContract:
 
     # -- the turn's read and write --------------------------------------------------------
 
-    async def test_transcript_seq_is_stored_with_the_conversation(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_transcript_seq_is_stored_with_the_conversation(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            record = await uow.conversations.get("c1", for_update=True)
+            record = await locked(uow, "c1")
             assert record is not None and record.transcript_seq == 1
             record.transcript_seq = 7
             await uow.conversations.update(record)
@@ -289,7 +312,7 @@ class TestStorageContract:
             record, _ = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m")
         assert record is not None and (record.transcript_seq, record.revision) == (7, 1)
 
-    async def test_get_for_turn_returns_the_prior_reply(self, storage: SqlStorage) -> None:
+    async def test_get_for_turn_returns_the_prior_reply(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.inbound.put("c1", "m1", {"step": "welcome"})
@@ -312,7 +335,7 @@ class TestStorageContract:
             )
 
     async def test_the_turn_read_continues_after_lines_an_older_worker_wrote(
-        self, storage: SqlStorage
+        self, storage: Storage
     ) -> None:
         """During a rolling upgrade, workers from before migration 0003 append transcript lines
         without advancing the conversation's counter; new workers must not reuse their seqs."""
@@ -328,14 +351,14 @@ class TestStorageContract:
                     "c1", scope="c1", message_id=message_id
                 )
                 assert record is not None and record.transcript_seq == 4
-            record = await uow.conversations.get("c1", for_update=True)
+            record = await locked(uow, "c1")
             assert record is not None and record.transcript_seq == 4
             found, _ = await uow.conversations.find_active_for_turn(
                 "telegram", "chat-1", scope="telegram", message_id="u9"
             )
             assert found is not None and found.transcript_seq == 4
 
-    async def test_find_active_for_turn_returns_the_prior_reply(self, storage: SqlStorage) -> None:
+    async def test_find_active_for_turn_returns_the_prior_reply(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.inbound.put("telegram", "u1", {"step": "welcome"})
             await uow.commit()
@@ -358,7 +381,7 @@ class TestStorageContract:
             )
             assert record is not None and record.id == "c1" and prior is None
 
-    async def test_get_for_turn_holds_the_lock(self, storage: SqlStorage) -> None:
+    async def test_get_for_turn_holds_the_lock(self, storage: Storage) -> None:
         """A second turn of the conversation waits until the first one's unit of work ends
         (the row lock on PostgreSQL; the single writer on SQLite)."""
         async with storage.unit_of_work() as uow:
@@ -384,7 +407,7 @@ class TestStorageContract:
         # The waiting turn reads the state its predecessor committed.
         assert await asyncio.wait_for(waiting, 10) == 1
 
-    async def test_save_turn_saves_state_transcript_and_reply(self, storage: SqlStorage) -> None:
+    async def test_save_turn_saves_state_transcript_and_reply(self, storage: Storage) -> None:
         at = _now()
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
@@ -433,16 +456,14 @@ class TestStorageContract:
         assert entries[0].created_at == at and entries[0].created_at.tzinfo is not None
         assert record is not None and (record.revision, record.transcript_seq) == (2, 4)
 
-    async def test_save_turn_with_a_stale_revision_writes_nothing(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_save_turn_with_a_stale_revision_writes_nothing(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.commit()
         async with storage.unit_of_work() as uow:
             stale = await uow.conversations.get("c1")
         async with storage.unit_of_work() as uow:
-            fresh = await uow.conversations.get("c1", for_update=True)
+            fresh = await locked(uow, "c1")
             assert fresh is not None
             await uow.conversations.update(fresh)
             await uow.commit()
@@ -462,20 +483,18 @@ class TestStorageContract:
                 assert stale.revision == 0
                 # Nothing was written, and the transaction is still usable.
                 assert await uow.transcripts.list("c1") == []
-                assert await uow.inbound.get("c1", "m1") is None
+                assert await kept_reply(uow, "c1", "m1") is None
                 loaded = await uow.conversations.get("c1")
                 assert loaded is not None and loaded.state.step == "start"
                 await uow.commit()
 
-    async def test_save_turn_for_a_handled_message_writes_nothing(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_save_turn_for_a_handled_message_writes_nothing(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.inbound.put("c1", "m1", {"first": True})
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            record = await uow.conversations.get("c1", for_update=True)
+            record = await locked(uow, "c1")
             assert record is not None
             record.state.step = "again"
             record.transcript_seq = 2
@@ -489,15 +508,13 @@ class TestStorageContract:
                 )
             assert record.revision == 0
             assert await uow.transcripts.list("c1") == []
-            assert await uow.inbound.get("c1", "m1") == {"first": True}
+            assert await kept_reply(uow, "c1", "m1") == {"first": True}
             loaded = await uow.conversations.get("c1")
             assert loaded is not None
             assert (loaded.state.step, loaded.revision, loaded.transcript_seq) == ("start", 0, 1)
             await uow.commit()
 
-    async def test_the_same_message_twice_at_once_is_applied_once(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_the_same_message_twice_at_once_is_applied_once(self, storage: Storage) -> None:
         """Two workers get one message id at the same moment. The second waits for the lock;
         then it either sees the reply (SQLite) or its write refuses with DuplicateError
         (PostgreSQL: its read's snapshot predates the first commit); run again, it replays."""
@@ -531,9 +548,7 @@ class TestStorageContract:
             record = await uow.conversations.get("c1")
         assert len(entries) == 1 and record is not None and record.revision == 1
 
-    async def test_turns_with_get_for_turn_and_save_turn_serialize(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_turns_with_get_for_turn_and_save_turn_serialize(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.commit()
@@ -567,7 +582,7 @@ class TestStorageContract:
 
     # -- units of work -------------------------------------------------------------------
 
-    async def test_leaving_without_commit_rolls_back(self, storage: SqlStorage) -> None:
+    async def test_leaving_without_commit_rolls_back(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
             await uow.inbound.put("telegram", "1", {"reply": 1})
@@ -578,9 +593,9 @@ class TestStorageContract:
         async with storage.unit_of_work() as uow:
             assert await uow.conversations.get("c1") is None
             assert await uow.conversations.get("c2") is None
-            assert await uow.inbound.get("telegram", "1") is None
+            assert await kept_reply(uow, "telegram", "1") is None
 
-    async def test_a_finished_unit_of_work_cannot_be_used(self, storage: SqlStorage) -> None:
+    async def test_a_finished_unit_of_work_cannot_be_used(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
             await uow.commit()
             with pytest.raises(StorageError):
@@ -588,31 +603,31 @@ class TestStorageContract:
             with pytest.raises(StorageError):
                 await uow.commit()
 
-    async def test_ping(self, storage: SqlStorage) -> None:
+    async def test_ping(self, storage: Storage) -> None:
         await storage.ping()
 
     # -- inbound log ---------------------------------------------------------------------
 
-    async def test_inbound_put_get_and_duplicate(self, storage: SqlStorage) -> None:
+    async def test_inbound_put_get_and_duplicate(self, storage: Storage) -> None:
         async with storage.unit_of_work() as uow:
-            assert await uow.inbound.get("telegram", "42") is None
+            assert await kept_reply(uow, "telegram", "42") is None
             await uow.inbound.put("telegram", "42", {"messages": ["hello"]})
             await uow.inbound.put("web", "42", {"messages": ["other scope"]})
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            assert await uow.inbound.get("telegram", "42") == {"messages": ["hello"]}
+            assert await kept_reply(uow, "telegram", "42") == {"messages": ["hello"]}
             with pytest.raises(DuplicateError):
                 await uow.inbound.put("telegram", "42", {"messages": ["again"]})
             # The transaction is still usable after the duplicate (no aborted transaction).
             await uow.inbound.put("telegram", "43", {"messages": []})
             await uow.commit()
         async with storage.unit_of_work() as uow:
-            assert await uow.inbound.get("telegram", "42") == {"messages": ["hello"]}
-            assert await uow.inbound.get("telegram", "43") == {"messages": []}
+            assert await kept_reply(uow, "telegram", "42") == {"messages": ["hello"]}
+            assert await kept_reply(uow, "telegram", "43") == {"messages": []}
 
     # -- transcripts ---------------------------------------------------------------------
 
-    async def test_transcript_order_and_erase(self, storage: SqlStorage) -> None:
+    async def test_transcript_order_and_erase(self, storage: Storage) -> None:
         at = _now()
         async with storage.unit_of_work() as uow:
             await uow.conversations.add(conversation())
@@ -645,7 +660,7 @@ class TestStorageContract:
             assert len(await uow.transcripts.list("c2")) == 1
 
     async def test_delete_untouched_keeps_conversations_that_had_a_turn(
-        self, storage: SqlStorage
+        self, storage: Storage
     ) -> None:
         old = _now() - timedelta(hours=2)
         at = _now()
@@ -682,7 +697,7 @@ class TestStorageContract:
                 assert await uow.conversations.get(kept) is not None
 
     async def test_transcript_newest_lines_within_a_size_and_erase_before(
-        self, storage: SqlStorage
+        self, storage: Storage
     ) -> None:
         at = _now()
         async with storage.unit_of_work() as uow:
@@ -703,7 +718,7 @@ class TestStorageContract:
 
     # -- reports -------------------------------------------------------------------------
 
-    async def test_reports_add_get_count_and_duplicate(self, storage: SqlStorage) -> None:
+    async def test_reports_add_get_count_and_duplicate(self, storage: Storage) -> None:
         at = _now()
         async with storage.unit_of_work() as uow:
             await uow.reports.add(report("R-1", "routine", at))
@@ -718,7 +733,7 @@ class TestStorageContract:
             assert await uow.reports.get("R-404") is None
             assert await uow.reports.count() == 2
 
-    async def test_reports_list_most_urgent_then_oldest_first(self, storage: SqlStorage) -> None:
+    async def test_reports_list_most_urgent_then_oldest_first(self, storage: Storage) -> None:
         base = _now()
         specs = [
             ("A", "routine", 0),
@@ -742,7 +757,7 @@ class TestStorageContract:
 
     # -- outbox --------------------------------------------------------------------------
 
-    async def test_outbox_keeps_order_per_key(self, storage: SqlStorage) -> None:
+    async def test_outbox_keeps_order_per_key(self, storage: Storage) -> None:
         ids = await add_outbox(
             storage, ("A", "a1"), ("A", "a2"), ("B", "b1"), ("A", "a3"), ("B", "b2")
         )
@@ -759,7 +774,7 @@ class TestStorageContract:
             await uow.commit()
         assert await claim_labels(storage) == ["a3", "b2"]
 
-    async def test_outbox_claim_respects_limit_and_topic(self, storage: SqlStorage) -> None:
+    async def test_outbox_claim_respects_limit_and_topic(self, storage: Storage) -> None:
         await add_outbox(storage, ("A", "a1"), ("B", "b1"), ("C", "c1"))
         async with storage.unit_of_work() as uow:
             await uow.outbox.add([OutboxMessage("notify", "A", {"label": "n1"})])
@@ -772,7 +787,7 @@ class TestStorageContract:
         assert [m.payload for m in claimed] == [{"label": "n1"}]
         assert claimed[0].attempts == 1 and claimed[0].id is not None
 
-    async def test_outbox_lease_expiry_redelivers(self, storage: SqlStorage, clock: Clock) -> None:
+    async def test_outbox_lease_expiry_redelivers(self, storage: Storage, clock: Clock) -> None:
         await add_outbox(storage, ("A", "a1"), ("A", "a2"))
         assert await claim_labels(storage, lease=30) == ["a1"]
         clock.advance(29)
@@ -784,7 +799,7 @@ class TestStorageContract:
         assert [(m.payload["label"], m.attempts) for m in again] == [("a1", 2)]
 
     async def test_outbox_retry_later_keeps_the_key_waiting(
-        self, storage: SqlStorage, clock: Clock
+        self, storage: Storage, clock: Clock
     ) -> None:
         ids = await add_outbox(storage, ("A", "a1"), ("A", "a2"), ("B", "b1"))
         assert await claim_labels(storage) == ["a1", "b1"]
@@ -801,7 +816,7 @@ class TestStorageContract:
             ("a1", "429 Too Many Requests")
         ]
 
-    async def test_outbox_failed_message_does_not_block_its_key(self, storage: SqlStorage) -> None:
+    async def test_outbox_failed_message_does_not_block_its_key(self, storage: Storage) -> None:
         ids = await add_outbox(storage, ("A", "a1"), ("A", "a2"))
         assert await claim_labels(storage) == ["a1"]
         async with storage.unit_of_work() as uow:
@@ -810,16 +825,14 @@ class TestStorageContract:
         assert await claim_labels(storage) == ["a2"]
 
     async def test_outbox_claim_is_rolled_back_with_its_unit_of_work(
-        self, storage: SqlStorage
+        self, storage: Storage
     ) -> None:
         await add_outbox(storage, ("A", "a1"))
         async with storage.unit_of_work() as uow:
             assert len(await uow.outbox.claim("send", limit=1, lease_seconds=30)) == 1
         assert await claim_labels(storage) == ["a1"]
 
-    async def test_concurrent_claimers_never_get_the_same_message(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_concurrent_claimers_never_get_the_same_message(self, storage: Storage) -> None:
         await add_outbox(storage, *[(f"k{i % 7}", f"m{i}") for i in range(60)])
         delivered: list[str] = []
 
@@ -845,11 +858,79 @@ class TestStorageContract:
             of_key = [int(label[1:]) for label in delivered if int(label[1:]) % 7 == key]
             assert of_key == sorted(of_key)
 
+    # -- erasure -------------------------------------------------------------------------
+
+    async def _seed_words(self, storage: Storage, conversation_id: str) -> None:
+        """A transcript line, a kept reply, a chat message with the words, an event without."""
+        async with storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation(conversation_id, channel_key=None))
+            await uow.transcripts.append(
+                conversation_id, [TranscriptEntry(1, "user", {"text": "typed"}, _now())]
+            )
+            await uow.inbound.put(
+                "web", f"{conversation_id}-m1", {"said": "typed"}, conversation_id=conversation_id
+            )
+            await uow.outbox.add(
+                [
+                    OutboxMessage(
+                        "telegram.send",
+                        f"chat-{conversation_id}",
+                        {"messages": ["typed"]},
+                        conversation_id=conversation_id,
+                    ),
+                    OutboxMessage("report.submitted", conversation_id, {"reference": "R"}),
+                ]
+            )
+            await uow.commit()
+
+    async def test_erasing_a_conversation_erases_its_words_only(self, storage: Storage) -> None:
+        await self._seed_words(storage, "gone")
+        await self._seed_words(storage, "kept")
+        async with storage.unit_of_work() as uow:
+            await uow.erasure.conversation("gone", final_reply={"said": "ended"})
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.transcripts.list("gone") == []
+            assert len(await uow.transcripts.list("kept")) == 1
+            assert await kept_reply(uow, "web", "gone-m1") == {"said": "ended"}
+            assert await kept_reply(uow, "web", "kept-m1") == {"said": "typed"}
+            chats = await uow.outbox.list(topic="telegram.send")
+            events = await uow.outbox.list(topic="report.submitted")
+        assert [message.conversation_id for message in chats] == ["kept"]
+        assert len(events) == 2
+
+    async def test_erasure_without_a_final_reply_forgets_the_replies(
+        self, storage: Storage
+    ) -> None:
+        await self._seed_words(storage, "gone")
+        async with storage.unit_of_work() as uow:
+            await uow.erasure.conversation("gone", final_reply=None)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await kept_reply(uow, "web", "gone-m1") is None
+
+    async def test_expired_copies_go_after_their_time(self, storage: Storage) -> None:
+        await self._seed_words(storage, "old")
+        async with storage.unit_of_work() as uow:
+            [chat] = await uow.outbox.list(topic="telegram.send")
+            assert chat.id is not None
+            await uow.outbox.mark_done(chat.id)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.erasure.expired_copies(_now() - timedelta(hours=1), limit=10) == 0
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            # The kept reply and the delivered chat message; the event carries no words.
+            assert await uow.erasure.expired_copies(_now() + timedelta(hours=1), limit=10) == 2
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await kept_reply(uow, "web", "old-m1") is None
+            assert await uow.outbox.list(topic="telegram.send") == []
+            assert len(await uow.outbox.list(topic="report.submitted")) == 1
+
     # -- directory -----------------------------------------------------------------------
 
-    async def test_directory_replace_all_counts_and_is_idempotent(
-        self, storage: SqlStorage
-    ) -> None:
+    async def test_directory_replace_all_counts_and_is_idempotent(self, storage: Storage) -> None:
         directory = storage.directory
         assert await directory.version() == ""
         assert await directory.all() == []
@@ -886,7 +967,7 @@ class TestStorageContract:
         assert await directory.version() != version
         assert await directory.all() == sorted(second, key=lambda loc: loc.location_id)
 
-    async def test_directory_import_in_batches(self, storage: SqlStorage) -> None:
+    async def test_directory_import_in_batches(self, storage: Storage) -> None:
         locations = [location(f"1-{i:05d}", name=f"Home {i}") for i in range(2500)]
         result = await storage.directory.replace_all(locations)
         assert (result.added, result.total) == (2500, 2500)

@@ -1,4 +1,5 @@
-"""The delivery side of storage, on every backend: idempotent outbox writes, dead letters,
+"""The delivery side of the storage contract, on every implementation (memory, SQLite,
+PostgreSQL): idempotent outbox writes, dead letters,
 erased bodies, topic statistics, acknowledgements, shared secrets, the NOTIFY wake-up."""
 
 from __future__ import annotations
@@ -6,20 +7,27 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 
-from bot.ports import AlertSubscription, OutboxMessage
-from storage.sqlalchemy_storage import SqlStorage
+import pytest
+
+from bot.ports import AlertSubscription, OutboxMessage, Storage
 from tests.storage.conftest import Clock
 from tests.storage.test_storage_contract import location, report
 
 
-async def add(storage: SqlStorage, *messages: OutboxMessage) -> None:
+@pytest.fixture
+def storage(any_storage: Storage) -> Storage:
+    """Part of the contract suite: every implementation of the ports."""
+    return any_storage
+
+
+async def add(storage: Storage, *messages: OutboxMessage) -> None:
     async with storage.unit_of_work() as uow:
         await uow.outbox.add(list(messages))
         await uow.commit()
 
 
 async def test_a_message_with_a_known_idempotency_key_is_written_once(
-    storage: SqlStorage,
+    storage: Storage,
 ) -> None:
     first = OutboxMessage(
         "email", "ABCD-EFGH", {"kind": "acknowledgement"}, idempotency_key="ABCD-EFGH:ack"
@@ -39,7 +47,7 @@ async def test_a_message_with_a_known_idempotency_key_is_written_once(
 
 
 async def test_done_keeps_only_the_audit_payload_and_dead_letters_can_be_retried_or_purged(
-    storage: SqlStorage,
+    storage: Storage,
 ) -> None:
     sent = OutboxMessage("email", "k1", {"kind": "ack", "reference": "R", "to": "a@example.org"})
     dead = OutboxMessage("email", "k2", {"kind": "ack", "reference": "S", "to": "b@example.org"})
@@ -71,7 +79,7 @@ async def test_done_keeps_only_the_audit_payload_and_dead_letters_can_be_retried
 
 
 async def test_stats_report_depth_and_oldest_pending_per_topic(
-    storage: SqlStorage, clock: Clock
+    storage: Storage, clock: Clock
 ) -> None:
     before = datetime.now(UTC)
     await add(storage, OutboxMessage("email", "a", {}), OutboxMessage("email", "b", {}))
@@ -85,7 +93,7 @@ async def test_stats_report_depth_and_oldest_pending_per_topic(
     assert abs((oldest - before).total_seconds()) < 30
 
 
-async def test_the_first_acknowledgement_stands(storage: SqlStorage) -> None:
+async def test_the_first_acknowledgement_stands(storage: Storage) -> None:
     now = datetime.now(UTC)
     async with storage.unit_of_work() as uow:
         await uow.reports.add(report("URG1-AAAA", "urgent", now))
@@ -102,7 +110,7 @@ async def test_the_first_acknowledgement_stands(storage: SqlStorage) -> None:
         assert await uow.reports.acknowledgement("ROU1-AAAA") is None
 
 
-async def test_a_secret_is_made_once_and_shared(storage: SqlStorage) -> None:
+async def test_a_secret_is_made_once_and_shared(storage: Storage) -> None:
     async with storage.unit_of_work() as uow:
         first = await uow.secrets.get_or_create("links", lambda: "first")
         await uow.commit()
@@ -111,26 +119,31 @@ async def test_a_secret_is_made_once_and_shared(storage: SqlStorage) -> None:
     assert first == second == "first"
 
 
-async def test_a_new_outbox_row_wakes_a_listener_on_postgresql(storage: SqlStorage) -> None:
-    if storage.backend != "postgresql":
-        # SQLite cannot notify: listen_outbox returns at once and the dispatcher polls.
-        await asyncio.wait_for(storage.listen_outbox(lambda _topic: None), 5)
-        return
+async def test_a_new_outbox_row_wakes_a_listener(storage: Storage) -> None:
+    """Where the storage can notify (PostgreSQL, memory) the listener says "" once listening,
+    then the topic of each committed outbox row; where it cannot (SQLite) `listen_outbox`
+    returns at once and the dispatcher polls."""
     woken: asyncio.Queue[str] = asyncio.Queue()
     listener = asyncio.create_task(storage.listen_outbox(woken.put_nowait))
+    first = asyncio.create_task(woken.get())
     try:
-        assert await asyncio.wait_for(woken.get(), 10) == ""  # listening now
+        await asyncio.wait({listener, first}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if listener.done():
+            listener.result()
+            return
+        assert first.result() == ""  # listening now
         await add(storage, OutboxMessage("email", "k", {}))
         while (topic := await asyncio.wait_for(woken.get(), 10)) != "email":
             pass  # another test's schema may notify too: the channel is per database
         assert topic == "email"
     finally:
+        first.cancel()
         listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+        await asyncio.gather(listener, first, return_exceptions=True)
 
 
 async def test_alert_subscriptions_opt_in_newer_inspections_and_stop(
-    storage: SqlStorage,
+    storage: Storage,
 ) -> None:
     now = datetime.now(UTC)
     await storage.directory.replace_all(
