@@ -20,17 +20,17 @@ from bot.appkeys import SERVICE, SETTINGS, STORAGE
 from bot.config import Settings
 from bot.engine.engine import Engine
 from bot.i18n import Catalogs
+from bot.intake.lookups import DirectoryLookup
+from bot.intake.service import IntakeService, utcnow
 from bot.logging_setup import (
     install_redaction,
     quiet_libraries,
     secrets_in_environment,
     url_password,
 )
-from bot.lookups import DirectoryLookup
 from bot.outbox import setup as delivery_setup
 from bot.outbox.routes import acknowledgement_channel
 from bot.ports import Storage
-from bot.service import IntakeService, utcnow
 from bot.staff.config import StaffSettings
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
@@ -116,7 +116,7 @@ def build_app(
     migrate: bool = True,
     staff: StaffSettings | None = None,
 ) -> web.Application:
-    from bot.channels import web as web_channel
+    from bot.channels.web import api as web_channel
 
     protect_logs(settings)
     app = web.Application(client_max_size=settings.max_body_bytes)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.config import Settings
+from bot.intake.service import IntakeService
 from bot.ports import Storage
-from bot.service import IntakeService
 
 SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", Storage)

@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     add_retention_commands(reports)
     add_staff_commands(sub)
 
-    from bot.cli_delivery import add_commands as add_delivery_commands
+    from bot.outbox.cli import add_commands as add_delivery_commands
 
     add_delivery_commands(sub, reports)
     return parser
@@ -242,7 +242,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     from aiohttp import web
 
     from bot.app import build_app
-    from bot.channels.web import SERVER_OPTIONS
+    from bot.channels.web.api import SERVER_OPTIONS
 
     configure_logging()
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
@@ -360,7 +360,7 @@ async def _open_storage(settings: Settings):  # type: ignore[no-untyped-def]
 
 def _formatter(settings: Settings):  # type: ignore[no-untyped-def]
     from bot.app import build_catalogs
-    from bot.reports import ReportFormatter
+    from bot.intake.reports import ReportFormatter
     from dialogs.intake import INTAKE
 
     return ReportFormatter(INTAKE, build_catalogs(settings))
@@ -388,8 +388,8 @@ async def _reports_list(settings: Settings, limit: int) -> int:
 
 
 async def _reports_show(settings: Settings, reference: str) -> int:
-    from bot.cli_delivery import delivery_state
-    from bot.reference import normalise_reference
+    from bot.intake.reference import normalise_reference
+    from bot.outbox.cli import delivery_state
 
     storage = await _open_storage(settings)
     try:
@@ -444,35 +444,10 @@ def _one_line(text: str, width: int) -> str:
 
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import build_service
-    from bot.engine.types import Inbound
+    from bot.channels.terminal import converse
 
     service = await build_service(settings)
     try:
-        reply = await service.start(
-            channel="terminal", locale_hints=(args.locale, os.environ.get("LANG"))
-        )
-        print(
-            "Type your answer, or the number of a choice. Commands: /back /restart /help /privacy /language /cancel. Ctrl-D quits.\n"
-        )
-        while True:
-            _print_reply(reply)
-            if reply.done:
-                return 0
-            try:
-                line = await asyncio.to_thread(input, "> ")
-            except EOFError:
-                print()
-                return 0
-            reply = await service.handle(reply.conversation_id, Inbound("text", line))
+        return await converse(service, locale_hints=(args.locale, os.environ.get("LANG")))
     finally:
         await service.storage.close()
-
-
-def _print_reply(reply) -> None:  # type: ignore[no-untyped-def]
-    for message in reply.messages:
-        print(message.text)
-        for number, choice in enumerate(message.choices, start=1):
-            print(f"  {number}. {choice.label}")
-    if reply.reference and reply.done:
-        print(f"\nReference: {reply.reference}")
-    print()

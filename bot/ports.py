@@ -75,7 +75,7 @@ class StoredReport:
     locale: str
     #: "urgent" (someone at risk now), "urgent_review" (not sure), "routine".
     priority: Literal["urgent", "urgent_review", "routine"]
-    #: The exported fields (see bot/reports.py); JSON-serialisable.
+    #: The exported fields (see bot/intake/reports.py); JSON-serialisable.
     data: dict[str, Any]
 
 

@@ -26,7 +26,7 @@ from bot import app as app_module
 from bot.app import build_app, build_service
 from bot.config import Settings
 from bot.i18n import Catalogs
-from bot.service import IntakeService
+from bot.intake.service import IntakeService
 from bot.staff.config import StaffSettings
 from tests.fixtures import SMALL_DIRECTORY
 

@@ -74,7 +74,7 @@ def setup(app: web.Application, options: DeliveryOptions | None = None) -> Deliv
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
-    from bot.reports import ReportFormatter
+    from bot.intake.reports import ReportFormatter
     from dialogs.intake import INTAKE
 
     delivery = app[DELIVERY]

@@ -18,11 +18,11 @@ from aiohttp import web
 from bot import metrics
 from bot.appkeys import SERVICE, SETTINGS, STORAGE
 from bot.engine.types import T, Text
+from bot.intake.reference import normalise_reference
 from bot.outbox import texts
 from bot.outbox.links import ACK_PATH, ack_link_valid
 from bot.outbox.routes import SUBSCRIPTION_PATH
 from bot.ports import AlertSubscription, DirectoryLocation
-from bot.reference import normalise_reference
 
 PAGE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 

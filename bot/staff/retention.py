@@ -113,7 +113,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _erase(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.reference import normalise_reference
+    from bot.intake.reference import normalise_reference
     from storage.staff_reports import erase_report, forget_erased_search_terms
 
     reference = normalise_reference(args.reference)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from bot.reference import normalise_reference
+from bot.intake.reference import normalise_reference
 from bot.staff.web import (
     EVERYONE,
     LEADS,

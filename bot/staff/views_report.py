@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.reference import normalise_reference
-from bot.reports import EXPORT_FIELDS
+from bot.intake.reference import normalise_reference
+from bot.intake.reports import EXPORT_FIELDS
 from bot.staff.web import EVERYONE, STAFF_STORE, Access, Route, client_ip, principal, render
 from bot.staff.workflow import (
     CATEGORIES,

@@ -482,8 +482,8 @@ async def test_database_down_is_503_and_retry_is_safe(
     start_server: Any, client: Any, server_settings: Settings, tmp_path: Any
 ) -> None:
     from bot.app import build_engine
-    from bot.lookups import DirectoryLookup
-    from bot.service import IntakeService
+    from bot.intake.lookups import DirectoryLookup
+    from bot.intake.service import IntakeService
     from storage import create_storage, upgrade
     from tests.conftest import settle_aiosqlite_threads
 
@@ -562,7 +562,7 @@ async def test_page_has_strict_security_headers(api: Api) -> None:
 
 
 async def test_static_files_and_revalidation(api: Api) -> None:
-    from bot.channels.web_static import STATIC_DIR
+    from bot.channels.web.static import STATIC_DIR
 
     if not (STATIC_DIR / "widget.js").exists():
         assert_error(await api.request("GET", "/widget.js"), 404, "not_found")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import service as service_module
 from bot.appkeys import STORAGE
+from bot.intake import service as service_module
 from storage.models import transcript_entries
 from tests.conftest import Api, StartServer
 
@@ -109,7 +109,7 @@ async def test_each_worker_sweeps_conversations_nobody_answered(
 ) -> None:
     from datetime import timedelta
 
-    from bot.channels import web as web_channel
+    from bot.channels.web import api as web_channel
 
     monkeypatch.setattr(web_channel, "SWEEP_INTERVAL_SECONDS", 0.01)
     monkeypatch.setattr(web_channel, "UNTOUCHED_MAX_AGE", timedelta(days=1))

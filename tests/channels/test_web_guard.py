@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.channels.web_guard import network_key
+from bot.channels.web.guard import network_key
 from bot.ratelimit import TokenBuckets
 
 
@@ -67,7 +67,7 @@ def _request(peer: str, forwarded: str | None = None):  # type: ignore[no-untype
 
 
 def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() -> None:
-    from bot.channels.web_guard import client_address, parse_networks
+    from bot.channels.web.guard import client_address, parse_networks
 
     proxies = parse_networks(["10.0.0.0/8", "::1"])
     # A client cannot pick its own bucket by writing the header itself.

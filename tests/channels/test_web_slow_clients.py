@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from bot.app import build_app
-from bot.channels import web as web_channel
-from bot.channels import web_http
+from bot.channels.web import api as web_channel
+from bot.channels.web import http as web_http
 from bot.config import Settings
 
 
@@ -72,7 +72,7 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
-        if record.name == "bot.channels.web" and record.getMessage().startswith("POST "):
+        if record.name == "bot.channels.web.api" and record.getMessage().startswith("POST "):
             self.logged_request.set()
 
 

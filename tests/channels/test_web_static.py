@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.channels.web_static import PAGE_CSP, frame_csp
+from bot.channels.web.static import PAGE_CSP, frame_csp
 from tests.conftest import Api
 
 PARTNER = "https://partner.example.org"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.app import build_catalogs
-from bot.channels.web_ui_text import UI_TEXT
+from bot.channels.web.ui_text import UI_TEXT
 from bot.config import DEFAULT_EXIT_URL
 from tests.conftest import Api, ApiResult, RunningServer
 

@@ -12,8 +12,8 @@ import pytest
 
 from bot.app import build_catalogs
 from bot.config import Settings
+from bot.intake.reports import ReportFormatter
 from bot.ports import StoredReport
-from bot.reports import ReportFormatter
 from dialogs.intake import INTAKE
 
 PAYLOADS = [

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from bot.channels.web_openapi import DOCUMENT
+from bot.channels.web.openapi import DOCUMENT
 
 _ROOT = "urn:intake-openapi"
 _REGISTRY: Registry[Any] = Registry().with_resource(

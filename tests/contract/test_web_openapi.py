@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from bot.channels.web_openapi import DOCUMENT
+from bot.channels.web.openapi import DOCUMENT
 from bot.config import DEFAULT_MAX_BODY_BYTES, Settings
 from dialogs.intake import INTAKE
 from tests.conftest import RunningServer, StartServer

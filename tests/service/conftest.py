@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 
 from bot.app import build_catalogs, build_engine, build_service, import_directory_if_empty
 from bot.config import Settings
-from bot.lookups import DirectoryLookup
-from bot.service import IntakeService, utcnow
+from bot.intake.lookups import DirectoryLookup
+from bot.intake.service import IntakeService, utcnow
 from storage.memory import MemoryStorage
 from tests.fixtures import SMALL_DIRECTORY
 

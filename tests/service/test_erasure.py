@@ -16,7 +16,7 @@ import pytest
 from bot.app import build_service
 from bot.config import Settings
 from bot.engine.types import Inbound
-from bot.service import IntakeService, Reply
+from bot.intake.service import IntakeService, Reply
 from tests.erasure_support import SUMMARY_TO_END, new_marker, path_to_summary, tables_holding
 from tests.fixtures import SMALL_DIRECTORY
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.engine.types import Inbound
-from bot.service import IntakeService, InvalidToken, Reply
+from bot.intake.service import IntakeService, InvalidToken, Reply
 
 REFERENCE = re.compile(r"^[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}$")
 
@@ -298,7 +298,7 @@ async def test_a_finished_conversation_is_erased_and_its_token_expires(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from bot.service import ENDED_RETENTION
+    from bot.intake.service import ENDED_RETENTION
 
     service = any_service
     now = [datetime.now(UTC)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.engine.types import Inbound
-from bot.service import IntakeService
+from bot.intake.service import IntakeService
 
 TEXTS = {
     "bengali ZWJ and ZWNJ": "র\u200d্যাব আর ক্\u200cষ — কেউ আসেনি",

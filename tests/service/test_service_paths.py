@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.engine.types import Inbound
+from bot.intake.service import IntakeService, Reply
 from bot.ports import ConcurrencyError, StorageError
-from bot.service import IntakeService, Reply
 from storage.memory import MemoryStorage
 from tests.service.conftest import make_memory_service
 from tests.service.test_service import GOOD_PATH, REFERENCE

@@ -35,9 +35,9 @@ from bot.channels.telegram.render import split_text
 from bot.channels.telegram.webhook import PATH, make_webhook_view
 from bot.config import ConfigError, Settings
 from bot.engine.types import T, Text
+from bot.intake.service import IntakeService
 from bot.outbox.dispatcher import OutboxDispatcher
 from bot.ratelimit import Pacer
-from bot.service import IntakeService
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from bot.channels.telegram.render import (
     join_messages,
     split_text,
 )
+from bot.intake.service import RenderedMessage
 from bot.outbox.dispatcher import Outcome, backoff
 from bot.ports import OutboxMessage
 from bot.ratelimit import Pacer
-from bot.service import RenderedMessage
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from bot.channels.telegram.updates import (
     classify,
 )
 from bot.engine.types import T, Text
+from bot.intake.service import IntakeService, RenderedMessage
 from bot.ports import Channel, StorageError
-from bot.service import IntakeService, RenderedMessage
 
 log = logging.getLogger(__name__)
 

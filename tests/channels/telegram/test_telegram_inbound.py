@@ -201,9 +201,9 @@ async def test_data_the_database_refuses_is_a_bug_not_an_outage(
 ) -> None:
     """Should NUL ever slip past the cleaning, PostgreSQL refuses the text on every attempt:
     that is acknowledged and told to the person, never a 503 redelivered forever."""
-    import bot.service
+    import bot.intake.service
 
-    monkeypatch.setattr(bot.service, "clean_inbound", lambda inbound: inbound)
+    monkeypatch.setattr(bot.intake.service, "clean_inbound", lambda inbound: inbound)
     async with fresh_postgres_schema("intake_tg_refused") as url:
         tg: TelegramServer = await start_telegram(database_url=url)
         try:

@@ -16,8 +16,8 @@ from bot.channels.telegram.updates import (
     inbound_from_text,
 )
 from bot.engine.types import Inbound
+from bot.intake.service import RenderedChoice, RenderedMessage
 from bot.outbox.dispatcher import backoff
-from bot.service import RenderedChoice, RenderedMessage
 
 
 def test_a_short_text_is_one_part() -> None:

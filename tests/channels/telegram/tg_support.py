@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from bot.app import SERVICE
 from bot.channels.telegram import TELEGRAM, TelegramChannel, TelegramOptions
-from bot.service import IntakeService
+from bot.intake.service import IntakeService
 from storage.models import outbox
 from tests.fakes.telegram_api import FakeTelegramAPI
 

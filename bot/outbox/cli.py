@@ -115,7 +115,7 @@ async def outbox_change(settings: Settings, action: str, ids: Sequence[int] | No
 
 
 async def reports_ack(settings: Settings, reference: str, by: str | None) -> int:
-    from bot.reference import normalise_reference
+    from bot.intake.reference import normalise_reference
 
     who = by or f"cli:{getpass.getuser()}"
     storage = await _open(settings)

@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 
 from bot.appkeys import SETTINGS
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
 #: Our pages run only our own script and style; the API is same-origin from there, and the
 #: one frame they show is the chat, from our own origin.

@@ -13,7 +13,7 @@ from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_netw
 
 from aiohttp import hdrs, web
 
-from bot.channels.web_http import CORS_ORIGIN, ApiError
+from bot.channels.web.http import CORS_ORIGIN, ApiError
 from bot.ratelimit import TokenBuckets
 
 PREFLIGHT_MAX_AGE_SECONDS = 600

@@ -33,7 +33,8 @@ from bot.engine.types import (
     Turn,
 )
 from bot.i18n import Catalogs
-from bot.lookups import DirectoryLookup
+from bot.intake.lookups import DirectoryLookup
+from bot.intake.reference import new_reference
 from bot.ports import (
     Channel,
     ConversationRecord,
@@ -44,7 +45,6 @@ from bot.ports import (
     TranscriptEntry,
     UnitOfWork,
 )
-from bot.reference import new_reference
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from bot.appkeys import SERVICE, SETTINGS, STORAGE
-from bot.channels.web_guard import (
+from bot.channels.web.guard import (
     OriginPolicy,
     client_address,
     cors_preflight,
@@ -27,7 +27,7 @@ from bot.channels.web_guard import (
     network_key,
     parse_networks,
 )
-from bot.channels.web_http import (
+from bot.channels.web.http import (
     CORS_ORIGIN,
     ApiError,
     Handler,
@@ -38,13 +38,13 @@ from bot.channels.web_http import (
     quiet_client_errors_in_server_log,
     read_json_object,
 )
-from bot.channels.web_openapi import OPENAPI_PATH, get_openapi
-from bot.channels.web_static import FILE_PATTERN, StaticFiles, add_security_headers
-from bot.channels.web_ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
+from bot.channels.web.openapi import OPENAPI_PATH, get_openapi
+from bot.channels.web.static import FILE_PATTERN, StaticFiles, add_security_headers
+from bot.channels.web.ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
 from bot.engine.types import COMMANDS, Inbound
+from bot.intake.service import InvalidToken, hash_token
 from bot.ports import StorageError
 from bot.ratelimit import TokenBuckets
-from bot.service import InvalidToken, hash_token
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def parse_inbound(body: dict[str, Any]) -> Inbound:
     if kind == "choice" and not 0 < len(value) <= MAX_CHOICE_LENGTH:
         bad_request("invalid_choice", '"choice" must be a choice id from the last message.')
     # Dangerous characters (NUL, other controls, bidi overrides) are removed from every
-    # field by the service, in one place for every channel (`bot.service.clean_inbound`).
+    # field by the service, in one place for every channel (`bot.intake.service.clean_inbound`).
     return Inbound(kind, value)  # type: ignore[arg-type]
 
 

@@ -17,10 +17,10 @@ from typing import Any, NoReturn
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from bot.intake.service import ConversationNotFound
 from bot.ports import StorageError
-from bot.service import ConversationNotFound
 
-log = logging.getLogger("bot.channels.web")
+log = logging.getLogger("bot.channels.web.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,7 +33,7 @@ _SEND_JSON = "Send JSON with Content-Type: application/json."
 
 #: A request body that takes longer than this to arrive is refused (408): a slow client must
 #: not hold a connection and its buffers open for as long as it likes. (The headers have their
-#: own limit: the server's keepalive timeout, see `SERVER_OPTIONS` in `bot.channels.web`.)
+#: own limit: the server's keepalive timeout, see `SERVER_OPTIONS` in `bot.channels.web.api`.)
 BODY_READ_TIMEOUT_SECONDS = 15.0
 
 #: Default codes and messages for HTTP errors raised by aiohttp itself (routing, body size).

@@ -1,0 +1,51 @@
+"""The terminal channel: the intake conversation on standard input and output (`intake chat`).
+
+Choices degrade to numbered lines; a typed number, label or command word answers them, as in
+the other channels (the engine reads them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from bot.engine.types import Inbound
+from bot.intake.service import IntakeService, Reply
+
+GREETING = (
+    "Type your answer, or the number of a choice. Commands: /back /restart /help /privacy "
+    "/language /cancel. Ctrl-D quits.\n"
+)
+
+
+async def converse(
+    service: IntakeService,
+    *,
+    locale_hints: tuple[str | None, ...] = (),
+    read_line: Callable[[str], str] = input,
+    write: Callable[[str], None] = print,
+) -> int:
+    """Hold one conversation until it ends or input ends; returns the exit status."""
+    reply = await service.start(channel="terminal", locale_hints=locale_hints)
+    write(GREETING)
+    while True:
+        write(render(reply))
+        if reply.done:
+            return 0
+        try:
+            line = await asyncio.to_thread(read_line, "> ")
+        except EOFError:
+            write("")
+            return 0
+        reply = await service.handle(reply.conversation_id, Inbound("text", line))
+
+
+def render(reply: Reply) -> str:
+    """A reply as terminal text: each message, its choices numbered, then the reference."""
+    lines: list[str] = []
+    for message in reply.messages:
+        lines.append(message.text)
+        lines += [f"  {n}. {choice.label}" for n, choice in enumerate(message.choices, start=1)]
+    if reply.reference and reply.done:
+        lines += ["", f"Reference: {reply.reference}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,50 @@
+"""The terminal channel (`intake chat`): numbered choices, typed numbers and command words,
+the end of input, over a real service on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.app import build_service
+from bot.channels.terminal import converse
+from bot.config import Settings
+from bot.intake.service import IntakeService
+
+
+@pytest.fixture
+async def service(server_settings: Settings) -> AsyncIterator[IntakeService]:
+    svc = await build_service(server_settings)
+    yield svc
+    await svc.storage.close()
+
+
+def typed(*lines: str):  # type: ignore[no-untyped-def]
+    """A person typing `lines`, then Ctrl-D."""
+    pending = list(lines)
+
+    def read_line(prompt: str) -> str:
+        if not pending:
+            raise EOFError
+        return pending.pop(0)
+
+    return read_line
+
+
+async def test_numbered_choices_and_a_typed_command_word(service: IntakeService) -> None:
+    shown: list[str] = []
+    status = await converse(service, read_line=typed("1", "cancel"), write=shown.append)
+    screen = "\n".join(shown)
+    assert status == 0
+    assert "Ctrl-D quits" in screen
+    assert "  1. " in screen and "  2. " in screen  # choices are numbered
+    assert "Poor" in screen  # "1" started the report: the experience question was asked
+    # The typed word "cancel" ended the conversation (it did not become an answer).
+    assert shown[-1].startswith("You have cancelled. We have not kept anything")
+
+
+async def test_the_end_of_input_ends_the_chat_quietly(service: IntakeService) -> None:
+    shown: list[str] = []
+    assert await converse(service, read_line=typed(), write=shown.append) == 0
+    assert shown[-1] == ""
