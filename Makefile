@@ -5,8 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE_CSV ?= ../shared/data/cqc-directory-sample.csv
-LOCK := requirements/test.lock
-BENCH_LOCK := requirements/bench.lock
+LOCK := requirements.lock
+BENCH_LOCK := requirements-bench.lock
 LOCK_TOOL_VENV := .venv-lock
 UV_VERSION := 0.13.9
 BABEL_KEYWORDS := -k T -k P:1,2 -k C:1c,2 --no-default-keywords
@@ -39,9 +39,9 @@ $(GOVUK): package.json package-lock.json
 lock:
 	$(PYTHON) -m venv $(LOCK_TOOL_VENV)
 	$(LOCK_TOOL_VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
-	$(LOCK_TOOL_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test \
+	$(LOCK_TOOL_VENV)/bin/uv pip compile pyproject.toml requirements-build.in --extra test \
 		--universal --python-version 3.11 --generate-hashes $(UPGRADE) -o $(LOCK)
-	$(LOCK_TOOL_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra test --extra bench \
+	$(LOCK_TOOL_VENV)/bin/uv pip compile pyproject.toml requirements-build.in --extra test --extra bench \
 		--universal --python-version 3.11 --generate-hashes -c $(LOCK) $(UPGRADE) -o $(BENCH_LOCK)
 
 # Serve the web chat (and Telegram when INTAKE_TELEGRAM_TOKEN is set) on http://127.0.0.1:8080.
