@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,60 @@ async def start_widget_server(tmp_path: Path) -> AsyncIterator[StartWidgetServer
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+class PartnerSite:
+    """Pages of our own making on their own loopback port: another origin than the chat's, as
+    a partner's site (or a hostile one) would be. Each page is a template; `{api}` (the chat
+    server's base URL, set once it is known) and `{origin}` (this site's) are filled in when
+    it is served."""
+
+    def __init__(self, pages: Mapping[str, str]) -> None:
+        self.pages = dict(pages)
+        self.api = ""
+        self.origin = ""
+        self._runner: Any = None
+
+    async def _serve(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = self.pages[request.path].format(api=self.api, origin=self.origin)
+        return web.Response(text=body, content_type="text/html")
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        for path in self.pages:
+            app.router.add_get(path, self._serve)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.origin = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+StartPartnerSite = Callable[[Mapping[str, str]], Awaitable[PartnerSite]]
+
+
+@pytest.fixture
+async def partner_site() -> AsyncIterator[StartPartnerSite]:
+    """Start a `PartnerSite` with these pages (path -> template); stopped after the test."""
+    started: list[PartnerSite] = []
+
+    async def start(pages: Mapping[str, str]) -> PartnerSite:
+        site = PartnerSite(pages)
+        await site.start()
+        started.append(site)
+        return site
+
+    yield start
+    for site in started:
+        await site.stop()
 
 
 # ---------------------------------------------------------------------- the browser

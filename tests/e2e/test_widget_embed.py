@@ -3,14 +3,19 @@ origin): it works where INTAKE_ALLOWED_ORIGINS lists that site, and says so clea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from tests.e2e.conftest import DESKTOP, Chat, axe_violations, save_screenshot
+from tests.e2e.conftest import (
+    DESKTOP,
+    Chat,
+    PartnerSite,
+    StartPartnerSite,
+    axe_violations,
+    save_screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -26,40 +31,13 @@ EMBED_PAGE = """<!doctype html>
 """
 
 
-class EmbedSite:
-    """A static page on its own loopback port; the API address is set once that is known."""
-
-    def __init__(self) -> None:
-        self.api = ""
-        self.origin = ""
-        self.runner: web.AppRunner | None = None
-
-    async def page(self, request: web.Request) -> web.Response:
-        return web.Response(text=EMBED_PAGE.format(api=self.api), content_type="text/html")
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_get("/", self.page)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.origin = f"http://{host}:{port}"
-        return self.origin
-
-
 @pytest.fixture
-async def embed_site() -> AsyncIterator[EmbedSite]:
-    site = EmbedSite()
-    await site.start()
-    yield site
-    assert site.runner is not None
-    await site.runner.cleanup()
+async def embed_site(partner_site: StartPartnerSite) -> PartnerSite:
+    return await partner_site({"/": EMBED_PAGE})
 
 
 async def test_embedded_on_an_allowed_origin_the_conversation_starts(
-    start_widget_server: Any, embed_site: EmbedSite, new_page: Any
+    start_widget_server: Any, embed_site: PartnerSite, new_page: Any
 ) -> None:
     server = await start_widget_server(allowed_origins=(embed_site.origin,))
     embed_site.api = server.base_url
@@ -130,7 +108,7 @@ async def test_embedded_on_an_allowed_origin_the_conversation_starts(
 
 
 async def test_embedded_on_an_origin_not_allowed_the_launcher_says_so(
-    start_widget_server: Any, embed_site: EmbedSite, new_page: Any, axe_script: Path
+    start_widget_server: Any, embed_site: PartnerSite, new_page: Any, axe_script: Path
 ) -> None:
     server = await start_widget_server(allowed_origins=("https://some-other-site.example",))
     embed_site.api = server.base_url

@@ -6,13 +6,11 @@ The chat is in a frame; only the loader on the top page can move it, when the fr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, PHONE, Chat, PartnerSite, StartPartnerSite, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -29,39 +27,10 @@ HOST_PAGE = """<!doctype html>
 NEUTRAL_PAGE = "<!doctype html><html lang='en'><title>Weather</title><h1>Weather</h1></html>"
 
 
-class LoopbackSite:
-    """A neutral page (/weather) and a partner's page embedding the widget (/), on their own
-    loopback port: another origin than the chat's."""
-
-    def __init__(self) -> None:
-        self.api = ""
-        self.origin = ""
-        self.runner: web.AppRunner | None = None
-
-    async def host(self, request: web.Request) -> web.Response:
-        return web.Response(text=HOST_PAGE.format(api=self.api), content_type="text/html")
-
-    async def weather(self, request: web.Request) -> web.Response:
-        return web.Response(text=NEUTRAL_PAGE, content_type="text/html")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self.host)
-        app.router.add_get("/weather", self.weather)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        host, port = self.runner.addresses[0][:2]
-        self.origin = f"http://{host}:{port}"
-
-
 @pytest.fixture
-async def site() -> AsyncIterator[LoopbackSite]:
-    loopback = LoopbackSite()
-    await loopback.start()
-    yield loopback
-    assert loopback.runner is not None
-    await loopback.runner.cleanup()
+async def site(partner_site: StartPartnerSite) -> PartnerSite:
+    """A partner's page embedding the widget (/) and a neutral page to leave for (/weather)."""
+    return await partner_site({"/": HOST_PAGE, "/weather": NEUTRAL_PAGE})
 
 
 async def chat_storage(page: Any, origin: str) -> list[str]:
@@ -91,7 +60,7 @@ async def reach_a_typed_answer(chat: Chat) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "360px"])
 async def test_the_exit_button_leaves_at_once_and_forgets(
-    start_widget_server: Any, site: LoopbackSite, new_page: Any, viewport: dict[str, int]
+    start_widget_server: Any, site: PartnerSite, new_page: Any, viewport: dict[str, int]
 ) -> None:
     server = await start_widget_server(exit_url=site.origin + "/weather")
     page = await new_page(viewport=viewport)
@@ -119,7 +88,7 @@ async def test_the_exit_button_leaves_at_once_and_forgets(
 
 
 async def test_shift_three_times_leaves_from_an_embedding_page(
-    start_widget_server: Any, site: LoopbackSite, new_page: Any
+    start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
     server = await start_widget_server(
         allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
@@ -155,7 +124,7 @@ async def test_shift_three_times_leaves_from_an_embedding_page(
 
 
 async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
-    start_widget_server: Any, site: LoopbackSite, new_page: Any
+    start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
     server = await start_widget_server(
         allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
@@ -177,7 +146,7 @@ async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
 
 
 async def test_the_chat_opened_on_its_own_leaves_by_itself(
-    start_widget_server: Any, site: LoopbackSite, new_page: Any
+    start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
     """chat.html without a loader around it (a link to the chat itself) moves its own page."""
     server = await start_widget_server(exit_url=site.origin + "/weather")
@@ -195,7 +164,7 @@ async def test_the_chat_opened_on_its_own_leaves_by_itself(
 
 
 async def test_only_the_chat_frame_can_ask_the_page_to_leave(
-    start_widget_server: Any, site: LoopbackSite, new_page: Any
+    start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
     """The loader acts on "exit" only from the chat's frame and origin: another script on the
     page (or another frame) cannot send the visitor away."""

@@ -9,14 +9,12 @@ frame the chat at all (CSP frame-ancestors), even by adding the frame itself.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from tests.e2e.conftest import DESKTOP, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, Chat, PartnerSite, StartPartnerSite, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -85,50 +83,18 @@ FRAMING_PAGE = """<!doctype html>
 """
 
 
-class Site:
-    """A page of our own making on its own loopback port (another origin than the server)."""
-
-    def __init__(self, template: str) -> None:
-        self.template = template
-        self.api = ""
-        self.origin = ""
-        self.runner: web.AppRunner | None = None
-
-    async def page(self, request: web.Request) -> web.Response:
-        body = self.template.format(api=self.api, origin=self.origin)
-        return web.Response(text=body, content_type="text/html")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self.page)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.origin = f"http://{host}:{port}"
+@pytest.fixture
+async def hostile_site(partner_site: StartPartnerSite) -> PartnerSite:
+    return await partner_site({"/": HOSTILE_PAGE})
 
 
 @pytest.fixture
-async def hostile_site() -> AsyncIterator[Site]:
-    site = Site(HOSTILE_PAGE)
-    await site.start()
-    yield site
-    assert site.runner is not None
-    await site.runner.cleanup()
-
-
-@pytest.fixture
-async def framing_site() -> AsyncIterator[Site]:
-    site = Site(FRAMING_PAGE)
-    await site.start()
-    yield site
-    assert site.runner is not None
-    await site.runner.cleanup()
+async def framing_site(partner_site: StartPartnerSite) -> PartnerSite:
+    return await partner_site({"/": FRAMING_PAGE})
 
 
 async def test_an_allowed_page_that_snoops_learns_nothing_but_open_and_closed(
-    start_widget_server: Any, hostile_site: Site, new_page: Any
+    start_widget_server: Any, hostile_site: PartnerSite, new_page: Any
 ) -> None:
     server = await start_widget_server(allowed_origins=(hostile_site.origin,))
     hostile_site.api = server.base_url
@@ -196,7 +162,7 @@ async def test_an_allowed_page_that_snoops_learns_nothing_but_open_and_closed(
 
 
 async def test_an_origin_not_allowed_cannot_frame_the_chat(
-    start_widget_server: Any, framing_site: Site, new_page: Any
+    start_widget_server: Any, framing_site: PartnerSite, new_page: Any
 ) -> None:
     server = await start_widget_server(allowed_origins=("https://partner.example",))
     framing_site.api = server.base_url
