@@ -10,7 +10,8 @@ import asyncio
 from collections.abc import Callable
 
 from bot.engine.types import Inbound
-from bot.intake.service import IntakeService, Reply
+from bot.intake.rendering import Reply
+from bot.intake.service import IntakeService
 
 GREETING = (
     "Type your answer, or the number of a choice. Commands: /back /restart /help /privacy "

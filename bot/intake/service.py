@@ -16,7 +16,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +34,7 @@ from bot.engine.types import (
 from bot.i18n import Catalogs
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
+from bot.intake.rendering import RenderedChoice, RenderedMessage, Reply
 from bot.ports import (
     Channel,
     ConversationRecord,
@@ -74,78 +74,6 @@ class InvalidToken(PermissionError):
     """The web token does not belong to this conversation."""
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedChoice:
-    id: str
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedMessage:
-    text: str
-    choices: tuple[RenderedChoice, ...] = ()
-    input: str = "none"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "choices": [{"id": c.id, "label": c.label} for c in self.choices],
-            "input": self.input,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RenderedMessage:
-        return cls(
-            data["text"],
-            tuple(RenderedChoice(c["id"], c["label"]) for c in data.get("choices", [])),
-            data.get("input", "none"),
-        )
-
-
-@dataclass(slots=True)
-class Reply:
-    conversation_id: str
-    locale: str
-    step: str
-    messages: list[RenderedMessage]
-    done: bool
-    reference: str | None
-    rtl: bool = False
-    #: Only on creation: the web token, never stored in clear.
-    token: str | None = None
-    transcript: list[dict[str, Any]] | None = None
-    #: True when this reply was replayed for a repeated message id.
-    replayed: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "conversation_id": self.conversation_id,
-            "locale": self.locale,
-            "dir": "rtl" if self.rtl else "ltr",
-            "step": self.step,
-            "messages": [m.to_json() for m in self.messages],
-            "done": self.done,
-            "reference": self.reference,
-        }
-        if self.token is not None:
-            data["token"] = self.token
-        if self.transcript is not None:
-            data["transcript"] = self.transcript
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Reply:
-        return cls(
-            conversation_id=data["conversation_id"],
-            locale=data["locale"],
-            step=data["step"],
-            messages=[RenderedMessage.from_json(m) for m in data["messages"]],
-            done=data["done"],
-            reference=data.get("reference"),
-            rtl=data.get("dir") == "rtl",
-        )
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -181,7 +109,7 @@ def _emptied(state: ConversationState) -> ConversationState:
 
 def _replayed(prior: dict[str, Any]) -> Reply:
     """The reply already given to a repeated message id."""
-    replayed = Reply.from_json(prior)
+    replayed = Reply.from_record(prior)
     replayed.replayed = True
     return replayed
 
@@ -365,7 +293,7 @@ class IntakeService:
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic)
-        await uow.inbound.put(scope, message_id, reply.to_json(), conversation_id=record.id)
+        await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
         return reply
 
     async def view(
@@ -521,7 +449,7 @@ class IntakeService:
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
             # that a late retry of any of the conversation's messages is answered with it.
             record.state = _emptied(record.state)
-            await uow.erasure.conversation(record.id, final_reply=reply.to_json())
+            await uow.erasure.conversation(record.id, final_reply=reply.to_record())
         else:
             entries = self._transcript(record, turn, reply, user_input=inbound, too_long=too_long)
             if record.transcript_seq - 1 > MAX_TRANSCRIPT_LINES:
@@ -535,7 +463,7 @@ class IntakeService:
             entries,
             scope=scope,
             message_id=message_id,
-            reply=reply.to_json() if message_id is not None else None,
+            reply=reply.to_record() if message_id is not None else None,
         )
         metrics.record_turn(record.channel, started)
         return reply
@@ -622,7 +550,7 @@ class IntakeService:
             )
             seq += 1
         for message in reply.messages:
-            entries.append(TranscriptEntry(seq, "bot", message.to_json(), now))
+            entries.append(TranscriptEntry(seq, "bot", message.to_record(), now))
             seq += 1
         record.transcript_seq = seq
         return entries
@@ -644,7 +572,7 @@ class IntakeService:
                         "conversation_id": record.id,
                         "locale": reply.locale,
                         "rtl": reply.rtl,
-                        "messages": [m.to_json() for m in reply.messages],
+                        "messages": [m.to_record() for m in reply.messages],
                     },
                     conversation_id=record.id,
                 )

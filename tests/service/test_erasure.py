@@ -16,7 +16,8 @@ import pytest
 from bot.app import build_service
 from bot.config import Settings
 from bot.engine.types import Inbound
-from bot.intake.service import IntakeService, Reply
+from bot.intake.rendering import Reply
+from bot.intake.service import IntakeService
 from tests.erasure_support import SUMMARY_TO_END, new_marker, path_to_summary, tables_holding
 from tests.fixtures import SMALL_DIRECTORY
 
@@ -133,7 +134,7 @@ async def test_cancel_keeps_nothing_that_was_typed_in_any_table(
     assert await tables_holding(engine_of(service), marker) == []
     # The cancel turn's own reply stays deliverable and is kept for a retry of its update.
     again = await person.send("command", "cancel", message_id="cancel")
-    assert again.replayed and again.to_json() == cancelled.to_json()
+    assert again.replayed and again.to_record() == cancelled.to_record()
     if channel == "telegram":
         async with service.storage.unit_of_work() as uow:
             pending = await uow.outbox.claim(TOPIC, limit=10, lease_seconds=30)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bot.engine.types import Inbound
-from bot.intake.service import IntakeService, InvalidToken, Reply
+from bot.intake.rendering import Reply
+from bot.intake.service import IntakeService, InvalidToken
 
 REFERENCE = re.compile(r"^[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}$")
 
@@ -65,7 +66,7 @@ async def test_a_repeated_message_id_is_applied_once(service: IntakeService) -> 
     again = await service.handle(
         start.conversation_id, Inbound("choice", "start"), message_id="same"
     )
-    assert again.to_json() == first.to_json() and again.replayed
+    assert again.to_record() == first.to_record() and again.replayed
     # A different answer under the same id changes nothing either.
     other = await service.handle(
         start.conversation_id, Inbound("choice", "poor"), message_id="same"
@@ -226,7 +227,7 @@ async def test_a_message_sent_twice_at_once_is_applied_once(any_service: IntakeS
             for _ in range(3)
         )
     )
-    assert len({json.dumps(r.to_json(), sort_keys=True) for r in replies}) == 1
+    assert len({json.dumps(r.to_record(), sort_keys=True) for r in replies}) == 1
     assert sorted(r.replayed for r in replies) == [False, True, True]
     view = await service.view(start.conversation_id)
     roles = [e["role"] for e in view.transcript or []]

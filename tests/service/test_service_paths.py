@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.engine.types import Inbound
-from bot.intake.service import IntakeService, Reply
+from bot.intake.rendering import Reply
+from bot.intake.service import IntakeService
 from bot.ports import ConcurrencyError, StorageError
 from storage.memory import MemoryStorage
 from tests.service.conftest import make_memory_service
@@ -102,7 +103,7 @@ async def test_a_concurrent_duplicate_message_is_replayed_not_applied_twice(
     again = await memory_service.handle(
         start.conversation_id, Inbound("choice", "start"), message_id="m9"
     )
-    assert again.replayed and again.to_json() == first.to_json()
+    assert again.replayed and again.to_record() == first.to_record()
     assert await user_lines(memory_service, start.conversation_id) == 1
     assert not memory(memory_service).faults.take("miss_reply")  # the fault was used
 
@@ -121,7 +122,7 @@ async def test_a_revision_conflict_surfaces_and_writes_nothing(
             start.conversation_id, Inbound("choice", "start"), message_id="m1"
         )
     after = await memory_service.view(start.conversation_id)
-    assert after.to_json() == before.to_json()
+    assert after.to_record() == before.to_record()
     retried = await memory_service.handle(
         start.conversation_id, Inbound("choice", "start"), message_id="m1"
     )
@@ -141,7 +142,7 @@ async def test_the_database_failing_mid_turn_commits_nothing(
     memory(memory_service).fail_next(fault)  # type: ignore[arg-type]
     with pytest.raises(StorageError):
         await submit(memory_service, conversation_id)
-    assert (await memory_service.view(conversation_id)).to_json() == before.to_json()
+    assert (await memory_service.view(conversation_id)).to_record() == before.to_record()
     async with memory_service.storage.unit_of_work() as uow:
         assert await uow.reports.count() == 0
         assert await uow.outbox.list(topic="report.submitted") == []

@@ -33,7 +33,7 @@ from bot.channels.telegram.render import (
     join_messages,
     split_text,
 )
-from bot.intake.service import RenderedMessage
+from bot.intake.rendering import RenderedMessage
 from bot.outbox.dispatcher import Outcome, backoff
 from bot.ports import OutboxMessage
 from bot.ratelimit import Pacer
@@ -63,8 +63,8 @@ def payload_message(payload: dict[str, Any]) -> RenderedMessage:
         items = payload["messages"]
         if not isinstance(items, list):
             raise TypeError("messages is not a list")
-        return join_messages([RenderedMessage.from_json(item) for item in items])
-    return RenderedMessage.from_json(payload["message"])
+        return join_messages([RenderedMessage.from_record(item) for item in items])
+    return RenderedMessage.from_record(payload["message"])
 
 
 class TelegramDelivery:

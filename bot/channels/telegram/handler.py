@@ -31,7 +31,8 @@ from bot.channels.telegram.updates import (
     classify,
 )
 from bot.engine.types import T, Text
-from bot.intake.service import IntakeService, RenderedMessage
+from bot.intake.rendering import RenderedMessage
+from bot.intake.service import IntakeService
 from bot.ports import Channel, StorageError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.intake.service import RenderedChoice, RenderedMessage
+from bot.intake.rendering import RenderedChoice, RenderedMessage
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ from bot.channels.web.http import (
 from bot.channels.web.openapi import OPENAPI_PATH, get_openapi
 from bot.channels.web.static import FILE_PATTERN, StaticFiles, add_security_headers
 from bot.channels.web.ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
+from bot.channels.web.wire import reply_body
 from bot.engine.types import COMMANDS, Inbound
 from bot.intake.service import InvalidToken, hash_token
 from bot.ports import StorageError
@@ -211,7 +212,7 @@ async def create_conversation(request: web.Request) -> web.Response:
     accept_language = request.headers.get(hdrs.ACCEPT_LANGUAGE)
     hints = tuple(h[:MAX_LOCALE_HINT] if h else None for h in (locale, accept_language))
     reply = await request.app[SERVICE].start(channel="web", locale_hints=hints, with_token=True)
-    return web.json_response(reply.to_json(), status=201)
+    return web.json_response(reply_body(reply), status=201)
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -227,7 +228,7 @@ async def post_message(request: web.Request) -> web.Response:
         )
     except InvalidToken:
         raise _unauthorized("The token does not match this conversation.") from None
-    return web.json_response(reply.to_json())
+    return web.json_response(reply_body(reply))
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -238,7 +239,7 @@ async def get_conversation(request: web.Request) -> web.Response:
         reply = await request.app[SERVICE].view(conversation_id, with_transcript=True, token=token)
     except InvalidToken:
         raise _unauthorized("The token does not match this conversation.") from None
-    return web.json_response(reply.to_json())
+    return web.json_response(reply_body(reply))
 
 
 def parse_inbound(body: dict[str, Any]) -> Inbound:

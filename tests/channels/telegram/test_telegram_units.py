@@ -16,7 +16,7 @@ from bot.channels.telegram.updates import (
     inbound_from_text,
 )
 from bot.engine.types import Inbound
-from bot.intake.service import RenderedChoice, RenderedMessage
+from bot.intake.rendering import RenderedChoice, RenderedMessage
 from bot.outbox.dispatcher import backoff
 
 

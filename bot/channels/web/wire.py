@@ -1,0 +1,29 @@
+"""The web chat API's JSON body for a turn's reply (the contract in intake-spec.md).
+
+Field names here are a public contract: the widget, partners' frontends and tests read
+them. Only additive changes; `bot.channels.web.openapi` describes the same shape and a test
+keeps the two true to each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.intake.rendering import Reply
+
+
+def reply_body(reply: Reply) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "conversation_id": reply.conversation_id,
+        "locale": reply.locale,
+        "dir": "rtl" if reply.rtl else "ltr",
+        "step": reply.step,
+        "messages": [m.to_record() for m in reply.messages],
+        "done": reply.done,
+        "reference": reply.reference,
+    }
+    if reply.token is not None:
+        body["token"] = reply.token
+    if reply.transcript is not None:
+        body["transcript"] = reply.transcript
+    return body
