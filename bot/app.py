@@ -149,7 +149,7 @@ def mount_staff(app: web.Application, staff: StaffSettings) -> None:
     if staff.enabled:
         from sqlalchemy.ext.asyncio import AsyncEngine
 
-        from bot.staff.web import mount
+        from bot.staff.application import mount
 
         def engine() -> AsyncEngine:
             found = getattr(app[STORAGE], "engine", None)

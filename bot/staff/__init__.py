@@ -1,1 +1,1 @@
-"""The staff web application, served under /staff/ (see bot/staff/web.py)."""
+"""The staff web application, served under /staff/ (assembled in bot/staff/application.py)."""

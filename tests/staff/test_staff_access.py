@@ -8,7 +8,8 @@ import re
 import pytest
 from sqlalchemy import text
 
-from bot.staff.web import Route, routes
+from bot.staff.application import routes
+from bot.staff.web import Route
 from storage.staff import StaffTx
 from tests.staff.conftest import Browser, Staff
 
