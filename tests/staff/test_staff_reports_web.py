@@ -4,6 +4,7 @@ answers, location, clocks, status workflow, category, assignment, notes, contact
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
@@ -196,6 +197,8 @@ async def test_an_urgent_report_is_acknowledged_here_and_its_messages_are_shown(
                     "URGE-4444",
                     {"kind": "acknowledgement", "reference": "URGE-4444", "to": CONTACT["email"]},
                     idempotency_key="URGE-4444:acknowledgement",
+                    # Not due yet, so the server's own dispatcher leaves it waiting.
+                    available_at=datetime.now(UTC) + timedelta(hours=1),
                 )
             ]
         )
