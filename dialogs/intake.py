@@ -131,7 +131,7 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         links=(Link("contact_us", T("Other ways to contact us")),),
-        links_at=1,
+        links_at=2,
         choices=(
             _c("start", T("Start")),
             _c("privacy", T("Privacy"), action="privacy"),
