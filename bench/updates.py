@@ -48,7 +48,7 @@ def prompts() -> list[tuple[str, list[tuple[str, str]]]]:
     from bot.i18n import Catalogs
     from dialogs.intake import INTAKE
 
-    catalogs = Catalogs()
+    catalogs = Catalogs(globals_={"contact_phone": "03000 616161"})
     engine = Engine(INTAKE)
     translate = catalogs.translator("en")
     turn = engine.start("en")

@@ -43,7 +43,10 @@ __all__ = ["SERVICE", "SETTINGS", "STORAGE", "build_app", "build_service"]
 
 
 def build_catalogs(settings: Settings) -> Catalogs:
-    return Catalogs(rtl=RTL_LOCALES, globals_={"privacy_url": settings.privacy_url})
+    return Catalogs(
+        rtl=RTL_LOCALES,
+        globals_={"privacy_url": settings.privacy_url, "contact_phone": settings.contact_phone},
+    )
 
 
 def build_engine(catalogs: Catalogs) -> Engine:
@@ -69,6 +72,7 @@ async def build_service(
         directory,
         clock=clock,
         acknowledgement=partial(acknowledgement_channel, settings.delivery),
+        links=settings.links,
     )
     if settings.directory_csv is not None:
         await import_directory_if_empty(storage, settings.directory_csv)

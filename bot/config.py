@@ -17,6 +17,39 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
 #: Where the widget's "Exit this page" goes: a neutral page nobody would wonder about.
 DEFAULT_EXIT_URL = "https://www.bbc.co.uk/weather"
+#: How a person reaches someone by phone instead of the chat (the welcome says it).
+DEFAULT_CONTACT_PHONE = "03000 616161"
+#: The routes the conversation offers as links, by the stable key a dialogue names them with
+#: (`bot.engine.types.Link`). Each may be replaced by `INTAKE_LINK_<KEY>` (the key in capitals,
+#: e.g. INTAKE_LINK_COMPLAIN_NHS); every one must be a plain https:// address (check_link_url).
+#: Where an exact page was not certain, the organisation's own home page is used.
+DEFAULT_LINKS: Mapping[str, str] = {
+    # The regulator's own pages (named on its "give feedback on care" page).
+    "complain_provider": "https://www.cqc.org.uk/contact-us/how-complain/complain-about-service-or-provider",
+    "complain_mha": "https://www.cqc.org.uk/contact-us/how-complain/complain-about-use-mental-health-act",
+    "contact_us": "https://www.cqc.org.uk/contact-us",
+    # Complaints about NHS care, and about council-funded care (to the council).
+    "complain_nhs": "https://www.england.nhs.uk/contact-us/feedback-and-complaints/complaint/",
+    "find_council": "https://www.gov.uk/find-local-council",
+    # The ombudsmen: NHS care (Parliamentary and Health Service Ombudsman); social care
+    # (Local Government and Social Care Ombudsman).
+    "ombudsman_nhs": "https://www.ombudsman.org.uk",
+    "ombudsman_social_care": "https://www.lgo.org.uk",
+    # Children's social care: Ofsted, and reporting a worry about a child.
+    "ofsted": "https://www.gov.uk/government/organisations/ofsted",
+    "report_child_abuse": "https://www.gov.uk/report-child-abuse",
+    # Whistleblowing advice (Protect, the UK whistleblowing charity).
+    "whistleblowing_advice": "https://protect-advice.org.uk",
+    # Someone who is struggling: NHS 111 and Samaritans.
+    "nhs_111": "https://111.nhs.uk",
+    "samaritans": "https://www.samaritans.org",
+    # Who checks care outside England.
+    "wales_care": "https://www.careinspectorate.wales",
+    "wales_health": "https://www.hiw.org.uk",
+    "scotland_care": "https://www.careinspectorate.com",
+    "scotland_health": "https://www.healthcareimprovementscotland.org",
+    "northern_ireland": "https://www.rqia.org.uk",
+}
 #: Plain http is only for a page on this machine (tests, local trials).
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -38,6 +71,48 @@ def check_exit_url(value: str) -> str:
     ):
         raise ConfigError(f"INTAKE_EXIT_URL must be a plain https:// address, not {value!r}")
     return value
+
+
+def check_link_url(name: str, value: str) -> str:
+    """A well-formed https address that a person can be sent to: a host, no spaces, no
+    credentials, nothing that could end the string it is put in; else ConfigError naming
+    the variable. Never plain http, not even on loopback: these are shown to the public."""
+    parsed = urlsplit(value)
+    if (
+        parsed.scheme != "https"
+        or not parsed.hostname
+        or "." not in parsed.hostname
+        or parsed.username is not None
+        or parsed.password is not None
+        or any(c.isspace() or c in "\"'<>\\`" for c in value)
+    ):
+        raise ConfigError(f"{name} must be a plain https:// address, not {value!r}")
+    return value
+
+
+def check_contact_phone(value: str) -> str:
+    """A phone number as people read it: digits, spaces and an optional leading +."""
+    digits = value.replace(" ", "")
+    if not (digits.lstrip("+").isdigit() and 6 <= len(digits) <= 16 and "+" not in digits[1:]):
+        raise ConfigError(f"INTAKE_CONTACT_PHONE must be a phone number, not {value!r}")
+    return value
+
+
+def links_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The default links, each replaced by its `INTAKE_LINK_<KEY>` when set; an
+    `INTAKE_LINK_` variable naming no known key is refused (a typo would otherwise be
+    silently ignored)."""
+    links = dict(DEFAULT_LINKS)
+    prefix = "INTAKE_LINK_"
+    for name, raw in env.items():
+        if not name.startswith(prefix) or not raw.strip():
+            continue
+        key = name[len(prefix) :].lower()
+        if key not in links:
+            known = ", ".join(prefix + k.upper() for k in sorted(DEFAULT_LINKS))
+            raise ConfigError(f"{name} names no link we offer; the links are: {known}")
+        links[key] = raw.strip()
+    return {key: check_link_url(prefix + key.upper(), url) for key, url in links.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +145,10 @@ class Settings:
     privacy_url: str = DEFAULT_PRIVACY_URL
     #: "Exit this page" in the widget goes here (check_exit_url).
     exit_url: str = DEFAULT_EXIT_URL
+    #: The routes the conversation links to, by key (DEFAULT_LINKS, INTAKE_LINK_<KEY>).
+    links: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LINKS))
+    #: The phone number the welcome gives for talking to a person instead.
+    contact_phone: str = DEFAULT_CONTACT_PHONE
     #: How long a reply is kept for a retry of its message (the summary repeats the answers);
     #: `intake conversations purge` erases older ones. Telegram keeps an update for 24 hours.
     reply_retention_hours: int = 24
@@ -132,5 +211,7 @@ class Settings:
             new_conversations_total_per_minute=get_int("NEW_CONVERSATIONS_TOTAL_PER_MINUTE", 600),
             privacy_url=get("PRIVACY_URL") or DEFAULT_PRIVACY_URL,
             exit_url=check_exit_url(get("EXIT_URL") or DEFAULT_EXIT_URL),
+            links=links_from_env(env),
+            contact_phone=check_contact_phone(get("CONTACT_PHONE") or DEFAULT_CONTACT_PHONE),
             reply_retention_hours=get_int("REPLY_RETENTION_HOURS", 24),
         )

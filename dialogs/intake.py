@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.engine.conditions import ALWAYS, Answer, Answers, Condition
 from bot.engine.dialog import Branch, ChoiceAction, ChoiceDef, Dialog, Step
-from bot.engine.types import P, T, Text
+from bot.engine.types import Link, P, T, Text
 from dialogs import validators
 from dialogs.languages import LANGUAGES
 
@@ -22,6 +22,7 @@ LANGUAGE = "language"
 EXPERIENCE = "experience"
 SERVICE_TYPE = "service_type"
 NOT_COVERED = "not_covered"
+OUTSIDE_ENGLAND = "outside_england"
 SERVICE_OTHER = "service_other"
 PROVIDER = "provider"
 RELATIONSHIP = "relationship"
@@ -56,6 +57,21 @@ GAVE_EMAIL: Condition = Answer(CONTACT_EMAIL).is_given()
 #: Inspection alerts are about one registered location: offered only with an email address
 #: and a service matched in the directory.
 ALERTS_OFFERED: Condition = GAVE_EMAIL & Answer(PROVIDER, "location_id").is_given()
+#: A full postcode in an area wholly in Wales (CF, LL, SA; NP and LD without the districts
+#: that cross the border: NP16 and NP25 near Chepstow and Monmouth, LD7 and LD8 near Knighton
+#: and Presteigne), wholly in Scotland (AB, DD, EH, FK, G, HS, IV, KA, KW, KY, ML, PA, PH, ZE)
+#: or in Northern Ireland (BT). Border areas that are partly in England (CH, DG, GL, HR, SY,
+#: TD) are left alone: there we cannot tell from the postcode, so we do not guess.
+NOT_ENGLAND_POSTCODE = (
+    r"(?i)\b(?:(?:CF|LL|SA|AB|DD|EH|FK|HS|IV|KA|KW|KY|ML|PA|PH|ZE|BT)\d{1,2}[A-Z]?"
+    r"|NP(?:[1-9]|1[0-57-9]|2[0-46-9])|LD[1-6]|G\d{1,2}[A-Z]?)"
+    r"\s*\d[A-Z]{2}\b"
+)
+#: The service named was found outside England: not ours (matched in the directory: ours).
+PROVIDER_NOT_IN_ENGLAND: Condition = (
+    Answer(PROVIDER, "text").matches(NOT_ENGLAND_POSTCODE, "a postcode outside England")
+    & ~Answer(PROVIDER, "location_id").is_given()
+)
 WANTS_CONTACT: Condition = Answer(CONTACT).equals("yes") & ~Answer(CONTACT_PHONE).equals(
     "no_contact"
 )
@@ -77,8 +93,11 @@ def _c(
     note: Text | None = None,
     when: Condition | None = None,
     action: ChoiceAction | None = None,
+    *,
+    links: tuple[Link, ...] = (),
+    note_when: Condition | None = None,
 ) -> ChoiceDef:
-    return ChoiceDef(choice_id, label, note, when, action)
+    return ChoiceDef(choice_id, label, note, when, action, links, note_when)
 
 
 YES, NO, NOT_SURE = T("Yes"), T("No"), T("I'm not sure")
@@ -101,12 +120,18 @@ STEPS: tuple[Step, ...] = (
                 "Tell us about care you had, or care you saw. We want to hear about poor care, "
                 "abuse and neglect. We also want to hear about good care."
             ),
+            T(
+                "This is an automated chat, not a person. It takes about 10 minutes. To talk "
+                "to a person instead, call us on {contact_phone}."
+            ),
             T("If someone is in danger right now, call 999."),
             T(
                 "What you tell us is kept private and used to check on care services. Choose "
                 '"Privacy" to read how we use it.'
             ),
         ),
+        links=(Link("contact_us", T("Other ways to contact us")),),
+        links_at=2,
         choices=(
             _c("start", T("Start")),
             _c("privacy", T("Privacy"), action="privacy"),
@@ -144,9 +169,11 @@ STEPS: tuple[Step, ...] = (
             _c("ambulance", T("Ambulance service")),
             _c("childrens_social_care", T("Children's social care")),
             _c("other", T("Something else, or I'm not sure")),
+            _c(OUTSIDE_ENGLAND, T("The care was in Wales, Scotland or Northern Ireland")),
         ),
         next=(
             Branch(NOT_COVERED, Answer(SERVICE_TYPE).equals("childrens_social_care")),
+            Branch(OUTSIDE_ENGLAND, Answer(SERVICE_TYPE).equals(OUTSIDE_ENGLAND)),
             Branch(SERVICE_OTHER, Answer(SERVICE_TYPE).equals("other")),
             Branch(PROVIDER),
         ),
@@ -161,13 +188,59 @@ STEPS: tuple[Step, ...] = (
                 "We do not check children's social care. Ofsted does. Please contact Ofsted "
                 "about it. We have not kept anything you told us."
             ),
+            T(
+                "If you are worried that a child is being harmed, tell the local council or the "
+                "police. If a child is in danger right now, call 999."
+            ),
+            T(
+                "We do check health care for children, like hospitals, GPs and dentists. To "
+                "tell us about that, choose a different service."
+            ),
             T("Do you want to tell us about a different service?"),
         ),
+        links=(
+            Link("ofsted", T("Ofsted")),
+            Link("report_child_abuse", T("Report a worry about a child")),
+        ),
+        links_at=1,
         choices=(
             _c("change_service", T("Choose a different service")),
             _c("end", T("End here"), note=T("Thank you. Goodbye.")),
         ),
         next=(Branch(SERVICE_TYPE),),
+        exits={"end": "end"},
+    ),
+    Step(
+        OUTSIDE_ENGLAND,
+        "choice",
+        prompt=(
+            T(
+                "We only check care in England. Care in Wales, Scotland and Northern Ireland "
+                "is checked by other organisations. Please tell them instead."
+            ),
+            T(
+                "Wales: Care Inspectorate Wales (social care) and Healthcare Inspectorate Wales "
+                "(health care). Scotland: the Care Inspectorate (social care) and Healthcare "
+                "Improvement Scotland (health care). Northern Ireland: the Regulation and "
+                "Quality Improvement Authority (RQIA)."
+            ),
+            T(
+                "If you end here, we keep nothing you told us. If you chose this by mistake, go "
+                "back."
+            ),
+        ),
+        links=(
+            Link("wales_care", T("Care Inspectorate Wales")),
+            Link("wales_health", T("Healthcare Inspectorate Wales")),
+            Link("scotland_care", T("Care Inspectorate (Scotland)")),
+            Link("scotland_health", T("Healthcare Improvement Scotland")),
+            Link("northern_ireland", T("RQIA (Northern Ireland)")),
+        ),
+        links_at=1,
+        choices=(
+            _c("end", T("End here"), note=T("Thank you. Goodbye.")),
+            _c("back", T("Go back"), action="back"),
+        ),
         exits={"end": "end"},
     ),
     Step(
@@ -192,7 +265,7 @@ STEPS: tuple[Step, ...] = (
             ),
         ),
         max_length=1500,
-        next=(Branch(RELATIONSHIP),),
+        next=(Branch(OUTSIDE_ENGLAND, PROVIDER_NOT_IN_ENGLAND), Branch(RELATIONSHIP)),
         search_within=SERVICE_TYPE,
         summary_label=T("Service"),
         help=T(
@@ -251,7 +324,9 @@ STEPS: tuple[Step, ...] = (
                 "If you ever go to an employment tribunal, it may help you that you told us "
                 "about your worries."
             ),
+            T("Protect is a charity that gives free, private advice about whistleblowing."),
         ),
+        links=(Link("whistleblowing_advice", T("Protect: whistleblowing advice")),),
         next=AFTER_RELATIONSHIP,
     ),
     Step(
@@ -313,7 +388,18 @@ STEPS: tuple[Step, ...] = (
     Step(
         RISK,
         "choice",
-        prompt=(T("Is anyone at risk of harm or abuse right now?"),),
+        prompt=(
+            T(
+                "If this is hard for you, you can talk to someone. For health advice, call NHS "
+                "111. To talk about how you feel, call Samaritans free on 116 123, day or night."
+            ),
+            T("Is anyone at risk of harm or abuse right now?"),
+        ),
+        links=(
+            Link("nhs_111", T("NHS 111")),
+            Link("samaritans", T("Samaritans")),
+        ),
+        links_at=0,
         choices=(
             _c(
                 "yes",
@@ -350,7 +436,17 @@ STEPS: tuple[Step, ...] = (
             _c("police", T("The police")),
             _c("council", T("The council's safeguarding team")),
             _c("both", T("Both")),
-            _c("neither", T("Neither")),
+            _c(
+                "neither",
+                T("Neither"),
+                note=T(
+                    "Please also tell the local council's adult safeguarding team. They can act "
+                    "to protect the person. Your council's website says how, or call the council "
+                    "and ask for adult safeguarding."
+                ),
+                note_when=Answer(RISK).is_in("yes", "not_sure"),
+                links=(Link("find_council", T("Find your local council")),),
+            ),
         ),
         next=(Branch(COMPLAINT),),
         summary_label=T("Told the police or council"),
@@ -384,6 +480,20 @@ STEPS: tuple[Step, ...] = (
                 "But please tell us too, as you are doing now. It helps us see how well the "
                 "service cares for people, and it can protect others."
             ),
+            T(
+                "How to complain: to the service first. About NHS care, you can also complain "
+                "to the NHS. About care the council arranged or paid for, complain to the "
+                "council. If you are not happy with the answer, an ombudsman can look at it: "
+                "the Parliamentary and Health Service Ombudsman for NHS care, and the Local "
+                "Government and Social Care Ombudsman for social care."
+            ),
+        ),
+        links=(
+            Link("complain_provider", T("How to complain about a service")),
+            Link("complain_nhs", T("Complain about NHS care")),
+            Link("find_council", T("Find your local council")),
+            Link("ombudsman_nhs", T("Parliamentary and Health Service Ombudsman")),
+            Link("ombudsman_social_care", T("Local Government and Social Care Ombudsman")),
         ),
         next=AFTER_COMPLAINT_INFO,
     ),
@@ -400,12 +510,20 @@ STEPS: tuple[Step, ...] = (
             _c(
                 "yes",
                 YES,
-                note=T(
-                    "This is the one time we can sometimes act for someone. In some cases we can "
-                    "act for a person whose rights are restricted under the Mental Health Act. "
-                    'You can also complain to us about how the Act was used. Search "CQC '
-                    'complain about the Mental Health Act" to find out how.'
+                note=Text.lines(
+                    T(
+                        "This is the one time we can sometimes act for someone. In some cases we "
+                        "can act for a person whose rights are restricted under the Mental "
+                        "Health Act. You can also complain to us about how the Act was used. "
+                        'Search "CQC complain about the Mental Health Act" to find out how.'
+                    ),
+                    T(
+                        "An independent mental health advocate (IMHA) can help the person "
+                        "understand their rights and speak up. Ask the ward or the care team "
+                        "how to reach one."
+                    ),
                 ),
+                links=(Link("complain_mha", T("Complain about the use of the Mental Health Act")),),
             ),
             _c("no", NO),
             _c("not_sure", NOT_SURE),

@@ -42,10 +42,11 @@ async def converse(
 
 
 def render(reply: Reply) -> str:
-    """A reply as terminal text: each message, its choices numbered, then the reference."""
+    """A reply as terminal text: each message with its links ("Label: https://..."), its
+    choices numbered, then the reference."""
     lines: list[str] = []
     for message in reply.messages:
-        lines.append(message.text)
+        lines.append(message.text_with_links())
         lines += [f"  {n}. {choice.label}" for n, choice in enumerate(message.choices, start=1)]
     if reply.reference and reply.done:
         lines += ["", f"Reference: {reply.reference}"]

@@ -8,6 +8,7 @@ combine with `&`, `|` and `~`.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,6 +73,11 @@ class Answer:
         """Answered with something: not empty and not skipped."""
         return _Given(self)
 
+    def matches(self, pattern: str, meaning: str) -> Condition:
+        """Answered with text in which the regular expression `pattern` is found; `meaning`
+        says what it looks for, in words (for diagrams)."""
+        return _Matches(self, re.compile(pattern), meaning)
+
 
 @dataclass(frozen=True, slots=True)
 class _IsIn(Condition):
@@ -97,6 +103,20 @@ class _Given(Condition):
 
     def describe(self) -> str:
         return f"{self.answer.name} given"
+
+
+@dataclass(frozen=True, slots=True)
+class _Matches(Condition):
+    answer: Answer
+    pattern: re.Pattern[str]
+    meaning: str
+
+    def evaluate(self, answers: Answers) -> bool:
+        value = self.answer.value(answers)
+        return isinstance(value, str) and self.pattern.search(value) is not None
+
+    def describe(self) -> str:
+        return f"{self.answer.name} has {self.meaning}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from bot.engine.conditions import Answers, Condition
-from bot.engine.types import Text
+from bot.engine.types import Link, Text
 
 #: choice: pick one of `choices`; text: free text (validated); info: read, then `continue`;
 #: lookup: free text searched in the directory (`Needs.search_directory`), then matches
@@ -74,6 +74,11 @@ class ChoiceDef:
     when: Condition | None = None
     #: What choosing it does, when that is not answering the step.
     action: ChoiceAction | None = None
+    #: Links shown with the note (the routes a person needs right then).
+    links: Sequence[Link] = ()
+    #: The note (and its links) is said only when this holds for the answers, this choice
+    #: included (None: always).
+    note_when: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,10 @@ class Step:
     search_within: str | None = None
     #: A `submitted` step: its messages from the receipt (used instead of `prompt`).
     receipt: ReceiptPromptFn | None = None
+    #: Links shown with one of the prompt's messages: the one at `links_at` (by default the
+    #: last, which carries the choices).
+    links: Sequence[Link] = ()
+    links_at: int = -1
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,7 @@ __all__ = [
     "Condition",
     "Dialog",
     "Invalid",
+    "Link",
     "Receipt",
     "Step",
     "StepKind",

@@ -224,8 +224,12 @@ class Engine:
         if not texts:
             texts = [Text.raw("")]
         input_kind = "text" if offer.accepts_text else ("choice" if offer.choices else "none")
-        last = Outbound(texts[-1], offer.choices, input_kind)  # type: ignore[arg-type]
-        return (*(Outbound(t) for t in texts[:-1]), last)
+        out = [Outbound(t) for t in texts[:-1]]
+        out.append(Outbound(texts[-1], offer.choices, input_kind))  # type: ignore[arg-type]
+        if step.links and -len(out) <= step.links_at < len(out):
+            at = out[step.links_at]
+            out[step.links_at] = Outbound(at.text, at.choices, at.input, tuple(step.links))
+        return tuple(out)
 
     def path(self, answers: Answers) -> list[str]:
         """The steps the answers lead through, from the first step while each is answered.
@@ -323,12 +327,12 @@ class Engine:
             state.answers.clear()
             state.history.clear()
             state.step = self._ended_step or state.step
-            note = self._choice_note(step, choice_id)
-            out = [Outbound(note)] if note else []
+            note = self._choice_note(step, choice_id, state.answers)
+            out = [note] if note else []
             out.append(Outbound(self._msg("ended")))
             return Turn(state, tuple(out), (ConversationClosed("not_covered"),), echo)
         state.answers[step.id] = choice_id
-        note = self._choice_note(step, choice_id)
+        note = self._choice_note(step, choice_id, state.answers)
         return self._forward(state, [note] if note else [], echo)
 
     def _text(self, state: ConversationState, step: Step, value: str, needs: Needs) -> Turn:
@@ -367,7 +371,7 @@ class Engine:
             state.scratch["typed"] = value
             return Turn(state, self.prompt(state), echo=echo)
         state.answers[step.id] = {"text": value, "location_id": None, "name": None}
-        return self._forward(state, [self._msg("no_matches")], echo)
+        return self._forward(state, [Outbound(self._msg("no_matches"))], echo)
 
     def _pick_match(
         self, state: ConversationState, step: Step, choice_id: str, echo: Text | None
@@ -417,7 +421,7 @@ class Engine:
 
     # ------------------------------------------------------------------ movement
 
-    def _forward(self, state: ConversationState, notes: list[Text], echo: Text | None) -> Turn:
+    def _forward(self, state: ConversationState, notes: list[Outbound], echo: Text | None) -> Turn:
         """Fire `advance`; while editing, walk past steps that already have answers."""
         model = _Model(state.step, state.answers)
         while True:
@@ -431,7 +435,7 @@ class Engine:
         state.step = model.state
         if nxt.kind == "summary":
             state.editing = False
-        return Turn(state, (*(Outbound(n) for n in notes), *self.prompt(state)), echo=echo)
+        return Turn(state, (*notes, *self.prompt(state)), echo=echo)
 
     def _goto(self, state: ConversationState, step_id: str, *, echo: Text | None = None) -> Turn:
         state.history.append(state.step)
@@ -525,8 +529,15 @@ class Engine:
     def _action(step: Step, choice_id: str) -> ChoiceAction | None:
         return next((c.action for c in step.choices if c.id == choice_id), None)
 
-    def _choice_note(self, step: Step, choice_id: str) -> Text | None:
-        return next((c.note for c in step.choices if c.id == choice_id and c.note), None)
+    def _choice_note(self, step: Step, choice_id: str, answers: Answers) -> Outbound | None:
+        """What is said right after a choice: its note with its links, when its
+        `note_when` holds for the answers (this choice included)."""
+        for c in step.choices:
+            if c.id == choice_id and c.note:
+                if c.note_when is not None and not c.note_when.evaluate(answers):
+                    return None
+                return Outbound(c.note, links=tuple(c.links))
+        return None
 
     def _after_end(self, state: ConversationState) -> tuple[Outbound, ...]:
         if state.status == "submitted":

@@ -75,12 +75,24 @@ class Choice:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """A link a message offers: a stable `key` (e.g. "complain_nhs") that the service turns
+    into an address from its configuration, and the words to show for it. The engine never
+    holds an address: which page a key means is configuration, not dialogue."""
+
+    key: str
+    label: Text
+
+
+@dataclass(frozen=True, slots=True)
 class Outbound:
     """One message from the bot. `input` says what the channel should offer next."""
 
     text: Text
     choices: tuple[Choice, ...] = ()
     input: InputKind = "none"
+    #: Where the person can go next (shown after the text, before the choices).
+    links: tuple[Link, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,17 +20,30 @@ class RenderedChoice:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedLink:
+    """A link in the person's language; `url` is always https (the service drops any other)."""
+
+    label: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     text: str
     choices: tuple[RenderedChoice, ...] = ()
     input: str = "none"
+    links: tuple[RenderedLink, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "text": self.text,
             "choices": [{"id": c.id, "label": c.label} for c in self.choices],
             "input": self.input,
         }
+        # Only when there are some: a message without links keeps its old shape.
+        if self.links:
+            record["links"] = [{"label": k.label, "url": k.url} for k in self.links]
+        return record
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> RenderedMessage:
@@ -38,7 +51,14 @@ class RenderedMessage:
             data["text"],
             tuple(RenderedChoice(c["id"], c["label"]) for c in data.get("choices", [])),
             data.get("input", "none"),
+            tuple(RenderedLink(k["label"], k["url"]) for k in data.get("links", [])),
         )
+
+    def text_with_links(self) -> str:
+        """The text with each link on its own line as "Label: https://...", for channels
+        that show plain text (Telegram, the terminal)."""
+        lines = [f"{k.label}: {k.url}" for k in self.links]
+        return "\n".join([self.text, *lines]) if lines else self.text
 
 
 @dataclass(slots=True)

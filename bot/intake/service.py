@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import metrics
+from bot.config import DEFAULT_LINKS
 from bot.engine.engine import Engine
 from bot.engine.needs import Match
 from bot.engine.text import clean_text, strip_dangerous
@@ -34,7 +35,7 @@ from bot.engine.types import (
 from bot.i18n import Catalogs
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
-from bot.intake.rendering import RenderedChoice, RenderedMessage, Reply
+from bot.intake.rendering import RenderedChoice, RenderedLink, RenderedMessage, Reply
 from bot.ports import (
     Channel,
     ConversationRecord,
@@ -148,6 +149,7 @@ class IntakeService:
         clock: Callable[[], datetime] = utcnow,
         reference_factory: Callable[[], str] = new_reference,
         acknowledgement: Callable[[dict[str, Any]], str | None] = lambda _report: None,
+        links: Mapping[str, str] | None = None,
     ) -> None:
         self.storage = storage
         self.engine = engine
@@ -160,6 +162,8 @@ class IntakeService:
         self._acknowledgement = acknowledgement
         #: What the engine asks of the outside, answered from memory.
         self._needs = _ServiceNeeds(self)
+        #: Where each link key a dialogue names goes (configuration: bot.config.DEFAULT_LINKS).
+        self._links: Mapping[str, str] = dict(DEFAULT_LINKS if links is None else links)
 
     # ------------------------------------------------------------------ web and terminal
 
@@ -599,6 +603,11 @@ class IntakeService:
                 for c in outbound.choices
             ),
             outbound.input,
+            tuple(
+                RenderedLink(self.catalogs.render(link.label, locale), url)
+                for link in outbound.links
+                if (url := self._links.get(link.key, "")).startswith("https://")
+            ),
         )
 
     def _stored_report(self, record: ConversationRecord, event: ReportSubmitted) -> StoredReport:

@@ -545,7 +545,49 @@
     }
   }
 
-  function addMessage(role, text) {
+  /** A safe https address to link to, or null: anything else (http, javascript:, data:,
+   *  an address with spaces or without a host) is never made into a link. */
+  function httpsUrl(value) {
+    var raw = String(value == null ? "" : value);
+    if (!/^https:\/\/[^\/\s<>"'`\\][^\s<>"'`\\]*$/.test(raw)) {
+      return null;
+    }
+    try {
+      var parsed = new URL(raw);
+      return parsed.protocol === "https:" && parsed.hostname ? raw : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /** A message's links (the next step a person can take), as a list of real links under its
+   *  text; each opens in a new tab, so the chat stays where it is. */
+  function appendLinks(item, links) {
+    var list = null;
+    (Array.isArray(links) ? links : []).forEach(function (link) {
+      var href = link && httpsUrl(link.url);
+      var label = link && typeof link.label === "string" ? link.label : "";
+      if (!href || !label) {
+        return;
+      }
+      if (!list) {
+        list = el("ul", "ciw-links");
+        list.dir = "auto";
+      }
+      var a = el("a", "ciw-link", label);
+      a.href = href;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      var li = el("li", "ciw-links-item");
+      li.appendChild(a);
+      list.appendChild(li);
+    });
+    if (list) {
+      item.appendChild(list);
+    }
+  }
+
+  function addMessage(role, text, links) {
     var item = el("div", "ciw-msg ciw-msg--" + (role === "user" ? "user" : "bot"));
     item.setAttribute("data-role", role === "user" ? "user" : "bot");
     if (role === "user") {
@@ -559,6 +601,9 @@
     p.dir = "auto";
     appendText(p, text);
     item.appendChild(p);
+    if (role !== "user") {
+      appendLinks(item, links);
+    }
     ui.log.appendChild(item);
     return item;
   }
@@ -790,7 +835,7 @@
     applyLanguage(reply);
     var first = null;
     (reply.messages || []).forEach(function (message) {
-      var item = addMessage("bot", message.text);
+      var item = addMessage("bot", message.text, message.links);
       first = first || item;
     });
     renderControls(reply);
@@ -808,7 +853,9 @@
     ui.log.textContent = "";
     var transcript = reply.transcript || [];
     if (!transcript.length) {
-      (reply.messages || []).forEach(function (message) { addMessage("bot", message.text); });
+      (reply.messages || []).forEach(function (message) {
+        addMessage("bot", message.text, message.links);
+      });
     }
     transcript.forEach(function (entry) {
       if (!entry) {
@@ -821,7 +868,7 @@
       if (entry.role === "user" && (text == null || text === "")) {
         return;
       }
-      addMessage(entry.role === "user" ? "user" : "bot", text);
+      addMessage(entry.role === "user" ? "user" : "bot", text, entry.links);
     });
     renderControls(reply);
     var draft = loadDraft();

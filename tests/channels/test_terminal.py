@@ -48,3 +48,17 @@ async def test_the_end_of_input_ends_the_chat_quietly(service: IntakeService) ->
     shown: list[str] = []
     assert await converse(service, read_line=typed(), write=shown.append) == 0
     assert shown[-1] == ""
+
+
+async def test_links_are_shown_as_label_and_address_lines(service: IntakeService) -> None:
+    from bot.config import DEFAULT_LINKS
+
+    shown: list[str] = []
+    # Start, Poor, "The care was in Wales, Scotland or Northern Ireland" (13), End here.
+    script = typed("1", "1", "13", "1")
+    await converse(service, read_line=script, write=shown.append)
+    screen = "\n".join(shown)
+    assert f"Other ways to contact us: {DEFAULT_LINKS['contact_us']}" in screen
+    assert f"Care Inspectorate Wales: {DEFAULT_LINKS['wales_care']}" in screen
+    assert f"RQIA (Northern Ireland): {DEFAULT_LINKS['northern_ireland']}" in screen
+    assert "Goodbye" in screen  # "End here" (1): nothing kept

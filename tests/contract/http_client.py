@@ -27,6 +27,7 @@ PREFERRED_CHOICES = {
     "alerts": "no",
     "provider": "none",
     "not_covered": "change_service",
+    "outside_england": "back",
     "language": "en",
 }
 TEXT_ANSWERS = {

@@ -22,7 +22,10 @@ SCRIPTS = all_scripts()
 
 @pytest.fixture(scope="module")
 def catalogs() -> Catalogs:
-    return Catalogs(rtl=RTL_LOCALES, globals_={"privacy_url": "https://example.org/privacy"})
+    return Catalogs(
+        rtl=RTL_LOCALES,
+        globals_={"privacy_url": "https://example.org/privacy", "contact_phone": "03000 616161"},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,9 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def catalogs() -> Catalogs:
-    return Catalogs(globals_={"privacy_url": "https://example.org/privacy"})
+    return Catalogs(
+        globals_={"privacy_url": "https://example.org/privacy", "contact_phone": "03000 616161"}
+    )
 
 
 @pytest.mark.parametrize(

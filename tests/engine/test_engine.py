@@ -25,7 +25,9 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def render():  # type: ignore[no-untyped-def]
-    catalogs = Catalogs(globals_={"privacy_url": "https://example.org/privacy"})
+    catalogs = Catalogs(
+        globals_={"privacy_url": "https://example.org/privacy", "contact_phone": "03000 616161"}
+    )
     return catalogs.translator("en")
 
 
@@ -168,7 +170,7 @@ def test_unknown_branch_target_is_rejected() -> None:
 
 
 def test_numbers_are_formatted_for_the_persons_language(engine: Engine) -> None:
-    catalogs = Catalogs()
+    catalogs = Catalogs(globals_={"contact_phone": "03000 616161"})
     state = drive(
         engine,
         catalogs.translator("en"),

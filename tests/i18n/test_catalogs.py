@@ -38,6 +38,7 @@ SOURCE_LOCALE = "en"
 #: The gettext keywords of the code (the Makefile's `-k T -k P:1,2 -k C:1c,2 --no-default-keywords`).
 KEYWORDS: dict[str, Any] = {"T": None, "P": (1, 2), "C": ((1, "c"), 2)}
 PRIVACY_URL = "https://example.org/privacy"
+PHONE = "03000 616161"
 REFERENCE = "ABCD-EFGH"
 
 PO_FILES: dict[str, Path] = {
@@ -266,7 +267,7 @@ def test_plural_forms_match_babel(po: tuple[str, Catalog, str]) -> None:
 
 @pytest.fixture(scope="module")
 def catalogs() -> Catalogs:
-    return Catalogs(rtl=RTL_LOCALES, globals_={"privacy_url": PRIVACY_URL})
+    return Catalogs(rtl=RTL_LOCALES, globals_={"privacy_url": PRIVACY_URL, "contact_phone": PHONE})
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +375,8 @@ class Conversation:
         assert len(set(labels)) == len(labels), (
             f"{self.locale}: two choices look the same: {labels}"
         )
+        for link in out.links:
+            self._check_text(link.label, allow_empty=False)
 
     def _check_text(self, text: Text, *, allow_empty: bool) -> str:
         rendered = self.catalogs.render(text, self.locale)
@@ -487,6 +490,16 @@ def _childrens_social_care(c: Conversation) -> None:
     c.say("hello?")  # after the end
 
 
+def _outside_england(c: Conversation) -> None:
+    _to_service_type(c, "poor")
+    c.choose("outside_england", "outside_england")
+    c.choose("back", "service_type")  # chosen by mistake
+    c.choose("hospital", "provider")
+    c.say("Royal Infirmary, Edinburgh EH16 4SA", "outside_england")
+    c.choose("end")
+    assert c.state.status == "ended"
+
+
 def _commands_and_mistakes(c: Conversation) -> None:
     c.command("back")  # nothing to go back to
     c.command("help")
@@ -530,6 +543,7 @@ SCRIPTS = {
     "poor_path_whistleblowing": _poor_path_whistleblowing,
     "mental_health": _mental_health_path,
     "childrens_social_care": _childrens_social_care,
+    "outside_england": _outside_england,
     "commands_and_mistakes": _commands_and_mistakes,
     "deep_link": _deep_link,
 }

@@ -107,7 +107,7 @@ class TelegramDelivery:
         """Send the parts of `rendered` after the first `skip_parts`; returns how many were
         sent in all. A Telegram error is raised as `_Progress` carrying the count so far."""
         keyboard = build_keyboard(rendered.choices)
-        text = rendered.text.strip()
+        text = rendered.text_with_links().strip()
         if not text and keyboard is None:
             return 0
         parts = split_text(text) if text else [BUTTONS_ONLY_TEXT]

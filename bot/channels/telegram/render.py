@@ -68,10 +68,10 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
 
 
 def join_messages(messages: Sequence[RenderedMessage]) -> RenderedMessage:
-    """A turn's messages as one: texts in order with a blank line between, and the buttons
-    of every message that has any, in order (in practice only the last one has), each
-    choice id once."""
-    texts = [text for text in (m.text.strip() for m in messages) if text]
+    """A turn's messages as one: texts in order with a blank line between (each with its
+    links as plain "Label: https://..." lines), and the buttons of every message that has
+    any, in order (in practice only the last one has), each choice id once."""
+    texts = [text for text in (m.text_with_links().strip() for m in messages) if text]
     choices: list[RenderedChoice] = []
     seen: set[str] = set()
     for message in messages:

@@ -27,7 +27,7 @@ async def test_a_whole_report_by_buttons_and_typed_text(
 ) -> None:
     user: User = make_user(tg)
     await user.say("/start")
-    assert len(user.texts()) == 1  # the four welcome messages as one
+    assert len(user.texts()) == 1  # the five welcome messages as one
     assert is_welcome(user.texts()[0])
     assert user.keyboard() == ["start", "privacy", "language"]
 

@@ -147,7 +147,7 @@ async def test_a_turns_several_messages_arrive_as_one_send_message(
         record = await uow.conversations.find_active("telegram", str(user.chat))
     assert record is not None
     (welcome,) = await expected_deliveries(tg, record.id)
-    assert len(welcome[0].split("\n\n")) == 4  # four stored bot messages
+    assert len(welcome[0].split("\n\n")) == 5  # five stored bot messages
     sent = fake_api.sent(user.chat)
     assert len(sent) == 1
     assert (sent[0].params["text"], buttons(sent[0].params)) == welcome

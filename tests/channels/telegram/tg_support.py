@@ -178,6 +178,7 @@ class User:
 WELCOME_STARTS = (
     "Hello.",
     "Tell us about care",
+    "This is an automated chat",
     "If someone is in danger",
     "What you tell us is kept private",
 )
@@ -188,7 +189,7 @@ def paragraphs(text: str) -> list[str]:
 
 
 def is_welcome(text: str) -> bool:
-    """The four welcome messages, joined in order into one Telegram message."""
+    """The five welcome messages, joined in order into one Telegram message."""
     found = paragraphs(text)
     return len(found) == len(WELCOME_STARTS) and all(
         p.startswith(start) for p, start in zip(found, WELCOME_STARTS, strict=True)
@@ -199,7 +200,8 @@ async def expected_deliveries(
     server: TelegramServer, conversation_id: str
 ) -> list[tuple[str, list[str]]]:
     """What each turn of the stored transcript should have been sent as: one message, its
-    texts joined by a blank line, with the buttons of its messages in order."""
+    texts (each with its links as "Label: https://..." lines) joined by a blank line, with the
+    buttons of its messages in order."""
     view = await server.service.view(conversation_id)
     turns: list[list[dict[str, Any]]] = []
     in_reply = False
@@ -213,7 +215,10 @@ async def expected_deliveries(
         turns[-1].append(entry)
     return [
         (
-            "\n\n".join(e["text"] for e in turn),
+            "\n\n".join(
+                "\n".join([e["text"], *(f"{k['label']}: {k['url']}" for k in e.get("links", []))])
+                for e in turn
+            ),
             [c["id"] for e in turn for c in e.get("choices", [])],
         )
         for turn in turns

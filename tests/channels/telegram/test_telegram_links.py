@@ -1,0 +1,44 @@
+"""Links in Telegram: plain "Label: https://..." lines in the text (sent without a parse mode,
+so nothing is read as markup), over the real webhook and the fake Bot API."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from bot.config import DEFAULT_LINKS
+from tests.channels.telegram.tg_support import TelegramServer, User
+
+
+def url_lines(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        label, sep, url = line.rpartition(": ")
+        if sep and url.startswith("https://"):
+            found[label] = url
+    return found
+
+
+async def test_the_welcome_and_the_not_england_step_show_their_urls(
+    tg: TelegramServer, make_user
+) -> None:
+    user: User = make_user(tg)
+    await user.say("/start")
+    welcome = user.texts()[-1]
+    assert f"Other ways to contact us: {DEFAULT_LINKS['contact_us']}" in welcome
+    assert "03000 616161" in welcome
+
+    await user.tap("start")
+    await user.tap("poor")
+    await user.tap("outside_england")
+    shown = url_lines(user.texts()[-1])
+    assert shown == {
+        "Care Inspectorate Wales": DEFAULT_LINKS["wales_care"],
+        "Healthcare Inspectorate Wales": DEFAULT_LINKS["wales_health"],
+        "Care Inspectorate (Scotland)": DEFAULT_LINKS["scotland_care"],
+        "Healthcare Improvement Scotland": DEFAULT_LINKS["scotland_health"],
+        "RQIA (Northern Ireland)": DEFAULT_LINKS["northern_ireland"],
+    }
+    for url in shown.values():
+        parts = urlsplit(url)
+        assert parts.scheme == "https" and parts.hostname and " " not in url
+    assert user.keyboard() == ["end", "back"]
