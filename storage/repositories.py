@@ -198,6 +198,13 @@ class SqlConversations:
     async def get_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        if self._db.is_postgres:
+            # The turn's hot path: on the driver's connection (storage.turns).
+            from storage.turns import pg_get_for_turn
+
+            return await pg_get_for_turn(
+                self._db, conversation_id, scope=scope, message_id=message_id
+            )
         if message_id is None:
             return await self.get(conversation_id, for_update=True), None
         parameters = {"id": conversation_id, "scope": scope, "message_id": message_id}
