@@ -52,10 +52,11 @@ class Db:
     fresh connection. Nothing of the unit of work has happened yet at that point: the BEGIN
     goes out with the first statement, so there is nothing to lose and nothing done twice.
 
-    `driver()` (PostgreSQL) hands the turn's own two statements the driver's connection
-    (asyncpg), inside the same transaction as everything run through `execute`: SQLAlchemy's
-    per-statement work (greenlet hand-off, parameter and result processing) was the largest
-    cost of a turn after the network (see BENCHMARKS.md, "Profile (2026-11-30)").
+    `driver()` hands the turn's own statements the driver's connection (asyncpg, aiosqlite),
+    inside the same transaction as everything run through `execute`: SQLAlchemy's
+    per-statement work (greenlet hand-off, parameter and result processing, and on SQLite
+    four hand-offs to aiosqlite's thread per statement) was the largest cost of a turn after
+    the network (see BENCHMARKS.md, "Profile (2026-11-30)").
     """
 
     def __init__(
@@ -91,7 +92,12 @@ class Db:
                 return await self.connection.execute(statement, parameters)
 
     async def driver(self) -> Any:
-        """The asyncpg connection of this unit of work, its transaction begun (PostgreSQL).
+        """The driver's connection of this unit of work, its transaction begun.
+
+        SQLite: the aiosqlite connection, in the transaction the engine's BEGIN IMMEDIATE
+        opened when the unit of work began (storage.engine). PostgreSQL: as follows.
+
+        The asyncpg connection of this unit of work, its transaction begun (PostgreSQL).
 
         The transaction is the one SQLAlchemy tracks on its asyncpg adapter (`_transaction`,
         what its cursor starts lazily and what `commit()` and rollback end), so statements
@@ -102,6 +108,12 @@ class Db:
         out as StorageError (`storage_errors`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
+        if not self.is_postgres:
+            if self._driver is None:
+                with storage_errors():
+                    fairy = await self.connection.get_raw_connection()
+                self._driver = fairy.driver_connection
+            return self._driver
         reconnect = None
         with storage_errors():
             for _attempt in range(MAX_DEAD_CONNECTIONS):
