@@ -111,14 +111,14 @@ class Db:
         if not self.is_postgres:
             if self._driver is None:
                 with storage_errors():
-                    fairy = await self.connection.get_raw_connection()
+                    fairy = await self._pooled()
                 self._driver = fairy.driver_connection
             return self._driver
         reconnect = None
         with storage_errors():
             for _attempt in range(MAX_DEAD_CONNECTIONS):
                 if self._driver is None:
-                    fairy = await self.connection.get_raw_connection()
+                    fairy = await self._pooled()
                     self._adapter, self._driver = fairy.dbapi_connection, fairy.driver_connection
                 adapter = self._adapter
                 if adapter._transaction is not None or adapter.isolation_level == "autocommit":
@@ -136,6 +136,15 @@ class Db:
                 self.connection = await reconnect()
                 self._adapter = self._driver = None
         raise StorageError("no live database connection after replacing every dead one")
+
+    async def _pooled(self) -> Any:
+        """The pooled DBAPI connection this unit of work holds. Already checked out and valid
+        (the unit of work has begun), so read without the greenlet hand-off that
+        `get_raw_connection()` makes in case it had to reconnect."""
+        sync = self.connection.sync_connection
+        if sync is not None and not sync.invalidated and not sync.closed:
+            return sync.connection
+        return await self.connection.get_raw_connection()
 
     def insert_or_ignore(self, table: Table) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING: a duplicate shows as rowcount 0 instead of an
