@@ -5,14 +5,30 @@ concurrent conversations to submission, as in the web benchmark. Baseline: the c
 with the same number of workers (`bench.ceiling_server --workers N`). The notes give each
 run's speed-up over one worker. On a 2-core machine that also runs PostgreSQL and the load
 generator, more than 2 workers cannot add CPU; this shows whether they at least do not hurt.
+
+A last row measures the database's own limit beside the product: `pgbench` (PostgreSQL's own
+C client, prepared statements) running its built-in simple-update transaction (BEGIN; UPDATE;
+SELECT; INSERT; END: a durable multi-statement write, like a turn) with 50 clients on a fresh
+database, against the product's best rate above. Without pgbench on PATH the row says so.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 from typing import Any
 
 from bench.common import Row, fmt, log, ratio
-from bench.servers import app_server, ceiling_server, database, load, postgres_available
+from bench.servers import (
+    app_server,
+    ceiling_server,
+    database,
+    load,
+    postgres_available,
+    postgres_url,
+)
 from bench.web_turns import timing
 
 WORKERS = (1, 2, 4)
@@ -53,4 +69,63 @@ def rows(quick: bool = False, context: dict[str, Any] | None = None) -> list[Row
             f"{ours['server_cpu_share']:.0%}, generator CPU {ours['generator_cpu_share']:.0%}"
         )
         out.append(row)
+    best = max(ours["rate"] for ours, _ in results.values())
+    out.append(pgbench_row(best, t["duration"]))
     return out
+
+
+def pgbench_row(best: float, duration: float) -> Row:
+    """The database's own transaction rate on this machine (pgbench), against the product's."""
+    name = "database limit: pgbench simple-update tps, 50 clients"
+    if shutil.which("pgbench") is None:
+        return Row.skipped(name, "pgbench not on PATH (apt-get install postgresql-client)")
+    from sqlalchemy.engine import make_url
+
+    with database("postgres") as url:
+        parsed = make_url(url)
+        connect = [
+            f"--host={parsed.host or '127.0.0.1'}",
+            f"--port={parsed.port or 5432}",
+            f"--username={parsed.username or 'postgres'}",
+        ]
+        env = {"PGPASSWORD": parsed.password} if parsed.password else {}
+        log("scaling: pgbench (the database's own limit)")
+        run = {"capture_output": True, "text": True, "timeout": duration + 120}
+        init = subprocess.run(
+            ["pgbench", "-i", "-q", "-s", "1", *connect, str(parsed.database)],
+            env={**_environ(), **env},
+            **run,  # type: ignore[call-overload]
+        )
+        if init.returncode != 0:
+            return Row.skipped(name, f"pgbench -i failed: {init.stderr.strip()[-120:]}")
+        options = [
+            "-N",
+            "-M",
+            "prepared",
+            "-c",
+            "50",
+            "-j",
+            "2",
+            "-T",
+            str(max(1, round(duration))),
+        ]
+        done = subprocess.run(
+            ["pgbench", *options, *connect, str(parsed.database)],
+            env={**_environ(), **env},
+            **run,  # type: ignore[call-overload]
+        )
+    match = re.search(r"tps = ([\d.]+)", done.stdout)
+    if match is None:
+        return Row.skipped(name, f"pgbench failed: {done.stderr.strip()[-120:]}")
+    tps = float(match.group(1))
+    row = Row(name, fmt(best, "/s"), fmt(tps, "/s"), ratio(best, tps), "info", "")
+    row.note = (
+        "ours: the best web turns/s of the worker rows above; baseline: pgbench -N -M prepared "
+        f"-c 50 -j 2 on a fresh database ({postgres_url().split('@')[-1]}), same machine. "
+        "What PostgreSQL itself sustains for a small durable write transaction here"
+    )
+    return row
+
+
+def _environ() -> dict[str, str]:
+    return dict(os.environ)

@@ -103,6 +103,9 @@ def app_env(url: str, port: int, **extra: str) -> dict[str, str]:
         "INTAKE_HOST": "127.0.0.1",
         "INTAKE_PORT": str(port),
         "INTAKE_RATE_LIMIT_PER_MINUTE": NO_RATE_LIMIT,
+        # Every conversation comes from 127.0.0.1 and they start at hundreds a second.
+        "INTAKE_NEW_CONVERSATIONS_PER_MINUTE": NO_RATE_LIMIT,
+        "INTAKE_NEW_CONVERSATIONS_TOTAL_PER_MINUTE": NO_RATE_LIMIT,
         "PYTHONPATH": str(ROOT),
         **extra,
     }

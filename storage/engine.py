@@ -179,7 +179,10 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=POOL_TIMEOUT_SECONDS,
-        pool_pre_ping=True,
+        # A SQLite connection is a file handle in this process: nothing at the other end can
+        # drop it, so a ping on every checkout (four hand-offs to aiosqlite's thread) buys
+        # nothing. An unusable file fails the unit of work's BEGIN instead, as StorageError.
+        pool_pre_ping=False,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
 
@@ -199,10 +202,16 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes
-        # cannot wait for the lock and fails with SQLITE_BUSY instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # cannot wait for the lock and fails with SQLITE_BUSY instead. Sent on the driver's
+        # connection (one hand-off to aiosqlite's thread; through a SQLAlchemy cursor it
+        # took four), on every unit of work.
+        connection.connection.dbapi_connection.run_async(_begin_immediate)
 
     return engine
+
+
+async def _begin_immediate(driver: Any) -> None:
+    await driver.execute("BEGIN IMMEDIATE")
 
 
 def _postgres_engine(url: URL, *, pool_size: int, timeouts: Timeouts | None) -> AsyncEngine:

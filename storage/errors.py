@@ -22,6 +22,9 @@ try:  # asyncpg is optional at runtime (SQLite-only installs)
         sqlite3.Error,
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
+        # What a statement on the driver's own connection (storage.turns) meets when the
+        # server dropped the session under it ("another operation is in progress").
+        asyncpg.InternalClientError,
     )
 except ImportError:  # pragma: no cover
     _DRIVER_ERRORS = (sqlite3.Error,)
@@ -71,6 +74,9 @@ def translate(error: BaseException) -> StorageError | None:
     if isinstance(error, sa_exc.IntegrityError) and is_unique_violation(error):
         return DuplicateError(str(error.orig))
     code = _sqlstate(error)
+    if code == _UNIQUE_SQLSTATE or getattr(error, "sqlite_errorname", None) in _SQLITE_UNIQUE:
+        # From a driver directly (the turn's statements on the driver's connection).
+        return DuplicateError(str(error))
     if code is not None and code[:2] in _REFUSED_DATA_CLASSES:
         return None
     if isinstance(error, sa_exc.IntegrityError):

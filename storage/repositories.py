@@ -90,11 +90,6 @@ _NEXT_SEQ = case(
 ).label("next_seq")
 #: A row lock until the transaction ends (PostgreSQL); SQLite ignores FOR UPDATE because
 #: BEGIN IMMEDIATE already made this the only writer.
-GET_FOR_TURN = (
-    select(conversations, _PRIOR_REPLY, _NEXT_SEQ)
-    .where(conversations.c.id == bindparam("id"))
-    .with_for_update(of=conversations)
-)
 GET_FOR_UPDATE = (
     select(conversations, _NEXT_SEQ)
     .where(conversations.c.id == bindparam("id"))
@@ -117,11 +112,6 @@ GET_INBOUND_REPLY = select(inbound_messages.c.reply).where(
     inbound_messages.c.scope == bindparam("scope"),
     inbound_messages.c.message_id == bindparam("message_id"),
 )
-#: (:scope, :message_id) has been answered already.
-HANDLED = exists().where(
-    inbound_messages.c.scope == bindparam("scope"),
-    inbound_messages.c.message_id == bindparam("message_id"),
-)
 #: Save state if nobody saved since `revision` was loaded (see ConversationRepository.update).
 #: The columns to set come from the parameters (`saved_values`).
 UPDATE_CONVERSATION = (
@@ -132,9 +122,6 @@ UPDATE_CONVERSATION = (
     )
     .values(revision=conversations.c.revision + 1)
 )
-SELECT_HANDLED = select(HANDLED)
-#: As UPDATE_CONVERSATION, and only while (:scope, :message_id) has no reply yet.
-UPDATE_CONVERSATION_UNLESS_HANDLED = UPDATE_CONVERSATION.where(~HANDLED)
 INSERT_TRANSCRIPT = transcript_entries.insert()
 
 
@@ -198,13 +185,11 @@ class SqlConversations:
     async def get_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        if message_id is None:
-            return await self.get(conversation_id, for_update=True), None
-        parameters = {"id": conversation_id, "scope": scope, "message_id": message_id}
-        row = (await self._db.execute(GET_FOR_TURN, parameters)).first()
-        if row is None:
-            return None, None
-        return _conversation(row), _reply(row.prior_reply)
+        # The turn's hot path: on the driver's connection (storage.turns).
+        from storage.turns import pg_get_for_turn, sqlite_get_for_turn
+
+        read = pg_get_for_turn if self._db.is_postgres else sqlite_get_for_turn
+        return await read(self._db, conversation_id, scope=scope, message_id=message_id)
 
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str

@@ -15,91 +15,240 @@ nothing when it is. ON CONFLICT only matters to a caller that writes without the
 the transaction usable and the error a DuplicateError.
 
 SQLite cannot modify data in a CTE, but there is no network either: the same steps run as
-separate statements on the single writer, which nobody else can interleave with.
+separate statements on the single writer, which nobody else can interleave with. They run on
+aiosqlite's connection directly (`Db.driver`): through SQLAlchemy each statement took about
+four hand-offs to aiosqlite's thread (cursor, execute, fetch, close), each waiting for the
+event loop, and the writer is held all the while; here each takes one (`sqlite_get_for_turn`,
+`_save_sqlite`). Values are stored as SQLAlchemy's SQLite types store them (`json.dumps` text,
+naive UTC text with microseconds), and read back the same way.
+
+On PostgreSQL the turn's read (`pg_get_for_turn`) and write run on the driver's connection
+(`Db.driver`, asyncpg, statements prepared once per connection by asyncpg's cache) inside the
+unit of work's transaction: the same SQL, without SQLAlchemy's per-statement cost. The values
+stored are the same: JSON goes in as `json.dumps` text, as SQLAlchemy's JSONB type sends it,
+and timestamps as aware UTC datetimes, as `UTCDateTime` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
-
-from bot.ports import ConversationRecord, TranscriptEntry
-from storage.coltypes import UTCDateTime
+from bot.engine.types import ConversationState
+from bot.ports import Channel, ConversationRecord, TranscriptEntry
 from storage.db import Db
-from storage.models import inbound_messages
+from storage.errors import storage_errors
 from storage.repositories import (
-    INSERT_TRANSCRIPT,
-    SELECT_HANDLED,
-    UPDATE_CONVERSATION,
-    UPDATE_CONVERSATION_UNLESS_HANDLED,
     already_handled,
-    saved_values,
     stale_revision,
-    transcript_rows,
 )
 
-_TYPES = (
-    bindparam("state", type_=JSONB),
-    bindparam("updated_at", type_=UTCDateTime),
-    bindparam("lines", type_=JSONB),
-)
+# The turn's statements on the driver's connection ($n parameters). $1..$10 of the write are
+# `_save_values`; the read's next_seq is `repositories._NEXT_SEQ` (max of the row's counter and
+# the line after the last one written).
 
-#: The turn of a message with an id: state, transcript and the reply, all or nothing.
-PG_SAVE_TURN = text(
-    """
+#: The turn of a message with an id ($11 scope, $12 message id, $13 reply, $14 now).
+RAW_SAVE_TURN = """
     WITH saved AS (
         UPDATE conversations
-        SET state = :state, status = :status, revision = revision + 1,
-            reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
-            updated_at = :updated_at, transcript_seq = :transcript_seq
-        WHERE id = :b_id AND revision = :b_revision
+        SET state = $1::jsonb, status = $2, revision = revision + 1,
+            reference = $3, channel_key = $4, token_hash = $5,
+            updated_at = $6, transcript_seq = $7
+        WHERE id = $8 AND revision = $9
           AND NOT EXISTS (SELECT 1 FROM inbound_messages
-                          WHERE scope = :scope AND message_id = :message_id)
+                          WHERE scope = $11 AND message_id = $12)
         RETURNING id
     ),
     lines AS (
         INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
         SELECT saved.id, line.seq, line.role, line.payload, line.created_at
-        FROM saved, jsonb_to_recordset(:lines)
+        FROM saved, jsonb_to_recordset($10::jsonb)
             AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
     ),
     inbound AS (
         INSERT INTO inbound_messages (scope, message_id, reply, created_at, conversation_id)
-        SELECT :scope, :message_id, :reply, :now, saved.id FROM saved
+        SELECT $11::varchar, $12::varchar, $13::jsonb, $14::timestamptz, saved.id FROM saved
         ON CONFLICT DO NOTHING
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM saved) AS saved,
            (SELECT count(*) FROM inbound) AS inbound,
            EXISTS (SELECT 1 FROM inbound_messages
-                   WHERE scope = :scope AND message_id = :message_id) AS handled
-    """
-).bindparams(*_TYPES, bindparam("reply", type_=JSONB), bindparam("now", type_=UTCDateTime))
-
+                   WHERE scope = $11 AND message_id = $12) AS handled
+"""
 #: The turn of a message without an id: state and transcript.
-PG_SAVE_TURN_WITHOUT_ID = text(
-    """
+RAW_SAVE_TURN_WITHOUT_ID = """
     WITH saved AS (
         UPDATE conversations
-        SET state = :state, status = :status, revision = revision + 1,
-            reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
-            updated_at = :updated_at, transcript_seq = :transcript_seq
-        WHERE id = :b_id AND revision = :b_revision
+        SET state = $1::jsonb, status = $2, revision = revision + 1,
+            reference = $3, channel_key = $4, token_hash = $5,
+            updated_at = $6, transcript_seq = $7
+        WHERE id = $8 AND revision = $9
         RETURNING id
     ),
     lines AS (
         INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
         SELECT saved.id, line.seq, line.role, line.payload, line.created_at
-        FROM saved, jsonb_to_recordset(:lines)
+        FROM saved, jsonb_to_recordset($10::jsonb)
             AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
     )
     SELECT count(*) AS saved FROM saved
-    """
-).bindparams(*_TYPES)
+"""
+#: The turn's read (as `repositories.FIND_ACTIVE_FOR_TURN`, by id): the conversation ($1), locked, with the
+#: next transcript number and the reply already given to ($2 scope, $3 message id).
+RAW_GET_FOR_TURN = """
+    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
+           c.reference, c.created_at, c.updated_at,
+           GREATEST(c.transcript_seq,
+                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
+                     WHERE t.conversation_id = c.id)) AS next_seq,
+           (SELECT i.reply FROM inbound_messages i
+            WHERE i.scope = $2 AND i.message_id = $3) AS prior_reply
+    FROM conversations c WHERE c.id = $1
+    FOR UPDATE OF c
+"""
+#: `repositories.GET_FOR_UPDATE`, for a turn without a message id.
+RAW_GET_FOR_UPDATE = """
+    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
+           c.reference, c.created_at, c.updated_at,
+           GREATEST(c.transcript_seq,
+                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
+                     WHERE t.conversation_id = c.id)) AS next_seq
+    FROM conversations c WHERE c.id = $1
+    FOR UPDATE OF c
+"""
+
+
+def _record(row: Mapping[str, Any]) -> ConversationRecord:
+    """A conversation row as read by the driver: JSONB already decoded (SQLAlchemy's codec on
+    the connection), timestamps aware UTC."""
+    return ConversationRecord(
+        id=row["id"],
+        channel=cast(Channel, row["channel"]),
+        state=ConversationState.from_json(row["state"]),
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+        revision=row["revision"],
+        token_hash=row["token_hash"],
+        channel_key=row["channel_key"],
+        reference=row["reference"],
+        transcript_seq=row["next_seq"],
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+async def pg_get_for_turn(
+    db: Db, conversation_id: str, *, scope: str, message_id: str | None
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """See `bot.ports.ConversationRepository.get_for_turn` (PostgreSQL)."""
+    driver = await db.driver()
+    with storage_errors():
+        if message_id is None:
+            row = await driver.fetchrow(RAW_GET_FOR_UPDATE, conversation_id)
+        else:
+            row = await driver.fetchrow(RAW_GET_FOR_TURN, conversation_id, scope, message_id)
+    if row is None:
+        return None, None
+    prior = row["prior_reply"] if message_id is not None else None
+    return _record(row), None if prior is None else dict(prior)
+
+
+#: The turn's read on SQLite (the writer is already ours: BEGIN IMMEDIATE).
+SQLITE_GET_FOR_TURN = """
+    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
+           c.reference, c.created_at, c.updated_at,
+           max(c.transcript_seq,
+               (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
+                WHERE t.conversation_id = c.id)) AS next_seq,
+           (SELECT i.reply FROM inbound_messages i
+            WHERE i.scope = :scope AND i.message_id = :message_id) AS prior_reply
+    FROM conversations c WHERE c.id = :id
+"""
+SQLITE_UPDATE_CONVERSATION = """
+    UPDATE conversations
+    SET state = :state, status = :status, revision = revision + 1,
+        reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
+        updated_at = :updated_at, transcript_seq = :transcript_seq
+    WHERE id = :b_id AND revision = :b_revision
+"""
+SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED = """
+    UPDATE conversations
+    SET state = :state, status = :status, revision = revision + 1,
+        reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
+        updated_at = :updated_at, transcript_seq = :transcript_seq
+    WHERE id = :b_id AND revision = :b_revision
+      AND NOT EXISTS (SELECT 1 FROM inbound_messages
+                      WHERE scope = :scope AND message_id = :message_id)
+"""
+SQLITE_HANDLED = """
+    SELECT EXISTS (SELECT 1 FROM inbound_messages
+                   WHERE scope = :scope AND message_id = :message_id)
+"""
+SQLITE_INSERT_LINE = """
+    INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
+    VALUES (?, ?, ?, ?, ?)
+"""
+SQLITE_INSERT_INBOUND = """
+    INSERT INTO inbound_messages (scope, message_id, reply, created_at, conversation_id)
+    VALUES (?, ?, ?, ?, ?)
+"""
+#: SQLAlchemy's SQLite DATETIME storage format (`sqlalchemy.dialects.sqlite.DATETIME`).
+_SQLITE_DATETIME = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """As `UTCDateTime` then SQLAlchemy's SQLite DATETIME store it: naive UTC text."""
+    at = _utc(moment)
+    return _SQLITE_DATETIME % {
+        "year": at.year,
+        "month": at.month,
+        "day": at.day,
+        "hour": at.hour,
+        "minute": at.minute,
+        "second": at.second,
+        "microsecond": at.microsecond,
+    }
+
+
+def _from_sqlite_time(value: str | datetime) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return _utc(moment)
+
+
+async def sqlite_get_for_turn(
+    db: Db, conversation_id: str, *, scope: str, message_id: str | None
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """See `bot.ports.ConversationRepository.get_for_turn` (SQLite): one statement, one
+    hand-off to aiosqlite's thread."""
+    driver = await db.driver()
+    parameters = {"id": conversation_id, "scope": scope, "message_id": message_id}
+    with storage_errors():
+        rows = await driver.execute_fetchall(SQLITE_GET_FOR_TURN, parameters)
+    if not rows:
+        return None, None
+    (id_, channel, channel_key, token_hash, state, _status, revision) = rows[0][:7]
+    reference, created_at, updated_at, next_seq, prior = rows[0][7:]
+    record = ConversationRecord(
+        id=id_,
+        channel=cast(Channel, channel),
+        state=ConversationState.from_json(json.loads(state)),
+        created_at=_from_sqlite_time(created_at),
+        updated_at=_from_sqlite_time(updated_at),
+        revision=revision,
+        token_hash=token_hash,
+        channel_key=channel_key,
+        reference=reference,
+        transcript_seq=next_seq,
+    )
+    reply = json.loads(prior) if prior is not None and message_id is not None else None
+    return record, None if reply is None else dict(reply)
 
 
 def _line(entry: TranscriptEntry) -> dict[str, Any]:
@@ -141,18 +290,32 @@ async def _save_postgres(
     message_id: str | None,
     reply: dict[str, Any] | None,
 ) -> None:
-    parameters = saved_values(record)
-    parameters["lines"] = [_line(entry) for entry in entries]
+    driver = await db.driver()
+    values = (
+        json.dumps(record.state.to_json()),
+        record.state.status,
+        record.reference,
+        record.channel_key,
+        record.token_hash,
+        _utc(record.updated_at),
+        record.transcript_seq,
+        record.id,
+        record.revision,
+        json.dumps([_line(entry) for entry in entries]),
+    )
     if message_id is None:
-        row = (await db.execute(PG_SAVE_TURN_WITHOUT_ID, parameters)).one()
-        if row.saved != 1:
+        with storage_errors():
+            row = await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID, *values)
+        if row["saved"] != 1:
             raise stale_revision(record)
         return
-    parameters.update(scope=scope, message_id=message_id, reply=reply, now=db.now())
-    row = (await db.execute(PG_SAVE_TURN, parameters)).one()
-    if row.saved == 1 and row.inbound == 1:
+    with storage_errors():
+        row = await driver.fetchrow(
+            RAW_SAVE_TURN, *values, scope, message_id, json.dumps(reply), _utc(db.now())
+        )
+    if row["saved"] == 1 and row["inbound"] == 1:
         return
-    if row.handled or row.saved == 1:
+    if row["handled"] or row["saved"] == 1:
         # Handled before (nothing written), or concurrently by a writer that did not hold the
         # conversation lock (the update stands: the caller must abandon the unit of work).
         raise already_handled(scope, message_id)
@@ -168,29 +331,48 @@ async def _save_sqlite(
     message_id: str | None,
     reply: dict[str, Any] | None,
 ) -> None:
-    parameters = saved_values(record)
-    if message_id is None:
-        result = await db.execute(UPDATE_CONVERSATION, parameters)
-    else:
-        parameters.update(scope=scope, message_id=message_id)
-        result = await db.execute(UPDATE_CONVERSATION_UNLESS_HANDLED, parameters)
-    if result.rowcount != 1:
+    driver = await db.driver()
+    parameters: dict[str, Any] = {
+        "b_id": record.id,
+        "b_revision": record.revision,
+        "state": json.dumps(record.state.to_json()),
+        "status": record.state.status,
+        "reference": record.reference,
+        "channel_key": record.channel_key,
+        "token_hash": record.token_hash,
+        "updated_at": _sqlite_time(record.updated_at),
+        "transcript_seq": record.transcript_seq,
+    }
+    with storage_errors():
+        if message_id is None:
+            cursor = await driver.execute(SQLITE_UPDATE_CONVERSATION, parameters)
+        else:
+            parameters.update(scope=scope, message_id=message_id)
+            cursor = await driver.execute(SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED, parameters)
+        updated = cursor.rowcount  # no close(): one more hand-off, for nothing to free
+        if updated != 1:
+            if message_id is not None:
+                rows = await driver.execute_fetchall(SQLITE_HANDLED, parameters)
+                if rows[0][0]:
+                    raise already_handled(scope, message_id)
+            raise stale_revision(record)
+        if entries:
+            await driver.executemany(
+                SQLITE_INSERT_LINE,
+                [
+                    (
+                        record.id,
+                        entry.seq,
+                        entry.role,
+                        json.dumps(entry.payload),
+                        _sqlite_time(entry.created_at),
+                    )
+                    for entry in entries
+                ],
+            )
         if message_id is not None:
-            handled = (await db.execute(SELECT_HANDLED, parameters)).scalar_one()
-            if handled:
-                raise already_handled(scope, message_id)
-        raise stale_revision(record)
-    if entries:
-        await db.execute(INSERT_TRANSCRIPT, transcript_rows(record.id, entries))
-    if message_id is not None:
-        # Cannot conflict: this connection is the only writer and checked above.
-        await db.execute(
-            inbound_messages.insert(),
-            {
-                "scope": scope,
-                "message_id": message_id,
-                "reply": reply,
-                "created_at": db.now(),
-                "conversation_id": record.id,
-            },
-        )
+            # Cannot conflict: this connection is the only writer and checked above.
+            await driver.execute(
+                SQLITE_INSERT_INBOUND,
+                (scope, message_id, json.dumps(reply), _sqlite_time(db.now()), record.id),
+            )

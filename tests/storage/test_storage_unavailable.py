@@ -124,3 +124,63 @@ async def test_postgres_sessions_killed_mid_flight_then_recover(
             assert await uow.conversations.get("c1") is None
     finally:
         await storage.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_postgres_turn_on_the_driver_connection_recovers_from_a_dropped_session(
+    database_url: str, terminate_sessions: Callable[[str], Awaitable[int]]
+) -> None:
+    """The turn's read and write run on asyncpg's own connection (storage.turns): a pooled
+    connection the server dropped while idle is replaced there too, and a drop in the middle
+    of the turn is a StorageError that leaves nothing half-written."""
+    from datetime import UTC, datetime
+
+    from bot.engine.types import ConversationState
+    from bot.ports import ConversationRecord, TranscriptEntry
+
+    name = f"intake-turn-recovery-{id(database_url)}"
+    url = f"{database_url}&application_name={name}"
+    await upgrade(url)
+    storage = await create_storage(url)
+    now = datetime.now(UTC)
+    try:
+        async with storage.unit_of_work() as uow:
+            record = ConversationRecord("c1", "web", ConversationState("welcome"), now, now)
+            await uow.conversations.add(record)
+            await uow.commit()
+
+        async def hold_a_connection(release: asyncio.Event) -> None:
+            async with storage.unit_of_work() as uow:
+                await uow.conversations.get("c1")
+                await release.wait()
+
+        # Three pooled connections, then a server restart as far as they know: all dead.
+        release = asyncio.Event()
+        holders = [asyncio.create_task(hold_a_connection(release)) for _ in range(3)]
+        await asyncio.sleep(0.3)
+        release.set()
+        await asyncio.gather(*holders)
+        assert await terminate_sessions(name) >= 3
+        async with storage.unit_of_work() as uow:  # the first statement is the driver's BEGIN
+            loaded, prior = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m1")
+            assert loaded is not None and prior is None
+            line = TranscriptEntry(loaded.transcript_seq, "user", {"text": "hi"}, now)
+            loaded.transcript_seq += 1
+            await uow.save_turn(loaded, [line], scope="c1", message_id="m1", reply={"r": 1})
+            await uow.commit()
+        with pytest.raises(StorageError):
+            async with storage.unit_of_work() as uow:
+                loaded, _ = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m2")
+                assert loaded is not None
+                await terminate_sessions(name)
+                await uow.save_turn(loaded, [], scope="c1", message_id="m2", reply={"r": 2})
+        async with storage.unit_of_work() as uow:
+            loaded, prior = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m1")
+            _, not_kept = await uow.conversations.get_for_turn("c1", scope="c1", message_id="m2")
+            lines = await uow.transcripts.list("c1")
+        assert loaded is not None and loaded.revision == 1 and loaded.transcript_seq == 2
+        assert prior == {"r": 1} and not_kept is None
+        assert [(e.seq, e.role, e.payload) for e in lines] == [(1, "user", {"text": "hi"})]
+    finally:
+        await storage.close()
