@@ -228,8 +228,10 @@ class Driver:
 
         ids = [base + i for i in range(chats)]
         await asyncio.gather(*(chat_burst(chat) for chat in ids))
-        firsts = [self.replies[c][0] for c in ids if self.replies[c]]
-        lasts = [self.replies[c][per_chat - 1] for c in ids if len(self.replies[c]) >= per_chat]
+        # Over the chats whose every update was accepted (a 503 leaves a chat short).
+        complete = [c for c in ids if len(self.replies[c]) >= per_chat]
+        firsts = [self.replies[c][0] for c in complete]
+        lasts = [self.replies[c][per_chat - 1] for c in complete]
         all_replies = [t for c in ids for t in self.replies[c]]
         return {
             "replies": len(all_replies),
@@ -237,6 +239,7 @@ class Driver:
             "posting_s": (max(posted_all) - started) if posted_all else float("nan"),
             "drain_s": (max(all_replies) - started) if all_replies else float("nan"),
             "fair": bool(firsts and lasts and max(firsts) < min(lasts)),
+            "complete_chats": len(complete),
             "lag": _stats(lags),
             "errors": len(errors),
         }

@@ -185,7 +185,9 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
         f"{burst['posting_s']:.2f} s; ideal = (replies - burst of 30) / 30 per s; lag of a "
         f"reply after its 200 p50/p99/max {burst['lag']['p50_ms']:.0f} / "
         f"{burst['lag']['p99_ms']:.0f} / {burst['lag']['max_ms']:.0f} ms; every chat's first "
-        f"reply before any chat's last: {yes_no(burst['fair'])}; {burst['errors']} errors; "
+        f"reply before any chat's last: {yes_no(burst['fair'])} (over the "
+        f"{burst['complete_chats']} chats with all {BURST_PER_CHAT} accepted); "
+        f"{burst['errors']} errors; "
         f"Bot API calls {burst['calls']}"
     )
     rows.append(row)
