@@ -7,20 +7,42 @@ chat in order, as Telegram does. A 200 means the turn is committed; replies reac
 API afterwards (their cost is included in the server's CPU). Baseline: the same ceiling as
 the web benchmark (insert-and-commit per request, same database kind, same concurrency);
 it is measured here if the web benchmark did not run first.
+
+Then, against Telegram's own limit (about 30 messages a second per bot, one a second per
+chat), with `bench.fake_telegram --drive` posting updates and timing replies on one clock:
+- the webhook's own work: one update at a time, receipt to the 200 after commit, against a web
+  turn on the same server (target ≤ 1.5x);
+- replies at 15 updates/s (half the send limit) over 50 chats, each chat answering only after
+  its reply arrived: the time from the webhook's 200 (right after the commit) to the reply
+  reaching the Bot API (target p99 ≤ 50 ms: under the limit a reply goes at once);
+- a burst above the limit (60 chats x 3 updates at once): how long the 180 replies take to
+  drain against the ideal at 30/s, the lag of each reply after its 200, and whether every
+  chat's first reply went before any chat's third (fair, round-robin across chats);
+- open loop at 50% of the saturated webhook rate (target p99 ≤ 50 ms).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from bench.common import PYTHON, ROOT, Row, fmt, log, ratio
+from bench.common import PYTHON, ROOT, Row, fmt, log, ratio, yes_no
+from bench.loadgen import SECRET
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.web_turns import timing
 
 CONCURRENCY = 50
+SEND_LIMIT = 30.0
+PACED_RATE = SEND_LIMIT / 2
+PACED_CHATS = 50
+BURST_CHATS = 60
+BURST_PER_CHAT = 3
 
 
 @contextlib.contextmanager
@@ -46,7 +68,178 @@ def fake_api() -> Iterator[tuple[str, str]]:
             proc.wait()
 
 
-def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> Row:
+@contextlib.contextmanager
+def driver() -> Iterator[tuple[str, str]]:
+    """The fake Bot API that also drives the webhook: (API URL, control URL)."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "bench.fake_telegram", "--drive"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        url, _kind, control = proc.stdout.readline().split()
+        yield url, control
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_bases = iter(range(1, 1_000_000))
+
+
+def scenario(control: str, port: int, **spec: Any) -> dict[str, Any]:
+    base = (os.getpid() % 1000) * 1_000_000 + next(_bases) * 10_000
+    body = json.dumps({"port": port, "secret": SECRET, "base": base, **spec}).encode()
+    request = urllib.request.Request(
+        f"{control}/run", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    return result
+
+
+def ms(stats: dict[str, float]) -> str:
+    return f"{stats['p50_ms']:.1f} / {stats['p99_ms']:.1f} ms"
+
+
+def limit_rows(kind: str, quick: bool) -> list[Row]:
+    """Reply latency under the send limit, a burst above it, and the webhook's own work."""
+    label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    t = timing(quick)
+    with (
+        database(kind) as url,
+        driver() as (api_url, control),
+        app_server(url, telegram_api=api_url) as (port, proc),
+    ):
+        log(f"telegram {label}: one update at a time, and one web turn at a time")
+        one_tg = load("telegram", port, concurrency=1, server_pid=proc.pid, **t)
+        one_web = load("web", port, concurrency=1, server_pid=proc.pid, **t)
+        log(f"telegram {label}: replies at {PACED_RATE:.0f} updates/s over {PACED_CHATS} chats")
+        paced = scenario(
+            control,
+            port,
+            scenario="paced",
+            rate=PACED_RATE,
+            chats=PACED_CHATS,
+            duration=t["duration"] + t["warmup"],
+        )
+        time.sleep(1.0)  # the per-chat buckets of the paced run refill
+        log(f"telegram {label}: a burst of {BURST_CHATS} chats x {BURST_PER_CHAT} updates")
+        burst = scenario(
+            control, port, scenario="burst", chats=BURST_CHATS, per_chat=BURST_PER_CHAT
+        )
+    rows: list[Row] = []
+    row = Row(
+        f"telegram webhook vs web turn, one at a time, p50, {label}",
+        fmt(one_tg["p50_ms"], " ms"),
+        fmt(one_web["p50_ms"], " ms"),
+        ratio(one_tg["p50_ms"], one_web["p50_ms"]),
+        "≤ 1.5x",
+        yes_no(one_tg["p50_ms"] <= 1.5 * one_web["p50_ms"]),
+    )
+    row.note = (
+        f"receipt to the 200 after commit, closed loop, 1 chat / 1 conversation: telegram "
+        f"{one_tg['rate']:.0f}/s p99 {one_tg['p99_ms']:.1f} ms, web {one_web['rate']:.0f}/s "
+        f"p99 {one_web['p99_ms']:.1f} ms; {one_tg['errors']}+{one_web['errors']} errors"
+    )
+    rows.append(row)
+    reply = paced["reply_after_200"]
+    row = Row(
+        f"telegram reply after commit p50/p99, {PACED_RATE:.0f} updates/s (50% of limit), {label}",
+        ms(reply),
+        "",
+        "",
+        "p99 ≤ 50 ms",
+        yes_no(reply["p99_ms"] <= 50.0 and paced["missing"] == 0 and paced["errors"] == 0),
+    )
+    row.note = (
+        f"from the webhook's 200 (sent right after the commit) to the reply reaching the Bot "
+        f"API, on one clock; {paced['updates']} updates ({paced['achieved_rate']:.1f}/s) over "
+        f"{PACED_CHATS} chats, each answering after its reply; webhook "
+        f"{ms(paced['webhook'])}; from posting the update to its reply "
+        f"{ms(paced['reply_after_post'])}; {paced['errors']} errors, {paced['missing']} "
+        f"replies missing; Bot API calls {paced['calls']}"
+    )
+    rows.append(row)
+    total = BURST_CHATS * BURST_PER_CHAT
+    ideal = max(0.0, (total - SEND_LIMIT) / SEND_LIMIT)
+    drained = burst["replies"] >= total and burst["errors"] == 0
+    row = Row(
+        f"telegram burst {BURST_CHATS} chats x {BURST_PER_CHAT}: drain, {label}",
+        fmt(burst["drain_s"], " s"),
+        fmt(ideal, " s"),
+        ratio(burst["drain_s"], ideal),
+        "fair; ≈ 1x of 30/s",
+        yes_no(burst["fair"] and drained and burst["drain_s"] <= 1.25 * ideal + 0.5),
+    )
+    row.note = (
+        f"{burst['replies']}/{total} replies; all updates posted (200) after "
+        f"{burst['posting_s']:.2f} s; ideal = (replies - burst of 30) / 30 per s; lag of a "
+        f"reply after its 200 p50/p99/max {burst['lag']['p50_ms']:.0f} / "
+        f"{burst['lag']['p99_ms']:.0f} / {burst['lag']['max_ms']:.0f} ms; every chat's first "
+        f"reply before any chat's last: {yes_no(burst['fair'])} (over the "
+        f"{burst['complete_chats']} chats with all {BURST_PER_CHAT} accepted); "
+        f"{burst['errors']} errors; "
+        f"Bot API calls {burst['calls']}"
+    )
+    rows.append(row)
+    return rows
+
+
+def parse_row(quick: bool) -> Row:
+    """CPU per update to read what it means: the webhook's own reading against PTB's
+    `Update.de_json` + `classify`, over the benchmark conversation's real-shaped updates."""
+    from telegram import Bot, Update
+
+    from bench.updates import BOT_TOKEN, conversation_updates, prompts
+    from bot.channels.telegram.updates import classify, read_update
+
+    bot = Bot(BOT_TOKEN)
+    bodies = [json.dumps(u).encode() for u in conversation_updates(77, prompts())]
+    rounds = 200 if quick else 1000
+
+    def lean() -> None:
+        for body in bodies:
+            read_update(json.loads(body), bot)
+
+    def ptb() -> None:
+        for body in bodies:
+            update = Update.de_json(json.loads(body), bot)
+            assert update is not None
+            classify(update)
+
+    def per_update(work: Any) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(rounds // 5):
+                work()
+            best = min(best, (time.process_time() - started) / (rounds // 5) / len(bodies))
+        return best * 1e6
+
+    ours, baseline = per_update(lean), per_update(ptb)
+    row = Row(
+        "telegram update read: JSON dict vs PTB de_json (CPU/update)",
+        fmt(ours, " µs"),
+        fmt(baseline, " µs"),
+        ratio(ours, baseline),
+    )
+    row.note = (
+        f"json.loads + what the update means, best of 5 x {rounds // 5} passes over the "
+        f"{len(bodies)} updates of the benchmark conversation (texts and button taps)"
+    )
+    return row
+
+
+def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     label = "SQLite" if kind == "sqlite" else "PostgreSQL"
     t = timing(quick)
     ceiling = context.get("ceiling", {}).get(kind, {}).get(CONCURRENCY)
@@ -75,7 +268,29 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> Row:
         f"server CPU {ours['server_cpu_share']:.0%}, generator CPU "
         f"{ours['generator_cpu_share']:.0%}; fake Bot API: {fake_kind}"
     )
-    return row
+    rate = max(1.0, ours["rate"] / 2)
+    with (
+        database(kind) as url,
+        fake_api() as (api_url, fake_kind),
+        app_server(url, telegram_api=api_url) as (port, proc),
+    ):
+        log(f"telegram {label}: open loop at {rate:.0f} updates/s (50% of saturated)")
+        open_loop = load(
+            "telegram", port, concurrency=CONCURRENCY, rate=rate, server_pid=proc.pid, **t
+        )
+    latency = Row(
+        f"telegram webhook p50/p99 at 50% load ({rate:.0f}/s), {label}",
+        f"{open_loop['p50_ms']:.1f} / {open_loop['p99_ms']:.1f} ms",
+        "",
+        "",
+        "p99 ≤ 50 ms",
+        yes_no(open_loop["p99_ms"] <= 50.0 and open_loop["errors"] == 0),
+    )
+    latency.note = (
+        f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
+        f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%}"
+    )
+    return [row, latency, *limit_rows(kind, quick)]
 
 
 def rows(quick: bool = False, context: dict[str, Any] | None = None) -> list[Row]:
@@ -84,11 +299,10 @@ def rows(quick: bool = False, context: dict[str, Any] | None = None) -> list[Row
         import telegram  # noqa: F401
     except ImportError:
         return [Row.skipped("telegram webhook turns/s", "python-telegram-bot not installed")]
-    out = [run_backend("sqlite", quick, context)]
+    out = [parse_row(quick), *run_backend("sqlite", quick, context)]
     reason = postgres_available()
-    out.append(
-        Row.skipped("telegram webhook turns/s, PostgreSQL", reason)
-        if reason
-        else run_backend("postgres", quick, context)
-    )
+    if reason:
+        out.append(Row.skipped("telegram webhook turns/s, PostgreSQL", reason))
+    else:
+        out += run_backend("postgres", quick, context)
     return out

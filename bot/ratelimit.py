@@ -2,15 +2,16 @@
 
 `TokenBuckets` keeps one bucket per key (a conversation, a client network) and answers at once:
 allowed, or how long until it would be. `Pacer` waits instead, for code that must slow itself
-down to another service's limit (the Telegram outbox). Both live in one process: with several
-workers, every limit is per worker.
+down to another service's limit (the Telegram outbox), optionally with a second limit per key
+(per chat) and waiters served round-robin across keys, so a burst from one key cannot starve
+the others. Both live in one process: with several workers, every limit is per worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,21 @@ class TokenBuckets:
 
     def take(self, key: str = "") -> float:
         """Spend one token; returns 0 when allowed, else the seconds until one is free."""
+        bucket = self._refilled(key)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self._rate
+
+    def wait(self, key: str = "") -> float:
+        """Like `take` without spending: 0 when a token is there, else the seconds until."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.capacity, bucket.tokens + (self._clock() - bucket.updated) * self._rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
+
+    def _refilled(self, key: str) -> _Bucket:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -67,10 +83,7 @@ class TokenBuckets:
             self._buckets.move_to_end(key)
             bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self._rate)
             bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self._rate
+        return bucket
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -78,19 +91,101 @@ class TokenBuckets:
 
 class Pacer:
     """At most `rate` acquisitions a second on average, bursts up to `burst`; `acquire` waits
-    its turn. Shared by everything that calls one external API (Telegram allows ~30/s)."""
+    its turn. Shared by everything that calls one external API (Telegram allows ~30 messages a
+    second per bot, and about one a second per chat).
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    `acquire(key)` also spends from the key's own bucket when `per_key_rate` is set. Waiters
+    are served round-robin across keys, first come first served within a key: when the shared
+    limit is the bottleneck, every waiting key gets one grant before any key gets a second,
+    whatever order they queued in. A key held back by its own limit does not hold up others.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        per_key_rate: float | None = None,
+        per_key_burst: float | None = None,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._bucket = TokenBuckets(
-            rate, burst if burst is not None else max(1.0, rate), max_keys=1
+            rate, burst if burst is not None else max(1.0, rate), max_keys=1, clock=clock
         )
-        self._lock = asyncio.Lock()
+        self._per_key: TokenBuckets | None = None
+        if per_key_rate is not None:
+            self._per_key = TokenBuckets(
+                per_key_rate,
+                per_key_burst if per_key_burst is not None else 1.0,
+                max_keys=max_keys,
+                clock=clock,
+            )
+        #: Waiting keys in round-robin order, each with its waiters in arrival order.
+        self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._changed = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
 
-    async def acquire(self) -> None:
-        async with self._lock:
-            wait = self._bucket.take()
-            while wait > 0:  # a timed wait for a refill: no event to await
-                await asyncio.sleep(wait)
-                wait = self._bucket.take()
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    async def acquire(self, key: str = "") -> None:
+        if not self._queues and self._ready(key) == 0.0:
+            self._spend(key)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(key, deque()).append(future)
+        self._changed.set()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._serve(), name="pacer")
+        try:
+            await future
+        except asyncio.CancelledError:
+            queue = self._queues.get(key)
+            if queue is not None and future in queue:
+                queue.remove(future)
+                if not queue:
+                    del self._queues[key]
+            raise
+
+    def _ready(self, key: str) -> float:
+        wait = self._bucket.wait()
+        if self._per_key is not None:
+            wait = max(wait, self._per_key.wait(key))
+        return wait
+
+    def _spend(self, key: str) -> None:
+        self._bucket.take()
+        if self._per_key is not None:
+            self._per_key.take(key)
+
+    async def _serve(self) -> None:
+        """Grant tokens to waiters, round-robin over keys, until nobody waits."""
+        while self._queues:
+            self._changed.clear()
+            soonest = float("inf")
+            for key in list(self._queues):
+                wait = self._ready(key)
+                if wait > 0.0:
+                    soonest = min(soonest, wait)
+                    continue
+                queue = self._queues.pop(key)
+                future = queue.popleft()
+                if not future.done():  # a cancelled waiter may not have left the queue yet
+                    self._spend(key)
+                    future.set_result(None)
+                if queue:
+                    self._queues[key] = queue  # to the back of the round
+                soonest = 0.0
+                break
+            if soonest == 0.0:
+                await asyncio.sleep(0)  # let the granted waiter run
+            elif self._queues:
+                # Sleep until the next token, or until a new key queues (it may be ready now).
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=soonest)
+                except TimeoutError:
+                    pass

@@ -32,6 +32,7 @@ from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
 from bot.channels.telegram.handler import UpdateHandler
 from bot.channels.telegram.polling import Poller
 from bot.channels.telegram.render import split_text
+from bot.channels.telegram.updates import Action
 from bot.channels.telegram.webhook import PATH, make_webhook_view
 from bot.config import ConfigError, Settings
 from bot.engine.types import T, Text
@@ -63,13 +64,18 @@ class TelegramOptions:
     #: Run the outbox dispatcher in this process (tests switch it off to simulate a crash).
     run_dispatcher: bool = True
     dispatcher_poll_interval: float = 1.0
-    #: Chats sent to at the same time.
-    concurrency: int = 16
+    #: Chats whose next reply is in hand at the same time. A reply waiting for the send limit
+    #: costs only a coroutine, and the limiter serves the chats in hand round-robin, so this
+    #: bounds how many chats a burst is shared fairly across.
+    concurrency: int = 64
     #: Telegram's bulk limit is about 30 messages a second per bot. Only sendMessage spends
     #: it: answering a button and removing an answered keyboard are not messages sent.
     rate_per_second: float = 30.0
     #: Messages that may go at once before the rate applies (None: one second's worth).
     rate_burst: float | None = None
+    #: Telegram's per-chat limit is about one message a second, with short bursts allowed.
+    per_chat_rate: float = 1.0
+    per_chat_burst: float = 3.0
     backoff_cap: float = 300.0
     polling_timeout: int = 30
     group_notice_interval: float = 600.0
@@ -89,6 +95,12 @@ class TelegramChannel:
         if self.handler is None:
             raise RuntimeError("the Telegram channel has not started")
         await self.handler.handle(update)
+
+    async def handle_action(self, update_id: int, action: Action) -> None:
+        """The webhook's entry: the update already read (`updates.read_update`)."""
+        if self.handler is None:
+            raise RuntimeError("the Telegram channel has not started")
+        await self.handler.handle_action(update_id, action)
 
 
 TELEGRAM = web.AppKey("telegram_channel", TelegramChannel)
@@ -126,7 +138,7 @@ def setup(app: web.Application, options: TelegramOptions | None = None) -> Teleg
                 secret=secret,
                 max_body_bytes=settings.max_body_bytes,
                 bot=current_bot,
-                handle=lambda: channel.handle,
+                handle=lambda: channel.handle_action,
             ),
         )
     app.cleanup_ctx.append(_lifetime)
@@ -143,7 +155,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     assert settings.telegram_token
     bot = build_bot(settings)
     await _initialize(bot)
-    limiter = Pacer(options.rate_per_second, options.rate_burst)
+    limiter = Pacer(
+        options.rate_per_second,
+        options.rate_burst,
+        per_key_rate=options.per_chat_rate,
+        per_key_burst=options.per_chat_burst,
+    )
     delivery = TelegramDelivery(bot, limiter, backoff_cap=options.backoff_cap)
     dispatcher = OutboxDispatcher(
         service.storage,

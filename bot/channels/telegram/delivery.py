@@ -113,7 +113,7 @@ class TelegramDelivery:
         parts = split_text(text) if text else [BUTTONS_ONLY_TEXT]
         for index in range(skip_parts, len(parts)):
             last = index == len(parts) - 1
-            await self.limiter.acquire()
+            await self.limiter.acquire(str(chat_id))
             try:
                 await self.bot.send_message(
                     chat_id,

@@ -71,15 +71,20 @@ class UpdateHandler:
         self.counters: Counter[str] = Counter()
 
     async def handle(self, update: Update) -> None:
+        """An update parsed by PTB (polling); see `handle_action`."""
+        await self.handle_action(update.update_id, update)
+
+    async def handle_action(self, update_id: int, update: Update | Action) -> None:
         """Raises StorageError only: the database is unavailable, so the caller must not
         acknowledge the update (Telegram retries it). Any other failure is a bug that a retry
         would repeat forever: it is logged (no bodies), counted, and the person is told that
-        something went wrong; the update counts as handled and the chat stays usable."""
+        something went wrong; the update counts as handled and the chat stays usable. The
+        webhook passes what the update means, read from its JSON (`updates.read_update`)."""
         action: Action | None = None
         try:
-            action = classify(update)
+            action = classify(update) if isinstance(update, Update) else update
             if isinstance(action, TurnAction):
-                await self._turn(update.update_id, action)
+                await self._turn(update_id, action)
             elif isinstance(action, UnsupportedAction):
                 await self._unsupported(action)
             elif isinstance(action, GroupAction):
@@ -94,7 +99,7 @@ class UpdateHandler:
             # The traceback without the exception's message, which could quote what was typed.
             log.error(
                 "telegram: update %s failed with %s; not retried\n%s",
-                update.update_id,
+                update_id,
                 type(error).__name__,
                 "".join(traceback.format_tb(error.__traceback__)),
             )

@@ -1,5 +1,8 @@
 """POST /telegram/webhook: authenticate, parse, run the turn, and only then answer 200.
 
+The common updates are read from the JSON directly, the rest by python-telegram-bot
+(`updates.read_update`).
+
 Telegram retries any non-2xx answer, so a database failure before commit (503) loses nothing;
 a repeated update is answered from the inbound log. A failure a retry would only repeat (a
 bug, a malformed update) is NOT retried: redelivering it forever would hold up the chat. A bug
@@ -17,8 +20,9 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from telegram import Bot, Update
+from telegram import Bot
 
+from bot.channels.telegram.updates import Action, read_update
 from bot.ports import StorageError
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ def make_webhook_view(
     secret: str,
     max_body_bytes: int,
     bot: Callable[[], Bot],
-    handle: Callable[[], Callable[[Update], Awaitable[None]]],
+    handle: Callable[[], Callable[[int, Action], Awaitable[None]]],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The route handler; `bot` and `handle` are looked up per request because they are
     created at startup, after routes are frozen."""
@@ -67,20 +71,18 @@ def make_webhook_view(
             return _error(413, "too_large", "body too large")
         try:
             data = json.loads(body)
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            if not isinstance(data, dict):
                 raise ValueError("not an update")
-            update = Update.de_json(data, bot())
-            if update is None:
-                raise ValueError("not an update")
+            update_id, action = read_update(data, bot())
         except Exception as error:  # whatever python-telegram-bot cannot parse is malformed
             log.warning("telegram webhook: malformed update (%s)", type(error).__name__)
             return _error(400, "malformed", "not a Telegram update")
         try:
-            await handle()(update)
+            await handle()(update_id, action)
         except StorageError as error:
             log.warning(
                 "telegram webhook: update %s not handled, database unavailable (%s)",
-                update.update_id,
+                update_id,
                 type(error).__name__,
             )
             return _error(503, "unavailable", "try again later")
@@ -89,7 +91,7 @@ def make_webhook_view(
             # and hold up the chat. The handler has already told the person; acknowledge.
             log.error(
                 "telegram webhook: update %s failed with %s; acknowledged, not retried\n%s",
-                update.update_id,
+                update_id,
                 type(error).__name__,
                 "".join(traceback.format_tb(error.__traceback__)),
             )

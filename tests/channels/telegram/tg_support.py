@@ -19,7 +19,9 @@ from storage.models import outbox
 from tests.fakes.telegram_api import FakeTelegramAPI
 
 SECRET = "s3cret"
-FAST = TelegramOptions(dispatcher_poll_interval=0.05, backoff_cap=0.2, rate_per_second=1000.0)
+FAST = TelegramOptions(
+    dispatcher_poll_interval=0.05, backoff_cap=0.2, rate_per_second=1000.0, per_chat_rate=1000.0
+)
 _update_ids = itertools.count(10_000)
 _message_ids = itertools.count(1)
 
