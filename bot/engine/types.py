@@ -75,12 +75,30 @@ class Choice:
 
 
 @dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """One answer on the summary: the step it answers (a stable id), how it is named, the
+    answer as shown (a choice's label, the person's own words, or "not given"), and whether
+    the person may change it from the summary."""
+
+    step: str
+    label: Text
+    value: Text
+    changeable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Outbound:
     """One message from the bot. `input` says what the channel should offer next."""
 
     text: Text
     choices: tuple[Choice, ...] = ()
     input: InputKind = "none"
+    #: The summary step's message: its answers as rows (`text` says the same for channels
+    #: that show only text).
+    summary: tuple[SummaryRow, ...] = ()
+    #: A question being changed: the answer it has now, as stored (the person's own words),
+    #: so a channel can put it in the input box (`text` quotes it).
+    value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

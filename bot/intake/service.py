@@ -34,7 +34,7 @@ from bot.engine.types import (
 from bot.i18n import Catalogs
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
-from bot.intake.rendering import RenderedChoice, RenderedMessage, Reply
+from bot.intake.rendering import RenderedChoice, RenderedMessage, RenderedSummaryRow, Reply
 from bot.ports import (
     Channel,
     ConversationRecord,
@@ -592,13 +592,18 @@ class IntakeService:
         )
 
     def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:
+        render = self.catalogs.render
         return RenderedMessage(
-            self.catalogs.render(outbound.text, locale),
-            tuple(
-                RenderedChoice(c.id, self.catalogs.render(c.label, locale))
-                for c in outbound.choices
-            ),
+            render(outbound.text, locale),
+            tuple(RenderedChoice(c.id, render(c.label, locale)) for c in outbound.choices),
             outbound.input,
+            summary=tuple(
+                RenderedSummaryRow(
+                    row.step, render(row.label, locale), render(row.value, locale), row.changeable
+                )
+                for row in outbound.summary
+            ),
+            value=outbound.value,
         )
 
     def _stored_report(self, record: ConversationRecord, event: ReportSubmitted) -> StoredReport:

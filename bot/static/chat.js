@@ -116,6 +116,7 @@
     restartTitle: "Start again from the beginning?",
     restartText: "If you start again, we delete the answers you have given so far. You cannot undo this.",
     restartConfirm: "Yes, start again",
+    change: "Change",
   };
   var TEXT = {};
   Object.keys(DEFAULT_TEXT).forEach(function (key) { TEXT[key] = DEFAULT_TEXT[key]; });
