@@ -201,3 +201,38 @@ async def test_after_a_reload_the_list_and_the_box_come_back(
     await chat.wait_step("summary")
     assert dict(await rows_of(chat))["Part of the service"] == "Ward 4"
     page.watch.assert_clean()
+
+
+async def test_in_arabic_the_list_reads_right_to_left_with_arabic_change_buttons(
+    start_widget_server: Any, new_page: Any, axe_script: Path
+) -> None:
+    server = await start_widget_server()
+    page = await new_page(viewport=NARROW, bypass_csp=True)
+    await page.goto(server.base_url + "/")
+    chat = Chat(page)
+    await chat.wait_step("welcome")
+    await chat.choose("language")
+    await chat.wait_step("language")
+    await chat.choose("ar")
+    await chat.wait_step("welcome")
+    await chat.inside.locator('.ciw-root[data-ui-locale="ar"]').wait_for(state="attached")
+    await to_summary(chat)
+
+    rows = dict(await rows_of(chat))
+    assert rows["متى"] == "لم تُقدَّم إجابة"  # "When": "Not given"
+    assert rows["ماذا حدث"] == ACCOUNT  # the person's own words, as typed
+    assert await chat.inside.locator('.ciw-panel[dir="rtl"]').count() == 1
+    for label in rows:
+        button = chat.inside.get_by_role("button", name=f"تغيير {label}", exact=True)
+        assert await button.count() == 1, label
+    await assert_rows_do_not_overlap(chat)
+    found = await axe_violations(page, axe_script)
+    assert not found, f"at the Arabic summary:\n{describe(found)}"
+    await save_screenshot(page, "widget-summary-320-ar")
+
+    before = await chat.turn()
+    await chat.inside.get_by_role("button", name="تغيير ماذا حدث", exact=True).click()
+    await chat.wait_turn_after(before)
+    await chat.wait_step("what_happened")
+    assert await chat.textarea.input_value() == ACCOUNT
+    page.watch.assert_clean()
