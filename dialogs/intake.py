@@ -678,8 +678,13 @@ MESSAGES: dict[str, Text] = {
     ),
     "preselected_intro": T("Is this the service you want to tell us about?"),
     "summary_intro": T("Here are your answers. Please check them before you send your report."),
-    "summary_line": T("{label}: {answer}"),
-    "skipped": T("(skipped)"),
+    # {n}: the row's number, for "change {n}" in text channels.
+    "summary_line": T("{n}. {label}: {answer}"),
+    "skipped": T("Not given"),
+    # {change}: the word to type (bot/engine/commands.py); {n}: the number of a row.
+    "change_hint": T("To change an answer, type {change} and its number, like this: {change} {n}"),
+    # {value}: the answer as it is now, so the person can copy it and fix it.
+    "current_value": T("Your answer now: {value}"),
     "edit_intro": T("Which answer do you want to change?"),
     "language_changed": T("OK. I will speak English."),
 }

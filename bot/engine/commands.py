@@ -31,6 +31,10 @@ COMMAND_WORDS: dict[str, Text] = {
 }
 START = "start"
 UNKNOWN = "unknown"
+#: "change 3" (or `/change 3`, or the word in the person's language and a number) at the
+#: summary: change the answer on row 3. Not a global command: only the summary has rows.
+CHANGE = "change"
+CHANGE_WORD: Text = C("command word", "change")
 
 #: `/word`, an optional `@botname` (as Telegram clients send in groups), optional arguments.
 _SLASH = re.compile(r"/(?P<word>[^\s@/]*)(?:@\w+)?(?:\s+(?P<rest>.*))?", re.DOTALL)
@@ -56,6 +60,20 @@ def command_words(localised: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
 
 
 _ENGLISH = command_words()
+#: A word, then a number (any script's digits), nothing else.
+_NUMBERED = re.compile(r"/?(?P<word>\D+?)\s*(?P<number>\d{1,4})")
+
+
+def parse_change(text: str, localised_word: str = "") -> int | None:
+    """The row number `text` asks to change ("change 3", "/change 3", "Zmień 3"), or None.
+    `localised_word`: the word for "change" in the person's language; English always works."""
+    numbered = _NUMBERED.fullmatch(text.strip().rstrip(".!"))
+    if numbered is None:
+        return None
+    word = fold(numbered["word"])
+    if word != CHANGE and not (localised_word and word == fold(localised_word)):
+        return None
+    return int(numbered["number"])
 
 
 def parse_command(text: str, words: Mapping[str, str] = _ENGLISH) -> TypedCommand | None:

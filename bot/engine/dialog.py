@@ -104,6 +104,8 @@ class Step:
     skippable: Condition | None = None
     #: How the answer is named on the summary; None: not shown (and not editable).
     summary_label: Text | None = None
+    #: Whether the answer may be changed from the summary (its row's `changeable`).
+    changeable: bool = True
     help: Text | None = None
     #: Choices that end or divert the conversation instead of following `next`.
     exits: Mapping[str, Literal["end", "cancel"]] = field(default_factory=dict)

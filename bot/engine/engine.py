@@ -17,16 +17,18 @@ transition table (without firing it) to list the steps answers lead through.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from transitions import EventData, Machine
 
 from bot.engine.commands import (
+    CHANGE_WORD,
     COMMAND_WORDS,
     START,
     UNKNOWN,
     command_words,
+    parse_change,
     parse_command,
 )
 from bot.engine.conditions import Answers, Condition
@@ -43,6 +45,7 @@ from bot.engine.types import (
     LocaleChanged,
     Outbound,
     ReportSubmitted,
+    SummaryRow,
     Text,
     Turn,
 )
@@ -72,6 +75,10 @@ REQUIRED_MESSAGES: tuple[str, ...] = (
     "language_changed",
     "unknown_command",  # a slash word we do not know; {back} {restart} ... name the commands
 )
+#: Keys the engine uses when the dialogue defines them (a dialogue without them still runs):
+#: "change_hint" ends the summary's text ({change}: the word, {n}: a row's number);
+#: "current_value" quotes the answer a question being changed has now ({value}).
+OPTIONAL_MESSAGES: tuple[str, ...] = ("change_hint", "current_value")
 
 #: Choice ids the engine adds itself; labels come from `Dialog.common_choices`.
 SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
@@ -183,6 +190,11 @@ class Engine:
         step = self._steps[state.step]
         offer = self._offer(state)
         if kind == "text":
+            row = parse_change(value, translate(CHANGE_WORD))
+            if row is not None and step.kind in ("summary", "edit"):
+                return self._change_row(state, row)
+            if row is not None and value.startswith("/"):
+                return self._reprompt(state, _with_command_words(self._msg("unknown_command")))
             choice_id = self._match_typed(value, offer.choices, translate)
             if choice_id is not None:
                 return self._choose(state, step, choice_id, needs, offer)
@@ -191,6 +203,9 @@ class Engine:
             return self._reprompt(state, self._msg("choose_one"))
         # A button press.
         if not any(c.id == value for c in offer.choices):
+            if step.kind == "summary" and value in self._changeable(state.answers):
+                # A row's own Change: the step id, straight to that answer.
+                return self._change(state, value)
             return self._reprompt(state, self._msg("stale_choice"))
         return self._choose(state, step, value, needs, offer)
 
@@ -201,6 +216,8 @@ class Engine:
         if inbound.kind != "text":
             return inbound
         value = clean_text(inbound.value)
+        if parse_change(value, translate(CHANGE_WORD)) is not None:
+            return Inbound("text", value)  # "change 3": the summary reads it (see `handle`)
         localised = ((c, translate(command_word(c))) for c in COMMANDS)
         command = parse_command(value, command_words(localised))
         if command is None:
@@ -219,17 +236,40 @@ class Engine:
         step = self._steps[state.step]
         texts = list(self._prompt_texts(state, step))
         offer = self._offer(state)
+        rows: tuple[SummaryRow, ...] = ()
+        current = self._current_value(state, step)
         if step.kind == "summary":
-            texts.append(self._summary_text(state))
+            rows = self.summary_rows(state.answers)
+            texts += [self._msg("summary_intro"), self._summary_text(rows)]
+        elif current is not None and "current_value" in self.dialog.messages:
+            texts.append(_with_param(self._msg("current_value"), "value", Text.raw(current)))
         if not texts:
             texts = [Text.raw("")]
         input_kind = "text" if offer.accepts_text else ("choice" if offer.choices else "none")
-        out = [Outbound(t) for t in texts[:-1]]
-        out.append(Outbound(texts[-1], offer.choices, input_kind))  # type: ignore[arg-type]
+        last = Outbound(
+            texts[-1],
+            offer.choices,
+            input_kind,  # type: ignore[arg-type]
+            summary=rows,
+            value=current if offer.accepts_text else None,
+        )
+        out = [*(Outbound(t) for t in texts[:-1]), last]
         if step.links and -len(out) <= step.links_at < len(out):
             at = out[step.links_at]
-            out[step.links_at] = Outbound(at.text, at.choices, at.input, tuple(step.links))
+            out[step.links_at] = replace(at, links=tuple(step.links))
         return tuple(out)
+
+    def summary_rows(self, answers: Answers) -> tuple[SummaryRow, ...]:
+        """One row per answer on the person's path that the summary shows, in path order:
+        a choice by its label, a skipped question as skipped, typed text as typed."""
+        rows: list[SummaryRow] = []
+        for sid in self.path(answers):
+            step = self._steps[sid]
+            if step.summary_label is None or sid not in answers:
+                continue
+            shown = self._display_answer(step, answers[sid])
+            rows.append(SummaryRow(sid, step.summary_label, shown, step.changeable))
+        return tuple(rows)
 
     def path(self, answers: Answers) -> list[str]:
         """The steps the answers lead through, from the first step while each is answered.
@@ -486,9 +526,7 @@ class Engine:
             return _Offer((), True)
         if step.kind == "edit":
             editable = [
-                Choice(sid, self._steps[sid].summary_label)  # type: ignore[arg-type]
-                for sid in self.path(answers)
-                if sid in answers and self._steps[sid].summary_label is not None
+                Choice(row.step, row.label) for row in self.summary_rows(answers) if row.changeable
             ]
             return _Offer((*editable, Choice(BACK_TO_SUMMARY, common[BACK_TO_SUMMARY])), False)
         if step.kind in _END_KINDS:
@@ -504,16 +542,53 @@ class Engine:
             choices.append(Choice(SKIP, common[SKIP]))
         return _Offer(tuple(choices), step.kind == "text")
 
-    def _summary_text(self, state: ConversationState) -> Text:
-        lines = [self._msg("summary_intro")]
+    def _summary_text(self, rows: Sequence[SummaryRow]) -> Text:
+        """The rows as numbered lines ("1. Label: answer"), then how to change one: the
+        summary for channels that show text only (Telegram, the terminal, older clients)."""
         line = self.dialog.messages["summary_line"]
-        for sid in self.path(state.answers):
-            step = self._steps[sid]
-            if step.summary_label is None or sid not in state.answers:
-                continue
-            answer = self._display_answer(step, state.answers[sid])
-            lines.append(Text(line.msgid, (("answer", answer), ("label", step.summary_label))))
+        lines = [
+            Text(line.msgid, (("answer", row.value), ("label", row.label), ("n", number)))
+            for number, row in enumerate(rows, start=1)
+        ]
+        first = next((n for n, row in enumerate(rows, start=1) if row.changeable), None)
+        hint = self.dialog.messages.get("change_hint")
+        if hint is not None and first is not None:
+            params = {**dict(hint.params), "change": CHANGE_WORD, "n": first}
+            lines += [Text.raw(""), Text(hint.msgid, tuple(sorted(params.items())))]
         return Text.lines(*lines)
+
+    def _changeable(self, answers: Answers) -> dict[str, SummaryRow]:
+        return {row.step: row for row in self.summary_rows(answers) if row.changeable}
+
+    def _change(self, state: ConversationState, step_id: str) -> Turn:
+        """Straight from the summary to one answer; the answers after it are kept, so the
+        person comes back to the summary once it is answered (see `_forward`)."""
+        row = self._changeable(state.answers)[step_id]
+        state.editing = True
+        return self._goto(state, step_id, echo=row.label)
+
+    def _change_row(self, state: ConversationState, number: int) -> Turn:
+        """ "change 3": the third row of the summary, when it may be changed."""
+        rows = self.summary_rows(state.answers)
+        if not 1 <= number <= len(rows) or not rows[number - 1].changeable:
+            return self._reprompt(state, self._msg("choose_one"))
+        return self._change(state, rows[number - 1].step)
+
+    def _current_value(self, state: ConversationState, step: Step) -> str | None:
+        """While an answer is being changed, the answer a text question has now (None for
+        a skipped one, a choice, or a lookup offering its matches)."""
+        if not state.editing or step.kind not in ("text", "lookup"):
+            return None
+        if state.scratch.get("matches") or state.scratch.get("preselected"):
+            return None
+        answer = state.answers.get(step.id)
+        if isinstance(answer, dict):  # a lookup: what the person typed
+            answer = answer.get("text")
+        if not isinstance(answer, str) or not answer or answer == SKIP:
+            return None
+        if any(c.id == answer for c in step.choices):  # a choice offered at a text step
+            return None
+        return answer
 
     def _display_answer(self, step: Step, value: Any) -> Text:
         if value == SKIP:
@@ -596,7 +671,7 @@ def _guard_condition(func: object) -> Condition:
     return func.condition
 
 
-def _with_param(text: Text, name: str, value: str) -> Text:
+def _with_param(text: Text, name: str, value: str | Text) -> Text:
     params = dict(text.params)
     params[name] = value
     return Text(

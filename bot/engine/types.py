@@ -85,6 +85,18 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """One answer on the summary: the step it answers (a stable id), how it is named, the
+    answer as shown (a choice's label, the person's own words, or "not given"), and whether
+    the person may change it from the summary."""
+
+    step: str
+    label: Text
+    value: Text
+    changeable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Outbound:
     """One message from the bot. `input` says what the channel should offer next."""
 
@@ -93,6 +105,12 @@ class Outbound:
     input: InputKind = "none"
     #: Where the person can go next (shown after the text, before the choices).
     links: tuple[Link, ...] = ()
+    #: The summary step's message: its answers as rows (`text` says the same for channels
+    #: that show only text).
+    summary: tuple[SummaryRow, ...] = ()
+    #: A question being changed: the answer it has now, as stored (the person's own words),
+    #: so a channel can put it in the input box (`text` quotes it).
+    value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

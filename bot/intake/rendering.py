@@ -28,11 +28,34 @@ class RenderedLink:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedSummaryRow:
+    """One answer on the summary, in the person's language (the API's `summary` rows)."""
+
+    step: str
+    label: str
+    value: str
+    changeable: bool
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "label": self.label,
+            "value": self.value,
+            "changeable": self.changeable,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     text: str
     choices: tuple[RenderedChoice, ...] = ()
     input: str = "none"
     links: tuple[RenderedLink, ...] = ()
+    #: The summary step's rows (kept only when there are some: older records have none).
+    summary: tuple[RenderedSummaryRow, ...] = ()
+    #: The answer a question being changed has now (the person's own words): the widget
+    #: puts it in the box. Erased with the conversation like every other copy of the answers.
+    value: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -43,6 +66,10 @@ class RenderedMessage:
         # Only when there are some: a message without links keeps its old shape.
         if self.links:
             record["links"] = [{"label": k.label, "url": k.url} for k in self.links]
+        if self.summary:
+            record["summary"] = [row.to_record() for row in self.summary]
+        if self.value is not None:
+            record["value"] = self.value
         return record
 
     @classmethod
@@ -52,6 +79,11 @@ class RenderedMessage:
             tuple(RenderedChoice(c["id"], c["label"]) for c in data.get("choices", [])),
             data.get("input", "none"),
             tuple(RenderedLink(k["label"], k["url"]) for k in data.get("links", [])),
+            summary=tuple(
+                RenderedSummaryRow(r["step"], r["label"], r["value"], bool(r["changeable"]))
+                for r in data.get("summary", [])
+            ),
+            value=data.get("value"),
         )
 
     def text_with_links(self) -> str:
@@ -76,6 +108,12 @@ class Reply:
     transcript: list[dict[str, Any]] | None = None
     #: True when this reply was replayed for a repeated message id.
     replayed: bool = False
+
+    @property
+    def summary(self) -> tuple[RenderedSummaryRow, ...]:
+        """The summary's rows when this reply shows the summary (from its message, so a
+        replayed reply has them too), else none."""
+        return next((m.summary for m in self.messages if m.summary), ())
 
     def to_record(self) -> dict[str, Any]:
         """The reply as kept for a repeated message id (never the token or transcript)."""

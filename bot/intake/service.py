@@ -35,7 +35,13 @@ from bot.engine.types import (
 from bot.i18n import Catalogs
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
-from bot.intake.rendering import RenderedChoice, RenderedLink, RenderedMessage, Reply
+from bot.intake.rendering import (
+    RenderedChoice,
+    RenderedLink,
+    RenderedMessage,
+    RenderedSummaryRow,
+    Reply,
+)
 from bot.ports import (
     Channel,
     ConversationRecord,
@@ -596,18 +602,23 @@ class IntakeService:
         )
 
     def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:
+        render = self.catalogs.render
         return RenderedMessage(
-            self.catalogs.render(outbound.text, locale),
-            tuple(
-                RenderedChoice(c.id, self.catalogs.render(c.label, locale))
-                for c in outbound.choices
-            ),
+            render(outbound.text, locale),
+            tuple(RenderedChoice(c.id, render(c.label, locale)) for c in outbound.choices),
             outbound.input,
             tuple(
                 RenderedLink(self.catalogs.render(link.label, locale), url)
                 for link in outbound.links
                 if (url := self._links.get(link.key, "")).startswith("https://")
             ),
+            summary=tuple(
+                RenderedSummaryRow(
+                    row.step, render(row.label, locale), render(row.value, locale), row.changeable
+                )
+                for row in outbound.summary
+            ),
+            value=outbound.value,
         )
 
     def _stored_report(self, record: ConversationRecord, event: ReportSubmitted) -> StoredReport:

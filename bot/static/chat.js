@@ -116,6 +116,7 @@
     restartTitle: "Start again from the beginning?",
     restartText: "If you start again, we delete the answers you have given so far. You cannot undo this.",
     restartConfirm: "Yes, start again",
+    change: "Change",
   };
   var TEXT = {};
   Object.keys(DEFAULT_TEXT).forEach(function (key) { TEXT[key] = DEFAULT_TEXT[key]; });
@@ -608,6 +609,86 @@
     return item;
   }
 
+  /** The summary step's rows as a GOV.UK "check your answers" list (the summary list
+   *  pattern: dl, a dt and dd per answer), each changeable row with a Change button whose
+   *  name says which answer ("Change When"). Built as elements; every text is textContent. */
+  function addSummary(rows) {
+    var item = el("div", "ciw-msg ciw-msg--bot ciw-msg--summary");
+    item.setAttribute("data-role", "bot");
+    var list = el("dl", "ciw-summary");
+    rows.forEach(function (row) {
+      if (!row || row.step == null) {
+        return;
+      }
+      var label = String(row.label == null ? "" : row.label);
+      var line = el("div", "ciw-summary-row");
+      line.setAttribute("data-step", String(row.step));
+      var key = el("dt", "ciw-summary-key", label);
+      key.dir = "auto";
+      var value = el("dd", "ciw-summary-value", String(row.value == null ? "" : row.value));
+      // Each answer keeps its own direction: a Polish name in an Arabic summary reads LTR.
+      value.dir = "auto";
+      line.appendChild(key);
+      line.appendChild(value);
+      if (row.changeable === true) {
+        var actions = el("dd", "ciw-summary-actions");
+        var button = el("button", "ciw-summary-change");
+        button.type = "button";
+        button.setAttribute("data-change-step", String(row.step));
+        button.appendChild(el("span", "ciw-summary-change-word", TEXT.change));
+        button.appendChild(el("span", "ciw-visually-hidden", " " + label));
+        actions.appendChild(button);
+        line.appendChild(actions);
+      } else {
+        line.classList.add("ciw-summary-row--no-actions");
+      }
+      list.appendChild(line);
+    });
+    item.appendChild(list);
+    ui.log.appendChild(item);
+    return item;
+  }
+
+  /** An earlier summary is history: its Change buttons go (the server would only say that
+   *  button was for an earlier question). `keepLast`: the newest is the current question. */
+  function retireSummaries(keepLast) {
+    var lists = ui.log.querySelectorAll(".ciw-msg--summary");
+    Array.prototype.forEach.call(lists, function (item, index) {
+      if (keepLast && index === lists.length - 1) {
+        return;
+      }
+      Array.prototype.forEach.call(item.querySelectorAll(".ciw-summary-actions"), function (dd) {
+        dd.parentNode.classList.add("ciw-summary-row--no-actions");
+        dd.parentNode.removeChild(dd);
+      });
+    });
+  }
+
+  /** One of the server's messages: the summary as its list; a question being changed puts
+   *  its current answer (`value`) in the box instead of a bubble (see prefill); else text. */
+  function addBotMessage(message) {
+    if (message && Array.isArray(message.summary) && message.summary.length) {
+      return addSummary(message.summary);
+    }
+    if (message && typeof message.value === "string") {
+      return null;
+    }
+    return addMessage("bot", message ? message.text : "", message ? message.links : null);
+  }
+
+  /** A question being changed: its answer as it is now, in the box, to fix rather than
+   *  type again. Returns whether it did. */
+  function prefill(reply) {
+    var messages = reply.messages || [];
+    var last = messages[messages.length - 1];
+    if (ui.composer.hidden || reply.done || !last || typeof last.value !== "string") {
+      return false;
+    }
+    ui.textarea.value = last.value;
+    autoGrow();
+    return true;
+  }
+
   function applyLanguage(reply) {
     if (!reply) {
       return;
@@ -719,6 +800,9 @@
     ui.textarea.placeholder = TEXT.placeholder;
     ui.hint.textContent = TEXT.hint;
     ui.send.textContent = TEXT.send;
+    Array.prototype.forEach.call(ui.log.querySelectorAll(".ciw-summary-change-word"), function (word) {
+      word.textContent = TEXT.change;
+    });
     if (state.statusKey && ui.status.textContent) {
       ui.status.textContent = TEXT[state.statusKey];
     }
@@ -834,11 +918,13 @@
     state.lastReply = reply;
     applyLanguage(reply);
     var first = null;
+    retireSummaries(false);
     (reply.messages || []).forEach(function (message) {
-      var item = addMessage("bot", message.text, message.links);
+      var item = addBotMessage(message);
       first = first || item;
     });
     renderControls(reply);
+    prefill(reply);
     scrollToMessage(first);
     if (moveFocus) {
       focusNext();
@@ -853,9 +939,7 @@
     ui.log.textContent = "";
     var transcript = reply.transcript || [];
     if (!transcript.length) {
-      (reply.messages || []).forEach(function (message) {
-        addMessage("bot", message.text, message.links);
-      });
+      (reply.messages || []).forEach(function (message) { addBotMessage(message); });
     }
     transcript.forEach(function (entry) {
       if (!entry) {
@@ -868,13 +952,20 @@
       if (entry.role === "user" && (text == null || text === "")) {
         return;
       }
-      addMessage(entry.role === "user" ? "user" : "bot", text, entry.links);
+      if (entry.role === "user") {
+        addMessage("user", text);
+      } else {
+        addBotMessage(entry);
+      }
     });
+    retireSummaries(reply.step === "summary" && !reply.done);
     renderControls(reply);
     var draft = loadDraft();
     if (draft && !ui.composer.hidden && !ui.textarea.value) {
       ui.textarea.value = draft;
       autoGrow();
+    } else if (!ui.textarea.value) {
+      prefill(reply);
     }
     ui.body.scrollTop = ui.body.scrollHeight;
     countTurn();
@@ -1415,6 +1506,16 @@
         return;
       }
       send({ choice: button.getAttribute("data-choice-id") }, button.textContent);
+    });
+    ui.log.addEventListener("click", function (event) {
+      var button = event.target.closest ? event.target.closest(".ciw-summary-change") : null;
+      if (!button || !ui.log.contains(button)) {
+        return;
+      }
+      // A row's step id is a choice at the summary: straight to that answer.
+      var row = button.closest(".ciw-summary-row");
+      var label = row ? row.querySelector(".ciw-summary-key").textContent : "";
+      send({ choice: button.getAttribute("data-change-step") }, label);
     });
     Object.keys(ui.tools).forEach(function (command) {
       ui.tools[command].addEventListener("click", function () {

@@ -62,3 +62,37 @@ async def test_links_are_shown_as_label_and_address_lines(service: IntakeService
     assert f"Care Inspectorate Wales: {DEFAULT_LINKS['wales_care']}" in screen
     assert f"RQIA (Northern Ireland): {DEFAULT_LINKS['northern_ireland']}" in screen
     assert "Goodbye" in screen  # "End here" (1): nothing kept
+async def test_the_summary_is_numbered_and_change_n_quotes_the_answer(
+    service: IntakeService,
+) -> None:
+    shown: list[str] = []
+    lines = typed(
+        "1",  # start
+        "Poor",
+        "Care home",
+        "Qwxz Nowhere House",
+        "2",  # a friend's or relative's care
+        "Skip",  # when
+        "Ward 3",
+        "They <b>left</b> him alone.",
+        "No",
+        "Neither",
+        "Not yet",
+        "Continue",
+        "No",  # no contact: the summary
+        "change 7",
+        "They left him alone all night.",
+        "Send my report",
+    )
+    assert await converse(service, read_line=lines, write=shown.append) == 0
+    summary = next(s for s in shown if "Here are your answers" in s)
+    assert "1. Kind of experience: Poor\n" in summary
+    assert "5. When: Not given\n" in summary
+    assert "7. What happened: They <b>left</b> him alone.\n" in summary
+    assert "type change and its number" in summary
+    changing = shown[shown.index(summary) + 1]
+    assert "Please tell us what happened" in changing
+    assert "Your answer now: They <b>left</b> him alone." in changing  # to copy and fix
+    again = [s for s in shown if "Here are your answers" in s][-1]
+    assert "7. What happened: They left him alone all night.\n" in again
+    assert "Reference: " in shown[-1]

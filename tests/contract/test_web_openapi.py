@@ -38,6 +38,11 @@ async def test_the_document_is_served_and_is_openapi_3_1(blocking_api: BlockingA
     message = answer.body["components"]["schemas"]["Message"]["properties"]
     assert {"links", "summary"} <= set(message)  # the additive fields, optional
     assert "links" not in answer.body["components"]["schemas"]["Message"]["required"]
+    assert (
+        "value" in message
+        and "value" not in answer.body["components"]["schemas"]["Message"]["required"]
+    )
+    assert "summary" in answer.body["components"]["schemas"]["Reply"]["properties"]
     for name, schema in answer.body["components"]["schemas"].items():
         assert name and Draft202012Validator.check_schema(schema) is None  # valid 2020-12
     for path, operations in answer.body["paths"].items():
@@ -137,3 +142,44 @@ async def test_the_largest_answer_in_a_4_byte_script_is_accepted(
 
     reply = await asyncio.to_thread(run)
     assert reply["step"] != "what_happened"  # taken: the conversation moved on
+
+
+async def test_a_summary_reply_and_a_change_match_the_document(blocking_api: BlockingApi) -> None:
+    """The summary step's reply must carry its rows (the document requires them there and
+    nowhere else), and a Change from a row is a documented turn carrying the value."""
+
+    def run() -> None:
+        api = blocking_api
+        conversation = api.create({"locale": "ar"}).body
+        script = [*SCRIPT_TO_WHAT_HAPPENED, {"text": "Kind staff."}, {"choice": "no"}]
+        for message in script:
+            reply = api.send(conversation, message)
+            assert reply.status == 200
+        assert reply.body["step"] == "summary" and len(reply.body["summary"]) == 6
+        changed = api.send(conversation, {"choice": "what_happened"})
+        assert changed.body["messages"][-1]["value"] == "Kind staff."
+        view = api.view(conversation)
+        assert view.body["transcript"][-1]["value"] == "Kind staff."
+
+    await asyncio.to_thread(run)
+
+
+def test_the_document_refuses_a_summary_reply_without_rows_and_rows_elsewhere() -> None:
+    reply = {
+        "conversation_id": "00000000-0000-4000-8000-000000000000",
+        "locale": "en",
+        "dir": "ltr",
+        "step": "summary",
+        "messages": [{"text": "1. When: Not given", "choices": [], "input": "choice"}],
+        "done": False,
+        "reference": None,
+    }
+    row = {"step": "when", "label": "When", "value": "Not given", "changeable": True}
+    validate = Draft202012Validator(
+        {"$ref": "#/components/schemas/Reply", "components": DOCUMENT["components"]}
+    )
+    assert not validate.is_valid(reply)
+    assert validate.is_valid({**reply, "summary": [row]})
+    assert not validate.is_valid({**reply, "summary": []})
+    assert not validate.is_valid({**reply, "summary": [{**row, "changeable": "yes"}]})
+    assert not validate.is_valid({**reply, "step": "when", "summary": [row]})

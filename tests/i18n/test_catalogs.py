@@ -24,6 +24,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
+from bot.engine.commands import CHANGE_WORD
 from bot.engine.engine import Engine, command_word
 from bot.engine.needs import FixedNeeds
 from bot.engine.types import COMMANDS, ConversationState, Inbound, Outbound, P, T, Text, Turn
@@ -369,6 +370,9 @@ class Conversation:
 
     def _check_outbound(self, out: Outbound) -> None:
         self._check_text(out.text, allow_empty=False)
+        for row in out.summary:
+            self._check_text(row.label, allow_empty=False)
+            self._check_text(row.value, allow_empty=False)
         labels = []
         for choice in out.choices:
             labels.append(self._check_text(choice.label, allow_empty=False))
@@ -421,6 +425,11 @@ def _good_path(c: Conversation) -> None:
     c.choose("self", "what_happened")
     c.say("The staff were kind and patient.", "contact")
     c.choose("no", "summary")
+    # "change 5" in this language's word: the account, quoted as it is now, then back.
+    word = c.catalogs.render(CHANGE_WORD, c.locale)
+    c.say(f"{word} 5", "what_happened")
+    assert any("The staff were kind and patient." in r for r in c.last), c.last
+    c.say("The staff were kind, patient and quick.", "summary")
     c.send("choice", "submit", acknowledgement="email")  # as the service says
     assert c.state.step == "submitted"
     assert any(REFERENCE in r for r in c.last), c.last

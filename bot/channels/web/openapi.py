@@ -66,12 +66,24 @@ _SCHEMAS: dict[str, Any] = {
     },
     "SummaryRow": {
         "type": "object",
+        "description": "One answer on the person's path, in the person's language.",
         "required": ["step", "label", "value", "changeable"],
         "properties": {
-            "step": _STRING,
-            "label": _STRING,
-            "value": _STRING,
-            "changeable": {"type": "boolean"},
+            "step": {
+                "type": "string",
+                "description": "The stable id of the step it answers. While the reply's step is "
+                "`summary`, sending it as a `choice` goes straight to that question.",
+            },
+            "label": {"type": "string", "description": "What the answer is about."},
+            "value": {
+                "type": "string",
+                "description": "The answer as shown: a choice's label, the words typed, or a "
+                "plain 'not given' for a skipped question.",
+            },
+            "changeable": {
+                "type": "boolean",
+                "description": "Whether the row may be changed (offer a Change control).",
+            },
         },
     },
     "Message": {
@@ -89,7 +101,14 @@ _SCHEMAS: dict[str, Any] = {
             "summary": {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/SummaryRow"},
-                "description": "Additive: on the summary step, one row per answer.",
+                "minItems": 1,
+                "description": "Additive: on the message that shows the summary, one row per "
+                "answer (its `text` says the same as numbered lines, for older clients).",
+            },
+            "value": {
+                "type": "string",
+                "description": "Additive: on a question being changed, the answer it has now "
+                "(the person's own words), to put in the text box.",
             },
         },
     },
@@ -104,7 +123,17 @@ _SCHEMAS: dict[str, Any] = {
             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
             "done": {"type": "boolean"},
             "reference": {"type": ["string", "null"], "pattern": "^[A-Z2-9]{4}-[A-Z2-9]{4}$"},
+            "summary": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/SummaryRow"},
+                "minItems": 1,
+                "description": "Additive: the summary step's reply carries its rows, one per "
+                "answer on the person's path (the same rows as its summary message).",
+            },
         },
+        "if": {"required": ["step"], "properties": {"step": {"const": "summary"}}},
+        "then": {"required": ["summary"]},
+        "else": {"not": {"required": ["summary"]}},
     },
     "Created": {
         "allOf": [
@@ -129,7 +158,11 @@ _SCHEMAS: dict[str, Any] = {
             "at": {"type": "string", "format": "date-time"},
             "text": _STRING,
             "kind": {"enum": ["text", "choice", "command"]},
-            "value": _STRING,
+            "value": {
+                "type": "string",
+                "description": "A person's line: what was sent (a choice id, a command). A "
+                "bot's line: the answer a question being changed had then.",
+            },
             "refused": {
                 "enum": ["too_long"],
                 "description": "The answer was refused and is not kept; `length` says how long.",

@@ -84,6 +84,8 @@ UI_TEXT: Mapping[str, Text] = MappingProxyType(
             "If you start again, we delete the answers you have given so far. You cannot undo this."
         ),
         "restartConfirm": T("Yes, start again"),
+        # A summary row's button; its accessible name adds the row's label ("Change When").
+        "change": T("Change"),
     }
 )
 

@@ -22,6 +22,10 @@ def reply_body(reply: Reply) -> dict[str, Any]:
         "done": reply.done,
         "reference": reply.reference,
     }
+    if reply.summary:
+        # The spec: "the summary step's reply carries" its rows. The same rows are on the
+        # message that shows them (and so in the transcript of a reloaded page).
+        body["summary"] = [row.to_record() for row in reply.summary]
     if reply.token is not None:
         body["token"] = reply.token
     if reply.transcript is not None:
