@@ -43,6 +43,20 @@ async def chat_storage(page: Any, origin: str) -> list[str]:
     return list(keys)
 
 
+async def open_on_partner_site(
+    start_widget_server: Any, site: PartnerSite, new_page: Any, viewport: Any
+) -> tuple[Any, Any]:
+    """A chat server that allows the partner's origin and exits to its weather page, and the
+    partner's page open with the widget on it: (server, page)."""
+    server = await start_widget_server(
+        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
+    )
+    site.api = server.base_url
+    page = await new_page(viewport=viewport)
+    await page.goto(site.origin + "/")
+    return server, page
+
+
 async def reach_a_typed_answer(chat: Chat) -> None:
     await chat.begin("poor", "care_home")
     await chat.answer("Castle View Care Home, Lancaster")
@@ -90,12 +104,7 @@ async def test_the_exit_button_leaves_at_once_and_forgets(
 async def test_shift_three_times_leaves_from_an_embedding_page(
     start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
-    server = await start_widget_server(
-        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
-    )
-    site.api = server.base_url
-    page = await new_page(viewport=NARROW)
-    await page.goto(site.origin + "/")
+    server, page = await open_on_partner_site(start_widget_server, site, new_page, NARROW)
     chat = Chat(page)
     await chat.frame_element.wait_for(state="visible")
     await reach_a_typed_answer(chat)
@@ -126,12 +135,7 @@ async def test_shift_three_times_leaves_from_an_embedding_page(
 async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
     start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
-    server = await start_widget_server(
-        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
-    )
-    site.api = server.base_url
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(site.origin + "/")
+    server, page = await open_on_partner_site(start_widget_server, site, new_page, DESKTOP)
     chat = Chat(page)
     await chat.frame_element.wait_for(state="visible")
     await reach_a_typed_answer(chat)
@@ -168,12 +172,7 @@ async def test_only_the_chat_frame_can_ask_the_page_to_leave(
 ) -> None:
     """The loader acts on "exit" only from the chat's frame and origin: another script on the
     page (or another frame) cannot send the visitor away."""
-    server = await start_widget_server(
-        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
-    )
-    site.api = server.base_url
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(site.origin + "/")
+    _, page = await open_on_partner_site(start_widget_server, site, new_page, DESKTOP)
     chat = Chat(page)
     await chat.wait_step("welcome")
     # Messages are handled in order: once "after" arrives, the forged "exit" was handled.
