@@ -46,9 +46,10 @@ BURST_PER_CHAT = 3
 
 
 @contextlib.contextmanager
-def fake_api() -> Iterator[tuple[str, str]]:
+def _fake_telegram(*args: str) -> Iterator[list[str]]:
+    """The fake Bot API in its own process; yields the words of the line it prints first."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "bench.fake_telegram"],
+        [PYTHON, "-m", "bench.fake_telegram", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -57,8 +58,7 @@ def fake_api() -> Iterator[tuple[str, str]]:
     )
     try:
         assert proc.stdout is not None
-        url, kind = proc.stdout.readline().split()
-        yield url, kind
+        yield proc.stdout.readline().split()
     finally:
         proc.terminate()
         try:
@@ -69,27 +69,17 @@ def fake_api() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
+def fake_api() -> Iterator[tuple[str, str]]:
+    """The fake Bot API: (API URL, kind)."""
+    with _fake_telegram() as (url, kind):
+        yield url, kind
+
+
+@contextlib.contextmanager
 def driver() -> Iterator[tuple[str, str]]:
     """The fake Bot API that also drives the webhook: (API URL, control URL)."""
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "bench.fake_telegram", "--drive"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={"PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert proc.stdout is not None
-        url, _kind, control = proc.stdout.readline().split()
+    with _fake_telegram("--drive") as (url, _kind, control):
         yield url, control
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 _bases = iter(range(1, 1_000_000))
