@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from bot.engine.conditions import Answers, Condition
-from bot.engine.types import Link, Text
+from bot.engine.types import ChoiceAction, ChoiceDef, Link, Text
 
 #: choice: pick one of `choices`; text: free text (validated); info: read, then `continue`;
 #: lookup: free text searched in the directory (`Needs.search_directory`), then matches
@@ -33,9 +33,6 @@ StepKind = Literal[
     "cancelled",
     "ended",
 ]
-#: What a choice does instead of answering its step: one of the engine's commands
-#: (bot.engine.types.COMMANDS), `submit` the report, or `edit` an answer.
-ChoiceAction = Literal["back", "restart", "help", "privacy", "language", "cancel", "submit", "edit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,23 +59,6 @@ class Receipt:
 
 
 ReceiptPromptFn: TypeAlias = Callable[[Receipt], Sequence[Text]]
-
-
-@dataclass(frozen=True, slots=True)
-class ChoiceDef:
-    id: str
-    label: Text
-    #: Said right after the person picks this choice (e.g. the 999 advice after "yes").
-    note: Text | None = None
-    #: Shown only when this holds for the answers so far.
-    when: Condition | None = None
-    #: What choosing it does, when that is not answering the step.
-    action: ChoiceAction | None = None
-    #: Links shown with the note (the routes a person needs right then).
-    links: Sequence[Link] = ()
-    #: The note (and its links) is said only when this holds for the answers, this choice
-    #: included (None: always).
-    note_when: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,12 +32,13 @@ from bot.engine.commands import (
     parse_command,
 )
 from bot.engine.conditions import Answers, Condition
-from bot.engine.dialog import ChoiceAction, Dialog, Invalid, Receipt, Step, StepKind
+from bot.engine.dialog import Dialog, Invalid, Receipt, Step, StepKind
 from bot.engine.needs import NOTHING_OUTSIDE, Needs
 from bot.engine.text import clean_text, fold
 from bot.engine.types import (
     COMMANDS,
-    Choice,
+    ChoiceAction,
+    ChoiceDef,
     ConversationClosed,
     ConversationState,
     Event,
@@ -104,7 +105,7 @@ class _Model:
 class _Offer:
     """What the current step offers: choices (with their notes) and whether text is allowed."""
 
-    choices: tuple[Choice, ...]
+    choices: tuple[ChoiceDef, ...]
     accepts_text: bool
 
 
@@ -516,30 +517,28 @@ class Engine:
         answers = state.answers
         if step.kind == "language":
             return _Offer(
-                tuple(Choice(code, Text.raw(name)) for code, name in self.languages), False
+                tuple(ChoiceDef(code, Text.raw(name)) for code, name in self.languages), False
             )
         if step.kind == "lookup":
             offered = state.scratch.get("matches") or state.scratch.get("preselected")
             if offered:
-                choices = [Choice(m[0], Text.raw(m[2] if len(m) > 2 else m[1])) for m in offered]
-                return _Offer((*choices, Choice(NONE, common[NONE])), True)
+                choices = [ChoiceDef(m[0], Text.raw(m[2] if len(m) > 2 else m[1])) for m in offered]
+                return _Offer((*choices, ChoiceDef(NONE, common[NONE])), True)
             return _Offer((), True)
         if step.kind == "edit":
             editable = [
-                Choice(row.step, row.label) for row in self.summary_rows(answers) if row.changeable
+                ChoiceDef(row.step, row.label)
+                for row in self.summary_rows(answers)
+                if row.changeable
             ]
-            return _Offer((*editable, Choice(BACK_TO_SUMMARY, common[BACK_TO_SUMMARY])), False)
+            return _Offer((*editable, ChoiceDef(BACK_TO_SUMMARY, common[BACK_TO_SUMMARY])), False)
         if step.kind in _END_KINDS:
             return _Offer((), False)
-        choices = [
-            Choice(c.id, c.label)
-            for c in step.choices
-            if c.when is None or c.when.evaluate(answers)
-        ]
+        choices = [c for c in step.choices if c.when is None or c.when.evaluate(answers)]
         if step.kind == "info" and not choices:
-            choices = [Choice(CONTINUE, common[CONTINUE])]
+            choices = [ChoiceDef(CONTINUE, common[CONTINUE])]
         if step.skippable is not None and step.skippable.evaluate(answers):
-            choices.append(Choice(SKIP, common[SKIP]))
+            choices.append(ChoiceDef(SKIP, common[SKIP]))
         return _Offer(tuple(choices), step.kind == "text")
 
     def _summary_text(self, rows: Sequence[SummaryRow]) -> Text:
@@ -624,7 +623,7 @@ class Engine:
         return self.dialog.messages[key]
 
     def _match_typed(
-        self, typed: str, choices: Sequence[Choice], translate: Translate
+        self, typed: str, choices: Sequence[ChoiceDef], translate: Translate
     ) -> str | None:
         """A typed answer that names a choice: its number, its id, or its label."""
         if not choices or not typed:

@@ -7,9 +7,11 @@ shown in any language and re-rendered after a language switch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
+
+from bot.engine.conditions import Condition
 
 InboundKind = Literal["text", "choice", "command", "start"]
 InputKind = Literal["choice", "text", "none"]
@@ -69,12 +71,6 @@ def P(singular: str, plural: str, n: int, /, **params: Param) -> Text:
 
 
 @dataclass(frozen=True, slots=True)
-class Choice:
-    id: str
-    label: Text
-
-
-@dataclass(frozen=True, slots=True)
 class Link:
     """A link a message offers: a stable `key` (e.g. "complain_nhs") that the service turns
     into an address from its configuration, and the words to show for it. The engine never
@@ -82,6 +78,32 @@ class Link:
 
     key: str
     label: Text
+
+
+#: What a choice does instead of answering its step: one of the engine's commands
+#: (`COMMANDS`), `submit` the report, or `edit` an answer.
+ChoiceAction = Literal["back", "restart", "help", "privacy", "language", "cancel", "submit", "edit"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceDef:
+    """One choice: what a dialogue declares, and what the engine offers (its own built-in
+    choices, directory matches and languages are `ChoiceDef(id, label)`). Channels show `id`
+    and `label` only; the rest is for the engine."""
+
+    id: str
+    label: Text
+    #: Said right after the person picks this choice (e.g. the 999 advice after "yes").
+    note: Text | None = None
+    #: Shown only when this holds for the answers so far.
+    when: Condition | None = None
+    #: What choosing it does, when that is not answering the step.
+    action: ChoiceAction | None = None
+    #: Links shown with the note (the routes a person needs right then).
+    links: Sequence[Link] = ()
+    #: The note (and its links) is said only when this holds for the answers, this choice
+    #: included (None: always).
+    note_when: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +123,7 @@ class Outbound:
     """One message from the bot. `input` says what the channel should offer next."""
 
     text: Text
-    choices: tuple[Choice, ...] = ()
+    choices: tuple[ChoiceDef, ...] = ()
     input: InputKind = "none"
     #: Where the person can go next (shown after the text, before the choices).
     links: tuple[Link, ...] = ()

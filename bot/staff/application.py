@@ -36,7 +36,6 @@ from storage.staff import StaffStore
 log = logging.getLogger(__name__)
 
 
-
 def routes() -> list[Route]:
     return [
         *views_auth.ROUTES,

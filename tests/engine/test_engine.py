@@ -10,7 +10,7 @@ import pytest
 from bot.engine import engine as engine_module
 from bot.engine.engine import MAX_HISTORY, Engine, clean_text
 from bot.engine.needs import FixedNeeds
-from bot.engine.types import COMMANDS, ConversationState, Inbound, LocaleChanged, Text
+from bot.engine.types import COMMANDS, ChoiceDef, ConversationState, Inbound, LocaleChanged, Text
 from bot.i18n import Catalogs
 from dialogs.diagram import mermaid
 from dialogs.intake import INTAKE
@@ -115,6 +115,17 @@ def test_typed_commands_and_labels(engine: Engine, render) -> None:  # type: ign
     # Not a command, not a label: re-prompted, nothing stored.
     turn = engine.handle(state, Inbound("text", "/rm -rf"), render)
     assert turn.state.step == "experience" and "experience" not in turn.state.answers
+
+
+def test_a_dialogues_choices_reach_the_channel_as_declared(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    """One choice type: what the dialogue declares is what a channel is given (the engine's
+    own choices, such as languages, are the same type), not a copy in a second type."""
+    state = drive(engine, render, ("choice", "start"))
+    offered = engine.handle(state, Inbound("command", "help"), render).outbound[-1].choices
+    declared = {c.id: c for c in INTAKE.step("experience").choices}
+    assert offered and all(choice is declared[choice.id] for choice in offered)
+    languages = engine.handle(state, Inbound("command", "language"), render).outbound[-1].choices
+    assert {type(c) for c in languages} == {ChoiceDef}
 
 
 def test_history_is_bounded(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
