@@ -26,13 +26,13 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check
 	touch $@
 
-# GOV.UK Frontend for the staff pages, from npm, exactly as pinned (with its integrity hash) by
+# GOV.UK Frontend for the staff pages (and axe-core + Lighthouse for the tests), from npm, exactly as pinned (with integrity hashes) by
 # package-lock.json. Without npm the staff pages still work, unstyled, and say so in the log.
 staff-assets: $(GOVUK)
 
 $(GOVUK): package.json package-lock.json
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --ignore-scripts && touch $@; \
-	else echo "npm not found: the staff pages will be unstyled (install Node.js, then make staff-assets)"; fi
+	else echo "npm not found: the staff pages will be unstyled and the accessibility audits skipped (install Node.js, then make staff-assets)"; fi
 
 # Upgrading is a deliberate commit: `make lock` re-resolves (keeping current pins where they still
 # fit; `make lock UPGRADE=--upgrade` takes the newest), then run `make test` and commit both files.

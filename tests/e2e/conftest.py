@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +29,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
-AXE_CACHE = ROOT / ".cache" / "axe"
-AXE_SCRIPT = AXE_CACHE / "package" / "axe.min.js"
+AXE_SCRIPT = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+LIGHTHOUSE = ROOT / "node_modules" / "lighthouse" / "cli" / "index.js"
+NO_NODE_TOOLS = (
+    "axe-core and Lighthouse are not installed: run `make staff-assets` (needs npm) to run the "
+    "accessibility audits"
+)
 NO_CHROMIUM = (
     f"{CHROMIUM} is missing: run scripts/ensure-chromium (as root it installs Debian's "
     "chromium package) to run the browser tests"
@@ -433,36 +435,11 @@ def chat_for() -> Callable[[Any], Chat]:
 # ---------------------------------------------------------------------- axe-core
 
 
-def _install_axe() -> str | None:
-    """Fetch axe-core from the npm registry into .cache/axe; returns why not, or None."""
-    npm = shutil.which("npm")
-    if npm is None:
-        return "npm is not available to fetch axe-core"
-    AXE_CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        packed = subprocess.run(
-            [npm, "pack", "axe-core@4", "--silent"],
-            cwd=AXE_CACHE,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=True,
-        )
-        tarball = packed.stdout.strip().splitlines()[-1]
-        subprocess.run(
-            ["tar", "xzf", tarball], cwd=AXE_CACHE, capture_output=True, timeout=60, check=True
-        )
-    except (subprocess.SubprocessError, OSError, IndexError) as error:
-        return f"could not fetch axe-core with npm: {error}"
-    return None if AXE_SCRIPT.exists() else "axe-core was fetched but axe.min.js is missing"
-
-
 @pytest.fixture(scope="session")
 def axe_script() -> Path:
+    """axe-core as package-lock.json pins it (`make staff-assets` installs it with npm)."""
     if not AXE_SCRIPT.exists():
-        reason = _install_axe()
-        if reason is not None:
-            pytest.skip(reason)
+        pytest.skip(NO_NODE_TOOLS)
     return AXE_SCRIPT
 
 
