@@ -5,12 +5,12 @@ conversation keeping nothing that was typed, in any table."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.app import STORAGE
 from bot.config import DEFAULT_LINKS
 from tests.conftest import Api, RunningServer, StartServer
 from tests.erasure_support import new_marker, tables_holding
+from tests.links_support import OUTSIDE_ENGLAND_LINKS, assert_well_formed_https
 
 
 def links_of(body: dict[str, Any]) -> dict[str, str]:
@@ -22,12 +22,6 @@ def links_of(body: dict[str, Any]) -> dict[str, str]:
             assert set(link) == {"label", "url"}
             found[link["label"]] = link["url"]
     return found
-
-
-def assert_well_formed_https(url: str) -> None:
-    parts = urlsplit(url)
-    assert parts.scheme == "https" and parts.hostname and "." in parts.hostname, url
-    assert not any(c.isspace() for c in url), url
 
 
 async def walk(api: Api, conversation: dict[str, Any], *steps: tuple[str, str]) -> dict[str, Any]:
@@ -178,13 +172,7 @@ async def test_care_outside_england_chosen_by_mistake_goes_back(api: Api) -> Non
     )
     assert body["step"] == "outside_england"
     shown = links_of(body)
-    assert shown == {
-        "Care Inspectorate Wales": DEFAULT_LINKS["wales_care"],
-        "Healthcare Inspectorate Wales": DEFAULT_LINKS["wales_health"],
-        "Care Inspectorate (Scotland)": DEFAULT_LINKS["scotland_care"],
-        "Healthcare Improvement Scotland": DEFAULT_LINKS["scotland_health"],
-        "RQIA (Northern Ireland)": DEFAULT_LINKS["northern_ireland"],
-    }
+    assert shown == OUTSIDE_ENGLAND_LINKS
     for url in shown.values():
         assert_well_formed_https(url)
     assert [c["id"] for c in body["messages"][-1]["choices"]] == ["end", "back"]

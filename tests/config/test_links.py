@@ -4,8 +4,6 @@ one a well-formed https address; and the phone number the welcome gives
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import pytest
 
 from bot.config import (
@@ -18,15 +16,7 @@ from bot.config import (
 )
 from bot.engine.types import Link
 from dialogs.intake import INTAKE
-
-
-def assert_well_formed_https(url: str) -> None:
-    parts = urlsplit(url)
-    assert parts.scheme == "https", url
-    assert parts.hostname and "." in parts.hostname, url
-    assert parts.username is None and parts.password is None, url
-    assert not any(c.isspace() for c in url), url
-    assert parts.port is None, url
+from tests.links_support import assert_well_formed_https
 
 
 def dialog_link_keys() -> set[str]:

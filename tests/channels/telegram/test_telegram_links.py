@@ -3,10 +3,9 @@ so nothing is read as markup), over the real webhook and the fake Bot API."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from bot.config import DEFAULT_LINKS
 from tests.channels.telegram.tg_support import TelegramServer, User
+from tests.links_support import OUTSIDE_ENGLAND_LINKS, assert_well_formed_https
 
 
 def url_lines(text: str) -> dict[str, str]:
@@ -31,14 +30,7 @@ async def test_the_welcome_and_the_not_england_step_show_their_urls(
     await user.tap("poor")
     await user.tap("outside_england")
     shown = url_lines(user.texts()[-1])
-    assert shown == {
-        "Care Inspectorate Wales": DEFAULT_LINKS["wales_care"],
-        "Healthcare Inspectorate Wales": DEFAULT_LINKS["wales_health"],
-        "Care Inspectorate (Scotland)": DEFAULT_LINKS["scotland_care"],
-        "Healthcare Improvement Scotland": DEFAULT_LINKS["scotland_health"],
-        "RQIA (Northern Ireland)": DEFAULT_LINKS["northern_ireland"],
-    }
+    assert shown == OUTSIDE_ENGLAND_LINKS
     for url in shown.values():
-        parts = urlsplit(url)
-        assert parts.scheme == "https" and parts.hostname and " " not in url
+        assert_well_formed_https(url)
     assert user.keyboard() == ["end", "back"]
