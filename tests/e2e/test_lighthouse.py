@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,9 @@ SCREENS: dict[str, list[str]] = {
 }
 
 
-async def lighthouse(url: str, screen: str, report: Path) -> dict[str, Any]:
-    """Run the Lighthouse CLI on `url` and return its JSON result (also kept in `report`)."""
+async def lighthouse(url: str, screen: str, report: Path, home: Path) -> dict[str, Any]:
+    """Run the Lighthouse CLI on `url` and return its JSON result (also kept in `report`);
+    `home` is a scratch HOME, so nothing it or Chromium writes lands in the checkout."""
     node = shutil.which("node")
     if node is None or not LIGHTHOUSE.exists():
         pytest.skip(NO_NODE_TOOLS)
@@ -59,7 +61,7 @@ async def lighthouse(url: str, screen: str, report: Path) -> dict[str, Any]:
         "--chrome-flags=--headless=new --no-sandbox --disable-gpu",
         "--quiet",
         *SCREENS[screen],
-        env={"CHROME_PATH": str(CHROMIUM), "PATH": "/usr/bin:/bin", "HOME": str(report.parent)},
+        env={"CHROME_PATH": str(CHROMIUM), "PATH": os.environ.get("PATH", ""), "HOME": str(home)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -92,7 +94,10 @@ async def test_lighthouse_passes_every_audit_on_the_chat_and_the_staff_sign_in(
     runs.append((f"{server.base_url}/staff/", "desktop", "staff-sign-in-desktop"))
     # One Chromium each, side by side: these audits do not measure speed.
     results = await asyncio.gather(
-        *(lighthouse(url, screen, ARTIFACTS / f"lighthouse-{name}.json") for url, screen, name in runs)
+        *(
+            lighthouse(url, screen, ARTIFACTS / f"lighthouse-{name}.json", tmp_path)
+            for url, screen, name in runs
+        )
     )
     problems = []
     for (url, screen, _), result in zip(runs, results, strict=True):
