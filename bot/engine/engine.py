@@ -116,6 +116,10 @@ class Engine:
             raise ValueError(f"dialog lacks engine messages: {missing}")
         self.dialog = dialog
         self.languages = tuple(languages if languages is not None else dialog.languages)
+        #: The `language` step's offer never changes: built once, not on every turn there.
+        self._language_offer = _Offer(
+            tuple(ChoiceDef(code, Text.raw(name)) for code, name in self.languages), False
+        )
         self._steps = dialog.by_id
         #: The dialogue's steps of the kinds the engine moves to itself, if it has them.
         self._language_step = dialog.step_of_kind("language")
@@ -516,9 +520,7 @@ class Engine:
         common = self.dialog.common_choices
         answers = state.answers
         if step.kind == "language":
-            return _Offer(
-                tuple(ChoiceDef(code, Text.raw(name)) for code, name in self.languages), False
-            )
+            return self._language_offer
         if step.kind == "lookup":
             offered = state.scratch.get("matches") or state.scratch.get("preselected")
             if offered:
