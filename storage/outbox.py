@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import Integer, bindparam, case, delete, exists, func, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import OutboxMessage, OutboxTopicStats
@@ -35,14 +35,109 @@ FAILED = "failed"
 NOTIFY_CHANNEL = "intake_outbox"
 
 
+#: Each statement of the delivery path is built once, so SQLAlchemy compiles it once (its
+#: cache is keyed by the statement): building the claim per call was a fifth of the sending
+#: process's CPU in the profile (BENCHMARKS.md).
+_NOW = bindparam("now", type_=outbox.c.available_at.type)
+_MESSAGE_ID = bindparam("message_id", type_=outbox.c.id.type)
+
+_pick = outbox.alias("pick")
+_earlier = outbox.alias("earlier")
+#: One statement claims: the oldest due, unleased pending message of each key that has no
+#: earlier pending message, locked so that a concurrent claimer skips it (PostgreSQL; on
+#: SQLite the single writer serializes claims), leased and counted as an attempt.
+_CLAIM = (
+    update(outbox)
+    .where(
+        outbox.c.id.in_(
+            select(_pick.c.id)
+            .where(
+                _pick.c.topic.in_(bindparam("topics", expanding=True)),
+                _pick.c.status == PENDING,
+                _pick.c.available_at <= _NOW,
+                or_(_pick.c.claimed_until.is_(None), _pick.c.claimed_until <= _NOW),
+                ~exists().where(
+                    _earlier.c.topic == _pick.c.topic,
+                    _earlier.c.ordering_key == _pick.c.ordering_key,
+                    _earlier.c.status == PENDING,
+                    _earlier.c.id < _pick.c.id,
+                ),
+            )
+            .order_by(_pick.c.id)
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True, of=_pick)
+        )
+    )
+    .values(
+        claimed_until=bindparam("lease_until", type_=outbox.c.claimed_until.type),
+        attempts=outbox.c.attempts + 1,
+    )
+    .returning(*outbox.c)
+)
+
+#: A message added already claimed by its writer (`add(claim_for=...)`), unless an earlier
+#: message of its key is still pending: then it waits its turn like any other.
+_key_busy = exists().where(
+    _earlier.c.topic == bindparam("busy_topic", type_=outbox.c.topic.type),
+    _earlier.c.ordering_key == bindparam("busy_key", type_=outbox.c.ordering_key.type),
+    _earlier.c.status == PENDING,
+)
+_ADD_CLAIMED = (
+    outbox.insert()
+    .values(
+        claimed_until=case(
+            (_key_busy, null()),
+            else_=bindparam("claim_until", type_=outbox.c.claimed_until.type),
+        ),
+        attempts=case((_key_busy, 0), else_=1),
+    )
+    .returning(outbox.c.id, outbox.c.attempts)
+)
+
+_DONE = update(outbox).where(outbox.c.id == _MESSAGE_ID).values(status="done", claimed_until=None)
+_DONE_KEEPING = (
+    update(outbox)
+    .where(outbox.c.id == _MESSAGE_ID)
+    .values(
+        status="done", claimed_until=None, payload=bindparam("keep", type_=outbox.c.payload.type)
+    )
+)
+_RETRY_LATER = (
+    update(outbox)
+    .where(outbox.c.id == _MESSAGE_ID)
+    .values(
+        claimed_until=None,
+        available_at=bindparam("available_at_", type_=outbox.c.available_at.type),
+        last_error=bindparam("error", type_=outbox.c.last_error.type),
+    )
+)
+_FAILED = (
+    update(outbox)
+    .where(outbox.c.id == _MESSAGE_ID)
+    .values(
+        status=FAILED,
+        claimed_until=None,
+        last_error=bindparam("error", type_=outbox.c.last_error.type),
+    )
+)
+
+
 class SqlOutbox:
     def __init__(self, db: Db) -> None:
         self._db = db
 
-    async def add(self, messages: Sequence[OutboxMessage]) -> None:
-        """Insert the messages in order and fill in their id, created_at and available_at."""
+    async def add(
+        self, messages: Sequence[OutboxMessage], *, claim_for: float | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """Insert the messages in order and fill in their id, created_at and available_at.
+
+        With `claim_for`, each message is also claimed for that many seconds, as `claim`
+        would, unless an earlier message of its key is still pending: the writer's own
+        process sends it right after the commit, without waiting for a claim, and if that
+        process dies the lease expires and any dispatcher sends it. Returns the messages so
+        claimed (their `attempts` is 1)."""
         if not messages:
-            return
+            return []
         keyed = [m.idempotency_key for m in messages if m.idempotency_key is not None]
         if keyed:
             existing = set(
@@ -54,7 +149,7 @@ class SqlOutbox:
             )
             messages = [m for m in messages if m.idempotency_key not in existing]
             if not messages:
-                return
+                return []
         now = self._db.now()
         rows: list[dict[str, Any]] = [
             {
@@ -72,73 +167,66 @@ class SqlOutbox:
             }
             for message in messages
         ]
-        statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
-        result = await self._db.execute(statement, rows)
-        for message, row, new_id in zip(messages, rows, result.scalars(), strict=True):
-            message.id = new_id
+        claimed: builtins.list[OutboxMessage] = []
+        if claim_for is not None:
+            until = now + timedelta(seconds=claim_for)
+            for message, row in zip(messages, rows, strict=True):
+                del row["claimed_until"], row["attempts"]
+                parameters = {
+                    **row,
+                    "busy_topic": message.topic,
+                    "busy_key": message.ordering_key,
+                    "claim_until": until,
+                }
+                inserted = (await self._db.execute(_ADD_CLAIMED, parameters)).one()
+                message.id, message.attempts = inserted.id, inserted.attempts
+                if inserted.attempts:
+                    claimed.append(message)
+        else:
+            statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
+            result = await self._db.execute(statement, rows)
+            for message, new_id in zip(messages, result.scalars(), strict=True):
+                message.id = new_id
+        for message, row in zip(messages, rows, strict=True):
             message.created_at = row["created_at"]
             message.available_at = row["available_at"]
+        return claimed
 
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
     ) -> builtins.list[OutboxMessage]:
         now = self._db.now()
         topics = [topic] if isinstance(topic, str) else list(topic)
-        earlier = outbox.alias("earlier")
-        earlier_pending = exists().where(
-            earlier.c.topic == outbox.c.topic,
-            earlier.c.ordering_key == outbox.c.ordering_key,
-            earlier.c.status == PENDING,
-            earlier.c.id < outbox.c.id,
-        )
-        statement = (
-            select(outbox)
-            .where(
-                outbox.c.topic.in_(topics),
-                outbox.c.status == PENDING,
-                outbox.c.available_at <= now,
-                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
-                ~earlier_pending,
+        rows = (
+            await self._db.execute(
+                _CLAIM,
+                {
+                    "topics": topics,
+                    "now": now,
+                    "limit": limit,
+                    "lease_until": now + timedelta(seconds=lease_seconds),
+                },
             )
-            .order_by(outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=outbox)
-        )
-        rows = (await self._db.execute(statement)).all()
-        if not rows:
-            return []
-        ids = [row.id for row in rows]
-        await self._db.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(ids))
-            .values(
-                claimed_until=now + timedelta(seconds=lease_seconds),
-                attempts=outbox.c.attempts + 1,
-            )
-        )
-        return [_message(row, attempts=row.attempts + 1) for row in rows]
+        ).all()
+        return [_message(row) for row in sorted(rows, key=lambda row: row.id)]
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
         if keep is None:
-            await self._set(message_id, status="done", claimed_until=None)
+            await self._db.execute(_DONE, {"message_id": message_id})
         else:
-            await self._set(message_id, status="done", claimed_until=None, payload=keep)
+            await self._db.execute(_DONE_KEEPING, {"message_id": message_id, "keep": keep})
 
     async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None:
         """Still pending, so later messages of the key keep waiting behind it."""
-        await self._set(
-            message_id,
-            claimed_until=None,
-            available_at=self._db.now() + timedelta(seconds=delay_seconds),
-            last_error=error,
+        available_at = self._db.now() + timedelta(seconds=delay_seconds)
+        await self._db.execute(
+            _RETRY_LATER,
+            {"message_id": message_id, "available_at_": available_at, "error": error},
         )
 
     async def mark_failed(self, message_id: int, *, error: str) -> None:
         """Given up: no longer pending, so the key's later messages flow again."""
-        await self._set(message_id, status="failed", claimed_until=None, last_error=error)
-
-    async def _set(self, message_id: int, **values: object) -> None:
-        await self._db.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+        await self._db.execute(_FAILED, {"message_id": message_id, "error": error})
 
     async def list(
         self,
