@@ -9,8 +9,10 @@ it. A record written by an older version still reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from bot.ports import OutboxMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,9 @@ class Reply:
     transcript: list[dict[str, Any]] | None = None
     #: True when this reply was replayed for a repeated message id.
     replayed: bool = False
+    #: Outbox rows of this reply claimed in the turn's own transaction, for the channel's
+    #: sender in this process to send right after the commit (`Outbox.add(claim_for=...)`).
+    claimed: list[OutboxMessage] = field(default_factory=list)
 
     @property
     def summary(self) -> tuple[RenderedSummaryRow, ...]:

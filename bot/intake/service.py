@@ -253,10 +253,13 @@ class IntakeService:
         scope: str,
         locale_hints: tuple[str | None, ...] = (),
         outbox_topic: str | None = None,
+        claim_for: float | None = None,
     ) -> Reply:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
         open a new one, apply the message, all in one transaction; idempotent on
-        (`scope`, `message_id`) across the whole channel."""
+        (`scope`, `message_id`) across the whole channel. With `claim_for`, the reply's
+        outbox row is claimed in the same transaction for the caller's sender
+        (`Reply.claimed`; see `Outbox.add`)."""
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
         for _attempt in range(MAX_TURN_ATTEMPTS):
@@ -271,6 +274,7 @@ class IntakeService:
                         scope,
                         locale_hints,
                         outbox_topic,
+                        claim_for,
                     )
                     await uow.commit()
                     return reply
@@ -291,6 +295,7 @@ class IntakeService:
         scope: str,
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
+        claim_for: float | None = None,
     ) -> Reply:
         record, prior = await uow.conversations.find_active_for_turn(
             channel, channel_key, scope=scope, message_id=message_id
@@ -298,11 +303,13 @@ class IntakeService:
         if prior is not None:
             return _replayed(prior)
         if record is not None:
-            return await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
+            return await self._turn(
+                uow, record, inbound, message_id, outbox_topic, scope=scope, claim_for=claim_for
+            )
         start_param = inbound.value if inbound.kind == "start" else None
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
         reply = self._reply(record, turn)
-        await self._store_new(uow, record, turn, reply, outbox_topic)
+        await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
         await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
         return reply
 
@@ -433,6 +440,7 @@ class IntakeService:
         outbox_topic: str | None,
         *,
         scope: str,
+        claim_for: float | None = None,
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
@@ -467,7 +475,7 @@ class IntakeService:
                     record.id, before_seq=record.transcript_seq - MAX_TRANSCRIPT_LINES
                 )
         if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic)
+            await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
         await uow.save_turn(
             record,
             entries,
@@ -515,13 +523,14 @@ class IntakeService:
         turn: Turn,
         reply: Reply,
         outbox_topic: str | None,
+        claim_for: float | None = None,
     ) -> None:
         """Store a new conversation with the transcript of its first turn."""
         entries = self._transcript(record, turn, reply)
         await uow.conversations.add(record)
         await uow.transcripts.append(record.id, entries)
         if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic)
+            await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
 
     def _transcript(
         self,
@@ -566,13 +575,18 @@ class IntakeService:
         return entries
 
     async def _send_via_outbox(
-        self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str
+        self,
+        uow: UnitOfWork,
+        record: ConversationRecord,
+        reply: Reply,
+        topic: str,
+        claim_for: float | None = None,
     ) -> None:
         """One outbox row per reply: the channel sends the turn's messages together."""
         if not reply.messages:
             return
         key = record.channel_key or record.id
-        await uow.outbox.add(
+        reply.claimed = await uow.outbox.add(
             [
                 OutboxMessage(
                     topic,
@@ -586,7 +600,8 @@ class IntakeService:
                     },
                     conversation_id=record.id,
                 )
-            ]
+            ],
+            claim_for=claim_for,
         )
 
     def _reply(self, record: ConversationRecord, turn: Turn) -> Reply:
