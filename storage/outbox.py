@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, delete, exists, func, null, or_, select, update
+from sqlalchemy import Integer, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import OutboxMessage, OutboxTopicStats
 from storage.db import Db
+from storage.errors import storage_errors
 from storage.models import outbox
+from storage.turns import sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +79,32 @@ _CLAIM = (
 )
 
 #: A message added already claimed by its writer (`add(claim_for=...)`), unless an earlier
-#: message of its key is still pending: then it waits its turn like any other.
-_key_busy = exists().where(
-    _earlier.c.topic == bindparam("busy_topic", type_=outbox.c.topic.type),
-    _earlier.c.ordering_key == bindparam("busy_key", type_=outbox.c.ordering_key.type),
-    _earlier.c.status == PENDING,
-)
-_ADD_CLAIMED = (
-    outbox.insert()
-    .values(
-        claimed_until=case(
-            (_key_busy, null()),
-            else_=bindparam("claim_until", type_=outbox.c.claimed_until.type),
-        ),
-        attempts=case((_key_busy, 0), else_=1),
-    )
-    .returning(outbox.c.id, outbox.c.attempts)
-)
+#: message of its key is still pending: then it waits its turn like any other. It is written
+#: in the turn's transaction, so it runs on the driver's connection as the turn's own
+#: statements do (`storage.turns`), in one hand-off to aiosqlite's thread or one round trip.
+_KEY_BUSY = """EXISTS (SELECT 1 FROM outbox AS earlier
+                       WHERE earlier.topic = {topic} AND earlier.ordering_key = {key}
+                         AND earlier.status = 'pending')"""
+_ADD_CLAIMED_COLUMNS = """INSERT INTO outbox (idempotency_key, topic, ordering_key, payload,
+        status, attempts, available_at, created_at, claimed_until, last_error, conversation_id)"""
+PG_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES ($1, $2::varchar, $3::varchar, $4, $5,
+            CASE WHEN {_KEY_BUSY.format(topic="$2::varchar", key="$3::varchar")} THEN 0 ELSE 1 END,
+            $6, $7,
+            CASE WHEN {_KEY_BUSY.format(topic="$2::varchar", key="$3::varchar")}
+                 THEN NULL ELSE $8::timestamptz END,
+            $9, $10)
+    RETURNING id, attempts
+"""
+SQLITE_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES (:idempotency_key, :topic, :ordering_key, :payload, :status,
+            CASE WHEN {_KEY_BUSY.format(topic=":topic", key=":ordering_key")} THEN 0 ELSE 1 END,
+            :available_at, :created_at,
+            CASE WHEN {_KEY_BUSY.format(topic=":topic", key=":ordering_key")}
+                 THEN NULL ELSE :claim_until END,
+            :last_error, :conversation_id)
+    RETURNING id, attempts
+"""
 
 _DONE = update(outbox).where(outbox.c.id == _MESSAGE_ID).values(status="done", claimed_until=None)
 _DONE_KEEPING = (
@@ -171,16 +183,8 @@ class SqlOutbox:
         if claim_for is not None:
             until = now + timedelta(seconds=claim_for)
             for message, row in zip(messages, rows, strict=True):
-                del row["claimed_until"], row["attempts"]
-                parameters = {
-                    **row,
-                    "busy_topic": message.topic,
-                    "busy_key": message.ordering_key,
-                    "claim_until": until,
-                }
-                inserted = (await self._db.execute(_ADD_CLAIMED, parameters)).one()
-                message.id, message.attempts = inserted.id, inserted.attempts
-                if inserted.attempts:
+                message.id, message.attempts = await self._add_claimed(row, until)
+                if message.attempts:
                     claimed.append(message)
         else:
             statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
@@ -191,6 +195,38 @@ class SqlOutbox:
             message.created_at = row["created_at"]
             message.available_at = row["available_at"]
         return claimed
+
+    async def _add_claimed(self, row: dict[str, Any], until: datetime) -> tuple[int, int]:
+        """Insert one row, claimed until `until` unless its key is busy: (id, attempts).
+        Values are stored as SQLAlchemy stores them (`storage.turns`): JSON as `json.dumps`
+        text, timestamps aware (PostgreSQL) or as SQLite's naive UTC text."""
+        driver = await self._db.driver()
+        payload = json.dumps(row["payload"])
+        with storage_errors():
+            if self._db.is_postgres:
+                inserted = await driver.fetchrow(
+                    PG_ADD_CLAIMED,
+                    row["idempotency_key"],
+                    row["topic"],
+                    row["ordering_key"],
+                    payload,
+                    row["status"],
+                    row["available_at"],
+                    row["created_at"],
+                    until,
+                    row["last_error"],
+                    row["conversation_id"],
+                )
+                return int(inserted["id"]), int(inserted["attempts"])
+            parameters = {
+                **row,
+                "payload": payload,
+                "available_at": sqlite_time(row["available_at"]),
+                "created_at": sqlite_time(row["created_at"]),
+                "claim_until": sqlite_time(until),
+            }
+            ((new_id, attempts),) = await driver.execute_fetchall(SQLITE_ADD_CLAIMED, parameters)
+            return int(new_id), int(attempts)
 
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float

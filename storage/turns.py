@@ -203,7 +203,7 @@ _SQLITE_DATETIME = (
 )
 
 
-def _sqlite_time(moment: datetime) -> str:
+def sqlite_time(moment: datetime) -> str:
     """As `UTCDateTime` then SQLAlchemy's SQLite DATETIME store it: naive UTC text."""
     at = _utc(moment)
     return _SQLITE_DATETIME % {
@@ -340,7 +340,7 @@ async def _save_sqlite(
         "reference": record.reference,
         "channel_key": record.channel_key,
         "token_hash": record.token_hash,
-        "updated_at": _sqlite_time(record.updated_at),
+        "updated_at": sqlite_time(record.updated_at),
         "transcript_seq": record.transcript_seq,
     }
     with storage_errors():
@@ -365,7 +365,7 @@ async def _save_sqlite(
                         entry.seq,
                         entry.role,
                         json.dumps(entry.payload),
-                        _sqlite_time(entry.created_at),
+                        sqlite_time(entry.created_at),
                     )
                     for entry in entries
                 ],
@@ -374,5 +374,5 @@ async def _save_sqlite(
             # Cannot conflict: this connection is the only writer and checked above.
             await driver.execute(
                 SQLITE_INSERT_INBOUND,
-                (scope, message_id, json.dumps(reply), _sqlite_time(db.now()), record.id),
+                (scope, message_id, json.dumps(reply), sqlite_time(db.now()), record.id),
             )

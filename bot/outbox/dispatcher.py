@@ -131,6 +131,9 @@ class OutboxDispatcher:
         #: Slots promised to messages being claimed (by a turn, or by a settle) and not yet
         #: in flight, so that together they never exceed `concurrency`.
         self._reserved = 0
+        #: A turn's message was left unclaimed behind a pending one of its key since the last
+        #: settle: the next settle's commit wakes the loop (see `hand_over`).
+        self._left_unclaimed = False
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -167,14 +170,19 @@ class OutboxDispatcher:
 
     def hand_over(self, claimed: Sequence[OutboxMessage]) -> None:
         """Send messages claimed for this dispatcher in a committed transaction, in the slot
-        `reserve` held. Nothing claimed (an earlier message of the key was still pending):
-        the loop claims as usual once that one is settled."""
+        `reserve` held.
+
+        Nothing claimed means an earlier message of the key was still pending when the turn
+        wrote its own. That one's settle claims the next message in its transaction, but on
+        PostgreSQL it may have claimed before this turn committed, and committed after: so
+        the loop is woken now, and again after the next settle commits, to claim it."""
         self._reserved -= 1
         if not self.running:
             return  # stopped meanwhile: the leases expire and the messages are claimed again
         for message in claimed:
             self._spawn(message)
         if not claimed:
+            self._left_unclaimed = True
             self._wake.set()
 
     def _notified(self, topic: str) -> None:
@@ -313,6 +321,9 @@ class OutboxDispatcher:
             self._reserved -= free
         for next_message in claimed:
             self._spawn(next_message)
+        if self._left_unclaimed:
+            self._left_unclaimed = False
+            self._wake.set()
         self.counters[outcome.reason] += 1
         metrics.record_delivery(message.topic, outcome.status, message.created_at)
         for observe in self.observers:
