@@ -8,14 +8,19 @@ is reused for every call, so a reply costs one request on an open connection.
 The body is form-encoded exactly as `HTTPXRequest` sends it (`RequestData.json_parameters`),
 and files, which the bot never uploads, go as multipart. Errors map onto PTB's: a timeout is
 `TimedOut`, any other client failure `NetworkError`. Messages name the error's class only:
-the URL carries the bot token.
+the URL carries the bot token. At DEBUG each request is logged as httpx logged it, the token
+redacted.
 """
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+log = logging.getLogger(__name__)
 
 
 class AiohttpRequest(BaseRequest):
@@ -93,11 +98,15 @@ class AiohttpRequest(BaseRequest):
             data = _form(request_data) if files else request_data.json_parameters
         try:
             async with self._session.request(method, url, data=data, timeout=timeout) as response:
-                return response.status, await response.read()
+                body = await response.read()
         except TimeoutError as error:
             raise TimedOut(f"aiohttp: {type(error).__name__}") from error
         except aiohttp.ClientError as error:
             raise NetworkError(f"aiohttp: {type(error).__name__}") from error
+        # The request line httpx wrote, for whoever debugs; the token in it is redacted from
+        # every record (bot.logging_setup.install_redaction).
+        log.debug("HTTP Request: %s %s %d", method, url, response.status)
+        return response.status, body
 
 
 def _given(value: object, default: float | None) -> float | None:
