@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -59,8 +60,8 @@ class PooledTransaction:
 
     The transaction is the driver's, tracked where SQLAlchemy's adapter tracks it (PostgreSQL:
     the asyncpg adapter's `_transaction`, begun lazily by the first statement, ours or
-    SQLAlchemy's; SQLite: BEGIN IMMEDIATE at checkout, as the engine does for every unit of
-    work), so statements run either way share it, and `commit()`/`rollback()` end it on the
+    SQLAlchemy's; SQLite: BEGIN IMMEDIATE with the first statement, as the engine sends it for
+    every transaction of its own), so statements run either way share it, and `commit()`/`rollback()` end it on the
     driver whichever way it was begun.
     """
 
@@ -79,19 +80,39 @@ class PooledTransaction:
 
     @classmethod
     async def begin(cls, engine: AsyncEngine) -> PooledTransaction:
-        """Check a connection out of the engine's pool (SQLite: and BEGIN IMMEDIATE)."""
+        """Check a connection out of the engine's pool. The transaction begins with the first
+        statement (SQLite: BEGIN IMMEDIATE, sent with it: `run_sqlite`)."""
         with storage_errors():
             fairy = await engine.raw_connection()
-        transaction = cls(engine, fairy)
-        if not transaction.is_postgres:
-            try:
-                with storage_errors():
-                    await transaction.driver.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                await transaction.release()
-                raise
-            fairy.info[SQLITE_BEGUN] = True
-        return transaction
+        return cls(engine, fairy)
+
+    async def run_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` with the sqlite3 connection on aiosqlite's thread, in this unit of work's
+        transaction: BEGIN IMMEDIATE first if it has not been sent yet, all in one hand-off.
+
+        The single writer is held from the BEGIN to the commit, and every hand-off to
+        aiosqlite's thread waits for the event loop and then the thread; so the turn's read is
+        one hand-off with its BEGIN, and its write another (storage.turns), where a statement
+        each through aiosqlite's API was one each and through SQLAlchemy four.
+        (`aiosqlite.Connection._execute` is how its own methods reach the thread; aiosqlite
+        is pinned in the lock files.)"""
+        info = self.fairy.info
+
+        def call() -> T:
+            connection: sqlite3.Connection = self.driver._conn
+            if not info.get(SQLITE_BEGUN):
+                connection.execute("BEGIN IMMEDIATE")
+                info[SQLITE_BEGUN] = True
+            return work(connection)
+
+        result: T = await self.driver._execute(call)
+        return result
+
+    async def begin_sqlite(self) -> None:
+        """SQLite: send BEGIN IMMEDIATE now unless sent already (before a statement run
+        through SQLAlchemy, whose own "begin" listener then sends none)."""
+        if not self.is_postgres and not self.fairy.info.get(SQLITE_BEGUN):
+            await self.run_sqlite(_nothing)
 
     def connection(self) -> AsyncConnection:
         """SQLAlchemy's connection over this one, for statements built with SQLAlchemy."""
@@ -226,6 +247,8 @@ class Db:
             raise StorageError("this unit of work has ended (committed or rolled back)")
         fresh, self._fresh = self._fresh, False
         with storage_errors():
+            if self._transaction is not None and not self.is_postgres:
+                await self._transaction.begin_sqlite()
             try:
                 return await self.connection.execute(statement, parameters)
             except sa_exc.DBAPIError as error:
@@ -237,8 +260,8 @@ class Db:
     async def driver(self) -> Any:
         """The driver's connection of this unit of work, its transaction begun.
 
-        SQLite: the aiosqlite connection, in the transaction BEGIN IMMEDIATE opened when the
-        unit of work began. PostgreSQL: the asyncpg connection, its transaction begun here
+        SQLite: the aiosqlite connection, in the unit of work's transaction (BEGIN IMMEDIATE
+        sent if it was not yet; the turn's own statements use `PooledTransaction.run_sqlite`). PostgreSQL: the asyncpg connection, its transaction begun here
         unless a statement already began it; it is the one SQLAlchemy's asyncpg adapter
         tracks (`_transaction`, what its cursor starts lazily), so statements run here and
         through `execute` share it, and ending the unit of work ends it. If the BEGIN finds
@@ -252,6 +275,7 @@ class Db:
         if transaction is None:
             return await self._plain_driver()
         if not self.is_postgres:
+            await transaction.begin_sqlite()
             return transaction.driver
         may_replace, self._fresh = self._fresh, False
         with storage_errors():
@@ -268,6 +292,19 @@ class Db:
                         raise
                 await transaction.replace()
         raise StorageError("no live database connection after replacing every dead one")
+
+    async def run_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite: `work` on aiosqlite's thread with the sqlite3 connection, in this unit of
+        work's transaction, in one hand-off (`PooledTransaction.run_sqlite`)."""
+        if self.closed:
+            raise StorageError("this unit of work has ended (committed or rolled back)")
+        if self._transaction is not None:
+            with storage_errors():
+                return await self._transaction.run_sqlite(work)
+        driver = await self._plain_driver()
+        with storage_errors():
+            result: T = await driver._execute(lambda: work(driver._conn))
+        return result
 
     async def _plain_driver(self) -> Any:
         """`driver()` over a plain AsyncConnection (its transaction is SQLAlchemy's)."""
@@ -286,6 +323,10 @@ class Db:
         error, which on PostgreSQL would abort the whole transaction."""
         dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
         return dialect_insert(table).on_conflict_do_nothing()
+
+
+def _nothing(_connection: sqlite3.Connection) -> None:
+    return None
 
 
 async def _begin(adapter: Any, driver: Any) -> None:
