@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from bot import metrics
 from bot.config import DEFAULT_LINKS
@@ -30,9 +30,11 @@ from bot.engine.types import (
     Inbound,
     Outbound,
     ReportSubmitted,
+    Text,
     Turn,
 )
 from bot.i18n import Catalogs
+from bot.intake.exit_help import exit_help
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
 from bot.intake.rendering import (
@@ -124,12 +126,14 @@ def _replayed(prior: dict[str, Any]) -> Reply:
 class _ServiceNeeds:
     """The engine's `Needs`, answered by the service from memory (no I/O here: the
     directory index was refreshed before the transaction began). Reads the service's
-    attributes at each call, so a test that swaps one is heard."""
+    attributes at each call, so a test that swaps one is heard. One per channel: what the
+    quick exit hides differs by channel (bot/intake/exit_help.py)."""
 
-    __slots__ = ("_service",)
+    __slots__ = ("_channel", "_service")
 
-    def __init__(self, service: IntakeService) -> None:
+    def __init__(self, service: IntakeService, channel: Channel | None = None) -> None:
         self._service = service
+        self._channel = channel
 
     def search_directory(self, typed: str, within: str | None) -> Sequence[Match]:
         return self._service.directory.search(typed, within)
@@ -142,6 +146,9 @@ class _ServiceNeeds:
 
     def acknowledgement(self, report: Mapping[str, Any]) -> str | None:
         return self._service._acknowledgement(dict(report))
+
+    def exit_help(self) -> Text | None:
+        return exit_help(self._channel) if self._channel is not None else None
 
 
 class IntakeService:
@@ -168,6 +175,7 @@ class IntakeService:
         self._acknowledgement = acknowledgement
         #: What the engine asks of the outside, answered from memory.
         self._needs = _ServiceNeeds(self)
+        self._channel_needs = {c: _ServiceNeeds(self, c) for c in get_args(Channel)}
         #: Where each link key a dialogue names goes (configuration: bot.config.DEFAULT_LINKS).
         self._links: Mapping[str, str] = dict(DEFAULT_LINKS if links is None else links)
 
@@ -442,7 +450,8 @@ class IntakeService:
         # anything is looked up, so a command is never searched for as a service name.
         interpreted = self.engine.interpret(inbound, translate)
         too_long = self._too_long(record.state, interpreted)
-        turn = self.engine.handle(record.state, interpreted, translate, self._needs)
+        needs = self._channel_needs.get(record.channel, self._needs)
+        turn = self.engine.handle(record.state, interpreted, translate, needs)
         record.state = turn.state
         record.updated_at = self._clock()
         for event in turn.events:
