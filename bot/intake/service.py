@@ -46,6 +46,7 @@ from bot.intake.rendering import (
 )
 from bot.ports import (
     Channel,
+    ChatMessageIds,
     ConversationRecord,
     DuplicateError,
     OutboxMessage,
@@ -73,6 +74,11 @@ TRANSCRIPT_VIEW_MAX_CHARS = 200_000
 #: and its transcript is kept: long enough to read the confirmation again after a reload.
 #: Then the token expires and what was typed is erased (the report keeps what matters).
 ENDED_RETENTION = timedelta(hours=1)
+#: How long a chat's message ids are kept for the exit word to delete: a bot can delete a
+#: message only for 48 hours after it was sent (Bot API deleteMessages).
+CHAT_MESSAGE_RETENTION = timedelta(hours=48)
+#: Message ids per delete: the most one Bot API deleteMessages call takes.
+DELETE_BATCH = 100
 
 
 class ConversationNotFound(LookupError):
@@ -261,10 +267,15 @@ class IntakeService:
         scope: str,
         locale_hints: tuple[str | None, ...] = (),
         outbox_topic: str | None = None,
+        chat_message_id: int | None = None,
     ) -> Reply:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
         open a new one, apply the message, all in one transaction; idempotent on
-        (`scope`, `message_id`) across the whole channel."""
+        (`scope`, `message_id`) across the whole channel.
+
+        `chat_message_id`: the id the chat gave the person's message, from a channel whose
+        messages a bot can delete. Such ids (and those of our replies, recorded as they are
+        delivered) are kept, so that the exit word deletes them through `outbox_topic`."""
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
         for _attempt in range(MAX_TURN_ATTEMPTS):
@@ -279,6 +290,7 @@ class IntakeService:
                         scope,
                         locale_hints,
                         outbox_topic,
+                        chat_message_id,
                     )
                     await uow.commit()
                     return reply
@@ -299,6 +311,7 @@ class IntakeService:
         scope: str,
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
+        chat_message_id: int | None = None,
     ) -> Reply:
         record, prior = await uow.conversations.find_active_for_turn(
             channel, channel_key, scope=scope, message_id=message_id
@@ -306,11 +319,20 @@ class IntakeService:
         if prior is not None:
             return _replayed(prior)
         if record is not None:
-            return await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
+            return await self._turn(
+                uow,
+                record,
+                inbound,
+                message_id,
+                outbox_topic,
+                scope=scope,
+                chat_message_id=chat_message_id,
+            )
         start_param = inbound.value if inbound.kind == "start" else None
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic)
+        await self._keep_chat_message(uow, record, chat_message_id)
         await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
         return reply
 
@@ -441,6 +463,7 @@ class IntakeService:
         outbox_topic: str | None,
         *,
         scope: str,
+        chat_message_id: int | None = None,
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
@@ -463,6 +486,13 @@ class IntakeService:
                 )
         reply = self._reply(record, turn)
         entries: list[TranscriptEntry] = []
+        to_delete: list[int] = []
+        if reply.exit and record.channel_key is not None and chat_message_id is not None:
+            # Every message id kept for this chat, of any of its conversations, and this one.
+            to_delete = await uow.chat_messages.take(record.channel, record.channel_key)
+            to_delete.append(chat_message_id)
+        else:
+            await self._keep_chat_message(uow, record, chat_message_id)
         if any(isinstance(e, ConversationClosed) for e in turn.events):
             # Cancelled or not ours: keep nothing that was typed, in any table. This turn's
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
@@ -475,6 +505,8 @@ class IntakeService:
                 await uow.transcripts.erase(
                     record.id, before_seq=record.transcript_seq - MAX_TRANSCRIPT_LINES
                 )
+        if outbox_topic and to_delete:
+            await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
         if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic)
         await uow.save_turn(
@@ -574,6 +606,44 @@ class IntakeService:
         record.transcript_seq = seq
         return entries
 
+    async def _keep_chat_message(
+        self, uow: UnitOfWork, record: ConversationRecord, chat_message_id: int | None
+    ) -> None:
+        if chat_message_id is None or record.channel_key is None:
+            return
+        ids = ChatMessageIds(record.channel, record.channel_key, (chat_message_id,), record.id)
+        await uow.chat_messages.add(ids, at=self._clock())
+
+    async def _delete_via_outbox(
+        self, uow: UnitOfWork, record: ConversationRecord, message_ids: list[int], topic: str
+    ) -> None:
+        """The chat's messages deleted by the channel's own delivery, `DELETE_BATCH` ids a
+        row (the Bot API's limit per call), in the chat's order: before the exit's reply.
+        The rows carry ids only, no words, so erasing the conversation leaves them."""
+        key = record.channel_key or record.id
+        batches = [
+            message_ids[start : start + DELETE_BATCH]
+            for start in range(0, len(message_ids), DELETE_BATCH)
+        ]
+        await uow.outbox.add(
+            [OutboxMessage(topic, key, {"chat_id": key, "delete": batch}) for batch in batches]
+        )
+
+    async def purge_chat_messages(
+        self, older_than: timedelta = CHAT_MESSAGE_RETENTION, *, batch: int = 1000
+    ) -> int:
+        """Forget chat message ids kept longer than a bot may delete them (48 hours);
+        returns how many."""
+        cutoff = self._clock() - older_than
+        purged = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                count = await uow.chat_messages.purge(cutoff, limit=batch)
+                await uow.commit()
+            purged += count
+            if count < batch:
+                return purged
+
     async def _send_via_outbox(
         self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str
     ) -> None:
@@ -608,6 +678,7 @@ class IntakeService:
             done=record.state.status != "active",
             reference=record.reference,
             rtl=self.catalogs.is_rtl(locale),
+            exit=any(isinstance(e, ConversationClosed) and e.reason == "exit" for e in turn.events),
         )
 
     def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:
