@@ -330,6 +330,20 @@ class IntakeService:
             )
         start_param = inbound.value if inbound.kind == "start" else None
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
+        translate = self.catalogs.translator(record.state.locale)
+        if self.engine.interpret(inbound, translate) == Inbound("command", "exit"):
+            # The exit word in a chat whose conversation has ended (sent, cancelled): it
+            # still leaves at once and deletes what is kept, instead of greeting anew.
+            await uow.conversations.add(record)
+            return await self._turn(
+                uow,
+                record,
+                inbound,
+                message_id,
+                outbox_topic,
+                scope=scope,
+                chat_message_id=chat_message_id,
+            )
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic)
         await self._keep_chat_message(uow, record, chat_message_id)

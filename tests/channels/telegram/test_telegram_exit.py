@@ -134,3 +134,22 @@ async def test_ids_older_than_48_hours_are_purged(
     before = await kept_ids(server, user.chat)
     assert await server.service.purge_chat_messages() == 2
     assert sorted(await kept_ids(server, user.chat)) == sorted(set(before) - {7, 8})
+
+
+async def test_exit_after_the_conversation_ended_still_leaves_and_deletes(
+    start_telegram: StartTelegram, make_user: Callable[..., User], fake_api: FakeTelegramAPI
+) -> None:
+    """No greeting for the exit word in a chat with no conversation going: it deletes what is
+    kept (here the first exit's "Chat closed.") and says only "Chat closed." again."""
+    server = await start_telegram()
+    user = make_user(server)
+    await user.say("/start")
+    await user.say("exit")
+    first_closed = fake_api.sent(user.chat)[-1].result["message_id"]
+    sent_before = len(fake_api.sent(user.chat))
+    second = await typed(user, "exit")
+    assert len(fake_api.sent(user.chat)) == sent_before + 1
+    assert user.texts()[-1] == CLOSED
+    assert {first_closed, second} <= set(fake_api.deleted[user.chat])
+    async with server.service.storage.unit_of_work() as uow:
+        assert await uow.conversations.find_active("telegram", str(user.chat)) is None
