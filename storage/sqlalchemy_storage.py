@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.ports import (
     AlertSubscriptions,
+    ChatMessages,
     ConversationRecord,
     ConversationRepository,
     DirectoryRepository,
@@ -24,6 +25,7 @@ from bot.ports import (
     TranscriptEntry,
     TranscriptRepository,
 )
+from storage.chat_messages import SqlChatMessages
 from storage.db import Clock, Db, PooledTransaction, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import (
@@ -70,6 +72,7 @@ class SqlUnitOfWork:
     erasure: Erasure
     secrets: SecretStore
     subscriptions: AlertSubscriptions
+    chat_messages: ChatMessages
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -88,6 +91,7 @@ class SqlUnitOfWork:
         self.erasure = SqlErasure(db)
         self.secrets = SqlSecrets(db)
         self.subscriptions = SqlSubscriptions(db)
+        self.chat_messages = SqlChatMessages(db)
         return self
 
     async def save_turn(
