@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -197,13 +198,14 @@ class SqlOutbox:
         return claimed
 
     async def _add_claimed(self, row: dict[str, Any], until: datetime) -> tuple[int, int]:
-        """Insert one row, claimed until `until` unless its key is busy: (id, attempts).
+        """Insert one row, claimed until `until` unless its key is busy: (id, attempts), in one
+        round trip (PostgreSQL) or one hand-off to aiosqlite's thread (`Db.run_sqlite`).
         Values are stored as SQLAlchemy stores them (`storage.turns`): JSON as `json.dumps`
         text, timestamps aware (PostgreSQL) or as SQLite's naive UTC text."""
-        driver = await self._db.driver()
         payload = json.dumps(row["payload"])
-        with storage_errors():
-            if self._db.is_postgres:
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
                 inserted = await driver.fetchrow(
                     PG_ADD_CLAIMED,
                     row["idempotency_key"],
@@ -218,15 +220,19 @@ class SqlOutbox:
                     row["conversation_id"],
                 )
                 return int(inserted["id"]), int(inserted["attempts"])
-            parameters = {
-                **row,
-                "payload": payload,
-                "available_at": sqlite_time(row["available_at"]),
-                "created_at": sqlite_time(row["created_at"]),
-                "claim_until": sqlite_time(until),
-            }
-            ((new_id, attempts),) = await driver.execute_fetchall(SQLITE_ADD_CLAIMED, parameters)
+        parameters = {
+            **row,
+            "payload": payload,
+            "available_at": sqlite_time(row["available_at"]),
+            "created_at": sqlite_time(row["created_at"]),
+            "claim_until": sqlite_time(until),
+        }
+
+        def insert(connection: sqlite3.Connection) -> tuple[int, int]:
+            new_id, attempts = connection.execute(SQLITE_ADD_CLAIMED, parameters).fetchone()
             return int(new_id), int(attempts)
+
+        return await self._db.run_sqlite(insert)
 
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float

@@ -113,6 +113,9 @@ class Reply:
     #: Outbox rows of this reply claimed in the turn's own transaction, for the channel's
     #: sender in this process to send right after the commit (`Outbox.add(claim_for=...)`).
     claimed: list[OutboxMessage] = field(default_factory=list)
+    #: The person typed the exit word: the conversation is closed and erased, and a channel
+    #: that can clears what its screen shows (the widget leaves the page, the terminal clears).
+    exit: bool = False
 
     @property
     def summary(self) -> tuple[RenderedSummaryRow, ...]:
@@ -130,6 +133,7 @@ class Reply:
             "messages": [m.to_record() for m in self.messages],
             "done": self.done,
             "reference": self.reference,
+            **({"exit": True} if self.exit else {}),
         }
 
     @classmethod
@@ -144,4 +148,5 @@ class Reply:
             done=data["done"],
             reference=data.get("reference"),
             rtl=bool(rtl),
+            exit=bool(data.get("exit", False)),
         )

@@ -138,6 +138,7 @@ class UpdateHandler:
                 scope=self.scope,
                 locale_hints=(action.language_code,),
                 outbox_topic=TOPIC,
+                chat_message_id=action.message_id,
                 claim_for=dispatcher.lease_seconds if dispatcher and reserved else None,
             )
         except BaseException:
