@@ -140,6 +140,9 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
         "The night staff shouted at residents.\nIt happened most nights." in await chat.user_texts()
     )
 
+    await chat.wait_step("share_with_service")
+    await keyboard_choose(page, chat, "yes")
+
     # Back, with the toolbar, then answer again.
     await chat.wait_step("risk")
     await tab_to(chat, "el.getAttribute('data-command') === 'back'", backwards=True)
@@ -149,12 +152,16 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
     await chat.wait_step("what_happened")
     await tab_to(chat, "el.classList.contains('ciw-input')")
     await keyboard_type(page, chat, "The night staff shouted at residents.")
+    await chat.wait_step("share_with_service")
+    await keyboard_choose(page, chat, "yes")
     await chat.wait_step("risk")
     await keyboard_choose(page, chat, "not_sure")
     await keyboard_choose(page, chat, "police")
     await keyboard_choose(page, chat, "formal")
     await keyboard_choose(page, chat, "continue")
     await chat.wait_step("contact")
+    await keyboard_choose(page, chat, "no")
+    await chat.wait_step("referral")
     await keyboard_choose(page, chat, "no")
     await chat.wait_step("summary")
     await save_screenshot(page, "widget-phone-summary")
