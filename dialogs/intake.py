@@ -636,9 +636,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         REFERRAL,
         "choice",
-        prompt=(
-            T("Did a charity, an advocate or another organisation suggest that you tell us?"),
-        ),
+        prompt=(T("Did a charity, an advocate or another organisation suggest that you tell us?"),),
         choices=(_c("yes", YES), _c("no", NO)),
         next=(Branch(REFERRAL_NAME, Answer(REFERRAL).equals("yes")), Branch(SUMMARY)),
         summary_label=T("Suggested by an organisation"),

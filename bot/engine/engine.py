@@ -124,9 +124,7 @@ class Engine:
         if missing:
             raise ValueError(f"dialog lacks engine messages: {missing}")
         self.dialog = dialog
-        self.switches: Switches = frozenset(
-            name for name, on in (switches or {}).items() if on
-        )
+        self.switches: Switches = frozenset(name for name, on in (switches or {}).items() if on)
         self.languages = tuple(languages if languages is not None else dialog.languages)
         #: The `language` step's offer never changes: built once, not on every turn there.
         self._language_offer = _Offer(
@@ -566,9 +564,7 @@ class Engine:
         if step.kind in _END_KINDS:
             return _Offer((), False)
         switches = self.switches
-        choices = [
-            c for c in step.choices if c.when is None or c.when.evaluate(answers, switches)
-        ]
+        choices = [c for c in step.choices if c.when is None or c.when.evaluate(answers, switches)]
         if step.kind == "info" and not choices:
             choices = [ChoiceDef(CONTINUE, common[CONTINUE])]
         if step.skippable is not None and step.skippable.evaluate(answers, switches):

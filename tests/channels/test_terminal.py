@@ -62,6 +62,8 @@ async def test_links_are_shown_as_label_and_address_lines(service: IntakeService
     assert f"Care Inspectorate Wales: {DEFAULT_LINKS['wales_care']}" in screen
     assert f"RQIA (Northern Ireland): {DEFAULT_LINKS['northern_ireland']}" in screen
     assert "Goodbye" in screen  # "End here" (1): nothing kept
+
+
 async def test_the_summary_is_numbered_and_change_n_quotes_the_answer(
     service: IntakeService,
 ) -> None:

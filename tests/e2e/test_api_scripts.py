@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 import aiohttp
+import pytest
 
 from bot.appkeys import STORAGE
 from bot.outbox.config import DeliverySettings, parse_smtp_url
