@@ -28,10 +28,12 @@ LABELS = [
     "When",
     "Part of the service",
     "What happened",
+    "Share with the service",
     "Someone at risk now",
     "Told the police or council",
     "Told the service",
     "May we contact you",
+    "Suggested by an organisation",
 ]
 
 
