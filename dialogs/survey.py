@@ -65,7 +65,12 @@ STEPS: tuple[Step, ...] = (
     Step(
         THANKS,
         "submitted",
-        prompt=(T("Thank you. We have your report. Your reference number is {reference}."),),
+        prompt=(
+            T(
+                "Thank you. We have your report. Your reference number is {reference}. Keep "
+                "this number, and quote it if you contact us about this report."
+            ),
+        ),
     ),
     Step(STOPPED, "cancelled"),
     Step(CLOSED, "ended"),

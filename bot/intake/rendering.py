@@ -108,6 +108,9 @@ class Reply:
     transcript: list[dict[str, Any]] | None = None
     #: True when this reply was replayed for a repeated message id.
     replayed: bool = False
+    #: The person typed the exit word: the conversation is closed and erased, and a channel
+    #: that can clears what its screen shows (the widget leaves the page, the terminal clears).
+    exit: bool = False
 
     @property
     def summary(self) -> tuple[RenderedSummaryRow, ...]:
@@ -125,6 +128,7 @@ class Reply:
             "messages": [m.to_record() for m in self.messages],
             "done": self.done,
             "reference": self.reference,
+            **({"exit": True} if self.exit else {}),
         }
 
     @classmethod
@@ -139,4 +143,5 @@ class Reply:
             done=data["done"],
             reference=data.get("reference"),
             rtl=bool(rtl),
+            exit=bool(data.get("exit", False)),
         )

@@ -130,6 +130,14 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "Additive: the summary step's reply carries its rows, one per "
                 "answer on the person's path (the same rows as its summary message).",
             },
+            "exit": {
+                "type": "boolean",
+                "const": True,
+                "description": "Additive: present (true) only when the person typed the exit "
+                "word. The conversation is closed and nothing typed is kept; a client should "
+                "at once do what its quick exit does (the widget: clear the chat and leave "
+                "the page for a neutral one).",
+            },
         },
         "if": {"required": ["step"], "properties": {"step": {"const": "summary"}}},
         "then": {"required": ["summary"]},

@@ -26,6 +26,9 @@ def reply_body(reply: Reply) -> dict[str, Any]:
         # The spec: "the summary step's reply carries" its rows. The same rows are on the
         # message that shows them (and so in the transcript of a reloaded page).
         body["summary"] = [row.to_record() for row in reply.summary]
+    if reply.exit:
+        # The person typed the exit word: the widget leaves the page as its Exit button does.
+        body["exit"] = True
     if reply.token is not None:
         body["token"] = reply.token
     if reply.transcript is not None:
