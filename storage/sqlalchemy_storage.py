@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -126,17 +127,37 @@ class SqlUnitOfWork:
         self._transaction = self._db = None
         if transaction is None:
             return
+        # Rolls back unless committed; a rollback that fails or hangs (a connection whose
+        # statement just timed out would make it wait as long again) discards the connection,
+        # so the next unit of work connects afresh. Shielded, as SQLAlchemy's own
+        # AsyncConnection closes: a request cancelled now (client gone, worker stopping) must
+        # not strand the connection checked out, for the garbage collector to find later.
+        release = asyncio.ensure_future(transaction.release())
         try:
-            # Rolls back unless committed; a rollback that fails or hangs (a connection whose
-            # statement just timed out would make it wait as long again) discards the
-            # connection, so the next unit of work connects afresh.
-            await transaction.release()
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            _RELEASING.add(release)
+            release.add_done_callback(_released_after_cancel)
+            raise
         except Exception as error:
             if exc is None:
                 translated = translate(error)
                 if translated is None:
                     raise
                 raise translated from error
+
+
+#: Releases still running for units of work whose task was cancelled (asyncio keeps only
+#: weak references to tasks).
+_RELEASING: set[asyncio.Future[None]] = set()
+
+
+def _released_after_cancel(release: asyncio.Future[None]) -> None:
+    _RELEASING.discard(release)
+    if not release.cancelled() and release.exception() is not None:
+        log.warning(
+            "returning a cancelled unit of work's connection failed: %r", release.exception()
+        )
 
 
 class SqlStorage:

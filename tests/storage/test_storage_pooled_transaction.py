@@ -8,12 +8,14 @@ the pool with no transaction open, on SQLite (one writer, BEGIN IMMEDIATE) and P
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from bot.engine.types import ConversationState
 from bot.ports import ConversationRecord, OutboxMessage, TranscriptEntry
+from storage.db import PooledTransaction
 from storage.sqlalchemy_storage import SqlStorage
 
 
@@ -83,3 +85,36 @@ async def test_a_failed_turn_leaves_the_pooled_connection_usable(storage: SqlSto
     # A next unit of work begins (SQLite: BEGIN IMMEDIATE would fail inside an open one).
     await _mixed_turn(storage, "c-second", commit=True)
     assert await _stored(storage, "c-second") == ("next", {"said": "ok"}, 1)
+
+
+async def test_a_turn_cancelled_while_its_connection_goes_back_still_returns_it(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request cancelled (client gone, worker shutting down) while its unit of work is
+    rolling back must not strand the pooled connection: it would be checked out for good,
+    and found by the garbage collector later, in whatever runs then."""
+    rolling_back = asyncio.Event()
+    may_finish = asyncio.Event()
+    rollback = PooledTransaction.rollback
+
+    async def slow_rollback(self: PooledTransaction) -> None:
+        rolling_back.set()
+        await may_finish.wait()
+        await rollback(self)
+
+    monkeypatch.setattr(PooledTransaction, "rollback", slow_rollback)
+    pool = storage.engine.pool
+    before = pool.checkedout()  # type: ignore[attr-defined]
+    task = asyncio.create_task(_mixed_turn(storage, "c-cancelled", commit=False))
+    await rolling_back.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    may_finish.set()
+    for _ in range(100):
+        if pool.checkedout() == before:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.01)
+    assert pool.checkedout() == before  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    assert await _stored(storage, "c-cancelled") == (None, None, 0)
