@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 from bot.ports import (
     AlertSubscriptions,
+    ChatSurveys,
     ConversationRecord,
     ConversationRepository,
     DirectoryRepository,
@@ -46,6 +47,7 @@ from storage.repositories import (
     SqlTranscripts,
 )
 from storage.subscriptions import SqlSubscriptions
+from storage.surveys import SqlChatSurveys
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class SqlUnitOfWork:
     erasure: Erasure
     secrets: SecretStore
     subscriptions: AlertSubscriptions
+    surveys: ChatSurveys
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -100,6 +103,7 @@ class SqlUnitOfWork:
         self.erasure = SqlErasure(db)
         self.secrets = SqlSecrets(db)
         self.subscriptions = SqlSubscriptions(db)
+        self.surveys = SqlChatSurveys(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:

@@ -26,6 +26,9 @@ def reply_body(reply: Reply) -> dict[str, Any]:
         # The spec: "the summary step's reply carries" its rows. The same rows are on the
         # message that shows them (and so in the transcript of a reloaded page).
         body["summary"] = [row.to_record() for row in reply.summary]
+    if reply.survey_offer is not None:
+        # After the report is sent: the survey about the chat, for this conversation.
+        body["survey_offer"] = reply.survey_offer.to_record()
     if reply.token is not None:
         body["token"] = reply.token
     if reply.transcript is not None:
