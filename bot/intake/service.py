@@ -360,7 +360,7 @@ class IntakeService:
                 uow, channel, channel_key, answer, locale_hints, outbox_topic
             )
             await uow.inbound.put(
-                scope, message_id, reply.to_record(), conversation_id=reply.conversation_id
+                scope, message_id, reply.to_record(), conversation_id=reply.conversation_id or None
             )
             return reply
         start_param = inbound.value if inbound.kind == "start" else None
@@ -550,7 +550,7 @@ class IntakeService:
             locale = self.catalogs.negotiate(*locale_hints)
             ended = self.engine.dialog.messages["ended"]
             reply = Reply(
-                conversation_id=target or "",
+                conversation_id=record.id if record is not None else "",
                 locale=locale,
                 step="",
                 messages=[RenderedMessage(self.catalogs.render(ended, locale))],

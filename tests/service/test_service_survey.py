@@ -158,6 +158,9 @@ async def test_a_chat_by_key_takes_the_offer_from_its_buttons(
 
     elsewhere = await say("43", "choice", start_id)
     assert elsewhere.messages[0].text.startswith("This conversation has ended")
+    for forged in ("survey_start:no-such-conversation", "survey_decline:", "survey_start"):
+        refused = await say("44", "choice", forged)
+        assert refused.messages[0].text.startswith("This conversation has ended")
     survey = await say("42", "choice", start_id)
     assert survey.step == "survey_ease" and survey.conversation_id != done.conversation_id
     finished = None
