@@ -339,6 +339,7 @@ async def _conversations_purge(settings: Settings, idle_days: int) -> int:
     try:
         ended = await service.purge_idle(timedelta(days=idle_days))
         erased = await service.purge_kept_replies(timedelta(hours=settings.reply_retention_hours))
+        forgotten = await service.purge_chat_messages()
     finally:
         await service.storage.close()
     print(
@@ -348,6 +349,7 @@ async def _conversations_purge(settings: Settings, idle_days: int) -> int:
         f"erased {erased} replies and sent messages older than "
         f"{settings.reply_retention_hours} hours (kept only for retries)"
     )
+    print(f"forgot {forgotten} chat message ids older than 48 hours (kept only for exit)")
     return 0
 
 

@@ -104,6 +104,18 @@ class OutboxMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatMessageIds:
+    """Ids of messages in one chat, ours and the person's (ids only, never text), kept so
+    that the quick exit can delete them where the channel lets a bot do that (Telegram)."""
+
+    channel: Channel
+    channel_key: str
+    message_ids: tuple[int, ...]
+    #: The conversation they belong to: erasing it erases them.
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxTopicStats:
     """One topic's backlog, for /metrics: pending messages and the age of the oldest."""
 
@@ -248,7 +260,8 @@ class Erasure(Protocol):
         self, conversation_id: str, *, final_reply: dict[str, Any] | None
     ) -> None:
         """Erase the conversation's transcript, every outbox message carrying its words
-        (pending or delivered), and the replies kept for its message ids: replaced by
+        (pending or delivered), its chat message ids, and the replies kept for its message
+        ids: replaced by
         `final_reply` (which must hold nothing the person typed), so that a late retry of
         one of its messages is answered with the conversation's end, or deleted when None.
         Messages added after this call (the turn's own final reply) are not touched."""
@@ -259,6 +272,21 @@ class Erasure(Protocol):
         to `limit` delivered (or given up) outbox messages carrying a conversation's words
         created before `before`; returns how many rows went. A retry cannot arrive that
         late, and the report, if any, is kept in `reports`."""
+        ...
+
+
+class ChatMessages(Protocol):
+    """The message ids of each chat (`ChatMessageIds`), for the quick exit to delete."""
+
+    async def add(self, ids: ChatMessageIds, *, at: datetime) -> None: ...
+
+    async def take(self, channel: Channel, channel_key: str) -> builtins.list[int]:
+        """Every id kept for the chat, oldest first; they are deleted as they are read."""
+        ...
+
+    async def purge(self, before: datetime, *, limit: int) -> int:
+        """Delete up to `limit` ids kept before `before` (a bot cannot delete a message older
+        than 48 hours anyway); returns how many went."""
         ...
 
 
@@ -454,6 +482,9 @@ class UnitOfWork(Protocol):
 
     @property
     def surveys(self) -> ChatSurveys: ...
+
+    @property
+    def chat_messages(self) -> ChatMessages: ...
 
     async def __aenter__(self) -> Self: ...
 

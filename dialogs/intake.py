@@ -405,9 +405,10 @@ STEPS: tuple[Step, ...] = (
                 "yes",
                 YES,
                 note=T(
-                    "If someone is in danger right now, call 999. We will treat your report as "
-                    "urgent. When someone is at risk, we pass information to the police or the "
-                    "local council, who can act at once to protect them."
+                    "If someone is in danger right now, call 999 now. This chat will wait for "
+                    "you. We treat your report as urgent only once you have sent it. When "
+                    "someone is at risk, we pass information to the police or the local council, "
+                    "who can act at once to protect them."
                 ),
             ),
             _c("no", NO),
@@ -415,8 +416,8 @@ STEPS: tuple[Step, ...] = (
                 "not_sure",
                 NOT_SURE,
                 note=T(
-                    "Thank you. We will look at your report urgently. If someone is in danger "
-                    "right now, call 999."
+                    "Thank you. Once you have sent your report, we will look at it urgently. If "
+                    "someone is in danger right now, call 999 now. This chat will wait for you."
                 ),
             ),
         ),
@@ -502,8 +503,13 @@ STEPS: tuple[Step, ...] = (
         "choice",
         prompt=(
             T(
-                "Are the person's rights restricted under the Mental Health Act? For example, "
-                "are they detained in hospital, or on a community treatment order?"
+                'Has the person been "sectioned"? That means they are kept in hospital under the '
+                "Mental Health Act, even if they want to leave. Or are they on a community "
+                "treatment order?"
+            ),
+            T(
+                'If you do not know, choose "I\'m not sure". That is fine: we will still read '
+                "your report, and we may ask you about it if you let us contact you."
             ),
         ),
         choices=(
@@ -615,7 +621,10 @@ STEPS: tuple[Step, ...] = (
         SUBMITTED,
         "submitted",
         receipt=lambda receipt: (
-            T("Thank you. We have your report. Your reference number is {reference}."),
+            T(
+                "Thank you. We have your report. Your reference number is {reference}. Keep "
+                "this number, and quote it if you contact us about this report."
+            ),
             T(
                 "What happens next: we read every report. We look at urgent ones first. We may "
                 "ask the service to respond, meet its managers, share what you told us with "
@@ -645,23 +654,28 @@ MESSAGES: dict[str, Text] = {
     ),
     "help": T(
         "Answer the question, or use these commands at any time: {back} (go back one question), "
-        "{restart} (start again), {privacy}, {language}, {cancel} (stop and keep nothing). If "
-        "someone is in danger right now, call 999."
+        "{restart} (start again), {privacy}, {language}, {cancel} (stop and keep nothing), "
+        "{exit} (leave at once and keep nothing). If someone is in danger right now, call 999."
     ),
-    # {back} ... {cancel}: the person's own command words (bot/engine/commands.py).
+    # {back} ... {exit}: the person's own command words (bot/engine/commands.py).
     "unknown_command": T(
         "I don't know that command. You can use: {back}, {restart}, {help}, {privacy}, "
-        "{language}, {cancel}."
+        "{language}, {cancel}, {exit}."
     ),
     "privacy": T(
-        "Your privacy: we keep what you tell us private. We only share it when someone is at "
-        "risk of harm, when a crime has happened, or when another organisation must act to keep "
-        "people safe. If you cancel, we keep nothing. Read our full privacy notice: {privacy_url}"
+        "Your privacy: we keep what you tell us private. But we may need to share it. For "
+        "example: with the council or the police if we believe someone is at risk of harm; with "
+        "the police if a crime has been committed; with another organisation that must act to "
+        "keep care safe. If you cancel, we keep nothing. Read our full privacy notice: "
+        "{privacy_url}"
     ),
     "cannot_go_back": T("This is the first question, so there is nothing to go back to."),
     "cancelled": T(
         "You have cancelled. We have not kept anything you told us. You can start again at any time."
     ),
+    # The quick exit's reply (bot/engine/commands.py): someone may be reading over the
+    # person's shoulder, so it says nothing of what the chat was about.
+    "exited": T("Chat closed."),
     "ended": T(
         "This conversation has ended. To tell us about something else, please start a new one."
     ),

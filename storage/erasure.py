@@ -3,7 +3,8 @@
 Three tables keep copies beside the conversation's own state: the transcript, the replies kept
 for idempotency (the summary repeats every answer) and the outbox (a Telegram reply carries the
 same words). All three are keyed by conversation id (migration 0004 for the last two), so
-erasing a conversation is three indexed statements inside the caller's transaction.
+erasing a conversation is a few indexed statements inside the caller's transaction. The ids of
+its chat messages (migration 0008; no words, but they say that a chat happened) go too.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any
 from sqlalchemy import bindparam, delete, or_, select, tuple_, update
 
 from storage.db import Db
-from storage.models import inbound_messages, outbox, transcript_entries
+from storage.models import chat_messages, inbound_messages, outbox, transcript_entries
 
 ERASE_TRANSCRIPT = delete(transcript_entries).where(
     transcript_entries.c.conversation_id == bindparam("b_conversation_id")
 )
 #: Pending or delivered: a pending reply of a cancelled conversation need not be sent.
 ERASE_OUTBOX = delete(outbox).where(outbox.c.conversation_id == bindparam("b_conversation_id"))
+ERASE_CHAT_MESSAGES = delete(chat_messages).where(
+    chat_messages.c.conversation_id == bindparam("b_conversation_id")
+)
 DELETE_REPLIES = delete(inbound_messages).where(
     inbound_messages.c.conversation_id == bindparam("b_conversation_id")
 )
@@ -77,6 +81,7 @@ class SqlErasure:
         key = {"b_conversation_id": conversation_id}
         await self._db.execute(ERASE_TRANSCRIPT, key)
         await self._db.execute(ERASE_OUTBOX, key)
+        await self._db.execute(ERASE_CHAT_MESSAGES, key)
         if final_reply is None:
             await self._db.execute(DELETE_REPLIES, key)
         else:

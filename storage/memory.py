@@ -23,6 +23,8 @@ from bot.ports import (
     AlertSubscription,
     AlertSubscriptions,
     Channel,
+    ChatMessageIds,
+    ChatMessages,
     ChatSurvey,
     ChatSurveys,
     ConcurrencyError,
@@ -88,6 +90,8 @@ class _Data:
     subscriptions: dict[str, AlertSubscription] = field(default_factory=dict)
     next_subscription_id: int = 1
     surveys: list[ChatSurvey] = field(default_factory=list)
+    #: (one id, when kept), oldest first.
+    chat_messages: list[tuple[ChatMessageIds, datetime]] = field(default_factory=list)
 
 
 class _Faults:
@@ -471,6 +475,9 @@ class MemoryErasure:
             assert message_id is not None
             del data.outbox[message_id]
             del data.leases[message_id]
+        data.chat_messages = [
+            (ids, at) for ids, at in data.chat_messages if ids.conversation_id != conversation_id
+        ]
         for key, kept in list(data.replies.items()):
             if kept.conversation_id == conversation_id:
                 if final_reply is None:
@@ -497,6 +504,35 @@ class MemoryErasure:
             del data.outbox[message_id]
             del data.leases[message_id]
         return len(old_replies) + len(old_messages)
+
+
+class MemoryChatMessages:
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, ids: ChatMessageIds, *, at: datetime) -> None:
+        for message_id in ids.message_ids:
+            one = ChatMessageIds(ids.channel, ids.channel_key, (message_id,), ids.conversation_id)
+            self._uow.data.chat_messages.append((one, at))
+
+    async def take(self, channel: Channel, channel_key: str) -> builtins.list[int]:
+        data = self._uow.data
+        chat = (channel, channel_key)
+        taken = [
+            ids.message_ids[0]
+            for ids, _at in data.chat_messages
+            if ids.channel == chat[0] and ids.channel_key == chat[1]
+        ]
+        data.chat_messages = [
+            (ids, at) for ids, at in data.chat_messages if (ids.channel, ids.channel_key) != chat
+        ]
+        return taken
+
+    async def purge(self, before: datetime, *, limit: int) -> int:
+        data = self._uow.data
+        old = [entry for entry in data.chat_messages if entry[1] < before][:limit]
+        data.chat_messages = [entry for entry in data.chat_messages if entry not in old]
+        return len(old)
 
 
 class MemorySecrets:
@@ -657,6 +693,7 @@ class MemoryUnitOfWork:
         self._secrets = MemorySecrets(self)
         self._subscriptions = MemorySubscriptions(self, storage.memory_directory)
         self._surveys = MemoryChatSurveys(self)
+        self._chat_messages = MemoryChatMessages(self)
 
     @property
     def data(self) -> _Data:
@@ -699,6 +736,10 @@ class MemoryUnitOfWork:
     @property
     def surveys(self) -> ChatSurveys:
         return self._surveys
+
+    @property
+    def chat_messages(self) -> ChatMessages:
+        return self._chat_messages
 
     async def __aenter__(self) -> Self:
         await self._storage.lock.acquire()

@@ -146,6 +146,22 @@ class OutboxRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(160))
 
 
+class ChatMessageRow(Base):
+    """The ids of a chat's messages, ours and the person's, never their text (migration 0008):
+    the quick exit deletes them in Telegram. Kept 48 hours at most (Telegram lets a bot
+    delete a message only that long), and erased with the conversation."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (Index("ix_chat_messages_chat", "channel", "channel_key", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    channel_key: Mapped[str] = mapped_column(String(128))
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class AlertSubscriptionRow(Base):
     """Inspection-report alerts, apart from any report: an address and a location id (and the
     language, the link token, the opt-in state and the inspection date last told)."""
@@ -337,3 +353,4 @@ report_case_events: Table = ReportCaseEventRow.__table__  # type: ignore[assignm
 service_secrets: Table = ServiceSecretRow.__table__  # type: ignore[assignment]
 alert_subscriptions: Table = AlertSubscriptionRow.__table__  # type: ignore[assignment]
 chat_surveys: Table = ChatSurveyRow.__table__  # type: ignore[assignment]
+chat_messages: Table = ChatMessageRow.__table__  # type: ignore[assignment]

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 from bot.ports import (
     AlertSubscriptions,
+    ChatMessages,
     ChatSurveys,
     ConversationRecord,
     ConversationRepository,
@@ -26,6 +27,7 @@ from bot.ports import (
     TranscriptEntry,
     TranscriptRepository,
 )
+from storage.chat_messages import SqlChatMessages
 from storage.db import Clock, Db, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import (
@@ -74,6 +76,7 @@ class SqlUnitOfWork:
     secrets: SecretStore
     subscriptions: AlertSubscriptions
     surveys: ChatSurveys
+    chat_messages: ChatMessages
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
@@ -104,6 +107,7 @@ class SqlUnitOfWork:
         self.secrets = SqlSecrets(db)
         self.subscriptions = SqlSubscriptions(db)
         self.surveys = SqlChatSurveys(db)
+        self.chat_messages = SqlChatMessages(db)
         return self
 
     async def _reconnect(self) -> AsyncConnection:

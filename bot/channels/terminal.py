@@ -1,7 +1,8 @@
 """The terminal channel: the intake conversation on standard input and output (`intake chat`).
 
 Choices degrade to numbered lines; a typed number, label or command word answers them, as in
-the other channels (the engine reads them).
+the other channels (the engine reads them). The exit word clears the window and its scrollback
+and ends at once (bot/intake/exit_help.py says what that cannot hide).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from bot.intake.service import IntakeService
 
 GREETING = (
     "Type your answer, or the number of a choice. Commands: /back /restart /help /privacy "
-    "/language /cancel. Ctrl-D quits.\n"
+    "/language /cancel /exit. Ctrl-D quits.\n"
 )
+#: ANSI: cursor home, clear the screen, clear the scrollback (xterm's "E3", which most
+#: terminals honour); nothing of the chat is left to scroll back to.
+CLEAR_SCREEN_AND_SCROLLBACK = "\x1b[H\x1b[2J\x1b[3J"
 
 
 async def converse(
@@ -30,6 +34,10 @@ async def converse(
     reply = await service.start(channel="terminal", locale_hints=locale_hints)
     write(GREETING)
     while True:
+        if reply.exit:
+            # Nothing is shown after it: someone may be looking at the screen.
+            write(CLEAR_SCREEN_AND_SCROLLBACK)
+            return 0
         write(render(reply))
         if reply.done and reply.survey_offer is None:
             return 0

@@ -28,6 +28,7 @@ COMMAND_WORDS: dict[str, Text] = {
     "privacy": C("command word", "privacy"),
     "language": C("command word", "language"),
     "cancel": C("command word", "cancel"),
+    "exit": C("command word", "exit"),
 }
 START = "start"
 UNKNOWN = "unknown"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from transitions import EventData, Machine
 
@@ -63,6 +63,7 @@ REQUIRED_MESSAGES: tuple[str, ...] = (
     "privacy",  # the privacy notice ({url} may be used)
     "cannot_go_back",
     "cancelled",
+    "exited",  # the quick exit's reply: it must say nothing about what the chat was for
     "ended",  # any message after the conversation ended
     "already_submitted",  # any message after a submit ({reference})
     "restarted",
@@ -202,7 +203,7 @@ class Engine:
         if kind == "start":
             return Turn(state, self.prompt(state))
         if kind == "command":
-            return self._command(state, value)
+            return self._command(state, value, needs)
 
         step = self._steps[state.step]
         offer = self._offer(state)
@@ -323,7 +324,9 @@ class Engine:
 
     # ------------------------------------------------------------------ commands
 
-    def _command(self, state: ConversationState, command: str) -> Turn:
+    def _command(
+        self, state: ConversationState, command: str, needs: Needs = NOTHING_OUTSIDE
+    ) -> Turn:
         if command == "start":
             return Turn(state, self.prompt(state))
         if command == "back":
@@ -341,7 +344,9 @@ class Engine:
             # The step's own advice first, then the commands (named in the person's words).
             general = Outbound(_with_command_words(self._msg("help")))
             advice = (Outbound(step.help),) if step.help else ()
-            return Turn(state, (*advice, general, *self.prompt(state)))
+            exit_note = needs.exit_help()
+            exits = (Outbound(_with_command_words(exit_note)),) if exit_note else ()
+            return Turn(state, (*advice, general, *exits, *self.prompt(state)))
         if command == "privacy":
             return self._reprompt(state, self._msg("privacy"))
         if command == "language":
@@ -349,15 +354,17 @@ class Engine:
                 state.resume_step = state.step
                 state.step = self._language_step
             return Turn(state, self.prompt(state))
-        if command == "cancel":
+        if command in ("cancel", "exit"):
+            # Exit is cancel at once, for someone who may be overheard or watched: no
+            # question first, and a reply that says nothing of what the chat was about.
             state.status = "cancelled"
             state.answers.clear()
             state.scratch.clear()
             state.history.clear()
             state.step = self._cancelled_step or state.step
-            return Turn(
-                state, (Outbound(self._msg("cancelled")),), (ConversationClosed("cancelled"),)
-            )
+            reason: Literal["cancelled", "exit"] = "cancelled" if command == "cancel" else "exit"
+            said = self._msg("cancelled" if command == "cancel" else "exited")
+            return Turn(state, (Outbound(said),), (ConversationClosed(reason),))
         # UNKNOWN, or anything else no channel should have sent: say what exists.
         return self._reprompt(state, _with_command_words(self._msg("unknown_command")))
 
@@ -383,7 +390,7 @@ class Engine:
         if action == "edit" and self._edit_step is not None:
             return self._goto(state, self._edit_step, echo=echo)
         if action in COMMANDS:  # e.g. the welcome step offers privacy and language as buttons
-            return self._with_echo(self._command(state, str(action)), echo)
+            return self._with_echo(self._command(state, str(action), needs), echo)
         exit_kind = step.exits.get(choice_id)
         if exit_kind == "end":
             state.status = "ended"

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
+from bot.engine.types import Text
+
 #: A directory match: (location id, name, label for a button).
 Match: TypeAlias = Sequence[str]
 
@@ -35,6 +37,12 @@ class Needs(Protocol):
         promises only what will really be sent."""
         ...
 
+    def exit_help(self) -> Text | None:
+        """What the quick exit does and does not hide in the person's channel (it differs:
+        a browser tab, a Telegram chat, a terminal), said after the general help; None where
+        there is nothing to add. `{exit}` in it names the exit word."""
+        ...
+
 
 class NothingOutside:
     """`Needs` for a dialogue that asks nothing of the outside: any question is a bug."""
@@ -51,6 +59,9 @@ class NothingOutside:
     def acknowledgement(self, report: Mapping[str, Any]) -> str | None:
         return None
 
+    def exit_help(self) -> Text | None:
+        return None
+
 
 NOTHING_OUTSIDE = NothingOutside()
 
@@ -64,6 +75,7 @@ class FixedNeeds:
     locations: Mapping[str, Match] = field(default_factory=dict)
     reference: str = "TEST-2345"
     acknowledge_by: str | None = None
+    exit_note: Text | None = None
     #: What was searched for, in order (so a test can say nothing was).
     searched: list[tuple[str, str | None]] = field(default_factory=list)
 
@@ -79,6 +91,9 @@ class FixedNeeds:
 
     def acknowledgement(self, report: Mapping[str, Any]) -> str | None:
         return self.acknowledge_by
+
+    def exit_help(self) -> Text | None:
+        return self.exit_note
 
 
 __all__ = ["NOTHING_OUTSIDE", "FixedNeeds", "Match", "Needs", "NothingOutside"]

@@ -18,7 +18,15 @@ InputKind = Literal["choice", "text", "none"]
 Status = Literal["active", "submitted", "cancelled", "ended"]
 
 #: Global commands accepted at every step, in every channel.
-COMMANDS: tuple[str, ...] = ("back", "restart", "help", "privacy", "language", "cancel")
+COMMANDS: tuple[str, ...] = (
+    "back",
+    "restart",
+    "help",
+    "privacy",
+    "language",
+    "cancel",
+    "exit",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,9 @@ class Link:
 
 #: What a choice does instead of answering its step: one of the engine's commands
 #: (`COMMANDS`), `submit` the report, or `edit` an answer.
-ChoiceAction = Literal["back", "restart", "help", "privacy", "language", "cancel", "submit", "edit"]
+ChoiceAction = Literal[
+    "back", "restart", "help", "privacy", "language", "cancel", "exit", "submit", "edit"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +258,11 @@ class ReportSubmitted:
 
 @dataclass(frozen=True, slots=True)
 class ConversationClosed:
-    """Cancelled or ended without a report: the service erases what was typed."""
+    """Cancelled, exited or ended without a report: the service erases what was typed.
+    "exit" (the quick exit) also asks the channel to clear what the screen shows, where it
+    can (bot/intake/exit_help.py says per channel what that does and does not hide)."""
 
-    reason: Literal["cancelled", "not_covered"]
+    reason: Literal["cancelled", "not_covered", "exit"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,9 @@ class Reply:
     replayed: bool = False
     #: The survey about the chat, offered once the report is sent (until taken or declined).
     survey_offer: SurveyOffer | None = None
+    #: The person typed the exit word: the conversation is closed and erased, and a channel
+    #: that can clears what its screen shows (the widget leaves the page, the terminal clears).
+    exit: bool = False
 
     @property
     def summary(self) -> tuple[RenderedSummaryRow, ...]:
@@ -164,7 +167,7 @@ class Reply:
 
     def to_record(self) -> dict[str, Any]:
         """The reply as kept for a repeated message id (never the token or transcript)."""
-        record = {
+        record: dict[str, Any] = {
             "conversation_id": self.conversation_id,
             "locale": self.locale,
             "rtl": self.rtl,
@@ -172,6 +175,7 @@ class Reply:
             "messages": [m.to_record() for m in self.messages],
             "done": self.done,
             "reference": self.reference,
+            **({"exit": True} if self.exit else {}),
         }
         if self.survey_offer is not None:
             record["survey_offer"] = self.survey_offer.to_record()
@@ -192,4 +196,5 @@ class Reply:
             survey_offer=(
                 SurveyOffer.from_record(data["survey_offer"]) if "survey_offer" in data else None
             ),
+            exit=bool(data.get("exit", False)),
         )

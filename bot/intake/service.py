@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from bot import metrics
 from bot.config import DEFAULT_LINKS
@@ -31,9 +31,11 @@ from bot.engine.types import (
     Outbound,
     ReportSubmitted,
     T,
+    Text,
     Turn,
 )
 from bot.i18n import Catalogs
+from bot.intake.exit_help import exit_help
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
 from bot.intake.rendering import (
@@ -48,6 +50,7 @@ from bot.intake.rendering import (
 )
 from bot.ports import (
     Channel,
+    ChatMessageIds,
     ChatSurvey,
     ConversationRecord,
     DuplicateError,
@@ -76,6 +79,11 @@ TRANSCRIPT_VIEW_MAX_CHARS = 200_000
 #: and its transcript is kept: long enough to read the confirmation again after a reload.
 #: Then the token expires and what was typed is erased (the report keeps what matters).
 ENDED_RETENTION = timedelta(hours=1)
+#: How long a chat's message ids are kept for the exit word to delete: a bot can delete a
+#: message only for 48 hours after it was sent (Bot API deleteMessages).
+CHAT_MESSAGE_RETENTION = timedelta(hours=48)
+#: Message ids per delete: the most one Bot API deleteMessages call takes.
+DELETE_BATCH = 100
 
 
 #: Where a submitted conversation keeps whether its survey is still offered ("offered"), was
@@ -158,12 +166,14 @@ def _replayed(prior: dict[str, Any]) -> Reply:
 class _ServiceNeeds:
     """The engine's `Needs`, answered by the service from memory (no I/O here: the
     directory index was refreshed before the transaction began). Reads the service's
-    attributes at each call, so a test that swaps one is heard."""
+    attributes at each call, so a test that swaps one is heard. One per channel: what the
+    quick exit hides differs by channel (bot/intake/exit_help.py)."""
 
-    __slots__ = ("_service",)
+    __slots__ = ("_channel", "_service")
 
-    def __init__(self, service: IntakeService) -> None:
+    def __init__(self, service: IntakeService, channel: Channel | None = None) -> None:
         self._service = service
+        self._channel = channel
 
     def search_directory(self, typed: str, within: str | None) -> Sequence[Match]:
         return self._service.directory.search(typed, within)
@@ -176,6 +186,9 @@ class _ServiceNeeds:
 
     def acknowledgement(self, report: Mapping[str, Any]) -> str | None:
         return self._service._acknowledgement(dict(report))
+
+    def exit_help(self) -> Text | None:
+        return exit_help(self._channel) if self._channel is not None else None
 
 
 class IntakeService:
@@ -207,6 +220,7 @@ class IntakeService:
         self._acknowledgement = acknowledgement
         #: What the engine asks of the outside, answered from memory.
         self._needs = _ServiceNeeds(self)
+        self._channel_needs = {c: _ServiceNeeds(self, c) for c in get_args(Channel)}
         #: Where each link key a dialogue names goes (configuration: bot.config.DEFAULT_LINKS).
         self._links: Mapping[str, str] = dict(DEFAULT_LINKS if links is None else links)
 
@@ -307,10 +321,15 @@ class IntakeService:
         scope: str,
         locale_hints: tuple[str | None, ...] = (),
         outbox_topic: str | None = None,
+        chat_message_id: int | None = None,
     ) -> Reply:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
         open a new one, apply the message, all in one transaction; idempotent on
-        (`scope`, `message_id`) across the whole channel."""
+        (`scope`, `message_id`) across the whole channel.
+
+        `chat_message_id`: the id the chat gave the person's message, from a channel whose
+        messages a bot can delete. Such ids (and those of our replies, recorded as they are
+        delivered) are kept, so that the exit word deletes them through `outbox_topic`."""
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
         for _attempt in range(MAX_TURN_ATTEMPTS):
@@ -325,6 +344,7 @@ class IntakeService:
                         scope,
                         locale_hints,
                         outbox_topic,
+                        chat_message_id,
                     )
                     await uow.commit()
                     return reply
@@ -345,6 +365,7 @@ class IntakeService:
         scope: str,
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
+        chat_message_id: int | None = None,
     ) -> Reply:
         record, prior = await uow.conversations.find_active_for_turn(
             channel, channel_key, scope=scope, message_id=message_id
@@ -352,7 +373,15 @@ class IntakeService:
         if prior is not None:
             return _replayed(prior)
         if record is not None:
-            return await self._turn(uow, record, inbound, message_id, outbox_topic, scope=scope)
+            return await self._turn(
+                uow,
+                record,
+                inbound,
+                message_id,
+                outbox_topic,
+                scope=scope,
+                chat_message_id=chat_message_id,
+            )
         answer = offer_answer(inbound)
         if answer is not None:
             # A survey offer's button under an earlier confirmation, with no chat going on.
@@ -365,8 +394,23 @@ class IntakeService:
             return reply
         start_param = inbound.value if inbound.kind == "start" else None
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
+        translate = self.catalogs.translator(record.state.locale)
+        if self.engine.interpret(inbound, translate) == Inbound("command", "exit"):
+            # The exit word in a chat whose conversation has ended (sent, cancelled): it
+            # still leaves at once and deletes what is kept, instead of greeting anew.
+            await uow.conversations.add(record)
+            return await self._turn(
+                uow,
+                record,
+                inbound,
+                message_id,
+                outbox_topic,
+                scope=scope,
+                chat_message_id=chat_message_id,
+            )
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic)
+        await self._keep_chat_message(uow, record, chat_message_id)
         await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
         return reply
 
@@ -678,6 +722,7 @@ class IntakeService:
         outbox_topic: str | None,
         *,
         scope: str,
+        chat_message_id: int | None = None,
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
@@ -688,7 +733,8 @@ class IntakeService:
         # anything is looked up, so a command is never searched for as a service name.
         interpreted = engine.interpret(inbound, translate)
         too_long = self._too_long(engine, record.state, interpreted)
-        turn = engine.handle(record.state, interpreted, translate, self._needs)
+        needs = self._channel_needs.get(record.channel, self._needs)
+        turn = engine.handle(record.state, interpreted, translate, needs)
         record.state = turn.state
         record.updated_at = self._clock()
         closed = any(isinstance(e, ConversationClosed) for e in turn.events)
@@ -707,6 +753,13 @@ class IntakeService:
                     record.state.scratch[SURVEY_KEY] = SURVEY_OFFERED
         reply = self._reply(record, turn)
         entries: list[TranscriptEntry] = []
+        to_delete: list[int] = []
+        if reply.exit and record.channel_key is not None and chat_message_id is not None:
+            # Every message id kept for this chat, of any of its conversations, and this one.
+            to_delete = await uow.chat_messages.take(record.channel, record.channel_key)
+            to_delete.append(chat_message_id)
+        else:
+            await self._keep_chat_message(uow, record, chat_message_id)
         if closed:
             # Cancelled or not ours: keep nothing that was typed, in any table. This turn's
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
@@ -719,6 +772,8 @@ class IntakeService:
                 await uow.transcripts.erase(
                     record.id, before_seq=record.transcript_seq - MAX_TRANSCRIPT_LINES
                 )
+        if outbox_topic and to_delete:
+            await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
         if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic)
         await uow.save_turn(
@@ -818,6 +873,44 @@ class IntakeService:
         record.transcript_seq = seq
         return entries
 
+    async def _keep_chat_message(
+        self, uow: UnitOfWork, record: ConversationRecord, chat_message_id: int | None
+    ) -> None:
+        if chat_message_id is None or record.channel_key is None:
+            return
+        ids = ChatMessageIds(record.channel, record.channel_key, (chat_message_id,), record.id)
+        await uow.chat_messages.add(ids, at=self._clock())
+
+    async def _delete_via_outbox(
+        self, uow: UnitOfWork, record: ConversationRecord, message_ids: list[int], topic: str
+    ) -> None:
+        """The chat's messages deleted by the channel's own delivery, `DELETE_BATCH` ids a
+        row (the Bot API's limit per call), in the chat's order: before the exit's reply.
+        The rows carry ids only, no words, so erasing the conversation leaves them."""
+        key = record.channel_key or record.id
+        batches = [
+            message_ids[start : start + DELETE_BATCH]
+            for start in range(0, len(message_ids), DELETE_BATCH)
+        ]
+        await uow.outbox.add(
+            [OutboxMessage(topic, key, {"chat_id": key, "delete": batch}) for batch in batches]
+        )
+
+    async def purge_chat_messages(
+        self, older_than: timedelta = CHAT_MESSAGE_RETENTION, *, batch: int = 1000
+    ) -> int:
+        """Forget chat message ids kept longer than a bot may delete them (48 hours);
+        returns how many."""
+        cutoff = self._clock() - older_than
+        purged = 0
+        while True:
+            async with self.storage.unit_of_work() as uow:
+                count = await uow.chat_messages.purge(cutoff, limit=batch)
+                await uow.commit()
+            purged += count
+            if count < batch:
+                return purged
+
     async def _send_via_outbox(
         self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str
     ) -> None:
@@ -866,6 +959,7 @@ class IntakeService:
             done=record.state.status != "active",
             reference=record.reference,
             rtl=self.catalogs.is_rtl(locale),
+            exit=any(isinstance(e, ConversationClosed) and e.reason == "exit" for e in turn.events),
             survey_offer=self._survey_offer(record),
         )
 

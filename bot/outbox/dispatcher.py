@@ -33,11 +33,12 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bot import metrics
 from bot.outbox.failures import Permanent, RetryLater
-from bot.ports import OutboxMessage, Storage, StorageError
+from bot.ports import ChatMessageIds, OutboxMessage, Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ class Outcome:
     status: Literal["done", "retry", "failed"]
     reason: str = "sent"
     delay: float = 0.0
+    #: The ids the chat gave what was sent, kept (in the same write that records the
+    #: delivery) for the exit word to delete.
+    sent: ChatMessageIds | None = None
 
     @classmethod
-    def done(cls, reason: str = "sent") -> Outcome:
-        return cls("done", reason)
+    def done(cls, reason: str = "sent", *, sent: ChatMessageIds | None = None) -> Outcome:
+        return cls("done", reason, sent=sent)
 
     @classmethod
     def retry(cls, reason: str, delay: float) -> Outcome:
@@ -236,6 +240,8 @@ class OutboxDispatcher:
             async with self.storage.unit_of_work() as uow:
                 if outcome.status == "done":
                     await uow.outbox.mark_done(message.id, keep=audit_payload(message.payload))
+                    if outcome.sent is not None:
+                        await uow.chat_messages.add(outcome.sent, at=datetime.now(UTC))
                 elif outcome.status == "retry":
                     await uow.outbox.retry_later(
                         message.id, delay_seconds=outcome.delay, error=outcome.reason

@@ -1297,6 +1297,12 @@
         state.pending = null;
         setBusy(false);
         clearAlert();
+        if (response.data.exit === true) {
+          // The person typed the exit word: the server has closed the conversation and kept
+          // nothing; leave as the Exit button does, showing nothing of the reply.
+          quickExit();
+          return;
+        }
         if (Object.prototype.hasOwnProperty.call(pending.payload, "text")) {
           ui.textarea.value = "";
           saveDraft("");

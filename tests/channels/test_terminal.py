@@ -139,3 +139,26 @@ async def test_n_declines_the_survey(service: IntakeService) -> None:
     assert await converse(service, read_line=typed(*_TO_SUBMIT, "n"), write=shown.append) == 0
     assert shown[-1].startswith("All right. Thank you for using this chat.")
     assert await service.survey_answers() == []
+
+
+@pytest.mark.parametrize("word", ["exit", "/exit"])
+async def test_exit_clears_the_screen_and_scrollback_and_ends(
+    service: IntakeService, word: str
+) -> None:
+    from bot.channels.terminal import CLEAR_SCREEN_AND_SCROLLBACK
+
+    shown: list[str] = []
+    status = await converse(service, read_line=typed("1", word, "never read"), write=shown.append)
+    assert status == 0
+    assert CLEAR_SCREEN_AND_SCROLLBACK == "\x1b[H\x1b[2J\x1b[3J"
+    # The clear is the last thing written: nothing of the chat (or its end) comes after it.
+    assert shown[-1] == CLEAR_SCREEN_AND_SCROLLBACK
+
+
+async def test_help_says_what_exit_clears_in_a_terminal(service: IntakeService) -> None:
+    shown: list[str] = []
+    await converse(service, read_line=typed("help"), write=shown.append)
+    screen = "\n".join(shown)
+    assert "To leave at once, type exit." in screen
+    assert "clear this window and its scrollback" in screen
+    assert "shell's history" in screen

@@ -131,7 +131,33 @@ async def test_every_command_is_accepted(api: Api, command: str) -> None:
     await api.send(conversation, {"choice": "start"})
     result = await api.send(conversation, {"command": command})
     assert result.status == 200
-    assert set(result.body) == TURN_FIELDS
+    assert set(result.body) == (TURN_FIELDS | {"exit"} if command == "exit" else TURN_FIELDS)
+
+
+@pytest.mark.parametrize(("locale", "word"), [("en", "exit"), ("en", "/exit"), ("pl", "wyjdź")])
+async def test_the_typed_exit_word_says_exit_true_and_keeps_nothing(
+    api: Api, locale: str, word: str
+) -> None:
+    conversation = dict((await api.create({"locale": locale})).body)
+    await api.send(conversation, {"choice": "start"})
+    await api.send(conversation, {"choice": "poor"})
+    result = await api.send(conversation, {"text": word})
+    assert result.status == 200
+    assert result.body["exit"] is True and result.body["done"] is True
+    # The reply says nothing of what the chat was about.
+    assert [m["text"] for m in result.body["messages"]] == [
+        "Chat closed." if locale == "en" else "Czat zamknięty."
+    ]
+    other = await api.send(conversation, {"text": "cancel"})
+    assert "exit" not in other.body  # only the turn that exits says so
+
+
+async def test_only_the_exit_turn_carries_exit(api: Api) -> None:
+    conversation = await api.new_conversation()
+    turn = await api.send(conversation, {"choice": "start"})
+    assert "exit" not in turn.body
+    cancelled = await api.send(conversation, {"command": "cancel"})
+    assert "exit" not in cancelled.body
 
 
 async def test_charset_parameter_is_accepted(api: Api) -> None:

@@ -12,7 +12,9 @@ from bot.appkeys import SERVICE
 from tests.conftest import Api, StartServer
 from tests.pg_schema import fresh_postgres_schema
 
-UNKNOWN = "I don't know that command. You can use: back, restart, help, privacy, language, cancel."
+UNKNOWN = (
+    "I don't know that command. You can use: back, restart, help, privacy, language, cancel, exit."
+)
 
 
 async def _to(api: Api, *answers: dict[str, Any], locale: str = "en") -> dict[str, Any]:

@@ -183,3 +183,23 @@ def test_the_document_refuses_a_summary_reply_without_rows_and_rows_elsewhere() 
     assert not validate.is_valid({**reply, "summary": []})
     assert not validate.is_valid({**reply, "summary": [{**row, "changeable": "yes"}]})
     assert not validate.is_valid({**reply, "step": "when", "summary": [row]})
+
+
+async def test_a_typed_exit_matches_the_document(blocking_api: BlockingApi) -> None:
+    """The exit word's reply carries `exit: true` (checked against the document inside the
+    client); the document allows only true there."""
+
+    def run() -> dict[str, Any]:
+        conversation = blocking_api.create({"locale": "en"}).body
+        blocking_api.send(conversation, {"choice": "start"})
+        answer = blocking_api.send(conversation, {"text": "exit"})
+        assert answer.status == 200
+        return dict(answer.body)
+
+    reply = await asyncio.to_thread(run)
+    assert reply["exit"] is True and reply["done"] is True
+    validate = Draft202012Validator(
+        {"$ref": "#/components/schemas/Reply", "components": DOCUMENT["components"]}
+    )
+    assert validate.is_valid(reply)
+    assert not validate.is_valid({**reply, "exit": False})

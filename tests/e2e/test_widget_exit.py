@@ -188,3 +188,25 @@ async def test_only_the_chat_frame_can_ask_the_page_to_leave(
     assert page.url == site.origin + "/"
     assert len(await chat.bot_texts()) >= 1
     page.watch.assert_clean()
+
+
+@pytest.mark.parametrize("word", ["exit", "/exit"])
+async def test_typing_the_exit_word_leaves_as_the_button_does(
+    start_widget_server: Any, site: PartnerSite, new_page: Any, word: str
+) -> None:
+    """The reply to the typed exit word says `exit: true`: the widget leaves the page at once,
+    shows nothing of the reply, and forgets the conversation, as its Exit button does; the
+    server has closed the conversation and kept nothing."""
+    server, page = await open_on_partner_site(start_widget_server, site, new_page, NARROW)
+    chat = Chat(page)
+    await chat.frame_element.wait_for(state="visible")
+    await reach_a_typed_answer(chat)
+    await chat.textarea.fill(word)
+    await chat.textarea.press("Enter")
+    await page.wait_for_url(site.origin + "/weather")
+    page.watch.assert_clean()
+    assert await chat_storage(page, server.base_url) == []
+    await page.goto(site.origin + "/")
+    again = Chat(page)
+    await again.wait_step("welcome")
+    assert await again.user_texts() == []

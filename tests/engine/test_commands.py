@@ -10,7 +10,7 @@ from bot.engine.commands import COMMAND_WORDS, START, UNKNOWN, TypedCommand, par
 from bot.engine.engine import Engine, command_word
 from bot.engine.needs import FixedNeeds
 from bot.engine.text import clean_text
-from bot.engine.types import COMMANDS, ConversationState, Inbound, Text
+from bot.engine.types import COMMANDS, ConversationClosed, ConversationState, Inbound, Text
 from bot.i18n import Catalogs
 from dialogs.intake import INTAKE
 from dialogs.languages import LANGUAGES
@@ -37,6 +37,10 @@ def catalogs() -> Catalogs:
         ("  CANCEL.  ", TypedCommand("cancel")),
         ("/Cancel", TypedCommand("cancel")),
         ("/cancel now", TypedCommand("cancel")),
+        ("exit", TypedCommand("exit")),
+        ("/exit", TypedCommand("exit")),
+        (" Exit! ", TypedCommand("exit")),
+        ("I want to exit", None),
         ("/help@IntakeBot", TypedCommand("help")),
         ("¡help!", TypedCommand("help")),
         ("/start abc_1", TypedCommand(START, "abc_1")),
@@ -83,10 +87,16 @@ def test_command_words_work_at_every_kind_of_step_in_every_language(
                 state = _at(engine, render, step, code)
                 turn = engine.handle(state, Inbound("text", typed), render, _needs())
                 said = [render(o.text) for o in turn.outbound]
-                if command not in ("cancel", "restart"):
+                if command not in ("cancel", "restart", "exit"):
                     assert turn.state.answers == state.answers, (code, step, typed)
                 if command == "cancel":
                     assert turn.state.status == "cancelled", (code, step, typed)
+                elif command == "exit":
+                    # At once (no question), nothing kept, and nothing said of the topic.
+                    assert turn.state.status == "cancelled", (code, step, typed)
+                    assert not turn.state.answers and not turn.state.history
+                    assert turn.events == (ConversationClosed("exit"),), (code, typed)
+                    assert said == [render(INTAKE.messages["exited"])], (code, step, typed)
                 elif command == "help":
                     assert turn.state.step == step and turn.state.status == "active"
                     advice = INTAKE.by_id[step].help
@@ -200,3 +210,57 @@ def test_no_command_word_hides_a_choice(code: str, catalogs: Catalogs) -> None:
     for choice_id, label in INTAKE.common_choices.items():
         command = words.get(fold(render(label)))
         assert command in (None, choice_id), (code, choice_id, command)
+
+
+#: Each word of the exit command, in every language (the words the help text names).
+EXIT_WORDS = {
+    "ar": "خروج",
+    "bn": "প্রস্থান",
+    "cy": "gadael",
+    "en": "exit",
+    "es": "salir",
+    "gu": "નીકળો",
+    "it": "esci",
+    "pa": "ਨਿਕਲੋ",
+    "pl": "wyjdź",
+    "pt": "sair",
+    "ro": "ieșire",
+    "ur": "نکلیں",
+}
+
+
+def test_every_language_has_its_exit_word() -> None:
+    assert sorted(EXIT_WORDS) == sorted(CODES)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_the_parser_recognises_exit_in_every_language(code: str, catalogs: Catalogs) -> None:
+    render = catalogs.translator(code)
+    word = EXIT_WORDS[code]
+    assert render(command_word("exit")) == word
+    words = engine_words(render)
+    for typed in (word, f"/{word}", f"  {word.upper()}! ", "exit", "/exit"):
+        assert parse_command(typed, words) == TypedCommand("exit"), (code, typed)
+    assert parse_command(f"{word} {word} {word}", words) is None
+
+
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("step", ["what_happened", "when", "provider"])
+def test_the_exit_word_the_help_names_is_never_stored_as_an_answer(
+    code: str, step: str, engine: Engine, catalogs: Catalogs
+) -> None:
+    """The help text tells people to type the exit word: typed at a question that takes
+    text, it leaves at once, and neither it nor any earlier answer is kept."""
+    from bot.intake.exit_help import EXIT_HELP
+
+    render = catalogs.translator(code)
+    state = _at(engine, render, step, code)
+    for channel, note in EXIT_HELP.items():
+        needs = FixedNeeds(exit_note=note)
+        helped = engine.handle(state, Inbound("command", "help"), render, needs)
+        said = "\n".join(render(o.text) for o in helped.outbound)
+        assert EXIT_WORDS[code] in said, (code, channel)
+    needs = FixedNeeds()
+    turn = engine.handle(state, Inbound("text", EXIT_WORDS[code]), render, needs)
+    assert turn.state.status == "cancelled" and turn.state.answers == {}
+    assert needs.searched == []

@@ -34,6 +34,7 @@ JSON_PARAMS = frozenset(
     {
         "chat_id",
         "message_id",
+        "message_ids",
         "reply_markup",
         "allowed_updates",
         "commands",
@@ -96,6 +97,8 @@ class FakeTelegramAPI:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.delay = 0.0
+        #: Message ids deleted (deleteMessages), per chat.
+        self.deleted: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------ server lifecycle
 
@@ -228,6 +231,19 @@ class FakeTelegramAPI:
         if "reply_markup" in params:
             message["reply_markup"] = params["reply_markup"]
         return message
+
+    async def _m_deleteMessages(self, params: dict[str, Any]) -> Any:
+        """Like the Bot API: 1 to 100 ids a call; ids it cannot find are skipped."""
+        ids = params.get("message_ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+            raise web.HTTPBadRequest(
+                text=json.dumps(
+                    {"ok": False, "error_code": 400, "description": "Bad Request: message_ids"}
+                ),
+                content_type="application/json",
+            )
+        self.deleted.setdefault(int(params["chat_id"]), []).extend(int(i) for i in ids)
+        return True
 
     async def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> Any:
         return {

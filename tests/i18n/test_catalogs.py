@@ -537,6 +537,12 @@ def _commands_and_mistakes(c: Conversation) -> None:
     c.say("still there?")  # after cancelling
 
 
+def _quick_exit(c: Conversation) -> None:
+    c.choose("start", "experience")
+    c.say(c.catalogs.translator(c.locale)(command_word("exit")))  # their own word for exit
+    assert c.state.status == "cancelled" and not c.state.answers
+
+
 def _deep_link(c: Conversation) -> None:
     oak_house = ("1-000000001", "Oak House", "Oak House, Leeds LS1")
     turn = c.engine.start(c.locale, oak_house[0], FixedNeeds(locations={oak_house[0]: oak_house}))
@@ -576,6 +582,7 @@ SCRIPTS = {
     "outside_england": _outside_england,
     "commands_and_mistakes": _commands_and_mistakes,
     "deep_link": _deep_link,
+    "quick_exit": _quick_exit,
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from bot.engine.types import ConversationState
 from bot.ports import (
+    ChatMessageIds,
     ConcurrencyError,
     ConversationRecord,
     DirectoryLocation,
@@ -908,6 +909,40 @@ class TestStorageContract:
             await uow.commit()
         async with storage.unit_of_work() as uow:
             assert await kept_reply(uow, "web", "gone-m1") is None
+
+    # -- chat message ids (the exit word) ---------------------------------------------------
+
+    async def test_chat_message_ids_are_taken_once_per_chat_oldest_first(
+        self, storage: Storage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.chat_messages.add(ChatMessageIds("telegram", "7", (5, 3)), at=_now())
+            await uow.chat_messages.add(ChatMessageIds("telegram", "8", (9,)), at=_now())
+            await uow.chat_messages.add(ChatMessageIds("telegram", "7", (11,), "c1"), at=_now())
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.chat_messages.take("telegram", "7") == [5, 3, 11]
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.chat_messages.take("telegram", "7") == []
+            assert await uow.chat_messages.take("web", "8") == []
+            assert await uow.chat_messages.take("telegram", "8") == [9]
+
+    async def test_chat_message_ids_go_with_their_conversation_and_after_48_hours(
+        self, storage: Storage
+    ) -> None:
+        old = _now() - timedelta(hours=49)
+        async with storage.unit_of_work() as uow:
+            await uow.chat_messages.add(ChatMessageIds("telegram", "7", (1, 2), "gone"), at=_now())
+            await uow.chat_messages.add(ChatMessageIds("telegram", "7", (3,), "kept"), at=_now())
+            await uow.chat_messages.add(ChatMessageIds("telegram", "7", (4, 5, 6)), at=old)
+            await uow.erasure.conversation("gone", final_reply=None)
+            await uow.commit()
+        async with storage.unit_of_work() as uow:
+            assert await uow.chat_messages.purge(_now() - timedelta(hours=48), limit=2) == 2
+            assert await uow.chat_messages.purge(_now() - timedelta(hours=48), limit=2) == 1
+            assert await uow.chat_messages.purge(_now() - timedelta(hours=48), limit=2) == 0
+            assert await uow.chat_messages.take("telegram", "7") == [3]
 
     async def test_expired_copies_go_after_their_time(self, storage: Storage) -> None:
         await self._seed_words(storage, "old")

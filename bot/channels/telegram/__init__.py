@@ -53,6 +53,7 @@ COMMANDS: tuple[tuple[str, Text], ...] = (
     ("privacy", T("How we use what you tell us")),
     ("language", T("Change the language")),
     ("cancel", T("Stop and keep nothing")),
+    ("exit", T("Leave at once and delete this chat's messages")),
 )
 SETUP_ATTEMPTS = 3
 

@@ -35,7 +35,7 @@ from bot.channels.telegram.render import (
 )
 from bot.intake.rendering import RenderedMessage
 from bot.outbox.dispatcher import Outcome, backoff
-from bot.ports import OutboxMessage
+from bot.ports import ChatMessageIds, OutboxMessage
 from bot.ratelimit import Pacer
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,34 @@ class TelegramDelivery:
         self.limiter = limiter
         self.backoff_cap = backoff_cap
         self._parts_sent: dict[int, int] = {}
+        #: The chat's ids of the parts sent so far, per outbox id (kept on delivery).
+        self._ids_sent: dict[int, list[int]] = {}
 
     async def __call__(self, message: OutboxMessage) -> Outcome:
         assert message.id is not None
+        if "delete" in message.payload:
+            return await self._delete(message)
         outcome = await self._send(message)
         if outcome.status != "retry":
             self._parts_sent.pop(message.id, None)
+            self._ids_sent.pop(message.id, None)
         return outcome
+
+    async def _delete(self, message: OutboxMessage) -> Outcome:
+        """The exit word: delete the chat's messages (at most 100 ids a row, as the Bot API
+        takes). Telegram skips ids it cannot find; what it refuses becomes a dead letter."""
+        try:
+            chat_id = int(message.payload["chat_id"])
+            ids = [int(i) for i in message.payload["delete"]]
+        except (KeyError, TypeError, ValueError):
+            return Outcome.failed("malformed_payload")
+        if not ids:
+            return Outcome.done("deleted")
+        try:
+            await self.bot.delete_messages(chat_id, ids)
+        except TelegramError as error:
+            return self.classify(error, message.attempts)
+        return Outcome.done("deleted")
 
     async def _send(self, message: OutboxMessage) -> Outcome:
         assert message.id is not None
@@ -94,18 +115,34 @@ class TelegramDelivery:
             rendered = payload_message(message.payload)
         except (KeyError, TypeError, ValueError):
             return Outcome.failed("malformed_payload")
+        ids = self._ids_sent.setdefault(message.id, [])
         try:
             sent = await self.send(
-                chat_id, rendered, skip_parts=self._parts_sent.get(message.id, 0)
+                chat_id, rendered, skip_parts=self._parts_sent.get(message.id, 0), ids=ids
             )
         except _Progress as progress:
             self._parts_sent[message.id] = progress.sent
             return self.classify(progress.error, message.attempts)
-        return Outcome.done("sent" if sent else "empty")
+        conversation_id = message.payload.get("conversation_id")
+        kept = ChatMessageIds(
+            "telegram",
+            str(chat_id),
+            tuple(ids),
+            conversation_id if isinstance(conversation_id, str) else None,
+        )
+        return Outcome.done("sent" if sent else "empty", sent=kept if ids else None)
 
-    async def send(self, chat_id: int, rendered: RenderedMessage, *, skip_parts: int = 0) -> int:
+    async def send(
+        self,
+        chat_id: int,
+        rendered: RenderedMessage,
+        *,
+        skip_parts: int = 0,
+        ids: list[int] | None = None,
+    ) -> int:
         """Send the parts of `rendered` after the first `skip_parts`; returns how many were
-        sent in all. A Telegram error is raised as `_Progress` carrying the count so far."""
+        sent in all, and adds the chat's id of each to `ids`. A Telegram error is raised as
+        `_Progress` carrying the count so far."""
         keyboard = build_keyboard(rendered.choices)
         text = rendered.text_with_links().strip()
         if not text and keyboard is None:
@@ -115,7 +152,7 @@ class TelegramDelivery:
             last = index == len(parts) - 1
             await self.limiter.acquire(str(chat_id))
             try:
-                await self.bot.send_message(
+                sent = await self.bot.send_message(
                     chat_id,
                     parts[index],
                     reply_markup=keyboard if last else None,
@@ -123,6 +160,8 @@ class TelegramDelivery:
                 )
             except TelegramError as error:
                 raise _Progress(index, error) from error
+            if ids is not None:
+                ids.append(sent.message_id)
         return len(parts)
 
     def classify(self, error: TelegramError, attempts: int) -> Outcome:

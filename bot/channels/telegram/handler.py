@@ -128,6 +128,7 @@ class UpdateHandler:
             scope=self.scope,
             locale_hints=(action.language_code,),
             outbox_topic=TOPIC,
+            chat_message_id=action.message_id,
         )
         if not reply.replayed:
             self.on_committed()

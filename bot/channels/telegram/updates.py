@@ -36,6 +36,8 @@ class TurnAction:
     #: For a button press: the callback query to answer and the message whose keyboard goes.
     callback_query_id: str | None = None
     keyboard_message_id: int | None = None
+    #: For typed text: the message's id in the chat, kept so the exit word can delete it.
+    message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,12 @@ def classify(update: Update) -> Action:
             return IgnoreAction("not from a person")
         return GroupAction(message.chat.id, language)
     if message.text is not None:
-        return TurnAction(message.chat.id, inbound_from_text(message.text), language)
+        return TurnAction(
+            message.chat.id,
+            inbound_from_text(message.text),
+            language,
+            message_id=message.message_id,
+        )
     if _has_content(message):
         return UnsupportedAction(message.chat.id, language)
     return IgnoreAction("service message")
@@ -134,7 +141,11 @@ def _text_message_json(message: dict[str, Any]) -> Action | None:
         if not isinstance(is_bot, bool):
             return None
         return IgnoreAction("not from a person") if is_bot else GroupAction(chat_id, language)
-    return TurnAction(chat_id, inbound_from_text(text), language)
+    message_id = message.get("message_id")
+    if not _is_int(message_id):
+        return None
+    assert isinstance(message_id, int)
+    return TurnAction(chat_id, inbound_from_text(text), language, message_id=message_id)
 
 
 def _callback_json(query: dict[str, Any]) -> Action | None:

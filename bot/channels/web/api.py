@@ -124,12 +124,14 @@ async def sweep_untouched(app: web.Application) -> None:
     """Every worker, every minute: delete web conversations that were opened an hour ago or
     more and never answered (with the limits on new conversations this bounds what a flood of
     empty ones from rotating addresses can leave in the database), and erase what was typed
-    in conversations that ended an hour ago or more (`IntakeService.erase_finished`)."""
+    in conversations that ended an hour ago or more (`IntakeService.erase_finished`), and
+    forget chat message ids older than a bot may delete (`purge_chat_messages`, 48 hours)."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
         try:
             deleted = await app[SERVICE].purge_untouched(UNTOUCHED_MAX_AGE)
             erased = await app[SERVICE].erase_finished()
+            await app[SERVICE].purge_chat_messages()
         except StorageError:
             log.warning("could not sweep old conversations; will try again")
         else:

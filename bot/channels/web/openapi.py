@@ -158,6 +158,14 @@ _SCHEMAS: dict[str, Any] = {
                 "answer on the person's path (the same rows as its summary message).",
             },
             "survey_offer": {"$ref": "#/components/schemas/SurveyOffer"},
+            "exit": {
+                "type": "boolean",
+                "const": True,
+                "description": "Additive: present (true) only when the person typed the exit "
+                "word. The conversation is closed and nothing typed is kept; a client should "
+                "at once do what its quick exit does (the widget: clear the chat and leave "
+                "the page for a neutral one).",
+            },
         },
         "if": {"required": ["step"], "properties": {"step": {"const": "summary"}}},
         "then": {"required": ["summary"]},

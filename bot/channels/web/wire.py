@@ -29,6 +29,9 @@ def reply_body(reply: Reply) -> dict[str, Any]:
     if reply.survey_offer is not None:
         # After the report is sent: the survey about the chat, for this conversation.
         body["survey_offer"] = reply.survey_offer.to_record()
+    if reply.exit:
+        # The person typed the exit word: the widget leaves the page as its Exit button does.
+        body["exit"] = True
     if reply.token is not None:
         body["token"] = reply.token
     if reply.transcript is not None:

@@ -23,7 +23,7 @@ async def walk(user: User, steps: list[tuple[str, str]]) -> None:
             await user.say(value)
 
 
-@pytest.mark.parametrize("ending", ["cancel", "end"])
+@pytest.mark.parametrize("ending", ["cancel", "exit", "end"])
 async def test_the_chat_keeps_nothing_that_was_typed(
     start_telegram: StartTelegram,
     backend_url: str,
@@ -47,6 +47,9 @@ async def test_the_chat_keeps_nothing_that_was_typed(
     if ending == "cancel":
         await user.say("/cancel")
         assert "cancelled" in user.texts()[-1]
+    elif ending == "exit":
+        await user.say("exit")
+        assert user.texts()[-1] == "Chat closed."
     else:
         await walk(user, SUMMARY_TO_END)
         assert "Ofsted" in "\n".join(user.texts()[-2:])

@@ -11,7 +11,9 @@ from tests.channels.telegram.tg_support import SECRET, TelegramServer, User
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.pg_schema import fresh_postgres_schema
 
-UNKNOWN = "I don't know that command. You can use: back, restart, help, privacy, language, cancel."
+UNKNOWN = (
+    "I don't know that command. You can use: back, restart, help, privacy, language, cancel, exit."
+)
 SORRY = "Sorry, something went wrong on our side. Your earlier answers are kept. Please try again."
 
 

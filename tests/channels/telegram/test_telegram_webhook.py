@@ -62,6 +62,7 @@ async def test_startup_registers_the_webhook_and_the_commands(
         "privacy",
         "language",
         "cancel",
+        "exit",
     ]
 
 
