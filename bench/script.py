@@ -4,7 +4,7 @@ Each turn is what the person does: press a button (`choice`) or type (`text`). T
 script drives the engine directly, the web chat API, the Telegram webhook, and the baseline
 frameworks (python-telegram-bot, aiogram), so every number is for the same conversation.
 The path: poor care at a care home, typed provider (no directory match), contact by email,
-summary, submit — 18 turns after the start, mixing buttons and typed text.
+summary, submit — 19 turns after the start, mixing buttons and typed text.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ SCRIPT: tuple[Turn, ...] = (
     Turn("when", "text", "Last Tuesday night, around 3am"),
     Turn("service_part", "choice", "skip"),
     Turn("what_happened", "text", WHAT_HAPPENED),
+    Turn("share_with_service", "choice", "yes"),
     Turn("risk", "choice", "no"),
     Turn("authorities", "choice", "neither"),
     Turn("complaint", "choice", "not_yet"),
@@ -45,7 +46,7 @@ SCRIPT: tuple[Turn, ...] = (
     Turn("contact_name", "text", "Alex Smith"),
     Turn("contact_email", "text", "alex.smith@example.com"),
     Turn("contact_phone", "choice", "skip"),
-    Turn("alerts", "choice", "no"),
+    Turn("referral", "choice", "no"),
     Turn("summary", "choice", "submit"),
 )
 
@@ -72,6 +73,7 @@ STEP_CHOICES: dict[str, tuple[str, ...]] = {
     "when": ("skip",),
     "service_part": ("skip",),
     "what_happened": (),
+    "share_with_service": ("yes", "no"),
     "risk": ("yes", "no", "not_sure"),
     "authorities": ("police", "council", "both", "neither"),
     "complaint": ("told", "formal", "not_yet"),
@@ -81,6 +83,7 @@ STEP_CHOICES: dict[str, tuple[str, ...]] = {
     "contact_email": ("skip",),
     "contact_phone": ("skip",),
     "alerts": ("yes", "no"),
+    "referral": ("yes", "no"),
     "summary": ("submit", "edit", "restart"),
 }
 

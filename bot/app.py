@@ -32,7 +32,7 @@ from bot.outbox import setup as delivery_setup
 from bot.outbox.routes import acknowledgement_channel
 from bot.ports import Storage
 from bot.staff.config import StaffSettings
-from dialogs.intake import INTAKE
+from dialogs.intake import EMAIL_ALERTS, INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 from dialogs.survey import SURVEY
 from storage.migrate import upgrade
@@ -50,10 +50,12 @@ def build_catalogs(settings: Settings) -> Catalogs:
     )
 
 
-def build_engine(catalogs: Catalogs) -> Engine:
-    """The engine offers only the languages we have catalogs for, in the dialogue's order."""
+def build_engine(catalogs: Catalogs, settings: Settings) -> Engine:
+    """The engine offers only the languages we have catalogs for, in the dialogue's order,
+    and only the questions this deployment can act on (its switches)."""
     offered = [(code, name) for code, name in LANGUAGES if catalogs.supports(code)]
-    return Engine(INTAKE, offered)
+    switches = {EMAIL_ALERTS: settings.delivery.inspection_alerts_deliverable}
+    return Engine(INTAKE, offered, switches)
 
 
 def build_survey_engine() -> Engine:
@@ -73,7 +75,7 @@ async def build_service(
     directory = DirectoryLookup(storage.directory)
     service = IntakeService(
         storage,
-        build_engine(catalogs),
+        build_engine(catalogs, settings),
         catalogs,
         directory,
         clock=clock,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
@@ -85,7 +86,7 @@ class Catalogs:
             if isinstance(value, Text):
                 values[name] = self.render(value, locale)
             elif isinstance(value, int):
-                values[name] = format_decimal(value, locale=locale)
+                values[name] = format_number(value, locale)
             else:
                 values[name] = value
         try:
@@ -97,6 +98,13 @@ class Catalogs:
 
     def translator(self, locale: str):  # type: ignore[no-untyped-def]
         return lambda text: self.render(text, locale)
+
+
+@lru_cache(maxsize=4096)
+def format_number(value: int, locale: str) -> str:
+    """A whole number as `locale` writes it. Cached: Babel parses the locale and its number
+    pattern on every call, and the numbers a dialogue shows (counts, lengths) are few."""
+    return str(format_decimal(value, locale=locale))
 
 
 def _compile(po_path: Path) -> NullTranslations:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.engine.conditions import ALWAYS, Answer, Answers, Condition
+from bot.engine.conditions import ALWAYS, Answer, Answers, Condition, Switch
 from bot.engine.dialog import Branch, ChoiceAction, ChoiceDef, Dialog, Step
 from bot.engine.types import Link, P, T, Text
 from dialogs import validators
@@ -31,6 +31,7 @@ WHISTLEBLOWING = "whistleblowing"
 WHEN = "when"
 SERVICE_PART = "service_part"
 WHAT_HAPPENED = "what_happened"
+SHARE_WITH_SERVICE = "share_with_service"
 RISK = "risk"
 AUTHORITIES = "authorities"
 COMPLAINT = "complaint"
@@ -41,11 +42,17 @@ CONTACT_NAME = "contact_name"
 CONTACT_EMAIL = "contact_email"
 CONTACT_PHONE = "contact_phone"
 ALERTS = "alerts"
+REFERRAL = "referral"
+REFERRAL_NAME = "referral_name"
 SUMMARY = "summary"
 EDIT_ANSWER = "edit_answer"
 SUBMITTED = "submitted"
 CANCELLED = "cancelled"
 ENDED = "ended"
+
+#: The deployment can deliver inspection-alert emails (email on, a public address for the
+#: links): set by the app from its delivery settings (`build_engine`).
+EMAIL_ALERTS = "email_alerts"
 
 POOR_OR_MIXED = ("poor", "mixed")
 MHA_SERVICES = ("mental_health", "hospital")
@@ -55,8 +62,10 @@ GOOD_ONLY: Condition = Answer(EXPERIENCE).equals("good")
 MHA_APPLIES: Condition = POOR & Answer(SERVICE_TYPE).is_in(*MHA_SERVICES)
 GAVE_EMAIL: Condition = Answer(CONTACT_EMAIL).is_given()
 #: Inspection alerts are about one registered location: offered only with an email address
-#: and a service matched in the directory.
-ALERTS_OFFERED: Condition = GAVE_EMAIL & Answer(PROVIDER, "location_id").is_given()
+#: and a service matched in the directory, and only where such emails can be sent at all.
+ALERTS_OFFERED: Condition = (
+    Switch(EMAIL_ALERTS) & GAVE_EMAIL & Answer(PROVIDER, "location_id").is_given()
+)
 #: A full postcode in an area wholly in Wales (CF, LL, SA; NP and LD without the districts
 #: that cross the border: NP16 and NP25 near Chepstow and Monmouth, LD7 and LD8 near Knighton
 #: and Presteigne), wholly in Scotland (AB, DD, EH, FK, G, HS, IV, KA, KW, KY, ML, PA, PH, ZE)
@@ -382,8 +391,31 @@ STEPS: tuple[Step, ...] = (
             )
         ),
         max_length=20000,
-        next=(Branch(RISK, POOR), Branch(CONTACT)),
+        next=(Branch(SHARE_WITH_SERVICE),),
         summary_label=T("What happened"),
+    ),
+    Step(
+        SHARE_WITH_SERVICE,
+        "choice",
+        prompt=(
+            T(
+                "Sharing your feedback means the service may see what you told us, so it can "
+                "see what went well or what needs to change."
+            ),
+            T(
+                "You can say no. We will still read your feedback and use it in our work, "
+                "whatever you choose."
+            ),
+            T(
+                "Even if you say no, we may still need to share it with others when someone is "
+                "at risk of harm, when a crime has happened, or when another organisation must "
+                "act to keep people safe."
+            ),
+            T("Can we share your feedback with the service?"),
+        ),
+        choices=(_c("yes", YES), _c("no", NO)),
+        next=(Branch(RISK, POOR), Branch(CONTACT)),
+        summary_label=T("Share with the service"),
     ),
     Step(
         RISK,
@@ -554,7 +586,7 @@ STEPS: tuple[Step, ...] = (
             _c("yes", YES),
             _c("no", NO, note=T("That is fine. We will still read and use what you told us.")),
         ),
-        next=(Branch(CONTACT_NAME, Answer(CONTACT).equals("yes")), Branch(SUMMARY)),
+        next=(Branch(CONTACT_NAME, Answer(CONTACT).equals("yes")), Branch(REFERRAL)),
         summary_label=T("May we contact you"),
     ),
     Step(
@@ -594,7 +626,7 @@ STEPS: tuple[Step, ...] = (
         max_length=validators.PHONE_MAX,
         validate=validators.uk_phone,
         skippable=GAVE_EMAIL,
-        next=(Branch(ALERTS, ALERTS_OFFERED), Branch(SUMMARY)),
+        next=(Branch(ALERTS, ALERTS_OFFERED), Branch(REFERRAL)),
         summary_label=T("Phone"),
     ),
     Step(
@@ -604,8 +636,25 @@ STEPS: tuple[Step, ...] = (
             T("Would you like an email when we publish a new inspection report on this service?"),
         ),
         choices=(_c("yes", YES), _c("no", NO)),
-        next=(Branch(SUMMARY),),
+        next=(Branch(REFERRAL),),
         summary_label=T("Email alerts"),
+    ),
+    Step(
+        REFERRAL,
+        "choice",
+        prompt=(T("Did a charity, an advocate or another organisation suggest that you tell us?"),),
+        choices=(_c("yes", YES), _c("no", NO)),
+        next=(Branch(REFERRAL_NAME, Answer(REFERRAL).equals("yes")), Branch(SUMMARY)),
+        summary_label=T("Suggested by an organisation"),
+    ),
+    Step(
+        REFERRAL_NAME,
+        "text",
+        prompt=(T("Which organisation was it? If you would rather not say, choose Skip."),),
+        max_length=200,
+        skippable=ALWAYS,
+        next=(Branch(SUMMARY),),
+        summary_label=T("Which organisation"),
     ),
     Step(
         SUMMARY,
@@ -700,6 +749,9 @@ MESSAGES: dict[str, Text] = {
     # {value}: the answer as it is now, so the person can copy it and fix it.
     "current_value": T("Your answer now: {value}"),
     "edit_intro": T("Which answer do you want to change?"),
+    "missing_answers": T(
+        "Before you send your report, please answer a question we have not asked you yet."
+    ),
     "language_changed": T("OK. I will speak English."),
 }
 
@@ -743,12 +795,15 @@ def build_report(answers: Answers) -> dict[str, Any]:
         "when": value(WHEN),
         "service_part": value(SERVICE_PART),
         "what_happened": value(WHAT_HAPPENED),
+        "share_with_service": value(SHARE_WITH_SERVICE),
         "risk": risk,
         "authorities": value(AUTHORITIES),
         "complaint": value(COMPLAINT),
         "mha": value(MHA),
         "contact": contact,
         "alerts": value(ALERTS) if contact and contact.get("email") else None,
+        "referral": value(REFERRAL),
+        "referral_name": value(REFERRAL_NAME),
     }
 
 

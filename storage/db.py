@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -9,11 +12,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
+from sqlalchemy.util import greenlet_spawn
 
 from bot.ports import StorageError
+from storage.engine import SQLITE_BEGUN
 from storage.errors import storage_errors
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
@@ -28,12 +33,14 @@ try:  # asyncpg is optional at runtime (SQLite-only installs)
 except ImportError:  # pragma: no cover
     _CONNECTION_LOST = (OSError,)
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
 #: More than a pool holds (storage.engine: 10 + 5 overflow): how many dead pooled connections
 #: `Db.driver` replaces before it gives up.
 MAX_DEAD_CONNECTIONS = 32
-#: Replaces a pooled connection found dead by a unit of work's first statement.
-Reconnect = Callable[[], Awaitable[AsyncConnection]]
+#: A rollback is one round trip; longer means the connection is stuck (it is then discarded).
+ROLLBACK_TIMEOUT_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -41,16 +48,154 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class PooledTransaction:
+    """One pooled connection in one transaction, driven on the driver's own connection, with
+    SQLAlchemy's `AsyncConnection` built over it only when a statement needs SQLAlchemy.
+
+    A turn's unit of work checks a connection out, runs its two statements on the driver
+    (storage.turns), commits and returns it; through SQLAlchemy's `AsyncConnection` the
+    checkout, BEGIN, commit and close were four greenlet hand-offs and the connection and
+    transaction objects around them, about as much CPU as the turn's statements (see
+    BENCHMARKS.md, "Profile"). Here: one hand-off to check out, one to return.
+
+    The transaction is the driver's, tracked where SQLAlchemy's adapter tracks it (PostgreSQL:
+    the asyncpg adapter's `_transaction`, begun lazily by the first statement, ours or
+    SQLAlchemy's; SQLite: BEGIN IMMEDIATE with the first statement, as the engine sends it for
+    every transaction of its own), so statements run either way share it, and `commit()`/`rollback()` end it on the
+    driver whichever way it was begun.
+    """
+
+    def __init__(self, engine: AsyncEngine, fairy: Any) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._attach(fairy)
+
+    def _attach(self, fairy: Any) -> None:
+        self.fairy = fairy
+        #: SQLAlchemy's DBAPI adapter over the driver, and the driver's connection.
+        self.adapter: Any = fairy.dbapi_connection
+        self.driver: Any = fairy.driver_connection
+        self._connection: AsyncConnection | None = None
+        self.done = False
+
+    @classmethod
+    async def begin(cls, engine: AsyncEngine) -> PooledTransaction:
+        """Check a connection out of the engine's pool. The transaction begins with the first
+        statement (SQLite: BEGIN IMMEDIATE, sent with it: `run_sqlite`)."""
+        with storage_errors():
+            fairy = await engine.raw_connection()
+        return cls(engine, fairy)
+
+    async def run_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` with the sqlite3 connection on aiosqlite's thread, in this unit of work's
+        transaction: BEGIN IMMEDIATE first if it has not been sent yet, all in one hand-off.
+
+        The single writer is held from the BEGIN to the commit, and every hand-off to
+        aiosqlite's thread waits for the event loop and then the thread; so the turn's read is
+        one hand-off with its BEGIN, and its write another (storage.turns), where a statement
+        each through aiosqlite's API was one each and through SQLAlchemy four.
+        (`aiosqlite.Connection._execute` is how its own methods reach the thread; aiosqlite
+        is pinned in the lock files.)"""
+        info = self.fairy.info
+
+        def call() -> T:
+            connection: sqlite3.Connection = self.driver._conn
+            if not info.get(SQLITE_BEGUN):
+                connection.execute("BEGIN IMMEDIATE")
+                info[SQLITE_BEGUN] = True
+            return work(connection)
+
+        result: T = await self.driver._execute(call)
+        return result
+
+    async def begin_sqlite(self) -> None:
+        """SQLite: send BEGIN IMMEDIATE now unless sent already (before a statement run
+        through SQLAlchemy, whose own "begin" listener then sends none)."""
+        if not self.is_postgres and not self.fairy.info.get(SQLITE_BEGUN):
+            await self.run_sqlite(_nothing)
+
+    def connection(self) -> AsyncConnection:
+        """SQLAlchemy's connection over this one, for statements built with SQLAlchemy."""
+        if self._connection is None:
+            sync = Connection(self.engine.sync_engine, connection=self.fairy)
+            self._connection = AsyncConnection(self.engine, sync)
+        return self._connection
+
+    async def commit(self) -> None:
+        """Commit on the driver; the connection stays checked out until `release()`."""
+        if self.is_postgres:
+            transaction = self.adapter._transaction
+            if transaction is not None:
+                try:
+                    await transaction.commit()
+                finally:
+                    self.adapter._transaction = None
+        else:
+            await self.driver.commit()
+        self.done = True
+
+    async def rollback(self) -> None:
+        if self.is_postgres:
+            transaction = self.adapter._transaction
+            if transaction is not None:
+                try:
+                    await transaction.rollback()
+                finally:
+                    self.adapter._transaction = None
+        else:
+            await self.driver.rollback()
+        self.done = True
+
+    async def release(self) -> None:
+        """Roll back unless committed, and return the connection to the pool. A rollback that
+        fails or hangs (the network froze under a statement that timed out) discards the
+        connection instead, so the next unit of work connects afresh."""
+        if not self.fairy.is_valid:  # invalidated (SQLAlchemy met a disconnect): back already
+            return
+        if not self.done:
+            try:
+                async with asyncio.timeout(ROLLBACK_TIMEOUT_SECONDS):
+                    await self.rollback()
+            except Exception as error:
+                log.warning("rollback failed; discarding the connection: %r", error)
+                await self.discard()
+                raise
+        self.fairy.info.pop(SQLITE_BEGUN, None)
+        # Ended on the driver just above or by commit(): no reset rollback on the way back.
+        await greenlet_spawn(self.fairy._close_special, transaction_reset=True)
+
+    async def discard(self) -> None:
+        """Drop the connection from the pool (closing it) instead of returning it."""
+        self.fairy.info.pop(SQLITE_BEGUN, None)
+        if not self.fairy.is_valid:
+            return
+        try:
+            await greenlet_spawn(self.fairy.invalidate)
+        except Exception as error:  # pragma: no cover - best effort
+            log.debug("invalidate failed: %r", error)
+
+    async def replace(self) -> None:
+        """The pooled connection was dead before anything ran on it: continue on a new one.
+        The pool marked its other old connections stale, so this one connects afresh."""
+        await self.discard()
+        log.info("pooled connection was dead; the unit of work continues on a new one")
+        self._attach(await self.engine.raw_connection())
+
+
 class Db:
     """Executes statements on one connection, translating failures to StorageError.
+
+    Over a `PooledTransaction` (a unit of work) or over a SQLAlchemy `AsyncConnection` (reads
+    outside one: the directory, staff pages).
 
     `closed` is set when the unit of work ends, so a repository kept past its transaction fails
     loudly instead of silently opening a new one (the connection would autobegin).
 
-    With `reconnect` (PostgreSQL, whose pool does not pre-ping), the first statement that finds
-    the pooled connection dead (the server restarted, or dropped it while idle) runs again on a
-    fresh connection. Nothing of the unit of work has happened yet at that point: the BEGIN
-    goes out with the first statement, so there is nothing to lose and nothing done twice.
+    With `reconnectable` (a unit of work on PostgreSQL, whose pool does not pre-ping), the first
+    statement that finds the pooled connection dead (the server restarted, or dropped it while
+    idle) runs again on a fresh connection. Nothing of the unit of work has happened yet at
+    that point: the BEGIN goes out with the first statement, so there is nothing to lose and
+    nothing done twice.
 
     `driver()` hands the turn's own statements the driver's connection (asyncpg, aiosqlite),
     inside the same transaction as everything run through `execute`: SQLAlchemy's
@@ -60,16 +205,35 @@ class Db:
     """
 
     def __init__(
-        self, connection: AsyncConnection, clock: Clock, reconnect: Reconnect | None = None
+        self,
+        handle: AsyncConnection | PooledTransaction,
+        clock: Clock,
+        *,
+        reconnectable: bool = False,
     ) -> None:
-        self.connection = connection
+        self._transaction: PooledTransaction | None = None
+        self._connection: AsyncConnection | None = None
+        if isinstance(handle, PooledTransaction):
+            self._transaction = handle
+            self.is_postgres = handle.is_postgres
+        else:
+            self._connection = handle
+            self.is_postgres = handle.dialect.name == "postgresql"
         self.clock = clock
         self.closed = False
-        self.is_postgres = connection.dialect.name == "postgresql"
-        self._reconnect = reconnect
-        #: The pooled connection's DBAPI adapter (SQLAlchemy's) and the driver's connection.
+        #: Until the first statement: whether it may move to a fresh connection.
+        self._fresh = reconnectable and self._transaction is not None
+        #: Over a plain AsyncConnection: its adapter and driver connection, once asked for.
         self._adapter: Any = None
         self._driver: Any = None
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """SQLAlchemy's connection (built on first use over a unit of work's)."""
+        if self._transaction is not None:
+            return self._transaction.connection()
+        assert self._connection is not None
+        return self._connection
 
     def now(self) -> datetime:
         return self.clock()
@@ -81,76 +245,88 @@ class Db:
     ) -> CursorResult[Any]:
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
-        reconnect, self._reconnect = self._reconnect, None
+        fresh, self._fresh = self._fresh, False
         with storage_errors():
+            if self._transaction is not None and not self.is_postgres:
+                await self._transaction.begin_sqlite()
             try:
                 return await self.connection.execute(statement, parameters)
             except sa_exc.DBAPIError as error:
-                if reconnect is None or not error.connection_invalidated:
+                if not fresh or self._transaction is None or not error.connection_invalidated:
                     raise
-                self.connection = await reconnect()
+                await self._transaction.replace()
                 return await self.connection.execute(statement, parameters)
 
     async def driver(self) -> Any:
         """The driver's connection of this unit of work, its transaction begun.
 
-        SQLite: the aiosqlite connection, in the transaction the engine's BEGIN IMMEDIATE
-        opened when the unit of work began (storage.engine). PostgreSQL: as follows.
-
-        The asyncpg connection of this unit of work, its transaction begun (PostgreSQL).
-
-        The transaction is the one SQLAlchemy tracks on its asyncpg adapter (`_transaction`,
-        what its cursor starts lazily and what `commit()` and rollback end), so statements
-        run here and through `execute` share it, and ending the unit of work ends it. If the
-        BEGIN finds the pooled connection dead, the unit of work moves to a fresh connection
-        as `execute` does; a server restart leaves every pooled connection dead, and each one
+        SQLite: the aiosqlite connection, in the unit of work's transaction (BEGIN IMMEDIATE
+        sent if it was not yet; the turn's own statements use `PooledTransaction.run_sqlite`). PostgreSQL: the asyncpg connection, its transaction begun here
+        unless a statement already began it; it is the one SQLAlchemy's asyncpg adapter
+        tracks (`_transaction`, what its cursor starts lazily), so statements run here and
+        through `execute` share it, and ending the unit of work ends it. If the BEGIN finds
+        the pooled connection dead, the unit of work moves to a fresh connection as
+        `execute` does; a server restart leaves every pooled connection dead, and each one
         met is invalidated (so dropped from the pool) until a live one answers. Failures come
         out as StorageError (`storage_errors`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
+        transaction = self._transaction
+        if transaction is None:
+            return await self._plain_driver()
         if not self.is_postgres:
-            if self._driver is None:
-                with storage_errors():
-                    fairy = await self._pooled()
-                self._driver = fairy.driver_connection
-            return self._driver
-        reconnect = None
+            await transaction.begin_sqlite()
+            return transaction.driver
+        may_replace, self._fresh = self._fresh, False
         with storage_errors():
             for _attempt in range(MAX_DEAD_CONNECTIONS):
-                if self._driver is None:
-                    fairy = await self._pooled()
-                    self._adapter, self._driver = fairy.dbapi_connection, fairy.driver_connection
-                adapter = self._adapter
+                adapter, driver = transaction.adapter, transaction.driver
                 if adapter._transaction is not None or adapter.isolation_level == "autocommit":
-                    self._reconnect = None  # something already ran: a failure is the turn's
-                    return self._driver
-                reconnect = reconnect or self._reconnect
-                self._reconnect = None
+                    return driver
                 try:
-                    await _begin(adapter, self._driver)
-                    return self._driver
+                    await _begin(adapter, driver)
+                    return driver
                 except Exception as error:
-                    lost = isinstance(error, _CONNECTION_LOST) or self._driver.is_closed()
-                    if reconnect is None or not lost:
+                    lost = isinstance(error, _CONNECTION_LOST) or driver.is_closed()
+                    if not may_replace or not lost:
                         raise
-                self.connection = await reconnect()
-                self._adapter = self._driver = None
+                await transaction.replace()
         raise StorageError("no live database connection after replacing every dead one")
 
-    async def _pooled(self) -> Any:
-        """The pooled DBAPI connection this unit of work holds. Already checked out and valid
-        (the unit of work has begun), so read without the greenlet hand-off that
-        `get_raw_connection()` makes in case it had to reconnect."""
-        sync = self.connection.sync_connection
-        if sync is not None and not sync.invalidated and not sync.closed:
-            return sync.connection
-        return await self.connection.get_raw_connection()
+    async def run_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite: `work` on aiosqlite's thread with the sqlite3 connection, in this unit of
+        work's transaction, in one hand-off (`PooledTransaction.run_sqlite`)."""
+        if self.closed:
+            raise StorageError("this unit of work has ended (committed or rolled back)")
+        if self._transaction is not None:
+            with storage_errors():
+                return await self._transaction.run_sqlite(work)
+        driver = await self._plain_driver()
+        with storage_errors():
+            result: T = await driver._execute(lambda: work(driver._conn))
+        return result
+
+    async def _plain_driver(self) -> Any:
+        """`driver()` over a plain AsyncConnection (its transaction is SQLAlchemy's)."""
+        assert self._connection is not None
+        if self._driver is None:
+            with storage_errors():
+                fairy = await self._connection.get_raw_connection()
+            self._adapter, self._driver = fairy.dbapi_connection, fairy.driver_connection
+        if self.is_postgres and self._adapter._transaction is None:
+            with storage_errors():
+                await _begin(self._adapter, self._driver)
+        return self._driver
 
     def insert_or_ignore(self, table: Table) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING: a duplicate shows as rowcount 0 instead of an
         error, which on PostgreSQL would abort the whole transaction."""
         dialect_insert = postgresql.insert if self.is_postgres else sqlite.insert
         return dialect_insert(table).on_conflict_do_nothing()
+
+
+def _nothing(_connection: sqlite3.Connection) -> None:
+    return None
 
 
 async def _begin(adapter: Any, driver: Any) -> None:

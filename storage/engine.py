@@ -47,6 +47,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_SECONDS = 3.0
 #: How long a unit of work waits for a free pooled connection.
 POOL_TIMEOUT_SECONDS = 30.0
+#: Set in a pooled SQLite connection's `info` while a unit of work holds it with its BEGIN
+#: IMMEDIATE already sent (`storage.db.PooledTransaction`): the "begin" listener below then
+#: sends none when SQLAlchemy autobegins on the same connection.
+SQLITE_BEGUN = "intake_sqlite_begun"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         # Take the write lock up front: a deferred transaction that reads and then writes
         # cannot wait for the lock and fails with SQLITE_BUSY instead. Sent on the driver's
         # connection (one hand-off to aiosqlite's thread; through a SQLAlchemy cursor it
-        # took four), on every unit of work.
+        # took four), on every transaction not begun already by a unit of work.
+        if connection.info.get(SQLITE_BEGUN):
+            return
         connection.connection.dbapi_connection.run_async(_begin_immediate)
 
     return engine

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.ports import (
     AlertSubscriptions,
@@ -28,7 +27,7 @@ from bot.ports import (
     TranscriptRepository,
 )
 from storage.chat_messages import SqlChatMessages
-from storage.db import Clock, Db, on_live_connection, utc_now
+from storage.db import Clock, Db, PooledTransaction, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import (
     REQUEST_TIMEOUTS,
@@ -54,12 +53,12 @@ from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
 
-#: A rollback is one round trip; longer means the connection is stuck (it is then discarded).
-ROLLBACK_TIMEOUT_SECONDS = 1.0
-
 
 class SqlUnitOfWork:
     """One connection, one transaction; leaving without `commit()` rolls back.
+
+    The connection is held as a `storage.db.PooledTransaction`: the turn's statements and the
+    commit go to the driver, SQLAlchemy is used only by the statements built with it.
 
     On SQLite the connection is the single writer, so keep a unit of work short and never open
     a second one (or call `storage.directory`) inside it: it would wait for itself.
@@ -81,23 +80,12 @@ class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        self._connection: AsyncConnection | None = None
-        self._transaction: AsyncTransaction | None = None
+        self._transaction: PooledTransaction | None = None
         self._db: Db | None = None
 
     async def __aenter__(self) -> Self:
-        connection: AsyncConnection | None = None
-        try:
-            with storage_errors():
-                connection = await self._engine.connect()
-                self._transaction = await connection.begin()
-        except BaseException:
-            if connection is not None:
-                await _close_quietly(connection)
-            raise
-        self._connection = connection
-        reconnect = None if connection.dialect.name == "sqlite" else self._reconnect
-        self._db = db = Db(connection, self._clock, reconnect)
+        self._transaction = transaction = await PooledTransaction.begin(self._engine)
+        self._db = db = Db(transaction, self._clock, reconnectable=transaction.is_postgres)
         self.conversations = SqlConversations(db)
         self.inbound = SqlInboundLog(db)
         self.transcripts = SqlTranscripts(db)
@@ -109,19 +97,6 @@ class SqlUnitOfWork:
         self.surveys = SqlChatSurveys(db)
         self.chat_messages = SqlChatMessages(db)
         return self
-
-    async def _reconnect(self) -> AsyncConnection:
-        """The pooled connection was dead before anything ran on it: start again on a new one
-        (see Db). The pool marked its other old connections stale, so this one is fresh."""
-        if self._connection is not None:
-            await _invalidate_quietly(self._connection)
-            await _close_quietly(self._connection)
-        self._connection = self._transaction = None
-        log.info("pooled connection was dead; the unit of work continues on a new one")
-        connection = await self._engine.connect()
-        self._connection = connection
-        self._transaction = await connection.begin()
-        return connection
 
     async def save_turn(
         self,
@@ -149,44 +124,23 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection, transaction = self._connection, self._transaction
+        transaction = self._transaction
         if self._db is not None:
             self._db.closed = True
-        self._connection = self._transaction = self._db = None
-        if connection is None:
+        self._transaction = self._db = None
+        if transaction is None:
             return
         try:
-            if transaction is not None and transaction.is_active:
-                # A connection whose statement just timed out (the network hangs) would make
-                # the rollback wait as long again: give up on it quickly instead.
-                async with asyncio.timeout(ROLLBACK_TIMEOUT_SECONDS):
-                    await transaction.rollback()
+            # Rolls back unless committed; a rollback that fails or hangs (a connection whose
+            # statement just timed out would make it wait as long again) discards the
+            # connection, so the next unit of work connects afresh.
+            await transaction.release()
         except Exception as error:
-            # The connection is gone (that is usually why we are rolling back): drop it from
-            # the pool so the next unit of work connects afresh.
-            log.warning("rollback failed; discarding the connection: %r", error)
-            await _invalidate_quietly(connection)
             if exc is None:
                 translated = translate(error)
                 if translated is None:
                     raise
                 raise translated from error
-        finally:
-            await _close_quietly(connection)
-
-
-async def _invalidate_quietly(connection: AsyncConnection) -> None:
-    try:
-        await connection.invalidate()
-    except Exception as error:  # pragma: no cover - best effort
-        log.debug("invalidate failed: %r", error)
-
-
-async def _close_quietly(connection: AsyncConnection) -> None:
-    try:
-        await connection.close()
-    except Exception as error:
-        log.warning("closing a connection failed: %r", error)
 
 
 class SqlStorage:

@@ -3,7 +3,7 @@
 The queue reads one priority at a time (urgent, urgent review, routine), oldest first, each
 from the index `(priority, created_at, reference)`; a page continues from a cursor (keyset
 pagination), so page 400 costs what page 1 costs. Search: an FTS5 table on SQLite, a GIN
-tsvector index on PostgreSQL (migration 0006); the text searched is the report's free text.
+tsvector index on PostgreSQL (migrations 0006, 0007); the text searched is the report's free text.
 """
 
 from __future__ import annotations
@@ -34,8 +34,15 @@ from storage.outbox import SqlOutbox
 from storage.repositories import SqlReports
 
 PRIORITIES = ("urgent", "urgent_review", "routine")
-#: Kept in step with migration 0006's SEARCH_FIELDS (the indexed expression).
-SEARCH_FIELDS = ("provider_text", "provider_name", "service_other", "service_part", "what_happened")
+#: Kept in step with the latest migration's SEARCH_FIELDS (0007; the indexed expression).
+SEARCH_FIELDS = (
+    "provider_text",
+    "provider_name",
+    "service_other",
+    "service_part",
+    "what_happened",
+    "referral_name",
+)
 SEARCH_TEXT_PG = " || ' ' || ".join(
     f"coalesce(reports.data->>'{name}', '')" for name in SEARCH_FIELDS
 )

@@ -16,10 +16,11 @@ the transaction usable and the error a DuplicateError.
 
 SQLite cannot modify data in a CTE, but there is no network either: the same steps run as
 separate statements on the single writer, which nobody else can interleave with. They run on
-aiosqlite's connection directly (`Db.driver`): through SQLAlchemy each statement took about
-four hand-offs to aiosqlite's thread (cursor, execute, fetch, close), each waiting for the
-event loop, and the writer is held all the while; here each takes one (`sqlite_get_for_turn`,
-`_save_sqlite`). Values are stored as SQLAlchemy's SQLite types store them (`json.dumps` text,
+the sqlite3 connection on aiosqlite's thread (`Db.run_sqlite`): through SQLAlchemy each
+statement took about four hand-offs to aiosqlite's thread (cursor, execute, fetch, close),
+each waiting for the event loop, and the writer is held all the while; here the read (with
+the unit of work's BEGIN IMMEDIATE) is one hand-off and the whole write another
+(`sqlite_get_for_turn`, `_save_sqlite`). Values are stored as SQLAlchemy's SQLite types store them (`json.dumps` text,
 naive UTC text with microseconds), and read back the same way.
 
 On PostgreSQL the turn's read (`pg_get_for_turn`) and write run on the driver's connection
@@ -32,6 +33,7 @@ and timestamps as aware UTC datetimes, as `UTCDateTime` does.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -225,16 +227,18 @@ def _from_sqlite_time(value: str | datetime) -> datetime:
 async def sqlite_get_for_turn(
     db: Db, conversation_id: str, *, scope: str, message_id: str | None
 ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-    """See `bot.ports.ConversationRepository.get_for_turn` (SQLite): one statement, one
-    hand-off to aiosqlite's thread."""
-    driver = await db.driver()
+    """See `bot.ports.ConversationRepository.get_for_turn` (SQLite): one statement, in one
+    hand-off to aiosqlite's thread with the unit of work's BEGIN IMMEDIATE."""
     parameters = {"id": conversation_id, "scope": scope, "message_id": message_id}
-    with storage_errors():
-        rows = await driver.execute_fetchall(SQLITE_GET_FOR_TURN, parameters)
-    if not rows:
+
+    def read(connection: sqlite3.Connection) -> Any:
+        return connection.execute(SQLITE_GET_FOR_TURN, parameters).fetchone()
+
+    row = await db.run_sqlite(read)
+    if row is None:
         return None, None
-    (id_, channel, channel_key, token_hash, state, _status, revision) = rows[0][:7]
-    reference, created_at, updated_at, next_seq, prior = rows[0][7:]
+    (id_, channel, channel_key, token_hash, state, _status, revision) = row[:7]
+    reference, created_at, updated_at, next_seq, prior = row[7:]
     record = ConversationRecord(
         id=id_,
         channel=cast(Channel, channel),
@@ -331,7 +335,6 @@ async def _save_sqlite(
     message_id: str | None,
     reply: dict[str, Any] | None,
 ) -> None:
-    driver = await db.driver()
     parameters: dict[str, Any] = {
         "b_id": record.id,
         "b_revision": record.revision,
@@ -343,36 +346,45 @@ async def _save_sqlite(
         "updated_at": _sqlite_time(record.updated_at),
         "transcript_seq": record.transcript_seq,
     }
-    with storage_errors():
-        if message_id is None:
-            cursor = await driver.execute(SQLITE_UPDATE_CONVERSATION, parameters)
+    if message_id is not None:
+        parameters.update(scope=scope, message_id=message_id)
+    lines = [
+        (
+            record.id,
+            entry.seq,
+            entry.role,
+            json.dumps(entry.payload),
+            _sqlite_time(entry.created_at),
+        )
+        for entry in entries
+    ]
+    inbound = (
+        None
+        if message_id is None
+        else (scope, message_id, json.dumps(reply), _sqlite_time(db.now()), record.id)
+    )
+
+    def write(connection: sqlite3.Connection) -> str:
+        """All of the write in one hand-off; what went wrong, if anything."""
+        if inbound is None:
+            updated = connection.execute(SQLITE_UPDATE_CONVERSATION, parameters).rowcount
         else:
-            parameters.update(scope=scope, message_id=message_id)
-            cursor = await driver.execute(SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED, parameters)
-        updated = cursor.rowcount  # no close(): one more hand-off, for nothing to free
+            updated = connection.execute(
+                SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED, parameters
+            ).rowcount
         if updated != 1:
-            if message_id is not None:
-                rows = await driver.execute_fetchall(SQLITE_HANDLED, parameters)
-                if rows[0][0]:
-                    raise already_handled(scope, message_id)
-            raise stale_revision(record)
-        if entries:
-            await driver.executemany(
-                SQLITE_INSERT_LINE,
-                [
-                    (
-                        record.id,
-                        entry.seq,
-                        entry.role,
-                        json.dumps(entry.payload),
-                        _sqlite_time(entry.created_at),
-                    )
-                    for entry in entries
-                ],
-            )
-        if message_id is not None:
+            if inbound is not None and connection.execute(SQLITE_HANDLED, parameters).fetchone()[0]:
+                return "handled"
+            return "stale"
+        if lines:
+            connection.executemany(SQLITE_INSERT_LINE, lines)
+        if inbound is not None:
             # Cannot conflict: this connection is the only writer and checked above.
-            await driver.execute(
-                SQLITE_INSERT_INBOUND,
-                (scope, message_id, json.dumps(reply), _sqlite_time(db.now()), record.id),
-            )
+            connection.execute(SQLITE_INSERT_INBOUND, inbound)
+        return "saved"
+
+    outcome = await db.run_sqlite(write)
+    if outcome == "handled":
+        raise already_handled(scope, message_id or "")
+    if outcome == "stale":
+        raise stale_revision(record)

@@ -1,6 +1,7 @@
 """Conversation scripts: whole intake conversations written as data (tests/scripts/*.convo).
 
     # A line starting with # is a comment; the first one is the script's title.
+    switch email_alerts on                    a deployment switch the engine is built with
     > start                 -> experience     a button (choice id), then the step we expect
     > "Oak Lodge, Leeds"    -> provider       typed text (a JSON string)
     > /back                 -> service_type   a command
@@ -24,6 +25,7 @@ SCRIPTS_DIR = Path(__file__).parent / "scripts"
 
 _SEND = re.compile(r'^>\s*(?P<input>"(?:[^"\\]|\\.)*"|/\w+|[\w.-]+)\s*(?:->\s*(?P<step>\w+))?\s*$')
 _SAYS = re.compile(r'^says\s+(?P<text>"(?:[^"\\]|\\.)*")\s*$')
+_SWITCH = re.compile(r"^switch\s+(?P<name>\w+)\s+(?P<state>on|off)$")
 _EXPECT = re.compile(r"^expect\s+(?P<field>[\w.]+)\s*=\s*(?P<value>.+)$")
 
 
@@ -48,6 +50,8 @@ class Script:
     actions: list[Send | Says] = field(default_factory=list)
     expectations: dict[str, Any] = field(default_factory=dict)
     expect_no_report: bool = False
+    #: The engine's switches (`bot.engine.conditions.Switch`); one not named is off.
+    switches: dict[str, bool] = field(default_factory=dict)
 
 
 def parse(path: Path) -> Script:
@@ -71,6 +75,8 @@ def parse(path: Path) -> Script:
             script.actions.append(Send(kind, value, m.group("step"), number))
         elif m := _SAYS.match(line):
             script.actions.append(Says(json.loads(m.group("text")), number))
+        elif m := _SWITCH.match(line):
+            script.switches[m.group("name")] = m.group("state") == "on"
         elif line == "expect no report":
             script.expect_no_report = True
         elif m := _EXPECT.match(line):

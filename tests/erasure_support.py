@@ -28,7 +28,7 @@ def new_marker() -> str:
 def path_to_summary(marker: str) -> list[tuple[str, str]]:
     """From the welcome to the summary, typing the marker into every free-text answer: the
     service described, the provider searched for, when, the part of the service, what
-    happened, the contact name and email."""
+    happened, the contact name and email, and the organisation that pointed them here."""
     return [
         ("choice", "start"),
         ("choice", "poor"),
@@ -39,6 +39,7 @@ def path_to_summary(marker: str) -> list[tuple[str, str]]:
         ("text", f"Since {marker} March"),
         ("text", f"The {marker} ward"),
         ("text", f"They {marker} left him alone"),
+        ("choice", "yes"),  # may share with the service
         ("choice", "no"),
         ("choice", "neither"),
         ("choice", "not_yet"),
@@ -47,7 +48,8 @@ def path_to_summary(marker: str) -> list[tuple[str, str]]:
         ("text", f"Sam {marker}"),
         ("text", f"{marker.lower()}@example.org"),
         ("choice", "skip"),
-        ("choice", "no"),
+        ("choice", "yes"),  # an organisation pointed them here
+        ("text", f"The {marker} advocacy project"),
     ]
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 Answers: TypeAlias = Mapping[str, Any]
+#: The names of the switches that are on (see `Switch`); none unless the engine is given some.
+Switches: TypeAlias = Set[str]
+NO_SWITCHES: Switches = frozenset()
 
 #: The engine's own `skip` choice id: a skipped answer is not a given one.
 _SKIPPED = "skip"
@@ -26,7 +29,8 @@ class Condition(ABC):
     __slots__ = ()
 
     @abstractmethod
-    def evaluate(self, answers: Answers) -> bool: ...
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
+        """Whether it holds for these answers, with these switches on."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -84,7 +88,7 @@ class _IsIn(Condition):
     answer: Answer
     values: tuple[str, ...]
 
-    def evaluate(self, answers: Answers) -> bool:
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
         return self.answer.value(answers) in self.values
 
     def describe(self) -> str:
@@ -97,7 +101,7 @@ class _IsIn(Condition):
 class _Given(Condition):
     answer: Answer
 
-    def evaluate(self, answers: Answers) -> bool:
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
         value = self.answer.value(answers)
         return bool(value) and value != _SKIPPED
 
@@ -111,7 +115,7 @@ class _Matches(Condition):
     pattern: re.Pattern[str]
     meaning: str
 
-    def evaluate(self, answers: Answers) -> bool:
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
         value = self.answer.value(answers)
         return isinstance(value, str) and self.pattern.search(value) is not None
 
@@ -120,8 +124,23 @@ class _Matches(Condition):
 
 
 @dataclass(frozen=True, slots=True)
+class Switch(Condition):
+    """Holds when the switch `name` is on: something about the deployment, not the person
+    (e.g. whether a kind of email can be delivered at all). The engine is given the switches
+    that are on when it is built, so a question can be offered only where it can be kept."""
+
+    name: str
+
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
+        return self.name in switches
+
+    def describe(self) -> str:
+        return f"switch {self.name} on"
+
+
+@dataclass(frozen=True, slots=True)
 class _Always(Condition):
-    def evaluate(self, answers: Answers) -> bool:
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
         return True
 
     def describe(self) -> str:
@@ -133,8 +152,8 @@ class _All(Condition):
     first: Condition
     second: Condition
 
-    def evaluate(self, answers: Answers) -> bool:
-        return self.first.evaluate(answers) and self.second.evaluate(answers)
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
+        return self.first.evaluate(answers, switches) and self.second.evaluate(answers, switches)
 
     def describe(self) -> str:
         return f"{_grouped(self.first, self)} and {_grouped(self.second, self)}"
@@ -145,8 +164,8 @@ class _Any(Condition):
     first: Condition
     second: Condition
 
-    def evaluate(self, answers: Answers) -> bool:
-        return self.first.evaluate(answers) or self.second.evaluate(answers)
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
+        return self.first.evaluate(answers, switches) or self.second.evaluate(answers, switches)
 
     def describe(self) -> str:
         return f"{_grouped(self.first, self)} or {_grouped(self.second, self)}"
@@ -156,8 +175,8 @@ class _Any(Condition):
 class _Not(Condition):
     inner: Condition
 
-    def evaluate(self, answers: Answers) -> bool:
-        return not self.inner.evaluate(answers)
+    def evaluate(self, answers: Answers, switches: Switches = NO_SWITCHES) -> bool:
+        return not self.inner.evaluate(answers, switches)
 
     def describe(self) -> str:
         inner = self.inner.describe()
@@ -173,4 +192,4 @@ def _grouped(part: Condition, whole: Condition) -> str:
 #: Holds for any answers (e.g. a question that may always be skipped).
 ALWAYS: Condition = _Always()
 
-__all__ = ["ALWAYS", "Answer", "Answers", "Condition"]
+__all__ = ["ALWAYS", "NO_SWITCHES", "Answer", "Answers", "Condition", "Switch", "Switches"]

@@ -16,7 +16,7 @@ transition table (without firing it) to list the steps answers lead through.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from bot.engine.commands import (
     parse_change,
     parse_command,
 )
-from bot.engine.conditions import Answers, Condition
+from bot.engine.conditions import Answers, Condition, Switches
 from bot.engine.dialog import Dialog, Invalid, Receipt, Step, StepKind
 from bot.engine.needs import NOTHING_OUTSIDE, Needs
 from bot.engine.text import clean_text, fold
@@ -80,8 +80,14 @@ REQUIRED_MESSAGES: tuple[str, ...] = (
 #: Keys the engine uses when the dialogue defines them (a dialogue without them still runs):
 #: "change_hint" ends the summary's text ({change}: the word, {n}: a row's number);
 #: "current_value" quotes the answer a question being changed has now ({value});
-#: "question_number" heads each question of a `numbered` dialogue ({n}, {total}).
-OPTIONAL_MESSAGES: tuple[str, ...] = ("change_hint", "current_value", "question_number")
+#: "question_number" heads each question of a `numbered` dialogue ({n}, {total});
+#: "missing_answers" is said when a submit finds questions on the path still unanswered.
+OPTIONAL_MESSAGES: tuple[str, ...] = (
+    "change_hint",
+    "current_value",
+    "question_number",
+    "missing_answers",
+)
 
 #: Choice ids the engine adds itself; labels come from `Dialog.common_choices`.
 SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
@@ -96,11 +102,12 @@ _END_KINDS: frozenset[StepKind] = frozenset(("submitted", "cancelled", "ended"))
 class _Model:
     """The bare object `transitions` steps; rebuilt from stored state for every turn."""
 
-    __slots__ = ("answers", "state")
+    __slots__ = ("answers", "state", "switches")
 
-    def __init__(self, step: str, answers: Answers) -> None:
+    def __init__(self, step: str, answers: Answers, switches: Switches) -> None:
         self.state = step
         self.answers = answers
+        self.switches = switches
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +119,19 @@ class _Offer:
 
 
 class Engine:
-    def __init__(self, dialog: Dialog, languages: Sequence[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        dialog: Dialog,
+        languages: Sequence[tuple[str, str]] | None = None,
+        switches: Mapping[str, bool] | None = None,
+    ) -> None:
+        """`switches`: the deployment's on/off facts that the dialogue's `Switch` conditions
+        read (e.g. whether some email can be delivered); a switch not given is off."""
         missing = [k for k in REQUIRED_MESSAGES if k not in dialog.messages]
         if missing:
             raise ValueError(f"dialog lacks engine messages: {missing}")
         self.dialog = dialog
+        self.switches: Switches = frozenset(name for name, on in (switches or {}).items() if on)
         self.languages = tuple(languages if languages is not None else dialog.languages)
         #: The `language` step's offer never changes: built once, not on every turn there.
         self._language_offer = _Offer(
@@ -311,11 +326,19 @@ class Engine:
                 (
                     to
                     for to, when in self._branches.get(step_id, ())
-                    if when is None or when.evaluate(answers)
+                    if when is None or when.evaluate(answers, self.switches)
                 ),
                 None,
             )
         return seen
+
+    def _unanswered(self, answers: Answers) -> str | None:
+        """The first question on the person's path still without an answer, when there is
+        one before the summary: the path stops there (see `path`)."""
+        last = self._steps[self.path(answers)[-1]]
+        if last.kind in _ANSWERED_KINDS and last.id not in answers:
+            return last.id
+        return None
 
     def on_path_answers(self, answers: Answers) -> dict[str, Any]:
         """Answers of the steps still on the path; answers left behind by an edit drop out."""
@@ -481,6 +504,15 @@ class Engine:
         echo: Text | None,
         notes: Sequence[Outbound] = (),
     ) -> Turn:
+        missing = self._unanswered(state.answers)
+        if missing is not None:
+            # Saved before a question was added (or before a switch came on): ask it now,
+            # then come back to the summary past everything already answered.
+            state.editing = True
+            turn = self._goto(state, missing, echo=echo)
+            said = self.dialog.messages.get("missing_answers")
+            said_notes = (Outbound(said),) if said is not None else ()
+            return Turn(turn.state, (*notes, *said_notes, *turn.outbound), echo=echo)
         answers = self.on_path_answers(state.answers)
         fields = self.dialog.build_report(answers)
         report: dict[str, Any] = {**fields, "locale": state.locale}
@@ -507,7 +539,7 @@ class Engine:
         needs: Needs = NOTHING_OUTSIDE,
     ) -> Turn:
         """Fire `advance`; while editing, walk past steps that already have answers."""
-        model = _Model(state.step, state.answers)
+        model = _Model(state.step, state.answers, self.switches)
         while True:
             state.history.append(model.state)
             del state.history[:-MAX_HISTORY]
@@ -578,10 +610,11 @@ class Engine:
             return _Offer((*editable, ChoiceDef(BACK_TO_SUMMARY, common[BACK_TO_SUMMARY])), False)
         if step.kind in _END_KINDS:
             return _Offer((), False)
-        choices = [c for c in step.choices if c.when is None or c.when.evaluate(answers)]
+        switches = self.switches
+        choices = [c for c in step.choices if c.when is None or c.when.evaluate(answers, switches)]
         if step.kind == "info" and not choices:
             choices = [ChoiceDef(CONTINUE, common[CONTINUE])]
-        if step.skippable is not None and step.skippable.evaluate(answers):
+        if step.skippable is not None and step.skippable.evaluate(answers, switches):
             choices.append(ChoiceDef(SKIP, common[SKIP]))
         return _Offer(tuple(choices), step.kind == "text")
 
@@ -652,7 +685,7 @@ class Engine:
         `note_when` holds for the answers (this choice included)."""
         for c in step.choices:
             if c.id == choice_id and c.note:
-                if c.note_when is not None and not c.note_when.evaluate(answers):
+                if c.note_when is not None and not c.note_when.evaluate(answers, self.switches):
                     return None
                 return Outbound(c.note, links=tuple(c.links))
         return None
@@ -705,7 +738,7 @@ class _Guard:
 
     def __call__(self, event: EventData) -> bool:
         model: _Model = event.model  # type: ignore[assignment]
-        return self.condition.evaluate(model.answers)
+        return self.condition.evaluate(model.answers, model.switches)
 
 
 def _guard_condition(func: object) -> Condition:

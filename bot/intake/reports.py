@@ -34,12 +34,15 @@ EXPORT_FIELDS: tuple[str, ...] = (
     "when",
     "service_part",
     "what_happened",
+    "share_with_service",
     "risk",
     "authorities",
     "complaint",
     "mha",
     "contact",
     "alerts",
+    "referral",
+    "referral_name",
 )
 
 #: Exported fields whose value is a choice id of the step with the same id.
@@ -53,6 +56,8 @@ CHOICE_FIELDS: tuple[str, ...] = (
     "complaint",
     "mha",
     "alerts",
+    "share_with_service",
+    "referral",
 )
 
 #: Spreadsheet programs run cells that start with these as formulas (CSV injection).

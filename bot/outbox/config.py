@@ -74,6 +74,12 @@ class DeliverySettings:
         return None
 
     @property
+    def inspection_alerts_deliverable(self) -> bool:
+        """Whether inspection-alert emails can be sent: email on, and a public address for
+        the confirm and stop links they carry. The chat offers them only then."""
+        return self.email_backend is not None and bool(self.public_url)
+
+    @property
     def sms_enabled(self) -> bool:
         return bool(self.notify_api_key and self.notify_template_sms)
 

@@ -195,7 +195,7 @@ class Routes:
         location_id = data.get("location_id")
         if data.get("alerts") != "yes" or not email or not location_id:
             return None
-        if self.settings.email_backend is None or not self.settings.public_url:
+        if not self.settings.inspection_alerts_deliverable:
             log.warning("inspection alerts asked for, but email or INTAKE_PUBLIC_URL is not set")
             return None
         return await self.storage.directory.get(str(location_id))

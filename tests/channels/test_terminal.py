@@ -77,11 +77,14 @@ async def test_the_summary_is_numbered_and_change_n_quotes_the_answer(
         "Skip",  # when
         "Ward 3",
         "They <b>left</b> him alone.",
+        "2",  # do not share it with the service
         "No",
         "Neither",
         "Not yet",
         "Continue",
-        "No",  # no contact: the summary
+        "No",  # no contact
+        "Yes",  # an organisation pointed them here
+        "Skip",  # which one: rather not say
         "change 7",
         "They left him alone all night.",
         "Send my report",
@@ -91,7 +94,12 @@ async def test_the_summary_is_numbered_and_change_n_quotes_the_answer(
     assert "1. Kind of experience: Poor\n" in summary
     assert "5. When: Not given\n" in summary
     assert "7. What happened: They <b>left</b> him alone.\n" in summary
+    assert "8. Share with the service: No\n" in summary
+    assert "Suggested by an organisation: Yes\n" in summary
+    assert "Which organisation: Not given\n" in summary
     assert "type change and its number" in summary
+    asked = "\n".join(shown[: shown.index(summary)])
+    assert "Can we share your feedback with the service?\n  1. Yes\n  2. No" in asked
     changing = shown[shown.index(summary) + 1]
     assert "Please tell us what happened" in changing
     assert "Your answer now: They <b>left</b> him alone." in changing  # to copy and fix

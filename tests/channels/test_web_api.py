@@ -522,7 +522,7 @@ async def test_database_down_is_503_and_retry_is_safe(
     catalogs = build_catalogs(server_settings)
     service = IntakeService(
         storage,
-        build_engine(catalogs),
+        build_engine(catalogs, server_settings),
         catalogs,
         DirectoryLookup(real.directory),  # type: ignore[arg-type]
     )

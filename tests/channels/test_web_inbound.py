@@ -92,9 +92,19 @@ async def _report_with(api: Api, account: str) -> tuple[dict[str, Any], dict[str
     conversation = await _to(
         api, *TO_WHEN, {"text": account}, {"choice": "skip"}, {"text": account}
     )
-    for answer in ({"choice": "no"}, {"choice": "neither"}, {"choice": "not_yet"}):
+    for answer in (
+        {"choice": "yes"},
+        {"choice": "no"},
+        {"choice": "neither"},
+        {"choice": "not_yet"},
+    ):
         assert (await api.send(conversation, answer)).status == 200
-    for answer in ({"choice": "continue"}, {"choice": "no"}, {"choice": "submit"}):
+    for answer in (
+        {"choice": "continue"},
+        {"choice": "no"},
+        {"choice": "no"},
+        {"choice": "submit"},
+    ):
         turn = await api.send(conversation, answer)
         assert turn.status == 200, turn.body
     assert turn.body["reference"], turn.body

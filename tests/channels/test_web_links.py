@@ -79,6 +79,7 @@ async def test_routes_are_given_where_they_are_needed_all_https(api: Api) -> Non
         ("choice", "skip"),
         ("choice", "skip"),
         ("text", "Nobody came."),
+        ("choice", "yes"),
     )
     assert risk["step"] == "risk"
     assert links_of(risk) == {
@@ -131,6 +132,7 @@ async def test_no_safeguarding_note_when_nobody_is_at_risk(api: Api) -> None:
         ("choice", "skip"),
         ("choice", "skip"),
         ("text", "Rude."),
+        ("choice", "yes"),
         ("choice", "no"),
         ("choice", "neither"),
     )

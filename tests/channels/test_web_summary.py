@@ -23,10 +23,12 @@ TO_SUMMARY: list[dict[str, str]] = [
     {"choice": "skip"},
     {"text": "Ward 3"},
     {"text": ACCOUNT},
+    {"choice": "yes"},
     {"choice": "no"},
     {"choice": "neither"},
     {"choice": "not_yet"},
     {"choice": "continue"},
+    {"choice": "no"},
     {"choice": "no"},
 ]
 STEPS = [
@@ -37,10 +39,12 @@ STEPS = [
     "when",
     "service_part",
     "what_happened",
+    "share_with_service",
     "risk",
     "authorities",
     "complaint",
     "contact",
+    "referral",
 ]
 #: (locale, label of "Kind of experience", "Poor", "Care home", "When", "not given",
 #: "What happened", the quote of the answer now)

@@ -58,7 +58,9 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/cli.sqlite3"
 
 
-async def submit_report(db_url: str, what_happened: str, risk: str = "yes") -> str:
+async def submit_report(
+    db_url: str, what_happened: str, risk: str = "yes", referral_name: str | None = None
+) -> str:
     service = await build_service(Settings(database_url=db_url))
     try:
         start = await service.start(channel="terminal")
@@ -71,6 +73,7 @@ async def submit_report(db_url: str, what_happened: str, risk: str = "yes") -> s
             ("choice", "skip"),
             ("choice", "skip"),
             ("text", what_happened),
+            ("choice", "no"),  # not to be shared with the service
             ("choice", risk),
             ("choice", "neither"),
             ("choice", "not_yet"),
@@ -79,7 +82,11 @@ async def submit_report(db_url: str, what_happened: str, risk: str = "yes") -> s
             ("text", '=HYPERLINK("http://evil")'),
             ("text", "pat@example.org"),
             ("choice", "skip"),
-            ("choice", "no"),
+            *(
+                [("choice", "yes"), ("text", referral_name)]
+                if referral_name
+                else [("choice", "no")]
+            ),
             ("choice", "submit"),
         ]
         reply = None
@@ -111,7 +118,9 @@ def test_directory_import_refuses_a_file_that_is_not_the_directory(
 
 
 async def test_reports_list_show_and_export(db_url: str) -> None:
-    urgent = await submit_report(db_url, "Left alone <script>alert(1)</script>", risk="yes")
+    urgent = await submit_report(
+        db_url, "Left alone <script>alert(1)</script>", risk="yes", referral_name="Mind in Leeds"
+    )
     routine = await submit_report(db_url, "-1+1 was the bill", risk="no")
 
     listed = intake(db_url, "reports", "list")
@@ -131,6 +140,11 @@ async def test_reports_list_show_and_export(db_url: str) -> None:
     assert SPEC_FIELDS <= set(records[0])
     assert records[0]["urgent"] is True and records[0]["labels_en"]["risk"] == "Yes"
     assert records[0]["what_happened"] == "Left alone <script>alert(1)</script>"
+    # The regulator's own questions: sharing with the service, and who pointed them here.
+    assert records[0]["share_with_service"] == "no"
+    assert records[0]["labels_en"]["share_with_service"] == "No"
+    assert (records[0]["referral"], records[0]["referral_name"]) == ("yes", "Mind in Leeds")
+    assert (records[1]["referral"], records[1]["referral_name"]) == ("no", None)
     assert records[0]["contact"] == {
         "name": '=HYPERLINK("http://evil")',
         "email": "pat@example.org",
@@ -144,6 +158,8 @@ async def test_reports_list_show_and_export(db_url: str) -> None:
     assert rows[0]["contact_name"] == '\'=HYPERLINK("http://evil")'
     assert rows[1]["what_happened"] == "'-1+1 was the bill"
     assert rows[0]["service_type_en"] == "Care home"
+    assert rows[0]["referral_name"] == "Mind in Leeds" and rows[0]["referral_en"] == "Yes"
+    assert rows[1]["referral_name"] == "" and rows[0]["share_with_service_en"] == "No"
 
 
 def test_no_command_prints_help(db_url: str) -> None:

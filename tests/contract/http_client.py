@@ -25,6 +25,8 @@ PREFERRED_CHOICES = {
     "risk": "no",
     "mha": "no",
     "alerts": "no",
+    "share_with_service": "yes",
+    "referral": "no",
     "provider": "none",
     "not_covered": "change_service",
     "outside_england": "back",

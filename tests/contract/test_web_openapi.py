@@ -151,11 +151,17 @@ async def test_a_summary_reply_and_a_change_match_the_document(blocking_api: Blo
     def run() -> None:
         api = blocking_api
         conversation = api.create({"locale": "ar"}).body
-        script = [*SCRIPT_TO_WHAT_HAPPENED, {"text": "Kind staff."}, {"choice": "no"}]
+        script = [
+            *SCRIPT_TO_WHAT_HAPPENED,
+            {"text": "Kind staff."},
+            {"choice": "yes"},
+            {"choice": "no"},
+            {"choice": "no"},
+        ]
         for message in script:
             reply = api.send(conversation, message)
             assert reply.status == 200
-        assert reply.body["step"] == "summary" and len(reply.body["summary"]) == 6
+        assert reply.body["step"] == "summary" and len(reply.body["summary"]) == 8
         changed = api.send(conversation, {"choice": "what_happened"})
         assert changed.body["messages"][-1]["value"] == "Kind staff."
         view = api.view(conversation)

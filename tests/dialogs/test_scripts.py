@@ -80,7 +80,7 @@ def run_script(
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 def test_script(script: Script, catalogs: Catalogs, index: DirectoryIndex) -> None:
-    engine = Engine(INTAKE)
+    engine = Engine(INTAKE, switches=script.switches)
     reports = run_script(script, engine, catalogs, index)
     if script.expect_no_report:
         assert reports == []

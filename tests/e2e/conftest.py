@@ -405,6 +405,8 @@ class Chat:
         await self.answer(
             "My dad was left without water for hours.\nStaff did not answer the bell."
         )
+        await self.wait_step("share_with_service")
+        await self.choose("yes")
         await self.wait_step("risk")
         await self.choose("no")
         await self.choose("neither")
@@ -422,6 +424,8 @@ class Chat:
         await self.choose("skip")
         if await self.step() == "alerts":  # offered for a service found in the directory
             await self.choose("no")
+        await self.wait_step("referral")
+        await self.choose("no")
         await self.wait_step("summary")
         await self.choose("submit")
         await self.wait_step("submitted")

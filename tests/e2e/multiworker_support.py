@@ -250,12 +250,14 @@ class Plan:
             "when": {"choice": "skip"},
             "service_part": {"choice": "skip"},
             "what_happened": {"text": self.what_happened},
+            "share_with_service": {"choice": "yes"},
             "risk": {"choice": "no"},
             "authorities": {"choice": "neither"},
             "complaint": {"choice": "not_yet"},
             "complaint_info": {"choice": "continue"},
             "mha": {"choice": "no"},
             "contact": {"choice": "no"},
+            "referral": {"choice": "no"},
             "summary": {"choice": "submit"},
         }
         if step not in fixed:

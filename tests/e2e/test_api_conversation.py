@@ -22,11 +22,13 @@ POOR_CARE_HOME: list[tuple[dict[str, str], str]] = [
     ({"choice": "friend_family"}, "when"),
     ({"text": "Last week"}, "service_part"),
     ({"choice": "skip"}, "what_happened"),
-    ({"text": "My mother was left without water all afternoon."}, "risk"),
+    ({"text": "My mother was left without water all afternoon."}, "share_with_service"),
+    ({"choice": "yes"}, "risk"),
     ({"choice": "yes"}, "authorities"),
     ({"choice": "neither"}, "complaint"),
     ({"choice": "not_yet"}, "complaint_info"),
     ({"choice": "continue"}, "contact"),
+    ({"choice": "no"}, "referral"),
     ({"choice": "no"}, "summary"),
     ({"choice": "submit"}, "submitted"),
 ]
@@ -124,7 +126,7 @@ async def test_markup_is_stored_verbatim(api: Api) -> None:
     conversation = await api.new_conversation()
     await drive(api, conversation, POOR_CARE_HOME[:7])
     result = await api.send(conversation, {"text": markup})
-    assert result.body["step"] == "risk"
+    assert result.body["step"] == "share_with_service"
     async with api.session.get(
         f"{api.base_url}/api/v1/conversations/{conversation['conversation_id']}",
         headers={"Authorization": f"Bearer {conversation['token']}"},
@@ -144,12 +146,12 @@ async def test_control_characters_are_stripped(api: Api) -> None:
     typed = "Left\u0000 alone\u0007 all\u202e night\u200b long"
     result = await api.send(conversation, {"text": typed})
     assert result.status == 200
-    assert result.body["step"] == "risk"
+    assert result.body["step"] == "share_with_service"
     line = user_lines((await api.view(conversation)).body)[-1]
     # Controls and bidi overrides go; a zero-width space is text as typed and stays.
     assert line["text"] == "Left alone all night\u200b long"
     assert "\u0000" not in line["value"]  # PostgreSQL JSONB cannot store NUL
-    await drive(api, conversation, POOR_CARE_HOME[8:13], first=8)
+    await drive(api, conversation, POOR_CARE_HOME[8:15], first=8)
     summary = (await api.view(conversation)).body
     shown = " ".join(m["text"] for m in summary["messages"])
     assert "Left alone all night\u200b long" in shown

@@ -28,12 +28,14 @@ SCRIPT: list[dict[str, str]] = [
     {"choice": "skip"},
     {"choice": "skip"},
     {"text": "Staff lock people in the garden."},
+    {"choice": "yes"},  # may share with the service
     {"choice": "yes"},
     {"choice": "neither"},
     {"choice": "not_yet"},
     {"choice": "continue"},
     {"choice": "yes"},
     {"choice": "no"},
+    {"choice": "no"},  # no organisation pointed them here
     {"choice": "submit"},
 ]
 

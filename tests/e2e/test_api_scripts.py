@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.appkeys import STORAGE
-from tests.conftest import Api, RunningServer
+from bot.outbox.config import DeliverySettings, parse_smtp_url
+from tests.conftest import Api, StartServer
 from tests.convo import Says, Script, Send, all_scripts, field_value
 
 SCRIPTS = all_scripts()
+#: The server settings that turn each engine switch on, as the app derives its switches.
+SWITCHED_ON = {
+    # Inspection alerts can be delivered: email on and a public address for the links (the
+    # SMTP server is never reached in these tests; the chat only needs email to be on).
+    "email_alerts": {
+        "delivery": DeliverySettings(
+            public_url="https://intake.example.org",
+            email_from="feedback@intake.example.org",
+            smtp=parse_smtp_url("smtp://127.0.0.1:9"),
+        )
+    },
+}
 
 
 def body_for(action: Send, number: int) -> dict[str, str]:
@@ -19,7 +33,15 @@ def body_for(action: Send, number: int) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
-async def test_script_over_http(script: Script, api: Api, app_server: RunningServer) -> None:
+async def test_script_over_http(
+    script: Script, start_server: StartServer, client: aiohttp.ClientSession
+) -> None:
+    overrides: dict[str, Any] = {}
+    for name, on in script.switches.items():
+        if on:
+            overrides.update(SWITCHED_ON[name])
+    app_server = await start_server(**overrides)
+    api = Api(client, app_server.base_url)
     conversation = await api.new_conversation()
     last: dict[str, Any] = conversation
     for action in script.actions:

@@ -90,6 +90,8 @@ SCRIPT: list[dict[str, str]] = [
     {"text": "Qwxz Nowhere Surgery"},  # cut before its COMMIT
     {"choice": "self"},  # cut just after its COMMIT
     {"text": "The nurse was kind and explained everything."},
+    {"choice": "yes"},
+    {"choice": "no"},
     {"choice": "no"},
     {"choice": "submit"},
 ]
@@ -99,7 +101,9 @@ STEPS_AFTER = [
     "provider",
     "relationship",
     "what_happened",
+    "share_with_service",
     "contact",
+    "referral",
     "summary",
     "submitted",
 ]

@@ -59,6 +59,8 @@ async def test_links_are_real_anchors_opening_a_new_tab_and_axe_stays_clean(
         await chat.choose("skip")  # when
         await chat.choose("skip")  # part of the service
         await chat.answer("They did not listen.")
+        await chat.wait_step("share_with_service")
+        await chat.choose("yes")
         await chat.wait_step("risk")
         await chat.choose("no")
         await chat.choose("neither")

@@ -28,10 +28,12 @@ LABELS = [
     "When",
     "Part of the service",
     "What happened",
+    "Share with the service",
     "Someone at risk now",
     "Told the police or council",
     "Told the service",
     "May we contact you",
+    "Suggested by an organisation",
 ]
 
 
@@ -54,12 +56,16 @@ async def to_summary(chat: Chat) -> None:
     await chat.answer("Ward 3")
     await chat.wait_step("what_happened")
     await chat.answer(ACCOUNT)
+    await chat.wait_step("share_with_service")
+    await chat.choose("yes")
     await chat.wait_step("risk")
     await chat.choose("no")
     await chat.choose("neither")
     await chat.choose("not_yet")
     await chat.choose("continue")
     await chat.wait_step("contact")
+    await chat.choose("no")
+    await chat.wait_step("referral")
     await chat.choose("no")
     await chat.wait_step("summary")
 

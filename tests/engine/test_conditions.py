@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.engine.conditions import ALWAYS, Answer
-from dialogs.intake import ALERTS_OFFERED, MHA_APPLIES, POOR, WANTS_CONTACT
+from bot.engine.conditions import ALWAYS, Answer, Switch
+from dialogs.intake import ALERTS_OFFERED, EMAIL_ALERTS, MHA_APPLIES, POOR, WANTS_CONTACT
 
 
 def test_is_in_and_equals() -> None:
@@ -39,7 +39,24 @@ def test_the_intake_conditions_hold_as_the_functions_they_replace_did() -> None:
     assert not MHA_APPLIES.evaluate({"experience": "good", "service_type": "hospital"})
     assert POOR.evaluate({"experience": "poor"})
     matched = {"contact_email": "a@b.org", "provider": {"location_id": "1-1"}}
-    assert ALERTS_OFFERED.evaluate(matched)
-    assert not ALERTS_OFFERED.evaluate({**matched, "contact_email": "skip"})
+    deliverable = {EMAIL_ALERTS}
+    assert ALERTS_OFFERED.evaluate(matched, deliverable)
+    assert not ALERTS_OFFERED.evaluate({**matched, "contact_email": "skip"}, deliverable)
+    # Where alert emails cannot be sent, they are never offered.
+    assert not ALERTS_OFFERED.evaluate(matched)
     assert WANTS_CONTACT.evaluate({"contact": "yes", "contact_phone": "0113 496 0000"})
     assert not WANTS_CONTACT.evaluate({"contact": "yes", "contact_phone": "no_contact"})
+
+
+def test_a_switch_holds_only_when_the_engine_was_given_it_on() -> None:
+    """A switch is about the deployment, not the answers: it reads only the switches."""
+    email = Switch("email_alerts")
+    assert email.evaluate({}, {"email_alerts"}) and email.evaluate({"x": "1"}, {"email_alerts"})
+    assert not email.evaluate({"email_alerts": "yes"})  # an answer never turns it on
+    assert not email.evaluate({}, {"something_else"})
+    given = Answer("a").is_given()
+    assert (email & given).evaluate({"a": "1"}, {"email_alerts"})
+    assert not (email & given).evaluate({"a": "1"}, set())
+    assert (~email | given).evaluate({}, set()) and not (~email).evaluate({}, {"email_alerts"})
+    assert email.describe() == "switch email_alerts on"
+    assert (email & given).describe() == "switch email_alerts on and a given"

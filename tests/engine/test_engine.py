@@ -205,7 +205,7 @@ def test_path_reads_the_same_branches_the_machine_fires(engine: Engine, render) 
     from bot.engine.engine import _Model
 
     def machine_walk(answers: dict) -> list[str]:  # type: ignore[type-arg]
-        model, seen = _Model(INTAKE.first_step, answers), []
+        model, seen = _Model(INTAKE.first_step, answers, engine.switches), []
         while model.state not in seen:
             seen.append(model.state)
             step = INTAKE.by_id[model.state]
@@ -238,6 +238,7 @@ def test_path_reads_the_same_branches_the_machine_fires(engine: Engine, render) 
                 "when": "skip",
                 "service_part": "skip",
                 "what_happened": "x",
+                "share_with_service": "yes",
                 "risk": "no",
                 "authorities": "both",
                 "complaint": "told",
@@ -247,6 +248,9 @@ def test_path_reads_the_same_branches_the_machine_fires(engine: Engine, render) 
                 "contact_name": "A",
                 "contact_email": "a@b.org",
                 "contact_phone": "skip",
+                "alerts": "no",
+                "referral": "yes",
+                "referral_name": "skip",
             },
         ):
             merged = {**answers, **extra}
@@ -339,6 +343,8 @@ def test_the_engine_asks_for_what_it_needs_only_when_a_step_needs_it(
         ("text", "Oak Surgery"),
         ("choice", "self"),
         ("text", "Kind staff."),
+        ("choice", "yes"),
+        ("choice", "no"),
         ("choice", "no"),
         ("choice", "edit"),
         ("choice", "summary"),
@@ -353,3 +359,117 @@ def test_the_engine_asks_for_what_it_needs_only_when_a_step_needs_it(
     assert report_fields["experience"] == "good" and "reference" not in report_fields
     assert turn.state.acknowledgement == "sms"
     assert any("text message" in render(o.text) for o in turn.outbound)
+
+
+# ---------------------------------------------------------------------- switches, saved states
+
+#: Good care at a service matched in the directory, contact by email: where inspection alerts
+#: may be offered (they are about one registered location).
+TO_CONTACT_PHONE = (
+    ("choice", "start"),
+    ("choice", "good"),
+    ("choice", "care_home"),
+    ("text", "Castle View"),
+)
+
+
+def _at_contact_phone(engine: Engine, render) -> ConversationState:  # type: ignore[no-untyped-def]
+    state = engine.start("en").state
+    matches = FixedNeeds(matches=[("1-900000003", "Castle View", "Castle View, Lancaster")])
+    for kind, value in [
+        *TO_CONTACT_PHONE,
+        ("choice", "1-900000003"),
+        ("choice", "self"),
+        ("text", "Lovely garden."),
+        ("choice", "yes"),
+        ("choice", "yes"),
+        ("text", "Sam Example"),
+        ("text", "sam@example.org"),
+    ]:
+        state = engine.handle(state, Inbound(kind, value), render, matches).state  # type: ignore[arg-type]
+    assert state.step == "contact_phone"
+    return state
+
+
+def test_inspection_alerts_are_offered_only_when_the_switch_is_on(render) -> None:  # type: ignore[no-untyped-def]
+    """The engine is built with the deployment's switches; the dialogue's `Switch` reads
+    them. Alerts that could never be emailed are not offered."""
+    deliverable = Engine(INTAKE, switches={"email_alerts": True})
+    turn = deliverable.handle(
+        _at_contact_phone(deliverable, render), Inbound("choice", "skip"), render
+    )
+    assert turn.step == "alerts"
+    assert "alerts" in deliverable.path({**turn.state.answers, "alerts": "yes"})
+    for off in (Engine(INTAKE), Engine(INTAKE, switches={"email_alerts": False})):
+        turn = off.handle(_at_contact_phone(off, render), Inbound("choice", "skip"), render)
+        assert turn.step == "referral"  # straight past the alerts question
+        # An answer saved while alerts could be sent drops out of the report now they cannot.
+        assert "alerts" not in off.on_path_answers({**turn.state.answers, "alerts": "yes"})
+
+
+def test_a_conversation_saved_at_the_summary_before_new_questions_is_asked_them(
+    engine: Engine,
+    render,  # type: ignore[no-untyped-def]
+) -> None:
+    """A state stored by the release before `share_with_service` and `referral` existed:
+    pressing send asks each missing question (and only those), then the summary again."""
+    saved = {
+        "step": "summary",
+        "locale": "en",
+        "answers": {
+            "welcome": "start",
+            "experience": "poor",
+            "service_type": "gp",
+            "provider": {"text": "Oak Surgery", "location_id": None, "name": None},
+            "relationship": "self",
+            "when": "skip",
+            "service_part": "skip",
+            "what_happened": "Nobody called me back.",
+            "risk": "no",
+            "authorities": "neither",
+            "complaint": "not_yet",
+            "complaint_info": "continue",
+            "contact": "no",
+        },
+        "history": ["welcome", "experience", "service_type", "provider", "relationship"],
+        "status": "active",
+    }
+    state = ConversationState.from_json(json.loads(json.dumps(saved)))
+    needs = FixedNeeds()
+    turn = engine.handle(state, Inbound("choice", "submit"), render, needs)
+    assert turn.step == "share_with_service" and not turn.events  # nothing sent yet
+    said = " ".join(render(o.text) for o in turn.outbound)
+    assert "please answer a question we have not asked you yet" in said
+    assert "Can we share your feedback with the service?" in said
+    turn = engine.handle(turn.state, Inbound("choice", "no"), render, needs)
+    assert turn.step == "referral"  # past every question already answered
+    turn = engine.handle(turn.state, Inbound("choice", "yes"), render, needs)
+    assert turn.step == "referral_name"
+    turn = engine.handle(turn.state, Inbound("text", "Citizens Advice"), render, needs)
+    assert turn.step == "summary" and not turn.state.editing
+    turn = engine.handle(turn.state, Inbound("choice", "submit"), render, needs)
+    assert turn.step == "submitted"
+    (event,) = turn.events
+    report = event.report  # type: ignore[union-attr]
+    assert report["share_with_service"] == "no" and report["referral"] == "yes"
+    assert report["referral_name"] == "Citizens Advice"
+    assert report["what_happened"] == "Nobody called me back." and report["complaint"] == "not_yet"
+
+
+def test_a_complete_conversation_is_sent_at_once(engine: Engine, render) -> None:  # type: ignore[no-untyped-def]
+    state = drive(
+        engine,
+        render,
+        ("choice", "start"),
+        ("choice", "good"),
+        ("choice", "gp"),
+        ("text", "Oak Surgery"),
+        ("choice", "self"),
+        ("text", "Kind staff."),
+        ("choice", "yes"),
+        ("choice", "no"),
+        ("choice", "no"),
+    )
+    assert state.step == "summary"
+    turn = engine.handle(state, Inbound("choice", "submit"), render, FixedNeeds())
+    assert turn.step == "submitted" and len(turn.events) == 1

@@ -26,10 +26,12 @@ TO_SUMMARY = [
     ("choice", "skip"),
     ("text", "Ward 3"),
     ("text", ACCOUNT),
+    ("choice", "yes"),
     ("choice", "no"),
     ("choice", "neither"),
     ("choice", "not_yet"),
     ("choice", "continue"),
+    ("choice", "no"),
     ("choice", "no"),
 ]
 
@@ -90,10 +92,12 @@ def test_the_summary_carries_one_row_per_answer_on_the_path(catalogs: Catalogs) 
         ("when", "When", "Not given", True),  # skipped: said plainly
         ("service_part", "Part of the service", "Ward 3", True),
         ("what_happened", "What happened", ACCOUNT, True),  # as typed, never interpreted
+        ("share_with_service", "Share with the service", "Yes", True),
         ("risk", "Someone at risk now", "No", True),
         ("authorities", "Told the police or council", "Neither", True),
         ("complaint", "Told the service", "Not yet", True),
         ("contact", "May we contact you", "No", True),
+        ("referral", "Suggested by an organisation", "No", True),
     ]
     # The rows are on the message that carries the summary's choices; its text says the same
     # as numbered lines, for channels that show text only, then how to change one.
@@ -185,7 +189,7 @@ def test_change_n_typed_goes_to_that_row(catalogs: Catalogs, locale: str, typed:
 def test_change_with_a_number_that_is_no_row_reprompts(catalogs: Catalogs) -> None:
     engine = Engine(INTAKE)
     at_summary = run(engine, catalogs, TO_SUMMARY).state
-    for typed in ("change 12", "change 0"):
+    for typed in ("change 14", "change 0"):
         turn = send(engine, catalogs, at_summary, "text", typed)
         assert turn.step == "summary" and not turn.state.editing
         assert catalogs.render(turn.outbound[0].text, "en").startswith("Sorry, I did not")

@@ -29,7 +29,7 @@ from bot.engine.engine import Engine, command_word
 from bot.engine.needs import FixedNeeds
 from bot.engine.types import COMMANDS, ConversationState, Inbound, Outbound, P, T, Text, Turn
 from bot.i18n import Catalogs
-from dialogs.intake import INTAKE
+from dialogs.intake import EMAIL_ALERTS, INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,7 +273,7 @@ def catalogs() -> Catalogs:
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine(INTAKE)
+    return Engine(INTAKE, switches={EMAIL_ALERTS: True})
 
 
 def _with_command_words(text: Text) -> Text:
@@ -286,7 +286,7 @@ def _key_texts() -> list[Text]:
     the welcome, the 999 advice, the complaint explanation and the whistleblowing advice."""
     steps = INTAKE.by_id
     texts: list[Text] = []
-    for step_id in ("welcome", "complaint_info", "whistleblowing"):
+    for step_id in ("welcome", "complaint_info", "whistleblowing", "share_with_service"):
         prompt = steps[step_id].prompt
         assert not callable(prompt)
         texts.extend(prompt)
@@ -423,8 +423,11 @@ def _good_path(c: Conversation) -> None:
     c.choose("care_home", "provider")
     c.say("Oak House, Leeds", "relationship")  # no directory match: kept as typed
     c.choose("self", "what_happened")
-    c.say("The staff were kind and patient.", "contact")
-    c.choose("no", "summary")
+    c.say("The staff were kind and patient.", "share_with_service")
+    c.choose("yes", "contact")
+    c.choose("no", "referral")
+    c.choose("yes", "referral_name")
+    c.say("Age UK", "summary")
     # "change 5" in this language's word: the account, quoted as it is now, then back.
     word = c.catalogs.render(CHANGE_WORD, c.locale)
     c.say(f"{word} 5", "what_happened")
@@ -449,7 +452,8 @@ def _poor_path_whistleblowing(c: Conversation) -> None:
     c.choose("continue", "when")
     c.choose("skip", "service_part")
     c.say("Ward 3", "what_happened")
-    c.say("Residents were left without water.", "risk")
+    c.say("Residents were left without water.", "share_with_service")
+    c.choose("no", "risk")
     c.choose("yes", "authorities")  # the 999 note
     c.choose("both", "complaint")
     c.choose("not_yet", "complaint_info")
@@ -460,7 +464,8 @@ def _poor_path_whistleblowing(c: Conversation) -> None:
     c.say("not an email", "contact_email")
     c.say("sam@example.com", "contact_phone")
     c.choose("skip", "alerts")
-    c.choose("yes", "summary")
+    c.choose("yes", "referral")
+    c.choose("no", "summary")
     c.choose("edit", "edit_answer")
     c.choose("when", "when")
     c.say("Last week", "summary")
@@ -475,7 +480,8 @@ def _mental_health_path(c: Conversation) -> None:
     c.choose("friend_family", "when")
     c.say("Still happening", "service_part")
     c.choose("skip", "what_happened")
-    c.say("My brother was not given his medicine.", "risk")
+    c.say("My brother was not given his medicine.", "share_with_service")
+    c.choose("yes", "risk")
     c.choose("not_sure", "authorities")  # the urgent-review note
     c.choose("neither", "complaint")
     c.choose("formal", "complaint_info")
@@ -485,7 +491,9 @@ def _mental_health_path(c: Conversation) -> None:
     c.say("Ana", "contact_email")
     c.choose("skip", "contact_phone")  # no email: a phone number is needed
     c.say("12", "contact_phone")  # not a UK number
-    c.say("020 7946 0958", "summary")
+    c.say("020 7946 0958", "referral")
+    c.choose("yes", "referral_name")
+    c.choose("skip", "summary")
     c.choose("restart", "welcome")
 
 
@@ -573,9 +581,34 @@ def _chat_survey(c: Conversation) -> None:
         c.say("hello?")  # after the end
 
 
+def _saved_before_new_questions(c: Conversation) -> None:
+    """A conversation saved at the summary before the sharing and referral questions
+    existed: sending it asks them first (with a word on why), then comes back."""
+    c.state = ConversationState(
+        step="summary",
+        locale=c.locale,
+        answers={
+            "welcome": "start",
+            "experience": "good",
+            "service_type": "dentist",
+            "provider": {"text": "Smile Dental, York", "location_id": None, "name": None},
+            "relationship": "self",
+            "what_happened": "Quick and gentle.",
+            "contact": "no",
+        },
+        history=["welcome", "experience", "service_type", "provider", "relationship"],
+    )
+    c.choose("submit", "share_with_service")
+    c.choose("no", "referral")
+    c.choose("no", "summary")
+    c.send("choice", "submit")
+    assert c.state.step == "submitted"
+
+
 SCRIPTS = {
     "chat_survey": _chat_survey,
     "good_path": _good_path,
+    "saved_before_new_questions": _saved_before_new_questions,
     "poor_path_whistleblowing": _poor_path_whistleblowing,
     "mental_health": _mental_health_path,
     "childrens_social_care": _childrens_social_care,

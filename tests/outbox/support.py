@@ -65,6 +65,7 @@ async def submit(
         "when": {"choice": "skip"},
         "service_part": {"choice": "skip"},
         "what_happened": {"text": what_happened},
+        "share_with_service": {"choice": "yes"},
         "risk": {"choice": risk},
         "authorities": {"choice": "neither"},
         "complaint": {"choice": "not_yet"},
@@ -74,6 +75,7 @@ async def submit(
         "contact_email": {"text": email} if email else {"choice": "skip"},
         "contact_phone": {"text": phone} if phone else {"choice": "skip"},
         "alerts": {"choice": alerts},
+        "referral": {"choice": "no"},
         "summary": {"choice": "submit"},
     }
     step = conversation["step"]

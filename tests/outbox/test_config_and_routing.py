@@ -100,3 +100,18 @@ def test_sms_only_to_a_uk_mobile_with_notify() -> None:
     assert acknowledgement_channel(notify, {"contact": {"phone": "020 7946 0958"}}) is None
     both = {"contact": {"email": "a@example.org", "phone": "07400 123456"}}
     assert acknowledgement_channel(notify, both) == "email"
+
+
+def test_inspection_alerts_are_deliverable_only_with_email_and_a_public_address() -> None:
+    """The chat offers inspection alerts only where the app can send them: the engine's
+    `email_alerts` switch comes from this (`bot.app.build_engine`)."""
+    from bot.app import build_catalogs, build_engine
+
+    smtp = {"SMTP_URL": "smtp://mail.example.org:2525", "EMAIL_FROM": "x@example.org"}
+    public = {"PUBLIC_URL": "https://intake.example.org"}
+    cases = [({}, False), (smtp, False), (public, False), ({**smtp, **public}, True)]
+    for env, deliverable in cases:
+        full = Settings.from_env({f"INTAKE_{k}": v for k, v in env.items()})
+        assert full.delivery.inspection_alerts_deliverable is deliverable, env
+        engine = build_engine(build_catalogs(full), full)
+        assert engine.switches == ({"email_alerts"} if deliverable else set()), env

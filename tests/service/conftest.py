@@ -49,7 +49,7 @@ async def make_memory_service(
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
     svc = IntakeService(
-        storage, build_engine(catalogs), catalogs, directory, clock=clock, **options
+        storage, build_engine(catalogs, settings), catalogs, directory, clock=clock, **options
     )
     await import_directory_if_empty(storage, SMALL_DIRECTORY)
     await directory.refresh(force=True)

@@ -22,7 +22,9 @@ GOOD_PATH = [
     ("text", "Qwxz Zzyq Nonexistent"),
     ("choice", "self"),
     ("text", "Gentle and quick."),
-    ("choice", "no"),
+    ("choice", "yes"),  # may share with the service
+    ("choice", "no"),  # no contact
+    ("choice", "no"),  # no organisation pointed them here
 ]
 
 

@@ -28,7 +28,10 @@ async def test_text_is_stored_byte_for_byte(any_service: IntakeService, name: st
         ("text", "Qwxz Zzyq Nonexistent"),
         ("choice", "self"),
         ("text", typed),
-        ("choice", "no"),
+        ("choice", "yes"),  # may share with the service
+        ("choice", "no"),  # no contact
+        ("choice", "yes"),  # an organisation pointed them here
+        ("text", typed),  # which one
         ("choice", "submit"),
     ]
     for kind, value in path:
@@ -39,6 +42,7 @@ async def test_text_is_stored_byte_for_byte(any_service: IntakeService, name: st
         transcript = await uow.transcripts.list(start.conversation_id)
     assert report is not None
     assert report.data["what_happened"].encode("utf-8") == typed.encode("utf-8")
+    assert report.data["referral_name"].encode("utf-8") == typed.encode("utf-8")
     typed_entries = [
         e.payload for e in transcript if e.role == "user" and e.payload["kind"] == "text"
     ]

@@ -139,3 +139,52 @@ async def test_search_finds_words_in_the_free_text_and_forgets_erased_reports(
         assert await found("nothing like this") == []
         await tx.reports.delete_report("TEXT-0002")
         assert await found("rosewood") == []
+
+
+async def test_search_finds_the_organisation_that_pointed_the_person_here(
+    stores: tuple[SqlStorage, StaffStore],
+) -> None:
+    """`referral_name` is free text the person typed: search covers it like the account."""
+    storage, staff = stores
+    await add(
+        storage,
+        "REFE-0001",
+        "routine",
+        0,
+        what_happened="Cold food again",
+        referral="yes",
+        referral_name="Healthwatch Kirklees",
+    )
+    await add(storage, "REFE-0002", "routine", 1, what_happened="Cold food", referral="no")
+    async with staff.transaction() as tx:
+
+        async def found(words: str) -> list[str]:
+            return [i.reference for i in (await tx.reports.queue(QueueFilters(text=words))).items]
+
+        assert await found("healthwatch kirklees") == ["REFE-0001"]
+        assert await found("cold food") == ["REFE-0001", "REFE-0002"]
+        await tx.reports.delete_report("REFE-0001")
+        assert await found("healthwatch") == []
+
+
+async def test_migration_0007_indexes_the_referral_of_reports_already_stored(
+    database_url: str,  # noqa: F811
+) -> None:
+    """A report stored before 0007 (with a referral name) is found by it after the upgrade
+    (on SQLite the FTS table is filled again; on PostgreSQL the index is rebuilt)."""
+    await upgrade(database_url, "0006")
+    storage = await create_storage(database_url)
+    try:
+        await add(storage, "OLDR-0001", "routine", 0, referral_name="Carers Trust Bristol")
+
+        async def found(words: str) -> list[str]:
+            async with StaffStore(storage.engine).transaction() as tx:
+                page = await tx.reports.queue(QueueFilters(text=words))
+                return [i.reference for i in page.items]
+
+        await upgrade(database_url)
+        assert await found("carers trust") == ["OLDR-0001"]
+        await add(storage, "NEWR-0002", "routine", 1, referral_name="Carers Trust Leeds")
+        assert await found("carers trust") == ["OLDR-0001", "NEWR-0002"]
+    finally:
+        await storage.close()

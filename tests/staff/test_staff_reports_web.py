@@ -79,6 +79,9 @@ async def test_report_page_walk(staff: Staff) -> None:
         data={
             "location_id": LOCATION,
             "what_happened": "My father was left without water",
+            "share_with_service": "no",
+            "referral": "yes",
+            "referral_name": "Age UK <Bristol> & Bath",
             "contact": CONTACT,
         },
     )
@@ -87,6 +90,11 @@ async def test_report_page_walk(staff: Staff) -> None:
     page = await browser.get("/staff/reports/URGE-3333")
     assert page.status == 200
     assert "My father was left without water" in page.text
+    # The regulator's own questions, among the answers; what was typed is escaped.
+    assert re.search(r">Share with service</dt><dd[^>]*>no<", page.text)
+    assert re.search(r">Referral name</dt><dd[^>]*>Age UK &lt;Bristol&gt; &amp; Bath<", page.text)
+    found = await browser.get("/staff/reports?q=bristol+bath")
+    assert "URGE-3333" in found.text
     assert "Brookside Surgery" in page.text and "Gloucestershire" in page.text
     assert "Same working day" in page.text
     for secret in CONTACT.values():

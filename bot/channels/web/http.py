@@ -211,6 +211,10 @@ def _parse_int(digits: str) -> int:
     return int(digits)
 
 
+#: Built once: `json.loads` with options builds a new decoder (and scanner) on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int)
+
+
 def _check_text(value: Any) -> None:
     """JSON may carry lone surrogates (`"\\ud800"`); they are not text and cannot be stored.
 
@@ -260,8 +264,13 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     if required and not is_json_content_type(request):
         raise ApiError(415, "unsupported_media_type", _SEND_JSON)
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
-            raw = await request.read()  # client_max_size turns an oversize body into HTTP 413
+        if request.content.is_eof():
+            # The whole body came with the headers (a chat message always does): nothing to
+            # wait for, so no timer to arm and cancel on every request.
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+                raw = await request.read()  # client_max_size turns an oversize body into 413
     except TimeoutError:
         raise ApiError(
             408,
@@ -280,7 +289,7 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
     except UnicodeDecodeError:
         bad_request("invalid_utf8", "The request body is not valid UTF-8.")
     try:
-        data = json.loads(decoded, parse_constant=_reject_constant, parse_int=_parse_int)
+        data = _DECODER.decode(decoded)
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         bad_request("invalid_json", "The request body is not valid JSON.")
     if not isinstance(data, dict):

@@ -46,12 +46,22 @@ async def test_a_whole_report_by_buttons_and_typed_text(
     await user.tap("skip")
     account = "They left <b>my mum</b> *alone* for hours & [nobody] came."
     await user.say(account)
+    # One message: what sharing means, that they can say no, then the question with its keys.
+    asked = user.texts()[-1]
+    assert asked.startswith("Sharing your feedback means") and "You can say no." in asked
+    assert asked.endswith("Can we share your feedback with the service?")
+    assert user.keyboard() == ["yes", "no"]
+    await user.tap("yes")
     await user.tap("no")
     await user.say("Neither")
     await user.tap("not_yet")
     await user.tap("continue")
     await user.tap("no")
+    assert user.texts()[-1].endswith("another organisation suggest that you tell us?")
+    await user.tap("yes")
+    await user.say("Age UK Lancashire")
     summary = "\n".join(user.texts()[-3:])
+    assert "Which organisation: Age UK Lancashire" in summary
     assert account in summary  # verbatim: sent without a parse mode, nothing escaped
     await user.tap("submit")
 
@@ -71,17 +81,19 @@ async def test_a_whole_report_by_buttons_and_typed_text(
     assert data["authorities"] == "neither"
     assert data["complaint"] == "not_yet"
     assert data["contact"] is None
+    assert data["share_with_service"] == "yes"
+    assert (data["referral"], data["referral_name"]) == ("yes", "Age UK Lancashire")
     assert any(report.reference in text for text in user.texts()[-3:])
 
     sent = fake_api.sent(user.chat)
     # Each turn's reply arrived as one message: the stored bot messages of that turn, joined
     # in order, with their buttons; nothing else and nothing missing.
     expected = await expected_deliveries(tg, report.conversation_id)
-    assert len(expected) == 16  # /start and the 15 answers
+    assert len(expected) == 19  # /start and the 18 answers
     assert [(call.params["text"], buttons(call.params)) for call in sent] == expected
     assert all("parse_mode" not in call.params for call in sent)
     # Every tap was answered and its keyboard removed.
-    taps = 9
+    taps = 11
     assert len(fake_api.of("answerCallbackQuery")) == taps
     assert len(fake_api.of("editMessageReplyMarkup", chat_id=user.chat)) == taps
     # Short labels two to a row, long ones alone.
@@ -275,12 +287,14 @@ async def test_a_long_message_is_split_with_the_keyboard_last(
     await user.tap("skip")
     account = "\n\n".join(f"Paragraph {i}. " + "word " * 150 for i in range(12))
     await user.say(account)
+    await user.tap("yes")  # may share with the service
     await user.tap("no")
     await user.tap("neither")
     await user.tap("not_yet")
     await user.tap("continue")
     await user.tap("no")  # Mental Health Act (hospital)
     await user.tap("no")  # contact
+    await user.tap("no")  # no organisation pointed them here
     summary_calls = [c for c in fake_api.sent(user.chat) if "Paragraph" in c.params["text"]]
     assert len(summary_calls) >= 2
     assert all(len(c.params["text"]) <= 4096 for c in summary_calls)

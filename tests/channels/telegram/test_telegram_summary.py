@@ -21,11 +21,13 @@ async def to_summary(user: User) -> str:
     await user.tap("skip")  # when
     await user.say("Ward 3")
     await user.say(ACCOUNT)
+    await user.tap("yes")  # may share with the service
     await user.tap("no")
     await user.tap("neither")
     await user.tap("not_yet")
     await user.tap("continue")
     await user.tap("no")
+    await user.tap("no")  # no organisation pointed them here
     assert user.keyboard() == ["submit", "edit", "restart"]
     return user.texts()[-1]
 
