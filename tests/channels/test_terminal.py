@@ -118,7 +118,9 @@ _TO_SUBMIT = (
     "Skip",
     "Skip",
     "Kind and quick.",
-    "No",  # no contact: the summary
+    "Yes",  # may share with the service
+    "No",  # no contact
+    "No",  # no organisation pointed them here: the summary
     "Send my report",
 )
 

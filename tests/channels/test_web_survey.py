@@ -18,7 +18,9 @@ GOOD_PATH: list[dict[str, str]] = [
     {"text": "Qwxz Zzyq Nonexistent"},
     {"choice": "self"},
     {"text": "Gentle and quick."},
-    {"choice": "no"},
+    {"choice": "yes"},  # may share with the service
+    {"choice": "no"},  # no contact
+    {"choice": "no"},  # no organisation pointed them here
     {"choice": "submit"},
 ]
 

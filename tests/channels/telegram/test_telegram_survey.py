@@ -15,7 +15,9 @@ async def _send_a_report(user: User) -> None:
     await user.say("Qwxz Zzyq Nonexistent")
     await user.tap("self")
     await user.say("Kind and quick.")
-    await user.tap("no")
+    await user.tap("yes")  # may share with the service
+    await user.tap("no")  # no contact
+    await user.tap("no")  # no organisation pointed them here
     await user.tap("submit")
 
 
