@@ -316,9 +316,14 @@ class ReportRepository(Protocol):
 
 
 class Outbox(Protocol):
-    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+    async def add(
+        self, messages: Sequence[OutboxMessage], *, claim_for: float | None = None
+    ) -> list[OutboxMessage]:
         """Insert in order, filling in ids. A message whose `idempotency_key` already exists
-        is not inserted and keeps `id=None`."""
+        is not inserted and keeps `id=None`. With `claim_for`, each message is also claimed
+        for that many seconds (as `claim` does: one attempt) unless an earlier message of its
+        key is still pending; returns the messages so claimed, for the writer to send after
+        its commit (else an empty list)."""
         ...
 
     async def claim(

@@ -338,22 +338,36 @@ class MemoryOutbox:
     def __init__(self, uow: MemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+    async def add(
+        self, messages: Sequence[OutboxMessage], *, claim_for: float | None = None
+    ) -> builtins.list[OutboxMessage]:
         data = self._uow.data
         now = self._uow.now()
         keys = {m.idempotency_key for m in data.outbox.values() if m.idempotency_key}
+        claimed: builtins.list[OutboxMessage] = []
         for message in messages:
             if message.idempotency_key is not None and message.idempotency_key in keys:
                 continue
+            lease = _Lease()
+            if claim_for is not None and not any(
+                m.status == "pending"
+                and m.topic == message.topic
+                and m.ordering_key == message.ordering_key
+                for m in data.outbox.values()
+            ):
+                lease.claimed_until = now + timedelta(seconds=claim_for)
+                message.attempts = 1
+                claimed.append(message)
             message.id = data.next_outbox_id
             data.next_outbox_id += 1
             message.created_at = message.created_at or now
             message.available_at = message.available_at or now
             data.outbox[message.id] = copy.deepcopy(message)
-            data.leases[message.id] = _Lease()
+            data.leases[message.id] = lease
             if message.idempotency_key is not None:
                 keys.add(message.idempotency_key)
         self._uow.outbox_topics.update(message.topic for message in messages)
+        return claimed
 
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float

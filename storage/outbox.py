@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import Integer, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import OutboxMessage, OutboxTopicStats
 from storage.db import Db
+from storage.errors import storage_errors
 from storage.models import outbox
+from storage.turns import sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +39,118 @@ FAILED = "failed"
 NOTIFY_CHANNEL = "intake_outbox"
 
 
+#: Each statement of the delivery path is built once, so SQLAlchemy compiles it once (its
+#: cache is keyed by the statement): building the claim per call was a fifth of the sending
+#: process's CPU in the profile (BENCHMARKS.md).
+_NOW = bindparam("now", type_=outbox.c.available_at.type)
+_MESSAGE_ID = bindparam("message_id", type_=outbox.c.id.type)
+
+_pick = outbox.alias("pick")
+_earlier = outbox.alias("earlier")
+#: One statement claims: the oldest due, unleased pending message of each key that has no
+#: earlier pending message, locked so that a concurrent claimer skips it (PostgreSQL; on
+#: SQLite the single writer serializes claims), leased and counted as an attempt.
+_CLAIM = (
+    update(outbox)
+    .where(
+        outbox.c.id.in_(
+            select(_pick.c.id)
+            .where(
+                _pick.c.topic.in_(bindparam("topics", expanding=True)),
+                _pick.c.status == PENDING,
+                _pick.c.available_at <= _NOW,
+                or_(_pick.c.claimed_until.is_(None), _pick.c.claimed_until <= _NOW),
+                ~exists().where(
+                    _earlier.c.topic == _pick.c.topic,
+                    _earlier.c.ordering_key == _pick.c.ordering_key,
+                    _earlier.c.status == PENDING,
+                    _earlier.c.id < _pick.c.id,
+                ),
+            )
+            .order_by(_pick.c.id)
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True, of=_pick)
+        )
+    )
+    .values(
+        claimed_until=bindparam("lease_until", type_=outbox.c.claimed_until.type),
+        attempts=outbox.c.attempts + 1,
+    )
+    .returning(*outbox.c)
+)
+
+#: A message added already claimed by its writer (`add(claim_for=...)`), unless an earlier
+#: message of its key is still pending: then it waits its turn like any other. It is written
+#: in the turn's transaction, so it runs on the driver's connection as the turn's own
+#: statements do (`storage.turns`), in one hand-off to aiosqlite's thread or one round trip.
+_KEY_BUSY = """EXISTS (SELECT 1 FROM outbox AS earlier
+                       WHERE earlier.topic = {topic} AND earlier.ordering_key = {key}
+                         AND earlier.status = 'pending')"""
+_ADD_CLAIMED_COLUMNS = """INSERT INTO outbox (idempotency_key, topic, ordering_key, payload,
+        status, attempts, available_at, created_at, claimed_until, last_error, conversation_id)"""
+PG_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES ($1, $2::varchar, $3::varchar, $4, $5,
+            CASE WHEN {_KEY_BUSY.format(topic="$2::varchar", key="$3::varchar")} THEN 0 ELSE 1 END,
+            $6, $7,
+            CASE WHEN {_KEY_BUSY.format(topic="$2::varchar", key="$3::varchar")}
+                 THEN NULL ELSE $8::timestamptz END,
+            $9, $10)
+    RETURNING id, attempts
+"""
+SQLITE_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES (:idempotency_key, :topic, :ordering_key, :payload, :status,
+            CASE WHEN {_KEY_BUSY.format(topic=":topic", key=":ordering_key")} THEN 0 ELSE 1 END,
+            :available_at, :created_at,
+            CASE WHEN {_KEY_BUSY.format(topic=":topic", key=":ordering_key")}
+                 THEN NULL ELSE :claim_until END,
+            :last_error, :conversation_id)
+    RETURNING id, attempts
+"""
+
+_DONE = update(outbox).where(outbox.c.id == _MESSAGE_ID).values(status="done", claimed_until=None)
+_DONE_KEEPING = (
+    update(outbox)
+    .where(outbox.c.id == _MESSAGE_ID)
+    .values(
+        status="done", claimed_until=None, payload=bindparam("keep", type_=outbox.c.payload.type)
+    )
+)
+_RETRY_LATER = (
+    update(outbox)
+    .where(outbox.c.id == _MESSAGE_ID)
+    .values(
+        claimed_until=None,
+        available_at=bindparam("available_at_", type_=outbox.c.available_at.type),
+        last_error=bindparam("error", type_=outbox.c.last_error.type),
+    )
+)
+_FAILED = (
+    update(outbox)
+    .where(outbox.c.id == _MESSAGE_ID)
+    .values(
+        status=FAILED,
+        claimed_until=None,
+        last_error=bindparam("error", type_=outbox.c.last_error.type),
+    )
+)
+
+
 class SqlOutbox:
     def __init__(self, db: Db) -> None:
         self._db = db
 
-    async def add(self, messages: Sequence[OutboxMessage]) -> None:
-        """Insert the messages in order and fill in their id, created_at and available_at."""
+    async def add(
+        self, messages: Sequence[OutboxMessage], *, claim_for: float | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """Insert the messages in order and fill in their id, created_at and available_at.
+
+        With `claim_for`, each message is also claimed for that many seconds, as `claim`
+        would, unless an earlier message of its key is still pending: the writer's own
+        process sends it right after the commit, without waiting for a claim, and if that
+        process dies the lease expires and any dispatcher sends it. Returns the messages so
+        claimed (their `attempts` is 1)."""
         if not messages:
-            return
+            return []
         keyed = [m.idempotency_key for m in messages if m.idempotency_key is not None]
         if keyed:
             existing = set(
@@ -54,7 +162,7 @@ class SqlOutbox:
             )
             messages = [m for m in messages if m.idempotency_key not in existing]
             if not messages:
-                return
+                return []
         now = self._db.now()
         rows: list[dict[str, Any]] = [
             {
@@ -72,73 +180,95 @@ class SqlOutbox:
             }
             for message in messages
         ]
-        statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
-        result = await self._db.execute(statement, rows)
-        for message, row, new_id in zip(messages, rows, result.scalars(), strict=True):
-            message.id = new_id
+        claimed: builtins.list[OutboxMessage] = []
+        if claim_for is not None:
+            until = now + timedelta(seconds=claim_for)
+            for message, row in zip(messages, rows, strict=True):
+                message.id, message.attempts = await self._add_claimed(row, until)
+                if message.attempts:
+                    claimed.append(message)
+        else:
+            statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
+            result = await self._db.execute(statement, rows)
+            for message, new_id in zip(messages, result.scalars(), strict=True):
+                message.id = new_id
+        for message, row in zip(messages, rows, strict=True):
             message.created_at = row["created_at"]
             message.available_at = row["available_at"]
+        return claimed
+
+    async def _add_claimed(self, row: dict[str, Any], until: datetime) -> tuple[int, int]:
+        """Insert one row, claimed until `until` unless its key is busy: (id, attempts), in one
+        round trip (PostgreSQL) or one hand-off to aiosqlite's thread (`Db.run_sqlite`).
+        Values are stored as SQLAlchemy stores them (`storage.turns`): JSON as `json.dumps`
+        text, timestamps aware (PostgreSQL) or as SQLite's naive UTC text."""
+        payload = json.dumps(row["payload"])
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
+                inserted = await driver.fetchrow(
+                    PG_ADD_CLAIMED,
+                    row["idempotency_key"],
+                    row["topic"],
+                    row["ordering_key"],
+                    payload,
+                    row["status"],
+                    row["available_at"],
+                    row["created_at"],
+                    until,
+                    row["last_error"],
+                    row["conversation_id"],
+                )
+                return int(inserted["id"]), int(inserted["attempts"])
+        parameters = {
+            **row,
+            "payload": payload,
+            "available_at": sqlite_time(row["available_at"]),
+            "created_at": sqlite_time(row["created_at"]),
+            "claim_until": sqlite_time(until),
+        }
+
+        def insert(connection: sqlite3.Connection) -> tuple[int, int]:
+            new_id, attempts = connection.execute(SQLITE_ADD_CLAIMED, parameters).fetchone()
+            return int(new_id), int(attempts)
+
+        return await self._db.run_sqlite(insert)
 
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
     ) -> builtins.list[OutboxMessage]:
         now = self._db.now()
         topics = [topic] if isinstance(topic, str) else list(topic)
-        earlier = outbox.alias("earlier")
-        earlier_pending = exists().where(
-            earlier.c.topic == outbox.c.topic,
-            earlier.c.ordering_key == outbox.c.ordering_key,
-            earlier.c.status == PENDING,
-            earlier.c.id < outbox.c.id,
-        )
-        statement = (
-            select(outbox)
-            .where(
-                outbox.c.topic.in_(topics),
-                outbox.c.status == PENDING,
-                outbox.c.available_at <= now,
-                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
-                ~earlier_pending,
+        rows = (
+            await self._db.execute(
+                _CLAIM,
+                {
+                    "topics": topics,
+                    "now": now,
+                    "limit": limit,
+                    "lease_until": now + timedelta(seconds=lease_seconds),
+                },
             )
-            .order_by(outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=outbox)
-        )
-        rows = (await self._db.execute(statement)).all()
-        if not rows:
-            return []
-        ids = [row.id for row in rows]
-        await self._db.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(ids))
-            .values(
-                claimed_until=now + timedelta(seconds=lease_seconds),
-                attempts=outbox.c.attempts + 1,
-            )
-        )
-        return [_message(row, attempts=row.attempts + 1) for row in rows]
+        ).all()
+        return [_message(row) for row in sorted(rows, key=lambda row: row.id)]
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
         if keep is None:
-            await self._set(message_id, status="done", claimed_until=None)
+            await self._db.execute(_DONE, {"message_id": message_id})
         else:
-            await self._set(message_id, status="done", claimed_until=None, payload=keep)
+            await self._db.execute(_DONE_KEEPING, {"message_id": message_id, "keep": keep})
 
     async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None:
         """Still pending, so later messages of the key keep waiting behind it."""
-        await self._set(
-            message_id,
-            claimed_until=None,
-            available_at=self._db.now() + timedelta(seconds=delay_seconds),
-            last_error=error,
+        available_at = self._db.now() + timedelta(seconds=delay_seconds)
+        await self._db.execute(
+            _RETRY_LATER,
+            {"message_id": message_id, "available_at_": available_at, "error": error},
         )
 
     async def mark_failed(self, message_id: int, *, error: str) -> None:
         """Given up: no longer pending, so the key's later messages flow again."""
-        await self._set(message_id, status="failed", claimed_until=None, last_error=error)
-
-    async def _set(self, message_id: int, **values: object) -> None:
-        await self._db.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+        await self._db.execute(_FAILED, {"message_id": message_id, "error": error})
 
     async def list(
         self,

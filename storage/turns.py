@@ -205,7 +205,7 @@ _SQLITE_DATETIME = (
 )
 
 
-def _sqlite_time(moment: datetime) -> str:
+def sqlite_time(moment: datetime) -> str:
     """As `UTCDateTime` then SQLAlchemy's SQLite DATETIME store it: naive UTC text."""
     at = _utc(moment)
     return _SQLITE_DATETIME % {
@@ -343,7 +343,7 @@ async def _save_sqlite(
         "reference": record.reference,
         "channel_key": record.channel_key,
         "token_hash": record.token_hash,
-        "updated_at": _sqlite_time(record.updated_at),
+        "updated_at": sqlite_time(record.updated_at),
         "transcript_seq": record.transcript_seq,
     }
     if message_id is not None:
@@ -354,14 +354,14 @@ async def _save_sqlite(
             entry.seq,
             entry.role,
             json.dumps(entry.payload),
-            _sqlite_time(entry.created_at),
+            sqlite_time(entry.created_at),
         )
         for entry in entries
     ]
     inbound = (
         None
         if message_id is None
-        else (scope, message_id, json.dumps(reply), _sqlite_time(db.now()), record.id)
+        else (scope, message_id, json.dumps(reply), sqlite_time(db.now()), record.id)
     )
 
     def write(connection: sqlite3.Connection) -> str:

@@ -9,8 +9,10 @@ it. A record written by an older version still reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from bot.ports import OutboxMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,9 @@ class Reply:
     replayed: bool = False
     #: The survey about the chat, offered once the report is sent (until taken or declined).
     survey_offer: SurveyOffer | None = None
+    #: Outbox rows of this reply claimed in the turn's own transaction, for the channel's
+    #: sender in this process to send right after the commit (`Outbox.add(claim_for=...)`).
+    claimed: list[OutboxMessage] = field(default_factory=list)
     #: The person typed the exit word: the conversation is closed and erased, and a channel
     #: that can clears what its screen shows (the widget leaves the page, the terminal clears).
     exit: bool = False

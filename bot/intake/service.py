@@ -322,6 +322,7 @@ class IntakeService:
         locale_hints: tuple[str | None, ...] = (),
         outbox_topic: str | None = None,
         chat_message_id: int | None = None,
+        claim_for: float | None = None,
     ) -> Reply:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
         open a new one, apply the message, all in one transaction; idempotent on
@@ -329,7 +330,9 @@ class IntakeService:
 
         `chat_message_id`: the id the chat gave the person's message, from a channel whose
         messages a bot can delete. Such ids (and those of our replies, recorded as they are
-        delivered) are kept, so that the exit word deletes them through `outbox_topic`."""
+        delivered) are kept, so that the exit word deletes them through `outbox_topic`.
+        `claim_for`: the reply's outbox row is claimed in the same transaction for the
+        caller's sender (`Reply.claimed`; see `Outbox.add`)."""
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
         for _attempt in range(MAX_TURN_ATTEMPTS):
@@ -345,6 +348,7 @@ class IntakeService:
                         locale_hints,
                         outbox_topic,
                         chat_message_id,
+                        claim_for,
                     )
                     await uow.commit()
                     return reply
@@ -366,6 +370,7 @@ class IntakeService:
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
         chat_message_id: int | None = None,
+        claim_for: float | None = None,
     ) -> Reply:
         record, prior = await uow.conversations.find_active_for_turn(
             channel, channel_key, scope=scope, message_id=message_id
@@ -381,12 +386,13 @@ class IntakeService:
                 outbox_topic,
                 scope=scope,
                 chat_message_id=chat_message_id,
+                claim_for=claim_for,
             )
         answer = offer_answer(inbound)
         if answer is not None:
             # A survey offer's button under an earlier confirmation, with no chat going on.
             reply = await self._answer_offer_by_key(
-                uow, channel, channel_key, answer, locale_hints, outbox_topic
+                uow, channel, channel_key, answer, locale_hints, outbox_topic, claim_for
             )
             await uow.inbound.put(
                 scope, message_id, reply.to_record(), conversation_id=reply.conversation_id or None
@@ -409,7 +415,7 @@ class IntakeService:
                 chat_message_id=chat_message_id,
             )
         reply = self._reply(record, turn)
-        await self._store_new(uow, record, turn, reply, outbox_topic)
+        await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
         await self._keep_chat_message(uow, record, chat_message_id)
         await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
         return reply
@@ -541,6 +547,7 @@ class IntakeService:
         *,
         token_hash: str | None = None,
         outbox_topic: str | None = None,
+        claim_for: float | None = None,
     ) -> Reply:
         """Take the offer of `offered` (locked by the caller) and store the survey's new
         conversation, in the same channel, language and chat; nothing links the two."""
@@ -559,7 +566,7 @@ class IntakeService:
             channel_key=offered.channel_key,
         )
         reply = self._reply(record, turn)
-        await self._store_new(uow, record, turn, reply, outbox_topic)
+        await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
         return reply
 
     async def _answer_offer_by_key(
@@ -570,6 +577,7 @@ class IntakeService:
         answer: tuple[str, str | None],
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
+        claim_for: float | None = None,
     ) -> Reply:
         """A survey offer's button in a chat addressed by key (Telegram): the offered
         conversation must be this chat's. An offer no longer open is answered with the
@@ -587,7 +595,9 @@ class IntakeService:
             and self._survey_offered(record)
         ):
             if action == SURVEY_START:
-                return await self._open_survey(uow, record, outbox_topic=outbox_topic)
+                return await self._open_survey(
+                    uow, record, outbox_topic=outbox_topic, claim_for=claim_for
+                )
             reply = self._decline_survey(record)
             await uow.conversations.update(record)
         else:
@@ -604,7 +614,7 @@ class IntakeService:
             )
         if outbox_topic:
             known = record.id if record is not None else None
-            await self._outbox_reply(uow, channel_key, known, reply, outbox_topic)
+            await self._outbox_reply(uow, channel_key, known, reply, outbox_topic, claim_for)
         return reply
 
     async def _store_survey(
@@ -723,6 +733,7 @@ class IntakeService:
         *,
         scope: str,
         chat_message_id: int | None = None,
+        claim_for: float | None = None,
     ) -> Reply:
         """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
         has no reply yet."""
@@ -775,7 +786,7 @@ class IntakeService:
         if outbox_topic and to_delete:
             await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
         if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic)
+            await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
         await uow.save_turn(
             record,
             entries,
@@ -823,13 +834,14 @@ class IntakeService:
         turn: Turn,
         reply: Reply,
         outbox_topic: str | None,
+        claim_for: float | None = None,
     ) -> None:
         """Store a new conversation with the transcript of its first turn."""
         entries = self._transcript(record, turn, reply)
         await uow.conversations.add(record)
         await uow.transcripts.append(record.id, entries)
         if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic)
+            await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
 
     def _transcript(
         self,
@@ -912,10 +924,17 @@ class IntakeService:
                 return purged
 
     async def _send_via_outbox(
-        self, uow: UnitOfWork, record: ConversationRecord, reply: Reply, topic: str
+        self,
+        uow: UnitOfWork,
+        record: ConversationRecord,
+        reply: Reply,
+        topic: str,
+        claim_for: float | None = None,
     ) -> None:
         """One outbox row per reply: the channel sends the turn's messages together."""
-        await self._outbox_reply(uow, record.channel_key or record.id, record.id, reply, topic)
+        await self._outbox_reply(
+            uow, record.channel_key or record.id, record.id, reply, topic, claim_for
+        )
 
     async def _outbox_reply(
         self,
@@ -924,6 +943,7 @@ class IntakeService:
         conversation_id: str | None,
         reply: Reply,
         topic: str,
+        claim_for: float | None = None,
     ) -> None:
         """The reply's messages, and the survey offer as a last message with its two
         buttons (its choices name the offered conversation: the chat may have moved on)."""
@@ -932,7 +952,7 @@ class IntakeService:
             messages.append(reply.survey_offer.message())
         if not messages:
             return
-        await uow.outbox.add(
+        reply.claimed = await uow.outbox.add(
             [
                 OutboxMessage(
                     topic,
@@ -946,7 +966,8 @@ class IntakeService:
                     },
                     conversation_id=conversation_id,
                 )
-            ]
+            ],
+            claim_for=claim_for,
         )
 
     def _reply(self, record: ConversationRecord, turn: Turn) -> Reply:

@@ -8,9 +8,15 @@ failure is worth retrying. Why it is shaped so:
 
 - `Outbox.claim` returns at most the oldest pending message per ordering key (one chat), so
   several messages can be sent concurrently while each chat keeps its order.
-- Each message is settled in its own short transaction right after the send. A crash after
-  the send and before `mark_done` resends that one message once its lease expires: this is
-  the at-least-once window, kept as small as one database write.
+- Each message is settled in a short transaction right after the send, which also claims
+  the next messages for the slot it frees (the chat's next reply among them): one commit
+  per message sent, not a claim and a settle. A crash after the send and before `mark_done`
+  resends that one message once its lease expires: this is the at-least-once window, kept
+  as small as one database write.
+- A channel may claim its reply in the turn's own transaction (`reserve`, then
+  `Outbox.add(claim_for=lease_seconds)`, then `hand_over` after the commit), so the reply is
+  sent right after the commit without waiting for a claim. It is as durable as any claim:
+  if the process dies first, the lease expires and any dispatcher sends it.
 - A message waiting to be retried (rate limited, network down) blocks only its own chat;
   the loop goes on claiming other chats' messages.
 - The loop is woken at once after a committed turn (`wake()`), on PostgreSQL by the
@@ -31,7 +37,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -126,6 +132,12 @@ class OutboxDispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Slots promised to messages being claimed (by a turn, or by a settle) and not yet
+        #: in flight, so that together they never exceed `concurrency`.
+        self._reserved = 0
+        #: A turn's message was left unclaimed behind a pending one of its key since the last
+        #: settle: the next settle's commit wakes the loop (see `hand_over`).
+        self._left_unclaimed = False
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -141,6 +153,41 @@ class OutboxDispatcher:
             self._listen_task = asyncio.create_task(
                 self.storage.listen_outbox(self._notified), name=f"outbox-listen:{self.topic}"
             )
+
+    def reserve(self) -> bool:
+        """Hold a slot for a message its writer claims in its own transaction
+        (`Outbox.add(claim_for=self.lease_seconds)`); after the commit, `hand_over` what was
+        claimed, or `release` if nothing was written. False when this dispatcher is not
+        running or has no free slot: the message is then written unclaimed, for a claim."""
+        if (
+            not self.running
+            or self._stopping
+            or len(self._inflight) + self._reserved >= self.concurrency
+        ):
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a slot `reserve` held, nothing claimed for it."""
+        self._reserved -= 1
+
+    def hand_over(self, claimed: Sequence[OutboxMessage]) -> None:
+        """Send messages claimed for this dispatcher in a committed transaction, in the slot
+        `reserve` held.
+
+        Nothing claimed means an earlier message of the key was still pending when the turn
+        wrote its own. That one's settle claims the next message in its transaction, but on
+        PostgreSQL it may have claimed before this turn committed, and committed after: so
+        the loop is woken now, and again after the next settle commits, to claim it."""
+        self._reserved -= 1
+        if not self.running:
+            return  # stopped meanwhile: the leases expire and the messages are claimed again
+        for message in claimed:
+            self._spawn(message)
+        if not claimed:
+            self._left_unclaimed = True
+            self._wake.set()
 
     def _notified(self, topic: str) -> None:
         if not topic or topic in self.routes:
@@ -180,23 +227,26 @@ class OutboxDispatcher:
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self.concurrency - len(self._inflight)
-            claimed = await self._claim(free) if free > 0 else []
+            free = self._free()
+            self._reserved += free
+            try:
+                claimed = await self._claim(free) if free > 0 else []
+            finally:
+                self._reserved -= free
             for message in claimed:
-                task = asyncio.create_task(self._process(message))
-                self._inflight.add(task)
-                task.add_done_callback(self._finished)
-            if claimed and len(claimed) == free:
-                # Possibly more chats waiting: claim again as soon as a slot frees up.
-                await self._wake.wait()
-                continue
+                self._spawn(message)
+            # A settle claims into the slot it frees, so the loop only needs waking for new
+            # messages (a committed turn, a NOTIFY) and polling for retries that come due.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        # The chat's next message can now be claimed.
-        self._wake.set()
+    def _free(self) -> int:
+        return max(0, self.concurrency - len(self._inflight) - self._reserved)
+
+    def _spawn(self, message: OutboxMessage) -> None:
+        task = asyncio.create_task(self._process(message))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def _claim(self, limit: int) -> list[OutboxMessage]:
         try:
@@ -235,7 +285,14 @@ class OutboxDispatcher:
         await self._settle(message, outcome)
 
     async def _settle(self, message: OutboxMessage, outcome: Outcome) -> None:
+        """Record the outcome and, in the same transaction, claim into the slot this message
+        frees (and any other free one): the chat's next message, if it has one, is then
+        sent without another round of claiming."""
         assert message.id is not None
+        # This message's own slot is still counted in flight until its task ends.
+        free = 0 if self._stopping or not self.running else self._free() + 1
+        self._reserved += free
+        claimed: list[OutboxMessage] = []
         try:
             async with self.storage.unit_of_work() as uow:
                 if outcome.status == "done":
@@ -248,6 +305,10 @@ class OutboxDispatcher:
                     )
                 else:
                     await uow.outbox.mark_failed(message.id, error=outcome.reason)
+                if free:
+                    claimed = await uow.outbox.claim(
+                        list(self.routes), limit=free, lease_seconds=self.lease_seconds
+                    )
                 await uow.commit()
         except StorageError as error:
             _reraise_if_cancelled(error)
@@ -260,7 +321,15 @@ class OutboxDispatcher:
                 outcome.status,
                 type(error).__name__,
             )
+            self._wake.set()  # the loop claims what this settle could not
             return
+        finally:
+            self._reserved -= free
+        for next_message in claimed:
+            self._spawn(next_message)
+        if self._left_unclaimed:
+            self._left_unclaimed = False
+            self._wake.set()
         self.counters[outcome.reason] += 1
         metrics.record_delivery(message.topic, outcome.status, message.created_at)
         for observe in self.observers:

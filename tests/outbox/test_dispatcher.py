@@ -178,3 +178,84 @@ async def test_stop_ends_the_loop_even_when_a_cancelled_claim_fails_as_a_storage
         await storage.claiming.wait()
         await dispatcher.stop()
     assert not dispatcher.running
+
+
+async def test_a_message_claimed_with_its_turn_is_sent_without_a_claim_and_its_key_follows(
+    storage: SqlStorage,
+) -> None:
+    """`reserve`, `add(claim_for=...)`, commit, `hand_over`: the message goes at once though
+    the dispatcher would not poll for an hour and was not woken; settling it claims the key's
+    next message in the same transaction, so that one follows without a poll either."""
+    delivered: list[tuple[str, int]] = []
+    both = asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.append((message.payload["label"], message.attempts))
+        if len(delivered) == 2:
+            both.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    assert not dispatcher.reserve()  # not running: nothing may be claimed for it
+    dispatcher.start()
+    await asyncio.sleep(0.1)  # its first claim finds nothing; then it sleeps for the hour
+    try:
+        assert dispatcher.reserve()
+        first = OutboxMessage("chat", "c1", {"label": "first"})
+        second = OutboxMessage("chat", "c1", {"label": "second"})
+        async with storage.unit_of_work() as uow:
+            claimed = await uow.outbox.add([first, second], claim_for=dispatcher.lease_seconds)
+            await uow.commit()
+        assert claimed == [first]  # the second waits behind the first
+        dispatcher.hand_over(claimed)
+        async with asyncio.timeout(20):
+            await both.wait()
+    finally:
+        await dispatcher.stop()
+    assert delivered == [("first", 1), ("second", 1)]
+    assert dispatcher.counters["sent"] == 2
+
+
+async def test_reserve_keeps_within_concurrency(storage: SqlStorage) -> None:
+    async def send(message: OutboxMessage) -> Outcome:
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600, concurrency=2)
+    dispatcher.start()
+    try:
+        assert dispatcher.reserve() and dispatcher.reserve()
+        assert not dispatcher.reserve()  # both slots promised
+        dispatcher.release()
+        assert dispatcher.reserve()
+    finally:
+        dispatcher.release()
+        dispatcher.release()
+        await dispatcher.stop()
+
+
+async def test_a_message_claimed_by_a_turn_whose_process_died_is_sent_once_after_its_lease(
+    storage: SqlStorage,
+) -> None:
+    """The writer committed its claimed reply and died before handing it over: another
+    dispatcher sends it once the lease runs out, once."""
+    delivered: list[tuple[str, int]] = []
+    sent = asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.append((message.payload["label"], message.attempts))
+        sent.set()
+        return Outcome.done()
+
+    async with storage.unit_of_work() as uow:
+        claimed = await uow.outbox.add([OutboxMessage("chat", "c1", {"label": "r"})], claim_for=0.5)
+        await uow.commit()
+    assert len(claimed) == 1
+    survivor = OutboxDispatcher(storage, "chat", send, poll_interval=0.05)
+    survivor.start()
+    try:
+        async with asyncio.timeout(20):
+            await sent.wait()
+        await asyncio.sleep(0.3)  # a few more polls: nothing else to send
+    finally:
+        await survivor.stop()
+    assert delivered == [("r", 2)]

@@ -833,6 +833,43 @@ class TestStorageContract:
             assert len(await uow.outbox.claim("send", limit=1, lease_seconds=30)) == 1
         assert await claim_labels(storage) == ["a1"]
 
+    async def test_outbox_add_claims_for_its_writer_unless_its_key_is_busy(
+        self, storage: Storage, clock: Clock
+    ) -> None:
+        """A reply added already claimed is sent by its writer after commit; no dispatcher
+        claims it meanwhile, and if the writer dies it is claimed again once its lease
+        expires. Behind an earlier pending message of its key it is not claimed."""
+        first = OutboxMessage("send", "A", {"label": "a1"})
+        async with storage.unit_of_work() as uow:
+            claimed = await uow.outbox.add([first], claim_for=30)
+            await uow.commit()
+        assert claimed == [first] and first.id is not None and first.attempts == 1
+        assert await claim_labels(storage) == []
+        second = OutboxMessage("send", "A", {"label": "a2"})
+        other = OutboxMessage("send", "B", {"label": "b1"})
+        async with storage.unit_of_work() as uow:
+            claimed = await uow.outbox.add([second, other], claim_for=30)
+            await uow.commit()
+        assert [m.payload["label"] for m in claimed] == ["b1"]
+        assert second.id is not None and second.attempts == 0
+        assert await claim_labels(storage) == []  # a2 waits behind a1; b1 is its writer's
+        clock.advance(31)  # the writer died before sending a1 and b1
+        async with storage.unit_of_work() as uow:
+            again = await uow.outbox.claim("send", limit=10, lease_seconds=30)
+            await uow.outbox.mark_done(first.id)
+            await uow.commit()
+        assert [(m.payload["label"], m.attempts) for m in again] == [("a1", 2), ("b1", 2)]
+        assert await claim_labels(storage) == ["a2"]
+
+    async def test_outbox_add_claimed_is_rolled_back_with_its_unit_of_work(
+        self, storage: Storage
+    ) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.add([OutboxMessage("send", "A", {"label": "a1"})], claim_for=30)
+        assert await claim_labels(storage) == []
+        await add_outbox(storage, ("A", "a2"))
+        assert await claim_labels(storage) == ["a2"]
+
     async def test_concurrent_claimers_never_get_the_same_message(self, storage: Storage) -> None:
         await add_outbox(storage, *[(f"k{i % 7}", f"m{i}") for i in range(60)])
         delivered: list[str] = []

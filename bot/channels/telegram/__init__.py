@@ -177,7 +177,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         bot,
         delivery,
         scope=f"telegram:{bot_id(settings.telegram_token)}",
-        on_committed=dispatcher.wake,
+        dispatcher=dispatcher,
         group_notice_interval=options.group_notice_interval,
     )
     if options.run_dispatcher:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 from telegram import Bot
-from telegram.request import HTTPXRequest
 
+from bot.channels.telegram.request import AiohttpRequest
 from bot.config import ConfigError, Settings
 
 #: Seconds. A send that hangs longer is retried from the outbox (it may then arrive twice:
@@ -37,11 +37,12 @@ def opt_into_timedelta_periods() -> None:
 
 def build_bot(settings: Settings, *, connection_pool_size: int = 32) -> Bot:
     """A Bot with bounded timeouts; `telegram_api_base_url` points it at another server (a
-    local Bot API server, or the fake one in tests)."""
+    local Bot API server, or the fake one in tests). HTTP goes through one aiohttp session per
+    request pool (`request.AiohttpRequest`), not PTB's default httpx client."""
     opt_into_timedelta_periods()
     if not settings.telegram_token:
         raise ConfigError("INTAKE_TELEGRAM_TOKEN is not set")
-    request = HTTPXRequest(
+    request = AiohttpRequest(
         connection_pool_size=connection_pool_size,
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
@@ -49,7 +50,7 @@ def build_bot(settings: Settings, *, connection_pool_size: int = 32) -> Bot:
         pool_timeout=POOL_TIMEOUT,
     )
     # getUpdates holds its connection for the long-poll: give it a pool of its own.
-    updates_request = HTTPXRequest(
+    updates_request = AiohttpRequest(
         connection_pool_size=1,
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,

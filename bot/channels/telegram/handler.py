@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from telegram import Bot, Update
@@ -33,6 +33,7 @@ from bot.channels.telegram.updates import (
 from bot.engine.types import T, Text
 from bot.intake.rendering import RenderedMessage
 from bot.intake.service import IntakeService
+from bot.outbox.dispatcher import OutboxDispatcher
 from bot.ports import Channel, StorageError
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,16 @@ class UpdateHandler:
         sender: TelegramDelivery,
         *,
         scope: str,
-        on_committed: Callable[[], None] = lambda: None,
+        dispatcher: OutboxDispatcher | None = None,
         group_notice_interval: float = 600.0,
     ) -> None:
         self.service = service
         self.bot = bot
         self.sender = sender
         self.scope = scope
-        self.on_committed = on_committed
+        #: This process's sender of the outbox: a turn's reply is claimed for it in the turn's
+        #: transaction and handed to it after the commit.
+        self.dispatcher = dispatcher
         self.group_notice_interval = group_notice_interval
         self._group_noticed: dict[int, float] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -120,18 +123,35 @@ class UpdateHandler:
     # ------------------------------------------------------------------ cases
 
     async def _turn(self, update_id: int, action: TurnAction) -> None:
-        reply = await self.service.handle_for_channel_key(
-            CHANNEL,
-            str(action.chat_id),
-            action.inbound,
-            message_id=str(update_id),
-            scope=self.scope,
-            locale_hints=(action.language_code,),
-            outbox_topic=TOPIC,
-            chat_message_id=action.message_id,
-        )
-        if not reply.replayed:
-            self.on_committed()
+        """The reply is claimed in the turn's transaction when this process's dispatcher has
+        a free slot, and handed to it after the commit: it goes at once, with no claim
+        between the commit and the send (the profile's largest wait after the HTTP client).
+        Otherwise it waits for the dispatcher's next claim, woken here."""
+        dispatcher = self.dispatcher
+        reserved = dispatcher is not None and dispatcher.reserve()
+        try:
+            reply = await self.service.handle_for_channel_key(
+                CHANNEL,
+                str(action.chat_id),
+                action.inbound,
+                message_id=str(update_id),
+                scope=self.scope,
+                locale_hints=(action.language_code,),
+                outbox_topic=TOPIC,
+                chat_message_id=action.message_id,
+                claim_for=dispatcher.lease_seconds if dispatcher and reserved else None,
+            )
+        except BaseException:
+            if dispatcher is not None and reserved:
+                dispatcher.release()
+            raise
+        if dispatcher is not None:
+            if reserved and reply.replayed:
+                dispatcher.release()
+            elif reserved:
+                dispatcher.hand_over(reply.claimed)
+            elif not reply.replayed:
+                dispatcher.wake()
         if action.callback_query_id is not None:
             self._spawn(self._answer_callback(action.callback_query_id))
         if action.keyboard_message_id is not None:

@@ -1,0 +1,130 @@
+"""python-telegram-bot's HTTP layer over one aiohttp session, instead of its httpx default.
+
+Profiling the outbox at half Telegram's send limit showed PTB's `HTTPXRequest` (httpx and
+httpcore) as the largest CPU cost per reply, more than the turn itself (BENCHMARKS.md).
+aiohttp is already the server's library; one `ClientSession` with a bounded keep-alive pool
+is reused for every call, so a reply costs one request on an open connection.
+
+The body is form-encoded exactly as `HTTPXRequest` sends it (`RequestData.json_parameters`),
+and files, which the bot never uploads, go as multipart. Errors map onto PTB's: a timeout is
+`TimedOut`, any other client failure `NetworkError`. Messages name the error's class only:
+the URL carries the bot token. At DEBUG each request is logged as httpx logged it, the token
+redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+log = logging.getLogger(__name__)
+
+
+class AiohttpRequest(BaseRequest):
+    """A `BaseRequest` for `telegram.Bot` over one reused `aiohttp.ClientSession`."""
+
+    __slots__ = (
+        "_connect_timeout",
+        "_pool_size",
+        "_pool_timeout",
+        "_read_timeout",
+        "_session",
+        "_write_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        connection_pool_size: int = 32,
+        connect_timeout: float | None = 5.0,
+        read_timeout: float | None = 5.0,
+        write_timeout: float | None = 5.0,
+        pool_timeout: float | None = 1.0,
+    ) -> None:
+        self._pool_size = connection_pool_size
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._pool_timeout = pool_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._read_timeout
+
+    async def initialize(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                headers={"User-Agent": self.USER_AGENT},
+                # Never read proxy settings or .netrc from the environment by surprise.
+                trust_env=False,
+            )
+
+    async def shutdown(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: object = BaseRequest.DEFAULT_NONE,
+        write_timeout: object = BaseRequest.DEFAULT_NONE,
+        connect_timeout: object = BaseRequest.DEFAULT_NONE,
+        pool_timeout: object = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        if self._session is None or self._session.closed:
+            raise RuntimeError("this AiohttpRequest is not initialized")
+        read = _given(read_timeout, self._read_timeout)
+        connect = _given(connect_timeout, self._connect_timeout)
+        pool = _given(pool_timeout, self._pool_timeout)
+        write = _given(write_timeout, self._write_timeout)
+        timeout = aiohttp.ClientTimeout(
+            # aiohttp's `connect` covers waiting for a free connection in the pool as well.
+            connect=None if connect is None or pool is None else connect + pool,
+            sock_connect=connect,
+            # Writing a small form is not timed separately; the read bound starts after it.
+            sock_read=None if read is None or write is None else max(read, write),
+        )
+        data: aiohttp.FormData | dict[str, str] | None = None
+        if request_data is not None:
+            files = request_data.contains_files
+            data = _form(request_data) if files else request_data.json_parameters
+        try:
+            async with self._session.request(method, url, data=data, timeout=timeout) as response:
+                body = await response.read()
+        except TimeoutError as error:
+            raise TimedOut(f"aiohttp: {type(error).__name__}") from error
+        except aiohttp.ClientError as error:
+            raise NetworkError(f"aiohttp: {type(error).__name__}") from error
+        # The request line httpx wrote, for whoever debugs; the token in it is redacted from
+        # every record (bot.logging_setup.install_redaction).
+        log.debug("HTTP Request: %s %s %d", method, url, response.status)
+        return response.status, body
+
+
+def _given(value: object, default: float | None) -> float | None:
+    """A per-call timeout, or this request's default when PTB passes its DEFAULT_NONE."""
+    if isinstance(value, int | float) or value is None:
+        return None if value is None else float(value)
+    return default
+
+
+def _form(request_data: RequestData) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in request_data.json_parameters.items():
+        form.add_field(name, value)
+    for name, part in request_data.multipart_data.items():
+        if isinstance(part, tuple):
+            filename, content, *rest = part
+            content_type = rest[0] if rest else None
+            form.add_field(name, content, filename=filename, content_type=content_type)
+        else:
+            form.add_field(name, part)
+    return form

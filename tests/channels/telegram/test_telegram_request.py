@@ -1,0 +1,90 @@
+"""PTB's HTTP layer over aiohttp (`request.AiohttpRequest`): what it sends, and how a slow or
+absent Bot API surfaces as PTB's own errors, without the token-bearing URL in them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from telegram import Bot
+from telegram.error import NetworkError, TimedOut
+
+from bot.channels.telegram.request import AiohttpRequest
+
+TOKEN = "123456:SECRET-token-part"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A Bot API answering sendMessage (recording its form) and hanging on getChat."""
+    seen: list[dict[str, str]] = []
+    released = asyncio.Event()
+
+    async def send_message(request: web.Request) -> web.Response:
+        seen.append({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        message = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}}
+        return web.json_response({"ok": True, "result": message})
+
+    async def hang(request: web.Request) -> web.Response:
+        await released.wait()
+        return web.json_response({"ok": True, "result": True})
+
+    app = web.Application()
+    app.router.add_post(f"/bot{TOKEN}/sendMessage", send_message)
+    app.router.add_post(f"/bot{TOKEN}/getChat", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", seen
+    released.set()
+    await runner.cleanup()
+
+
+def _bot(base: str) -> Bot:
+    request = AiohttpRequest(connect_timeout=1.0, read_timeout=0.3, write_timeout=0.3)
+    return Bot(TOKEN, base_url=f"{base}/bot", request=request, get_updates_request=request)
+
+
+async def test_a_message_is_sent_as_ptbs_form_and_its_answer_read(
+    api: tuple[str, list[dict[str, str]]],
+) -> None:
+    base, seen = api
+    bot = _bot(base)
+    request = bot.request
+    await request.initialize()
+    try:
+        message = await bot.send_message(42, "Hello", disable_notification=True)
+    finally:
+        await request.shutdown()
+    assert message.message_id == 7
+    assert seen == [{"chat_id": "42", "text": "Hello", "disable_notification": "true"}]
+
+
+async def test_a_slow_api_is_timed_out_and_an_absent_one_a_network_error(
+    api: tuple[str, list[dict[str, str]]],
+) -> None:
+    base, _seen = api
+    bot = _bot(base)
+    await bot.request.initialize()
+    try:
+        with pytest.raises(TimedOut) as slow:
+            await bot.get_chat(42)
+    finally:
+        await bot.request.shutdown()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    absent = _bot(f"http://127.0.0.1:{closed}")
+    await absent.request.initialize()
+    try:
+        with pytest.raises(NetworkError) as down:
+            await absent.send_message(42, "Hello")
+    finally:
+        await absent.request.shutdown()
+    for error in (slow.value, down.value):
+        assert TOKEN not in str(error) and "SECRET" not in repr(error.__cause__ or "")
