@@ -34,6 +34,7 @@ from bot.ports import Storage
 from bot.staff.config import StaffSettings
 from dialogs.intake import EMAIL_ALERTS, INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
+from dialogs.survey import SURVEY
 from storage.migrate import upgrade
 from storage.sqlalchemy_storage import create_storage
 
@@ -57,6 +58,11 @@ def build_engine(catalogs: Catalogs, settings: Settings) -> Engine:
     return Engine(INTAKE, offered, switches)
 
 
+def build_survey_engine() -> Engine:
+    """The survey about the chat, offered after a report is sent."""
+    return Engine(SURVEY)
+
+
 async def build_service(
     settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
 ) -> IntakeService:
@@ -75,6 +81,7 @@ async def build_service(
         clock=clock,
         acknowledgement=partial(acknowledgement_channel, settings.delivery),
         links=settings.links,
+        survey=build_survey_engine(),
     )
     if settings.directory_csv is not None:
         await import_directory_if_empty(storage, settings.directory_csv)

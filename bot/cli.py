@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     from bot.outbox.cli import add_commands as add_delivery_commands
 
     add_delivery_commands(sub, reports)
+
+    from bot.intake.survey_cli import add_commands as add_survey_commands
+
+    add_survey_commands(sub)
     return parser
 
 

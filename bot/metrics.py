@@ -33,6 +33,7 @@ __all__ = [
     "exposition",
     "record_delivery",
     "record_failed_turn",
+    "record_survey_answers",
     "record_turn",
 ]
 
@@ -60,11 +61,24 @@ DELIVERY_DELAY = Histogram(
     buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0),
 )
 
+SURVEY_ANSWERS = Counter(
+    "intake_survey_answers_total",
+    "Answers to the survey about the chat, by question step and choice (a typed question "
+    "counts as answered or skipped; the words are never a label)",
+    ["step", "choice"],
+)
+
 
 def record_turn(channel: str, started: float) -> None:
     """Count a turn and its latency (`started` from time.perf_counter())."""
     TURNS.labels(channel).inc()
     TURN_SECONDS.labels(channel).observe(time.perf_counter() - started)
+
+
+def record_survey_answers(answers: Sequence[tuple[str, str]]) -> None:
+    """One submitted survey: (question step id, choice id or answered/skipped) pairs."""
+    for step, choice in answers:
+        SURVEY_ANSWERS.labels(step, choice).inc()
 
 
 def record_failed_turn(channel: str) -> None:

@@ -424,6 +424,31 @@ class AlertSubscriptions(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChatSurvey:
+    """One person's answers to the survey about the chat, kept apart from the reports and
+    anonymous: the day (not the time), the channel and language, the answers, and nothing
+    that links them to a report, a conversation or a person."""
+
+    day: date
+    channel: Channel
+    locale: str
+    #: By question step id: a choice id, the typed suggestion, or None (skipped).
+    answers: dict[str, str | None]
+
+
+class ChatSurveys(Protocol):
+    async def add(self, survey: ChatSurvey) -> None: ...
+
+    async def list(self, *, since: date | None = None) -> builtins.list[ChatSurvey]:
+        """Every stored survey (from `since`, if given), oldest first."""
+        ...
+
+    async def purge(self, before: date) -> int:
+        """Delete the surveys of days before `before`; returns how many."""
+        ...
+
+
 class SecretStore(Protocol):
     async def get_or_create(self, name: str, make: Callable[[], str]) -> str:
         """The stored value of `name`, storing `make()` first if there is none (the first
@@ -459,6 +484,9 @@ class UnitOfWork(Protocol):
 
     @property
     def subscriptions(self) -> AlertSubscriptions: ...
+
+    @property
+    def surveys(self) -> ChatSurveys: ...
 
     @property
     def chat_messages(self) -> ChatMessages: ...

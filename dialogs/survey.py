@@ -1,91 +1,101 @@
-"""A two-question satisfaction survey: a second dialogue on the same engine.
+"""The chat survey: three optional questions about the chat itself, after a report is sent.
 
-It shows that a dialogue is content: its step ids differ from the intake's, it declares
-which step is which kind, and its branch is a condition value, and the engine runs it
-unchanged. It reuses the intake's wording (already translated in every catalog) and is not
-offered by any channel yet.
+A second dialogue on the same engine: its step ids differ from the intake's (the service
+tells a survey conversation from an intake one by its step), it is `numbered` ("Question 1
+of 3") and it has no summary: answering the last question branches into its `submitted`
+step, which submits. It issues no reference number: the answers are stored apart from the
+report, by day only, with nothing that links them to the report or the person
+(`bot.ports.ChatSurvey`). Cancelling keeps nothing of it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.engine.conditions import ALWAYS, Answer, Answers, Condition
+from bot.engine.conditions import ALWAYS, Answers
 from bot.engine.dialog import Branch, ChoiceDef, Dialog, Step
-from bot.engine.types import T
-from dialogs.intake import COMMON_CHOICES, MESSAGES
+from bot.engine.types import T, Text
+from dialogs.intake import COMMON_CHOICES, MESSAGES, NO, YES
 
-# The step ids, named once.
-RATING = "rating"
-COMMENT = "comment"
-CHECK = "check"
-THANKS = "thanks"
-STOPPED = "stopped"
-CLOSED = "closed"
+# The step ids, named once (persisted in conversations: never rename one).
+EASE = "survey_ease"
+SAID_ALL = "survey_said_all"
+IMPROVE = "survey_improve"
+THANKS = "survey_thanks"
+STOPPED = "survey_stopped"
+CLOSED = "survey_closed"
 
-#: Only care that was not all good asks for more.
-NOT_ALL_GOOD: Condition = Answer(RATING).is_in("poor", "mixed")
+#: The questions whose answers are stored, in order.
+QUESTIONS: tuple[str, ...] = (EASE, SAID_ALL, IMPROVE)
+
+THANK_YOU = T("Thank you. We have saved your answers. They help us make this chat better.")
 
 STEPS: tuple[Step, ...] = (
     Step(
-        RATING,
+        EASE,
         "choice",
-        prompt=(T("Was the care poor, good, or both?"),),
+        prompt=(T("How easy was it to use this chat?"),),
         choices=(
-            ChoiceDef("poor", T("Poor")),
-            ChoiceDef("good", T("Good")),
-            ChoiceDef("mixed", T("Both good and poor")),
+            ChoiceDef("very_easy", T("Very easy")),
+            ChoiceDef("easy", T("Easy")),
+            ChoiceDef("neither", T("Neither easy nor difficult")),
+            ChoiceDef("difficult", T("Difficult")),
+            ChoiceDef("very_difficult", T("Very difficult")),
         ),
-        next=(Branch(COMMENT, NOT_ALL_GOOD), Branch(CHECK)),
-        summary_label=T("Kind of experience"),
+        next=(Branch(SAID_ALL),),
     ),
     Step(
-        COMMENT,
+        SAID_ALL,
+        "choice",
+        prompt=(T("Could you tell us everything you wanted to?"),),
+        choices=(
+            ChoiceDef("yes", YES),
+            ChoiceDef("partly", T("Partly")),
+            ChoiceDef("no", NO),
+        ),
+        next=(Branch(IMPROVE),),
+    ),
+    Step(
+        IMPROVE,
         "text",
         prompt=(
             T(
-                "Please tell us what happened. More detail helps us: what happened, who was "
-                "involved or their jobs, and examples."
+                "What would make this chat better? Please do not include your name or other "
+                "personal details."
             ),
         ),
-        max_length=2000,
+        max_length=1000,
         skippable=ALWAYS,
-        next=(Branch(CHECK),),
-        summary_label=T("What happened"),
+        next=(Branch(THANKS),),
     ),
-    Step(
-        CHECK,
-        "summary",
-        choices=(
-            ChoiceDef("send", T("Send my report"), action="submit"),
-            ChoiceDef("change", T("Change an answer"), action="edit"),
-        ),
-    ),
-    Step("change_answer", "edit"),
-    Step(
-        THANKS,
-        "submitted",
-        prompt=(
-            T(
-                "Thank you. We have your report. Your reference number is {reference}. Keep "
-                "this number, and quote it if you contact us about this report."
-            ),
-        ),
-    ),
+    Step(THANKS, "submitted", prompt=(THANK_YOU,)),
     Step(STOPPED, "cancelled"),
     Step(CLOSED, "ended"),
 )
 
+#: The intake's engine messages, less the ones that speak of a report.
+SURVEY_MESSAGES: dict[str, Text] = {
+    **MESSAGES,
+    "cancelled": T("You have stopped the survey. We have not kept any of its answers."),
+    "already_submitted": THANK_YOU,
+    "question_number": T("Question {n} of {total}"),
+}
+
 
 def build_report(answers: Answers) -> dict[str, Any]:
-    comment = answers.get(COMMENT)
-    return {"rating": answers.get(RATING), "comment": None if comment == "skip" else comment}
+    """The stored answers: choice ids, the typed suggestion (None when skipped)."""
+    return {
+        step: None if answers.get(step) in (None, "skip") else answers.get(step)
+        for step in QUESTIONS
+    }
 
 
 SURVEY = Dialog(
     steps=STEPS,
-    first_step=RATING,
+    first_step=EASE,
     build_report=build_report,
-    messages=MESSAGES,
+    messages=SURVEY_MESSAGES,
     common_choices=COMMON_CHOICES,
+    numbered=True,
+    issues_reference=False,
 )

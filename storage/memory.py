@@ -25,6 +25,8 @@ from bot.ports import (
     Channel,
     ChatMessageIds,
     ChatMessages,
+    ChatSurvey,
+    ChatSurveys,
     ConcurrencyError,
     ConversationRecord,
     ConversationRepository,
@@ -87,6 +89,7 @@ class _Data:
     secrets: dict[str, str] = field(default_factory=dict)
     subscriptions: dict[str, AlertSubscription] = field(default_factory=dict)
     next_subscription_id: int = 1
+    surveys: list[ChatSurvey] = field(default_factory=list)
     #: (one id, when kept), oldest first.
     chat_messages: list[tuple[ChatMessageIds, datetime]] = field(default_factory=list)
 
@@ -557,6 +560,25 @@ class MemorySecrets:
         return secrets[name]
 
 
+class MemoryChatSurveys:
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, survey: ChatSurvey) -> None:
+        self._uow.data.surveys.append(copy.deepcopy(survey))
+
+    async def list(self, *, since: date | None = None) -> builtins.list[ChatSurvey]:
+        surveys = sorted(self._uow.data.surveys, key=lambda s: s.day)  # stable: oldest first
+        return copy.deepcopy([s for s in surveys if since is None or s.day >= since])
+
+    async def purge(self, before: date) -> int:
+        data = self._uow.data
+        kept = [s for s in data.surveys if s.day >= before]
+        purged = len(data.surveys) - len(kept)
+        data.surveys = kept
+        return purged
+
+
 class MemorySubscriptions:
     def __init__(self, uow: MemoryUnitOfWork, directory: MemoryDirectory) -> None:
         self._uow = uow
@@ -684,6 +706,7 @@ class MemoryUnitOfWork:
         self._erasure = MemoryErasure(self)
         self._secrets = MemorySecrets(self)
         self._subscriptions = MemorySubscriptions(self, storage.memory_directory)
+        self._surveys = MemoryChatSurveys(self)
         self._chat_messages = MemoryChatMessages(self)
 
     @property
@@ -723,6 +746,10 @@ class MemoryUnitOfWork:
     @property
     def subscriptions(self) -> AlertSubscriptions:
         return self._subscriptions
+
+    @property
+    def surveys(self) -> ChatSurveys:
+        return self._surveys
 
     @property
     def chat_messages(self) -> ChatMessages:

@@ -180,6 +180,19 @@ class AlertSubscriptionRow(Base):
     last_checked_seen: Mapped[date | None] = mapped_column(Date)
 
 
+class ChatSurveyRow(Base):
+    """Answers to the survey about the chat, apart from the reports and anonymous: the day,
+    the channel, the language and the answers; no conversation, reference or person."""
+
+    __tablename__ = "chat_surveys"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(16))
+    answers: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 class ServiceSecretRow(Base):
     """Keys the service makes itself and all workers share (the alert links' signing key)."""
 
@@ -339,4 +352,5 @@ report_cases: Table = ReportCaseRow.__table__  # type: ignore[assignment]
 report_case_events: Table = ReportCaseEventRow.__table__  # type: ignore[assignment]
 service_secrets: Table = ServiceSecretRow.__table__  # type: ignore[assignment]
 alert_subscriptions: Table = AlertSubscriptionRow.__table__  # type: ignore[assignment]
+chat_surveys: Table = ChatSurveyRow.__table__  # type: ignore[assignment]
 chat_messages: Table = ChatMessageRow.__table__  # type: ignore[assignment]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.ports import (
     AlertSubscriptions,
     ChatMessages,
+    ChatSurveys,
     ConversationRecord,
     ConversationRepository,
     DirectoryRepository,
@@ -48,6 +49,7 @@ from storage.repositories import (
     SqlTranscripts,
 )
 from storage.subscriptions import SqlSubscriptions
+from storage.surveys import SqlChatSurveys
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class SqlUnitOfWork:
     erasure: Erasure
     secrets: SecretStore
     subscriptions: AlertSubscriptions
+    surveys: ChatSurveys
     chat_messages: ChatMessages
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
@@ -92,6 +95,7 @@ class SqlUnitOfWork:
         self.erasure = SqlErasure(db)
         self.secrets = SqlSecrets(db)
         self.subscriptions = SqlSubscriptions(db)
+        self.surveys = SqlChatSurveys(db)
         self.chat_messages = SqlChatMessages(db)
         return self
 

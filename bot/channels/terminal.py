@@ -39,14 +39,27 @@ async def converse(
             write(CLEAR_SCREEN_AND_SCROLLBACK)
             return 0
         write(render(reply))
-        if reply.done:
+        if reply.done and reply.survey_offer is None:
             return 0
         try:
             line = await asyncio.to_thread(read_line, "> ")
         except EOFError:
             write("")
             return 0
+        if reply.survey_offer is not None:
+            reply = await _answer_offer(service, reply.survey_offer.conversation_id, line)
+            continue
         reply = await service.handle(reply.conversation_id, Inbound("text", line))
+
+
+async def _answer_offer(service: IntakeService, conversation_id: str, line: str) -> Reply:
+    """The survey offer is a simple y/n: "y" (or 1, yes) takes it, anything else declines."""
+    if line.strip().lower() in _YES:
+        return await service.start_survey(conversation_id)
+    return await service.decline_survey(conversation_id)
+
+
+_YES = frozenset(("y", "yes", "1"))
 
 
 def render(reply: Reply) -> str:
@@ -58,4 +71,7 @@ def render(reply: Reply) -> str:
         lines += [f"  {n}. {choice.label}" for n, choice in enumerate(message.choices, start=1)]
     if reply.reference and reply.done:
         lines += ["", f"Reference: {reply.reference}"]
+    offer = reply.survey_offer
+    if offer is not None:
+        lines += ["", offer.text, f"  y. {offer.start_label}", f"  n. {offer.decline_label}"]
     return "\n".join(lines) + "\n"

@@ -111,6 +111,12 @@ class Dialog:
     common_choices: Mapping[str, Text]
     #: (locale code, name of the language in itself), offered at the `language` step.
     languages: Sequence[tuple[str, str]] = ()
+    #: Each question says where it is ("Question 2 of 3", the optional `question_number`
+    #: message): for a short dialogue with a fixed number of questions.
+    numbered: bool = False
+    #: A submit asks the service for a reference number (and how it will be acknowledged).
+    #: An anonymous dialogue (a survey) has none: nothing can be quoted back to it.
+    issues_reference: bool = True
 
     def step(self, step_id: str) -> Step:
         return self.by_id[step_id]

@@ -79,9 +79,15 @@ REQUIRED_MESSAGES: tuple[str, ...] = (
 )
 #: Keys the engine uses when the dialogue defines them (a dialogue without them still runs):
 #: "change_hint" ends the summary's text ({change}: the word, {n}: a row's number);
-#: "current_value" quotes the answer a question being changed has now ({value}).
+#: "current_value" quotes the answer a question being changed has now ({value});
+#: "question_number" heads each question of a `numbered` dialogue ({n}, {total});
 #: "missing_answers" is said when a submit finds questions on the path still unanswered.
-OPTIONAL_MESSAGES: tuple[str, ...] = ("change_hint", "current_value", "missing_answers")
+OPTIONAL_MESSAGES: tuple[str, ...] = (
+    "change_hint",
+    "current_value",
+    "question_number",
+    "missing_answers",
+)
 
 #: Choice ids the engine adds itself; labels come from `Dialog.common_choices`.
 SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
@@ -139,6 +145,17 @@ class Engine:
         self._submitted_step = dialog.step_of_kind("submitted")
         self._cancelled_step = dialog.step_of_kind("cancelled")
         self._ended_step = dialog.step_of_kind("ended")
+        #: A numbered dialogue's questions (the steps that wait for an answer), in order.
+        self._questions: dict[str, int] = (
+            {
+                s.id: n
+                for n, s in enumerate(
+                    (s for s in dialog.steps if s.kind in _ANSWERED_KINDS), start=1
+                )
+            }
+            if dialog.numbered
+            else {}
+        )
         self.machine = Machine(
             model=None,
             states=[s.id for s in dialog.steps],
@@ -259,6 +276,12 @@ class Engine:
             texts += [self._msg("summary_intro"), self._summary_text(rows)]
         elif current is not None and "current_value" in self.dialog.messages:
             texts.append(_with_param(self._msg("current_value"), "value", Text.raw(current)))
+        number = self._questions.get(step.id)
+        if number is not None and texts and "question_number" in self.dialog.messages:
+            counter = self._msg("question_number")
+            params = {**dict(counter.params), "n": number, "total": len(self._questions)}
+            counter = Text(counter.msgid, tuple(sorted(params.items())))
+            texts[-1] = Text.lines(counter, texts[-1])
         if not texts:
             texts = [Text.raw("")]
         input_kind = "text" if offer.accepts_text else ("choice" if offer.choices else "none")
@@ -403,7 +426,7 @@ class Engine:
             return Turn(state, tuple(out), (ConversationClosed("not_covered"),), echo)
         state.answers[step.id] = choice_id
         note = self._choice_note(step, choice_id, state.answers)
-        return self._forward(state, [note] if note else [], echo)
+        return self._forward(state, [note] if note else [], echo, needs)
 
     def _text(self, state: ConversationState, step: Step, value: str, needs: Needs) -> Turn:
         echo = Text.raw(value)
@@ -428,7 +451,7 @@ class Engine:
         else:
             stored = value
         state.answers[step.id] = stored
-        return self._forward(state, [], echo)
+        return self._forward(state, [], echo, needs)
 
     def _search(
         self, state: ConversationState, step: Step, value: str, needs: Needs, echo: Text
@@ -441,7 +464,7 @@ class Engine:
             state.scratch["typed"] = value
             return Turn(state, self.prompt(state), echo=echo)
         state.answers[step.id] = {"text": value, "location_id": None, "name": None}
-        return self._forward(state, [Outbound(self._msg("no_matches"))], echo)
+        return self._forward(state, [Outbound(self._msg("no_matches"))], echo, needs)
 
     def _pick_match(
         self, state: ConversationState, step: Step, choice_id: str, echo: Text | None
@@ -474,7 +497,13 @@ class Engine:
             echo,
         )
 
-    def _submit(self, state: ConversationState, needs: Needs, echo: Text | None) -> Turn:
+    def _submit(
+        self,
+        state: ConversationState,
+        needs: Needs,
+        echo: Text | None,
+        notes: Sequence[Outbound] = (),
+    ) -> Turn:
         missing = self._unanswered(state.answers)
         if missing is not None:
             # Saved before a question was added (or before a switch came on): ask it now,
@@ -482,25 +511,33 @@ class Engine:
             state.editing = True
             turn = self._goto(state, missing, echo=echo)
             said = self.dialog.messages.get("missing_answers")
-            notes = (Outbound(said),) if said is not None else ()
-            return Turn(turn.state, (*notes, *turn.outbound), echo=echo)
-        reference = needs.new_reference()
-        if not reference:
-            raise ValueError("the service must supply a reference number for a submit")
+            said_notes = (Outbound(said),) if said is not None else ()
+            return Turn(turn.state, (*notes, *said_notes, *turn.outbound), echo=echo)
         answers = self.on_path_answers(state.answers)
         fields = self.dialog.build_report(answers)
-        report = {**fields, "reference": reference, "locale": state.locale}
+        report: dict[str, Any] = {**fields, "locale": state.locale}
+        if self.dialog.issues_reference:
+            reference = needs.new_reference()
+            if not reference:
+                raise ValueError("the service must supply a reference number for a submit")
+            report["reference"] = reference
+            state.reference = reference
+            # How the service will acknowledge the report ("email", "sms" or None): the
+            # confirmation promises only what will really be sent.
+            state.acknowledgement = needs.acknowledgement(fields)
         state.status = "submitted"
-        state.reference = reference
-        # How the service will acknowledge the report ("email", "sms" or None): the
-        # confirmation promises only what will really be sent.
-        state.acknowledgement = needs.acknowledgement(fields)
         state.step = self._submitted_step or state.step
-        return Turn(state, self.prompt(state), (ReportSubmitted(report),), echo)
+        return Turn(state, (*notes, *self.prompt(state)), (ReportSubmitted(report),), echo)
 
     # ------------------------------------------------------------------ movement
 
-    def _forward(self, state: ConversationState, notes: list[Outbound], echo: Text | None) -> Turn:
+    def _forward(
+        self,
+        state: ConversationState,
+        notes: list[Outbound],
+        echo: Text | None,
+        needs: Needs = NOTHING_OUTSIDE,
+    ) -> Turn:
         """Fire `advance`; while editing, walk past steps that already have answers."""
         model = _Model(state.step, state.answers, self.switches)
         while True:
@@ -514,6 +551,9 @@ class Engine:
         state.step = model.state
         if nxt.kind == "summary":
             state.editing = False
+        if nxt.kind == "submitted":
+            # A dialogue without a summary (a short survey) submits by branching here.
+            return self._submit(state, needs, echo, notes)
         return Turn(state, (*notes, *self.prompt(state)), echo=echo)
 
     def _goto(self, state: ConversationState, step_id: str, *, echo: Text | None = None) -> Turn:

@@ -95,6 +95,51 @@ class RenderedMessage:
         return "\n".join([self.text, *lines]) if lines else self.text
 
 
+#: The survey offer's choice ids. In text channels the offered conversation's id follows
+#: after a colon ("survey_start:<id>"): by then the chat may have moved on.
+SURVEY_START = "survey_start"
+SURVEY_DECLINE = "survey_decline"
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyOffer:
+    """After a report is sent: the optional survey about the chat, for the conversation that
+    sent it (`conversation_id`), in the person's language."""
+
+    conversation_id: str
+    text: str
+    start_label: str
+    decline_label: str
+
+    def message(self) -> RenderedMessage:
+        """The offer as a message with two buttons, for channels that show messages only."""
+        return RenderedMessage(
+            self.text,
+            (
+                RenderedChoice(f"{SURVEY_START}:{self.conversation_id}", self.start_label),
+                RenderedChoice(f"{SURVEY_DECLINE}:{self.conversation_id}", self.decline_label),
+            ),
+            "choice",
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            "text": self.text,
+            "choices": [
+                {"id": SURVEY_START, "label": self.start_label},
+                {"id": SURVEY_DECLINE, "label": self.decline_label},
+            ],
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> SurveyOffer:
+        labels = {c["id"]: c["label"] for c in data["choices"]}
+        return cls(
+            data["conversation_id"], data["text"], labels[SURVEY_START], labels[SURVEY_DECLINE]
+        )
+
+
 @dataclass(slots=True)
 class Reply:
     conversation_id: str
@@ -110,6 +155,8 @@ class Reply:
     transcript: list[dict[str, Any]] | None = None
     #: True when this reply was replayed for a repeated message id.
     replayed: bool = False
+    #: The survey about the chat, offered once the report is sent (until taken or declined).
+    survey_offer: SurveyOffer | None = None
     #: Outbox rows of this reply claimed in the turn's own transaction, for the channel's
     #: sender in this process to send right after the commit (`Outbox.add(claim_for=...)`).
     claimed: list[OutboxMessage] = field(default_factory=list)
@@ -125,7 +172,7 @@ class Reply:
 
     def to_record(self) -> dict[str, Any]:
         """The reply as kept for a repeated message id (never the token or transcript)."""
-        return {
+        record: dict[str, Any] = {
             "conversation_id": self.conversation_id,
             "locale": self.locale,
             "rtl": self.rtl,
@@ -135,6 +182,9 @@ class Reply:
             "reference": self.reference,
             **({"exit": True} if self.exit else {}),
         }
+        if self.survey_offer is not None:
+            record["survey_offer"] = self.survey_offer.to_record()
+        return record
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Reply:
@@ -148,5 +198,8 @@ class Reply:
             done=data["done"],
             reference=data.get("reference"),
             rtl=bool(rtl),
+            survey_offer=(
+                SurveyOffer.from_record(data["survey_offer"]) if "survey_offer" in data else None
+            ),
             exit=bool(data.get("exit", False)),
         )

@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
 from bot import metrics
@@ -30,6 +30,7 @@ from bot.engine.types import (
     Inbound,
     Outbound,
     ReportSubmitted,
+    T,
     Text,
     Turn,
 )
@@ -38,15 +39,19 @@ from bot.intake.exit_help import exit_help
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.reference import new_reference
 from bot.intake.rendering import (
+    SURVEY_DECLINE,
+    SURVEY_START,
     RenderedChoice,
     RenderedLink,
     RenderedMessage,
     RenderedSummaryRow,
     Reply,
+    SurveyOffer,
 )
 from bot.ports import (
     Channel,
     ChatMessageIds,
+    ChatSurvey,
     ConversationRecord,
     DuplicateError,
     OutboxMessage,
@@ -81,8 +86,37 @@ CHAT_MESSAGE_RETENTION = timedelta(hours=48)
 DELETE_BATCH = 100
 
 
+#: Where a submitted conversation keeps whether its survey is still offered ("offered"), was
+#: taken or was declined. Only that: the survey's answers never come near the report.
+SURVEY_KEY = "survey"
+SURVEY_OFFERED, SURVEY_TAKEN, SURVEY_DECLINED = "offered", "taken", "declined"
+SURVEY_OFFER_TEXT = T(
+    "Would you answer 3 short questions about this chat? It is optional. Your answers are kept "
+    "apart from your report, without your name."
+)
+SURVEY_START_LABEL = T("Yes, answer the questions")
+SURVEY_DECLINE_LABEL = T("No, thank you")
+SURVEY_DECLINED_TEXT = T("All right. Thank you for using this chat.")
+
+
 class ConversationNotFound(LookupError):
     pass
+
+
+class SurveyNotOffered(LookupError):
+    """No survey is offered for that conversation to this client: it is not a report this
+    client sent, its survey was taken or declined, or its time has passed."""
+
+
+def offer_answer(inbound: Inbound) -> tuple[str, str | None] | None:
+    """A press of a survey offer's button: (`survey_start` or `survey_decline`, the offered
+    conversation's id when the choice names one); None for anything else."""
+    if inbound.kind != "choice":
+        return None
+    action, _, target = inbound.value.partition(":")
+    if action not in (SURVEY_START, SURVEY_DECLINE):
+        return None
+    return action, target or None
 
 
 class InvalidToken(PermissionError):
@@ -169,9 +203,14 @@ class IntakeService:
         reference_factory: Callable[[], str] = new_reference,
         acknowledgement: Callable[[dict[str, Any]], str | None] = lambda _report: None,
         links: Mapping[str, str] | None = None,
+        survey: Engine | None = None,
     ) -> None:
         self.storage = storage
         self.engine = engine
+        #: The survey about the chat, offered after a report is sent (None: not offered).
+        #: A conversation runs it when its step is one of the survey's (the dialogues share
+        #: no step id), so no column says which dialogue a conversation runs.
+        self.survey = survey
         self.catalogs = catalogs
         self.directory = directory
         self._clock = clock
@@ -239,8 +278,23 @@ class IntakeService:
                         raise ConversationNotFound(conversation_id)
                     if token is not None and not self._token_opens(record, token):
                         raise InvalidToken(conversation_id)
+                    answer = offer_answer(inbound)
                     if prior is not None:
                         reply = _replayed(prior)
+                    elif (
+                        answer is not None
+                        and answer[0] == SURVEY_DECLINE
+                        and answer[1] in (None, record.id)
+                        and self._survey_offered(record)
+                    ):
+                        reply = self._decline_survey(record)
+                        await uow.save_turn(
+                            record,
+                            [],
+                            scope=scope,
+                            message_id=message_id,
+                            reply=reply.to_record() if message_id is not None else None,
+                        )
                     else:
                         reply = await self._turn(
                             uow, record, inbound, message_id, outbox_topic, scope=scope
@@ -334,6 +388,16 @@ class IntakeService:
                 chat_message_id=chat_message_id,
                 claim_for=claim_for,
             )
+        answer = offer_answer(inbound)
+        if answer is not None:
+            # A survey offer's button under an earlier confirmation, with no chat going on.
+            reply = await self._answer_offer_by_key(
+                uow, channel, channel_key, answer, locale_hints, outbox_topic, claim_for
+            )
+            await uow.inbound.put(
+                scope, message_id, reply.to_record(), conversation_id=reply.conversation_id or None
+            )
+            return reply
         start_param = inbound.value if inbound.kind == "start" else None
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
         translate = self.catalogs.translator(record.state.locale)
@@ -392,7 +456,191 @@ class IntakeService:
         return not (ended and record.updated_at < self._clock() - ENDED_RETENTION)
 
     def _current(self, record: ConversationRecord) -> Reply:
-        return self._reply(record, Turn(record.state, self.engine.prompt(record.state)))
+        engine = self._engine_for(record.state)
+        return self._reply(record, Turn(record.state, engine.prompt(record.state)))
+
+    # ------------------------------------------------------------------ the survey
+
+    async def start_survey(
+        self,
+        conversation_id: str,
+        *,
+        token: str | None = None,
+        with_token: bool = False,
+    ) -> Reply:
+        """Open the survey offered after conversation `conversation_id`'s report (for the web,
+        only with that conversation's `token`; the terminal holds the id itself). The new
+        conversation has its own token, shown once. Raises SurveyNotOffered."""
+        new_token = secrets.token_urlsafe(32) if with_token else None
+        async with self.storage.unit_of_work() as uow:
+            record, _prior = await uow.conversations.get_for_turn(
+                conversation_id, scope=conversation_id, message_id=None
+            )
+            if record is None or not self._survey_offered(record):
+                raise SurveyNotOffered(conversation_id)
+            if token is not None and not self._token_opens(record, token):
+                raise SurveyNotOffered(conversation_id)
+            reply = await self._open_survey(
+                uow, record, token_hash=hash_token(new_token) if new_token else None
+            )
+            await uow.commit()
+        reply.token = new_token
+        return reply
+
+    async def decline_survey(self, conversation_id: str) -> Reply:
+        """The terminal's "no" to the offer. Raises SurveyNotOffered."""
+        async with self.storage.unit_of_work() as uow:
+            record, _prior = await uow.conversations.get_for_turn(
+                conversation_id, scope=conversation_id, message_id=None
+            )
+            if record is None or not self._survey_offered(record):
+                raise SurveyNotOffered(conversation_id)
+            reply = self._decline_survey(record)
+            await uow.conversations.update(record)
+            await uow.commit()
+        return reply
+
+    async def survey_answers(self, *, since: date | None = None) -> list[ChatSurvey]:
+        async with self.storage.unit_of_work() as uow:
+            return await uow.surveys.list(since=since)
+
+    async def purge_surveys(self, older_than: timedelta) -> int:
+        """Delete survey answers of days more than `older_than` ago; returns how many."""
+        before = (self._clock() - older_than).date()
+        async with self.storage.unit_of_work() as uow:
+            purged = await uow.surveys.purge(before)
+            await uow.commit()
+        return purged
+
+    def _engine_for(self, state: ConversationState) -> Engine:
+        if self.survey is not None and state.step in self.survey.dialog.by_id:
+            return self.survey
+        return self.engine
+
+    def _survey_offered(self, record: ConversationRecord) -> bool:
+        return (
+            self.survey is not None
+            and record.state.status == "submitted"
+            and record.state.scratch.get(SURVEY_KEY) == SURVEY_OFFERED
+            and self._engine_for(record.state) is self.engine
+        )
+
+    def _decline_survey(self, record: ConversationRecord) -> Reply:
+        """Mark the offer declined (the caller saves the record; `updated_at` is left as it
+        was, so the token still expires with the conversation) and say so."""
+        record.state.scratch[SURVEY_KEY] = SURVEY_DECLINED
+        locale = record.state.locale
+        return Reply(
+            conversation_id=record.id,
+            locale=locale,
+            step=record.state.step,
+            messages=[RenderedMessage(self.catalogs.render(SURVEY_DECLINED_TEXT, locale))],
+            done=True,
+            reference=record.reference,
+            rtl=self.catalogs.is_rtl(locale),
+        )
+
+    async def _open_survey(
+        self,
+        uow: UnitOfWork,
+        offered: ConversationRecord,
+        *,
+        token_hash: str | None = None,
+        outbox_topic: str | None = None,
+        claim_for: float | None = None,
+    ) -> Reply:
+        """Take the offer of `offered` (locked by the caller) and store the survey's new
+        conversation, in the same channel, language and chat; nothing links the two."""
+        assert self.survey is not None
+        offered.state.scratch[SURVEY_KEY] = SURVEY_TAKEN
+        await uow.conversations.update(offered)
+        turn = self.survey.start(offered.state.locale)
+        now = self._clock()
+        record = ConversationRecord(
+            id=str(uuid.uuid4()),
+            channel=offered.channel,
+            state=turn.state,
+            created_at=now,
+            updated_at=now,
+            token_hash=token_hash,
+            channel_key=offered.channel_key,
+        )
+        reply = self._reply(record, turn)
+        await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
+        return reply
+
+    async def _answer_offer_by_key(
+        self,
+        uow: UnitOfWork,
+        channel: Channel,
+        channel_key: str,
+        answer: tuple[str, str | None],
+        locale_hints: tuple[str | None, ...],
+        outbox_topic: str | None,
+        claim_for: float | None = None,
+    ) -> Reply:
+        """A survey offer's button in a chat addressed by key (Telegram): the offered
+        conversation must be this chat's. An offer no longer open is answered with the
+        engine's "this conversation has ended"."""
+        action, target = answer
+        record = None
+        if target is not None:
+            record, _prior = await uow.conversations.get_for_turn(
+                target, scope=target, message_id=None
+            )
+        if (
+            record is not None
+            and record.channel == channel
+            and record.channel_key == channel_key
+            and self._survey_offered(record)
+        ):
+            if action == SURVEY_START:
+                return await self._open_survey(
+                    uow, record, outbox_topic=outbox_topic, claim_for=claim_for
+                )
+            reply = self._decline_survey(record)
+            await uow.conversations.update(record)
+        else:
+            locale = self.catalogs.negotiate(*locale_hints)
+            ended = self.engine.dialog.messages["ended"]
+            reply = Reply(
+                conversation_id=record.id if record is not None else "",
+                locale=locale,
+                step="",
+                messages=[RenderedMessage(self.catalogs.render(ended, locale))],
+                done=True,
+                reference=None,
+                rtl=self.catalogs.is_rtl(locale),
+            )
+        if outbox_topic:
+            known = record.id if record is not None else None
+            await self._outbox_reply(uow, channel_key, known, reply, outbox_topic, claim_for)
+        return reply
+
+    async def _store_survey(
+        self, uow: UnitOfWork, record: ConversationRecord, event: ReportSubmitted
+    ) -> None:
+        """The survey's answers, by day only and with nothing that links them to the report,
+        this conversation or the person."""
+        assert self.survey is not None
+        answers = {k: v for k, v in event.report.items() if k != "locale"}
+        await uow.surveys.add(
+            ChatSurvey(
+                day=self._clock().date(),
+                channel=record.channel,
+                locale=record.state.locale,
+                answers=answers,
+            )
+        )
+        labels: list[tuple[str, str]] = []
+        for step_id, value in answers.items():
+            if value is None:
+                labels.append((step_id, "skipped"))
+            elif self.survey.dialog.step(step_id).kind == "choice":
+                labels.append((step_id, str(value)))
+            else:  # what was typed is never a label
+                labels.append((step_id, "answered"))
+        metrics.record_survey_answers(labels)
 
     async def purge_idle(self, idle_for: timedelta, *, batch: int = 500) -> int:
         """End conversations nobody has touched for `idle_for` and erase what was typed in
@@ -405,8 +653,9 @@ class IntakeService:
             async with self.storage.unit_of_work() as uow:
                 idle = await uow.conversations.list_idle(cutoff, limit=batch)
                 for record in idle:
+                    end_step = self._engine_for(record.state).dialog.step_of_kind("ended")
                     record.state = ConversationState(
-                        step="ended", locale=record.state.locale, status="ended"
+                        step=end_step or "ended", locale=record.state.locale, status="ended"
                     )
                     record.updated_at = self._clock()
                     await uow.erasure.conversation(record.id, final_reply=None)
@@ -490,21 +739,29 @@ class IntakeService:
         has no reply yet."""
         started = time.perf_counter()
         translate = self.catalogs.translator(record.state.locale)
+        engine = self._engine_for(record.state)
         # The engine reads a typed command word (in English or the person's language) before
         # anything is looked up, so a command is never searched for as a service name.
-        interpreted = self.engine.interpret(inbound, translate)
-        too_long = self._too_long(record.state, interpreted)
+        interpreted = engine.interpret(inbound, translate)
+        too_long = self._too_long(engine, record.state, interpreted)
         needs = self._channel_needs.get(record.channel, self._needs)
-        turn = self.engine.handle(record.state, interpreted, translate, needs)
+        turn = engine.handle(record.state, interpreted, translate, needs)
         record.state = turn.state
         record.updated_at = self._clock()
+        closed = any(isinstance(e, ConversationClosed) for e in turn.events)
         for event in turn.events:
-            if isinstance(event, ReportSubmitted):
+            if isinstance(event, ReportSubmitted) and engine is self.survey:
+                await self._store_survey(uow, record, event)
+                # The answers are stored apart: nothing typed in the survey stays beside them.
+                closed = True
+            elif isinstance(event, ReportSubmitted):
                 record.reference = event.report["reference"]
                 await uow.reports.add(self._stored_report(record, event))
                 await uow.outbox.add(
                     [OutboxMessage(REPORT_TOPIC, record.reference, {"reference": record.reference})]
                 )
+                if self.survey is not None:
+                    record.state.scratch[SURVEY_KEY] = SURVEY_OFFERED
         reply = self._reply(record, turn)
         entries: list[TranscriptEntry] = []
         to_delete: list[int] = []
@@ -514,7 +771,7 @@ class IntakeService:
             to_delete.append(chat_message_id)
         else:
             await self._keep_chat_message(uow, record, chat_message_id)
-        if any(isinstance(e, ConversationClosed) for e in turn.events):
+        if closed:
             # Cancelled or not ours: keep nothing that was typed, in any table. This turn's
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
             # that a late retry of any of the conversation's messages is answered with it.
@@ -564,10 +821,10 @@ class IntakeService:
         )
         return record, turn
 
-    def _too_long(self, state: ConversationState, inbound: Inbound) -> bool:
+    def _too_long(self, engine: Engine, state: ConversationState, inbound: Inbound) -> bool:
         """Typed text longer than the current step takes: the engine refuses it, the
         transcript keeps only a note of it, and the directory is not searched for it."""
-        step = self.engine.dialog.by_id.get(state.step)
+        step = engine.dialog.by_id.get(state.step)
         return inbound.kind == "text" and step is not None and len(inbound.value) > step.max_length
 
     async def _store_new(
@@ -675,9 +932,26 @@ class IntakeService:
         claim_for: float | None = None,
     ) -> None:
         """One outbox row per reply: the channel sends the turn's messages together."""
-        if not reply.messages:
+        await self._outbox_reply(
+            uow, record.channel_key or record.id, record.id, reply, topic, claim_for
+        )
+
+    async def _outbox_reply(
+        self,
+        uow: UnitOfWork,
+        key: str,
+        conversation_id: str | None,
+        reply: Reply,
+        topic: str,
+        claim_for: float | None = None,
+    ) -> None:
+        """The reply's messages, and the survey offer as a last message with its two
+        buttons (its choices name the offered conversation: the chat may have moved on)."""
+        messages = list(reply.messages)
+        if reply.survey_offer is not None:
+            messages.append(reply.survey_offer.message())
+        if not messages:
             return
-        key = record.channel_key or record.id
         reply.claimed = await uow.outbox.add(
             [
                 OutboxMessage(
@@ -685,12 +959,12 @@ class IntakeService:
                     key,
                     {
                         "chat_id": key,
-                        "conversation_id": record.id,
+                        "conversation_id": conversation_id,
                         "locale": reply.locale,
                         "rtl": reply.rtl,
-                        "messages": [m.to_record() for m in reply.messages],
+                        "messages": [m.to_record() for m in messages],
                     },
-                    conversation_id=record.id,
+                    conversation_id=conversation_id,
                 )
             ],
             claim_for=claim_for,
@@ -707,6 +981,19 @@ class IntakeService:
             reference=record.reference,
             rtl=self.catalogs.is_rtl(locale),
             exit=any(isinstance(e, ConversationClosed) and e.reason == "exit" for e in turn.events),
+            survey_offer=self._survey_offer(record),
+        )
+
+    def _survey_offer(self, record: ConversationRecord) -> SurveyOffer | None:
+        if not self._survey_offered(record):
+            return None
+        locale = record.state.locale
+        render = self.catalogs.render
+        return SurveyOffer(
+            record.id,
+            render(SURVEY_OFFER_TEXT, locale),
+            render(SURVEY_START_LABEL, locale),
+            render(SURVEY_DECLINE_LABEL, locale),
         )
 
     def _render(self, outbound: Outbound, locale: str) -> RenderedMessage:

@@ -837,9 +837,36 @@
     ui.root.setAttribute("data-turn", String(turns));
   }
 
+  /** After the report is sent: the survey offer's two buttons (the conversation is done, so
+   *  nothing else is offered). Returns whether there is an offer. */
+  function renderSurveyOffer(reply) {
+    var offer = reply.done && reply.survey_offer;
+    if (!offer || !Array.isArray(offer.choices)) {
+      return false;
+    }
+    offer.choices.forEach(function (choice) {
+      if (choice && (choice.id === "survey_start" || choice.id === "survey_decline")) {
+        var button = el("button", "ciw-choice", String(choice.label));
+        button.type = "button";
+        button.setAttribute("data-choice-id", choice.id);
+        ui.choices.appendChild(button);
+      }
+    });
+    return ui.choices.children.length > 0;
+  }
+
+  /** The offer's words, said after the confirmation (live and on a reload alike). */
+  function addSurveyOffer(reply) {
+    if (reply.done && reply.survey_offer && typeof reply.survey_offer.text === "string") {
+      return addMessage("bot", reply.survey_offer.text);
+    }
+    return null;
+  }
+
   function renderControls(reply) {
     var controls = collectControls(reply.messages);
     ui.choices.textContent = "";
+    var offered = renderSurveyOffer(reply);
     if (!reply.done) {
       controls.choices.forEach(function (choice) {
         var button = el("button", "ciw-choice", choice.label);
@@ -853,7 +880,7 @@
         ui.choices.appendChild(button);
       });
     }
-    ui.choices.hidden = reply.done || controls.choices.length === 0;
+    ui.choices.hidden = offered ? false : reply.done || controls.choices.length === 0;
     ui.composer.hidden = reply.done || controls.input !== "text";
     if (!ui.composer.hidden) {
       autoGrow();
@@ -897,6 +924,12 @@
     }
     var target = null;
     var choiceCount = ui.choices.hidden ? 0 : ui.choices.children.length;
+    if (!ui.done.hidden) {
+      // Sent: the reference comes first (the survey offer's buttons follow it).
+      target = !ui.refBox.hidden ? ui.copy : (choiceCount > 0 ? ui.choices.firstElementChild : ui.fresh);
+      target.focus({ preventScroll: true });
+      return;
+    }
     // A text question with at most one extra button (Skip) is answered by typing: focus the
     // box. Otherwise (a list of options, or matches to pick from) focus the first option.
     if (!ui.composer.hidden && choiceCount <= 1) {
@@ -923,6 +956,7 @@
       var item = addBotMessage(message);
       first = first || item;
     });
+    addSurveyOffer(reply);
     renderControls(reply);
     prefill(reply);
     scrollToMessage(first);
@@ -959,6 +993,7 @@
       }
     });
     retireSummaries(reply.step === "summary" && !reply.done);
+    addSurveyOffer(reply);
     renderControls(reply);
     var draft = loadDraft();
     if (draft && !ui.composer.hidden && !ui.textarea.value) {
@@ -1173,6 +1208,38 @@
             response.status >= 500 ? "busy" : serverMessage(info), response.status >= 500 || response.status === 429);
         }
       }, failedToReach(function () { resumeConversation(saved); }));
+  }
+
+  /** The survey about the chat, in the same panel: a new conversation (its own token) asked
+   *  for with the sent conversation's token. Refused (409: taken, declined or closed): the
+   *  offer goes and the server's words say why. */
+  function startSurvey(offer, echo) {
+    if (state.busy || state.pending || !state.token) {
+      return;
+    }
+    clearAlert();
+    setBusy(true);
+    var body = { survey_for: String(offer.conversation_id) };
+    return request("POST", "/api/v1/conversations", body, state.token).then(function (response) {
+      setBusy(false);
+      if (response.ok && response.data && response.data.conversation_id) {
+        state.conversationId = response.data.conversation_id;
+        state.token = response.data.token;
+        saveSession(state.conversationId, state.token);
+        addMessage("user", echo);
+        renderReply(response.data, true);
+        return;
+      }
+      var info = errorInfo(response);
+      if (response.status === 409) {
+        ui.choices.textContent = "";
+        ui.choices.hidden = true;
+      }
+      showAlert(serverMessage(info));
+    }, function () {
+      setBusy(false);
+      scheduleRetry(function () { startSurvey(offer, echo); }, 0, "cannotConnect", false);
+    });
   }
 
   function startNew(moveFocus) {
@@ -1511,7 +1578,12 @@
       if (!button || !ui.choices.contains(button)) {
         return;
       }
-      send({ choice: button.getAttribute("data-choice-id") }, button.textContent);
+      var choiceId = button.getAttribute("data-choice-id");
+      if (choiceId === "survey_start" && state.lastReply && state.lastReply.survey_offer) {
+        startSurvey(state.lastReply.survey_offer, button.textContent);
+        return;
+      }
+      send({ choice: choiceId }, button.textContent);
     });
     ui.log.addEventListener("click", function (event) {
       var button = event.target.closest ? event.target.closest(".ciw-summary-change") : null;

@@ -105,7 +105,50 @@ async def test_the_summary_is_numbered_and_change_n_quotes_the_answer(
     assert "Your answer now: They <b>left</b> him alone." in changing  # to copy and fix
     again = [s for s in shown if "Here are your answers" in s][-1]
     assert "7. What happened: They left him alone all night.\n" in again
-    assert "Reference: " in shown[-1]
+    # The reference, then the survey offer (input ended there: Ctrl-D).
+    assert "Reference: " in shown[-2] and "  y. Yes, answer the questions" in shown[-2]
+
+
+_TO_SUBMIT = (
+    "1",
+    "Good",
+    "Dentist",
+    "Qwxz Nowhere House",
+    "1",  # their own care
+    "Skip",
+    "Skip",
+    "Kind and quick.",
+    "Yes",  # may share with the service
+    "No",  # no contact
+    "No",  # no organisation pointed them here: the summary
+    "Send my report",
+)
+
+
+async def test_the_survey_is_offered_with_y_or_n_and_runs_here(service: IntakeService) -> None:
+    shown: list[str] = []
+    lines = typed(*_TO_SUBMIT, "y", "2", "3", "Skip")
+    assert await converse(service, read_line=lines, write=shown.append) == 0
+    offered = next(s for s in shown if "Reference: " in s)
+    assert "Would you answer 3 short questions" in offered and "  n. No, thank you" in offered
+    first = shown[shown.index(offered) + 1]
+    assert first.startswith("Question 1 of 3\nHow easy was it to use this chat?")
+    assert "Question 3 of 3" in shown[-2]
+    assert shown[-1].startswith("Thank you. We have saved your answers.")
+    (stored,) = await service.survey_answers()
+    assert stored.channel == "terminal"
+    assert stored.answers == {
+        "survey_ease": "easy",
+        "survey_said_all": "no",
+        "survey_improve": None,
+    }
+
+
+async def test_n_declines_the_survey(service: IntakeService) -> None:
+    shown: list[str] = []
+    assert await converse(service, read_line=typed(*_TO_SUBMIT, "n"), write=shown.append) == 0
+    assert shown[-1].startswith("All right. Thank you for using this chat.")
+    assert await service.survey_answers() == []
 
 
 @pytest.mark.parametrize("word", ["exit", "/exit"])

@@ -561,6 +561,26 @@ def _deep_link(c: Conversation) -> None:
     c.choose("1-000000001", "relationship")
 
 
+def _chat_survey(c: Conversation) -> None:
+    """The survey about the chat: its own dialogue on the same engine, answered twice (once
+    to the end, once stopped)."""
+    from dialogs.survey import SURVEY
+
+    c.engine = Engine(SURVEY)
+    for stop in (False, True):
+        turn = c.engine.start(c.locale)
+        c.state = turn.state
+        c._check(turn)
+        c.choose("neither", "survey_said_all")
+        if stop:
+            c.command("cancel")
+            assert c.state.status == "cancelled"
+            return
+        c.choose("partly", "survey_improve")
+        c.say("Shorter questions.", "survey_thanks")
+        c.say("hello?")  # after the end
+
+
 def _saved_before_new_questions(c: Conversation) -> None:
     """A conversation saved at the summary before the sharing and referral questions
     existed: sending it asks them first (with a word on why), then comes back."""
@@ -586,6 +606,7 @@ def _saved_before_new_questions(c: Conversation) -> None:
 
 
 SCRIPTS = {
+    "chat_survey": _chat_survey,
     "good_path": _good_path,
     "saved_before_new_questions": _saved_before_new_questions,
     "poor_path_whistleblowing": _poor_path_whistleblowing,

@@ -12,7 +12,13 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.app import build_catalogs, build_engine, build_service, import_directory_if_empty
+from bot.app import (
+    build_catalogs,
+    build_engine,
+    build_service,
+    build_survey_engine,
+    import_directory_if_empty,
+)
 from bot.config import Settings
 from bot.intake.lookups import DirectoryLookup
 from bot.intake.service import IntakeService, utcnow
@@ -36,7 +42,8 @@ async def make_memory_service(
 ) -> IntakeService:
     """The service over `storage.memory.MemoryStorage`: fast, and its `fail_next` drives the
     conflict and failure paths on purpose. `clock` is shared by both; `options` go to
-    IntakeService."""
+    IntakeService (the survey about the chat is offered, as in production)."""
+    options.setdefault("survey", build_survey_engine())
     settings = Settings(directory_csv=SMALL_DIRECTORY)
     storage = MemoryStorage(clock=clock)
     catalogs = build_catalogs(settings)

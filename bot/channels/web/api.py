@@ -43,7 +43,7 @@ from bot.channels.web.static import FILE_PATTERN, StaticFiles, add_security_head
 from bot.channels.web.ui_text import UI_TEXT_PATH, cache_ui_text, get_ui_text
 from bot.channels.web.wire import reply_body
 from bot.engine.types import COMMANDS, Inbound
-from bot.intake.service import InvalidToken, hash_token
+from bot.intake.service import InvalidToken, SurveyNotOffered, hash_token
 from bot.ports import StorageError
 from bot.ratelimit import TokenBuckets
 
@@ -211,9 +211,33 @@ async def create_conversation(request: web.Request) -> web.Response:
     locale = body.get("locale")
     if locale is not None and not isinstance(locale, str):
         bad_request("invalid_locale", 'locale must be a string such as "en" or "pl".')
+    survey_for = body.get("survey_for")
+    if survey_for is not None:
+        return await _start_survey(request, survey_for)
     accept_language = request.headers.get(hdrs.ACCEPT_LANGUAGE)
     hints = tuple(h[:MAX_LOCALE_HINT] if h else None for h in (locale, accept_language))
     reply = await request.app[SERVICE].start(channel="web", locale_hints=hints, with_token=True)
+    return web.json_response(reply_body(reply), status=201)
+
+
+async def _start_survey(request: web.Request, survey_for: Any) -> web.Response:
+    """`{"survey_for": id}` with that conversation's token: the survey about the chat it
+    offered, as a new conversation with its own token (in the offered one's language)."""
+    if not isinstance(survey_for, str):
+        bad_request("invalid_survey_for", '"survey_for" must be a conversation id.')
+    token = _bearer_token(request)
+    try:
+        conversation_id = _parse_conversation_id(survey_for)
+        reply = await request.app[SERVICE].start_survey(
+            conversation_id, token=token, with_token=True
+        )
+    except (ApiError, SurveyNotOffered):
+        raise ApiError(
+            409,
+            "survey_not_offered",
+            "There is no survey to answer for that conversation (it was taken, declined or "
+            "has closed).",
+        ) from None
     return web.json_response(reply_body(reply), status=201)
 
 

@@ -20,6 +20,8 @@ _STRING = {"type": "string"}
 _ERROR_STATUSES = {
     "400": "The request is malformed (bad JSON, missing or wrong fields).",
     "401": "The bearer token is missing or does not match this conversation.",
+    "409": "survey_not_offered: that conversation offers no survey to this client (not a "
+    "report it sent, the survey was taken or declined, or it has closed).",
     "403": "The page's origin may not use the chat service.",
     "404": "There is no such conversation.",
     "405": "This method is not allowed on this path.",
@@ -86,6 +88,31 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "SurveyOffer": {
+        "type": "object",
+        "description": "Additive: after the report is sent, an optional survey about the chat. "
+        'Start it with POST /api/v1/conversations {"survey_for": conversation_id} and this '
+        'conversation\'s token; decline it with the turn {"choice": "survey_decline"}. '
+        "Its answers are stored apart from the report, with nothing linking them to it.",
+        "required": ["conversation_id", "text", "choices"],
+        "properties": {
+            "conversation_id": {"type": "string", "format": "uuid"},
+            "text": {"type": "string", "description": "The offer, in the person's language."},
+            "choices": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 2,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "label"],
+                    "properties": {
+                        "id": {"enum": ["survey_start", "survey_decline"]},
+                        "label": _STRING,
+                    },
+                },
+            },
+        },
+    },
     "Message": {
         "type": "object",
         "required": ["text", "choices", "input"],
@@ -130,6 +157,7 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "Additive: the summary step's reply carries its rows, one per "
                 "answer on the person's path (the same rows as its summary message).",
             },
+            "survey_offer": {"$ref": "#/components/schemas/SurveyOffer"},
             "exit": {
                 "type": "boolean",
                 "const": True,
@@ -201,7 +229,17 @@ _SCHEMAS: dict[str, Any] = {
     },
     "CreateRequest": {
         "type": "object",
-        "properties": {"locale": {"type": "string", "maxLength": 200}},
+        "properties": {
+            "locale": {"type": "string", "maxLength": 200},
+            "survey_for": {
+                "type": "string",
+                "format": "uuid",
+                "description": "Start the survey a submitted conversation offers "
+                "(`survey_offer`), sending that conversation's token as the bearer token. The "
+                "reply is a new conversation (its own token) in the same language; 409 "
+                "`survey_not_offered` when there is no such offer for this client.",
+            },
+        },
     },
     "TurnRequest": {
         "type": "object",
@@ -286,7 +324,8 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/conversations": {
             "post": {
                 "operationId": "createConversation",
-                "summary": "Start a conversation (locale from the body, else Accept-Language).",
+                "summary": "Start a conversation (locale from the body, else Accept-Language), "
+                "or the survey a submitted conversation offers (`survey_for`).",
                 "requestBody": {
                     "required": False,
                     "content": {
@@ -297,7 +336,7 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "201": _ok("The welcome, with the conversation's token.", "Created"),
-                    **_errors("400", "403", "408", "413", "415", "429", "503"),
+                    **_errors("400", "401", "403", "408", "409", "413", "415", "429", "503"),
                 },
             }
         },

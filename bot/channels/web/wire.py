@@ -26,6 +26,9 @@ def reply_body(reply: Reply) -> dict[str, Any]:
         # The spec: "the summary step's reply carries" its rows. The same rows are on the
         # message that shows them (and so in the transcript of a reloaded page).
         body["summary"] = [row.to_record() for row in reply.summary]
+    if reply.survey_offer is not None:
+        # After the report is sent: the survey about the chat, for this conversation.
+        body["survey_offer"] = reply.survey_offer.to_record()
     if reply.exit:
         # The person typed the exit word: the widget leaves the page as its Exit button does.
         body["exit"] = True

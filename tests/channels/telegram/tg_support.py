@@ -215,6 +215,9 @@ async def expected_deliveries(
             turns.append([])
             in_reply = True
         turns[-1].append(entry)
+    if view.survey_offer is not None and turns:
+        # Under the confirmation: the survey offer, with its two buttons (not a transcript line).
+        turns[-1].append(view.survey_offer.message().to_record())
     return [
         (
             "\n\n".join(
