@@ -4,7 +4,7 @@ Three tables keep copies beside the conversation's own state: the transcript, th
 for idempotency (the summary repeats every answer) and the outbox (a Telegram reply carries the
 same words). All three are keyed by conversation id (migration 0004 for the last two), so
 erasing a conversation is a few indexed statements inside the caller's transaction. The ids of
-its chat messages (migration 0008; no words, but they say that a chat happened) go too.
+its chat messages (migration 0007; no words, but they say that a chat happened) go too.
 """
 
 from __future__ import annotations

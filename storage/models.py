@@ -147,7 +147,7 @@ class OutboxRow(Base):
 
 
 class ChatMessageRow(Base):
-    """The ids of a chat's messages, ours and the person's, never their text (migration 0008):
+    """The ids of a chat's messages, ours and the person's, never their text (migration 0007):
     the quick exit deletes them in Telegram. Kept 48 hours at most (Telegram lets a bot
     delete a message only that long), and erased with the conversation."""
 

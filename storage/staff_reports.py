@@ -3,7 +3,7 @@
 The queue reads one priority at a time (urgent, urgent review, routine), oldest first, each
 from the index `(priority, created_at, reference)`; a page continues from a cursor (keyset
 pagination), so page 400 costs what page 1 costs. Search: an FTS5 table on SQLite, a GIN
-tsvector index on PostgreSQL (migrations 0006, 0007); the text searched is the report's free text.
+tsvector index on PostgreSQL (migrations 0006, 0008); the text searched is the report's free text.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from storage.outbox import SqlOutbox
 from storage.repositories import SqlReports
 
 PRIORITIES = ("urgent", "urgent_review", "routine")
-#: Kept in step with the latest migration's SEARCH_FIELDS (0007; the indexed expression).
+#: Kept in step with the latest migration's SEARCH_FIELDS (0008; the indexed expression).
 SEARCH_FIELDS = (
     "provider_text",
     "provider_name",

@@ -167,10 +167,10 @@ async def test_search_finds_the_organisation_that_pointed_the_person_here(
         assert await found("healthwatch") == []
 
 
-async def test_migration_0007_indexes_the_referral_of_reports_already_stored(
+async def test_migration_0008_indexes_the_referral_of_reports_already_stored(
     database_url: str,  # noqa: F811
 ) -> None:
-    """A report stored before 0007 (with a referral name) is found by it after the upgrade
+    """A report stored before 0008 (with a referral name) is found by it after the upgrade
     (on SQLite the FTS table is filled again; on PostgreSQL the index is rebuilt)."""
     await upgrade(database_url, "0006")
     storage = await create_storage(database_url)

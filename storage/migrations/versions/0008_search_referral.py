@@ -1,7 +1,7 @@
 """Staff search also finds the organisation that pointed a person to us (`referral_name`).
 
-Revision ID: 0007
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 
 The report's free text now includes the name of the charity, advocate or organisation that
@@ -12,15 +12,14 @@ suggested the person tell us. The text search covers it as it covers the other f
 - SQLite: the FTS5 triggers write the new text, and every row is indexed again.
 
 Reports are unchanged (the answer lives in `reports.data`, like every other answer).
-Revision ids are not in order: 0008 (the Telegram chat messages) landed first, so 0007 follows it.
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0008"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
