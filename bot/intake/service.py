@@ -885,6 +885,21 @@ class IntakeService:
         record.transcript_seq = seq
         return entries
 
+    async def keep_chat_messages(
+        self, channel: Channel, channel_key: str, message_ids: Sequence[int]
+    ) -> None:
+        """Keep the ids of a chat's messages that no turn saw (a photo we cannot read, our note
+        about it), so the exit word deletes them too; with the chat's active conversation, if
+        any, so erasing it forgets them (otherwise the 48-hour purge does)."""
+        if not message_ids:
+            return
+        async with self.storage.unit_of_work() as uow:
+            record = await uow.conversations.find_active(channel, channel_key)
+            owner = None if record is None else record.id
+            ids = ChatMessageIds(channel, channel_key, tuple(message_ids), owner)
+            await uow.chat_messages.add(ids, at=self._clock())
+            await uow.commit()
+
     async def _keep_chat_message(
         self, uow: UnitOfWork, record: ConversationRecord, chat_message_id: int | None
     ) -> None:

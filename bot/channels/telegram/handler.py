@@ -158,6 +158,10 @@ class UpdateHandler:
             self._spawn(self._remove_keyboard(action.chat_id, action.keyboard_message_id))
 
     async def _unsupported(self, action: UnsupportedAction) -> None:
+        if action.message_id is not None:
+            # Before the note, in the update's own handling: StorageError leaves the update
+            # unacknowledged, so Telegram sends it again and the id is not lost.
+            await self.service.keep_chat_messages(CHANNEL, str(action.chat_id), [action.message_id])
         await self._explain(action.chat_id, action.language_code, UNSUPPORTED)
 
     async def _explain(self, chat_id: int, language_code: str | None, note: Text) -> None:
@@ -175,7 +179,7 @@ class UpdateHandler:
         messages = [RenderedMessage(self.service.catalogs.render(note, locale))]
         if current is not None:
             messages.append(current)
-        self._spawn(self._send(chat_id, messages))
+        self._spawn(self._send(chat_id, messages, keep=True))
 
     def _group(self, action: GroupAction) -> None:
         """Nothing is stored for a group; a per-process memory keeps the note from repeating."""
@@ -217,13 +221,23 @@ class UpdateHandler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _send(self, chat_id: int, messages: list[RenderedMessage]) -> None:
+    async def _send(
+        self, chat_id: int, messages: list[RenderedMessage], *, keep: bool = False
+    ) -> None:
+        """Send outside a turn (notes that change nothing). With `keep` (a private chat), the
+        sent messages' ids are kept like a turn's replies, so the exit word deletes them."""
+        ids: list[int] = []
         for message in messages:
             try:
-                await self.sender.send(chat_id, message)
+                await self.sender.send(chat_id, message, ids=ids)
             except Exception as error:
                 log.info("telegram: direct message not sent (%s)", _name(error))
-                return
+                break
+        if keep and ids:
+            try:
+                await self.service.keep_chat_messages(CHANNEL, str(chat_id), ids)
+            except StorageError:
+                log.warning("telegram: ids of a note not kept (storage unavailable)")
 
     async def _answer_callback(self, query_id: str) -> None:
         try:

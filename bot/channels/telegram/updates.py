@@ -42,10 +42,12 @@ class TurnAction:
 
 @dataclass(frozen=True, slots=True)
 class UnsupportedAction:
-    """A photo, voice note, sticker...: explain, change nothing."""
+    """A photo, voice note, sticker...: explain, change nothing (but keep its id, so the exit
+    word deletes it too: a photo can say as much as words)."""
 
     chat_id: int
     language_code: str | None
+    message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ def classify(update: Update) -> Action:
             message_id=message.message_id,
         )
     if _has_content(message):
-        return UnsupportedAction(message.chat.id, language)
+        return UnsupportedAction(message.chat.id, language, message.message_id)
     return IgnoreAction("service message")
 
 

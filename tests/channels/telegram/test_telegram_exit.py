@@ -61,6 +61,27 @@ async def test_exit_deletes_the_chats_messages_and_keeps_nothing(
     assert await kept_ids(server, user.chat) == [closed_id]
 
 
+async def test_exit_also_deletes_a_photo_and_our_note_about_it(
+    start_telegram: StartTelegram, make_user: Callable[..., User], fake_api: FakeTelegramAPI
+) -> None:
+    """A photo (of an injury, a letter...) says as much as words: the bot cannot read it, but
+    the exit word must delete it, and the note we sent about it, with the rest."""
+    server = await start_telegram()
+    user = make_user(server)
+    mine = [await typed(user, "/start")]
+    await user.tap("start")
+    photo = [{"file_id": "AgAD", "file_unique_id": "u1", "width": 90, "height": 90}]
+    before = len(fake_api.sent(user.chat))
+    assert await server.post(user.message(photo=photo)) == 200
+    mine.append(int(user.last_update["message"]["message_id"]))
+    await fake_api.wait_sent(before + 2, chat_id=user.chat)  # the note, the question again
+    await server.settle()
+    ours = [c.result["message_id"] for c in fake_api.sent(user.chat)]
+    mine.append(await typed(user, "exit"))
+    assert user.texts()[-1] == CLOSED
+    assert sorted(fake_api.deleted[user.chat]) == sorted(mine + ours)
+
+
 async def test_deletes_go_through_the_outbox_at_most_100_ids_a_call(
     start_telegram: StartTelegram, make_user: Callable[..., User], fake_api: FakeTelegramAPI
 ) -> None:

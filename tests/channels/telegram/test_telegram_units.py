@@ -108,7 +108,7 @@ def test_classify_the_kinds_of_update() -> None:
     turn = classify(_update(message=_message(text="hello")))
     assert turn == TurnAction(7, Inbound("text", "hello"), "cy", message_id=5)
     photo = [{"file_id": "a", "file_unique_id": "b", "width": 1, "height": 1}]
-    assert classify(_update(message=_message(photo=photo))) == UnsupportedAction(7, "cy")
+    assert classify(_update(message=_message(photo=photo))) == UnsupportedAction(7, "cy", 5)
     sticker = {
         "file_id": "s",
         "file_unique_id": "t",
