@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -434,6 +434,66 @@ class Chat:
 @pytest.fixture
 def chat_for() -> Callable[[Any], Chat]:
     return Chat
+
+
+class OpenedChat(NamedTuple):
+    """What `open_chat` gives: unpack as `server, page, chat = await open_chat(...)`."""
+
+    server: WidgetServer
+    page: Any
+    chat: Chat
+
+
+OpenChat = Callable[..., Awaitable[OpenedChat]]
+
+
+@pytest.fixture
+def open_chat(start_widget_server: StartWidgetServer, new_page: NewPage) -> OpenChat:
+    """`await open_chat(viewport=PHONE)`: the app served, a fresh page on it, and the chat open
+    there at its welcome (the frame shown, the first message in). The options that differ
+    between tests:
+
+    - `viewport` (DESKTOP unless given) and any other browser context option as a keyword
+      (`has_touch`, `bypass_csp`, `device_scale_factor`, `locale`, ...);
+    - `path`: the page to open, on the chat's server, or on `embedded_on` when given;
+    - `app_settings`: passed on to the app's Settings (`links`, `exit_url`, ...);
+    - `server`: one already started (so that several pages share it) instead of a new one;
+    - `embedded_on`: a PartnerSite whose page embeds the chat; its origin is then allowed
+      (unless `app_settings` says otherwise) and its `{api}` is the chat's server;
+    - `press_launcher`: for a page that does not open the chat by itself.
+    """
+
+    async def open_(
+        *,
+        viewport: dict[str, int] | None = None,
+        path: str = "/",
+        app_settings: Mapping[str, Any] | None = None,
+        server: WidgetServer | None = None,
+        embedded_on: PartnerSite | None = None,
+        press_launcher: bool = False,
+        **context_options: Any,
+    ) -> OpenedChat:
+        if server is None:
+            settings = dict(app_settings or {})
+            if embedded_on is not None:
+                settings.setdefault("allowed_origins", (embedded_on.origin,))
+            server = await start_widget_server(**settings)
+        elif app_settings:
+            raise TypeError("app_settings go to the server that open_chat starts, not to `server`")
+        page = await new_page(viewport=viewport, **context_options)
+        if embedded_on is not None:
+            embedded_on.api = server.base_url
+            await page.goto(embedded_on.origin + path)
+        else:
+            await page.goto(server.base_url + path)
+        chat = Chat(page)
+        if press_launcher:
+            await chat.launcher.click()
+        await chat.frame_element.wait_for(state="visible")
+        await chat.wait_step("welcome")
+        return OpenedChat(server, page, chat)
+
+    return open_
 
 
 # ---------------------------------------------------------------------- axe-core

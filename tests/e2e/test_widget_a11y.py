@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, axe_violations, save_screenshot
+from tests.e2e.conftest import DESKTOP, PHONE, Chat, OpenChat, axe_violations, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -20,15 +20,12 @@ def describe(violations: list[dict[str, Any]]) -> str:
 
 
 async def test_axe_finds_no_serious_problems(
-    start_widget_server: Any, new_page: Any, axe_script: Path
+    start_widget_server: Any, open_chat: OpenChat, axe_script: Path
 ) -> None:
     server = await start_widget_server()
     for viewport in (DESKTOP, PHONE):
         # The page's CSP rightly refuses injected scripts; axe is a test tool, so bypass it here.
-        page = await new_page(viewport=viewport, bypass_csp=True)
-        await page.goto(server.base_url + "/")
-        chat = Chat(page)
-        await chat.wait_step("welcome")
+        _, page, chat = await open_chat(server=server, viewport=viewport, bypass_csp=True)
         found = await axe_violations(page, axe_script)
         assert not found, f"at welcome ({viewport}):\n{describe(found)}"
 
@@ -85,14 +82,8 @@ async def keyboard_type(page: Any, chat: Chat, text: str) -> None:
     await chat.wait_turn_after(before)
 
 
-async def test_a_whole_report_by_keyboard_on_a_phone(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=PHONE, has_touch=True)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+async def test_a_whole_report_by_keyboard_on_a_phone(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=PHONE, has_touch=True)
 
     # Full screen on a phone; everything reachable from the start of the page.
     for box in (await chat.frame_element.bounding_box(), await chat.panel.bounding_box()):
@@ -177,14 +168,8 @@ async def test_a_whole_report_by_keyboard_on_a_phone(
     page.watch.assert_clean()
 
 
-async def test_right_to_left_language_sets_dir_and_lang(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=PHONE)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+async def test_right_to_left_language_sets_dir_and_lang(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=PHONE)
     assert await chat.panel.get_attribute("dir") == "ltr"
     assert await chat.log.get_attribute("lang") == "en"
 
@@ -210,15 +195,12 @@ async def test_right_to_left_language_sets_dir_and_lang(
 
 
 async def test_narrow_screens_zoom_and_reduced_motion(
-    start_widget_server: Any, new_page: Any
+    start_widget_server: Any, open_chat: OpenChat
 ) -> None:
     server = await start_widget_server()
     # 320 CSS px wide (WCAG reflow), and 1280 px at 200% zoom (= 640 CSS px).
     for viewport, scale in (({"width": 320, "height": 640}, 1), ({"width": 640, "height": 400}, 2)):
-        page = await new_page(viewport=viewport, device_scale_factor=scale)
-        await page.goto(server.base_url + "/")
-        chat = Chat(page)
-        await chat.wait_step("welcome")
+        _, page, chat = await open_chat(server=server, viewport=viewport, device_scale_factor=scale)
         await chat.choose("start")
         await chat.choose("poor")
         await chat.choose("gp")

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, PHONE, Chat, OpenChat, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -53,13 +53,9 @@ async def get_conversation(base_url: str, session: dict[str, str]) -> dict[str, 
 
 @pytest.mark.parametrize(("kind", "step"), [("choice", "relationship"), ("text", "when")])
 async def test_help_and_privacy_answer_and_keep_the_step(
-    start_widget_server: Any, new_page: Any, kind: str, step: str
+    open_chat: OpenChat, kind: str, step: str
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+    _, page, chat = await open_chat(viewport=DESKTOP)
     tools = await chat.inside.locator(".ciw-tool").evaluate_all(
         "nodes => nodes.map(n => n.dataset.command)"
     )
@@ -92,13 +88,9 @@ async def test_help_and_privacy_answer_and_keep_the_step(
 
 @pytest.mark.parametrize(("kind", "viewport"), [("choice", DESKTOP), ("text", PHONE)])
 async def test_cancel_asks_once_then_nothing_is_kept(
-    start_widget_server: Any, new_page: Any, kind: str, viewport: dict[str, int]
+    open_chat: OpenChat, kind: str, viewport: dict[str, int]
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=viewport)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+    server, page, chat = await open_chat(viewport=viewport)
     await reach(chat, kind)
     step = await chat.step()
     session = await chat.session()

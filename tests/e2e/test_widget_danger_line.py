@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, Chat, OpenChat, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +41,9 @@ async def layout(chat: Chat) -> dict[str, Any]:
 
 @pytest.mark.parametrize("viewport", [NARROW, DESKTOP], ids=["320px", "desktop"])
 async def test_the_999_line_stays_in_view_and_clear_of_the_input(
-    start_widget_server: Any, new_page: Any, viewport: dict[str, int]
+    open_chat: OpenChat, viewport: dict[str, int]
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=viewport)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+    _, page, chat = await open_chat(viewport=viewport)
     await chat.begin("poor", "care_home")  # the provider question: a text box
     assert await chat.textarea.is_visible()
     await chat.textarea.fill("A long answer\n" * 8)  # the box grows; the line must not move over it

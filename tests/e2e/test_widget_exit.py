@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, PartnerSite, StartPartnerSite, save_screenshot
+from tests.e2e.conftest import (
+    DESKTOP,
+    PHONE,
+    Chat,
+    OpenChat,
+    PartnerSite,
+    StartPartnerSite,
+    save_screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -43,18 +51,9 @@ async def chat_storage(page: Any, origin: str) -> list[str]:
     return list(keys)
 
 
-async def open_on_partner_site(
-    start_widget_server: Any, site: PartnerSite, new_page: Any, viewport: Any
-) -> tuple[Any, Any]:
-    """A chat server that allows the partner's origin and exits to its weather page, and the
-    partner's page open with the widget on it: (server, page)."""
-    server = await start_widget_server(
-        allowed_origins=(site.origin,), exit_url=site.origin + "/weather"
-    )
-    site.api = server.base_url
-    page = await new_page(viewport=viewport)
-    await page.goto(site.origin + "/")
-    return server, page
+def exit_to_weather(site: PartnerSite) -> dict[str, str]:
+    """App settings: Exit leaves for the partner's neutral weather page."""
+    return {"exit_url": site.origin + "/weather"}
 
 
 async def reach_a_typed_answer(chat: Chat) -> None:
@@ -74,12 +73,9 @@ async def reach_a_typed_answer(chat: Chat) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "360px"])
 async def test_the_exit_button_leaves_at_once_and_forgets(
-    start_widget_server: Any, site: PartnerSite, new_page: Any, viewport: dict[str, int]
+    open_chat: OpenChat, site: PartnerSite, viewport: dict[str, int]
 ) -> None:
-    server = await start_widget_server(exit_url=site.origin + "/weather")
-    page = await new_page(viewport=viewport)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+    server, page, chat = await open_chat(viewport=viewport, app_settings=exit_to_weather(site))
     await reach_a_typed_answer(chat)
 
     exit_button = chat.inside.locator('.ciw-exit[data-action="exit"]')
@@ -102,11 +98,11 @@ async def test_the_exit_button_leaves_at_once_and_forgets(
 
 
 async def test_shift_three_times_leaves_from_an_embedding_page(
-    start_widget_server: Any, site: PartnerSite, new_page: Any
+    open_chat: OpenChat, site: PartnerSite
 ) -> None:
-    server, page = await open_on_partner_site(start_widget_server, site, new_page, NARROW)
-    chat = Chat(page)
-    await chat.frame_element.wait_for(state="visible")
+    server, page, chat = await open_chat(
+        viewport=NARROW, embedded_on=site, app_settings=exit_to_weather(site)
+    )
     await reach_a_typed_answer(chat)
     await save_screenshot(page, "widget-exit-320px")
 
@@ -133,11 +129,11 @@ async def test_shift_three_times_leaves_from_an_embedding_page(
 
 
 async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
-    start_widget_server: Any, site: PartnerSite, new_page: Any
+    open_chat: OpenChat, site: PartnerSite
 ) -> None:
-    server, page = await open_on_partner_site(start_widget_server, site, new_page, DESKTOP)
-    chat = Chat(page)
-    await chat.frame_element.wait_for(state="visible")
+    server, page, chat = await open_chat(
+        viewport=DESKTOP, embedded_on=site, app_settings=exit_to_weather(site)
+    )
     await reach_a_typed_answer(chat)
 
     await page.locator("h1").click()  # the focus is on the partner's page, not in the chat
@@ -153,7 +149,7 @@ async def test_the_chat_opened_on_its_own_leaves_by_itself(
     start_widget_server: Any, site: PartnerSite, new_page: Any
 ) -> None:
     """chat.html without a loader around it (a link to the chat itself) moves its own page."""
-    server = await start_widget_server(exit_url=site.origin + "/weather")
+    server = await start_widget_server(**exit_to_weather(site))
     page = await new_page(viewport=PHONE)
     await page.goto(server.base_url + "/chat.html")
     await page.wait_for_selector('.ciw-root[data-step="welcome"] .ciw-panel[aria-busy="false"]')
@@ -168,13 +164,13 @@ async def test_the_chat_opened_on_its_own_leaves_by_itself(
 
 
 async def test_only_the_chat_frame_can_ask_the_page_to_leave(
-    start_widget_server: Any, site: PartnerSite, new_page: Any
+    open_chat: OpenChat, site: PartnerSite
 ) -> None:
     """The loader acts on "exit" only from the chat's frame and origin: another script on the
     page (or another frame) cannot send the visitor away."""
-    _, page = await open_on_partner_site(start_widget_server, site, new_page, DESKTOP)
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+    _, page, chat = await open_chat(
+        viewport=DESKTOP, embedded_on=site, app_settings=exit_to_weather(site)
+    )
     # Messages are handled in order: once "after" arrives, the forged "exit" was handled.
     await page.evaluate(
         """() => new Promise(resolve => {
@@ -192,14 +188,14 @@ async def test_only_the_chat_frame_can_ask_the_page_to_leave(
 
 @pytest.mark.parametrize("word", ["exit", "/exit"])
 async def test_typing_the_exit_word_leaves_as_the_button_does(
-    start_widget_server: Any, site: PartnerSite, new_page: Any, word: str
+    open_chat: OpenChat, site: PartnerSite, word: str
 ) -> None:
     """The reply to the typed exit word says `exit: true`: the widget leaves the page at once,
     shows nothing of the reply, and forgets the conversation, as its Exit button does; the
     server has closed the conversation and kept nothing."""
-    server, page = await open_on_partner_site(start_widget_server, site, new_page, NARROW)
-    chat = Chat(page)
-    await chat.frame_element.wait_for(state="visible")
+    server, page, chat = await open_chat(
+        viewport=NARROW, embedded_on=site, app_settings=exit_to_weather(site)
+    )
     await reach_a_typed_answer(chat)
     await chat.textarea.fill(word)
     await chat.textarea.press("Enter")

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import DESKTOP, Chat, PartnerSite, StartPartnerSite, save_screenshot
+from tests.e2e.conftest import DESKTOP, OpenChat, PartnerSite, StartPartnerSite, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -94,15 +94,11 @@ async def framing_site(partner_site: StartPartnerSite) -> PartnerSite:
 
 
 async def test_an_allowed_page_that_snoops_learns_nothing_but_open_and_closed(
-    start_widget_server: Any, hostile_site: PartnerSite, new_page: Any
+    open_chat: OpenChat, hostile_site: PartnerSite
 ) -> None:
-    server = await start_widget_server(allowed_origins=(hostile_site.origin,))
-    hostile_site.api = server.base_url
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(hostile_site.origin + "/")
-    chat = Chat(page)
-
-    await chat.launcher.click()
+    server, page, chat = await open_chat(
+        viewport=DESKTOP, embedded_on=hostile_site, press_launcher=True
+    )
     await chat.begin("poor", "care_home")
     await chat.answer(SENT)
     if await chat.step() == "provider":

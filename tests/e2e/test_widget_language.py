@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, PHONE, Chat, OpenChat, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -85,14 +85,8 @@ async def chrome(chat: Chat) -> dict[str, Any]:
     )
 
 
-async def test_picking_polish_then_arabic_translates_the_chrome(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+async def test_picking_polish_then_arabic_translates_the_chrome(open_chat: OpenChat) -> None:
+    server, page, chat = await open_chat(viewport=DESKTOP)
     english = await ui_text(page, server.base_url, "en")
     polish = await ui_text(page, server.base_url, "pl")
     arabic = await ui_text(page, server.base_url, "ar")

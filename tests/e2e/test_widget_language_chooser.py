@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, PHONE, Chat, OpenChat, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -32,14 +32,8 @@ async def language_button(chat: Chat) -> dict[str, Any]:
     )
 
 
-async def test_the_chooser_names_each_language_in_itself(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=PHONE)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+async def test_the_chooser_names_each_language_in_itself(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=PHONE)
     button = await language_button(chat)
     assert button == {
         "icon": True,
@@ -88,12 +82,8 @@ async def test_the_chooser_names_each_language_in_itself(
     page.watch.assert_clean()
 
 
-async def test_the_chooser_on_a_desktop_screenshot(start_widget_server: Any, new_page: Any) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+async def test_the_chooser_on_a_desktop_screenshot(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=DESKTOP)
     before = await chat.turn()
     await chat.tool("language").click()
     await chat.wait_turn_after(before)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.config import DEFAULT_LINKS
-from tests.e2e.conftest import DESKTOP, PHONE, Chat, axe_violations, save_screenshot
+from tests.e2e.conftest import DESKTOP, PHONE, Chat, OpenChat, axe_violations, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -28,15 +28,12 @@ async def anchors(chat: Chat) -> list[dict[str, str]]:
 
 
 async def test_links_are_real_anchors_opening_a_new_tab_and_axe_stays_clean(
-    start_widget_server: Any, new_page: Any, axe_script: Path
+    start_widget_server: Any, open_chat: OpenChat, axe_script: Path
 ) -> None:
     links = {**DEFAULT_LINKS, "contact_us": CONTACT, "complain_nhs": NHS}
     server = await start_widget_server(links=links)
     for viewport in (DESKTOP, PHONE):
-        page = await new_page(viewport=viewport, bypass_csp=True)
-        await page.goto(server.base_url + "/")
-        chat = Chat(page)
-        await chat.wait_step("welcome")
+        _, page, chat = await open_chat(server=server, viewport=viewport, bypass_csp=True)
         welcome = await anchors(chat)
         assert welcome == [
             {
@@ -83,14 +80,8 @@ async def test_links_are_real_anchors_opening_a_new_tab_and_axe_stays_clean(
         await page.context.close()
 
 
-async def test_an_address_that_is_not_https_is_never_made_a_link(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+async def test_an_address_that_is_not_https_is_never_made_a_link(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=DESKTOP)
 
     async def hostile(route: Any) -> None:
         response = await route.fetch()

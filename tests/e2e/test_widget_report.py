@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, Chat, save_screenshot
+from tests.e2e.conftest import DESKTOP, Chat, OpenChat, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -65,13 +65,8 @@ async def test_whole_report_by_clicking_and_typing(start_widget_server: Any, new
     page.watch.assert_clean()
 
 
-async def test_markup_in_an_answer_is_shown_as_text_and_never_run(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+async def test_markup_in_an_answer_is_shown_as_text_and_never_run(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=DESKTOP)
     await chat.begin("good", "dentist")
 
     hostile = "<img src=x onerror=alert(1)>"

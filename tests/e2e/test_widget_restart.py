@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import PHONE, Chat, axe_violations, save_screenshot
+from tests.e2e.conftest import PHONE, OpenChat, axe_violations, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -16,13 +16,8 @@ NARROW = {"width": 320, "height": 640}
 DRAFT = "The night staff shouted at her"
 
 
-async def test_start_again_asks_once_saying_what_is_lost(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=PHONE)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+async def test_start_again_asks_once_saying_what_is_lost(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=PHONE)
     await chat.begin("poor", "care_home")
     await chat.answer("Castle View Care Home, Lancaster")
     if await chat.step() == "provider":
@@ -75,13 +70,10 @@ async def test_start_again_asks_once_saying_what_is_lost(
 
 
 async def test_after_sending_only_what_still_works_is_offered(
-    start_widget_server: Any, new_page: Any, axe_script: Any
+    open_chat: OpenChat, axe_script: Any
 ) -> None:
-    server = await start_widget_server()
     # The page's CSP rightly refuses injected scripts; axe is a test tool, so bypass it here.
-    page = await new_page(viewport=NARROW, bypass_csp=True)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+    _, page, chat = await open_chat(viewport=NARROW, bypass_csp=True)
     await chat.complete_report()
 
     assert await chat.inside.locator(".ciw-toolbar").is_hidden()

@@ -9,20 +9,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import DESKTOP, PHONE, Chat
+from tests.e2e.conftest import DESKTOP, PHONE, OpenChat
 
 pytestmark = pytest.mark.browser
 
 PROVIDER_PROMPT = "What is the name of the service, and where is it?"
 
 
-async def test_reload_mid_conversation_resumes_at_the_same_step(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=PHONE)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+async def test_reload_mid_conversation_resumes_at_the_same_step(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=PHONE)
     await chat.begin("mixed", "gp")
     session = await chat.session()
     bots_before = await chat.bot_texts()
@@ -70,12 +65,9 @@ async def test_reload_mid_conversation_resumes_at_the_same_step(
 
 
 async def test_a_lost_response_is_retried_with_the_same_id_and_applied_once(
-    start_widget_server: Any, new_page: Any
+    open_chat: OpenChat,
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+    server, page, chat = await open_chat(viewport=DESKTOP)
     await chat.begin("poor", "care_home")
 
     seen_ids: list[str] = []
@@ -129,13 +121,9 @@ async def test_a_lost_response_is_retried_with_the_same_id_and_applied_once(
 
 
 async def test_rate_limited_and_busy_replies_are_retried_after_a_wait(
-    start_widget_server: Any, new_page: Any
+    open_chat: OpenChat,
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+    _, page, chat = await open_chat(viewport=DESKTOP)
 
     statuses = [429, 503]
 

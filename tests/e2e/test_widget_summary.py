@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DESKTOP, Chat, axe_violations, save_screenshot
+from tests.e2e.conftest import DESKTOP, Chat, OpenChat, axe_violations, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -112,12 +112,9 @@ async def assert_rows_do_not_overlap(chat: Chat) -> None:
 
 @pytest.mark.parametrize("viewport", [NARROW, DESKTOP], ids=["320px", "desktop"])
 async def test_check_your_answers_and_change_one(
-    start_widget_server: Any, new_page: Any, axe_script: Path, viewport: dict[str, int]
+    open_chat: OpenChat, axe_script: Path, viewport: dict[str, int]
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=viewport, bypass_csp=True)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+    _, page, chat = await open_chat(viewport=viewport, bypass_csp=True)
     await to_summary(chat)
 
     # A summary list: one row per answer on the path, a choice by its label, skipped plainly.
@@ -177,13 +174,8 @@ async def test_check_your_answers_and_change_one(
     page.watch.assert_clean()
 
 
-async def test_after_a_reload_the_list_and_the_box_come_back(
-    start_widget_server: Any, new_page: Any
-) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=NARROW)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
+async def test_after_a_reload_the_list_and_the_box_come_back(open_chat: OpenChat) -> None:
+    _, page, chat = await open_chat(viewport=NARROW)
     await to_summary(chat)
 
     await page.reload()
@@ -210,13 +202,9 @@ async def test_after_a_reload_the_list_and_the_box_come_back(
 
 
 async def test_in_arabic_the_list_reads_right_to_left_with_arabic_change_buttons(
-    start_widget_server: Any, new_page: Any, axe_script: Path
+    open_chat: OpenChat, axe_script: Path
 ) -> None:
-    server = await start_widget_server()
-    page = await new_page(viewport=NARROW, bypass_csp=True)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.wait_step("welcome")
+    _, page, chat = await open_chat(viewport=NARROW, bypass_csp=True)
     await chat.choose("language")
     await chat.wait_step("language")
     await chat.choose("ar")

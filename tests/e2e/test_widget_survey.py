@@ -3,28 +3,22 @@ report as two buttons, run in the same panel, declined with one press."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.e2e.conftest import DESKTOP, Chat
+from tests.e2e.conftest import DESKTOP, Chat, OpenChat
 
 pytestmark = pytest.mark.browser
 
 
-async def _sent(start_widget_server: Any, new_page: Any) -> Chat:
-    server = await start_widget_server()
-    page = await new_page(viewport=DESKTOP)
-    await page.goto(server.base_url + "/")
-    chat = Chat(page)
-    await chat.panel.wait_for(state="visible")
+async def _sent(open_chat: OpenChat) -> Chat:
+    _, _, chat = await open_chat(viewport=DESKTOP)
     await chat.complete_report()
     await chat.inside.locator(".ciw-reference").wait_for(state="visible")
     return chat
 
 
-async def test_the_survey_runs_in_the_same_panel(start_widget_server: Any, new_page: Any) -> None:
-    chat = await _sent(start_widget_server, new_page)
+async def test_the_survey_runs_in_the_same_panel(open_chat: OpenChat) -> None:
+    chat = await _sent(open_chat)
     assert "Would you answer 3 short questions about this chat?" in (await chat.bot_texts())[-1]
     assert await chat.choice("survey_start").is_visible()
     assert await chat.choice("survey_decline").is_visible()
@@ -50,8 +44,8 @@ async def test_the_survey_runs_in_the_same_panel(start_widget_server: Any, new_p
     chat.page.watch.assert_clean()
 
 
-async def test_declining_removes_the_offer(start_widget_server: Any, new_page: Any) -> None:
-    chat = await _sent(start_widget_server, new_page)
+async def test_declining_removes_the_offer(open_chat: OpenChat) -> None:
+    chat = await _sent(open_chat)
     await chat.choose("survey_decline")
     assert (await chat.bot_texts())[-1] == "All right. Thank you for using this chat."
     assert await chat.inside.locator(".ciw-choice").count() == 0
