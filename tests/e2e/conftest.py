@@ -431,11 +431,6 @@ class Chat:
         await self.wait_step("submitted")
 
 
-@pytest.fixture
-def chat_for() -> Callable[[Any], Chat]:
-    return Chat
-
-
 class OpenedChat(NamedTuple):
     """What `open_chat` gives: unpack as `server, page, chat = await open_chat(...)`."""
 
