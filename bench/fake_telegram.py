@@ -211,9 +211,10 @@ class Driver:
         errors: list[str] = []
         started = time.monotonic()
         posted_all: list[float] = []
+        accepted: dict[int, list[float]] = {}
 
         async def chat_burst(chat: int) -> None:
-            answered: list[float] = []
+            answered = accepted.setdefault(chat, [])
             for update in conversation_updates(chat, shown)[:per_chat]:
                 status = await poster.post(update)
                 if status != 200:
@@ -242,6 +243,13 @@ class Driver:
             "complete_chats": len(complete),
             "lag": _stats(lags),
             "errors": len(errors),
+            "detail": {
+                str(c): {
+                    "accepted": [t - started for t in accepted.get(c, [])],
+                    "replies": [t - started for t in self.replies[c]],
+                }
+                for c in ids
+            },
         }
 
 
