@@ -106,8 +106,9 @@ def scenario(control: str, port: int, **spec: Any) -> dict[str, Any]:
 def fair_queue(accepted: dict[str, list[float]]) -> dict[str, list[float]]:
     """When each reply would go in a fair queue with no cost of its own: at most SEND_LIMIT a
     second (bursts of as many) and PER_CHAT_RATE per chat (bursts of PER_CHAT_BURST); a
-    chat's replies in order, each from its update's 200 (`accepted`, seconds); among the
-    replies that may go, the one waiting longest first."""
+    chat's replies in order, each from its update's 200 (`accepted`, seconds) or its
+    previous reply, whichever is later; among the replies that may go, the one waiting
+    longest first."""
     sent: dict[str, list[float]] = {chat: [] for chat in accepted}
     bot = (SEND_LIMIT, 0.0)  # (tokens, at)
     chats = {chat: (PER_CHAT_BURST, 0.0) for chat in accepted}
@@ -133,7 +134,9 @@ def fair_queue(accepted: dict[str, list[float]]) -> dict[str, list[float]]:
             return sent
         bot_ready = ready(bot, SEND_LIMIT)
         now = min(max(at, bot_ready) for _, _, at in waiting)
-        chat = min((w for w in waiting if w[2] <= now), key=lambda w: w[1])[0]
+        # Longest waiting first; at a tie (replies accepted in one instant) the chat sent
+        # fewer so far, round-robin as `bot.ratelimit.Pacer` serves waiting chats.
+        chat = min((w for w in waiting if w[2] <= now), key=lambda w: (w[1], len(sent[w[0]])))[0]
         bot = spend(bot, SEND_LIMIT, SEND_LIMIT, now)
         chats[chat] = spend(chats[chat], PER_CHAT_RATE, PER_CHAT_BURST, now)
         sent[chat].append(now)
