@@ -3,9 +3,18 @@ report as two buttons, run in the same panel, declined with one press."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.e2e.conftest import DESKTOP, Chat, OpenChat
+from tests.e2e.conftest import (
+    DESKTOP,
+    PHONE,
+    Chat,
+    OpenChat,
+    axe_violations,
+    save_screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -52,3 +61,35 @@ async def test_declining_removes_the_offer(open_chat: OpenChat) -> None:
     # The report's reference is still there to copy.
     assert await chat.inside.locator(".ciw-reference").is_visible()
     chat.page.watch.assert_clean()
+
+
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 320, "height": 640}, PHONE, DESKTOP],
+    ids=["320px", "360px", "desktop"],
+)
+async def test_the_survey_is_clean_for_axe_on_every_screen(
+    open_chat: OpenChat, axe_script: Path, viewport: dict[str, int]
+) -> None:
+    """The offer and each kind of survey step, audited as the rest of the chat is (the page's
+    CSP rightly refuses injected scripts; axe is a test tool, so it is bypassed here)."""
+    _, page, chat = await open_chat(viewport=viewport, bypass_csp=True)
+    await chat.complete_report()
+    await chat.inside.locator(".ciw-reference").wait_for(state="visible")
+    width = viewport["width"]
+    for step, act in (
+        ("offer", lambda: chat.choose("survey_start")),
+        ("survey_ease", lambda: chat.choose("easy")),
+        ("survey_said_all", lambda: chat.choose("partly")),
+        ("survey_improve", lambda: chat.answer("Bigger buttons.")),
+    ):
+        if step != "offer":
+            await chat.wait_step(step)
+        found = await axe_violations(page, axe_script)
+        assert not found, f"at {step} ({width}px): {found}"
+        await save_screenshot(page, f"widget-survey-{step}-{width}px")
+        await act()
+    await chat.wait_step("survey_thanks")
+    assert not await axe_violations(page, axe_script)
+    await save_screenshot(page, f"widget-survey-thanks-{width}px")
+    page.watch.assert_clean()
