@@ -331,21 +331,27 @@ class _CountingNeeds(FixedNeeds):
         return super().acknowledgement(report)
 
 
+#: Good care at a GP: may share it, no contact, no referral; the shortest path to the summary.
+GOOD_GP_TO_SUMMARY = (
+    ("choice", "start"),
+    ("choice", "good"),
+    ("choice", "gp"),
+    ("text", "Oak Surgery"),
+    ("choice", "self"),
+    ("text", "Kind staff."),
+    ("choice", "yes"),
+    ("choice", "no"),
+    ("choice", "no"),
+)
+
+
 def test_the_engine_asks_for_what_it_needs_only_when_a_step_needs_it(
     engine: Engine, render
 ) -> None:  # type: ignore[no-untyped-def]
     needs = _CountingNeeds()
     state = engine.start("en").state
     for kind, value in [
-        ("choice", "start"),
-        ("choice", "good"),
-        ("choice", "gp"),
-        ("text", "Oak Surgery"),
-        ("choice", "self"),
-        ("text", "Kind staff."),
-        ("choice", "yes"),
-        ("choice", "no"),
-        ("choice", "no"),
+        *GOOD_GP_TO_SUMMARY,
         ("choice", "edit"),
         ("choice", "summary"),
     ]:
@@ -460,15 +466,7 @@ def test_a_complete_conversation_is_sent_at_once(engine: Engine, render) -> None
     state = drive(
         engine,
         render,
-        ("choice", "start"),
-        ("choice", "good"),
-        ("choice", "gp"),
-        ("text", "Oak Surgery"),
-        ("choice", "self"),
-        ("text", "Kind staff."),
-        ("choice", "yes"),
-        ("choice", "no"),
-        ("choice", "no"),
+        *GOOD_GP_TO_SUMMARY,
     )
     assert state.step == "summary"
     turn = engine.handle(state, Inbound("choice", "submit"), render, FixedNeeds())
