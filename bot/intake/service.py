@@ -555,15 +555,8 @@ class IntakeService:
         offered.state.scratch[SURVEY_KEY] = SURVEY_TAKEN
         await uow.conversations.update(offered)
         turn = self.survey.start(offered.state.locale)
-        now = self._clock()
-        record = ConversationRecord(
-            id=str(uuid.uuid4()),
-            channel=offered.channel,
-            state=turn.state,
-            created_at=now,
-            updated_at=now,
-            token_hash=token_hash,
-            channel_key=offered.channel_key,
+        record = self._new_record(
+            offered.channel, turn, channel_key=offered.channel_key, token_hash=token_hash
         )
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
@@ -809,8 +802,14 @@ class IntakeService:
         """A new conversation at its welcome, not yet stored. No I/O: one caller is inside
         a unit of work, and the directory index was refreshed before it began."""
         turn = self.engine.start(self.catalogs.negotiate(*locale_hints), start_param, self._needs)
+        return self._new_record(channel, turn, channel_key=channel_key, token_hash=token_hash), turn
+
+    def _new_record(
+        self, channel: Channel, turn: Turn, *, channel_key: str | None, token_hash: str | None
+    ) -> ConversationRecord:
+        """A new conversation's record at its first turn (either dialogue), not yet stored."""
         now = self._clock()
-        record = ConversationRecord(
+        return ConversationRecord(
             id=str(uuid.uuid4()),
             channel=channel,
             state=turn.state,
@@ -819,7 +818,6 @@ class IntakeService:
             token_hash=token_hash,
             channel_key=channel_key,
         )
-        return record, turn
 
     def _too_long(self, engine: Engine, state: ConversationState, inbound: Inbound) -> bool:
         """Typed text longer than the current step takes: the engine refuses it, the
