@@ -51,6 +51,19 @@ async def chat_storage(page: Any, origin: str) -> list[str]:
     return list(keys)
 
 
+async def assert_partner_page_shows_no_conversation(
+    page: Any, chat_origin: str, site: PartnerSite
+) -> None:
+    """After leaving: nothing is kept in the chat's own origin, and back on the partner's
+    page the chat starts afresh, with nothing typed shown or left in its text box."""
+    assert await chat_storage(page, chat_origin) == []
+    await page.goto(site.origin + "/")
+    again = Chat(page)
+    await again.wait_step("welcome")
+    assert await again.user_texts() == []
+    assert await again.textarea.is_hidden() or await again.textarea.input_value() == ""
+
+
 def exit_to_weather(site: PartnerSite) -> dict[str, str]:
     """App settings: Exit leaves for the partner's neutral weather page."""
     return {"exit_url": site.origin + "/weather"}
@@ -120,12 +133,7 @@ async def test_shift_three_times_leaves_from_an_embedding_page(
     page.watch.assert_clean()
 
     # Nothing is left in the chat's own origin: the partner's page shows no conversation.
-    assert await chat_storage(page, server.base_url) == []
-    await page.goto(site.origin + "/")
-    again = Chat(page)
-    await again.wait_step("welcome")
-    assert await again.user_texts() == []
-    assert await again.textarea.is_hidden() or await again.textarea.input_value() == ""
+    await assert_partner_page_shows_no_conversation(page, server.base_url, site)
 
 
 async def test_shift_three_times_on_the_page_around_the_open_chat_leaves_too(
@@ -201,8 +209,4 @@ async def test_typing_the_exit_word_leaves_as_the_button_does(
     await chat.textarea.press("Enter")
     await page.wait_for_url(site.origin + "/weather")
     page.watch.assert_clean()
-    assert await chat_storage(page, server.base_url) == []
-    await page.goto(site.origin + "/")
-    again = Chat(page)
-    await again.wait_step("welcome")
-    assert await again.user_texts() == []
+    await assert_partner_page_shows_no_conversation(page, server.base_url, site)
