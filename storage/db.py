@@ -7,7 +7,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
@@ -123,27 +123,23 @@ class PooledTransaction:
 
     async def commit(self) -> None:
         """Commit on the driver; the connection stays checked out until `release()`."""
-        if self.is_postgres:
-            transaction = self.adapter._transaction
-            if transaction is not None:
-                try:
-                    await transaction.commit()
-                finally:
-                    self.adapter._transaction = None
-        else:
-            await self.driver.commit()
-        self.done = True
+        await self._end("commit")
 
     async def rollback(self) -> None:
+        await self._end("rollback")
+
+    async def _end(self, how: Literal["commit", "rollback"]) -> None:
+        """End the transaction on the driver, however it was begun: on PostgreSQL the one the
+        asyncpg adapter tracks (none if no statement ran), which it must forget either way."""
         if self.is_postgres:
             transaction = self.adapter._transaction
             if transaction is not None:
                 try:
-                    await transaction.rollback()
+                    await getattr(transaction, how)()
                 finally:
                     self.adapter._transaction = None
         else:
-            await self.driver.rollback()
+            await getattr(self.driver, how)()
         self.done = True
 
     async def release(self) -> None:
