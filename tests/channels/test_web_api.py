@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -654,3 +655,28 @@ async def test_logs_hold_no_bodies_tokens_or_ids(
         conversation["conversation_id"],
     ):
         assert secret not in logged
+
+
+# ---------------------------------------------------------------------- JSON bodies
+
+
+async def test_bodies_are_compact_utf8_json_that_reads_back_as_sent(api: Api) -> None:
+    """Answers are encoded by `bot.jsonenc`: UTF-8 as it is (right-to-left script and emoji
+    not escaped), and what the person typed (markup, quotes, backslashes) reads back exactly."""
+    typed = 'שלום مرحبا 😀 <b>bold</b> & <script>x</script> "quoted" back\\slash'
+    created = await api.create({"locale": "ar"})
+    conversation = created.body
+    await api.send(conversation, {"choice": "start"})
+    await api.send(conversation, {"text": typed})
+    path = f"/api/v1/conversations/{conversation['conversation_id']}"
+    headers = {"Authorization": f"Bearer {conversation['token']}"}
+    async with api.session.get(api.base_url + path, headers=headers) as response:
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        raw = await response.read()
+    body = json.loads(raw)
+    assert body["dir"] == "rtl" and body["locale"] == "ar"
+    assert typed in [entry["text"] for entry in body["transcript"] if entry["role"] == "user"]
+    arabic = body["messages"][0]["text"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in arabic)
+    assert arabic.encode() in raw and typed.encode()[:10] in raw  # not \\u escapes
+    assert b'", "' not in raw and b'": ' not in raw  # compact

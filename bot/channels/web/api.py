@@ -35,6 +35,7 @@ from bot.channels.web.http import (
     bad_request,
     check_content_length,
     error_middleware,
+    json_response,
     quiet_client_errors_in_server_log,
     read_json_object,
 )
@@ -217,7 +218,7 @@ async def create_conversation(request: web.Request) -> web.Response:
     accept_language = request.headers.get(hdrs.ACCEPT_LANGUAGE)
     hints = tuple(h[:MAX_LOCALE_HINT] if h else None for h in (locale, accept_language))
     reply = await request.app[SERVICE].start(channel="web", locale_hints=hints, with_token=True)
-    return web.json_response(reply_body(reply), status=201)
+    return json_response(reply_body(reply), status=201)
 
 
 async def _start_survey(request: web.Request, survey_for: Any) -> web.Response:
@@ -238,7 +239,7 @@ async def _start_survey(request: web.Request, survey_for: Any) -> web.Response:
             "There is no survey to answer for that conversation (it was taken, declined or "
             "has closed).",
         ) from None
-    return web.json_response(reply_body(reply), status=201)
+    return json_response(reply_body(reply), status=201)
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -254,7 +255,7 @@ async def post_message(request: web.Request) -> web.Response:
         )
     except InvalidToken:
         raise _unauthorized("The token does not match this conversation.") from None
-    return web.json_response(reply_body(reply))
+    return json_response(reply_body(reply))
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -265,7 +266,7 @@ async def get_conversation(request: web.Request) -> web.Response:
         reply = await request.app[SERVICE].view(conversation_id, with_transcript=True, token=token)
     except InvalidToken:
         raise _unauthorized("The token does not match this conversation.") from None
-    return web.json_response(reply_body(reply))
+    return json_response(reply_body(reply))
 
 
 def parse_inbound(body: dict[str, Any]) -> Inbound:
@@ -354,7 +355,7 @@ def _unauthorized(message: str) -> ApiError:
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers. Never touches the database."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -367,4 +368,4 @@ async def readyz(request: web.Request) -> web.Response:
             await storage.ping()
     except (StorageError, TimeoutError, OSError):
         raise ApiError(503, "not_ready", "The database is not answering.") from None
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})

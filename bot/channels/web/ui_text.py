@@ -20,6 +20,7 @@ from types import MappingProxyType
 from aiohttp import hdrs, web
 
 from bot.appkeys import SERVICE, SETTINGS
+from bot.channels.web.http import json_response
 from bot.engine.types import T, Text
 
 UI_TEXT_PATH = "/api/v1/ui-text"
@@ -104,7 +105,7 @@ def ui_text(request: web.Request) -> dict[str, object]:
 
 
 async def get_ui_text(request: web.Request) -> web.Response:
-    return web.json_response(ui_text(request))
+    return json_response(ui_text(request))
 
 
 async def cache_ui_text(request: web.Request, response: web.StreamResponse) -> None:
