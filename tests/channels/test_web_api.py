@@ -186,6 +186,8 @@ async def test_charset_parameter_is_accepted(api: Api) -> None:
         (b'\xff\xfe{"text": "x"}', "invalid_utf8"),
         (b'{"text": "\\ud800"}', "invalid_text"),
         (b'{"text": "a\\udfffb"}', "invalid_text"),
+        (b'{"text": "ok", "\\ud800": 1}', "invalid_text"),
+        (b'{"text": "ok", "extra": {"deep": ["x", "\\udc00"]}}', "invalid_text"),
         (b'["text", "hello"]', "invalid_body"),
         (b'"hello"', "invalid_body"),
         (b"null", "invalid_body"),
