@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import subprocess
 import sys
+import textwrap
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bot.logging_setup import (
+    LOG_FORMAT,
     REDACTED,
+    LineFormatter,
     SecretRedactor,
     install_redaction,
     quiet_libraries,
@@ -18,6 +25,7 @@ from bot.logging_setup import (
 )
 
 TOKEN = "5550001:AAF-redaction-test-token"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_secrets_are_found_by_name_and_in_urls() -> None:
@@ -111,3 +119,40 @@ def test_the_http_client_is_quiet_unless_debugging() -> None:
     assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
     assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)
     quiet_libraries(logging.INFO)
+
+
+def test_a_configured_process_logs_the_format_redacted_without_caller_lookups() -> None:
+    """`configure_logging` in a process of its own (it changes logging's globals): the line
+    format as before (asctime to the millisecond, level, logger, message), secrets still
+    redacted, and no caller, thread or process looked up for a record."""
+    script = textwrap.dedent(
+        f"""
+        import logging
+        from bot.logging_setup import configure_logging
+        configure_logging({{"INTAKE_TELEGRAM_TOKEN": {TOKEN!r}}})
+        logging.getLogger("bot.channels.web.api").info("%s %s %d %.1fms", "POST", "/x", 200, 1.25)
+        logging.getLogger("httpx").warning("GET https://api.telegram.org/bot{TOKEN}/getMe")
+        record = logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "m", (), None)
+        print(record.threadName, record.processName, logging._srcfile)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    lines = done.stderr.splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO bot.channels.web.api: POST /x 200 1.2ms",
+        lines[0],
+    )
+    assert lines[1].endswith(f"WARNING httpx: GET https://api.telegram.org/bot{REDACTED}/getMe")
+    assert TOKEN not in done.stderr
+    assert done.stdout.split() == ["None", "None", "None"]
+
+
+def test_line_formatter_writes_the_time_as_the_standard_formatter_does() -> None:
+    ours, standard = LineFormatter(), logging.Formatter(LOG_FORMAT)
+    start = time.time()
+    for created in (start, start + 0.001, start + 0.999, start + 1.0005, start + 86400.25):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == standard.format(record)
