@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -69,26 +70,42 @@ SURVEY_ANSWERS = Counter(
 )
 
 
+_Metric = TypeVar("_Metric", Counter, Histogram)
+#: (metric, label values) -> that metric's child for them.
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: _Metric, *labels: str) -> _Metric:
+    """`metric.labels(*labels)`, looked up once: `labels()` validates and finds the child
+    under a lock on every call. The metric keeps every child it made anyway, so this holds
+    no more than it does (a handful of channels, topics, outcomes and survey choices)."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return cast(_Metric, child)
+
+
 def record_turn(channel: str, started: float) -> None:
     """Count a turn and its latency (`started` from time.perf_counter())."""
-    TURNS.labels(channel).inc()
-    TURN_SECONDS.labels(channel).observe(time.perf_counter() - started)
+    _child(TURNS, channel).inc()
+    _child(TURN_SECONDS, channel).observe(time.perf_counter() - started)
 
 
 def record_survey_answers(answers: Sequence[tuple[str, str]]) -> None:
     """One submitted survey: (question step id, choice id or answered/skipped) pairs."""
     for step, choice in answers:
-        SURVEY_ANSWERS.labels(step, choice).inc()
+        _child(SURVEY_ANSWERS, step, choice).inc()
 
 
 def record_failed_turn(channel: str) -> None:
-    TURN_FAILURES.labels(channel).inc()
+    _child(TURN_FAILURES, channel).inc()
 
 
 def record_delivery(topic: str, outcome: str, created_at: datetime | None) -> None:
-    DELIVERIES.labels(topic, outcome).inc()
+    _child(DELIVERIES, topic, outcome).inc()
     if outcome == "done" and created_at is not None:
-        DELIVERY_DELAY.labels(topic).observe(
+        _child(DELIVERY_DELAY, topic).observe(
             max(0.0, (datetime.now(UTC) - created_at).total_seconds())
         )
 
