@@ -1,8 +1,9 @@
-"""JSON encoding on the hot path: every turn's answer body (and, for storage, what it writes).
+"""JSON encoding on the hot path: every web answer body, and what a turn stores.
 
 One function over orjson, which encodes the same value several times faster than the standard
-library's `json.dumps` (it was about 7% of the server's CPU per web turn, each message encoded
-up to three times). What differs from `json.dumps`'s defaults, and why it does not matter here:
+library's `json.dumps` (JSON encoding was about 7% of the server's CPU per web turn, each bot
+message encoded up to three times: its transcript line, the reply kept for a retried message id
+and the answer body). What differs from `json.dumps`'s defaults, and why it does not matter:
 
 - The result is UTF-8 bytes, compact (no spaces after `,` and `:`), with non-ASCII characters
   as they are rather than `\\uXXXX` escapes. Both are the same JSON: any decoder reads back the
@@ -15,6 +16,8 @@ up to three times). What differs from `json.dumps`'s defaults, and why it does n
   bytes: `dumps(value).decode()`.
 - NaN and infinities become `null` (`json.dumps` writes `NaN`, which is not JSON). Nothing
   encoded here is a float.
+- Dates and dataclasses are refused, as `json.dumps` refuses them (orjson would write them
+  on its own terms): a value that is not plain JSON is a bug to see, not to store.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 
 import orjson
 
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
 
 def dumps(value: Any) -> bytes:
     """`value` as compact UTF-8 JSON. Raises TypeError for what JSON cannot say (see above)."""
-    return orjson.dumps(value)
+    return orjson.dumps(value, option=_STRICT)
