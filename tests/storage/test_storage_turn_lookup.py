@@ -12,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import bindparam, case, event, func, select
 
 from bot.engine.types import ConversationState
 from bot.ports import Channel, ConversationRecord, TranscriptEntry
@@ -155,11 +155,26 @@ async def test_the_read_returns_what_the_sqlalchemy_statement_returned(
                 message_id=message_id,
             )
         assert ours == expected, (channel, key, message_id)
-    # And through the repository, which the service calls.
-    async with storage.unit_of_work() as uow:
-        record, prior = await uow.conversations.find_active_for_turn(
-            "telegram", "chat-1", scope="telegram", message_id="u1"
-        )
+    # And through the repository, which the service calls: on the driver's connection,
+    # nothing through SQLAlchemy's execution.
+    through_sqlalchemy: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        through_sqlalchemy.append(statement)
+
+    event.listen(storage.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with storage.unit_of_work() as uow:
+            record, prior = await uow.conversations.find_active_for_turn(
+                "telegram", "chat-1", scope="telegram", message_id="u1"
+            )
+        async with storage.unit_of_work() as uow:
+            assert await uow.conversations.find_active_for_turn(
+                "telegram", "chat-9", scope="telegram", message_id="u1"
+            ) == (None, {"step": "welcome", "said": ["hi", "ünï"]})
+    finally:
+        event.remove(storage.engine.sync_engine, "before_cursor_execute", seen)
+    assert through_sqlalchemy == []
     assert record is not None and record.id == "c-active" and record.transcript_seq == 5
     assert record.created_at == _conversation("c-active").created_at
     assert record.created_at.tzinfo is not None
