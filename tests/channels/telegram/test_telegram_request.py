@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from telegram import Bot
-from telegram.error import NetworkError, TimedOut
+from telegram import Bot, Message
+from telegram.error import BadRequest, NetworkError, TimedOut
 
-from bot.channels.telegram.request import AiohttpRequest
+from bot.channels.telegram.request import AiohttpRequest, call_ignoring_result
 
 TOKEN = "123456:SECRET-token-part"
 
@@ -88,3 +88,49 @@ async def test_a_slow_api_is_timed_out_and_an_absent_one_a_network_error(
         await absent.request.shutdown()
     for error in (slow.value, down.value):
         assert TOKEN not in str(error) and "SECRET" not in repr(error.__cause__ or "")
+
+
+async def test_a_call_whose_result_is_not_read_is_sent_as_ptb_sends_it_and_not_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Removing an answered keyboard: the same form PTB's `edit_message_reply_markup` posts,
+    PTB's errors, and no `Message` built from the answer."""
+    seen: list[dict[str, str]] = []
+
+    async def edit(request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        seen.append(form)
+        if form["message_id"] == "8":
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: message is not modified",
+                },
+                status=400,
+            )
+        message = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}}
+        return web.json_response({"ok": True, "result": message})
+
+    app = web.Application()
+    app.router.add_post(f"/bot{TOKEN}/editMessageReplyMarkup", edit)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    bot = _bot(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    await bot.request.initialize()
+    try:
+        await bot.edit_message_reply_markup(42, 7, reply_markup=None)  # PTB's own form
+
+        def no_parsing(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the answer was parsed")
+
+        monkeypatch.setattr(Message, "de_json", no_parsing)
+        await call_ignoring_result(bot, "editMessageReplyMarkup", chat_id=42, message_id=7)
+        with pytest.raises(BadRequest, match="not modified"):
+            await call_ignoring_result(bot, "editMessageReplyMarkup", chat_id=42, message_id=8)
+    finally:
+        await bot.request.shutdown()
+        await runner.cleanup()
+    assert seen[1] == seen[0] == {"chat_id": "42", "message_id": "7"}
