@@ -22,7 +22,7 @@ from telegram.error import TelegramError
 
 from bot import metrics
 from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
-from bot.channels.telegram.request import call_ignoring_result
+from bot.channels.telegram.request import call_unparsed
 from bot.channels.telegram.updates import (
     Action,
     GroupAction,
@@ -268,10 +268,10 @@ class UpdateHandler:
         anyway: the engine answers a stale choice by asking the current question). Not paced
         by the send limit: Telegram counts messages sent against it, and a tap's reply must not
         wait behind the edit of the message it answers. The edited message Telegram returns is
-        not parsed (`request.call_ignoring_result`). Without `reply_markup` the edit removes
+        not parsed (`request.call_unparsed`). Without `reply_markup` the edit removes
         the keyboard."""
         try:
-            await call_ignoring_result(
+            await call_unparsed(
                 self.bot, "editMessageReplyMarkup", chat_id=chat_id, message_id=message_id
             )
         except TelegramError as error:  # "message is not modified", too old to edit...

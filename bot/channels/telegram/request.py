@@ -11,9 +11,9 @@ and files, which the bot never uploads, go as multipart. Errors map onto PTB's: 
 the URL carries the bot token. At DEBUG each request is logged as httpx logged it, the token
 redacted.
 
-`call_ignoring_result` makes a Bot API call whose result nobody reads (removing an answered
-keyboard) without `Bot`'s parsing of it: PTB builds a whole `Message` from the answer to an
-edit, about as much CPU as the request itself.
+`call_unparsed` makes a Bot API call as `Bot` makes it but returns Telegram's answer as
+decoded JSON: for a sent message we need its id only, for a removed keyboard nothing, and PTB
+builds a whole `Message` from either answer, about as much CPU as the request itself.
 """
 
 from __future__ import annotations
@@ -139,9 +139,11 @@ def _form(request_data: RequestData) -> aiohttp.FormData:
     return form
 
 
-async def call_ignoring_result(bot: Bot, method: str, **parameters: Any) -> None:
-    """Call `method` of the Bot API through `bot`'s request (so with its timeouts, and its
-    errors as PTB raises them: `BadRequest`, `Forbidden`, `RetryAfter`, ...), parameters
-    encoded as PTB encodes them, and discard the result unread."""
-    data = RequestData([RequestParameter.from_input(k, v) for k, v in parameters.items()])
-    await bot.request.post(f"{bot.base_url}/{method}", request_data=data)
+async def call_unparsed(bot: Bot, method: str, **parameters: Any) -> Any:
+    """Call `method` of the Bot API as `Bot` does (`Bot._do_post`: its request, so its
+    timeouts, and its errors as PTB raises them: `BadRequest`, `Forbidden`, `RetryAfter`...;
+    parameters encoded by PTB, None left out) and return the result as decoded JSON."""
+    data = RequestData(
+        [RequestParameter.from_input(k, v) for k, v in parameters.items() if v is not None]
+    )
+    return await bot.request.post(f"{bot.base_url}/{method}", request_data=data)
