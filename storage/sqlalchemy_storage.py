@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -54,16 +55,21 @@ from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
 
-#: PostgreSQL: the outbox dispatchers' own pool, apart from the turns' (10 + 5): one
-#: connection for the LISTEN that wakes them, two for their claims and settles. A settle
-#: records a reply as sent and claims the chat's next one; sharing the turns' pool, it queued
-#: behind a burst of incoming turns (up to 1.6 s), so those chats' next replies waited, and
-#: turns waited behind settles until some got 503 (BENCHMARKS.md, "Is the Telegram burst
-#: fair?"). A settle is one short transaction, a few milliseconds, so two keep up with the
-#: Bot API's 30 messages a second and email; no overflow, as an overflow connection would be
-#: opened and closed again around each settle of a burst. Connections are opened on first
-#: use, so a process that runs no dispatcher (the CLI) opens none.
-DISPATCHER_POOL_SIZE = 3
+#: PostgreSQL: the outbox dispatchers' own pool, apart from the turns' (10 + 5), holding the
+#: LISTEN that wakes them and their claims and settles. A settle records a reply as sent and
+#: claims the chat's next one; sharing the turns' pool, it queued behind a burst of incoming
+#: turns (up to 1.6 s), so those chats' next replies waited, and turns queued behind settles
+#: until some got 503 (BENCHMARKS.md, "Is the Telegram burst fair?"). A settle takes a few
+#: milliseconds alone, but up to 0.1-0.2 s while a burst of turns keeps the event loop busy,
+#: and the Bot API's burst of 30 ends in 30 settles at once: with 2 connections they queued
+#: up to 0.75 s (and some gave up), with 7 under 0.1 s. So 4, and 4 more during a burst,
+#: closed again after it. Connections are opened on first use: the CLI opens none.
+DISPATCHER_POOL_SIZE = 4
+DISPATCHER_POOL_OVERFLOW = 4
+#: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
+#: waiting for its answer, and a settle that gives up sends its message again once the lease
+#: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
+DISPATCHER_POOL_SECONDS = 10.0
 
 
 class SqlUnitOfWork:
@@ -250,6 +256,11 @@ async def create_storage(
         create_engine(url, timeouts=timeouts),
         clock=clock,
         dispatcher_engine=create_engine(
-            url, pool_size=DISPATCHER_POOL_SIZE, max_overflow=0, timeouts=timeouts
+            url,
+            pool_size=DISPATCHER_POOL_SIZE,
+            max_overflow=DISPATCHER_POOL_OVERFLOW,
+            timeouts=None
+            if timeouts is None
+            else replace(timeouts, pool_seconds=DISPATCHER_POOL_SECONDS),
         ),
     )
