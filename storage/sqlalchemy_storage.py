@@ -60,10 +60,11 @@ log = logging.getLogger(__name__)
 #: claims the chat's next one; sharing the turns' pool, it queued behind a burst of incoming
 #: turns (up to 1.6 s), so those chats' next replies waited, and turns queued behind settles
 #: until some got 503 (BENCHMARKS.md, "Is the Telegram burst fair?"). A settle takes a few
-#: milliseconds alone, but up to 0.1-0.2 s while a burst of turns keeps the event loop busy,
-#: and the Bot API's burst of 30 ends in 30 settles at once: with 2 connections they queued
-#: up to 0.75 s (and some gave up), with 7 under 0.1 s. So 4, and 4 more during a burst,
-#: closed again after it. Connections are opened on first use: the CLI opens none.
+#: milliseconds alone, but up to a quarter of a second while a burst of turns keeps the event
+#: loop busy, and the Bot API's burst of 30 ends in 30 settles at once: with 2 connections for
+#: them they waited up to 1.9 s (some gave up at 2 s), with 7 up to 0.3 s. So 4, and 4 more
+#: during a burst, closed again after it. Connections are opened on first use: the CLI opens
+#: none.
 DISPATCHER_POOL_SIZE = 4
 DISPATCHER_POOL_OVERFLOW = 4
 #: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
