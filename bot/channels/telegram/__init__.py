@@ -166,7 +166,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     )
     delivery = TelegramDelivery(bot, limiter, backoff_cap=options.backoff_cap)
     dispatcher = OutboxDispatcher(
-        service.storage,
+        service.storage.dispatcher_storage(),
         TOPIC,
         delivery,
         poll_interval=options.dispatcher_poll_interval,
