@@ -543,6 +543,12 @@ class Storage(Protocol):
 
     def unit_of_work(self) -> UnitOfWork: ...
 
+    def dispatcher_storage(self) -> Storage:
+        """What the outbox dispatchers claim, settle and LISTEN through: the same database,
+        over connections of their own where the database has more than one writer, so that
+        neither they nor the incoming turns wait for a connection behind the other."""
+        ...
+
     async def ping(self) -> None:
         """Raise StorageError unless the database answers."""
         ...

@@ -166,14 +166,21 @@ def ensure_sqlite_directory(url: URL) -> None:
 
 
 def create_engine(
-    database_url: str | URL, *, pool_size: int = 10, timeouts: Timeouts | None = REQUEST_TIMEOUTS
+    database_url: str | URL,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    timeouts: Timeouts | None = REQUEST_TIMEOUTS,
 ) -> AsyncEngine:
     """An engine for serving (`timeouts` of a few seconds) or, with `timeouts=None`, for
-    migrations and other administration that may legitimately wait longer."""
+    migrations and other administration that may legitimately wait longer. On PostgreSQL the
+    pool opens up to `max_overflow` (by default half of `pool_size`) more in a burst; SQLite
+    has one connection whatever is asked."""
     url = normalize_url(database_url)
     if is_sqlite(url):
         return _sqlite_engine(url)
-    return _postgres_engine(url, pool_size=pool_size, timeouts=timeouts)
+    overflow = pool_size // 2 if max_overflow is None else max_overflow
+    return _postgres_engine(url, pool_size=pool_size, max_overflow=overflow, timeouts=timeouts)
 
 
 def _sqlite_engine(url: URL) -> AsyncEngine:
@@ -220,7 +227,9 @@ async def _begin_immediate(driver: Any) -> None:
     await driver.execute("BEGIN IMMEDIATE")
 
 
-def _postgres_engine(url: URL, *, pool_size: int, timeouts: Timeouts | None) -> AsyncEngine:
+def _postgres_engine(
+    url: URL, *, pool_size: int, max_overflow: int, timeouts: Timeouts | None
+) -> AsyncEngine:
     connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     server_settings: dict[str, str] = {}
     if timeouts is not None:
@@ -242,7 +251,7 @@ def _postgres_engine(url: URL, *, pool_size: int, timeouts: Timeouts | None) -> 
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size // 2,
+        max_overflow=max_overflow,
         pool_timeout=timeouts.pool_seconds if timeouts is not None else POOL_TIMEOUT_SECONDS,
         pool_pre_ping=False,
         pool_recycle=1800,

@@ -828,6 +828,9 @@ class MemoryStorage:
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
 
+    def dispatcher_storage(self) -> MemoryStorage:
+        return self  # nothing to queue for
+
     async def ping(self) -> None:
         if self.closed:
             raise StorageError("storage closed")

@@ -66,16 +66,6 @@ def saved_values(record: ConversationRecord) -> dict[str, Any]:
 
 # Statements of every turn, built once: SQLAlchemy then only looks up their compiled form.
 
-#: The reply already given to (:scope, :message_id), as a column of the turn's read.
-_PRIOR_REPLY = (
-    select(inbound_messages.c.reply)
-    .where(
-        inbound_messages.c.scope == bindparam("scope"),
-        inbound_messages.c.message_id == bindparam("message_id"),
-    )
-    .scalar_subquery()
-    .label("prior_reply")
-)
 _AFTER_LAST_LINE = (
     select(func.coalesce(func.max(transcript_entries.c.seq), 0) + 1)
     .where(transcript_entries.c.conversation_id == conversations.c.id)
@@ -94,19 +84,6 @@ GET_FOR_UPDATE = (
     select(conversations, _NEXT_SEQ)
     .where(conversations.c.id == bindparam("id"))
     .with_for_update(of=conversations)
-)
-_ACTIVE = (
-    select(conversations)
-    .where(
-        conversations.c.channel == bindparam("channel"),
-        conversations.c.channel_key == bindparam("channel_key"),
-        conversations.c.status == "active",
-    )
-    .order_by(conversations.c.created_at.desc(), conversations.c.id.desc())
-    .limit(1)
-)
-FIND_ACTIVE_FOR_TURN = _ACTIVE.add_columns(_PRIOR_REPLY, _NEXT_SEQ).with_for_update(
-    of=conversations
 )
 GET_INBOUND_REPLY = select(inbound_messages.c.reply).where(
     inbound_messages.c.scope == bindparam("scope"),
@@ -194,18 +171,11 @@ class SqlConversations:
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        parameters = {
-            "channel": channel,
-            "channel_key": channel_key,
-            "scope": scope,
-            "message_id": message_id,
-        }
-        row = (await self._db.execute(FIND_ACTIVE_FOR_TURN, parameters)).first()
-        if row is not None:
-            return _conversation(row), _reply(row.prior_reply)
-        # No conversation to lock (a chat's first message): ask for the reply on its own.
-        reply = (await self._db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none()
-        return None, _reply(reply)
+        # A Telegram turn's hot path: on the driver's connection (storage.turns).
+        from storage.turns import pg_find_active_for_turn, sqlite_find_active_for_turn
+
+        read = pg_find_active_for_turn if self._db.is_postgres else sqlite_find_active_for_turn
+        return await read(self._db, channel, channel_key, scope=scope, message_id=message_id)
 
     async def find_active(
         self, channel: Channel, channel_key: str, *, for_update: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -53,6 +54,23 @@ from storage.surveys import SqlChatSurveys
 from storage.turns import save_turn
 
 log = logging.getLogger(__name__)
+
+#: PostgreSQL: the outbox dispatchers' own pool, apart from the turns' (10 + 5), holding the
+#: LISTEN that wakes them and their claims and settles. A settle records a reply as sent and
+#: claims the chat's next one; sharing the turns' pool, it queued behind a burst of incoming
+#: turns (up to 1.6 s), so those chats' next replies waited, and turns queued behind settles
+#: until some got 503 (BENCHMARKS.md, "Is the Telegram burst fair?"). A settle takes a few
+#: milliseconds alone, but up to a quarter of a second while a burst of turns keeps the event
+#: loop busy, and the Bot API's burst of 30 ends in 30 settles at once: with 2 connections for
+#: them they waited up to 1.9 s (some gave up at 2 s), with 7 up to 0.3 s. So 4, and 4 more
+#: during a burst, closed again after it. Connections are opened on first use: the CLI opens
+#: none.
+DISPATCHER_POOL_SIZE = 4
+DISPATCHER_POOL_OVERFLOW = 4
+#: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
+#: waiting for its answer, and a settle that gives up sends its message again once the lease
+#: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
+DISPATCHER_POOL_SECONDS = 10.0
 
 
 class SqlUnitOfWork:
@@ -165,12 +183,24 @@ def _released_after_cancel(release: asyncio.Future[None]) -> None:
 
 
 class SqlStorage:
-    """The process's handle on one database: a pool, unit-of-work factory and the directory."""
+    """The process's handle on one database: a pool, unit-of-work factory and the directory.
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+    On PostgreSQL it also holds the outbox dispatchers' own small pool (`dispatcher_storage`).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock = utc_now,
+        dispatcher_engine: AsyncEngine | None = None,
+    ) -> None:
         self.engine = engine
         self._clock = clock
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
+        self._dispatcher = (
+            SqlStorage(dispatcher_engine, clock=clock) if dispatcher_engine is not None else None
+        )
 
     @property
     def backend(self) -> str:
@@ -180,16 +210,24 @@ class SqlStorage:
     def unit_of_work(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, self._clock)
 
+    def dispatcher_storage(self) -> SqlStorage:
+        """The same database over the dispatchers' own pool (PostgreSQL), or this storage
+        (SQLite, or a storage built without one). See `DISPATCHER_POOL_SIZE`."""
+        return self._dispatcher if self._dispatcher is not None else self
+
     async def ping(self) -> None:
         await on_live_connection(self.engine, _select_one)
 
     async def listen_outbox(self, wake: Callable[[str], None]) -> None:
         """Wake the caller on every committed outbox row, from any process (PostgreSQL);
-        returns at once on SQLite."""
+        returns at once on SQLite. The LISTEN holds one of this storage's connections for as
+        long as it runs (the dispatchers' pool's, through `dispatcher_storage`)."""
         await listen_for_outbox(self.engine, wake)
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._dispatcher is not None:
+            await self._dispatcher.close()
 
 
 async def _select_one(connection: AsyncConnection) -> None:
@@ -213,4 +251,17 @@ async def create_storage(
             ensure_sqlite_directory(url)
         except OSError as error:
             log.warning("cannot create the SQLite directory: %r", error)
-    return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock)
+        # One writer: the dispatchers queue on the same single connection as the turns.
+        return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock)
+    return SqlStorage(
+        create_engine(url, timeouts=timeouts),
+        clock=clock,
+        dispatcher_engine=create_engine(
+            url,
+            pool_size=DISPATCHER_POOL_SIZE,
+            max_overflow=DISPATCHER_POOL_OVERFLOW,
+            timeouts=None
+            if timeouts is None
+            else replace(timeouts, pool_seconds=DISPATCHER_POOL_SECONDS),
+        ),
+    )

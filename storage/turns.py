@@ -98,7 +98,7 @@ RAW_SAVE_TURN_WITHOUT_ID = """
     )
     SELECT count(*) AS saved FROM saved
 """
-#: The turn's read (as `repositories.FIND_ACTIVE_FOR_TURN`, by id): the conversation ($1), locked, with the
+#: The turn's read (as `RAW_FIND_ACTIVE_FOR_TURN`, by id): the conversation ($1), locked, with the
 #: next transcript number and the reply already given to ($2 scope, $3 message id).
 RAW_GET_FOR_TURN = """
     SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
@@ -237,22 +237,9 @@ async def sqlite_get_for_turn(
     row = await db.run_sqlite(read)
     if row is None:
         return None, None
-    (id_, channel, channel_key, token_hash, state, _status, revision) = row[:7]
-    reference, created_at, updated_at, next_seq, prior = row[7:]
-    record = ConversationRecord(
-        id=id_,
-        channel=cast(Channel, channel),
-        state=ConversationState.from_json(json.loads(state)),
-        created_at=_from_sqlite_time(created_at),
-        updated_at=_from_sqlite_time(updated_at),
-        revision=revision,
-        token_hash=token_hash,
-        channel_key=channel_key,
-        reference=reference,
-        transcript_seq=next_seq,
-    )
+    prior = row[11]
     reply = json.loads(prior) if prior is not None and message_id is not None else None
-    return record, None if reply is None else dict(reply)
+    return _sqlite_record(row), None if reply is None else dict(reply)
 
 
 def _line(entry: TranscriptEntry) -> dict[str, Any]:
@@ -388,3 +375,112 @@ async def _save_sqlite(
         raise already_handled(scope, message_id or "")
     if outcome == "stale":
         raise stale_revision(record)
+
+
+# A Telegram turn's read: the chat's active conversation, found by its channel address rather
+# than by id, with the same columns as the read by id (`RAW_GET_FOR_TURN`): on the driver's
+# connection too, where through SQLAlchemy it was several hand-offs (and on SQLite one more for
+# BEGIN IMMEDIATE) and SQLAlchemy's per-statement work (BENCHMARKS.md, "Telegram turn's read
+# on the driver's connection").
+
+#: The active conversation of ($1 channel, $2 channel key), locked, newest first as
+#: `ConversationRepository.find_active` orders them, with the reply already given to ($3 scope,
+#: $4 message id). After waiting for the lock PostgreSQL checks the row again: a conversation
+#: ended meanwhile is not returned.
+RAW_FIND_ACTIVE_FOR_TURN = """
+    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
+           c.reference, c.created_at, c.updated_at,
+           GREATEST(c.transcript_seq,
+                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
+                     WHERE t.conversation_id = c.id)) AS next_seq,
+           (SELECT i.reply FROM inbound_messages i
+            WHERE i.scope = $3 AND i.message_id = $4) AS prior_reply
+    FROM conversations c
+    WHERE c.channel = $1 AND c.channel_key = $2 AND c.status = 'active'
+    ORDER BY c.created_at DESC, c.id DESC
+    LIMIT 1
+    FOR UPDATE OF c
+"""
+#: No active conversation (a chat's first message): the reply already given, on its own.
+RAW_INBOUND_REPLY = "SELECT reply FROM inbound_messages WHERE scope = $1 AND message_id = $2"
+
+
+async def pg_find_active_for_turn(
+    db: Db, channel: Channel, channel_key: str, *, scope: str, message_id: str
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """See `bot.ports.ConversationRepository.find_active_for_turn` (PostgreSQL): one
+    statement when the chat has a conversation, two when it has none."""
+    driver = await db.driver()
+    with storage_errors():
+        row = await driver.fetchrow(
+            RAW_FIND_ACTIVE_FOR_TURN, channel, channel_key, scope, message_id
+        )
+        if row is None:
+            prior = await driver.fetchval(RAW_INBOUND_REPLY, scope, message_id)
+            return None, None if prior is None else dict(prior)
+    prior = row["prior_reply"]
+    return _record(row), None if prior is None else dict(prior)
+
+
+#: `RAW_FIND_ACTIVE_FOR_TURN` on SQLite (the writer is already ours: BEGIN IMMEDIATE).
+SQLITE_FIND_ACTIVE_FOR_TURN = """
+    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
+           c.reference, c.created_at, c.updated_at,
+           max(c.transcript_seq,
+               (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
+                WHERE t.conversation_id = c.id)) AS next_seq,
+           (SELECT i.reply FROM inbound_messages i
+            WHERE i.scope = :scope AND i.message_id = :message_id) AS prior_reply
+    FROM conversations c
+    WHERE c.channel = :channel AND c.channel_key = :channel_key AND c.status = 'active'
+    ORDER BY c.created_at DESC, c.id DESC
+    LIMIT 1
+"""
+SQLITE_INBOUND_REPLY = (
+    "SELECT reply FROM inbound_messages WHERE scope = :scope AND message_id = :message_id"
+)
+
+
+async def sqlite_find_active_for_turn(
+    db: Db, channel: Channel, channel_key: str, *, scope: str, message_id: str
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """See `bot.ports.ConversationRepository.find_active_for_turn` (SQLite): in one hand-off
+    to aiosqlite's thread with the unit of work's BEGIN IMMEDIATE, found or not."""
+    parameters = {
+        "channel": channel,
+        "channel_key": channel_key,
+        "scope": scope,
+        "message_id": message_id,
+    }
+
+    def read(connection: sqlite3.Connection) -> tuple[Any, Any]:
+        row = connection.execute(SQLITE_FIND_ACTIVE_FOR_TURN, parameters).fetchone()
+        if row is not None:
+            return row, None
+        return None, connection.execute(SQLITE_INBOUND_REPLY, parameters).fetchone()
+
+    row, alone = await db.run_sqlite(read)
+    if row is None:
+        reply = None if alone is None or alone[0] is None else json.loads(alone[0])
+        return None, None if reply is None else dict(reply)
+    prior = json.loads(row[11]) if row[11] is not None else None
+    return _sqlite_record(row), None if prior is None else dict(prior)
+
+
+def _sqlite_record(row: Sequence[Any]) -> ConversationRecord:
+    """A conversation row read on SQLite as the turn's reads select it (id ... updated_at,
+    next_seq), its values as SQLAlchemy's SQLite types store them."""
+    (id_, channel, channel_key, token_hash, state, _status, revision) = row[:7]
+    reference, created_at, updated_at, next_seq = row[7:11]
+    return ConversationRecord(
+        id=id_,
+        channel=cast(Channel, channel),
+        state=ConversationState.from_json(json.loads(state)),
+        created_at=_from_sqlite_time(created_at),
+        updated_at=_from_sqlite_time(updated_at),
+        revision=revision,
+        token_hash=token_hash,
+        channel_key=channel_key,
+        reference=reference,
+        transcript_seq=next_seq,
+    )

@@ -95,7 +95,8 @@ class OutboxDispatcher:
     """Drains outbox topics with bounded concurrency; any number of workers may run one.
 
     `routes` maps each topic to its adapter; `OutboxDispatcher(storage, topic, deliver)` is
-    the one-topic form.
+    the one-topic form. The composition root passes `Storage.dispatcher_storage()`, so that
+    claims and settles do not queue behind the turns for a pooled connection.
     """
 
     def __init__(

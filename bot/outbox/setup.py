@@ -3,7 +3,8 @@
 Picks the email backend from configuration (GOV.UK Notify when INTAKE_NOTIFY_API_KEY is set,
 else SMTP when INTAKE_SMTP_URL is, else none: a clear log line says email is off and the chat
 then promises no email), builds the routes and runs one dispatcher per worker for every topic
-but Telegram's (the Telegram channel runs its own), woken on PostgreSQL by NOTIFY.
+but Telegram's (the Telegram channel runs its own), woken on PostgreSQL by NOTIFY. Both claim,
+settle and listen through `Storage.dispatcher_storage()`, apart from the turns' connections.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     delivery.dispatcher = OutboxDispatcher(
-        service.storage,
+        service.storage.dispatcher_storage(),
         delivery.routes.table(retry_base=delivery.options.retry_base),
         poll_interval=delivery.options.poll_interval,
         concurrency=delivery.options.concurrency,

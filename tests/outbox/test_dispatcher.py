@@ -4,8 +4,11 @@ a delivered message keeps only its audit fields, each topic goes to its adapter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.outbox.dispatcher import OutboxDispatcher, Outcome
 from bot.ports import OutboxMessage, StorageError
@@ -259,3 +262,87 @@ async def test_a_message_claimed_by_a_turn_whose_process_died_is_sent_once_after
     finally:
         await survivor.stop()
     assert delivered == [("r", 2)]
+
+
+async def _hold_every_connection(engine: AsyncEngine, held: contextlib.AsyncExitStack) -> None:
+    """Check out every connection `engine`'s pool may open, until `held` closes."""
+    pool: Any = engine.pool
+    most = pool.size() + pool._max_overflow
+    for _ in range(most):
+        await held.enter_async_context(engine.connect())
+    assert pool.checkedout() == most
+
+
+async def test_claims_and_settles_do_not_queue_behind_the_turns_for_a_connection(
+    database_url: str, storage: SqlStorage
+) -> None:
+    """PostgreSQL: with the turns' pool checked out to the last connection (a burst of turns),
+    a dispatcher over `dispatcher_storage()` (as the composition root builds it) still claims,
+    sends, settles (claiming the chat's next message) and is woken by NOTIFY, on connections
+    of its own; and with the dispatchers' connections all busy, a turn still commits. SQLite:
+    one connection for both, as before (a single writer)."""
+    dispatcher_storage = storage.dispatcher_storage()
+    if storage.backend != "postgresql":
+        assert dispatcher_storage is storage
+        return
+    assert dispatcher_storage.engine is not storage.engine
+    # Nobody waits for a settle's answer, and one that gives up sends its message twice.
+    assert dispatcher_storage.engine.pool.timeout() > storage.engine.pool.timeout()  # type: ignore[attr-defined]
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add([OutboxMessage("chat", "c1", {"n": n}) for n in (1, 2)])
+        await uow.commit()
+
+    async with contextlib.AsyncExitStack() as busy:
+        await _hold_every_connection(dispatcher_storage.engine, busy)
+        async with storage.unit_of_work() as uow:  # a turn, its reply left for a claim
+            await uow.outbox.add([OutboxMessage("chat", "c2", {"n": 3})])
+            await uow.commit()
+
+    delivered: list[int] = []
+    three, four = asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.append(int(message.payload["n"]))
+        return Outcome.done()
+
+    def observe(_message: OutboxMessage, _outcome: Outcome) -> None:
+        if len(delivered) >= 3:
+            three.set()
+        if len(delivered) >= 4:
+            four.set()
+
+    # One slot: the first claim takes one message, then each settle claims the next.
+    dispatcher = OutboxDispatcher(
+        dispatcher_storage, "chat", send, poll_interval=3600, listen=True, concurrency=1
+    )
+    dispatcher.observers.append(observe)
+    turns = contextlib.AsyncExitStack()
+    writer = await create_storage(database_url)  # another worker
+    try:
+        await _hold_every_connection(storage.engine, turns)
+        dispatcher.start()
+        async with asyncio.timeout(30):
+            await three.wait()
+            async with writer.unit_of_work() as uow:  # its turn's commit NOTIFYs
+                await uow.outbox.add([OutboxMessage("chat", "c3", {"n": 4})])
+                await uow.commit()
+            await four.wait()
+    finally:
+        await dispatcher.stop()
+        await turns.aclose()
+        await writer.close()
+    assert sorted(delivered) == [1, 2, 3, 4] and delivered.index(1) < delivered.index(2)
+    assert dispatcher.counters == {"sent": 4}
+
+
+async def test_closing_the_storage_closes_the_dispatchers_connections(
+    storage: SqlStorage,
+) -> None:
+    async with storage.dispatcher_storage().engine.connect() as connection:
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+    # Back in its pool, still open.
+    await storage.close()
+    if storage.backend == "postgresql":
+        assert driver.is_closed()
+    else:
+        assert driver._connection is None  # aiosqlite's, once closed

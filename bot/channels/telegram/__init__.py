@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from telegram import Bot, BotCommand, Update
@@ -97,11 +98,12 @@ class TelegramChannel:
             raise RuntimeError("the Telegram channel has not started")
         await self.handler.handle(update)
 
-    async def handle_action(self, update_id: int, action: Action) -> None:
-        """The webhook's entry: the update already read (`updates.read_update`)."""
+    async def handle_action(self, update_id: int, action: Action) -> dict[str, Any] | None:
+        """The webhook's entry: the update already read (`updates.read_update`); returns the
+        method call to answer with, if any (`UpdateHandler.handle_action`)."""
         if self.handler is None:
             raise RuntimeError("the Telegram channel has not started")
-        await self.handler.handle_action(update_id, action)
+        return await self.handler.handle_action(update_id, action, answer_in_response=True)
 
 
 TELEGRAM = web.AppKey("telegram_channel", TelegramChannel)
@@ -164,7 +166,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     )
     delivery = TelegramDelivery(bot, limiter, backoff_cap=options.backoff_cap)
     dispatcher = OutboxDispatcher(
-        service.storage,
+        service.storage.dispatcher_storage(),
         TOPIC,
         delivery,
         poll_interval=options.dispatcher_poll_interval,

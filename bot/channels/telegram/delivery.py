@@ -33,6 +33,7 @@ from bot.channels.telegram.render import (
     join_messages,
     split_text,
 )
+from bot.channels.telegram.request import call_unparsed
 from bot.intake.rendering import RenderedMessage
 from bot.outbox.dispatcher import Outcome, backoff
 from bot.ports import ChatMessageIds, OutboxMessage
@@ -152,16 +153,19 @@ class TelegramDelivery:
             last = index == len(parts) - 1
             await self.limiter.acquire(str(chat_id))
             try:
-                sent = await self.bot.send_message(
-                    chat_id,
-                    parts[index],
+                # The sent message's id is all we read of it (`call_unparsed`).
+                sent = await call_unparsed(
+                    self.bot,
+                    "sendMessage",
+                    chat_id=chat_id,
+                    text=parts[index],
                     reply_markup=keyboard if last else None,
                     link_preview_options=NO_PREVIEW,
                 )
             except TelegramError as error:
                 raise _Progress(index, error) from error
             if ids is not None:
-                ids.append(sent.message_id)
+                ids.append(int(sent["message_id"]))
         return len(parts)
 
     def classify(self, error: TelegramError, attempts: int) -> Outcome:

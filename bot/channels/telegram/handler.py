@@ -22,6 +22,7 @@ from telegram.error import TelegramError
 
 from bot import metrics
 from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
+from bot.channels.telegram.request import call_unparsed
 from bot.channels.telegram.updates import (
     Action,
     GroupAction,
@@ -77,23 +78,31 @@ class UpdateHandler:
         """An update parsed by PTB (polling); see `handle_action`."""
         await self.handle_action(update.update_id, update)
 
-    async def handle_action(self, update_id: int, update: Update | Action) -> None:
+    async def handle_action(
+        self, update_id: int, update: Update | Action, *, answer_in_response: bool = False
+    ) -> dict[str, Any] | None:
         """Raises StorageError only: the database is unavailable, so the caller must not
         acknowledge the update (Telegram retries it). Any other failure is a bug that a retry
         would repeat forever: it is logged (no bodies), counted, and the person is told that
         something went wrong; the update counts as handled and the chat stays usable. The
-        webhook passes what the update means, read from its JSON (`updates.read_update`)."""
+        webhook passes what the update means, read from its JSON (`updates.read_update`).
+
+        With `answer_in_response` (the webhook), a button press is not answered by a Bot API
+        call: the answer is returned, as the body of the webhook's response, where Telegram
+        performs the method it names (one request fewer per tap; its outcome is unknown, as
+        it was to the best-effort call)."""
         action: Action | None = None
         try:
             action = classify(update) if isinstance(update, Update) else update
             if isinstance(action, TurnAction):
                 await self._turn(update_id, action)
+                return self._answer(action.callback_query_id, answer_in_response)
             elif isinstance(action, UnsupportedAction):
                 await self._unsupported(action)
             elif isinstance(action, GroupAction):
                 self._group(action)
             elif isinstance(action, IgnoreAction) and action.callback_query_id:
-                self._spawn(self._answer_callback(action.callback_query_id))
+                return self._answer(action.callback_query_id, answer_in_response)
         except StorageError:
             raise
         except Exception as error:
@@ -107,9 +116,20 @@ class UpdateHandler:
                 "".join(traceback.format_tb(error.__traceback__)),
             )
             if isinstance(action, TurnAction):
-                if action.callback_query_id is not None:
-                    self._spawn(self._answer_callback(action.callback_query_id))
+                answer = self._answer(action.callback_query_id, answer_in_response)
                 await self._explain(action.chat_id, action.language_code, FAILED)
+                return answer
+        return None
+
+    def _answer(self, callback_query_id: str | None, in_response: bool) -> dict[str, Any] | None:
+        """Answer a button press (Telegram shows a spinner until then): in the webhook's
+        response (returned), or by a call in the background."""
+        if callback_query_id is None:
+            return None
+        if in_response:
+            return {"method": "answerCallbackQuery", "callback_query_id": callback_query_id}
+        self._spawn(self._answer_callback(callback_query_id))
+        return None
 
     async def close(self, grace_seconds: float = 5.0) -> None:
         """Let background calls finish (or give up on them) before the Bot shuts down."""
@@ -152,8 +172,6 @@ class UpdateHandler:
                 dispatcher.hand_over(reply.claimed)
             elif not reply.replayed:
                 dispatcher.wake()
-        if action.callback_query_id is not None:
-            self._spawn(self._answer_callback(action.callback_query_id))
         if action.keyboard_message_id is not None:
             self._spawn(self._remove_keyboard(action.chat_id, action.keyboard_message_id))
 
@@ -249,9 +267,13 @@ class UpdateHandler:
         """Buttons of an answered question go, so an old tap is less likely (and harmless
         anyway: the engine answers a stale choice by asking the current question). Not paced
         by the send limit: Telegram counts messages sent against it, and a tap's reply must not
-        wait behind the edit of the message it answers."""
+        wait behind the edit of the message it answers. The edited message Telegram returns is
+        not parsed (`request.call_unparsed`). Without `reply_markup` the edit removes
+        the keyboard."""
         try:
-            await self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
+            await call_unparsed(
+                self.bot, "editMessageReplyMarkup", chat_id=chat_id, message_id=message_id
+            )
         except TelegramError as error:  # "message is not modified", too old to edit...
             log.debug("telegram: keyboard not removed (%s)", type(error).__name__)
 

@@ -10,15 +10,24 @@ and files, which the bot never uploads, go as multipart. Errors map onto PTB's: 
 `TimedOut`, any other client failure `NetworkError`. Messages name the error's class only:
 the URL carries the bot token. At DEBUG each request is logged as httpx logged it, the token
 redacted.
+
+`call_unparsed` makes a Bot API call as `Bot` makes it but returns Telegram's answer as
+decoded JSON: for a sent message we need its id only, for a removed keyboard nothing, and PTB
+builds a whole `Message` from either answer, about as much CPU as the request itself.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import aiohttp
+from telegram import Bot
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+# PTB's own encoding of a parameter (python-telegram-bot is pinned in the lock files).
+from telegram.request._requestparameter import RequestParameter
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +137,13 @@ def _form(request_data: RequestData) -> aiohttp.FormData:
         else:
             form.add_field(name, part)
     return form
+
+
+async def call_unparsed(bot: Bot, method: str, **parameters: Any) -> Any:
+    """Call `method` of the Bot API as `Bot` does (`Bot._do_post`: its request, so its
+    timeouts, and its errors as PTB raises them: `BadRequest`, `Forbidden`, `RetryAfter`...;
+    parameters encoded by PTB, None left out) and return the result as decoded JSON."""
+    data = RequestData(
+        [RequestParameter.from_input(k, v) for k, v in parameters.items() if v is not None]
+    )
+    return await bot.request.post(f"{bot.base_url}/{method}", request_data=data)

@@ -9,6 +9,8 @@ bug, a malformed update) is NOT retried: redelivering it forever would hold up t
 is logged, counted and told to the person by the handler, and answered 200; a malformed body
 or a bad secret is a 4xx.
 PTB's own webhook server is not used because it acknowledges before handling.
+A button press is answered in the 200's body (`{"method": "answerCallbackQuery", ...}`),
+which Telegram performs: no Bot API request of our own for it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from telegram import Bot
@@ -52,7 +55,7 @@ def make_webhook_view(
     secret: str,
     max_body_bytes: int,
     bot: Callable[[], Bot],
-    handle: Callable[[], Callable[[int, Action], Awaitable[None]]],
+    handle: Callable[[], Callable[[int, Action], Awaitable[dict[str, Any] | None]]],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The route handler; `bot` and `handle` are looked up per request because they are
     created at startup, after routes are frozen."""
@@ -77,8 +80,9 @@ def make_webhook_view(
         except Exception as error:  # whatever python-telegram-bot cannot parse is malformed
             log.warning("telegram webhook: malformed update (%s)", type(error).__name__)
             return _error(400, "malformed", "not a Telegram update")
+        answer: dict[str, Any] | None = None
         try:
-            await handle()(update_id, action)
+            answer = await handle()(update_id, action)
         except StorageError as error:
             log.warning(
                 "telegram webhook: update %s not handled, database unavailable (%s)",
@@ -95,6 +99,7 @@ def make_webhook_view(
                 type(error).__name__,
                 "".join(traceback.format_tb(error.__traceback__)),
             )
-        return web.json_response({"ok": True})
+        # A method named in the body is performed by Telegram (answering a button press).
+        return web.json_response(answer if answer is not None else {"ok": True})
 
     return webhook

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from telegram import Bot
-from telegram.error import NetworkError, TimedOut
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
-from bot.channels.telegram.request import AiohttpRequest
+from bot.channels.telegram.request import AiohttpRequest, call_unparsed
 
 TOKEN = "123456:SECRET-token-part"
 
@@ -88,3 +88,84 @@ async def test_a_slow_api_is_timed_out_and_an_absent_one_a_network_error(
         await absent.request.shutdown()
     for error in (slow.value, down.value):
         assert TOKEN not in str(error) and "SECRET" not in repr(error.__cause__ or "")
+
+
+async def test_a_call_made_unparsed_is_sent_as_ptb_sends_it_and_its_answer_not_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sending a reply and removing an answered keyboard: the same form PTB's own methods post
+    (a keyboard and the link preview options as JSON, None left out), PTB's errors, and the
+    answer as JSON, no `Message` built from it."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # as `client.build_bot` opts in: no warning
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def method(request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        seen.append((request.match_info["method"], form))
+        if form.get("message_id") == "8":
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: not modified"},
+                status=400,
+            )
+        if form.get("chat_id") == "13":
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 3",
+                    "parameters": {"retry_after": 3},
+                },
+                status=429,
+            )
+        message = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}}
+        return web.json_response({"ok": True, "result": message})
+
+    app = web.Application()
+    app.router.add_post(f"/bot{TOKEN}/{{method}}", method)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    bot = _bot(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    await bot.request.initialize()
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes", callback_data="yes")]])
+    preview = LinkPreviewOptions(is_disabled=True)
+    try:
+        # PTB's own methods first, for the forms to compare with.
+        await bot.send_message(42, "Hi", reply_markup=keyboard, link_preview_options=preview)
+        await bot.send_message(42, "Hi", reply_markup=None, link_preview_options=preview)
+        await bot.edit_message_reply_markup(42, 7, reply_markup=None)
+
+        def no_parsing(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the answer was parsed")
+
+        monkeypatch.setattr(Message, "de_json", no_parsing)
+        for markup in (keyboard, None):
+            sent = await call_unparsed(
+                bot,
+                "sendMessage",
+                chat_id=42,
+                text="Hi",
+                reply_markup=markup,
+                link_preview_options=preview,
+            )
+            assert sent["message_id"] == 7
+        await call_unparsed(bot, "editMessageReplyMarkup", chat_id=42, message_id=7)
+        with pytest.raises(BadRequest, match=r"(?i)not modified"):
+            await call_unparsed(bot, "editMessageReplyMarkup", chat_id=42, message_id=8)
+        with pytest.raises(RetryAfter):
+            await call_unparsed(bot, "sendMessage", chat_id=13, text="Hi")
+    finally:
+        await bot.request.shutdown()
+        await runner.cleanup()
+    assert seen[3:6] == seen[0:3]
+    assert seen[0] == (
+        "sendMessage",
+        {
+            "chat_id": "42",
+            "text": "Hi",
+            "reply_markup": keyboard.to_json(),
+            "link_preview_options": preview.to_json(),
+        },
+    )
+    assert seen[2] == ("editMessageReplyMarkup", {"chat_id": "42", "message_id": "7"})

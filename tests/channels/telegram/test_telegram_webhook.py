@@ -94,5 +94,39 @@ async def test_polling_feeds_the_same_handler_and_advances_the_offset(
     await tg.settle()
     assert len(user.texts()) == 1
     assert fake_api.of("deleteWebhook")[0].params.get("drop_pending_updates") is False
+    # A button press: no webhook response to answer it in, so the answer is a call.
+    tap = user.callback("start", fake_api.sent(user.chat)[-1].result["message_id"])
+    await fake_api.push_update(tap)
+    await fake_api.wait_for(
+        lambda: (
+            [c.params.get("callback_query_id") for c in fake_api.of("answerCallbackQuery")]
+            == [tap["callback_query"]["id"]]
+        ),
+        what="the button press answered",
+    )
     # No webhook route in polling mode.
     assert await tg.post(user.message("/start")) in (404, 405)
+
+
+async def test_a_button_press_is_answered_in_the_webhooks_response(
+    tg: TelegramServer, make_user, fake_api: FakeTelegramAPI
+) -> None:
+    """Telegram performs a method named in a webhook's 200: the answer to a button press goes
+    there, and the server makes no answerCallbackQuery call of its own."""
+    user: User = make_user(tg)
+    await user.say("/start")
+    tap = user.callback("start", fake_api.sent(user.chat)[-1].result["message_id"])
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+    async with tg.session.post(
+        f"{tg.base_url}/telegram/webhook", json=tap, headers=headers
+    ) as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "method": "answerCallbackQuery",
+            "callback_query_id": tap["callback_query"]["id"],
+        }
+    await tg.settle()
+    assert fake_api.of("answerCallbackQuery") == []
+    assert user.texts()[-1] == "Was the care poor, good, or both?"  # the turn ran
+    # An update that is not a button press is acknowledged as before.
+    assert await tg.post(user.message("Poor")) == 200

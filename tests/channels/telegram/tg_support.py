@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.app import SERVICE
+from bot.appkeys import SETTINGS
 from bot.channels.telegram import TELEGRAM, TelegramChannel, TelegramOptions
 from bot.intake.service import IntakeService
 from storage.models import outbox
@@ -48,8 +50,21 @@ class TelegramServer:
         async with self.session.post(
             f"{self.base_url}/telegram/webhook", json=update, headers=headers, **kwargs
         ) as response:
+            body = await response.read()
+            status = response.status
+        if status == 200:
+            await self.perform_webhook_answer(json.loads(body))
+        return status
+
+    async def perform_webhook_answer(self, answer: dict[str, Any]) -> None:
+        """What Telegram does with a webhook's 200: perform the method its body names."""
+        if "method" not in answer:
+            return
+        params = {k: v for k, v in answer.items() if k != "method"}
+        settings = self.app[SETTINGS]
+        url = f"{settings.telegram_api_base_url}/bot{settings.telegram_token}/{answer['method']}"
+        async with self.session.post(url, json=params) as response:
             await response.read()
-            return response.status
 
     async def pending(self) -> int:
         engine = self.service.storage.engine  # type: ignore[attr-defined]
