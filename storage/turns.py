@@ -98,29 +98,50 @@ RAW_SAVE_TURN_WITHOUT_ID = """
     )
     SELECT count(*) AS saved FROM saved
 """
+
+
+# The two fragments below are joined at import time, from the literals this module passes
+# (a function name, placeholders): nothing from outside reaches them, hence the noqa.
+
+
+def _turn_columns(larger: str) -> str:
+    """What every turn's read selects of conversation `c`, in the order `_record` and
+    `_sqlite_record` read: its columns, and as next_seq the larger (`larger`: the dialect's
+    two-argument maximum) of the row's counter and the line after the last one written."""
+    return f"""
+    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
+           c.reference, c.created_at, c.updated_at,
+           {larger}(c.transcript_seq,
+                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
+                     WHERE t.conversation_id = c.id)) AS next_seq"""  # noqa: S608
+
+
+def _prior_reply(scope: str, message_id: str) -> str:
+    """The reply already given to (`scope`, `message_id`: the statement's placeholders), as
+    the read's last column."""
+    return f""",
+           (SELECT i.reply FROM inbound_messages i
+            WHERE i.scope = {scope} AND i.message_id = {message_id}) AS prior_reply"""  # noqa: S608
+
+
 #: The turn's read (as `RAW_FIND_ACTIVE_FOR_TURN`, by id): the conversation ($1), locked, with the
 #: next transcript number and the reply already given to ($2 scope, $3 message id).
-RAW_GET_FOR_TURN = """
-    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
-           c.reference, c.created_at, c.updated_at,
-           GREATEST(c.transcript_seq,
-                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
-                     WHERE t.conversation_id = c.id)) AS next_seq,
-           (SELECT i.reply FROM inbound_messages i
-            WHERE i.scope = $2 AND i.message_id = $3) AS prior_reply
+RAW_GET_FOR_TURN = (
+    _turn_columns("GREATEST")
+    + _prior_reply("$2", "$3")
+    + """
     FROM conversations c WHERE c.id = $1
     FOR UPDATE OF c
 """
+)
 #: `repositories.GET_FOR_UPDATE`, for a turn without a message id.
-RAW_GET_FOR_UPDATE = """
-    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
-           c.reference, c.created_at, c.updated_at,
-           GREATEST(c.transcript_seq,
-                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
-                     WHERE t.conversation_id = c.id)) AS next_seq
+RAW_GET_FOR_UPDATE = (
+    _turn_columns("GREATEST")
+    + """
     FROM conversations c WHERE c.id = $1
     FOR UPDATE OF c
 """
+)
 
 
 def _record(row: Mapping[str, Any]) -> ConversationRecord:
@@ -161,16 +182,13 @@ async def pg_get_for_turn(
 
 
 #: The turn's read on SQLite (the writer is already ours: BEGIN IMMEDIATE).
-SQLITE_GET_FOR_TURN = """
-    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
-           c.reference, c.created_at, c.updated_at,
-           max(c.transcript_seq,
-               (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
-                WHERE t.conversation_id = c.id)) AS next_seq,
-           (SELECT i.reply FROM inbound_messages i
-            WHERE i.scope = :scope AND i.message_id = :message_id) AS prior_reply
+SQLITE_GET_FOR_TURN = (
+    _turn_columns("max")
+    + _prior_reply(":scope", ":message_id")
+    + """
     FROM conversations c WHERE c.id = :id
 """
+)
 SQLITE_UPDATE_CONVERSATION = """
     UPDATE conversations
     SET state = :state, status = :status, revision = revision + 1,
@@ -387,20 +405,17 @@ async def _save_sqlite(
 #: `ConversationRepository.find_active` orders them, with the reply already given to ($3 scope,
 #: $4 message id). After waiting for the lock PostgreSQL checks the row again: a conversation
 #: ended meanwhile is not returned.
-RAW_FIND_ACTIVE_FOR_TURN = """
-    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
-           c.reference, c.created_at, c.updated_at,
-           GREATEST(c.transcript_seq,
-                    (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
-                     WHERE t.conversation_id = c.id)) AS next_seq,
-           (SELECT i.reply FROM inbound_messages i
-            WHERE i.scope = $3 AND i.message_id = $4) AS prior_reply
+RAW_FIND_ACTIVE_FOR_TURN = (
+    _turn_columns("GREATEST")
+    + _prior_reply("$3", "$4")
+    + """
     FROM conversations c
     WHERE c.channel = $1 AND c.channel_key = $2 AND c.status = 'active'
     ORDER BY c.created_at DESC, c.id DESC
     LIMIT 1
     FOR UPDATE OF c
 """
+)
 #: No active conversation (a chat's first message): the reply already given, on its own.
 RAW_INBOUND_REPLY = "SELECT reply FROM inbound_messages WHERE scope = $1 AND message_id = $2"
 
@@ -423,19 +438,16 @@ async def pg_find_active_for_turn(
 
 
 #: `RAW_FIND_ACTIVE_FOR_TURN` on SQLite (the writer is already ours: BEGIN IMMEDIATE).
-SQLITE_FIND_ACTIVE_FOR_TURN = """
-    SELECT c.id, c.channel, c.channel_key, c.token_hash, c.state, c.status, c.revision,
-           c.reference, c.created_at, c.updated_at,
-           max(c.transcript_seq,
-               (SELECT coalesce(max(t.seq), 0) + 1 FROM transcript_entries t
-                WHERE t.conversation_id = c.id)) AS next_seq,
-           (SELECT i.reply FROM inbound_messages i
-            WHERE i.scope = :scope AND i.message_id = :message_id) AS prior_reply
+SQLITE_FIND_ACTIVE_FOR_TURN = (
+    _turn_columns("max")
+    + _prior_reply(":scope", ":message_id")
+    + """
     FROM conversations c
     WHERE c.channel = :channel AND c.channel_key = :channel_key AND c.status = 'active'
     ORDER BY c.created_at DESC, c.id DESC
     LIMIT 1
 """
+)
 SQLITE_INBOUND_REPLY = (
     "SELECT reply FROM inbound_messages WHERE scope = :scope AND message_id = :message_id"
 )

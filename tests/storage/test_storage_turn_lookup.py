@@ -19,6 +19,7 @@ from bot.ports import Channel, ConversationRecord, TranscriptEntry
 from storage.db import Db
 from storage.models import conversations, inbound_messages, transcript_entries
 from storage.repositories import GET_INBOUND_REPLY
+from storage.repositories import _conversation as conversation_from_row
 from storage.sqlalchemy_storage import SqlStorage, SqlUnitOfWork
 from storage.turns import pg_find_active_for_turn, sqlite_find_active_for_turn
 
@@ -67,19 +68,7 @@ async def _reference(
     if row is None:
         reply = (await db.execute(GET_INBOUND_REPLY, parameters)).scalar_one_or_none()
         return None, None if reply is None else dict(reply)
-    record = ConversationRecord(
-        id=row.id,
-        channel=row.channel,
-        state=ConversationState.from_json(row.state),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        revision=row.revision,
-        token_hash=row.token_hash,
-        channel_key=row.channel_key,
-        reference=row.reference,
-        transcript_seq=row.next_seq,
-    )
-    return record, None if row.prior_reply is None else dict(row.prior_reply)
+    return conversation_from_row(row), None if row.prior_reply is None else dict(row.prior_reply)
 
 
 def _db(uow: object) -> Db:
