@@ -177,6 +177,11 @@ class PooledTransaction:
         connection instead, so the next unit of work connects afresh."""
         if not self.fairy.is_valid:  # invalidated (SQLAlchemy met a disconnect): back already
             return
+        if self.is_postgres and self.driver.is_closed():
+            # Lost under a statement run outside a transaction (nothing to roll back, so no
+            # failed rollback to discard it): not back into the pool.
+            await self.discard()
+            return
         if not self.done:
             try:
                 async with asyncio.timeout(ROLLBACK_TIMEOUT_SECONDS):

@@ -66,6 +66,11 @@ log = logging.getLogger(__name__)
 #: during a burst, closed again after it. Connections are opened on first use: the CLI opens
 #: none.
 DISPATCHER_POOL_SIZE = 4
+DISPATCHER_POOL_OVERFLOW = 4
+#: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
+#: waiting for its answer, and a settle that gives up sends its message again once the lease
+#: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
+DISPATCHER_POOL_SECONDS = 10.0
 #: PostgreSQL: a web turn may read its conversation without the row lock and outside a
 #: transaction, and write (and so commit) in one statement of its own when nothing else was
 #: written (`ConversationRepository.read_for_turn`, `UnitOfWork.commit_turn`): two round trips
@@ -75,11 +80,6 @@ DISPATCHER_POOL_SIZE = 4
 #: (tests/e2e/test_db_outage.py, test_db_freeze.py) find the turn's commit point by its COMMIT
 #: (BENCHMARKS.md, "The web turn in fewer round trips").
 UNLOCKED_TURNS = False
-DISPATCHER_POOL_OVERFLOW = 4
-#: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
-#: waiting for its answer, and a settle that gives up sends its message again once the lease
-#: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
-DISPATCHER_POOL_SECONDS = 10.0
 
 
 class SqlUnitOfWork:
