@@ -66,6 +66,12 @@ from storage.repositories import (
     stale_revision,
 )
 
+#: Opens every statement that commits by itself, outside a transaction (`commit_turn`'s turn
+#: write, `commit_new`'s new conversation): such a unit of work sends no COMMIT, its write is
+#: its commit point. A comment, so PostgreSQL ignores it; it lets the database-outage and
+#: freeze tests' proxy (tests/e2e/multiworker_proxy.py) find that point, as it finds COMMIT.
+COMMIT_POINT_MARK = "/* turn-commit */"
+
 # The turn's statements on the driver's connection ($n parameters). $1..$10 of the write are
 # `_save_values`; the read's next_seq is `repositories._NEXT_SEQ` (max of the row's counter and
 # the line after the last one written).
@@ -104,8 +110,10 @@ RAW_SAVE_TURN = """
 #: fail (unique violation: DuplicateError) instead of being skipped, so the whole statement,
 #: update and lines too, is undone. (Under ON CONFLICT DO NOTHING the update would stand,
 #: committed, with the reply of another turn kept for the id.)
-RAW_SAVE_TURN_ALONE = RAW_SAVE_TURN.replace("        ON CONFLICT DO NOTHING\n", "")
-assert RAW_SAVE_TURN_ALONE != RAW_SAVE_TURN
+RAW_SAVE_TURN_ALONE = COMMIT_POINT_MARK + RAW_SAVE_TURN.replace(
+    "        ON CONFLICT DO NOTHING\n", ""
+)
+assert "ON CONFLICT" not in RAW_SAVE_TURN_ALONE
 #: The turn of a message without an id: state and transcript.
 RAW_SAVE_TURN_WITHOUT_ID = """
     WITH saved AS (
@@ -124,6 +132,8 @@ RAW_SAVE_TURN_WITHOUT_ID = """
     )
     SELECT count(*) AS saved FROM saved
 """
+#: `RAW_SAVE_TURN_WITHOUT_ID` as a statement of its own, outside a transaction (`commit_turn`).
+RAW_SAVE_TURN_WITHOUT_ID_ALONE = COMMIT_POINT_MARK + RAW_SAVE_TURN_WITHOUT_ID
 
 
 # The two fragments below are joined at import time, from the literals this module passes
@@ -179,7 +189,7 @@ assert "FOR UPDATE" not in RAW_READ_FOR_TURN + RAW_READ
 #: A new conversation ($1..$11) with its first transcript lines ($12), in one statement
 #: outside a transaction (`commit_new`). Nothing is written if the conversation conflicts (its
 #: id, or another active conversation of its channel address), as `SqlConversations.add`.
-RAW_ADD_CONVERSATION = """
+RAW_ADD_CONVERSATION = """/* turn-commit */
     WITH added AS (
         INSERT INTO conversations (id, channel, channel_key, token_hash, state, status,
                                    revision, reference, created_at, updated_at, transcript_seq)
@@ -195,6 +205,7 @@ RAW_ADD_CONVERSATION = """
     )
     SELECT count(*) AS added FROM added
 """
+assert RAW_ADD_CONVERSATION.startswith(COMMIT_POINT_MARK)
 
 
 def _json(value: Any) -> str:
@@ -402,7 +413,7 @@ async def commit_turn(
 
         async def write_alone(driver: Any) -> Any:
             if message_id is None:
-                return await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID, *values)
+                return await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID_ALONE, *values)
             return await driver.fetchrow(
                 RAW_SAVE_TURN_ALONE, *values, scope, message_id, _json(reply), at
             )
