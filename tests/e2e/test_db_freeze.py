@@ -1,11 +1,19 @@
 """PostgreSQL's network freezes (hangs, not down) in the middle of a turn.
 
-Worker A reaches PostgreSQL through a proxy that freezes at the turn's COMMIT: A is stuck with
-the conversation's row lock held, and nothing fails by itself. Worker B reaches PostgreSQL
-directly. What must hold: A answers 503 with Retry-After within seconds instead of waiting for
-the network; the person's retry on B gets through within seconds (the server ends A's stuck
-transaction and frees the lock, instead of B waiting for it as long as the freeze lasts); and
-when the network is back, A serves again, and the turn was applied exactly once.
+Worker A reaches PostgreSQL through a proxy that freezes at the turn's commit point (COMMIT,
+or the turn's single autocommit write), and nothing fails by itself. Worker B reaches
+PostgreSQL directly. Both forms are frozen:
+- a plain turn's autocommit write (PostgreSQL's unlocked turn): A holds no lock, but its
+  write is held in the network and reaches the server once the network is back, after the
+  turn was applied on B: that late, stale write must fail its revision and duplicate checks
+  on the server and change nothing;
+- the submission's COMMIT (the report and its outbox rows are written in a transaction with
+  the turn): A is stuck with the conversation's row lock held.
+What must hold, each time: A answers 503 with Retry-After within seconds instead of waiting
+for the network; the person's retry on B gets through within seconds (at a COMMIT, the server
+ends A's stuck transaction and frees the lock, instead of B waiting for it as long as the
+freeze lasts); and when the network is back, A serves again, and the turn was applied exactly
+once.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from tests.e2e.multiworker_support import (
     wait_ready,
     worker_env,
 )
-from tests.e2e.test_db_outage import Client, wait_status
+from tests.e2e.test_db_outage import SCRIPT, STEPS_AFTER, SUBMIT, Client, wait_status
 
 pytestmark = pytest.mark.postgres
 
@@ -90,13 +98,20 @@ async def _run(on_a: Client, on_b: Client, proxy: CuttableProxy, database_url: s
     assert proxy.is_frozen
     assert status == 503, body
     assert content_type == "application/json" and body["error"]["code"]
-    # The retry on a healthy worker is not held by the stuck worker's lock.
+    assert proxy.armed_commit_points == ["write"]
+    # The retry on a healthy worker is not held by the stuck worker.
     reply = await _send_until_answered(on_b, {"choice": "good"}, "m-1")
     assert reply["step"] == "service_type", reply
     status, reply, _ = await on_b.send({"choice": "gp"}, "m-2")
     assert status == 200 and reply["step"] == "provider", reply
 
+    conversation_id = on_a.conversation["conversation_id"]
+    before_thaw = await _stored(database_url, conversation_id)
     proxy.thaw()
+    # A's write, held until now, reaches the server late (after the turn was applied on B):
+    # the server answers it, and it changed nothing.
+    await proxy.wait_held_commit_answered()
+    assert await _stored(database_url, conversation_id) == before_thaw
     await wait_status(on_a, "/readyz", 200, within=CLIENT_TIMEOUT_SECONDS)
     # Worker A serves again, and repeats are answered, not applied again.
     status, reply, _ = await on_a.send({"choice": "good"}, "m-1")
@@ -104,9 +119,51 @@ async def _run(on_a: Client, on_b: Client, proxy: CuttableProxy, database_url: s
     status, view, _ = await on_a.view()
     assert status == 200 and view["step"] == "provider", view
 
+    handled, seqs, _reports, _revision = await _stored(database_url, conversation_id)
+    assert handled == 3
+    assert list(seqs) == list(range(1, len(seqs) + 1))
+    users = [(e["kind"], e["value"]) for e in view["transcript"] if e["role"] == "user"]
+    assert users == [("choice", "start"), ("choice", "good"), ("choice", "gp")]
+
+    # Up to the summary on B, then the submission, which commits by COMMIT, frozen on A.
+    for n in range(3, SUBMIT):
+        status, reply, _ = await on_b.send(SCRIPT[n], f"m-{n}")
+        assert status == 200 and reply["step"] == STEPS_AFTER[n], (n, reply)
+    submit_id = f"m-{SUBMIT}"
+    proxy.arm_commit_freeze()
+    status, body, content_type = await on_a.send(SCRIPT[SUBMIT], submit_id)
+    assert proxy.is_frozen
+    assert status == 503, body
+    assert content_type == "application/json" and body["error"]["code"]
+    assert proxy.armed_commit_points == ["write", "COMMIT"]
+    # The retry on a healthy worker is not held by the stuck worker's lock.
+    submitted = await _send_until_answered(on_b, SCRIPT[SUBMIT], submit_id)
+    assert submitted["step"] == STEPS_AFTER[SUBMIT] and submitted["reference"], submitted
+
+    proxy.thaw()
+    await wait_status(on_a, "/readyz", 200, within=CLIENT_TIMEOUT_SECONDS)
+    # Worker A serves again, and the repeat is answered, not applied again.
+    status, reply, _ = await on_a.send(SCRIPT[SUBMIT], submit_id)
+    assert status == 200 and reply["reference"] == submitted["reference"], reply
+    status, view, _ = await on_a.view()
+    assert status == 200 and view["step"] == STEPS_AFTER[SUBMIT], view
+
+    handled, seqs, reports, _revision = await _stored(database_url, conversation_id)
+    assert handled == len(SCRIPT)
+    assert list(seqs) == list(range(1, len(seqs) + 1))
+    assert reports == [submitted["reference"]]
+    users = [(e["kind"], e["value"]) for e in view["transcript"] if e["role"] == "user"]
+    assert users == [next(iter(m.items())) for m in SCRIPT]
+
+
+async def _stored(database_url: str, conversation_id: str) -> tuple[int, list[int], list[str], int]:
+    """What PostgreSQL holds of the conversation, asked directly (past the proxy): messages
+    handled, transcript seqs (every line, in order), report references and its revision."""
     connection = await admin_connection(database_url)
     try:
-        conversation_id = on_a.conversation["conversation_id"]
+        revision = await connection.fetchval(
+            "SELECT revision FROM conversations WHERE id = $1", conversation_id
+        )
         handled = await connection.fetchval(
             "SELECT count(*) FROM inbound_messages WHERE scope = $1", conversation_id
         )
@@ -114,9 +171,9 @@ async def _run(on_a: Client, on_b: Client, proxy: CuttableProxy, database_url: s
             "SELECT array_agg(seq ORDER BY seq) FROM transcript_entries WHERE conversation_id = $1",
             conversation_id,
         )
+        reports = await connection.fetch(
+            "SELECT reference FROM reports WHERE conversation_id = $1", conversation_id
+        )
     finally:
         await connection.close()
-    assert handled == 3
-    assert list(seqs) == list(range(1, len(seqs) + 1))
-    users = [(e["kind"], e["value"]) for e in view["transcript"] if e["role"] == "user"]
-    assert users == [("choice", "start"), ("choice", "good"), ("choice", "gp")]
+    return handled, list(seqs), [r["reference"] for r in reports], revision

@@ -5,8 +5,10 @@ reset, new ones refused) without disturbing anyone else on the server. While it 
 API answers 503 with the JSON error shape, /readyz says not ready and /healthz still says the
 process lives. Once it is back, the worker recovers by itself: the client's retry of the same
 message (same client_message_id) succeeds and the conversation goes on. A turn cut before its
-COMMIT left nothing behind; a turn cut just after its COMMIT was kept, and the retry is
-answered with it instead of being applied twice.
+commit point (COMMIT, or the turn's single autocommit write) left nothing behind; a turn cut
+just after it was kept, and the retry is answered with it instead of being applied twice.
+Both forms are cut: a plain turn commits by its one autocommit write (PostgreSQL's unlocked
+turn), the submission (a report and its outbox rows with the turn) by COMMIT.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e.multiworker_proxy import CuttableProxy
+from tests.e2e.multiworker_proxy import CommitCut, CommitPoint, CuttableProxy
 from tests.e2e.multiworker_support import (
     admin_connection,
     free_port,
@@ -87,13 +89,13 @@ SCRIPT: list[dict[str, str]] = [
     {"choice": "start"},
     {"choice": "good"},
     {"choice": "gp"},
-    {"text": "Qwxz Nowhere Surgery"},  # cut before its COMMIT
-    {"choice": "self"},  # cut just after its COMMIT
+    {"text": "Qwxz Nowhere Surgery"},  # cut before its commit point (the autocommit write)
+    {"choice": "self"},  # cut just after its commit point (the autocommit write)
     {"text": "The nurse was kind and explained everything."},
     {"choice": "yes"},
     {"choice": "no"},
     {"choice": "no"},
-    {"choice": "submit"},
+    {"choice": "submit"},  # cut before its COMMIT, then just after it
 ]
 STEPS_AFTER = [
     "experience",
@@ -107,7 +109,13 @@ STEPS_AFTER = [
     "summary",
     "submitted",
 ]
-CUT_BEFORE_COMMIT, CUT_AFTER_COMMIT = 3, 4
+CUT_BEFORE_COMMIT, CUT_AFTER_COMMIT, SUBMIT = 3, 4, 9
+#: Per message: the cuts made at its commit point, in order, and what that point is.
+CUTS: dict[int, tuple[list[CommitCut], CommitPoint]] = {
+    CUT_BEFORE_COMMIT: (["before"], "write"),
+    CUT_AFTER_COMMIT: (["after"], "write"),
+    SUBMIT: (["before", "after"], "COMMIT"),
+}
 
 
 async def test_database_outage_mid_turn(tmp_path: Path) -> None:
@@ -139,12 +147,14 @@ async def _run(client: Client, proxy: CuttableProxy, database_url: str, logs: An
 
     for n, (message, step) in enumerate(zip(SCRIPT, STEPS_AFTER, strict=True)):
         message_id = f"m-{n}"
-        if n in (CUT_BEFORE_COMMIT, CUT_AFTER_COMMIT):
-            proxy.arm_commit_cut("before" if n == CUT_BEFORE_COMMIT else "after")
+        cuts, commit_point = CUTS.get(n, ([], "write"))
+        for when in cuts:
+            proxy.arm_commit_cut(when)
             assert_unavailable(await client.send(message, message_id))
             await proxy.wait_cut()
+            assert proxy.armed_commit_points[-1] == commit_point, proxy.armed_commit_points
             committed = await _committed(database_url, conversation_id, message_id)
-            assert committed == (n == CUT_AFTER_COMMIT), "the cut fell elsewhere than at COMMIT"
+            assert committed == (when == "after"), "the cut fell elsewhere than at the commit"
 
             # While the database is away: clean 503s, not ready, but alive.
             assert_unavailable(await client.send(message, message_id))
