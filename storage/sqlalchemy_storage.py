@@ -71,15 +71,15 @@ DISPATCHER_POOL_OVERFLOW = 4
 #: waiting for its answer, and a settle that gives up sends its message again once the lease
 #: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
 DISPATCHER_POOL_SECONDS = 10.0
-#: PostgreSQL: a web turn may read its conversation without the row lock and outside a
-#: transaction, and write (and so commit) in one statement of its own when nothing else was
+#: PostgreSQL: a web turn reads its conversation without the row lock and outside a
+#: transaction, and writes (and so commits) in one statement of its own when nothing else was
 #: written (`ConversationRepository.read_for_turn`, `UnitOfWork.commit_turn`): two round trips
-#: where BEGIN, the locked read, the write and COMMIT are four. A turn committed in between
-#: fails the write's revision check (OvertakenError) and the service runs the turn again.
-#: Off for now: such a turn sends no COMMIT, and the database-outage and freeze tests
-#: (tests/e2e/test_db_outage.py, test_db_freeze.py) find the turn's commit point by its COMMIT
-#: (BENCHMARKS.md, "The web turn in fewer round trips").
-UNLOCKED_TURNS = False
+#: where BEGIN, the locked read, the write and COMMIT are four (about a quarter less storage
+#: CPU per turn, BENCHMARKS.md "The web turn in fewer round trips"). A turn committed in
+#: between fails the write's revision check (OvertakenError) and the service runs the turn
+#: again; its last attempt locks. False: every turn locks (`SqlStorage(unlocked_turns=...)`
+#: per storage; the benchmark's "locked" mode and the tests use it to compare both).
+UNLOCKED_TURNS = True
 
 
 class SqlUnitOfWork:
