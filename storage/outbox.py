@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import Integer, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import OutboxMessage, OutboxTopicStats
@@ -46,26 +46,37 @@ _NOW = bindparam("now", type_=outbox.c.available_at.type)
 _MESSAGE_ID = bindparam("message_id", type_=outbox.c.id.type)
 
 _pick = outbox.alias("pick")
-_earlier = outbox.alias("earlier")
-#: One statement claims: the oldest due, unleased pending message of each key that has no
-#: earlier pending message, locked so that a concurrent claimer skips it (PostgreSQL; on
-#: SQLite the single writer serializes claims), leased and counted as an attempt.
+_head = outbox.alias("head")
+#: The oldest pending message of each key (the only one of the key that may be claimed).
+#: Read from `ix_outbox_claim` (topic, status, ordering_key, id): the pending entries only.
+_HEADS = (
+    select(func.min(_head.c.id))
+    .where(
+        _head.c.topic.in_(bindparam("topics", expanding=True)),
+        _head.c.status == PENDING,
+    )
+    .group_by(_head.c.topic, _head.c.ordering_key)
+)
+#: One statement claims: the oldest pending message of each key, if it is due and unleased,
+#: oldest first, locked so that a concurrent claimer skips it (PostgreSQL; on SQLite the
+#: single writer serializes claims), leased and counted as an attempt. The heads are found
+#: first and the due and lease tests made on them alone: written as "no earlier pending
+#: message of the key" (an anti-join per pending row), PostgreSQL walked the primary key
+#: from the first row ever written, delivered ones included, so every claim read the whole
+#: table and each more slowly than the last (BENCHMARKS.md, "The outbox claim").
 _CLAIM = (
     update(outbox)
     .where(
         outbox.c.id.in_(
             select(_pick.c.id)
             .where(
+                _pick.c.id.in_(_HEADS),
+                # Again on the row itself, so that PostgreSQL tests the version it locks (and,
+                # with the topic, reads the pending messages from `ix_outbox_claim` only).
                 _pick.c.topic.in_(bindparam("topics", expanding=True)),
                 _pick.c.status == PENDING,
                 _pick.c.available_at <= _NOW,
                 or_(_pick.c.claimed_until.is_(None), _pick.c.claimed_until <= _NOW),
-                ~exists().where(
-                    _earlier.c.topic == _pick.c.topic,
-                    _earlier.c.ordering_key == _pick.c.ordering_key,
-                    _earlier.c.status == PENDING,
-                    _earlier.c.id < _pick.c.id,
-                ),
             )
             .order_by(_pick.c.id)
             .limit(bindparam("limit", type_=Integer))
