@@ -118,6 +118,17 @@ SQLITE_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
     RETURNING id, attempts
 """
 
+#: A message added unclaimed (the claim finds it): on the driver's connection as well.
+PG_ADD = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10)
+    RETURNING id
+"""
+SQLITE_ADD = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES (:idempotency_key, :topic, :ordering_key, :payload, :status, :attempts,
+            :available_at, :created_at, NULL, :last_error, :conversation_id)
+    RETURNING id
+"""
+
 _DONE = update(outbox).where(outbox.c.id == _MESSAGE_ID).values(status="done", claimed_until=None)
 _DONE_KEEPING = (
     update(outbox)
@@ -199,10 +210,8 @@ class SqlOutbox:
                 if message.attempts:
                     claimed.append(message)
         else:
-            statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
-            result = await self._db.execute(statement, rows)
-            for message, new_id in zip(messages, result.scalars(), strict=True):
-                message.id = new_id
+            for message, row in zip(messages, rows, strict=True):
+                message.id = await self._add_unclaimed(row)
         for message, row in zip(messages, rows, strict=True):
             message.created_at = row["created_at"]
             message.available_at = row["available_at"]
@@ -242,6 +251,41 @@ class SqlOutbox:
         def insert(connection: sqlite3.Connection) -> tuple[int, int]:
             new_id, attempts = connection.execute(SQLITE_ADD_CLAIMED, parameters).fetchone()
             return int(new_id), int(attempts)
+
+        return await self._db.run_sqlite(insert)
+
+    async def _add_unclaimed(self, row: dict[str, Any]) -> int:
+        """Insert one row, for a claim to find: its id, in one round trip or one hand-off,
+        stored as `_add_claimed` stores it. Through SQLAlchemy this was the largest part of a
+        Telegram turn's reply whenever the dispatcher had no slot to claim it in."""
+        payload = json.dumps(row["payload"])
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
+                new_id = await driver.fetchval(
+                    PG_ADD,
+                    row["idempotency_key"],
+                    row["topic"],
+                    row["ordering_key"],
+                    payload,
+                    row["status"],
+                    row["attempts"],
+                    _utc(row["available_at"]),
+                    _utc(row["created_at"]),
+                    row["last_error"],
+                    row["conversation_id"],
+                )
+                return int(new_id)
+        parameters = {
+            **row,
+            "payload": payload,
+            "available_at": sqlite_time(row["available_at"]),
+            "created_at": sqlite_time(row["created_at"]),
+        }
+
+        def insert(connection: sqlite3.Connection) -> int:
+            (new_id,) = connection.execute(SQLITE_ADD, parameters).fetchone()
+            return int(new_id)
 
         return await self._db.run_sqlite(insert)
 
@@ -343,6 +387,11 @@ class SqlOutbox:
             )
             for row in rows
         ]
+
+
+def _utc(moment: datetime) -> datetime:
+    """As `UTCDateTime` binds a time on PostgreSQL: naive taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _aware(value: Any) -> Any:
