@@ -1,0 +1,168 @@
+"""When a turn's reply needs the dispatcher's loop, and when it does not, on a real database:
+a reply behind its chat's reply in flight is claimed by that reply's settle (no claim of the
+loop's for it), and a turn reserves a slot while the loop is claiming."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from bot.outbox.dispatcher import OutboxDispatcher, Outcome
+from bot.ports import OutboxMessage
+from storage.sqlalchemy_storage import SqlStorage
+
+
+def count_loop_claims(dispatcher: OutboxDispatcher) -> list[int]:
+    """The limits of the loop's claims (settles claim on their own)."""
+    limits: list[int] = []
+    claim: Callable[[int], Awaitable[list[OutboxMessage]]] = dispatcher._claim
+
+    async def counted(limit: int) -> list[OutboxMessage]:
+        limits.append(limit)
+        return await claim(limit)
+
+    dispatcher._claim = counted  # type: ignore[method-assign]
+    return limits
+
+
+async def _turn(
+    storage: SqlStorage, dispatcher: OutboxDispatcher, label: str, *, reserve: bool
+) -> list[OutboxMessage]:
+    """A turn writing one reply for chat c1, claimed for `dispatcher` if it reserves."""
+    reserved = reserve and dispatcher.reserve()
+    assert reserved == reserve
+    async with storage.unit_of_work() as uow:
+        claimed = await uow.outbox.add(
+            [OutboxMessage("chat", "c1", {"label": label})],
+            claim_for=dispatcher.lease_seconds if reserved else None,
+        )
+        await uow.commit()
+    if reserved:
+        dispatcher.hand_over(claimed, "c1")
+    else:
+        dispatcher.wake("c1")
+    return claimed
+
+
+async def test_replies_behind_their_chats_reply_in_flight_go_without_a_claim_of_the_loops(
+    storage: SqlStorage,
+) -> None:
+    """The chat's first reply is in flight (its send waits); two more turns write the chat's
+    next replies, one in a reserved slot, one without. Each settle claims the next, so the
+    loop, which would not poll for an hour, claims nothing after its first look: before,
+    each of those turns woke it for a claim of the whole backlog."""
+    delivered: list[str] = []
+    gate, done = asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        await gate.wait()
+        delivered.append(message.payload["label"])
+        if len(delivered) == 3:
+            done.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    loop_claims = count_loop_claims(dispatcher)
+    dispatcher.start()
+    try:
+        await asyncio.sleep(0.1)  # its first claim finds nothing; then it sleeps for the hour
+        assert len(loop_claims) == 1
+        assert len(await _turn(storage, dispatcher, "first", reserve=True)) == 1
+        assert await _turn(storage, dispatcher, "second", reserve=True) == []
+        assert await _turn(storage, dispatcher, "third", reserve=False) == []
+        await asyncio.sleep(0.1)
+        assert len(loop_claims) == 1  # not woken
+        gate.set()
+        async with asyncio.timeout(20):
+            await done.wait()
+        await asyncio.sleep(0.1)
+    finally:
+        await dispatcher.stop()
+    assert delivered == ["first", "second", "third"]
+    assert dispatcher.counters == {"sent": 3}
+    assert len(loop_claims) == 1
+
+
+async def test_a_reply_behind_one_being_settled_still_wakes_the_loop(storage: SqlStorage) -> None:
+    """Once the chat's reply in flight has begun its settle, that settle may have claimed
+    before the turn committed: the loop is woken then, as before."""
+    delivered: list[str] = []
+    settling, go_on, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.append(message.payload["label"])
+        if len(delivered) == 2:
+            done.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    settle = dispatcher._settle
+
+    async def slow_settle(message: OutboxMessage, outcome: Outcome) -> None:
+        if message.payload["label"] == "first":
+            settling.set()
+            await go_on.wait()
+        await settle(message, outcome)
+
+    dispatcher._settle = slow_settle  # type: ignore[method-assign]
+    loop_claims = count_loop_claims(dispatcher)
+    dispatcher.start()
+    try:
+        await asyncio.sleep(0.1)
+        await _turn(storage, dispatcher, "first", reserve=True)
+        async with asyncio.timeout(10):
+            await settling.wait()
+        assert await _turn(storage, dispatcher, "second", reserve=True) == []
+        await asyncio.sleep(0.1)
+        assert len(loop_claims) == 2  # woken by the turn
+        go_on.set()
+        async with asyncio.timeout(20):
+            await done.wait()
+    finally:
+        await dispatcher.stop()
+    assert delivered == ["first", "second"]
+
+
+async def test_a_turn_reserves_a_slot_while_the_loop_is_claiming(storage: SqlStorage) -> None:
+    """The loop holds every free slot while its claim runs; a turn committing meanwhile
+    takes one of them and its reply goes at once, rather than being written for yet another
+    claim. Idle, the bound holds as before."""
+    sent = asyncio.Event()
+    claiming, go_on = asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        sent.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600, concurrency=2)
+    claim = dispatcher._claim
+
+    async def slow_claim(limit: int) -> list[OutboxMessage]:
+        claiming.set()
+        await go_on.wait()
+        return await claim(limit)
+
+    dispatcher._claim = slow_claim  # type: ignore[method-assign]
+    dispatcher.start()
+    try:
+        async with asyncio.timeout(10):
+            await claiming.wait()
+        assert dispatcher.reserve()
+        async with storage.unit_of_work() as uow:
+            claimed = await uow.outbox.add(
+                [OutboxMessage("chat", "c1", {"n": 1})], claim_for=dispatcher.lease_seconds
+            )
+            await uow.commit()
+        dispatcher.hand_over(claimed, "c1")
+        async with asyncio.timeout(10):
+            await sent.wait()
+        go_on.set()
+        await asyncio.sleep(0.1)
+        assert dispatcher.reserve() and dispatcher.reserve()
+        assert not dispatcher.reserve()  # both slots promised
+        dispatcher.release()
+        dispatcher.release()
+    finally:
+        go_on.set()
+        await dispatcher.stop()
+    assert len(claimed) == 1 and dispatcher.counters["sent"] == 1
