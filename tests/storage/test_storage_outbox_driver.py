@@ -115,3 +115,63 @@ async def test_a_message_added_unclaimed_is_stored_as_the_sqlalchemy_insert_stor
         await uow.outbox.add([again])
         await uow.commit()
     assert again.id is None
+
+
+async def test_claims_and_settles_run_on_the_driver_and_store_what_sqlalchemy_stored(
+    storage: SqlStorage, clock: Any
+) -> None:
+    """The dispatcher's statements (claim, sent with the audit payload kept, retry later,
+    given up) run on the driver's connection; the claimed messages read back as SQLAlchemy
+    read them, and the rows hold what its statements wrote (times as its types store them)."""
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add(
+            [
+                OutboxMessage("t", key, {"kind": "reply", "reference": "R", "text": "Grüß ✓"})
+                for key in ("a", "b", "c", "a")
+            ],
+        )
+        await uow.commit()
+    with through_sqlalchemy(storage) as seen:
+        async with storage.unit_of_work() as uow:
+            claimed = await uow.outbox.claim(["t", "other"], limit=10, lease_seconds=30)
+            await uow.commit()
+        now = clock()
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.mark_done(claimed[0].id, keep={"kind": "reply", "reference": "R"})
+            await uow.outbox.retry_later(claimed[1].id, delay_seconds=60, error="network")
+            await uow.outbox.mark_failed(claimed[2].id, error="blocked")
+            following = await uow.outbox.claim("t", limit=10, lease_seconds=30)
+            await uow.commit()
+    assert seen == []
+    assert [(m.ordering_key, m.attempts, m.status) for m in claimed] == [
+        ("a", 1, "pending"),
+        ("b", 1, "pending"),
+        ("c", 1, "pending"),
+    ]
+    assert [m.ordering_key for m in following] == ["a"]  # "b" waits for its retry
+    async with storage.engine.connect() as connection:
+        rows = (await connection.execute(select(outbox).order_by(outbox.c.id))).all()
+    for message, row in zip(claimed + following, rows[:3] + rows[3:], strict=True):
+        assert message.payload == {"kind": "reply", "reference": "R", "text": "Grüß ✓"}
+        assert (message.created_at, message.available_at) == (row.created_at, rows[0].available_at)
+        assert message.created_at is not None and message.created_at.tzinfo is UTC
+    done, retry, failed, later = rows
+    assert (done.status, done.payload, done.claimed_until) == (
+        "done",
+        {"kind": "reply", "reference": "R"},
+        None,
+    )
+    assert (retry.status, retry.claimed_until, retry.last_error) == ("pending", None, "network")
+    assert timedelta(seconds=59) < retry.available_at - now < timedelta(seconds=61)
+    assert (failed.status, failed.claimed_until, failed.last_error) == ("failed", None, "blocked")
+    assert later.status == "pending" and later.claimed_until is not None
+    assert timedelta(seconds=29) < later.claimed_until - now < timedelta(seconds=31)
+    if storage.engine.dialect.name == "sqlite":  # naive UTC text, as SQLAlchemy writes it
+        async with storage.engine.connect() as connection:
+            raw = (
+                await connection.exec_driver_sql(
+                    "SELECT available_at, claimed_until FROM outbox ORDER BY id"
+                )
+            ).all()
+        for value in (raw[1][0], raw[3][1]):
+            assert len(value) == len("2026-11-30 21:59:59.654321") and value[10] == " "
