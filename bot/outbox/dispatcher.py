@@ -134,11 +134,8 @@ class OutboxDispatcher:
         self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
         #: Slots promised to messages being claimed (by a turn, or by a settle) and not yet
-        #: in flight, so that together they do not exceed `concurrency`...
+        #: in flight, so that together they never exceed `concurrency`.
         self._reserved = 0
-        #: ...except those held by a claim in progress (the loop's, a settle's), which a turn
-        #: may take (`reserve`).
-        self._holding = 0
         #: Ordering keys of the messages in flight here whose settle has not begun: a
         #: message written behind one of them is claimed by that settle (`hand_over`).
         self._sending: Counter[str] = Counter()
@@ -176,14 +173,14 @@ class OutboxDispatcher:
         claimed, or `release` if nothing was written. False when this dispatcher is not
         running or has no free slot: the message is then written unclaimed, for a claim.
 
-        A slot a claim in progress holds may be taken (the loop holds every free one while it
-        claims, and was woken by the turns): the dispatcher then has up to that many more
-        messages in hand than `concurrency` until their sends end. They wait for the pacer
-        as any other; what they cost is a coroutine each."""
+        The slots a claim in progress holds (the loop's, a settle's) are not free: letting a
+        turn take one, so that the dispatcher went over `concurrency` for a while, was tried
+        and made a burst less fair (a reply claimed last waits behind every one in hand for
+        the send limit; BENCHMARKS.md, "The outbox claim")."""
         if (
             not self.running
             or self._stopping
-            or len(self._inflight) + self._reserved - self._holding >= self.concurrency
+            or len(self._inflight) + self._reserved >= self.concurrency
         ):
             return False
         self._reserved += 1
@@ -252,11 +249,11 @@ class OutboxDispatcher:
         while not self._stopping:
             self._wake.clear()
             free = self._free()
-            self._hold(free)
+            self._reserved += free
             try:
                 claimed = await self._claim(free) if free > 0 else []
             finally:
-                self._hold(-free)
+                self._reserved -= free
             for message in claimed:
                 self._spawn(message)
             # A settle claims into the slot it frees, so the loop only needs waking for new
@@ -266,11 +263,6 @@ class OutboxDispatcher:
 
     def _free(self) -> int:
         return max(0, self.concurrency - len(self._inflight) - self._reserved)
-
-    def _hold(self, slots: int) -> None:
-        """Hold (or with a negative number give back) slots for a claim in progress."""
-        self._reserved += slots
-        self._holding += slots
 
     def _spawn(self, message: OutboxMessage) -> None:
         self._sending[message.ordering_key] += 1
@@ -331,7 +323,7 @@ class OutboxDispatcher:
         assert message.id is not None
         # This message's own slot is still counted in flight until its task ends.
         free = 0 if self._stopping or not self.running else self._free() + 1
-        self._hold(free)
+        self._reserved += free
         claimed: list[OutboxMessage] = []
         try:
             async with self.storage.unit_of_work() as uow:
@@ -364,7 +356,7 @@ class OutboxDispatcher:
             self._wake.set()  # the loop claims what this settle could not
             return
         finally:
-            self._hold(-free)
+            self._reserved -= free
         for next_message in claimed:
             self._spawn(next_message)
         if self._left_unclaimed:

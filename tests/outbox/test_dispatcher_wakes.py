@@ -1,6 +1,6 @@
 """When a turn's reply needs the dispatcher's loop, and when it does not, on a real database:
 a reply behind its chat's reply in flight is claimed by that reply's settle (no claim of the
-loop's for it), and a turn reserves a slot while the loop is claiming."""
+loop's for it)."""
 
 from __future__ import annotations
 
@@ -121,48 +121,3 @@ async def test_a_reply_behind_one_being_settled_still_wakes_the_loop(storage: Sq
     finally:
         await dispatcher.stop()
     assert delivered == ["first", "second"]
-
-
-async def test_a_turn_reserves_a_slot_while_the_loop_is_claiming(storage: SqlStorage) -> None:
-    """The loop holds every free slot while its claim runs; a turn committing meanwhile
-    takes one of them and its reply goes at once, rather than being written for yet another
-    claim. Idle, the bound holds as before."""
-    sent = asyncio.Event()
-    claiming, go_on = asyncio.Event(), asyncio.Event()
-
-    async def send(message: OutboxMessage) -> Outcome:
-        sent.set()
-        return Outcome.done()
-
-    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600, concurrency=2)
-    claim = dispatcher._claim
-
-    async def slow_claim(limit: int) -> list[OutboxMessage]:
-        claiming.set()
-        await go_on.wait()
-        return await claim(limit)
-
-    dispatcher._claim = slow_claim  # type: ignore[method-assign]
-    dispatcher.start()
-    try:
-        async with asyncio.timeout(10):
-            await claiming.wait()
-        assert dispatcher.reserve()
-        async with storage.unit_of_work() as uow:
-            claimed = await uow.outbox.add(
-                [OutboxMessage("chat", "c1", {"n": 1})], claim_for=dispatcher.lease_seconds
-            )
-            await uow.commit()
-        dispatcher.hand_over(claimed, "c1")
-        async with asyncio.timeout(10):
-            await sent.wait()
-        go_on.set()
-        await asyncio.sleep(0.1)
-        assert dispatcher.reserve() and dispatcher.reserve()
-        assert not dispatcher.reserve()  # both slots promised
-        dispatcher.release()
-        dispatcher.release()
-    finally:
-        go_on.set()
-        await dispatcher.stop()
-    assert len(claimed) == 1 and dispatcher.counters["sent"] == 1
