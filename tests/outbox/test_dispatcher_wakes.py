@@ -12,17 +12,31 @@ from bot.ports import OutboxMessage
 from storage.sqlalchemy_storage import SqlStorage
 
 
-def count_loop_claims(dispatcher: OutboxDispatcher) -> list[int]:
-    """The limits of the loop's claims (settles claim on their own)."""
-    limits: list[int] = []
-    claim: Callable[[int], Awaitable[list[OutboxMessage]]] = dispatcher._claim
+class LoopClaims:
+    """The loop's claims (settles claim on their own): how many began, how many ended."""
 
-    async def counted(limit: int) -> list[OutboxMessage]:
-        limits.append(limit)
-        return await claim(limit)
+    def __init__(self, dispatcher: OutboxDispatcher) -> None:
+        self.began = 0
+        self.ended = 0
+        self._ended = asyncio.Event()
+        claim: Callable[[int], Awaitable[list[OutboxMessage]]] = dispatcher._claim
 
-    dispatcher._claim = counted  # type: ignore[method-assign]
-    return limits
+        async def counted(limit: int) -> list[OutboxMessage]:
+            self.began += 1
+            try:
+                return await claim(limit)
+            finally:
+                self.ended += 1
+                self._ended.set()
+
+        dispatcher._claim = counted  # type: ignore[method-assign]
+
+    async def ended_at_least(self, count: int) -> None:
+        """Until `count` claims have ended (the loop then holds no slot for one)."""
+        async with asyncio.timeout(20):
+            while self.ended < count:
+                self._ended.clear()
+                await self._ended.wait()
 
 
 async def _turn(
@@ -62,16 +76,15 @@ async def test_replies_behind_their_chats_reply_in_flight_go_without_a_claim_of_
         return Outcome.done()
 
     dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
-    loop_claims = count_loop_claims(dispatcher)
+    loop_claims = LoopClaims(dispatcher)
     dispatcher.start()
     try:
-        await asyncio.sleep(0.1)  # its first claim finds nothing; then it sleeps for the hour
-        assert len(loop_claims) == 1
+        await loop_claims.ended_at_least(1)  # it finds nothing; then it sleeps for the hour
         assert len(await _turn(storage, dispatcher, "first", reserve=True)) == 1
         assert await _turn(storage, dispatcher, "second", reserve=True) == []
         assert await _turn(storage, dispatcher, "third", reserve=False) == []
         await asyncio.sleep(0.1)
-        assert len(loop_claims) == 1  # not woken
+        assert loop_claims.began == 1  # not woken
         gate.set()
         async with asyncio.timeout(20):
             await done.wait()
@@ -80,7 +93,7 @@ async def test_replies_behind_their_chats_reply_in_flight_go_without_a_claim_of_
         await dispatcher.stop()
     assert delivered == ["first", "second", "third"]
     assert dispatcher.counters == {"sent": 3}
-    assert len(loop_claims) == 1
+    assert loop_claims.began == 1
 
 
 async def test_a_reply_behind_one_being_settled_still_wakes_the_loop(storage: SqlStorage) -> None:
@@ -105,16 +118,15 @@ async def test_a_reply_behind_one_being_settled_still_wakes_the_loop(storage: Sq
         await settle(message, outcome)
 
     dispatcher._settle = slow_settle  # type: ignore[method-assign]
-    loop_claims = count_loop_claims(dispatcher)
+    loop_claims = LoopClaims(dispatcher)
     dispatcher.start()
     try:
-        await asyncio.sleep(0.1)
+        await loop_claims.ended_at_least(1)
         await _turn(storage, dispatcher, "first", reserve=True)
         async with asyncio.timeout(10):
             await settling.wait()
         assert await _turn(storage, dispatcher, "second", reserve=True) == []
-        await asyncio.sleep(0.1)
-        assert len(loop_claims) == 2  # woken by the turn
+        await loop_claims.ended_at_least(2)  # woken by the turn
         go_on.set()
         async with asyncio.timeout(20):
             await done.wait()
