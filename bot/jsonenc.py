@@ -1,5 +1,5 @@
-"""JSON encoding on the hot path: every web answer body (what a turn stores is still encoded by
-`json.dumps` in storage/turns.py; see BENCHMARKS.md).
+"""JSON encoding on the hot path: every web answer body, and what a turn stores (its state,
+transcript lines and kept reply, in storage/turns.py).
 
 One function over orjson, which encodes the same value several times faster than the standard
 library's `json.dumps` (JSON encoding was about 7% of the server's CPU per web turn, each bot

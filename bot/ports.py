@@ -35,6 +35,13 @@ class ConcurrencyError(StorageError):
     """A conversation was saved by someone else since it was loaded (revision mismatch)."""
 
 
+class OvertakenError(ConcurrencyError):
+    """A turn read without the conversation's lock (`ConversationRepository.read_for_turn`)
+    was overtaken: another turn of the conversation committed before its write. Nothing of
+    it was written; it can run again on what the other turn left. (A plain ConcurrencyError
+    after a locked read is a bug, not a race, and is not retried.)"""
+
+
 class DuplicateError(StorageError):
     """A unique key already exists (a reference number collision, a repeated message id)."""
 
@@ -182,6 +189,16 @@ class ConversationRepository(Protocol):
         is no such conversation). The reply may be missed when a concurrent turn for the same
         message id committed while this one waited for the lock; `save_turn` then raises
         DuplicateError, and the turn run again finds the reply."""
+        ...
+
+    async def read_for_turn(
+        self, conversation_id: str, *, scope: str, message_id: str | None
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        """`get_for_turn` for a turn that ends in `UnitOfWork.commit_turn`, where the backend
+        may leave the conversation unlocked (PostgreSQL: read outside any transaction). A turn
+        committed meanwhile by someone else then makes the write (`commit_turn`, or
+        `save_turn`) raise OvertakenError having written nothing, and the turn is run again;
+        a backend that locks anyway (SQLite, memory) reads as `get_for_turn`."""
         ...
 
     async def find_active_for_turn(
@@ -514,6 +531,29 @@ class UnitOfWork(Protocol):
         `inbound.put(scope, message_id, reply, conversation_id=record.id)`. Raises
         ConcurrencyError (revision mismatch) or DuplicateError (the message id was already
         handled) having written none of it; on success `record.revision` is incremented."""
+        ...
+
+    async def commit_turn(
+        self,
+        record: ConversationRecord,
+        entries: Sequence[TranscriptEntry],
+        *,
+        scope: str,
+        message_id: str | None,
+        reply: dict[str, Any] | None,
+    ) -> None:
+        """`save_turn` then `commit()`, in one step where the backend can (PostgreSQL, when
+        nothing else was written in this unit of work: one statement that commits by itself;
+        SQLite: one hand-off to the writer). Raises as `save_turn`, having written nothing;
+        after it the unit of work is over either way."""
+        ...
+
+    async def commit_new(
+        self, record: ConversationRecord, entries: Sequence[TranscriptEntry]
+    ) -> None:
+        """`conversations.add(record)`, `transcripts.append(record.id, entries)` and
+        `commit()`, in one step where the backend can (as `commit_turn`). Raises
+        DuplicateError, having written nothing, if the conversation conflicts."""
         ...
 
     async def commit(self) -> None: ...

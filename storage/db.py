@@ -108,6 +108,35 @@ class PooledTransaction:
         result: T = await self.driver._execute(call)
         return result
 
+    async def run_sqlite_then_commit(
+        self, work: Callable[[sqlite3.Connection], tuple[T, bool]]
+    ) -> T:
+        """`run_sqlite`, and COMMIT in the same hand-off when `work` says so (its second
+        value): a turn's write and its commit, one trip to aiosqlite's thread where they were
+        two. Otherwise the transaction stays open (to be rolled back on release)."""
+        info = self.fairy.info
+
+        def call() -> T:
+            connection: sqlite3.Connection = self.driver._conn
+            if not info.get(SQLITE_BEGUN):
+                connection.execute("BEGIN IMMEDIATE")
+                info[SQLITE_BEGUN] = True
+            result, commit = work(connection)
+            if commit:
+                connection.commit()
+                self.done = True
+            return result
+
+        result: T = await self.driver._execute(call)
+        return result
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a statement (ours or SQLAlchemy's) began this unit of work's transaction."""
+        if self.is_postgres:
+            return self.adapter._transaction is not None
+        return bool(self.fairy.info.get(SQLITE_BEGUN))
+
     async def begin_sqlite(self) -> None:
         """SQLite: send BEGIN IMMEDIATE now unless sent already (before a statement run
         through SQLAlchemy, whose own "begin" listener then sends none)."""
@@ -147,6 +176,11 @@ class PooledTransaction:
         fails or hangs (the network froze under a statement that timed out) discards the
         connection instead, so the next unit of work connects afresh."""
         if not self.fairy.is_valid:  # invalidated (SQLAlchemy met a disconnect): back already
+            return
+        if self.is_postgres and self.driver.is_closed():
+            # Lost under a statement run outside a transaction (nothing to roll back, so no
+            # failed rollback to discard it): not back into the pool.
+            await self.discard()
             return
         if not self.done:
             try:
@@ -206,7 +240,14 @@ class Db:
         clock: Clock,
         *,
         reconnectable: bool = False,
+        unlocked_turns: bool = False,
     ) -> None:
+        #: PostgreSQL: a web turn reads without the lock and writes outside a transaction
+        #: (`ConversationRepository.read_for_turn`, storage.turns.commit_turn).
+        self.unlocked_turns = unlocked_turns
+        #: Set by a read without the lock (storage.turns.pg_read_for_turn): a failed revision
+        #: check is then OvertakenError (run the turn again), not a plain ConcurrencyError.
+        self.read_unlocked = False
         self._transaction: PooledTransaction | None = None
         self._connection: AsyncConnection | None = None
         if isinstance(handle, PooledTransaction):
@@ -301,6 +342,62 @@ class Db:
         with storage_errors():
             result: T = await driver._execute(lambda: work(driver._conn))
         return result
+
+    async def run_untransacted(self, work: Callable[[Any], Awaitable[T]], *, idempotent: bool) -> T:
+        """PostgreSQL: `work(driver)` on this unit of work's asyncpg connection outside any
+        transaction, so each of its statements commits by itself (asyncpg runs a statement
+        in autocommit unless a transaction was begun): no BEGIN and no COMMIT, two round trips
+        fewer. Only while nothing of this unit of work runs in a transaction.
+
+        A pooled connection found dead before `work` sent anything (closed by the server
+        while idle) is replaced, as `driver()` replaces one at its BEGIN; after a failure
+        mid-statement only `idempotent` work (a read) runs again on a fresh connection,
+        since a write may have committed before its answer was lost. Every failure comes out
+        as StorageError (`storage_errors`), so the web answers 503 and the client retries."""
+        if self.closed:
+            raise StorageError("this unit of work has ended (committed or rolled back)")
+        transaction = self._transaction
+        if transaction is None or not self.is_postgres or transaction.in_transaction:
+            raise StorageError("run_untransacted() needs a PostgreSQL unit of work not yet begun")
+        may_replace, self._fresh = self._fresh, False
+        with storage_errors():
+            for _attempt in range(MAX_DEAD_CONNECTIONS):
+                driver = transaction.driver
+                if not driver.is_closed():
+                    try:
+                        return await work(driver)
+                    except Exception as error:
+                        lost = isinstance(error, _CONNECTION_LOST) or driver.is_closed()
+                        if not (may_replace and idempotent and lost):
+                            raise
+                elif not may_replace:
+                    raise StorageError("database unavailable: the connection was closed")
+                await transaction.replace()
+        raise StorageError("no live database connection after replacing every dead one")
+
+    async def run_sqlite_then_commit(
+        self, work: Callable[[sqlite3.Connection], tuple[T, bool]]
+    ) -> T:
+        """SQLite: `PooledTransaction.run_sqlite_then_commit` (work, then COMMIT when it says
+        so, in one hand-off); the unit of work is over once committed."""
+        if self.closed or self._transaction is None:
+            raise StorageError("this unit of work has ended (committed or rolled back)")
+        with storage_errors():
+            result = await self._transaction.run_sqlite_then_commit(work)
+        if self._transaction.done:
+            self.closed = True
+        return result
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this unit of work's transaction has begun (a statement began it)."""
+        return self._transaction is not None and self._transaction.in_transaction
+
+    def untransacted_done(self) -> None:
+        """The unit of work ended with an untransacted write: nothing to roll back."""
+        self.closed = True
+        if self._transaction is not None:
+            self._transaction.done = True
 
     async def _plain_driver(self) -> Any:
         """`driver()` over a plain AsyncConnection (its transaction is SQLAlchemy's)."""

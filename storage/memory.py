@@ -40,6 +40,7 @@ from bot.ports import (
     Outbox,
     OutboxMessage,
     OutboxTopicStats,
+    OvertakenError,
     ReportRepository,
     SecretStore,
     Storage,
@@ -54,8 +55,9 @@ from bot.ports import (
 #: report's reference collides, DuplicateError), "miss_reply" (the next turn's read misses the
 #: reply already given to its message id, as when a concurrent turn committed it meanwhile),
 #: "revision" (someone else saves the conversation just before the next turn's write, so the
-#: revision check fails with ConcurrencyError).
-Fault = Literal["read", "save_turn", "commit", "reference", "miss_reply", "revision"]
+#: revision check fails with ConcurrencyError), "overtaken" (the same, as it happens to a turn
+#: whose storage read it without the lock: OvertakenError, `read_for_turn`).
+Fault = Literal["read", "save_turn", "commit", "reference", "miss_reply", "revision", "overtaken"]
 
 _PRIORITY_RANK = {"urgent": 0, "urgent_review": 1, "routine": 2}
 
@@ -169,6 +171,13 @@ class MemoryConversations:
         if record is None:
             return None, None
         return record, self._prior(scope, message_id)
+
+    async def read_for_turn(
+        self, conversation_id: str, *, scope: str, message_id: str | None
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        # Units of work are serialised here: nobody can save in between anyway (the
+        # "revision" fault makes someone do so).
+        return await self.get_for_turn(conversation_id, scope=scope, message_id=message_id)
 
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
@@ -783,6 +792,9 @@ class MemoryUnitOfWork:
         stored = self.data.conversations.get(record.id)
         if stored is not None and self.faults.take("revision"):
             stored.revision += 1
+        overtaken = stored is not None and self.faults.take("overtaken")
+        if stored is not None and overtaken:
+            stored.revision += 1
         before = copy.deepcopy(self.data)
         revision = record.revision
         try:
@@ -790,10 +802,31 @@ class MemoryUnitOfWork:
             await self._transcripts.append(record.id, entries)
             if message_id is not None:
                 await self._inbound.put(scope, message_id, reply or {}, conversation_id=record.id)
-        except StorageError:
+        except StorageError as error:
             self._data = before
             record.revision = revision
+            if overtaken and isinstance(error, ConcurrencyError):
+                raise OvertakenError(str(error)) from error
             raise
+
+    async def commit_turn(
+        self,
+        record: ConversationRecord,
+        entries: Sequence[TranscriptEntry],
+        *,
+        scope: str,
+        message_id: str | None,
+        reply: dict[str, Any] | None,
+    ) -> None:
+        await self.save_turn(record, entries, scope=scope, message_id=message_id, reply=reply)
+        await self.commit()
+
+    async def commit_new(
+        self, record: ConversationRecord, entries: Sequence[TranscriptEntry]
+    ) -> None:
+        await self._conversations.add(record)
+        await self._transcripts.append(record.id, entries)
+        await self.commit()
 
     async def commit(self) -> None:
         data = self.data

@@ -17,6 +17,7 @@ from bot.ports import (
     ConcurrencyError,
     ConversationRecord,
     DuplicateError,
+    OvertakenError,
     StoredReport,
     TranscriptEntry,
 )
@@ -123,6 +124,12 @@ def stale_revision(record: ConversationRecord) -> ConcurrencyError:
     )
 
 
+def overtaken(record: ConversationRecord) -> OvertakenError:
+    return OvertakenError(
+        f"conversation {record.id!r} changed since revision {record.revision} was read unlocked"
+    )
+
+
 def already_handled(scope: str, message_id: str) -> DuplicateError:
     return DuplicateError(f"inbound message {scope}/{message_id} was already handled")
 
@@ -167,6 +174,21 @@ class SqlConversations:
 
         read = pg_get_for_turn if self._db.is_postgres else sqlite_get_for_turn
         return await read(self._db, conversation_id, scope=scope, message_id=message_id)
+
+    async def read_for_turn(
+        self, conversation_id: str, *, scope: str, message_id: str | None
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        # PostgreSQL with unlocked turns: without the lock, outside a transaction
+        # (storage.turns.pg_read_for_turn). SQLite: the locked read, which costs nothing more
+        # there (the single writer is taken for the write anyway, and the read's BEGIN
+        # IMMEDIATE goes in the same hand-off).
+        if self._db.is_postgres and self._db.unlocked_turns:
+            from storage.turns import pg_read_for_turn
+
+            return await pg_read_for_turn(
+                self._db, conversation_id, scope=scope, message_id=message_id
+            )
+        return await self.get_for_turn(conversation_id, scope=scope, message_id=message_id)
 
     async def find_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str

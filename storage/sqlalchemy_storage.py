@@ -51,7 +51,7 @@ from storage.repositories import (
 )
 from storage.subscriptions import SqlSubscriptions
 from storage.surveys import SqlChatSurveys
-from storage.turns import save_turn
+from storage.turns import commit_new, commit_turn, save_turn
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,15 @@ DISPATCHER_POOL_OVERFLOW = 4
 #: waiting for its answer, and a settle that gives up sends its message again once the lease
 #: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
 DISPATCHER_POOL_SECONDS = 10.0
+#: PostgreSQL: a web turn may read its conversation without the row lock and outside a
+#: transaction, and write (and so commit) in one statement of its own when nothing else was
+#: written (`ConversationRepository.read_for_turn`, `UnitOfWork.commit_turn`): two round trips
+#: where BEGIN, the locked read, the write and COMMIT are four. A turn committed in between
+#: fails the write's revision check (OvertakenError) and the service runs the turn again.
+#: Off for now: such a turn sends no COMMIT, and the database-outage and freeze tests
+#: (tests/e2e/test_db_outage.py, test_db_freeze.py) find the turn's commit point by its COMMIT
+#: (BENCHMARKS.md, "The web turn in fewer round trips").
+UNLOCKED_TURNS = False
 
 
 class SqlUnitOfWork:
@@ -96,15 +105,21 @@ class SqlUnitOfWork:
     surveys: ChatSurveys
     chat_messages: ChatMessages
 
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, unlocked_turns: bool = False) -> None:
         self._engine = engine
         self._clock = clock
+        self._unlocked_turns = unlocked_turns
         self._transaction: PooledTransaction | None = None
         self._db: Db | None = None
 
     async def __aenter__(self) -> Self:
         self._transaction = transaction = await PooledTransaction.begin(self._engine)
-        self._db = db = Db(transaction, self._clock, reconnectable=transaction.is_postgres)
+        self._db = db = Db(
+            transaction,
+            self._clock,
+            reconnectable=transaction.is_postgres,
+            unlocked_turns=self._unlocked_turns,
+        )
         self.conversations = SqlConversations(db)
         self.inbound = SqlInboundLog(db)
         self.transcripts = SqlTranscripts(db)
@@ -129,6 +144,36 @@ class SqlUnitOfWork:
         if self._db is None:
             raise StorageError("save_turn() outside an open unit of work")
         await save_turn(self._db, record, entries, scope=scope, message_id=message_id, reply=reply)
+
+    async def commit_turn(
+        self,
+        record: ConversationRecord,
+        entries: Sequence[TranscriptEntry],
+        *,
+        scope: str,
+        message_id: str | None,
+        reply: dict[str, Any] | None,
+    ) -> None:
+        db = self._open("commit_turn()")
+        if not await commit_turn(
+            db, record, entries, scope=scope, message_id=message_id, reply=reply
+        ):
+            await save_turn(db, record, entries, scope=scope, message_id=message_id, reply=reply)
+            await self.commit()
+
+    async def commit_new(
+        self, record: ConversationRecord, entries: Sequence[TranscriptEntry]
+    ) -> None:
+        db = self._open("commit_new()")
+        if not await commit_new(db, record, entries):
+            await self.conversations.add(record)
+            await self.transcripts.append(record.id, entries)
+            await self.commit()
+
+    def _open(self, what: str) -> Db:
+        if self._db is None or self._db.closed:
+            raise StorageError(f"{what} outside an open unit of work")
+        return self._db
 
     async def commit(self) -> None:
         if self._db is None or self._transaction is None or self._db.closed:
@@ -194,8 +239,11 @@ class SqlStorage:
         *,
         clock: Clock = utc_now,
         dispatcher_engine: AsyncEngine | None = None,
+        unlocked_turns: bool | None = None,
     ) -> None:
         self.engine = engine
+        #: See `UNLOCKED_TURNS` (PostgreSQL only; SQLite always locks).
+        self.unlocked_turns = UNLOCKED_TURNS if unlocked_turns is None else unlocked_turns
         self._clock = clock
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
         self._dispatcher = (
@@ -208,7 +256,7 @@ class SqlStorage:
         return self.engine.dialect.name
 
     def unit_of_work(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self._clock)
+        return SqlUnitOfWork(self.engine, self._clock, unlocked_turns=self.unlocked_turns)
 
     def dispatcher_storage(self) -> SqlStorage:
         """The same database over the dispatchers' own pool (PostgreSQL), or this storage

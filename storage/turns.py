@@ -1,4 +1,5 @@
-"""The write of one turn (`UnitOfWork.save_turn`) in as few statements as the backend allows.
+"""The write of one turn (`UnitOfWork.save_turn`, `commit_turn`) in as few statements as the
+backend allows, and a new conversation's (`commit_new`).
 
 PostgreSQL: one statement, so one round trip. Data-modifying CTEs update the conversation
 (revision check, and only while the message id has no reply yet), then insert the transcript
@@ -14,36 +15,54 @@ reply committed by an earlier holder of that lock is seen by "handled", and the 
 nothing when it is. ON CONFLICT only matters to a caller that writes without the lock; it keeps
 the transaction usable and the error a DuplicateError.
 
+A turn read without the lock (`pg_read_for_turn`, outside any transaction) is written by
+`commit_turn` as a statement of its own, which commits by itself (`RAW_SAVE_TURN_ALONE`, without
+ON CONFLICT: a reply kept for the message id meanwhile must undo the update too). A turn
+committed in between fails its revision check: OvertakenError, and the service runs it again.
+
 SQLite cannot modify data in a CTE, but there is no network either: the same steps run as
 separate statements on the single writer, which nobody else can interleave with. They run on
 the sqlite3 connection on aiosqlite's thread (`Db.run_sqlite`): through SQLAlchemy each
 statement took about four hand-offs to aiosqlite's thread (cursor, execute, fetch, close),
 each waiting for the event loop, and the writer is held all the while; here the read (with
-the unit of work's BEGIN IMMEDIATE) is one hand-off and the whole write another
-(`sqlite_get_for_turn`, `_save_sqlite`). Values are stored as SQLAlchemy's SQLite types store them (`json.dumps` text,
-naive UTC text with microseconds), and read back the same way.
+the unit of work's BEGIN IMMEDIATE) is one hand-off and the whole write with its COMMIT another
+(`sqlite_get_for_turn`, `_sqlite_write`, `commit_turn`). Values are stored as SQLAlchemy's
+SQLite types store them (JSON text, naive UTC text with microseconds), and read back the same
+way.
 
 On PostgreSQL the turn's read (`pg_get_for_turn`) and write run on the driver's connection
 (`Db.driver`, asyncpg, statements prepared once per connection by asyncpg's cache) inside the
 unit of work's transaction: the same SQL, without SQLAlchemy's per-statement cost. The values
-stored are the same: JSON goes in as `json.dumps` text, as SQLAlchemy's JSONB type sends it,
-and timestamps as aware UTC datetimes, as `UTCDateTime` does.
+stored are the same: JSON goes in as text, as SQLAlchemy's JSONB type sends it, and timestamps
+as aware UTC datetimes, as `UTCDateTime` does.
+
+JSON is encoded by `bot.jsonenc` (orjson: compact, non-ASCII as it is, several times faster
+than `json.dumps`); any decoder reads back what `json.dumps`'s text read back. Reading still
+uses `json.loads` (SQLite) and SQLAlchemy's codec on the connection (PostgreSQL).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from bot import jsonenc
 from bot.engine.types import ConversationState
-from bot.ports import Channel, ConversationRecord, TranscriptEntry
+from bot.ports import (
+    Channel,
+    ConcurrencyError,
+    ConversationRecord,
+    DuplicateError,
+    TranscriptEntry,
+)
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.repositories import (
     already_handled,
+    overtaken,
     stale_revision,
 )
 
@@ -80,6 +99,13 @@ RAW_SAVE_TURN = """
            EXISTS (SELECT 1 FROM inbound_messages
                    WHERE scope = $11 AND message_id = $12) AS handled
 """
+#: `RAW_SAVE_TURN` as a statement of its own, outside a transaction (`commit_turn`): the same,
+#: except that a reply already kept for the message id makes the insert into inbound_messages
+#: fail (unique violation: DuplicateError) instead of being skipped, so the whole statement,
+#: update and lines too, is undone. (Under ON CONFLICT DO NOTHING the update would stand,
+#: committed, with the reply of another turn kept for the id.)
+RAW_SAVE_TURN_ALONE = RAW_SAVE_TURN.replace("        ON CONFLICT DO NOTHING\n", "")
+assert RAW_SAVE_TURN_ALONE != RAW_SAVE_TURN
 #: The turn of a message without an id: state and transcript.
 RAW_SAVE_TURN_WITHOUT_ID = """
     WITH saved AS (
@@ -144,6 +170,39 @@ RAW_GET_FOR_UPDATE = (
 )
 
 
+#: The turn's read without the lock (`read_for_turn`), run outside a transaction: the write's
+#: revision check (`WHERE revision = $9`) finds a turn committed in between.
+RAW_READ_FOR_TURN = RAW_GET_FOR_TURN.replace("    FOR UPDATE OF c\n", "")
+RAW_READ = RAW_GET_FOR_UPDATE.replace("    FOR UPDATE OF c\n", "")
+assert "FOR UPDATE" not in RAW_READ_FOR_TURN + RAW_READ
+
+#: A new conversation ($1..$11) with its first transcript lines ($12), in one statement
+#: outside a transaction (`commit_new`). Nothing is written if the conversation conflicts (its
+#: id, or another active conversation of its channel address), as `SqlConversations.add`.
+RAW_ADD_CONVERSATION = """
+    WITH added AS (
+        INSERT INTO conversations (id, channel, channel_key, token_hash, state, status,
+                                   revision, reference, created_at, updated_at, transcript_seq)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    ),
+    lines AS (
+        INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
+        SELECT added.id, line.seq, line.role, line.payload, line.created_at
+        FROM added, jsonb_to_recordset($12::jsonb)
+            AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
+    )
+    SELECT count(*) AS added FROM added
+"""
+
+
+def _json(value: Any) -> str:
+    """JSON text for a jsonb parameter or a SQLite JSON column, by `bot.jsonenc` (orjson):
+    compact, non-ASCII as it is. Any decoder reads back the same value as from `json.dumps`."""
+    return jsonenc.dumps(value).decode()
+
+
 def _record(row: Mapping[str, Any]) -> ConversationRecord:
     """A conversation row as read by the driver: JSONB already decoded (SQLAlchemy's codec on
     the connection), timestamps aware UTC."""
@@ -175,6 +234,25 @@ async def pg_get_for_turn(
             row = await driver.fetchrow(RAW_GET_FOR_UPDATE, conversation_id)
         else:
             row = await driver.fetchrow(RAW_GET_FOR_TURN, conversation_id, scope, message_id)
+    if row is None:
+        return None, None
+    prior = row["prior_reply"] if message_id is not None else None
+    return _record(row), None if prior is None else dict(prior)
+
+
+async def pg_read_for_turn(
+    db: Db, conversation_id: str, *, scope: str, message_id: str | None
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """See `bot.ports.ConversationRepository.read_for_turn` (PostgreSQL): the read of
+    `pg_get_for_turn` without the lock, outside a transaction (`Db.run_untransacted`)."""
+
+    async def read(driver: Any) -> Any:
+        if message_id is None:
+            return await driver.fetchrow(RAW_READ, conversation_id)
+        return await driver.fetchrow(RAW_READ_FOR_TURN, conversation_id, scope, message_id)
+
+    row = await db.run_untransacted(read, idempotent=True)
+    db.read_unlocked = True
     if row is None:
         return None, None
     prior = row["prior_reply"] if message_id is not None else None
@@ -286,8 +364,81 @@ async def save_turn(
     if db.is_postgres:
         await _save_postgres(db, record, entries, scope=scope, message_id=message_id, reply=reply)
     else:
-        await _save_sqlite(db, record, entries, scope=scope, message_id=message_id, reply=reply)
+        write = _sqlite_write(db, record, entries, scope=scope, message_id=message_id, reply=reply)
+        _raise_unless_saved(db, await db.run_sqlite(write), record, scope, message_id)
     record.revision += 1
+
+
+async def commit_turn(
+    db: Db,
+    record: ConversationRecord,
+    entries: Sequence[TranscriptEntry],
+    *,
+    scope: str,
+    message_id: str | None,
+    reply: dict[str, Any] | None,
+) -> bool:
+    """See `bot.ports.UnitOfWork.commit_turn`: the write and the commit in one step where the
+    backend allows, True if so (the unit of work is then over). False: nothing was done, the
+    caller saves and commits in the transaction already begun (PostgreSQL, when a statement of
+    the unit of work began one: outbox rows, a report, an erasure must commit with the turn).
+
+    PostgreSQL, nothing begun: `RAW_SAVE_TURN_ALONE` (or the write without a message id) as a
+    statement of its own, which commits by itself: one round trip, no BEGIN, no COMMIT. The
+    revision check finds a turn committed since the read (ConcurrencyError); a reply kept for
+    the message id meanwhile fails the whole statement (DuplicateError); either way nothing of
+    it stays. A failure in flight is a StorageError: the client's retry of the same message id
+    then finds the reply if the statement had committed.
+
+    SQLite: the write and COMMIT in one hand-off to the writer's thread (BEGIN IMMEDIATE too,
+    if the read did not send it), where the write and the commit were two."""
+    if message_id is not None and reply is None:
+        raise ValueError("a message id needs the reply to remember")
+    if db.is_postgres:
+        if db.in_transaction:
+            return False
+        values = _pg_values(record, entries)
+        at = _utc(db.now())
+
+        async def write_alone(driver: Any) -> Any:
+            if message_id is None:
+                return await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID, *values)
+            return await driver.fetchrow(
+                RAW_SAVE_TURN_ALONE, *values, scope, message_id, _json(reply), at
+            )
+
+        row = await db.run_untransacted(write_alone, idempotent=False)
+        db.untransacted_done()
+        _check_pg_row(db, row, record, scope, message_id)
+        record.revision += 1
+        return True
+    write = _sqlite_write(db, record, entries, scope=scope, message_id=message_id, reply=reply)
+
+    def write_then_commit(connection: sqlite3.Connection) -> tuple[str, bool]:
+        outcome = write(connection)
+        return outcome, outcome == "saved"
+
+    _raise_unless_saved(
+        db, await db.run_sqlite_then_commit(write_then_commit), record, scope, message_id
+    )
+    record.revision += 1
+    return True
+
+
+def _pg_values(record: ConversationRecord, entries: Sequence[TranscriptEntry]) -> tuple[Any, ...]:
+    """$1..$10 of the PostgreSQL turn writes."""
+    return (
+        _json(record.state.to_json()),
+        record.state.status,
+        record.reference,
+        record.channel_key,
+        record.token_hash,
+        _utc(record.updated_at),
+        record.transcript_seq,
+        record.id,
+        record.revision,
+        _json([_line(entry) for entry in entries]),
+    )
 
 
 async def _save_postgres(
@@ -300,38 +451,53 @@ async def _save_postgres(
     reply: dict[str, Any] | None,
 ) -> None:
     driver = await db.driver()
-    values = (
-        json.dumps(record.state.to_json()),
-        record.state.status,
-        record.reference,
-        record.channel_key,
-        record.token_hash,
-        _utc(record.updated_at),
-        record.transcript_seq,
-        record.id,
-        record.revision,
-        json.dumps([_line(entry) for entry in entries]),
-    )
-    if message_id is None:
-        with storage_errors():
-            row = await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID, *values)
-        if row["saved"] != 1:
-            raise stale_revision(record)
-        return
+    values = _pg_values(record, entries)
     with storage_errors():
-        row = await driver.fetchrow(
-            RAW_SAVE_TURN, *values, scope, message_id, json.dumps(reply), _utc(db.now())
-        )
+        if message_id is None:
+            row = await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID, *values)
+        else:
+            row = await driver.fetchrow(
+                RAW_SAVE_TURN, *values, scope, message_id, _json(reply), _utc(db.now())
+            )
+    _check_pg_row(db, row, record, scope, message_id)
+
+
+def _stale(db: Db, record: ConversationRecord) -> ConcurrencyError:
+    """The revision check failed: after a read without the lock, the turn was overtaken."""
+    return overtaken(record) if db.read_unlocked else stale_revision(record)
+
+
+def _check_pg_row(
+    db: Db,
+    row: Mapping[str, Any],
+    record: ConversationRecord,
+    scope: str,
+    message_id: str | None,
+) -> None:
+    """Raise what the final SELECT of a PostgreSQL turn write says went wrong, if anything."""
+    if message_id is None:
+        if row["saved"] != 1:
+            raise _stale(db, record)
+        return
     if row["saved"] == 1 and row["inbound"] == 1:
         return
     if row["handled"] or row["saved"] == 1:
         # Handled before (nothing written), or concurrently by a writer that did not hold the
         # conversation lock (the update stands: the caller must abandon the unit of work).
         raise already_handled(scope, message_id)
-    raise stale_revision(record)
+    raise _stale(db, record)
 
 
-async def _save_sqlite(
+def _raise_unless_saved(
+    db: Db, outcome: str, record: ConversationRecord, scope: str, message_id: str | None
+) -> None:
+    if outcome == "handled":
+        raise already_handled(scope, message_id or "")
+    if outcome == "stale":
+        raise _stale(db, record)
+
+
+def _sqlite_write(
     db: Db,
     record: ConversationRecord,
     entries: Sequence[TranscriptEntry],
@@ -339,11 +505,13 @@ async def _save_sqlite(
     scope: str,
     message_id: str | None,
     reply: dict[str, Any] | None,
-) -> None:
+) -> Callable[[sqlite3.Connection], str]:
+    """The SQLite turn write, to run on the writer's thread: "saved", or what went wrong
+    ("handled", "stale") having written nothing."""
     parameters: dict[str, Any] = {
         "b_id": record.id,
         "b_revision": record.revision,
-        "state": json.dumps(record.state.to_json()),
+        "state": _json(record.state.to_json()),
         "status": record.state.status,
         "reference": record.reference,
         "channel_key": record.channel_key,
@@ -358,7 +526,7 @@ async def _save_sqlite(
             record.id,
             entry.seq,
             entry.role,
-            json.dumps(entry.payload),
+            _json(entry.payload),
             sqlite_time(entry.created_at),
         )
         for entry in entries
@@ -366,7 +534,7 @@ async def _save_sqlite(
     inbound = (
         None
         if message_id is None
-        else (scope, message_id, json.dumps(reply), sqlite_time(db.now()), record.id)
+        else (scope, message_id, _json(reply), sqlite_time(db.now()), record.id)
     )
 
     def write(connection: sqlite3.Connection) -> str:
@@ -388,11 +556,79 @@ async def _save_sqlite(
             connection.execute(SQLITE_INSERT_INBOUND, inbound)
         return "saved"
 
-    outcome = await db.run_sqlite(write)
-    if outcome == "handled":
-        raise already_handled(scope, message_id or "")
-    if outcome == "stale":
-        raise stale_revision(record)
+    return write
+
+
+SQLITE_INSERT_CONVERSATION = """
+    INSERT INTO conversations (id, channel, channel_key, token_hash, state, status,
+                               revision, reference, created_at, updated_at, transcript_seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT DO NOTHING
+"""
+
+
+async def commit_new(
+    db: Db, record: ConversationRecord, entries: Sequence[TranscriptEntry]
+) -> bool:
+    """See `bot.ports.UnitOfWork.commit_new`: True if done in one step (the unit of work is
+    then over); False: nothing was done (PostgreSQL, a transaction already begun), the caller
+    adds and commits as before. PostgreSQL: `RAW_ADD_CONVERSATION`, a statement of its own
+    outside a transaction (one round trip where BEGIN, two inserts through SQLAlchemy and
+    COMMIT were four). SQLite: the inserts and COMMIT in one hand-off."""
+    if db.is_postgres:
+        if db.in_transaction:
+            return False
+        values = (
+            record.id,
+            record.channel,
+            record.channel_key,
+            record.token_hash,
+            _json(record.state.to_json()),
+            record.state.status,
+            record.revision,
+            record.reference,
+            _utc(record.created_at),
+            _utc(record.updated_at),
+            record.transcript_seq,
+            _json([_line(entry) for entry in entries]),
+        )
+
+        async def add(driver: Any) -> Any:
+            return await driver.fetchval(RAW_ADD_CONVERSATION, *values)
+
+        added = await db.run_untransacted(add, idempotent=False)
+        db.untransacted_done()
+        if added != 1:
+            raise DuplicateError(f"conversation {record.id!r} exists")
+        return True
+    row = (
+        record.id,
+        record.channel,
+        record.channel_key,
+        record.token_hash,
+        _json(record.state.to_json()),
+        record.state.status,
+        record.revision,
+        record.reference,
+        sqlite_time(record.created_at),
+        sqlite_time(record.updated_at),
+        record.transcript_seq,
+    )
+    lines = [
+        (record.id, entry.seq, entry.role, _json(entry.payload), sqlite_time(entry.created_at))
+        for entry in entries
+    ]
+
+    def add_then_commit(connection: sqlite3.Connection) -> tuple[bool, bool]:
+        if connection.execute(SQLITE_INSERT_CONVERSATION, row).rowcount != 1:
+            return False, False
+        if lines:
+            connection.executemany(SQLITE_INSERT_LINE, lines)
+        return True, True
+
+    if not await db.run_sqlite_then_commit(add_then_commit):
+        raise DuplicateError(f"conversation {record.id!r} exists")
+    return True
 
 
 # A Telegram turn's read: the chat's active conversation, found by its channel address rather

@@ -55,6 +55,7 @@ from bot.ports import (
     ConversationRecord,
     DuplicateError,
     OutboxMessage,
+    OvertakenError,
     Storage,
     StoredReport,
     TranscriptEntry,
@@ -248,8 +249,11 @@ class IntakeService:
         )
         reply = self._reply(record, turn)
         async with self.storage.unit_of_work() as uow:
-            await self._store_new(uow, record, turn, reply, outbox_topic)
-            await uow.commit()
+            if outbox_topic:
+                await self._store_new(uow, record, turn, reply, outbox_topic)
+                await uow.commit()
+            else:  # the conversation and its lines, committed in one step
+                await uow.commit_new(record, self._transcript(record, turn, reply))
         reply.token = token
         return reply
 
@@ -268,12 +272,18 @@ class IntakeService:
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
         scope = conversation_id
-        for _attempt in range(MAX_TURN_ATTEMPTS):
+        for attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
-                    record, prior = await uow.conversations.get_for_turn(
-                        conversation_id, scope=scope, message_id=message_id
+                    # Unlocked where the storage allows (a turn committed meanwhile fails
+                    # the write's revision check: OvertakenError, and the turn runs again);
+                    # the last attempt locks, so it cannot lose to another writer.
+                    read = (
+                        uow.conversations.get_for_turn
+                        if attempt == MAX_TURN_ATTEMPTS - 1
+                        else uow.conversations.read_for_turn
                     )
+                    record, prior = await read(conversation_id, scope=scope, message_id=message_id)
                     if record is None:
                         raise ConversationNotFound(conversation_id)
                     if token is not None and not self._token_opens(record, token):
@@ -281,6 +291,7 @@ class IntakeService:
                     answer = offer_answer(inbound)
                     if prior is not None:
                         reply = _replayed(prior)
+                        await uow.commit()
                     elif (
                         answer is not None
                         and answer[0] == SURVEY_DECLINE
@@ -288,7 +299,7 @@ class IntakeService:
                         and self._survey_offered(record)
                     ):
                         reply = self._decline_survey(record)
-                        await uow.save_turn(
+                        await uow.commit_turn(
                             record,
                             [],
                             scope=scope,
@@ -297,17 +308,20 @@ class IntakeService:
                         )
                     else:
                         reply = await self._turn(
-                            uow, record, inbound, message_id, outbox_topic, scope=scope
+                            uow, record, inbound, message_id, outbox_topic, scope=scope, commit=True
                         )
-                    await uow.commit()
                     return reply
             except DuplicateError:
                 # Nothing was committed, so the turn can run again: the same message id was
-                # handled by a concurrent request that committed while this one waited for the
-                # lock (the rerun replays its reply), or a reference number collided (the rerun
-                # draws a new one). No choice id is named here: which choice submits is the
-                # dialogue's business.
+                # handled by a concurrent request that committed meanwhile (the rerun replays
+                # its reply), or a reference number collided (the rerun draws a new one). No
+                # choice id is named here: which choice submits is the dialogue's business.
                 log.info("retrying a turn after a duplicate (a concurrent repeat or a collision)")
+                continue
+            except OvertakenError:
+                # Another turn of this conversation committed after the unlocked read; nothing
+                # of this one was written. Run it again on what that turn left.
+                log.info("retrying a turn after a concurrent turn of the same conversation")
                 continue
         raise RuntimeError("could not apply the turn after repeated conflicts")
 
@@ -727,9 +741,10 @@ class IntakeService:
         scope: str,
         chat_message_id: int | None = None,
         claim_for: float | None = None,
+        commit: bool = False,
     ) -> Reply:
-        """Apply `inbound` to a conversation locked by the caller, whose message id (if any)
-        has no reply yet."""
+        """Apply `inbound` to a conversation read by the caller, whose message id (if any)
+        had no reply yet; with `commit`, save and commit in one step (`commit_turn`)."""
         started = time.perf_counter()
         translate = self.catalogs.translator(record.state.locale)
         engine = self._engine_for(record.state)
@@ -780,7 +795,8 @@ class IntakeService:
             await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
         if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
-        await uow.save_turn(
+        save = uow.commit_turn if commit else uow.save_turn
+        await save(
             record,
             entries,
             scope=scope,
