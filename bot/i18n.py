@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LOCALE = "en"
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
+#: Far more than the catalogs' messages in every language: a bound, never reached in use.
+_PLAIN_CACHE_SIZE = 50_000
 
 
 class Catalogs:
@@ -48,6 +50,16 @@ class Catalogs:
         )
         self._rtl = frozenset(rtl)
         self._globals = dict(globals_ or {})
+        #: (locale, context, msgid) -> the rendered text, for texts without parameters: the
+        #: same words every time (a question, a button's label, a command word), looked up
+        #: and formatted once. Message ids come from the code, never from what people type
+        #: (their words are verbatim texts, which are not kept here).
+        self._plain: dict[tuple[str, str | None, str], str] = {}
+        #: One translator per locale we have, so that what is worked out per translator (the
+        #: engine's command words) is worked out once.
+        self._translators: dict[str, Callable[[Text], str]] = {
+            code: self._make_translator(code) for code in self._translations
+        }
 
     def is_rtl(self, locale: str) -> bool:
         return locale in self._rtl
@@ -72,6 +84,19 @@ class Catalogs:
             return "\n".join(self.render(part, locale) for part in text.parts)
         if text.verbatim:
             return text.msgid
+        if text.params or text.plural is not None:
+            return self._render(text, locale)[0]
+        key = (locale, text.context, text.msgid)
+        rendered = self._plain.get(key)
+        if rendered is None:
+            rendered, keep = self._render(text, locale)
+            if keep and len(self._plain) < _PLAIN_CACHE_SIZE:
+                self._plain[key] = rendered
+        return rendered
+
+    def _render(self, text: Text, locale: str) -> tuple[str, bool]:
+        """The text and whether it may be kept (not when its translation is broken: that is
+        logged every time it is said)."""
         tr = self._translations.get(locale) or self._translations[DEFAULT_LOCALE]
         if text.plural is not None:
             template = tr.ngettext(text.msgid, text.plural, text.n if text.n is not None else 1)
@@ -80,7 +105,7 @@ class Catalogs:
         else:
             template = tr.gettext(text.msgid)
         if "{" not in template:
-            return template
+            return template, True
         values: dict[str, str] = dict(self._globals)
         for name, value in text.params:
             if isinstance(value, Text):
@@ -90,13 +115,17 @@ class Catalogs:
             else:
                 values[name] = value
         try:
-            return template.format_map(values)
+            return template.format_map(values), True
         except (KeyError, IndexError, ValueError):
             # A broken translation must never break a turn: fall back to the English source.
             log.error("translation of %r in %s has bad placeholders", text.msgid[:40], locale)
-            return text.msgid.format_map(values)
+            return text.msgid.format_map(values), False
 
-    def translator(self, locale: str):  # type: ignore[no-untyped-def]
+    def translator(self, locale: str) -> Callable[[Text], str]:
+        """`render` in `locale`, as one argument function (the engine's `Translate`)."""
+        return self._translators.get(locale) or self._make_translator(locale)
+
+    def _make_translator(self, locale: str) -> Callable[[Text], str]:
         return lambda text: self.render(text, locale)
 
 

@@ -98,6 +98,14 @@ class Pacer:
     are served round-robin across keys, first come first served within a key: when the shared
     limit is the bottleneck, every waiting key gets one grant before any key gets a second,
     whatever order they queued in. A key held back by its own limit does not hold up others.
+
+    `acquire(key, since=...)`: the caller has been waiting since then already (the outbox:
+    since its message was committed). Among such waiters the one waiting longest goes first,
+    counted from the later of `since` and the key's previous grant (a chat's next message
+    waits from when its previous one went, as in a fair queue), ahead of the round-robin
+    order in which they reached the pacer: a reply that reached it last, because its chat's
+    previous reply had to go first, no longer waits behind every one in hand. Waiters that
+    do not say go first, round-robin among themselves (rare notes, not the outbox).
     """
 
     def __init__(
@@ -123,8 +131,15 @@ class Pacer:
                 max_keys=max_keys,
                 clock=clock,
             )
-        #: Waiting keys in round-robin order, each with its waiters in arrival order.
-        self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        #: Waiting keys in round-robin order, each with its waiters in arrival order (and
+        #: since when each has been waiting, if it said).
+        self._queues: OrderedDict[str, deque[tuple[float | None, asyncio.Future[None]]]] = (
+            OrderedDict()
+        )
+        #: When each key was last granted (this pacer's clock), the most recent `max_keys`.
+        self._granted: OrderedDict[str, float] = OrderedDict()
+        self._max_keys = max_keys
+        self._clock = clock
         self._changed = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
 
@@ -132,12 +147,17 @@ class Pacer:
     def waiting(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
 
-    async def acquire(self, key: str = "") -> None:
+    def clock(self) -> float:
+        """This pacer's clock, the one `since` is on."""
+        return self._clock()
+
+    async def acquire(self, key: str = "", since: float | None = None) -> None:
         if not self._queues and self._ready(key) == 0.0:
             self._spend(key)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(key, deque()).append(future)
+        waiter = (since, future)
+        self._queues.setdefault(key, deque()).append(waiter)
         self._changed.set()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._serve(), name="pacer")
@@ -145,8 +165,8 @@ class Pacer:
             await future
         except asyncio.CancelledError:
             queue = self._queues.get(key)
-            if queue is not None and future in queue:
-                queue.remove(future)
+            if queue is not None and waiter in queue:
+                queue.remove(waiter)
                 if not queue:
                     del self._queues[key]
             raise
@@ -161,26 +181,44 @@ class Pacer:
         self._bucket.take()
         if self._per_key is not None:
             self._per_key.take(key)
+        self._granted[key] = self._clock()
+        self._granted.move_to_end(key)
+        while len(self._granted) > self._max_keys:
+            self._granted.popitem(last=False)
+
+    def _waiting_since(self, key: str, since: float | None) -> float:
+        """The rank of a key's first waiter: lowest goes first."""
+        if since is None:
+            return float("-inf")
+        return max(since, self._granted.get(key, float("-inf")))
 
     async def _serve(self) -> None:
-        """Grant tokens to waiters, round-robin over keys, until nobody waits."""
+        """Grant tokens to waiters, longest waiting first among those that said since when,
+        else round-robin over keys, until nobody waits."""
         while self._queues:
             self._changed.clear()
             soonest = float("inf")
-            for key in list(self._queues):
+            chosen: str | None = None
+            rank = float("inf")
+            for key, queue in self._queues.items():
                 wait = self._ready(key)
                 if wait > 0.0:
                     soonest = min(soonest, wait)
                     continue
-                queue = self._queues.pop(key)
-                future = queue.popleft()
+                waiting_since = self._waiting_since(key, queue[0][0])
+                if chosen is None or waiting_since < rank:
+                    chosen, rank = key, waiting_since
+                    if waiting_since == float("-inf"):
+                        break  # one that did not say: the round-robin order
+            if chosen is not None:
+                queue = self._queues.pop(chosen)
+                _since, future = queue.popleft()
                 if not future.done():  # a cancelled waiter may not have left the queue yet
-                    self._spend(key)
+                    self._spend(chosen)
                     future.set_result(None)
                 if queue:
-                    self._queues[key] = queue  # to the back of the round
+                    self._queues[chosen] = queue  # to the back of the round
                 soonest = 0.0
-                break
             if soonest == 0.0:
                 await asyncio.sleep(0)  # let the granted waiter run
             elif self._queues:

@@ -34,6 +34,11 @@ _TRANSLATED: tuple[type[BaseException], ...] = (
     sa_exc.TimeoutError,  # the pool had no connection to give
     sa_exc.DisconnectionError,
     sa_exc.PendingRollbackError,
+    # A driver error re-raised by SQLAlchemy's asyncpg adapter without a DBAPIError around
+    # it: a pool checkout for the driver's own connection (`engine.raw_connection()`, as
+    # storage.db does) skips that wrapping, so a server that refuses the connection
+    # ("too many clients already") arrives as this, and was answered 500 instead of 503.
+    sa_exc.EmulatedDBAPIException,
     OSError,  # ConnectionRefusedError, TimeoutError (= asyncio.TimeoutError), socket errors
     *_DRIVER_ERRORS,
 )

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import OutboxMessage, OutboxTopicStats
@@ -39,45 +39,66 @@ FAILED = "failed"
 NOTIFY_CHANNEL = "intake_outbox"
 
 
-#: Each statement of the delivery path is built once, so SQLAlchemy compiles it once (its
-#: cache is keyed by the statement): building the claim per call was a fifth of the sending
-#: process's CPU in the profile (BENCHMARKS.md).
-_NOW = bindparam("now", type_=outbox.c.available_at.type)
-_MESSAGE_ID = bindparam("message_id", type_=outbox.c.id.type)
-
-_pick = outbox.alias("pick")
-_earlier = outbox.alias("earlier")
-#: One statement claims: the oldest due, unleased pending message of each key that has no
-#: earlier pending message, locked so that a concurrent claimer skips it (PostgreSQL; on
-#: SQLite the single writer serializes claims), leased and counted as an attempt.
-_CLAIM = (
-    update(outbox)
-    .where(
-        outbox.c.id.in_(
-            select(_pick.c.id)
-            .where(
-                _pick.c.topic.in_(bindparam("topics", expanding=True)),
-                _pick.c.status == PENDING,
-                _pick.c.available_at <= _NOW,
-                or_(_pick.c.claimed_until.is_(None), _pick.c.claimed_until <= _NOW),
-                ~exists().where(
-                    _earlier.c.topic == _pick.c.topic,
-                    _earlier.c.ordering_key == _pick.c.ordering_key,
-                    _earlier.c.status == PENDING,
-                    _earlier.c.id < _pick.c.id,
-                ),
-            )
-            .order_by(_pick.c.id)
-            .limit(bindparam("limit", type_=Integer))
-            .with_for_update(skip_locked=True, of=_pick)
-        )
-    )
-    .values(
-        claimed_until=bindparam("lease_until", type_=outbox.c.claimed_until.type),
-        attempts=outbox.c.attempts + 1,
-    )
-    .returning(*outbox.c)
-)
+_COLUMNS = """id, topic, ordering_key, payload, status, attempts, available_at, created_at,
+    claimed_until, last_error, conversation_id, idempotency_key"""
+#: The claim, the delivery path's statements and the settles after each send run on the
+#: driver's connection, as the turn's own statements do (`storage.turns`): one round trip
+#: each on asyncpg, one hand-off to aiosqlite's thread on SQLite (through SQLAlchemy,
+#: several, with the single writer held).
+#:
+#: One statement claims: the oldest pending message of each key (its head: the only one of
+#: the key that may be claimed), if it is due and unleased, oldest first, locked so that a
+#: concurrent claimer skips it (PostgreSQL; on SQLite the single writer serializes claims),
+#: leased and counted as an attempt. The heads are found first, from `ix_outbox_claim`
+#: (topic, status, ordering_key, id): the pending entries only, once per claim (PostgreSQL:
+#: an InitPlan, whatever the table's statistics say). Written as "no earlier pending message
+#: of the key" (an anti-join per pending row), the claim was planned as a walk of the primary
+#: key from the first row ever written, delivered ones included; a first form of the heads
+#: as a plain IN, on a table not yet analyzed, ran their aggregate again for every pending
+#: row (BENCHMARKS.md, "The outbox claim").
+PG_CLAIM = f"""
+    UPDATE outbox SET attempts = attempts + 1, claimed_until = $3
+    WHERE id IN (
+        SELECT pick.id FROM outbox AS pick
+        WHERE pick.id = ANY (ARRAY(
+                SELECT min(head.id) FROM outbox AS head
+                WHERE head.topic = ANY ($1::varchar[]) AND head.status = 'pending'
+                GROUP BY head.topic, head.ordering_key))
+          -- Again on the row itself, so that PostgreSQL tests the version it locks.
+          AND pick.status = 'pending'
+          AND pick.available_at <= $2
+          AND (pick.claimed_until IS NULL OR pick.claimed_until <= $2)
+        ORDER BY pick.id
+        LIMIT $4
+        FOR UPDATE OF pick SKIP LOCKED)
+    RETURNING {_COLUMNS}
+"""  # noqa: S608 - constant text
+SQLITE_CLAIM = f"""
+    UPDATE outbox SET attempts = attempts + 1, claimed_until = ?
+    WHERE id IN (
+        SELECT pick.id FROM outbox AS pick
+        WHERE pick.id IN (
+                SELECT min(head.id) FROM outbox AS head
+                WHERE head.topic IN ({{topics}}) AND head.status = 'pending'
+                GROUP BY head.topic, head.ordering_key)
+          AND pick.status = 'pending'
+          AND pick.available_at <= ?
+          AND (pick.claimed_until IS NULL OR pick.claimed_until <= ?)
+        ORDER BY pick.id
+        LIMIT ?)
+    RETURNING {_COLUMNS}
+"""  # noqa: S608 - constant text (`{{topics}}`: one ? per topic)
+#: The settles: sent (keeping only the audit payload), to be retried, given up.
+PG_DONE = "UPDATE outbox SET status = 'done', claimed_until = NULL, payload = $2 WHERE id = $1"
+SQLITE_DONE = "UPDATE outbox SET status = 'done', claimed_until = NULL, payload = ? WHERE id = ?"
+PG_RETRY_LATER = """UPDATE outbox SET claimed_until = NULL, available_at = $2, last_error = $3
+    WHERE id = $1"""
+SQLITE_RETRY_LATER = """UPDATE outbox SET claimed_until = NULL, available_at = ?, last_error = ?
+    WHERE id = ?"""
+PG_FAILED = """UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = $2
+    WHERE id = $1"""
+SQLITE_FAILED = """UPDATE outbox SET status = 'failed', claimed_until = NULL, last_error = ?
+    WHERE id = ?"""
 
 #: A message added already claimed by its writer (`add(claim_for=...)`), unless an earlier
 #: message of its key is still pending: then it waits its turn like any other. It is written
@@ -107,32 +128,16 @@ SQLITE_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
     RETURNING id, attempts
 """
 
-_DONE = update(outbox).where(outbox.c.id == _MESSAGE_ID).values(status="done", claimed_until=None)
-_DONE_KEEPING = (
-    update(outbox)
-    .where(outbox.c.id == _MESSAGE_ID)
-    .values(
-        status="done", claimed_until=None, payload=bindparam("keep", type_=outbox.c.payload.type)
-    )
-)
-_RETRY_LATER = (
-    update(outbox)
-    .where(outbox.c.id == _MESSAGE_ID)
-    .values(
-        claimed_until=None,
-        available_at=bindparam("available_at_", type_=outbox.c.available_at.type),
-        last_error=bindparam("error", type_=outbox.c.last_error.type),
-    )
-)
-_FAILED = (
-    update(outbox)
-    .where(outbox.c.id == _MESSAGE_ID)
-    .values(
-        status=FAILED,
-        claimed_until=None,
-        last_error=bindparam("error", type_=outbox.c.last_error.type),
-    )
-)
+#: A message added unclaimed (the claim finds it): on the driver's connection as well.
+PG_ADD = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10)
+    RETURNING id
+"""
+SQLITE_ADD = f"""{_ADD_CLAIMED_COLUMNS}
+    VALUES (:idempotency_key, :topic, :ordering_key, :payload, :status, :attempts,
+            :available_at, :created_at, NULL, :last_error, :conversation_id)
+    RETURNING id
+"""
 
 
 class SqlOutbox:
@@ -188,10 +193,8 @@ class SqlOutbox:
                 if message.attempts:
                     claimed.append(message)
         else:
-            statement = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
-            result = await self._db.execute(statement, rows)
-            for message, new_id in zip(messages, result.scalars(), strict=True):
-                message.id = new_id
+            for message, row in zip(messages, rows, strict=True):
+                message.id = await self._add_unclaimed(row)
         for message, row in zip(messages, rows, strict=True):
             message.created_at = row["created_at"]
             message.available_at = row["available_at"]
@@ -234,41 +237,109 @@ class SqlOutbox:
 
         return await self._db.run_sqlite(insert)
 
+    async def _add_unclaimed(self, row: dict[str, Any]) -> int:
+        """Insert one row, for a claim to find: its id, in one round trip or one hand-off,
+        stored as `_add_claimed` stores it. Through SQLAlchemy this was the largest part of a
+        Telegram turn's reply whenever the dispatcher had no slot to claim it in."""
+        payload = json.dumps(row["payload"])
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
+                new_id = await driver.fetchval(
+                    PG_ADD,
+                    row["idempotency_key"],
+                    row["topic"],
+                    row["ordering_key"],
+                    payload,
+                    row["status"],
+                    row["attempts"],
+                    _utc(row["available_at"]),
+                    _utc(row["created_at"]),
+                    row["last_error"],
+                    row["conversation_id"],
+                )
+                return int(new_id)
+        parameters = {
+            **row,
+            "payload": payload,
+            "available_at": sqlite_time(row["available_at"]),
+            "created_at": sqlite_time(row["created_at"]),
+        }
+
+        def insert(connection: sqlite3.Connection) -> int:
+            (new_id,) = connection.execute(SQLITE_ADD, parameters).fetchone()
+            return int(new_id)
+
+        return await self._db.run_sqlite(insert)
+
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
     ) -> builtins.list[OutboxMessage]:
         now = self._db.now()
         topics = [topic] if isinstance(topic, str) else list(topic)
-        rows = (
-            await self._db.execute(
-                _CLAIM,
-                {
-                    "topics": topics,
-                    "now": now,
-                    "limit": limit,
-                    "lease_until": now + timedelta(seconds=lease_seconds),
-                },
-            )
-        ).all()
-        return [_message(row) for row in sorted(rows, key=lambda row: row.id)]
+        lease_until = now + timedelta(seconds=lease_seconds)
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
+                records = await driver.fetch(PG_CLAIM, topics, _utc(now), _utc(lease_until), limit)
+            messages = [_message_from(record) for record in records]
+        else:
+            statement = SQLITE_CLAIM.format(topics=", ".join("?" * len(topics)))
+            parameters = (sqlite_time(lease_until), *topics, sqlite_time(now), sqlite_time(now))
+
+            def claim(connection: sqlite3.Connection) -> builtins.list[OutboxMessage]:
+                cursor = connection.execute(statement, (*parameters, limit))
+                names = [column[0] for column in cursor.description]
+                return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
+
+            messages = await self._db.run_sqlite(claim)
+        return sorted(messages, key=lambda message: message.id or 0)
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
+        """Sent. With `keep`, the payload becomes that (what an audit needs of it)."""
         if keep is None:
-            await self._db.execute(_DONE, {"message_id": message_id})
-        else:
-            await self._db.execute(_DONE_KEEPING, {"message_id": message_id, "keep": keep})
+            await self._settle(
+                "UPDATE outbox SET status = 'done', claimed_until = NULL WHERE id = $1",
+                "UPDATE outbox SET status = 'done', claimed_until = NULL WHERE id = ?",
+                (message_id,),
+            )
+            return
+        payload = json.dumps(keep)
+        await self._settle(PG_DONE, SQLITE_DONE, (message_id, payload), (payload, message_id))
 
     async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None:
         """Still pending, so later messages of the key keep waiting behind it."""
         available_at = self._db.now() + timedelta(seconds=delay_seconds)
-        await self._db.execute(
-            _RETRY_LATER,
-            {"message_id": message_id, "available_at_": available_at, "error": error},
+        await self._settle(
+            PG_RETRY_LATER,
+            SQLITE_RETRY_LATER,
+            (message_id, _utc(available_at), error),
+            (sqlite_time(available_at), error, message_id),
         )
 
     async def mark_failed(self, message_id: int, *, error: str) -> None:
         """Given up: no longer pending, so the key's later messages flow again."""
-        await self._db.execute(_FAILED, {"message_id": message_id, "error": error})
+        await self._settle(PG_FAILED, SQLITE_FAILED, (message_id, error), (error, message_id))
+
+    async def _settle(
+        self,
+        postgres: str,
+        sqlite: str,
+        pg_parameters: tuple[Any, ...],
+        sqlite_parameters: tuple[Any, ...] | None = None,
+    ) -> None:
+        """One UPDATE of a settle on the driver's connection."""
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
+                await driver.execute(postgres, *pg_parameters)
+            return
+        parameters = pg_parameters if sqlite_parameters is None else sqlite_parameters
+
+        def update_row(connection: sqlite3.Connection) -> None:
+            connection.execute(sqlite, parameters)
+
+        await self._db.run_sqlite(update_row)
 
     async def list(
         self,
@@ -334,6 +405,11 @@ class SqlOutbox:
         ]
 
 
+def _utc(moment: datetime) -> datetime:
+    """As `UTCDateTime` binds a time on PostgreSQL: naive taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _aware(value: Any) -> Any:
     """min() over a UTCDateTime column comes back untyped on SQLite: make it an aware UTC time."""
     if value is None:
@@ -341,6 +417,33 @@ def _aware(value: Any) -> Any:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _message_from(row: Any) -> OutboxMessage:
+    """A message from a row read on asyncpg (its JSON decoded by the codec SQLAlchemy's
+    dialect sets on each connection; times aware, in UTC)."""
+    return OutboxMessage(
+        topic=row["topic"],
+        ordering_key=row["ordering_key"],
+        payload=row["payload"],
+        id=row["id"],
+        created_at=_aware(row["created_at"]),
+        attempts=row["attempts"],
+        available_at=_aware(row["available_at"]),
+        status=row["status"],
+        last_error=row["last_error"],
+        idempotency_key=row["idempotency_key"],
+        conversation_id=row["conversation_id"],
+    )
+
+
+def _sqlite_message(row: dict[str, Any]) -> OutboxMessage:
+    """A message from a row read on sqlite3: JSON text and naive UTC text, read back as
+    SQLAlchemy's types read them."""
+    payload = row["payload"]
+    return _message_from(
+        {**row, "payload": json.loads(payload) if isinstance(payload, str) else payload}
+    )
 
 
 def _message(row: Any, *, attempts: int | None = None) -> OutboxMessage:

@@ -95,6 +95,8 @@ SKIP, CONTINUE, NONE, BACK_TO_SUMMARY = "skip", "continue", "none", "summary"
 MAX_HISTORY = 200
 #: Kinds that wait for an answer: `path()` stops at one not yet answered.
 _ANSWERED_KINDS: frozenset[StepKind] = frozenset(("text", "choice", "lookup", "info"))
+#: Translators whose command words `Engine._words` keeps (more than the catalogs' languages).
+_MAX_TRANSLATORS = 64
 #: Kinds where the conversation has stopped: nothing is offered.
 _END_KINDS: frozenset[StepKind] = frozenset(("submitted", "cancelled", "ended"))
 
@@ -172,6 +174,8 @@ class Engine:
                 )
                 self.machine.add_transition("advance", step.id, branch.to, conditions=conditions)
         self._advance = self.machine.events["advance"]
+        #: `_words` per translator (the catalogs keep one translator per language).
+        self._words_by_translator: dict[Translate, tuple[dict[str, str], str]] = {}
         #: The machine's own transition table, read by `path()`: (target, condition or None)
         #: per step, in the order the machine tries them.
         self._branches: dict[str, tuple[tuple[str, Condition | None], ...]] = {
@@ -223,7 +227,7 @@ class Engine:
         step = self._steps[state.step]
         offer = self._offer(state)
         if kind == "text":
-            row = parse_change(value, translate(CHANGE_WORD))
+            row = parse_change(value, self._words(translate)[1])
             if row is not None and step.kind in ("summary", "edit"):
                 return self._change_row(state, row)
             if row is not None and value.startswith("/"):
@@ -249,15 +253,27 @@ class Engine:
         if inbound.kind != "text":
             return inbound
         value = clean_text(inbound.value)
-        if parse_change(value, translate(CHANGE_WORD)) is not None:
+        words, change_word = self._words(translate)
+        if parse_change(value, change_word) is not None:
             return Inbound("text", value)  # "change 3": the summary reads it (see `handle`)
-        localised = ((c, translate(command_word(c))) for c in COMMANDS)
-        command = parse_command(value, command_words(localised))
+        command = parse_command(value, words)
         if command is None:
             return Inbound("text", value)
         if command.name == START:
             return Inbound("start", command.argument)
         return Inbound("command", command.name)
+
+    def _words(self, translate: Translate) -> tuple[dict[str, str], str]:
+        """The command words (`command_words`) and the word for "change" in `translate`'s
+        language, worked out once per translator (the catalogs keep one per language)."""
+        found = self._words_by_translator.get(translate)
+        if found is None:
+            localised = ((c, translate(command_word(c))) for c in COMMANDS)
+            found = (command_words(localised), translate(CHANGE_WORD))
+            if len(self._words_by_translator) >= _MAX_TRANSLATORS:
+                self._words_by_translator.clear()  # translators made per call: keep few
+            self._words_by_translator[translate] = found
+        return found
 
     def prompt(self, state: ConversationState) -> tuple[Outbound, ...]:
         """The messages that ask the current step's question (also used to resume); for a

@@ -34,11 +34,19 @@ def clean_text(raw: str) -> str:
     return text.strip()
 
 
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
 def fold(text: str) -> str:
     """Typed text folded for matching against labels and command words: case, accents,
     joiners and punctuation ignored."""
+    if text.isascii():
+        # The same result without the walk: ASCII has no accents, joiners or compatibility
+        # forms, so NFKD changes nothing and casefold is lower (every command word and most
+        # answers and labels take this way).
+        return _NOT_WORD.sub(" ", text.lower()).strip()
     folded = unicodedata.normalize("NFKD", text.casefold())
     folded = "".join(
         ch for ch in folded if not unicodedata.combining(ch) and unicodedata.category(ch) != "Cf"
     )
-    return re.sub(r"[\W_]+", " ", folded).strip()
+    return _NOT_WORD.sub(" ", folded).strip()

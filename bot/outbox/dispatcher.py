@@ -136,6 +136,9 @@ class OutboxDispatcher:
         #: Slots promised to messages being claimed (by a turn, or by a settle) and not yet
         #: in flight, so that together they never exceed `concurrency`.
         self._reserved = 0
+        #: Ordering keys of the messages in flight here whose settle has not begun: a
+        #: message written behind one of them is claimed by that settle (`hand_over`).
+        self._sending: Counter[str] = Counter()
         #: A turn's message was left unclaimed behind a pending one of its key since the last
         #: settle: the next settle's commit wakes the loop (see `hand_over`).
         self._left_unclaimed = False
@@ -143,8 +146,17 @@ class OutboxDispatcher:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def wake(self) -> None:
-        """Claim now rather than at the next poll (called after a committed turn)."""
+    def wake(self, key: str | None = None) -> None:
+        """Claim now rather than at the next poll (called after a committed turn).
+
+        With `key`, the ordering key of the messages the turn wrote unclaimed: not needed
+        when a message of that key is in flight here and its settle has not begun, since
+        that settle's claim comes after the commit, so it finds them (and claims them if
+        this dispatcher has a slot: if not, the settles that free one claim them, oldest
+        first). Each wake is a claim with a backlog; a turn behind its chat's reply in
+        flight was one such claim each."""
+        if key is not None and key in self._sending:
+            return
         self._wake.set()
 
     def start(self) -> None:
@@ -159,7 +171,12 @@ class OutboxDispatcher:
         """Hold a slot for a message its writer claims in its own transaction
         (`Outbox.add(claim_for=self.lease_seconds)`); after the commit, `hand_over` what was
         claimed, or `release` if nothing was written. False when this dispatcher is not
-        running or has no free slot: the message is then written unclaimed, for a claim."""
+        running or has no free slot: the message is then written unclaimed, for a claim.
+
+        The slots a claim in progress holds (the loop's, a settle's) are not free: letting a
+        turn take one, so that the dispatcher went over `concurrency` for a while, was tried
+        and made a burst less fair (a reply claimed last waits behind every one in hand for
+        the send limit; BENCHMARKS.md, "The outbox claim")."""
         if (
             not self.running
             or self._stopping
@@ -173,20 +190,23 @@ class OutboxDispatcher:
         """Give back a slot `reserve` held, nothing claimed for it."""
         self._reserved -= 1
 
-    def hand_over(self, claimed: Sequence[OutboxMessage]) -> None:
+    def hand_over(self, claimed: Sequence[OutboxMessage], key: str | None = None) -> None:
         """Send messages claimed for this dispatcher in a committed transaction, in the slot
-        `reserve` held.
+        `reserve` held. `key`: the ordering key of what the turn wrote.
 
         Nothing claimed means an earlier message of the key was still pending when the turn
-        wrote its own. That one's settle claims the next message in its transaction, but on
-        PostgreSQL it may have claimed before this turn committed, and committed after: so
-        the loop is woken now, and again after the next settle commits, to claim it."""
+        wrote its own. That one's settle claims the next message in its transaction. If it
+        is in flight here and its settle has not begun, that settle's claim comes after this
+        commit and finds it (`wake`). Otherwise (in flight in another worker, waiting for a
+        retry, or its settle under way: on PostgreSQL that may have claimed before this turn
+        committed, and commit after) the loop is woken now, and again after the next settle
+        commits, to claim it."""
         self._reserved -= 1
         if not self.running:
             return  # stopped meanwhile: the leases expire and the messages are claimed again
         for message in claimed:
             self._spawn(message)
-        if not claimed:
+        if not claimed and (key is None or key not in self._sending):
             self._left_unclaimed = True
             self._wake.set()
 
@@ -245,9 +265,18 @@ class OutboxDispatcher:
         return max(0, self.concurrency - len(self._inflight) - self._reserved)
 
     def _spawn(self, message: OutboxMessage) -> None:
+        self._sending[message.ordering_key] += 1
         task = asyncio.create_task(self._process(message))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+    def _settling(self, message: OutboxMessage) -> None:
+        """`message`'s settle begins (or, cancelled, never will): from now on a message
+        written behind it may be missed by that settle's claim."""
+        key = message.ordering_key
+        self._sending[key] -= 1
+        if self._sending[key] <= 0:
+            del self._sending[key]
 
     async def _claim(self, limit: int) -> list[OutboxMessage]:
         try:
@@ -281,6 +310,8 @@ class OutboxDispatcher:
                 type(error).__name__,
             )
             outcome = Outcome.retry("error", backoff(message.attempts))
+        finally:
+            self._settling(message)
         if outcome.status == "retry" and message.attempts >= self.max_attempts:
             outcome = Outcome.failed(f"gave_up_{outcome.reason}")
         await self._settle(message, outcome)

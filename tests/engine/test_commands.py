@@ -264,3 +264,20 @@ def test_the_exit_word_the_help_names_is_never_stored_as_an_answer(
     turn = engine.handle(state, Inbound("text", EXIT_WORDS[code]), render, needs)
     assert turn.state.status == "cancelled" and turn.state.answers == {}
     assert needs.searched == []
+
+
+def test_one_engine_reads_each_language_with_its_own_words(catalogs: Catalogs) -> None:
+    """The engine keeps each translator's command words: a word of one language is a command
+    only in that language, whichever language came first, and also with translators made
+    anew for every call."""
+    engine = Engine(INTAKE)
+    english = catalogs.translator("en")
+    for code in CODES:
+        word = catalogs.translator(code)(command_word("cancel"))
+        if word.casefold() == "cancel":
+            continue
+        for translator in (catalogs.translator(code), lambda t, c=code: catalogs.render(t, c)):
+            assert engine.interpret(Inbound("text", word), translator) == Inbound(
+                "command", "cancel"
+            ), code
+            assert engine.interpret(Inbound("text", word), english) == Inbound("text", word)

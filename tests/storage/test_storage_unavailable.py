@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,7 +24,44 @@ UNREACHABLE = [
     pytest.param("sqlite", id="sqlite"),
     # Nothing listens on port 1: the connection is refused at once.
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    # A server at max_connections: it answers the startup with FATAL 53300.
+    pytest.param("postgres_full", id="postgres-full"),
 ]
+
+_SSL_OR_GSS_REQUESTS = (80877103, 80877104)
+
+
+async def _serve_too_many_clients() -> asyncio.Server:
+    """A loopback stand-in for PostgreSQL with every connection slot taken: it refuses SSL,
+    reads the startup message and answers as the server does, "sorry, too many clients
+    already" (SQLSTATE 53300). asyncpg raises TooManyConnectionsError; through SQLAlchemy's
+    pool it arrives wrapped in SQLAlchemy's emulated DBAPI error."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                (length,) = struct.unpack("!i", await reader.readexactly(4))
+                body = await reader.readexactly(length - 4)
+                if struct.unpack("!i", body[:4])[0] not in _SSL_OR_GSS_REQUESTS:
+                    break  # the startup message
+                writer.write(b"N")
+            fields = b"".join(
+                kind + text + b"\0"
+                for kind, text in (
+                    (b"S", b"FATAL"),
+                    (b"V", b"FATAL"),
+                    (b"C", b"53300"),
+                    (b"M", b"sorry, too many clients already"),
+                )
+            )
+            writer.write(b"E" + struct.pack("!i", 4 + len(fields) + 1) + fields + b"\0")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(refuse, "127.0.0.1", 0)
 
 
 async def _settle_aiosqlite_threads(within_seconds: float = 2.0) -> None:
@@ -47,6 +85,14 @@ async def unreachable_url(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
     if request.param == "sqlite":
         yield _unreachable_sqlite(tmp_path)
         await _settle_aiosqlite_threads()
+    elif request.param == "postgres_full":
+        server = await _serve_too_many_clients()
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+        finally:
+            server.close()
+            await server.wait_closed()
     else:
         yield "postgresql+asyncpg://postgres@127.0.0.1:1/test"
 

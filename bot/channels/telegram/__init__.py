@@ -67,9 +67,12 @@ class TelegramOptions:
     run_dispatcher: bool = True
     dispatcher_poll_interval: float = 1.0
     #: Chats whose next reply is in hand at the same time. A reply waiting for the send limit
-    #: costs only a coroutine, and the limiter serves the chats in hand round-robin, so this
-    #: bounds how many chats a burst is shared fairly across.
-    concurrency: int = 64
+    #: costs only a coroutine, and the limiter serves the replies in hand longest waiting
+    #: first, so this bounds how many chats a burst is shared fairly across (a reply not in
+    #: hand waits for a claim, oldest first). At 30 a second the last of 256 waits about
+    #: 8.5 s for its turn: well within the claim's 30 s lease, after which another worker
+    #: would send it too.
+    concurrency: int = 256
     #: Telegram's bulk limit is about 30 messages a second per bot. Only sendMessage spends
     #: it: answering a button and removing an answered keyboard are not messages sent.
     rate_per_second: float = 30.0

@@ -117,9 +117,17 @@ class TelegramDelivery:
         except (KeyError, TypeError, ValueError):
             return Outcome.failed("malformed_payload")
         ids = self._ids_sent.setdefault(message.id, [])
+        since: float | None = None
+        if message.created_at is not None:  # waiting since its commit, on the pacer's clock
+            age = (dtm.datetime.now(dtm.UTC) - message.created_at).total_seconds()
+            since = self.limiter.clock() - max(0.0, age)
         try:
             sent = await self.send(
-                chat_id, rendered, skip_parts=self._parts_sent.get(message.id, 0), ids=ids
+                chat_id,
+                rendered,
+                skip_parts=self._parts_sent.get(message.id, 0),
+                ids=ids,
+                since=since,
             )
         except _Progress as progress:
             self._parts_sent[message.id] = progress.sent
@@ -140,10 +148,13 @@ class TelegramDelivery:
         *,
         skip_parts: int = 0,
         ids: list[int] | None = None,
+        since: float | None = None,
     ) -> int:
         """Send the parts of `rendered` after the first `skip_parts`; returns how many were
         sent in all, and adds the chat's id of each to `ids`. A Telegram error is raised as
-        `_Progress` carrying the count so far."""
+        `_Progress` carrying the count so far. `since`: when the message began to wait, on
+        the pacer's clock (an outbox row: its commit), so that the longest waiting goes
+        first (`Pacer.acquire`)."""
         keyboard = build_keyboard(rendered.choices)
         text = rendered.text_with_links().strip()
         if not text and keyboard is None:
@@ -151,7 +162,7 @@ class TelegramDelivery:
         parts = split_text(text) if text else [BUTTONS_ONLY_TEXT]
         for index in range(skip_parts, len(parts)):
             last = index == len(parts) - 1
-            await self.limiter.acquire(str(chat_id))
+            await self.limiter.acquire(str(chat_id), since)
             try:
                 # The sent message's id is all we read of it (`call_unparsed`).
                 sent = await call_unparsed(

@@ -166,12 +166,15 @@ class UpdateHandler:
                 dispatcher.release()
             raise
         if dispatcher is not None:
+            # The reply's ordering key (the chat): behind the chat's reply in flight here,
+            # that reply's settle claims it, and the loop need not be woken for it.
+            key = str(action.chat_id)
             if reserved and reply.replayed:
                 dispatcher.release()
             elif reserved:
-                dispatcher.hand_over(reply.claimed)
+                dispatcher.hand_over(reply.claimed, key)
             elif not reply.replayed:
-                dispatcher.wake()
+                dispatcher.wake(key)
         if action.keyboard_message_id is not None:
             self._spawn(self._remove_keyboard(action.chat_id, action.keyboard_message_id))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
@@ -72,6 +71,10 @@ SWEEP_INTERVAL_SECONDS = 60.0
 
 _BEARER = re.compile(r"Bearer[ ]+([A-Za-z0-9_\-]{16,200})[ ]*", re.IGNORECASE)
 _INPUT_FIELDS = ("text", "choice", "command")
+#: `str(uuid.UUID(...))`'s form, upper case allowed (matched without building a UUID).
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 ORIGIN_POLICY = web.AppKey("web_origin_policy", OriginPolicy)
 TRUSTED_PROXIES: web.AppKey[tuple[IPv4Network | IPv6Network, ...]] = web.AppKey(
@@ -325,15 +328,11 @@ def _credentials(request: web.Request) -> tuple[str, str]:
 
 
 def _parse_conversation_id(raw: str) -> str:
-    try:
-        parsed = uuid.UUID(raw)
-    except ValueError:
-        raise ApiError(404, "not_found", "There is no such conversation.") from None
-    canonical = str(parsed)
-    if canonical != raw.lower():
-        # Braces, "urn:uuid:" or no hyphens: valid for uuid.UUID, but never an id we issued.
+    """The id in the form we issue it (`str(uuid4())`), any case: 8-4-4-4-12 hex digits.
+    Braces, "urn:uuid:" or no hyphens are valid for `uuid.UUID`, but never an id we issued."""
+    if _CANONICAL_UUID.fullmatch(raw) is None:
         raise ApiError(404, "not_found", "There is no such conversation.")
-    return canonical
+    return raw.lower()
 
 
 def _bearer_token(request: web.Request) -> str:

@@ -297,7 +297,8 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
         if required:
             bad_request("empty_body", "The request body is empty; send a JSON object.")
         return {}
-    if has_content_type and not is_json_content_type(request):
+    if not required and has_content_type and not is_json_content_type(request):
+        # (A required body's Content-Type was checked above.)
         raise ApiError(415, "unsupported_media_type", _SEND_JSON)
     try:
         decoded = raw.decode("utf-8")

@@ -41,3 +41,37 @@ async def test_a_key_over_its_own_limit_holds_up_no_other_key() -> None:
     assert pacer.waiting == 0
     with pytest.raises(ValueError, match="positive"):
         Pacer(0.0)
+
+
+async def test_waiters_that_say_since_when_go_longest_waiting_first() -> None:
+    """The outbox says since when each reply has waited (its commit): with the shared limit
+    as the bottleneck, the longest waiting goes first, whatever order they reached the pacer
+    in (a chat's reply reaches it only once the chat's previous one went)."""
+    pacer = Pacer(50.0, burst=1)
+    await pacer.acquire("first")  # the burst spent: the others queue
+    now = pacer.clock()
+    granted: list[str] = []
+
+    async def send(key: str, waited: float) -> None:
+        await pacer.acquire(key, now - waited)
+        granted.append(key)
+
+    await asyncio.gather(send("c", 1.0), send("a", 3.0), send("b", 2.0), send("d", 0.5))
+    assert granted == ["a", "b", "c", "d"]
+
+
+async def test_a_keys_next_waits_from_its_previous_grant() -> None:
+    """A chat's next reply, committed long ago, counts its wait from when the chat's previous
+    reply went (as the fair queue does), not from its commit: it does not jump ahead of
+    another chat's reply waiting since before that."""
+    pacer = Pacer(50.0, burst=1)
+    await pacer.acquire("a")
+    granted_at = pacer.clock()
+    granted: list[str] = []
+
+    async def send(key: str, since: float) -> None:
+        await pacer.acquire(key, since)
+        granted.append(key)
+
+    await asyncio.gather(send("a", granted_at - 10.0), send("b", granted_at - 0.001))
+    assert granted == ["b", "a"]

@@ -1,0 +1,135 @@
+"""When a turn's reply needs the dispatcher's loop, and when it does not, on a real database:
+a reply behind its chat's reply in flight is claimed by that reply's settle (no claim of the
+loop's for it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from bot.outbox.dispatcher import OutboxDispatcher, Outcome
+from bot.ports import OutboxMessage
+from storage.sqlalchemy_storage import SqlStorage
+
+
+class LoopClaims:
+    """The loop's claims (settles claim on their own): how many began, how many ended."""
+
+    def __init__(self, dispatcher: OutboxDispatcher) -> None:
+        self.began = 0
+        self.ended = 0
+        self._ended = asyncio.Event()
+        claim: Callable[[int], Awaitable[list[OutboxMessage]]] = dispatcher._claim
+
+        async def counted(limit: int) -> list[OutboxMessage]:
+            self.began += 1
+            try:
+                return await claim(limit)
+            finally:
+                self.ended += 1
+                self._ended.set()
+
+        dispatcher._claim = counted  # type: ignore[method-assign]
+
+    async def ended_at_least(self, count: int) -> None:
+        """Until `count` claims have ended (the loop then holds no slot for one)."""
+        async with asyncio.timeout(20):
+            while self.ended < count:
+                self._ended.clear()
+                await self._ended.wait()
+
+
+async def _turn(
+    storage: SqlStorage, dispatcher: OutboxDispatcher, label: str, *, reserve: bool
+) -> list[OutboxMessage]:
+    """A turn writing one reply for chat c1, claimed for `dispatcher` if it reserves."""
+    reserved = reserve and dispatcher.reserve()
+    assert reserved == reserve
+    async with storage.unit_of_work() as uow:
+        claimed = await uow.outbox.add(
+            [OutboxMessage("chat", "c1", {"label": label})],
+            claim_for=dispatcher.lease_seconds if reserved else None,
+        )
+        await uow.commit()
+    if reserved:
+        dispatcher.hand_over(claimed, "c1")
+    else:
+        dispatcher.wake("c1")
+    return claimed
+
+
+async def test_replies_behind_their_chats_reply_in_flight_go_without_a_claim_of_the_loops(
+    storage: SqlStorage,
+) -> None:
+    """The chat's first reply is in flight (its send waits); two more turns write the chat's
+    next replies, one in a reserved slot, one without. Each settle claims the next, so the
+    loop, which would not poll for an hour, claims nothing after its first look: before,
+    each of those turns woke it for a claim of the whole backlog."""
+    delivered: list[str] = []
+    gate, done = asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        await gate.wait()
+        delivered.append(message.payload["label"])
+        if len(delivered) == 3:
+            done.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    loop_claims = LoopClaims(dispatcher)
+    dispatcher.start()
+    try:
+        await loop_claims.ended_at_least(1)  # it finds nothing; then it sleeps for the hour
+        assert len(await _turn(storage, dispatcher, "first", reserve=True)) == 1
+        assert await _turn(storage, dispatcher, "second", reserve=True) == []
+        assert await _turn(storage, dispatcher, "third", reserve=False) == []
+        await asyncio.sleep(0.1)
+        assert loop_claims.began == 1  # not woken
+        gate.set()
+        async with asyncio.timeout(20):
+            await done.wait()
+        await asyncio.sleep(0.1)
+    finally:
+        await dispatcher.stop()
+    assert delivered == ["first", "second", "third"]
+    assert dispatcher.counters == {"sent": 3}
+    assert loop_claims.began == 1
+
+
+async def test_a_reply_behind_one_being_settled_still_wakes_the_loop(storage: SqlStorage) -> None:
+    """Once the chat's reply in flight has begun its settle, that settle may have claimed
+    before the turn committed: the loop is woken then, as before."""
+    delivered: list[str] = []
+    settling, go_on, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        delivered.append(message.payload["label"])
+        if len(delivered) == 2:
+            done.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    settle = dispatcher._settle
+
+    async def slow_settle(message: OutboxMessage, outcome: Outcome) -> None:
+        if message.payload["label"] == "first":
+            settling.set()
+            await go_on.wait()
+        await settle(message, outcome)
+
+    dispatcher._settle = slow_settle  # type: ignore[method-assign]
+    loop_claims = LoopClaims(dispatcher)
+    dispatcher.start()
+    try:
+        await loop_claims.ended_at_least(1)
+        await _turn(storage, dispatcher, "first", reserve=True)
+        async with asyncio.timeout(10):
+            await settling.wait()
+        assert await _turn(storage, dispatcher, "second", reserve=True) == []
+        await loop_claims.ended_at_least(2)  # woken by the turn
+        go_on.set()
+        async with asyncio.timeout(20):
+            await done.wait()
+    finally:
+        await dispatcher.stop()
+    assert delivered == ["first", "second"]
