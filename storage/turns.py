@@ -76,24 +76,41 @@ COMMIT_POINT_MARK = "/* turn-commit */"
 # `_save_values`; the read's next_seq is `repositories._NEXT_SEQ` (max of the row's counter and
 # the line after the last one written).
 
-#: The turn of a message with an id ($11 scope, $12 message id, $13 reply, $14 now).
-RAW_SAVE_TURN = """
+#: The turn's update of its conversation ($1..$7 the row's new values, $8 its id, $9 the
+#: revision read), as CTE `saved`: no row if another turn committed since that read. The
+#: statements below end its WHERE clause (with their own conditions, or none).
+_SAVED = """
     WITH saved AS (
         UPDATE conversations
         SET state = $1::jsonb, status = $2, revision = revision + 1,
             reference = $3, channel_key = $4, token_hash = $5,
             updated_at = $6, transcript_seq = $7
-        WHERE id = $8 AND revision = $9
+        WHERE id = $8 AND revision = $9"""
+
+
+def _lines_for(row: str, lines: str) -> str:
+    """CTE `lines`: the transcript lines of placeholder `lines` (a JSON array), written for
+    the conversation that CTE `row` returns, and none if it returns none. Joined at import
+    time from this module's own literals, hence the noqa."""
+    return f"""
+    lines AS (
+        INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
+        SELECT {row}.id, line.seq, line.role, line.payload, line.created_at
+        FROM {row}, jsonb_to_recordset({lines}::jsonb)
+            AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
+    )"""  # noqa: S608
+
+
+#: The turn of a message with an id ($11 scope, $12 message id, $13 reply, $14 now).
+RAW_SAVE_TURN = (
+    _SAVED  # noqa: S608 (joined from this module's literals)
+    + """
           AND NOT EXISTS (SELECT 1 FROM inbound_messages
                           WHERE scope = $11 AND message_id = $12)
         RETURNING id
-    ),
-    lines AS (
-        INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
-        SELECT saved.id, line.seq, line.role, line.payload, line.created_at
-        FROM saved, jsonb_to_recordset($10::jsonb)
-            AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
-    ),
+    ),"""
+    + _lines_for("saved", "$10")
+    + """,
     inbound AS (
         INSERT INTO inbound_messages (scope, message_id, reply, created_at, conversation_id)
         SELECT $11::varchar, $12::varchar, $13::jsonb, $14::timestamptz, saved.id FROM saved
@@ -105,6 +122,7 @@ RAW_SAVE_TURN = """
            EXISTS (SELECT 1 FROM inbound_messages
                    WHERE scope = $11 AND message_id = $12) AS handled
 """
+)
 #: `RAW_SAVE_TURN` as a statement of its own, outside a transaction (`commit_turn`): the same,
 #: except that a reply already kept for the message id makes the insert into inbound_messages
 #: fail (unique violation: DuplicateError) instead of being skipped, so the whole statement,
@@ -115,23 +133,16 @@ RAW_SAVE_TURN_ALONE = COMMIT_POINT_MARK + RAW_SAVE_TURN.replace(
 )
 assert "ON CONFLICT" not in RAW_SAVE_TURN_ALONE
 #: The turn of a message without an id: state and transcript.
-RAW_SAVE_TURN_WITHOUT_ID = """
-    WITH saved AS (
-        UPDATE conversations
-        SET state = $1::jsonb, status = $2, revision = revision + 1,
-            reference = $3, channel_key = $4, token_hash = $5,
-            updated_at = $6, transcript_seq = $7
-        WHERE id = $8 AND revision = $9
+RAW_SAVE_TURN_WITHOUT_ID = (
+    _SAVED  # noqa: S608 (joined from this module's literals)
+    + """
         RETURNING id
-    ),
-    lines AS (
-        INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
-        SELECT saved.id, line.seq, line.role, line.payload, line.created_at
-        FROM saved, jsonb_to_recordset($10::jsonb)
-            AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
-    )
+    ),"""
+    + _lines_for("saved", "$10")
+    + """
     SELECT count(*) AS saved FROM saved
 """
+)
 #: `RAW_SAVE_TURN_WITHOUT_ID` as a statement of its own, outside a transaction (`commit_turn`).
 RAW_SAVE_TURN_WITHOUT_ID_ALONE = COMMIT_POINT_MARK + RAW_SAVE_TURN_WITHOUT_ID
 
@@ -189,22 +200,21 @@ assert "FOR UPDATE" not in RAW_READ_FOR_TURN + RAW_READ
 #: A new conversation ($1..$11) with its first transcript lines ($12), in one statement
 #: outside a transaction (`commit_new`). Nothing is written if the conversation conflicts (its
 #: id, or another active conversation of its channel address), as `SqlConversations.add`.
-RAW_ADD_CONVERSATION = """/* turn-commit */
+RAW_ADD_CONVERSATION = (
+    COMMIT_POINT_MARK  # noqa: S608 (joined from this module's literals)
+    + """
     WITH added AS (
         INSERT INTO conversations (id, channel, channel_key, token_hash, state, status,
                                    revision, reference, created_at, updated_at, transcript_seq)
         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
         ON CONFLICT DO NOTHING
         RETURNING id
-    ),
-    lines AS (
-        INSERT INTO transcript_entries (conversation_id, seq, role, payload, created_at)
-        SELECT added.id, line.seq, line.role, line.payload, line.created_at
-        FROM added, jsonb_to_recordset($12::jsonb)
-            AS line(seq integer, role varchar, payload jsonb, created_at timestamptz)
-    )
+    ),"""
+    + _lines_for("added", "$12")
+    + """
     SELECT count(*) AS added FROM added
 """
+)
 assert RAW_ADD_CONVERSATION.startswith(COMMIT_POINT_MARK)
 
 

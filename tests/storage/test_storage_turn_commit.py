@@ -173,10 +173,10 @@ async def test_commit_new_stores_the_conversation_and_its_lines_once(
     assert await _stored(storage) == (record, None, lines)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_sqlite_keeps_json_as_text(storage: SqlStorage) -> None:
     """The stored JSON (now orjson's) stays text in SQLite's columns."""
-    if storage.backend != "sqlite":
-        pytest.skip("SQLite's column types")
+    assert storage.backend == "sqlite"
     await _new(storage)
     await _turn(storage, "first", "m1")
     async with storage.unit_of_work() as uow:
