@@ -161,6 +161,24 @@ def process_tree_cpu(pid: int) -> float:
     return total
 
 
+def database_cpu() -> dict[int, float]:
+    """CPU seconds so far of every PostgreSQL process on this machine (the server, its
+    backends, its background writers), by pid. On a quiet machine that is the benchmark's
+    database work; a backend that exits between two readings is missed."""
+    seen: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    seen[int(entry.name)] = cpu_seconds(int(entry.name))
+    return seen
+
+
+def database_cpu_since(before: dict[int, float]) -> float:
+    """PostgreSQL's CPU seconds since `before` (`database_cpu()`), new backends included."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in database_cpu().items())
+
+
 def load(
     mode: str,
     port: int,
@@ -193,6 +211,7 @@ def load(
     if count:
         args += ["--count", str(count), "--turns-per-conversation", str(turns_per_conversation)]
     cpu_before = process_tree_cpu(server_pid) if server_pid else 0.0
+    database_before = database_cpu()
     done = subprocess.run(
         args,
         cwd=ROOT,
@@ -206,6 +225,7 @@ def load(
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if server_pid:
         result["server_cpu_share"] = (process_tree_cpu(server_pid) - cpu_before) / result["wall_s"]
+    result["database_cpu_share"] = database_cpu_since(database_before) / result["wall_s"]
     if result["errors"]:
         log(
             f"{mode} c={concurrency} rate={rate}: {result['errors']} errors, e.g. {result['first_errors'][:1]}"
