@@ -96,17 +96,7 @@ class PooledTransaction:
         each through aiosqlite's API was one each and through SQLAlchemy four.
         (`aiosqlite.Connection._execute` is how its own methods reach the thread; aiosqlite
         is pinned in the lock files.)"""
-        info = self.fairy.info
-
-        def call() -> T:
-            connection: sqlite3.Connection = self.driver._conn
-            if not info.get(SQLITE_BEGUN):
-                connection.execute("BEGIN IMMEDIATE")
-                info[SQLITE_BEGUN] = True
-            return work(connection)
-
-        result: T = await self.driver._execute(call)
-        return result
+        return await self.run_sqlite_then_commit(lambda connection: (work(connection), False))
 
     async def run_sqlite_then_commit(
         self, work: Callable[[sqlite3.Connection], tuple[T, bool]]

@@ -588,6 +588,26 @@ SQLITE_INSERT_CONVERSATION = """
 """
 
 
+def _new_conversation_row(
+    record: ConversationRecord, moment: Callable[[datetime], Any]
+) -> tuple[Any, ...]:
+    """A new conversation's columns, in the order of `RAW_ADD_CONVERSATION` and
+    `SQLITE_INSERT_CONVERSATION`; `moment` gives each database its timestamps' form."""
+    return (
+        record.id,
+        record.channel,
+        record.channel_key,
+        record.token_hash,
+        _json(record.state.to_json()),
+        record.state.status,
+        record.revision,
+        record.reference,
+        moment(record.created_at),
+        moment(record.updated_at),
+        record.transcript_seq,
+    )
+
+
 async def commit_new(
     db: Db, record: ConversationRecord, entries: Sequence[TranscriptEntry]
 ) -> bool:
@@ -600,17 +620,7 @@ async def commit_new(
         if db.in_transaction:
             return False
         values = (
-            record.id,
-            record.channel,
-            record.channel_key,
-            record.token_hash,
-            _json(record.state.to_json()),
-            record.state.status,
-            record.revision,
-            record.reference,
-            _utc(record.created_at),
-            _utc(record.updated_at),
-            record.transcript_seq,
+            *_new_conversation_row(record, _utc),
             _json([_line(entry) for entry in entries]),
         )
 
@@ -622,19 +632,7 @@ async def commit_new(
         if added != 1:
             raise DuplicateError(f"conversation {record.id!r} exists")
         return True
-    row = (
-        record.id,
-        record.channel,
-        record.channel_key,
-        record.token_hash,
-        _json(record.state.to_json()),
-        record.state.status,
-        record.revision,
-        record.reference,
-        sqlite_time(record.created_at),
-        sqlite_time(record.updated_at),
-        record.transcript_seq,
-    )
+    row = _new_conversation_row(record, sqlite_time)
     lines = [
         (record.id, entry.seq, entry.role, _json(entry.payload), sqlite_time(entry.created_at))
         for entry in entries
