@@ -364,7 +364,6 @@ class IntakeService:
                         chat_message_id,
                         claim_for,
                     )
-                    await uow.commit()
                     return reply
             except DuplicateError:
                 # Another worker opened this chat's conversation at the same moment (the unique
@@ -386,10 +385,14 @@ class IntakeService:
         chat_message_id: int | None = None,
         claim_for: float | None = None,
     ) -> Reply:
+        """`handle_for_channel_key`'s turn in `uow`, committed: the turn of an open
+        conversation saves and commits in one step (`commit_turn`: on SQLite one hand-off to
+        the writer's thread where they were two)."""
         record, prior = await uow.conversations.find_active_for_turn(
             channel, channel_key, scope=scope, message_id=message_id
         )
         if prior is not None:
+            await uow.commit()
             return _replayed(prior)
         if record is not None:
             return await self._turn(
@@ -401,6 +404,7 @@ class IntakeService:
                 scope=scope,
                 chat_message_id=chat_message_id,
                 claim_for=claim_for,
+                commit=True,
             )
         answer = offer_answer(inbound)
         if answer is not None:
@@ -411,6 +415,7 @@ class IntakeService:
             await uow.inbound.put(
                 scope, message_id, reply.to_record(), conversation_id=reply.conversation_id or None
             )
+            await uow.commit()
             return reply
         start_param = inbound.value if inbound.kind == "start" else None
         record, turn = self._open(channel, locale_hints, start_param, channel_key=channel_key)
@@ -427,11 +432,13 @@ class IntakeService:
                 outbox_topic,
                 scope=scope,
                 chat_message_id=chat_message_id,
+                commit=True,
             )
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
         await self._keep_chat_message(uow, record, chat_message_id)
         await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
+        await uow.commit()
         return reply
 
     async def view(
