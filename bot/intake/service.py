@@ -308,7 +308,7 @@ class IntakeService:
                         )
                     else:
                         reply = await self._turn(
-                            uow, record, inbound, message_id, outbox_topic, scope=scope, commit=True
+                            uow, record, inbound, message_id, outbox_topic, scope=scope
                         )
                     return reply
             except DuplicateError:
@@ -404,7 +404,6 @@ class IntakeService:
                 scope=scope,
                 chat_message_id=chat_message_id,
                 claim_for=claim_for,
-                commit=True,
             )
         answer = offer_answer(inbound)
         if answer is not None:
@@ -432,7 +431,6 @@ class IntakeService:
                 outbox_topic,
                 scope=scope,
                 chat_message_id=chat_message_id,
-                commit=True,
             )
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
@@ -748,10 +746,10 @@ class IntakeService:
         scope: str,
         chat_message_id: int | None = None,
         claim_for: float | None = None,
-        commit: bool = False,
     ) -> Reply:
         """Apply `inbound` to a conversation read by the caller, whose message id (if any)
-        had no reply yet; with `commit`, save and commit in one step (`commit_turn`)."""
+        had no reply yet, then save and commit in one step (`commit_turn`): the unit of work
+        is over when this returns."""
         started = time.perf_counter()
         translate = self.catalogs.translator(record.state.locale)
         engine = self._engine_for(record.state)
@@ -802,8 +800,7 @@ class IntakeService:
             await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
         if outbox_topic:
             await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
-        save = uow.commit_turn if commit else uow.save_turn
-        await save(
+        await uow.commit_turn(
             record,
             entries,
             scope=scope,
