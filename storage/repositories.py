@@ -199,6 +199,22 @@ class SqlConversations:
         read = pg_find_active_for_turn if self._db.is_postgres else sqlite_find_active_for_turn
         return await read(self._db, channel, channel_key, scope=scope, message_id=message_id)
 
+    async def read_active_for_turn(
+        self, channel: Channel, channel_key: str, *, scope: str, message_id: str
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        # As `read_for_turn`: PostgreSQL with unlocked turns reads without the lock, outside a
+        # transaction (storage.turns.pg_read_active_for_turn); SQLite takes the single writer
+        # with the read, as the locked read does.
+        if self._db.is_postgres and self._db.unlocked_turns:
+            from storage.turns import pg_read_active_for_turn
+
+            return await pg_read_active_for_turn(
+                self._db, channel, channel_key, scope=scope, message_id=message_id
+            )
+        return await self.find_active_for_turn(
+            channel, channel_key, scope=scope, message_id=message_id
+        )
+
     async def find_active(
         self, channel: Channel, channel_key: str, *, for_update: bool = False
     ) -> ConversationRecord | None:
