@@ -1,9 +1,10 @@
 """`bot.ports.ChatMessages` over SQLAlchemy: a chat's message ids, for the quick exit.
 
-`add` runs in every Telegram turn (the person's message) and every settle of a sent reply,
-so it goes on the driver's connection as the turn's own statements do (`storage.turns`): one
-statement on asyncpg, one hand-off to aiosqlite's thread on SQLite (through SQLAlchemy it was
-several, with the single writer held). Values are stored as SQLAlchemy's types store them.
+`add` runs in every settle of a sent reply, so it goes on the driver's connection as the
+turn's own statements do (`storage.turns`): one statement on asyncpg, one hand-off to
+aiosqlite's thread on SQLite (through SQLAlchemy it was several, with the single writer held).
+A Telegram turn's own message id goes with the turn's write (`pg_add` joined to it,
+`sqlite_add` in its hand-off). Values are stored as SQLAlchemy's types store them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Order is kept per (topic, ordering_key): only the oldest pending message of a ke
 claimed, and only while no earlier message of that key is still pending (claimed, or waiting
 to be retried). "Oldest" means lowest id; on PostgreSQL ids of one key are allocated in commit
 order as long as the writers of one key are serialized, which the conversation row lock does
-for the messages of one chat.
+for the messages of one chat: a turn takes its reply's id under that lock, or, after a read
+without it, takes it early but commits only if no other turn of the conversation committed
+since its read (why that suffices: `storage.turns`, "Order of a chat's replies").
 
 Several workers drain one topic together: on PostgreSQL the claim locks its rows with
 FOR UPDATE SKIP LOCKED, so a concurrent claimer skips them (and, once committed, sees them

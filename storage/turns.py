@@ -20,6 +20,48 @@ A turn read without the lock (`pg_read_for_turn`, outside any transaction) is wr
 ON CONFLICT: a reply kept for the message id meanwhile must undo the update too). A turn
 committed in between fails its revision check: OvertakenError, and the service runs it again.
 
+A Telegram turn does the same (`read_active_for_turn`, the chat's conversation found by its
+channel address), and its other rows go with its write (`commit_turn(writes=...)`,
+`bot.ports.TurnWrites`): the reply's outbox row and the person's message id, inserted by the
+same statement FROM saved (`raw_save_turn_with`, with the outbox's and chat_messages' own
+statements, `storage.outbox.pg_add`, `storage.chat_messages.pg_add`), so only if the update
+happened, and committed by it: two round trips where BEGIN, the locked read, the message id,
+the outbox row, the save and COMMIT were six. On SQLite they go in the write's hand-off.
+
+Order of a chat's replies without the read's lock. The dispatcher sends a chat's outbox rows
+by id and claims one only while no earlier one of the chat is pending (`storage.outbox`); so
+a chat's ids must be allocated in the order their turns commit, and a reply claimed for its
+writer at insert must have no earlier reply still pending. With the locked read both held
+because every writer allocated its ids, and ran the pending check, while holding the
+conversation's row lock, until its commit. Without it:
+
+- The one statement allocates an outbox id (the column default's nextval) only for a row it
+  selects FROM saved: after the UPDATE in `saved` has updated, so locked, the conversation's
+  row, which stays locked until the statement commits. Under READ COMMITTED an UPDATE whose
+  row was changed by a transaction committed after its snapshot (whether it waited for that
+  one's lock or not) checks its WHERE on the newest version: the revision differs, nothing is
+  updated, nothing inserted, no id taken. So its ids are taken under the row lock, as the
+  locked path's are, and between any two writers of the conversation, of either kind, ids
+  follow commit order.
+- For the same reason the statement writes only if no other turn of the conversation
+  committed after its snapshot; so that snapshot, on which `_KEY_BUSY` runs (taken at the
+  statement's start, before it locks the row), sees every earlier reply of the conversation.
+  What it may miss is a settle (a reply marked sent meanwhile): the new reply is then left
+  unclaimed for the dispatcher's claim, later but never out of order. Other writers of the
+  chat's key are the same as with the lock: a new conversation of the chat cannot be opened
+  while this one is active (the unique index of active conversations per chat).
+- Where a transaction has already begun (a report, an erasure, the exit's deletes, a
+  transcript trim), `TurnWrites.write_through` inserts the outbox row before the save, so its
+  id is taken before the save's UPDATE locks the row. Of two turns T1, T2 of the conversation
+  that both commit, T1 first: T2's revision check passed, so T2 read what T1 wrote, after
+  T1's commit, and its ids come after that read. A turn that read before T1's commit fails
+  its revision check and rolls back (OvertakenError): an id it took early is never committed
+  (a gap in the ids, which order does not mind), and its rerun takes a new one.
+- The locked path (the last attempt of a turn, `SqlStorage(unlocked_turns=False)`) is as it
+  was; SQLite's single writer serializes everything.
+The chat's message ids (`chat_messages`, deleted by the exit in id order) follow the same
+argument.
+
 SQLite cannot modify data in a CTE, but there is no network either: the same steps run as
 separate statements on the single writer, which nobody else can interleave with. They run on
 the sqlite3 connection on aiosqlite's thread (`Db.run_sqlite`): through SQLAlchemy each
