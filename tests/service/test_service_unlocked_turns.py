@@ -69,22 +69,25 @@ def statements_sent(storage: SqlStorage) -> Iterator[list[str]]:
         event.remove(engine, "checkin", checked_in)
 
 
-def _race_first_reads(monkeypatch: pytest.MonkeyPatch, racers: int) -> list[int]:
-    """The first `racers` unlocked reads wait for each other before their turns go on; the
-    list returned counts those that did (so a test can tell that the race happened)."""
-    original = SqlConversations.read_for_turn
+def _race_first_reads(
+    monkeypatch: pytest.MonkeyPatch, racers: int, read: str = "read_for_turn"
+) -> list[int]:
+    """The first `racers` unlocked reads (`SqlConversations.<read>`) wait for each other
+    before their turns go on; the list returned counts every read, the racers' and their
+    reruns' (so a test can tell that the race happened, and how it was resolved)."""
+    original = getattr(SqlConversations, read)
     barrier = asyncio.Barrier(racers)
-    waited: list[int] = []
+    reads: list[int] = []
 
-    async def racing(self: SqlConversations, conversation_id: str, **kwargs: Any) -> Any:
-        found = await original(self, conversation_id, **kwargs)
-        if len(waited) < racers:
-            waited.append(1)
+    async def racing(self: SqlConversations, *args: Any, **kwargs: Any) -> Any:
+        found = await original(self, *args, **kwargs)
+        reads.append(1)
+        if len(reads) <= racers:
             await asyncio.wait_for(barrier.wait(), 5)
         return found
 
-    monkeypatch.setattr(SqlConversations, "read_for_turn", racing)
-    return waited
+    monkeypatch.setattr(SqlConversations, read, racing)
+    return reads
 
 
 @pytest.mark.postgres
@@ -111,7 +114,7 @@ async def test_two_messages_racing_on_one_conversation_are_both_applied_in_order
             strict=True,
         )
     )
-    assert len(raced) == 2
+    assert len(raced) == 3  # two racing reads, then the overtaken turn run again
     assert not any(reply.replayed for reply in replies.values())
     view = await service.view(conversation_id)
     said = [line["value"] for line in view.transcript or [] if line["role"] == "user"]
@@ -146,7 +149,7 @@ async def test_one_message_racing_itself_is_applied_once_and_replayed(
             for _ in range(2)
         )
     )
-    assert len(raced) == 2
+    assert len(raced) == 3  # two racing reads, then the duplicate run again (replayed)
     assert sorted([first.replayed, second.replayed]) == [False, True]
     assert first.to_record() == second.to_record()
     assert await user_lines(service, start.conversation_id) == 1
@@ -209,24 +212,6 @@ async def test_an_overtaken_telegram_turn_runs_again_and_writes_its_reply_once(
     assert again.replayed and await _chat_rows(memory_service) == (rows, kept)
 
 
-def _race_first_chat_reads(monkeypatch: pytest.MonkeyPatch, racers: int) -> list[int]:
-    """`_race_first_reads` for the read of a chat's conversation; the list returned counts
-    every read (the racers' and their reruns')."""
-    original = SqlConversations.read_active_for_turn
-    barrier = asyncio.Barrier(racers)
-    reads: list[int] = []
-
-    async def racing(self: SqlConversations, *args: Any, **kwargs: Any) -> Any:
-        found = await original(self, *args, **kwargs)
-        reads.append(1)
-        if len(reads) <= racers:
-            await asyncio.wait_for(barrier.wait(), 5)
-        return found
-
-    monkeypatch.setattr(SqlConversations, "read_active_for_turn", racing)
-    return reads
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("any_service", ["postgres"], indirect=True)
 async def test_two_updates_racing_in_one_chat_keep_their_replies_in_order(
@@ -240,7 +225,7 @@ async def test_two_updates_racing_in_one_chat_keep_their_replies_in_order(
     assert isinstance(service.storage, SqlStorage)
     service.storage.unlocked_turns = True
     await _welcomed(service)
-    reads = _race_first_chat_reads(monkeypatch, 2)
+    reads = _race_first_reads(monkeypatch, 2, "read_active_for_turn")
     sent = {2: Inbound("choice", "start"), 3: Inbound("text", "hello there")}
     replies = dict(
         zip(

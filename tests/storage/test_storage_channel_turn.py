@@ -81,6 +81,18 @@ def _apply(record: ConversationRecord, said: str) -> list[TranscriptEntry]:
     return [TranscriptEntry(seq, "user", {"text": said}, NOW)]
 
 
+async def _read(storage: Storage) -> ConversationRecord:
+    """The chat's conversation as a turn reads it, in a unit of work of its own (so, once
+    another turn commits, stale)."""
+    async with storage.unit_of_work() as uow:
+        record, _ = await uow.conversations.read_active_for_turn(
+            "telegram", CHAT, scope=SCOPE, message_id="any"
+        )
+        await uow.commit()
+    assert record is not None
+    return record
+
+
 async def _turn(storage: Storage, said: str, writes: TurnWrites) -> list[OutboxMessage]:
     """A turn of the chat's conversation, for update `said`: its claimed messages."""
     async with storage.unit_of_work() as uow:
@@ -147,12 +159,7 @@ async def test_nothing_is_written_when_the_turn_is_overtaken(any_storage: Storag
     no message id."""
     storage = _unlocked(any_storage)
     await _open(storage)
-    async with storage.unit_of_work() as uow:
-        stale, _ = await uow.conversations.read_active_for_turn(
-            "telegram", CHAT, scope=SCOPE, message_id="u2"
-        )
-        await uow.commit()
-    assert stale is not None
+    stale = await _read(storage)
     await _turn(storage, "u1", _writes("u1", 501))
     before = await _written(storage)
     with pytest.raises(ConcurrencyError):
@@ -201,12 +208,7 @@ async def test_with_a_transaction_begun_they_are_written_in_it(any_storage: Stor
         )
     assert claimed == []  # behind the row written first in the same transaction
     assert await _written(storage) == (1, [("before", 0, "pending"), ("u1", 0, "pending")], [501])
-    async with storage.unit_of_work() as uow:
-        stale, _ = await uow.conversations.read_active_for_turn(
-            "telegram", CHAT, scope=SCOPE, message_id="u3"
-        )
-        await uow.commit()
-    assert stale is not None
+    stale = await _read(storage)
     await _turn(storage, "u2", _writes("u2", 502))
     before = await _written(storage)
     with pytest.raises(ConcurrencyError):
@@ -230,17 +232,7 @@ async def test_postgres_reads_the_chat_unlocked_and_an_overtaken_turn_writes_not
     read locks as `find_active_for_turn` does."""
     storage.unlocked_turns = True
     await _open(storage)
-    async with storage.unit_of_work() as holder:
-        await holder.conversations.find_active_for_turn(
-            "telegram", CHAT, scope=SCOPE, message_id="x"
-        )
-        async with storage.unit_of_work() as uow:
-            read = uow.conversations.read_active_for_turn(
-                "telegram", CHAT, scope=SCOPE, message_id="u1"
-            )
-            record, _ = await asyncio.wait_for(read, 2)
-            assert record is not None
-            await uow.commit()
+    assert await _read_while_locked(storage, wait=2) is not None
     async with storage.unit_of_work() as late:
         record, _ = await late.conversations.read_active_for_turn(
             "telegram", CHAT, scope=SCOPE, message_id="u2"
@@ -259,13 +251,22 @@ async def test_postgres_reads_the_chat_unlocked_and_an_overtaken_turn_writes_not
             )
     assert await _written(storage) == before
     storage.unlocked_turns = False
+    with pytest.raises(TimeoutError):  # waits for the holder's lock
+        await _read_while_locked(storage, wait=0.5)
+
+
+async def _read_while_locked(storage: SqlStorage, *, wait: float) -> ConversationRecord | None:
+    """`read_active_for_turn` while another unit of work holds the conversation's lock;
+    TimeoutError if it waited `wait` seconds for it."""
     async with storage.unit_of_work() as holder:
-        await holder.conversations.read_active_for_turn(
+        locked, _ = await holder.conversations.find_active_for_turn(
             "telegram", CHAT, scope=SCOPE, message_id="x"
         )
+        assert locked is not None
         async with storage.unit_of_work() as uow:
             read = uow.conversations.read_active_for_turn(
-                "telegram", CHAT, scope=SCOPE, message_id="u3"
+                "telegram", CHAT, scope=SCOPE, message_id="u1"
             )
-            with pytest.raises(TimeoutError):  # waits for the holder's lock
-                await asyncio.wait_for(read, 0.5)
+            record, _ = await asyncio.wait_for(read, wait)
+            await uow.commit()
+    return record
