@@ -531,6 +531,8 @@ async def commit_turn(
     if message_id is not None and reply is None:
         raise ValueError("a message id needs the reply to remember")
     along = None if writes is None else _Along(writes, db.now())
+    if along is not None and along.row is None and along.chat_message is None:
+        along = None  # nothing to write beside the turn
     if along is not None and not along.foldable:
         return None
     if db.is_postgres:

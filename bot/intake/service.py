@@ -819,15 +819,15 @@ class IntakeService:
             await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
         # The reply's outbox row and the person's message id go with the turn's own write:
         # only if it happens, and where the storage can, in the same statement.
-        writes = TurnWrites(
-            self._clock(),
-            reply=self._reply_message(
-                record.channel_key or record.id, record.id, reply, outbox_topic
-            )
+        sent = (
+            self._reply_message(record.channel_key or record.id, record.id, reply, outbox_topic)
             if outbox_topic
-            else None,
-            claim_for=claim_for,
-            chat_message=kept,
+            else None
+        )
+        writes = (
+            None
+            if sent is None and kept is None
+            else TurnWrites(self._clock(), reply=sent, claim_for=claim_for, chat_message=kept)
         )
         reply.claimed = await uow.commit_turn(
             record,

@@ -302,3 +302,20 @@ async def test_a_telegram_turn_is_two_hand_offs_on_sqlite(
     assert len(trips) == 2 and len(reply.claimed) == 1
     rows, kept = await _chat_rows(service)
     assert [row.attempts for row in rows] == [1, 1] and kept == [1, 2]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("any_service", ["postgres"], indirect=True)
+async def test_a_web_turn_with_nothing_beside_it_is_two_statements(
+    any_service: IntakeService,
+) -> None:
+    """A turn with no reply row and no chat message id to write (the web's, even without a
+    message id) still reads unlocked and commits by its one write."""
+    service = any_service
+    assert isinstance(service.storage, SqlStorage)
+    service.storage.unlocked_turns = True
+    start = await service.start(channel="web", with_token=True)
+    await service.directory.refresh(force=True)
+    with statements_sent(service.storage) as sent:
+        await service.handle(start.conversation_id, Inbound("choice", "start"))
+    assert len(sent) == 2 and sent[1].startswith(COMMIT_POINT_MARK), sent
