@@ -365,6 +365,18 @@ class Db:
                 await transaction.replace()
         raise StorageError("no live database connection after replacing every dead one")
 
+    async def run_read(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL: `work(driver)`, a read, on this unit of work's asyncpg connection:
+        outside a transaction while none has begun (`run_untransacted`: one round trip, where
+        the BEGIN, the read and the rollback at the end of the unit of work were three; under
+        READ COMMITTED every statement sees what was committed when it began either way),
+        else in the transaction begun, so that it sees what this unit of work wrote."""
+        if self._transaction is not None and not self._transaction.in_transaction:
+            return await self.run_untransacted(work, idempotent=True)
+        driver = await self.driver()
+        with storage_errors():
+            return await work(driver)
+
     async def run_sqlite_then_commit(
         self, work: Callable[[sqlite3.Connection], tuple[T, bool]]
     ) -> T:
