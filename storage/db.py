@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.queue import AsyncAdaptedQueue
 
 from bot.ports import StorageError
 from storage.engine import SQLITE_BEGUN
@@ -180,9 +181,33 @@ class PooledTransaction:
                 log.warning("rollback failed; discarding the connection: %r", error)
                 await self.discard()
                 raise
-        self.fairy.info.pop(SQLITE_BEGUN, None)
-        # Ended on the driver just above or by commit(): no reset rollback on the way back.
-        await greenlet_spawn(self.fairy._close_special, transaction_reset=True)
+        if not self.release_now():
+            self.fairy.info.pop(SQLITE_BEGUN, None)
+            # Ended on the driver just above or by commit(): no reset rollback on the way back.
+            await greenlet_spawn(self.fairy._close_special, transaction_reset=True)
+
+    def release_now(self) -> bool:
+        """Return the connection to the pool right here, when its transaction has ended and
+        the way back needs no I/O; otherwise do nothing and say so (then `release()`).
+
+        SQLAlchemy's check-in runs under a greenlet (`greenlet_spawn`) because it may talk to
+        the database: a reset rollback (not needed here: the transaction ended on the driver),
+        or closing a connection the pool has no room for (an overflow one). When neither can
+        happen, nothing in it awaits, and the greenlet and the shielded task around it
+        (`SqlUnitOfWork.__aexit__`) were a few percent of a web turn's CPU (BENCHMARKS.md).
+        The check-in itself is still SQLAlchemy's: the same record goes back to the same
+        queue, waking the next unit of work waiting for it."""
+        fairy = self.fairy
+        if not self.done or not fairy.is_valid:
+            return False
+        if self.is_postgres and self.driver.is_closed():
+            return False  # lost: `release()` discards it
+        queue = getattr(self.engine.sync_engine.pool, "_pool", None)
+        if not isinstance(queue, AsyncAdaptedQueue) or queue._queue.full():
+            return False  # not a queue pool, or this one would be closed (overflow)
+        fairy.info.pop(SQLITE_BEGUN, None)
+        fairy._close_special(transaction_reset=True)
+        return True
 
     async def discard(self) -> None:
         """Drop the connection from the pool (closing it) instead of returning it."""
