@@ -187,8 +187,9 @@ class PooledTransaction:
             await greenlet_spawn(self.fairy._close_special, transaction_reset=True)
 
     def release_now(self) -> bool:
-        """Return the connection to the pool right here, when its transaction has ended and
-        the way back needs no I/O; otherwise do nothing and say so (then `release()`).
+        """Return the connection to the pool right here, when its transaction has ended (or
+        none began: a read outside one) and the way back needs no I/O; otherwise do nothing
+        and say so (then `release()`).
 
         SQLAlchemy's check-in runs under a greenlet (`greenlet_spawn`) because it may talk to
         the database: a reset rollback (not needed here: the transaction ended on the driver),
@@ -198,8 +199,10 @@ class PooledTransaction:
         The check-in itself is still SQLAlchemy's: the same record goes back to the same
         queue, waking the next unit of work waiting for it."""
         fairy = self.fairy
-        if not self.done or not fairy.is_valid:
+        if not fairy.is_valid:
             return False
+        if not self.done and self.in_transaction:
+            return False  # to be rolled back first: `release()`
         if self.is_postgres and self.driver.is_closed():
             return False  # lost: `release()` discards it
         queue = getattr(self.engine.sync_engine.pool, "_pool", None)
