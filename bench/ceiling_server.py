@@ -130,6 +130,9 @@ def build_raw(url: str) -> web.Application:
 
 
 def serve(url: str, port: int, reuse_port: bool, driver: str = "sqlalchemy") -> None:
+    from bot.cli import serving_loop
+
+    # The product's serving loop (uvloop), so that the ratio compares like with like.
     web.run_app(
         build_raw(url) if driver == "raw" else build(url),
         host="127.0.0.1",
@@ -137,6 +140,7 @@ def serve(url: str, port: int, reuse_port: bool, driver: str = "sqlalchemy") -> 
         reuse_port=reuse_port or None,
         access_log=None,
         print=None,
+        loop=serving_loop(),
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.queue import AsyncAdaptedQueue
 
 from bot.ports import StorageError
 from storage.engine import SQLITE_BEGUN
@@ -180,9 +181,36 @@ class PooledTransaction:
                 log.warning("rollback failed; discarding the connection: %r", error)
                 await self.discard()
                 raise
-        self.fairy.info.pop(SQLITE_BEGUN, None)
-        # Ended on the driver just above or by commit(): no reset rollback on the way back.
-        await greenlet_spawn(self.fairy._close_special, transaction_reset=True)
+        if not self.release_now():
+            self.fairy.info.pop(SQLITE_BEGUN, None)
+            # Ended on the driver just above or by commit(): no reset rollback on the way back.
+            await greenlet_spawn(self.fairy._close_special, transaction_reset=True)
+
+    def release_now(self) -> bool:
+        """Return the connection to the pool right here, when its transaction has ended (or
+        none began: a read outside one) and the way back needs no I/O; otherwise do nothing
+        and say so (then `release()`).
+
+        SQLAlchemy's check-in runs under a greenlet (`greenlet_spawn`) because it may talk to
+        the database: a reset rollback (not needed here: the transaction ended on the driver),
+        or closing a connection the pool has no room for (an overflow one). When neither can
+        happen, nothing in it awaits, and the greenlet and the shielded task around it
+        (`SqlUnitOfWork.__aexit__`) were a few percent of a web turn's CPU (BENCHMARKS.md).
+        The check-in itself is still SQLAlchemy's: the same record goes back to the same
+        queue, waking the next unit of work waiting for it."""
+        fairy = self.fairy
+        if not fairy.is_valid:
+            return False
+        if not self.done and self.in_transaction:
+            return False  # to be rolled back first: `release()`
+        if self.is_postgres and self.driver.is_closed():
+            return False  # lost: `release()` discards it
+        queue = getattr(self.engine.sync_engine.pool, "_pool", None)
+        if not isinstance(queue, AsyncAdaptedQueue) or queue._queue.full():
+            return False  # not a queue pool, or this one would be closed (overflow)
+        fairy.info.pop(SQLITE_BEGUN, None)
+        fairy._close_special(transaction_reset=True)
+        return True
 
     async def discard(self) -> None:
         """Drop the connection from the pool (closing it) instead of returning it."""
@@ -364,6 +392,18 @@ class Db:
                     raise StorageError("database unavailable: the connection was closed")
                 await transaction.replace()
         raise StorageError("no live database connection after replacing every dead one")
+
+    async def run_read(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL: `work(driver)`, a read, on this unit of work's asyncpg connection:
+        outside a transaction while none has begun (`run_untransacted`: one round trip, where
+        the BEGIN, the read and the rollback at the end of the unit of work were three; under
+        READ COMMITTED every statement sees what was committed when it began either way),
+        else in the transaction begun, so that it sees what this unit of work wrote."""
+        if self._transaction is not None and not self._transaction.in_transaction:
+            return await self.run_untransacted(work, idempotent=True)
+        driver = await self.driver()
+        with storage_errors():
+            return await work(driver)
 
     async def run_sqlite_then_commit(
         self, work: Callable[[sqlite3.Connection], tuple[T, bool]]

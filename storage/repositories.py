@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -21,7 +23,9 @@ from bot.ports import (
     StoredReport,
     TranscriptEntry,
 )
+from storage.coltypes import as_utc, sqlite_time
 from storage.db import Db
+from storage.errors import storage_errors
 from storage.models import (
     conversations,
     inbound_messages,
@@ -383,6 +387,19 @@ class SqlTranscripts:
         await self._db.execute(statement)
 
 
+def _report_from(row: Any, data: Any, created_at: datetime) -> StoredReport:
+    """A report from a row read on the driver, its JSON and time already read back."""
+    return StoredReport(
+        reference=row["reference"],
+        conversation_id=row["conversation_id"],
+        created_at=created_at,
+        channel=row["channel"],
+        locale=row["locale"],
+        priority=row["priority"],
+        data=data,
+    )
+
+
 def _report(row: Any) -> StoredReport:
     return StoredReport(
         reference=row.reference,
@@ -395,32 +412,89 @@ def _report(row: Any) -> StoredReport:
     )
 
 
+#: A report's columns as `StoredReport` has them. Adding one and reading it back by its
+#: reference run on the driver's connection, as the turn's own statements do
+#: (`storage.turns`): the submission's turn adds it, and the outbox's fan-out reads it right
+#: after; through SQLAlchemy each was a greenlet hand-off and its per-statement work: the two
+#: were about 4% of the serving process's CPU in the web bench, at one submission in nineteen
+#: turns (BENCHMARKS.md).
+_REPORT_COLUMNS = "reference, conversation_id, created_at, channel, locale, priority, data"
+#: ON CONFLICT keeps the transaction usable, so the caller can retry with a new reference.
+PG_ADD_REPORT = f"""INSERT INTO reports ({_REPORT_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) ON CONFLICT DO NOTHING"""  # noqa: S608 - constant text
+SQLITE_ADD_REPORT = f"""INSERT INTO reports ({_REPORT_COLUMNS})
+    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""  # noqa: S608 - constant text
+PG_GET_REPORT = f"SELECT {_REPORT_COLUMNS} FROM reports WHERE reference = $1"  # noqa: S608 - constant text
+SQLITE_GET_REPORT = f"SELECT {_REPORT_COLUMNS} FROM reports WHERE reference = ?"  # noqa: S608 - constant text
+
+
 class SqlReports:
     def __init__(self, db: Db) -> None:
         self._db = db
 
     async def add(self, report: StoredReport) -> None:
-        statement = self._db.insert_or_ignore(reports).values(
-            reference=report.reference,
-            conversation_id=report.conversation_id,
-            created_at=report.created_at,
-            channel=report.channel,
-            locale=report.locale,
-            priority=report.priority,
-            data=dict(report.data),
-        )
-        # ON CONFLICT keeps the transaction usable, so the caller can retry with a new reference.
-        result = await self._db.execute(statement)
-        if result.rowcount == 0:
+        """One INSERT on the driver's connection, in the unit of work's transaction; values
+        stored as SQLAlchemy's types store them (JSON text, times aware on PostgreSQL and
+        naive UTC text on SQLite: `storage.coltypes`)."""
+        from storage.turns import _json
+
+        data = _json(report.data)
+        if self._db.is_postgres:
+            driver = await self._db.driver()
+            with storage_errors():
+                status = await driver.execute(
+                    PG_ADD_REPORT,
+                    report.reference,
+                    report.conversation_id,
+                    as_utc(report.created_at),
+                    report.channel,
+                    report.locale,
+                    report.priority,
+                    data,
+                )
+            added = status != "INSERT 0 0"
+        else:
+            parameters = (
+                report.reference,
+                report.conversation_id,
+                sqlite_time(report.created_at),
+                report.channel,
+                report.locale,
+                report.priority,
+                data,
+            )
+
+            def insert(connection: sqlite3.Connection) -> bool:
+                return connection.execute(SQLITE_ADD_REPORT, parameters).rowcount > 0
+
+            added = await self._db.run_sqlite(insert)
+        if not added:
             raise DuplicateError(
                 f"report {report.reference!r} (or one for conversation "
                 f"{report.conversation_id!r}) exists"
             )
 
     async def get(self, reference: str) -> StoredReport | None:
-        statement = select(reports).where(reports.c.reference == reference)
-        row = (await self._db.execute(statement)).first()
-        return None if row is None else _report(row)
+        """One SELECT on the driver's connection: on PostgreSQL outside a transaction when
+        the unit of work has begun none (`Db.run_read`)."""
+        if self._db.is_postgres:
+
+            async def read(driver: Any) -> Any:
+                return await driver.fetchrow(PG_GET_REPORT, reference)
+
+            row = await self._db.run_read(read)
+            # JSON decoded by the codec SQLAlchemy's dialect sets on each connection.
+            return None if row is None else _report_from(row, row["data"], row["created_at"])
+        from storage.turns import _from_sqlite_time
+
+        def select_row(connection: sqlite3.Connection) -> Any:
+            return connection.execute(SQLITE_GET_REPORT, (reference,)).fetchone()
+
+        found = await self._db.run_sqlite(select_row)
+        if found is None:
+            return None
+        row = dict(zip(_REPORT_COLUMNS.split(", "), found, strict=True))
+        return _report_from(row, json.loads(row["data"]), _from_sqlite_time(row["created_at"]))
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> builtins.list[StoredReport]:
         rank = case(

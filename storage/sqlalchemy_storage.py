@@ -203,7 +203,7 @@ class SqlUnitOfWork:
         if self._db is not None:
             self._db.closed = True
         self._transaction = self._db = None
-        if transaction is None:
+        if transaction is None or transaction.release_now():
             return
         # Rolls back unless committed; a rollback that fails or hangs (a connection whose
         # statement just timed out would make it wait as long again) discards the connection,

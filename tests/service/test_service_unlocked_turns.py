@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiosqlite
@@ -44,10 +44,11 @@ async def test_an_overtaken_turn_runs_again(memory_service: IntakeService) -> No
     assert again.replayed and again.to_record() == reply.to_record()
 
 
-@contextlib.contextmanager
-def statements_sent(storage: SqlStorage) -> Iterator[list[str]]:
+@contextlib.asynccontextmanager
+async def statements_sent(storage: SqlStorage) -> AsyncIterator[list[str]]:
     """Every statement the storage's connections send to PostgreSQL meanwhile, in order
-    (asyncpg's query logger on each connection while it is checked out of the pool)."""
+    (asyncpg's query logger on each connection while it is checked out of the pool; asyncpg
+    calls it soon after each statement, so the block's end waits one turn of the loop)."""
     sent: list[str] = []
 
     def log(query: Any) -> None:
@@ -64,6 +65,7 @@ def statements_sent(storage: SqlStorage) -> Iterator[list[str]]:
     event.listen(engine, "checkin", checked_in)
     try:
         yield sent
+        await asyncio.sleep(0)
     finally:
         event.remove(engine, "checkout", checked_out)
         event.remove(engine, "checkin", checked_in)
@@ -267,14 +269,14 @@ async def test_a_telegram_turn_is_two_statements_on_postgres(any_service: Intake
     assert isinstance(storage, SqlStorage)
     storage.unlocked_turns = True
     await _welcomed(service)
-    with statements_sent(storage) as sent:
+    async with statements_sent(storage) as sent:
         reply = await _update(service, Inbound("choice", "start"), 2)
     assert len(reply.claimed) == 1
     assert len(sent) == 2, sent
     assert "FOR UPDATE" not in sent[0] and sent[1].startswith(COMMIT_POINT_MARK)
     assert "INSERT INTO outbox" in sent[1] and "INSERT INTO chat_messages" in sent[1]
     storage.unlocked_turns = False
-    with statements_sent(storage) as sent:
+    async with statements_sent(storage) as sent:
         await _update(service, Inbound("text", "hello there"), 3)
     assert sent[0].startswith("BEGIN") and "FOR UPDATE" in sent[1]
     assert len(sent) == 6 and sent[-1].startswith("COMMIT")
@@ -316,6 +318,6 @@ async def test_a_web_turn_with_nothing_beside_it_is_two_statements(
     service.storage.unlocked_turns = True
     start = await service.start(channel="web", with_token=True)
     await service.directory.refresh(force=True)
-    with statements_sent(service.storage) as sent:
+    async with statements_sent(service.storage) as sent:
         await service.handle(start.conversation_id, Inbound("choice", "start"))
     assert len(sent) == 2 and sent[1].startswith(COMMIT_POINT_MARK), sent

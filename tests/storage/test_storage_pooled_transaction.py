@@ -12,11 +12,15 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.util import greenlet_spawn
 
+import storage.db as storage_db
 from bot.engine.types import ConversationState
 from bot.ports import ConversationRecord, OutboxMessage, TranscriptEntry
+from storage import upgrade
 from storage.db import PooledTransaction
-from storage.sqlalchemy_storage import SqlStorage
+from storage.engine import create_engine
+from storage.sqlalchemy_storage import SqlStorage, SqlUnitOfWork
 
 
 def _conversation(conversation_id: str) -> ConversationRecord:
@@ -118,3 +122,59 @@ async def test_a_turn_cancelled_while_its_connection_goes_back_still_returns_it(
     assert pool.checkedout() == before  # type: ignore[attr-defined]
     monkeypatch.undo()
     assert await _stored(storage, "c-cancelled") == (None, None, 0)
+
+
+async def test_an_ended_unit_of_work_returns_its_connection_without_a_hand_off(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed or rolled back, a unit of work's connection goes back to the pool before
+    `async with` ends, by SQLAlchemy's own check-in run in place (no greenlet: nothing on the
+    way needs I/O), and the next unit of work takes the same connection."""
+    hand_offs: list[object] = []
+
+    async def counted(fn: object, *args: object, **kwargs: object) -> object:
+        hand_offs.append(fn)
+        return await greenlet_spawn(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage_db, "greenlet_spawn", counted)
+    pool = storage.engine.pool
+    drivers = []
+    for commit in (True, False, True):
+        async with storage.unit_of_work() as uow:
+            assert isinstance(uow, SqlUnitOfWork) and uow._transaction is not None
+            drivers.append(uow._transaction.driver)
+            await uow.outbox.add([OutboxMessage("test.topic", "k", {"n": 1})])
+            if commit:
+                await uow.commit()
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert hand_offs == []
+    assert drivers[0] is drivers[1] is drivers[2]
+    async with storage.unit_of_work() as uow:
+        assert len(await uow.outbox.list()) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_connection_the_pool_has_no_room_for_is_closed_on_the_way_back(
+    database_url: str,
+) -> None:
+    """An overflow connection (the pool's queue is full when it comes back) is closed by
+    SQLAlchemy's check-in under a greenlet, as before, not put back."""
+    await upgrade(database_url)
+    storage = SqlStorage(create_engine(database_url, pool_size=1, max_overflow=1))
+    try:
+        first, second = storage.unit_of_work(), storage.unit_of_work()
+        await first.__aenter__()
+        await second.__aenter__()
+        assert first._transaction is not None and second._transaction is not None
+        overflow = second._transaction.driver
+        await first.__aexit__(None, None, None)
+        await second.__aexit__(None, None, None)
+        pool = storage.engine.pool
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert pool.checkedin() == 1  # type: ignore[attr-defined]
+        assert overflow.is_closed()
+        async with storage.unit_of_work() as uow:  # the one kept still serves
+            assert await uow.reports.get("none") is None
+    finally:
+        await storage.close()
