@@ -378,17 +378,41 @@ class Outbox(Protocol):
         ...
 
     async def claim(
-        self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
+        self,
+        topic: str | Sequence[str],
+        *,
+        limit: int,
+        lease_seconds: float,
+        commit: bool = False,
     ) -> list[OutboxMessage]:
         """Claim due pending messages of the topic(s): at most the oldest one per ordering key,
         and none of a key that has an earlier message still pending, so each key keeps its
         order. A claimed message is invisible to other claimers for `lease_seconds` (crash ->
-        redelivery)."""
+        redelivery).
+
+        With `commit`, the claim is committed and the unit of work is over, as after
+        `UnitOfWork.commit()`; it must then be the unit of work's only statement (the
+        backend may run it outside a transaction, committing by itself: PostgreSQL). The
+        same holds for `commit` on `retry_later` and `mark_failed`, and for `settle_done`."""
         ...
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
         """Delivered. With `keep`, the payload is reduced to it (what an audit needs): a
         message body is kept only until it is delivered."""
+        ...
+
+    async def settle_done(
+        self,
+        message_id: int,
+        *,
+        keep: dict[str, Any],
+        sent: ChatMessageIds | None,
+        at: datetime,
+    ) -> None:
+        """`mark_done(message_id, keep=keep)` and, only if the message was there to mark
+        (not erased meanwhile), `ChatMessages.add(sent, at=at)`: the ids the chat gave what
+        was sent. Committed as `claim(commit=True)` is: the unit of work's only statement,
+        which it ends."""
         ...
 
     async def list(
@@ -412,9 +436,11 @@ class Outbox(Protocol):
 
     async def stats(self) -> builtins.list[OutboxTopicStats]: ...
 
-    async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None: ...
+    async def retry_later(
+        self, message_id: int, *, delay_seconds: float, error: str, commit: bool = False
+    ) -> None: ...
 
-    async def mark_failed(self, message_id: int, *, error: str) -> None: ...
+    async def mark_failed(self, message_id: int, *, error: str, commit: bool = False) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,12 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: Opens every statement that commits by itself, outside a transaction (`Db.run_committed`:
+#: a turn's write and a new conversation's, storage.turns; an outbox settle or claim,
+#: storage.outbox): such a unit of work sends no COMMIT, its write is its commit point. A
+#: comment, so PostgreSQL ignores it; it lets the database-outage and freeze tests' proxy
+#: (tests/e2e/multiworker_proxy.py) find that point, as it finds COMMIT.
+COMMIT_POINT_MARK = "/* turn-commit */"
 #: More than a pool holds (storage.engine: 10 + 5 overflow): how many dead pooled connections
 #: `Db.driver` replaces before it gives up.
 MAX_DEAD_CONNECTIONS = 32
@@ -392,6 +398,14 @@ class Db:
                     raise StorageError("database unavailable: the connection was closed")
                 await transaction.replace()
         raise StorageError("no live database connection after replacing every dead one")
+
+    async def run_committed(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL: `work(driver)`, a write that commits by itself (its statement opens
+        with `COMMIT_POINT_MARK`), as the unit of work's only statement
+        (`run_untransacted`), which it ends (`untransacted_done`)."""
+        result = await self.run_untransacted(work, idempotent=False)
+        self.untransacted_done()
+        return result
 
     async def run_read(self, work: Callable[[Any], Awaitable[T]]) -> T:
         """PostgreSQL: `work(driver)`, a read, on this unit of work's asyncpg connection:

@@ -388,7 +388,12 @@ class MemoryOutbox:
         return claimed
 
     async def claim(
-        self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
+        self,
+        topic: str | Sequence[str],
+        *,
+        limit: int,
+        lease_seconds: float,
+        commit: bool = False,
     ) -> builtins.list[OutboxMessage]:
         data = self._uow.data
         now = self._uow.now()
@@ -410,6 +415,7 @@ class MemoryOutbox:
                 lease.claimed_until = now + timedelta(seconds=lease_seconds)
                 message.attempts += 1
                 claimed.append(copy.deepcopy(message))
+        await self._commit_if(commit)
         return claimed
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
@@ -420,19 +426,41 @@ class MemoryOutbox:
                 message.payload = copy.deepcopy(keep)
             self._uow.data.leases[message_id].claimed_until = None
 
-    async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None:
+    async def settle_done(
+        self,
+        message_id: int,
+        *,
+        keep: dict[str, Any],
+        sent: ChatMessageIds | None,
+        at: datetime,
+    ) -> None:
+        if message_id in self._uow.data.outbox:
+            await self.mark_done(message_id, keep=keep)
+            if sent is not None:
+                await self._uow.chat_messages.add(sent, at=at)
+        await self._uow.commit()
+
+    async def retry_later(
+        self, message_id: int, *, delay_seconds: float, error: str, commit: bool = False
+    ) -> None:
         message = self._uow.data.outbox.get(message_id)
         if message is not None:
             message.available_at = self._uow.now() + timedelta(seconds=delay_seconds)
             message.last_error = error
             self._uow.data.leases[message_id].claimed_until = None
+        await self._commit_if(commit)
 
-    async def mark_failed(self, message_id: int, *, error: str) -> None:
+    async def mark_failed(self, message_id: int, *, error: str, commit: bool = False) -> None:
         message = self._uow.data.outbox.get(message_id)
         if message is not None:
             message.status = "failed"
             message.last_error = error
             self._uow.data.leases[message_id].claimed_until = None
+        await self._commit_if(commit)
+
+    async def _commit_if(self, commit: bool) -> None:
+        if commit:
+            await self._uow.commit()
 
     async def list(
         self,

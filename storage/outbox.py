@@ -21,20 +21,22 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.ports import OutboxMessage, OutboxTopicStats
+from bot.ports import ChatMessageIds, OutboxMessage, OutboxTopicStats
+from storage import chat_messages
 from storage.coltypes import as_utc, sqlite_time
-from storage.db import Db
+from storage.db import COMMIT_POINT_MARK, Db
 from storage.errors import storage_errors
 from storage.models import outbox
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PENDING = "pending"
 FAILED = "failed"
@@ -94,6 +96,14 @@ SQLITE_CLAIM = f"""
 #: The settles: sent (keeping only the audit payload), to be retried, given up.
 PG_DONE = "UPDATE outbox SET status = 'done', claimed_until = NULL, payload = $2 WHERE id = $1"
 SQLITE_DONE = "UPDATE outbox SET status = 'done', claimed_until = NULL, payload = ? WHERE id = ?"
+#: A delivered message (`PG_DONE`) with the ids the chat gave what was sent ($3..$7:
+#: `chat_messages.pg_add_args`), kept only if the update found the row (not erased meanwhile):
+#: one statement, committed by itself (`SqlOutbox.settle_done`).
+PG_DONE_KEEPING_IDS = f"""
+    WITH settled AS (
+        {PG_DONE}
+        RETURNING id
+    ){chat_messages.pg_add(3, source="settled")}"""
 PG_RETRY_LATER = """UPDATE outbox SET claimed_until = NULL, available_at = $2, last_error = $3
     WHERE id = $1"""
 SQLITE_RETRY_LATER = """UPDATE outbox SET claimed_until = NULL, available_at = ?, last_error = ?
@@ -278,29 +288,62 @@ class SqlOutbox:
             return int(inserted["id"]), int(inserted["attempts"])
         return await self._db.run_sqlite(lambda connection: sqlite_add(connection, row, until))
 
+    async def _write(
+        self,
+        statement: str,
+        postgres: Callable[[Any, str], Awaitable[T]],
+        sqlite: Callable[[sqlite3.Connection], T],
+        *,
+        commit: bool,
+    ) -> T:
+        """A write on the driver's connection: `postgres(driver, statement)` or `sqlite(the
+        sqlite3 connection)`, in the unit of work's transaction; with `commit`, committed,
+        ending the unit of work, in as few steps as the backend allows. PostgreSQL: the
+        statement alone outside a transaction, so it commits by itself (`Db.run_committed`,
+        marked with `COMMIT_POINT_MARK`): one round trip where BEGIN, the statement and
+        COMMIT were three, none of them with a transaction left open between. SQLite: with
+        its BEGIN IMMEDIATE and COMMIT in one hand-off to aiosqlite's thread."""
+        if self._db.is_postgres:
+            if commit:
+                return await self._db.run_committed(
+                    lambda driver: postgres(driver, COMMIT_POINT_MARK + statement)
+                )
+            driver = await self._db.driver()
+            with storage_errors():
+                return await postgres(driver, statement)
+        if commit:
+            return await self._db.run_sqlite_then_commit(
+                lambda connection: (sqlite(connection), True)
+            )
+        return await self._db.run_sqlite(sqlite)
+
     async def claim(
-        self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
+        self,
+        topic: str | Sequence[str],
+        *,
+        limit: int,
+        lease_seconds: float,
+        commit: bool = False,
     ) -> builtins.list[OutboxMessage]:
+        """See `bot.ports.Outbox.claim`. With `commit` the claim is a statement of its own:
+        an UPDATE ... RETURNING is atomic alone, its rows locked (SKIP LOCKED for a concurrent
+        claimer) until it commits."""
         now = self._db.now()
         topics = [topic] if isinstance(topic, str) else list(topic)
         lease_until = now + timedelta(seconds=lease_seconds)
-        if self._db.is_postgres:
-            driver = await self._db.driver()
-            with storage_errors():
-                records = await driver.fetch(
-                    PG_CLAIM, topics, as_utc(now), as_utc(lease_until), limit
-                )
-            messages = [_message_from(record) for record in records]
-        else:
-            statement = SQLITE_CLAIM.format(topics=", ".join("?" * len(topics)))
-            parameters = (sqlite_time(lease_until), *topics, sqlite_time(now), sqlite_time(now))
+        statement = SQLITE_CLAIM.format(topics=", ".join("?" * len(topics)))
+        parameters = (sqlite_time(lease_until), *topics, sqlite_time(now), sqlite_time(now))
 
-            def claim(connection: sqlite3.Connection) -> builtins.list[OutboxMessage]:
-                cursor = connection.execute(statement, (*parameters, limit))
-                names = [column[0] for column in cursor.description]
-                return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
+        async def pg_claim(driver: Any, text: str) -> builtins.list[OutboxMessage]:
+            records = await driver.fetch(text, topics, as_utc(now), as_utc(lease_until), limit)
+            return [_message_from(record) for record in records]
 
-            messages = await self._db.run_sqlite(claim)
+        def sqlite_claim(connection: sqlite3.Connection) -> builtins.list[OutboxMessage]:
+            cursor = connection.execute(statement, (*parameters, limit))
+            names = [column[0] for column in cursor.description]
+            return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
+
+        messages = await self._write(PG_CLAIM, pg_claim, sqlite_claim, commit=commit)
         return sorted(messages, key=lambda message: message.id or 0)
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
@@ -315,7 +358,37 @@ class SqlOutbox:
         payload = json.dumps(keep)
         await self._settle(PG_DONE, SQLITE_DONE, (message_id, payload), (payload, message_id))
 
-    async def retry_later(self, message_id: int, *, delay_seconds: float, error: str) -> None:
+    async def settle_done(
+        self,
+        message_id: int,
+        *,
+        keep: dict[str, Any],
+        sent: ChatMessageIds | None,
+        at: datetime,
+    ) -> None:
+        """See `bot.ports.Outbox.settle_done`. PostgreSQL: one statement committed by itself
+        (`PG_DONE_KEEPING_IDS`, or `PG_DONE` when nothing was sent to keep); SQLite: one
+        hand-off with its COMMIT."""
+        payload = json.dumps(keep)
+        ids = sent if sent is not None and sent.message_ids else None
+        if ids is None:
+            await self._settle(
+                PG_DONE, SQLITE_DONE, (message_id, payload), (payload, message_id), commit=True
+            )
+            return
+
+        async def pg_settle(driver: Any, text: str) -> None:
+            await driver.execute(text, message_id, payload, *chat_messages.pg_add_args(ids, at))
+
+        def sqlite_settle(connection: sqlite3.Connection) -> None:
+            if connection.execute(SQLITE_DONE, (payload, message_id)).rowcount == 1:
+                chat_messages.sqlite_add(connection, ids, at)
+
+        await self._write(PG_DONE_KEEPING_IDS, pg_settle, sqlite_settle, commit=True)
+
+    async def retry_later(
+        self, message_id: int, *, delay_seconds: float, error: str, commit: bool = False
+    ) -> None:
         """Still pending, so later messages of the key keep waiting behind it."""
         available_at = self._db.now() + timedelta(seconds=delay_seconds)
         await self._settle(
@@ -323,11 +396,14 @@ class SqlOutbox:
             SQLITE_RETRY_LATER,
             (message_id, as_utc(available_at), error),
             (sqlite_time(available_at), error, message_id),
+            commit=commit,
         )
 
-    async def mark_failed(self, message_id: int, *, error: str) -> None:
+    async def mark_failed(self, message_id: int, *, error: str, commit: bool = False) -> None:
         """Given up: no longer pending, so the key's later messages flow again."""
-        await self._settle(PG_FAILED, SQLITE_FAILED, (message_id, error), (error, message_id))
+        await self._settle(
+            PG_FAILED, SQLITE_FAILED, (message_id, error), (error, message_id), commit=commit
+        )
 
     async def _settle(
         self,
@@ -335,19 +411,19 @@ class SqlOutbox:
         sqlite: str,
         pg_parameters: tuple[Any, ...],
         sqlite_parameters: tuple[Any, ...] | None = None,
+        *,
+        commit: bool = False,
     ) -> None:
-        """One UPDATE of a settle on the driver's connection."""
-        if self._db.is_postgres:
-            driver = await self._db.driver()
-            with storage_errors():
-                await driver.execute(postgres, *pg_parameters)
-            return
+        """One UPDATE of a settle on the driver's connection (`_write`)."""
         parameters = pg_parameters if sqlite_parameters is None else sqlite_parameters
 
-        def update_row(connection: sqlite3.Connection) -> None:
+        async def pg_update(driver: Any, text: str) -> None:
+            await driver.execute(text, *pg_parameters)
+
+        def sqlite_update(connection: sqlite3.Connection) -> None:
             connection.execute(sqlite, parameters)
 
-        await self._db.run_sqlite(update_row)
+        await self._write(postgres, pg_update, sqlite_update, commit=commit)
 
     async def list(
         self,

@@ -106,6 +106,7 @@ from bot.ports import (
 from storage import chat_messages, outbox
 from storage.coltypes import as_utc as _utc
 from storage.coltypes import sqlite_time
+from storage.db import COMMIT_POINT_MARK as COMMIT_POINT_MARK  # where the e2e proxy finds it
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.repositories import (
@@ -113,12 +114,6 @@ from storage.repositories import (
     overtaken,
     stale_revision,
 )
-
-#: Opens every statement that commits by itself, outside a transaction (`commit_turn`'s turn
-#: write, `commit_new`'s new conversation): such a unit of work sends no COMMIT, its write is
-#: its commit point. A comment, so PostgreSQL ignores it; it lets the database-outage and
-#: freeze tests' proxy (tests/e2e/multiworker_proxy.py) find that point, as it finds COMMIT.
-COMMIT_POINT_MARK = "/* turn-commit */"
 
 # The turn's statements on the driver's connection ($n parameters). $1..$10 of the write are
 # `_save_values`; the read's next_seq is `repositories._NEXT_SEQ` (max of the row's counter and
@@ -558,8 +553,7 @@ async def commit_turn(
                 *along.pg_args(),
             )
 
-        row = await db.run_untransacted(write_alone, idempotent=False)
-        db.untransacted_done()
+        row = await db.run_committed(write_alone)
         _check_pg_row(db, row, record, scope, message_id)
         record.revision += 1
         if along is None or along.row is None:
@@ -762,8 +756,7 @@ async def commit_new(
         async def add(driver: Any) -> Any:
             return await driver.fetchval(RAW_ADD_CONVERSATION, *values)
 
-        added = await db.run_untransacted(add, idempotent=False)
-        db.untransacted_done()
+        added = await db.run_committed(add)
         if added != 1:
             raise DuplicateError(f"conversation {record.id!r} exists")
         return True

@@ -8,11 +8,14 @@ failure is worth retrying. Why it is shaped so:
 
 - `Outbox.claim` returns at most the oldest pending message per ordering key (one chat), so
   several messages can be sent concurrently while each chat keeps its order.
-- Each message is settled in a short transaction right after the send, which also claims
-  the next messages for the slot it frees (the chat's next reply among them): one commit
-  per message sent, not a claim and a settle. A crash after the send and before `mark_done`
-  resends that one message once its lease expires: this is the at-least-once window, kept
-  as small as one database write.
+- Each message is settled right after the send, in one write committed by itself (on
+  PostgreSQL one statement outside any transaction: sent, with the chat's message ids of
+  what was sent, `Outbox.settle_done`), then the next messages are claimed for the slot it
+  frees (the chat's next reply among them) in another (`claim(commit=True)`), so the
+  chat's next reply is sent without waiting for the loop. A crash after the send and
+  before the settle resends that one message once its lease expires: this is the
+  at-least-once window, kept as small as one database write. See `_settle` for a crash
+  between the two writes.
 - A channel may claim its reply in the turn's own transaction (`reserve`, then
   `Outbox.add(claim_for=lease_seconds)`, then `hand_over` after the commit), so the reply is
   sent right after the commit without waiting for a claim. It is as durable as any claim:
@@ -279,18 +282,22 @@ class OutboxDispatcher:
             del self._sending[key]
 
     async def _claim(self, limit: int) -> list[OutboxMessage]:
+        """The loop's claim (`_claim_now`; nothing if it failed)."""
+        return await self._claim_now(limit) or []
+
+    async def _claim_now(self, limit: int) -> list[OutboxMessage] | None:
+        """Claim up to `limit` messages, committed (on PostgreSQL by the claim's own
+        statement, outside a transaction); None if that failed."""
         try:
             async with self.storage.unit_of_work() as uow:
-                claimed = await uow.outbox.claim(
-                    list(self.routes), limit=limit, lease_seconds=self.lease_seconds
+                return await uow.outbox.claim(
+                    list(self.routes), limit=limit, lease_seconds=self.lease_seconds, commit=True
                 )
-                await uow.commit()
-            return claimed
         except StorageError as error:
             _reraise_if_cancelled(error)
             self.counters["storage_error"] += 1
             log.warning("outbox %s: claim failed (%s)", self.topic, type(error).__name__)
-            return []
+            return None
 
     async def _process(self, message: OutboxMessage) -> None:
         assert message.id is not None
@@ -317,31 +324,43 @@ class OutboxDispatcher:
         await self._settle(message, outcome)
 
     async def _settle(self, message: OutboxMessage, outcome: Outcome) -> None:
-        """Record the outcome and, in the same transaction, claim into the slot this message
-        frees (and any other free one): the chat's next message, if it has one, is then
-        sent without another round of claiming."""
+        """Record the outcome, then claim into the slot this message frees (and any other
+        free one): the chat's next message, if it has one, is then sent without another
+        round of claiming.
+
+        Two writes, each committed by itself (on PostgreSQL one statement each, outside any
+        transaction: no session left idle in a transaction while the event loop is busy).
+        They were one transaction (BEGIN, the outcome, the message ids, the claim, COMMIT).
+        The claim runs after the outcome is committed, so it sees this message as no longer
+        pending and may claim the chat's next one: a chat's order holds. If the process dies
+        between the two, or the claim fails, the outcome stands and nothing is claimed for
+        the freed slot: the next claim (the loop's poll, woken at once after a failed claim
+        here; or any other worker's) finds the chat's next message, which has no lease to
+        wait for. That is no worse than a settle failing as a whole ("recording failed"
+        below: nothing recorded, the message sent again once its lease expires), which can
+        still happen to the first write alone."""
         assert message.id is not None
         # This message's own slot is still counted in flight until its task ends.
         free = 0 if self._stopping or not self.running else self._free() + 1
         self._reserved += free
-        claimed: list[OutboxMessage] = []
+        claimed: list[OutboxMessage] | None = []
         try:
             async with self.storage.unit_of_work() as uow:
                 if outcome.status == "done":
-                    await uow.outbox.mark_done(message.id, keep=audit_payload(message.payload))
-                    if outcome.sent is not None:
-                        await uow.chat_messages.add(outcome.sent, at=datetime.now(UTC))
+                    await uow.outbox.settle_done(
+                        message.id,
+                        keep=audit_payload(message.payload),
+                        sent=outcome.sent,
+                        at=datetime.now(UTC),
+                    )
                 elif outcome.status == "retry":
                     await uow.outbox.retry_later(
-                        message.id, delay_seconds=outcome.delay, error=outcome.reason
+                        message.id, delay_seconds=outcome.delay, error=outcome.reason, commit=True
                     )
                 else:
-                    await uow.outbox.mark_failed(message.id, error=outcome.reason)
-                if free:
-                    claimed = await uow.outbox.claim(
-                        list(self.routes), limit=free, lease_seconds=self.lease_seconds
-                    )
-                await uow.commit()
+                    await uow.outbox.mark_failed(message.id, error=outcome.reason, commit=True)
+            if free:
+                claimed = await self._claim_now(free)
         except StorageError as error:
             _reraise_if_cancelled(error)
             # The lease expires and the message is claimed again: a sent one may go twice.
@@ -357,6 +376,9 @@ class OutboxDispatcher:
             return
         finally:
             self._reserved -= free
+        if claimed is None:
+            self._wake.set()  # the loop claims what this settle could not
+            claimed = []
         for next_message in claimed:
             self._spawn(next_message)
         if self._left_unclaimed:
