@@ -5,6 +5,7 @@ the chat's next reply claimed, each one statement committing by itself, with no 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -27,13 +28,7 @@ async def test_a_settle_is_two_statements_committing_by_themselves(storage: SqlS
     go_on[0].set()
     settled = asyncio.Event()
 
-    async def send(message: OutboxMessage) -> Outcome:
-        n = message.payload["n"]
-        sending[n].set()
-        await go_on[n].wait()
-        return Outcome.done(sent=ChatMessageIds("telegram", message.ordering_key, (100 + n,)))
-
-    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    dispatcher = OutboxDispatcher(storage, "chat", _sender(sending, go_on), poll_interval=3600)
     dispatcher.observers.append(lambda _message, _outcome: settled.set())
     dispatcher.start()
     try:
@@ -58,6 +53,21 @@ async def test_a_settle_is_two_statements_committing_by_themselves(storage: SqlS
         await uow.commit()
 
 
+def _sender(
+    sending: dict[int, asyncio.Event], go_on: dict[int, asyncio.Event]
+) -> Callable[[OutboxMessage], Awaitable[Outcome]]:
+    """Sends message n when `go_on[n]` is set, having set `sending[n]`; the chat gives it the
+    id 100 + n."""
+
+    async def send(message: OutboxMessage) -> Outcome:
+        n = message.payload["n"]
+        sending[n].set()
+        await go_on[n].wait()
+        return Outcome.done(sent=ChatMessageIds("telegram", message.ordering_key, (100 + n,)))
+
+    return send
+
+
 async def _add(storage: SqlStorage, dispatcher: OutboxDispatcher, key: str, *ns: int) -> None:
     async with storage.unit_of_work() as uow:
         await uow.outbox.add([OutboxMessage("chat", key, {"n": n}) for n in ns])
@@ -75,13 +85,7 @@ async def test_a_settle_is_two_hand_offs_on_sqlite(
     sending = {n: asyncio.Event() for n in (1, 2)}
     go_on = {n: asyncio.Event() for n in (1, 2)}
 
-    async def send(message: OutboxMessage) -> Outcome:
-        n = message.payload["n"]
-        sending[n].set()
-        await go_on[n].wait()
-        return Outcome.done(sent=ChatMessageIds("telegram", message.ordering_key, (100 + n,)))
-
-    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600)
+    dispatcher = OutboxDispatcher(storage, "chat", _sender(sending, go_on), poll_interval=3600)
     dispatcher.start()
     original = aiosqlite.Connection._execute
     trips: list[int] = []
