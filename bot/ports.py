@@ -123,6 +123,30 @@ class ChatMessageIds:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnWrites:
+    """What a channel's turn writes beside its conversation, in the turn's own write
+    (`UnitOfWork.commit_turn`), so only if that write happens: the reply's outbox row, claimed
+    for the writer's own sender for `claim_for` seconds as `Outbox.add(claim_for=...)` claims
+    (unless an earlier message of its key is still pending), and the id the chat gave the
+    person's message, kept from `at` as `ChatMessages.add(chat_message, at=at)` keeps it."""
+
+    at: datetime
+    reply: OutboxMessage | None = None
+    claim_for: float | None = None
+    chat_message: ChatMessageIds | None = None
+
+    async def write_through(self, uow: UnitOfWork) -> list[OutboxMessage]:
+        """Write them through `uow`'s repositories, as a turn did before its save: where the
+        turn's own write cannot take them (a transaction already begun, or a backend without
+        such a write). The outbox messages claimed for the writer."""
+        if self.chat_message is not None:
+            await uow.chat_messages.add(self.chat_message, at=self.at)
+        if self.reply is None:
+            return []
+        return await uow.outbox.add([self.reply], claim_for=self.claim_for)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxTopicStats:
     """One topic's backlog, for /metrics: pending messages and the age of the oldest."""
 
@@ -206,6 +230,16 @@ class ConversationRepository(Protocol):
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
         """`find_active`, locking the conversation, and the reply already given to
         (`scope`, `message_id`), as in `get_for_turn`."""
+        ...
+
+    async def read_active_for_turn(
+        self, channel: Channel, channel_key: str, *, scope: str, message_id: str
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        """`find_active_for_turn` for a turn that ends in `UnitOfWork.commit_turn`, where the
+        backend may leave the conversation unlocked, as `read_for_turn` is to `get_for_turn`:
+        a turn of the conversation committed meanwhile makes the write raise OvertakenError
+        having written nothing. A backend that locks anyway (SQLite, memory) reads as
+        `find_active_for_turn`."""
         ...
 
     async def update(self, record: ConversationRecord) -> None:
@@ -541,11 +575,17 @@ class UnitOfWork(Protocol):
         scope: str,
         message_id: str | None,
         reply: dict[str, Any] | None,
-    ) -> None:
+        writes: TurnWrites | None = None,
+    ) -> list[OutboxMessage]:
         """`save_turn` then `commit()`, in one step where the backend can (PostgreSQL, when
         nothing else was written in this unit of work: one statement that commits by itself;
         SQLite: one hand-off to the writer). Raises as `save_turn`, having written nothing;
-        after it the unit of work is over either way."""
+        after it the unit of work is over either way.
+
+        `writes` are written with the turn, and only if the turn's write happens: as
+        `outbox.add([writes.reply], claim_for=writes.claim_for)` and
+        `chat_messages.add(writes.chat_message, at=writes.at)` before `save_turn` would. The
+        messages so claimed are returned (as `Outbox.add` returns them); none without."""
         ...
 
     async def commit_new(

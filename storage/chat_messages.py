@@ -1,36 +1,66 @@
 """`bot.ports.ChatMessages` over SQLAlchemy: a chat's message ids, for the quick exit.
 
-`add` runs in every Telegram turn (the person's message) and every settle of a sent reply,
-so it goes on the driver's connection as the turn's own statements do (`storage.turns`): one
-statement on asyncpg, one hand-off to aiosqlite's thread on SQLite (through SQLAlchemy it was
-several, with the single writer held). Values are stored as SQLAlchemy's types store them.
+`add` runs in every settle of a sent reply, so it goes on the driver's connection as the
+turn's own statements do (`storage.turns`): one statement on asyncpg, one hand-off to
+aiosqlite's thread on SQLite (through SQLAlchemy it was several, with the single writer held).
+A Telegram turn's own message id goes with the turn's write (`pg_add` joined to it,
+`sqlite_add` in its hand-off). Values are stored as SQLAlchemy's types store them.
 """
 
 from __future__ import annotations
 
 import builtins
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from bot.ports import Channel, ChatMessageIds
+from storage.coltypes import as_utc, sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.models import chat_messages
-from storage.turns import sqlite_time
 
-#: The ids ($3, in order: the exit deletes them in the order kept) of one chat's messages.
-PG_ADD = """
+
+def pg_add(first: int = 1, *, source: str | None = None) -> str:
+    """The insert of one chat's message ids, its five parameters numbered from `first`
+    (`pg_add_args`; the ids in order: the exit deletes them in the order kept). With
+    `source`, a relation of the caller's statement (the turn's `saved`: storage.turns), the
+    ids are written once per row of it, so not at all if it is empty. Joined from this
+    module's literals and the caller's (a CTE's name)."""
+    channel, key, ids, conversation, at = (f"${first + n}" for n in range(5))
+    joined = "" if source is None else f"{source}, "
+    return f"""
     INSERT INTO chat_messages (channel, channel_key, message_id, conversation_id, created_at)
-    SELECT $1, $2, ids.message_id, $4, $5
-    FROM unnest($3::bigint[]) WITH ORDINALITY AS ids(message_id, n)
+    SELECT {channel}, {key}, ids.message_id, {conversation}, {at}
+    FROM {joined}unnest({ids}::bigint[]) WITH ORDINALITY AS ids(message_id, n)
     ORDER BY ids.n
-"""
+"""  # noqa: S608
+
+
+PG_ADD = pg_add()
 SQLITE_ADD = """
     INSERT INTO chat_messages (channel, channel_key, message_id, conversation_id, created_at)
     VALUES (?, ?, ?, ?, ?)
 """
+
+
+def pg_add_args(ids: ChatMessageIds, at: datetime) -> tuple[Any, ...]:
+    """The parameters of `pg_add`: times as `UTCDateTime` binds them (naive taken as UTC)."""
+    return (ids.channel, ids.channel_key, list(ids.message_ids), ids.conversation_id, as_utc(at))
+
+
+def sqlite_add(connection: sqlite3.Connection, ids: ChatMessageIds, at: datetime) -> None:
+    """Insert the ids on the sqlite3 connection, in order, times as SQLite's naive UTC text."""
+    created_at = sqlite_time(at)
+    connection.executemany(
+        SQLITE_ADD,
+        [
+            (ids.channel, ids.channel_key, message_id, ids.conversation_id, created_at)
+            for message_id in ids.message_ids
+        ],
+    )
 
 
 class SqlChatMessages:
@@ -43,26 +73,9 @@ class SqlChatMessages:
         if self._db.is_postgres:
             driver = await self._db.driver()
             with storage_errors():
-                await driver.execute(
-                    PG_ADD,
-                    ids.channel,
-                    ids.channel_key,
-                    list(ids.message_ids),
-                    ids.conversation_id,
-                    # As `UTCDateTime` binds it: naive taken as UTC.
-                    at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC),
-                )
+                await driver.execute(PG_ADD, *pg_add_args(ids, at))
             return
-        created_at = sqlite_time(at)
-        rows = [
-            (ids.channel, ids.channel_key, message_id, ids.conversation_id, created_at)
-            for message_id in ids.message_ids
-        ]
-
-        def insert_rows(connection: sqlite3.Connection) -> None:
-            connection.executemany(SQLITE_ADD, rows)
-
-        await self._db.run_sqlite(insert_rows)
+        await self._db.run_sqlite(lambda connection: sqlite_add(connection, ids, at))
 
     async def take(self, channel: Channel, channel_key: str) -> builtins.list[int]:
         where = (chat_messages.c.channel == channel, chat_messages.c.channel_key == channel_key)

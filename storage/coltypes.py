@@ -10,6 +10,33 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+#: SQLAlchemy's SQLite DATETIME storage format (`sqlalchemy.dialects.sqlite.DATETIME`).
+_SQLITE_DATETIME = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """As `UTCDateTime` binds a time on PostgreSQL: aware UTC, a naive one taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def sqlite_time(moment: datetime) -> str:
+    """As `UTCDateTime` then SQLAlchemy's SQLite DATETIME store it: naive UTC text. For the
+    statements run on the driver's connection (storage.turns, storage.outbox,
+    storage.chat_messages), which store what SQLAlchemy's statements stored."""
+    at = as_utc(moment)
+    return _SQLITE_DATETIME % {
+        "year": at.year,
+        "month": at.month,
+        "day": at.day,
+        "hour": at.hour,
+        "minute": at.minute,
+        "second": at.second,
+        "microsecond": at.microsecond,
+    }
+
+
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact, no duplicate keys).
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 

@@ -48,6 +48,7 @@ from bot.ports import (
     StoredReport,
     TranscriptEntry,
     TranscriptRepository,
+    TurnWrites,
 )
 
 #: Where `fail_next` makes the next call fail: "read" (the turn's read, StorageError),
@@ -184,6 +185,14 @@ class MemoryConversations:
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
         record = await self.find_active(channel, channel_key)
         return record, self._prior(scope, message_id)
+
+    async def read_active_for_turn(
+        self, channel: Channel, channel_key: str, *, scope: str, message_id: str
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        # Serialised, as `read_for_turn` (the "overtaken" fault makes someone save meanwhile).
+        return await self.find_active_for_turn(
+            channel, channel_key, scope=scope, message_id=message_id
+        )
 
     async def update(self, record: ConversationRecord) -> None:
         stored = self._uow.data.conversations.get(record.id)
@@ -817,9 +826,14 @@ class MemoryUnitOfWork:
         scope: str,
         message_id: str | None,
         reply: dict[str, Any] | None,
-    ) -> None:
+        writes: TurnWrites | None = None,
+    ) -> builtins.list[OutboxMessage]:
+        # Units of work are serialised here, and a failed save leaves this one uncommitted:
+        # whatever `writes` added goes with it.
+        claimed = [] if writes is None else await writes.write_through(self)
         await self.save_turn(record, entries, scope=scope, message_id=message_id, reply=reply)
         await self.commit()
+        return claimed
 
     async def commit_new(
         self, record: ConversationRecord, entries: Sequence[TranscriptEntry]

@@ -4,7 +4,9 @@ Order is kept per (topic, ordering_key): only the oldest pending message of a ke
 claimed, and only while no earlier message of that key is still pending (claimed, or waiting
 to be retried). "Oldest" means lowest id; on PostgreSQL ids of one key are allocated in commit
 order as long as the writers of one key are serialized, which the conversation row lock does
-for the messages of one chat.
+for the messages of one chat: a turn takes its reply's id under that lock, or, after a read
+without it, takes it early but commits only if no other turn of the conversation committed
+since its read (why that suffices: `storage.turns`, "Order of a chat's replies").
 
 Several workers drain one topic together: on PostgreSQL the claim locks its rows with
 FOR UPDATE SKIP LOCKED, so a concurrent claimer skips them (and, once committed, sees them
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import json
 import logging
 import sqlite3
@@ -26,10 +29,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import OutboxMessage, OutboxTopicStats
+from storage.coltypes import as_utc, sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.models import outbox
-from storage.turns import sqlite_time
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +106,45 @@ SQLITE_FAILED = """UPDATE outbox SET status = 'failed', claimed_until = NULL, la
 #: A message added already claimed by its writer (`add(claim_for=...)`), unless an earlier
 #: message of its key is still pending: then it waits its turn like any other. It is written
 #: in the turn's transaction, so it runs on the driver's connection as the turn's own
-#: statements do (`storage.turns`), in one hand-off to aiosqlite's thread or one round trip.
+#: statements do (`storage.turns`), in one hand-off to aiosqlite's thread or one round trip;
+#: or, joined to the turn's own write, in that write's statement (`pg_add` with a `source`).
 _KEY_BUSY = """EXISTS (SELECT 1 FROM outbox AS earlier
                        WHERE earlier.topic = {topic} AND earlier.ordering_key = {key}
                          AND earlier.status = 'pending')"""
-_ADD_CLAIMED_COLUMNS = """INSERT INTO outbox (idempotency_key, topic, ordering_key, payload,
+_ADD_COLUMNS = """INSERT INTO outbox (idempotency_key, topic, ordering_key, payload,
         status, attempts, available_at, created_at, claimed_until, last_error, conversation_id)"""
-PG_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
-    VALUES ($1, $2::varchar, $3::varchar, $4, $5,
-            CASE WHEN {_KEY_BUSY.format(topic="$2::varchar", key="$3::varchar")} THEN 0 ELSE 1 END,
-            $6, $7,
-            CASE WHEN {_KEY_BUSY.format(topic="$2::varchar", key="$3::varchar")}
-                 THEN NULL ELSE $8::timestamptz END,
-            $9, $10)
-    RETURNING id, attempts
-"""
-SQLITE_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
+
+
+@functools.cache
+def pg_add(first: int = 1, *, claimed: bool, source: str | None = None) -> str:
+    """The insert of one message, its ten parameters numbered from `first` (`pg_add_args`),
+    returning its id and attempts. `claimed`: claimed until the eighth parameter, attempts 1,
+    unless its key is busy (`_KEY_BUSY`: then attempts 0, unclaimed); otherwise unclaimed,
+    for a claim to find. With `source`, a relation of the caller's statement (the turn's
+    `saved`: storage.turns), the row is written once per row of it, so not at all if it is
+    empty. Joined from this module's literals and the caller's (a CTE's name)."""
+    p = [f"${first + n}" for n in range(10)]
+    if claimed:
+        topic, key = f"{p[1]}::varchar", f"{p[2]}::varchar"
+        busy = _KEY_BUSY.format(topic=topic, key=key)
+        values = [
+            *(p[0], topic, key, p[3], p[4]),
+            f"CASE WHEN {busy} THEN 0 ELSE 1 END",
+            *(p[5], p[6]),
+            f"CASE WHEN {busy} THEN NULL ELSE {p[7]}::timestamptz END",
+            *(p[8], p[9]),
+        ]
+    else:
+        values = [*p[:8], "NULL", p[8], p[9]]
+    listed = ",\n           ".join(values)
+    rows = f"VALUES ({listed})" if source is None else f"SELECT {listed} FROM {source}"  # noqa: S608
+    return f"{_ADD_COLUMNS}\n    {rows}\n    RETURNING id, attempts\n"
+
+
+#: A message added claimed for its writer, or unclaimed (the claim finds it).
+PG_ADD_CLAIMED = pg_add(claimed=True)
+PG_ADD = pg_add(claimed=False)
+SQLITE_ADD_CLAIMED = f"""{_ADD_COLUMNS}
     VALUES (:idempotency_key, :topic, :ordering_key, :payload, :status,
             CASE WHEN {_KEY_BUSY.format(topic=":topic", key=":ordering_key")} THEN 0 ELSE 1 END,
             :available_at, :created_at,
@@ -127,17 +153,78 @@ SQLITE_ADD_CLAIMED = f"""{_ADD_CLAIMED_COLUMNS}
             :last_error, :conversation_id)
     RETURNING id, attempts
 """
-
-#: A message added unclaimed (the claim finds it): on the driver's connection as well.
-PG_ADD = f"""{_ADD_CLAIMED_COLUMNS}
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10)
-    RETURNING id
-"""
-SQLITE_ADD = f"""{_ADD_CLAIMED_COLUMNS}
+SQLITE_ADD = f"""{_ADD_COLUMNS}
     VALUES (:idempotency_key, :topic, :ordering_key, :payload, :status, :attempts,
             :available_at, :created_at, NULL, :last_error, :conversation_id)
-    RETURNING id
+    RETURNING id, attempts
 """
+
+
+def added_row(message: OutboxMessage, now: datetime) -> dict[str, Any]:
+    """The columns of a message to add (times not given: `now`)."""
+    return {
+        "idempotency_key": message.idempotency_key,
+        "topic": message.topic,
+        "ordering_key": message.ordering_key,
+        "payload": message.payload,
+        "status": message.status,
+        "attempts": message.attempts,
+        "available_at": message.available_at or now,
+        "created_at": message.created_at or now,
+        "claimed_until": None,
+        "last_error": message.last_error,
+        "conversation_id": message.conversation_id,
+    }
+
+
+def pg_add_args(row: dict[str, Any], until: datetime | None) -> tuple[Any, ...]:
+    """The parameters of `pg_add(claimed=until is not None)` for `row`. Values are stored as
+    SQLAlchemy stores them (`storage.turns`): JSON as `json.dumps` text, times aware."""
+    head = (
+        row["idempotency_key"],
+        row["topic"],
+        row["ordering_key"],
+        json.dumps(row["payload"]),
+        row["status"],
+    )
+    times = (as_utc(row["available_at"]), as_utc(row["created_at"]))
+    tail = (row["last_error"], row["conversation_id"])
+    if until is None:
+        return (*head, row["attempts"], *times, *tail)
+    return (*head, *times, as_utc(until), *tail)
+
+
+def sqlite_add(
+    connection: sqlite3.Connection, row: dict[str, Any], until: datetime | None
+) -> tuple[int, int]:
+    """Insert `row` on the sqlite3 connection, claimed until `until` (None: unclaimed), as
+    `pg_add` does: (id, attempts). Times as SQLite's naive UTC text."""
+    parameters = {
+        **row,
+        "payload": json.dumps(row["payload"]),
+        "available_at": sqlite_time(row["available_at"]),
+        "created_at": sqlite_time(row["created_at"]),
+    }
+    if until is None:
+        new_id, attempts = connection.execute(SQLITE_ADD, parameters).fetchone()
+    else:
+        parameters["claim_until"] = sqlite_time(until)
+        new_id, attempts = connection.execute(SQLITE_ADD_CLAIMED, parameters).fetchone()
+    return int(new_id), int(attempts)
+
+
+def added(
+    message: OutboxMessage, row: dict[str, Any], inserted: tuple[int, int], *, claimed: bool
+) -> bool:
+    """Fill in what adding `message` (as `row`, `pg_add`/`sqlite_add` answering `inserted`)
+    gave it; True if it was claimed for its writer (asked to be, and its key was free)."""
+    message.id = inserted[0]
+    message.created_at = row["created_at"]
+    message.available_at = row["available_at"]
+    if not claimed:
+        return False
+    message.attempts = inserted[1]
+    return message.attempts > 0
 
 
 class SqlOutbox:
@@ -169,108 +256,27 @@ class SqlOutbox:
             if not messages:
                 return []
         now = self._db.now()
-        rows: list[dict[str, Any]] = [
-            {
-                "idempotency_key": message.idempotency_key,
-                "topic": message.topic,
-                "ordering_key": message.ordering_key,
-                "payload": message.payload,
-                "status": message.status,
-                "attempts": message.attempts,
-                "available_at": message.available_at or now,
-                "created_at": message.created_at or now,
-                "claimed_until": None,
-                "last_error": message.last_error,
-                "conversation_id": message.conversation_id,
-            }
-            for message in messages
-        ]
+        until = None if claim_for is None else now + timedelta(seconds=claim_for)
         claimed: builtins.list[OutboxMessage] = []
-        if claim_for is not None:
-            until = now + timedelta(seconds=claim_for)
-            for message, row in zip(messages, rows, strict=True):
-                message.id, message.attempts = await self._add_claimed(row, until)
-                if message.attempts:
-                    claimed.append(message)
-        else:
-            for message, row in zip(messages, rows, strict=True):
-                message.id = await self._add_unclaimed(row)
-        for message, row in zip(messages, rows, strict=True):
-            message.created_at = row["created_at"]
-            message.available_at = row["available_at"]
+        for message in messages:
+            row = added_row(message, now)
+            if added(message, row, await self._add_one(row, until), claimed=until is not None):
+                claimed.append(message)
         return claimed
 
-    async def _add_claimed(self, row: dict[str, Any], until: datetime) -> tuple[int, int]:
-        """Insert one row, claimed until `until` unless its key is busy: (id, attempts), in one
-        round trip (PostgreSQL) or one hand-off to aiosqlite's thread (`Db.run_sqlite`).
-        Values are stored as SQLAlchemy stores them (`storage.turns`): JSON as `json.dumps`
-        text, timestamps aware (PostgreSQL) or as SQLite's naive UTC text."""
-        payload = json.dumps(row["payload"])
+    async def _add_one(self, row: dict[str, Any], until: datetime | None) -> tuple[int, int]:
+        """Insert one row, claimed until `until` unless its key is busy (None: unclaimed):
+        (id, attempts), in one round trip (PostgreSQL) or one hand-off to aiosqlite's thread
+        (`Db.run_sqlite`). Through SQLAlchemy the unclaimed insert was the largest part of a
+        Telegram turn's reply whenever the dispatcher had no slot to claim it in."""
         if self._db.is_postgres:
             driver = await self._db.driver()
             with storage_errors():
                 inserted = await driver.fetchrow(
-                    PG_ADD_CLAIMED,
-                    row["idempotency_key"],
-                    row["topic"],
-                    row["ordering_key"],
-                    payload,
-                    row["status"],
-                    row["available_at"],
-                    row["created_at"],
-                    until,
-                    row["last_error"],
-                    row["conversation_id"],
+                    pg_add(claimed=until is not None), *pg_add_args(row, until)
                 )
-                return int(inserted["id"]), int(inserted["attempts"])
-        parameters = {
-            **row,
-            "payload": payload,
-            "available_at": sqlite_time(row["available_at"]),
-            "created_at": sqlite_time(row["created_at"]),
-            "claim_until": sqlite_time(until),
-        }
-
-        def insert(connection: sqlite3.Connection) -> tuple[int, int]:
-            new_id, attempts = connection.execute(SQLITE_ADD_CLAIMED, parameters).fetchone()
-            return int(new_id), int(attempts)
-
-        return await self._db.run_sqlite(insert)
-
-    async def _add_unclaimed(self, row: dict[str, Any]) -> int:
-        """Insert one row, for a claim to find: its id, in one round trip or one hand-off,
-        stored as `_add_claimed` stores it. Through SQLAlchemy this was the largest part of a
-        Telegram turn's reply whenever the dispatcher had no slot to claim it in."""
-        payload = json.dumps(row["payload"])
-        if self._db.is_postgres:
-            driver = await self._db.driver()
-            with storage_errors():
-                new_id = await driver.fetchval(
-                    PG_ADD,
-                    row["idempotency_key"],
-                    row["topic"],
-                    row["ordering_key"],
-                    payload,
-                    row["status"],
-                    row["attempts"],
-                    _utc(row["available_at"]),
-                    _utc(row["created_at"]),
-                    row["last_error"],
-                    row["conversation_id"],
-                )
-                return int(new_id)
-        parameters = {
-            **row,
-            "payload": payload,
-            "available_at": sqlite_time(row["available_at"]),
-            "created_at": sqlite_time(row["created_at"]),
-        }
-
-        def insert(connection: sqlite3.Connection) -> int:
-            (new_id,) = connection.execute(SQLITE_ADD, parameters).fetchone()
-            return int(new_id)
-
-        return await self._db.run_sqlite(insert)
+            return int(inserted["id"]), int(inserted["attempts"])
+        return await self._db.run_sqlite(lambda connection: sqlite_add(connection, row, until))
 
     async def claim(
         self, topic: str | Sequence[str], *, limit: int, lease_seconds: float
@@ -281,7 +287,9 @@ class SqlOutbox:
         if self._db.is_postgres:
             driver = await self._db.driver()
             with storage_errors():
-                records = await driver.fetch(PG_CLAIM, topics, _utc(now), _utc(lease_until), limit)
+                records = await driver.fetch(
+                    PG_CLAIM, topics, as_utc(now), as_utc(lease_until), limit
+                )
             messages = [_message_from(record) for record in records]
         else:
             statement = SQLITE_CLAIM.format(topics=", ".join("?" * len(topics)))
@@ -313,7 +321,7 @@ class SqlOutbox:
         await self._settle(
             PG_RETRY_LATER,
             SQLITE_RETRY_LATER,
-            (message_id, _utc(available_at), error),
+            (message_id, as_utc(available_at), error),
             (sqlite_time(available_at), error, message_id),
         )
 
@@ -403,11 +411,6 @@ class SqlOutbox:
             )
             for row in rows
         ]
-
-
-def _utc(moment: datetime) -> datetime:
-    """As `UTCDateTime` binds a time on PostgreSQL: naive taken as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _aware(value: Any) -> Any:

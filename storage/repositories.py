@@ -23,6 +23,7 @@ from bot.ports import (
     StoredReport,
     TranscriptEntry,
 )
+from storage.coltypes import as_utc, sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.models import (
@@ -201,6 +202,22 @@ class SqlConversations:
 
         read = pg_find_active_for_turn if self._db.is_postgres else sqlite_find_active_for_turn
         return await read(self._db, channel, channel_key, scope=scope, message_id=message_id)
+
+    async def read_active_for_turn(
+        self, channel: Channel, channel_key: str, *, scope: str, message_id: str
+    ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        # As `read_for_turn`: PostgreSQL with unlocked turns reads without the lock, outside a
+        # transaction (storage.turns.pg_read_active_for_turn); SQLite takes the single writer
+        # with the read, as the locked read does.
+        if self._db.is_postgres and self._db.unlocked_turns:
+            from storage.turns import pg_read_active_for_turn
+
+            return await pg_read_active_for_turn(
+                self._db, channel, channel_key, scope=scope, message_id=message_id
+            )
+        return await self.find_active_for_turn(
+            channel, channel_key, scope=scope, message_id=message_id
+        )
 
     async def find_active(
         self, channel: Channel, channel_key: str, *, for_update: bool = False
@@ -418,8 +435,8 @@ class SqlReports:
     async def add(self, report: StoredReport) -> None:
         """One INSERT on the driver's connection, in the unit of work's transaction; values
         stored as SQLAlchemy's types store them (JSON text, times aware on PostgreSQL and
-        naive UTC text on SQLite: `storage.turns`)."""
-        from storage.turns import _json, _utc, sqlite_time
+        naive UTC text on SQLite: `storage.coltypes`)."""
+        from storage.turns import _json
 
         data = _json(report.data)
         if self._db.is_postgres:
@@ -429,7 +446,7 @@ class SqlReports:
                     PG_ADD_REPORT,
                     report.reference,
                     report.conversation_id,
-                    _utc(report.created_at),
+                    as_utc(report.created_at),
                     report.channel,
                     report.locale,
                     report.priority,

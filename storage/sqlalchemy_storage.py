@@ -22,11 +22,13 @@ from bot.ports import (
     Erasure,
     InboundLog,
     Outbox,
+    OutboxMessage,
     ReportRepository,
     SecretStore,
     StorageError,
     TranscriptEntry,
     TranscriptRepository,
+    TurnWrites,
 )
 from storage.chat_messages import SqlChatMessages
 from storage.db import Clock, Db, PooledTransaction, on_live_connection, utc_now
@@ -153,13 +155,22 @@ class SqlUnitOfWork:
         scope: str,
         message_id: str | None,
         reply: dict[str, Any] | None,
-    ) -> None:
+        writes: TurnWrites | None = None,
+    ) -> list[OutboxMessage]:
         db = self._open("commit_turn()")
-        if not await commit_turn(
-            db, record, entries, scope=scope, message_id=message_id, reply=reply
-        ):
-            await save_turn(db, record, entries, scope=scope, message_id=message_id, reply=reply)
-            await self.commit()
+        claimed = await commit_turn(
+            db, record, entries, scope=scope, message_id=message_id, reply=reply, writes=writes
+        )
+        if claimed is not None:
+            return claimed
+        # Not in one step (a transaction has begun): `writes` through the repositories, then
+        # the save, then the commit. After a read without the lock the outbox row's id is
+        # taken before the save's update locks the conversation; that is safe because a turn
+        # that is overtaken never commits (storage.turns, "Order").
+        claimed = [] if writes is None else await writes.write_through(self)
+        await save_turn(db, record, entries, scope=scope, message_id=message_id, reply=reply)
+        await self.commit()
+        return claimed
 
     async def commit_new(
         self, record: ConversationRecord, entries: Sequence[TranscriptEntry]

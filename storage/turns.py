@@ -20,6 +20,48 @@ A turn read without the lock (`pg_read_for_turn`, outside any transaction) is wr
 ON CONFLICT: a reply kept for the message id meanwhile must undo the update too). A turn
 committed in between fails its revision check: OvertakenError, and the service runs it again.
 
+A Telegram turn does the same (`read_active_for_turn`, the chat's conversation found by its
+channel address), and its other rows go with its write (`commit_turn(writes=...)`,
+`bot.ports.TurnWrites`): the reply's outbox row and the person's message id, inserted by the
+same statement FROM saved (`raw_save_turn_with`, with the outbox's and chat_messages' own
+statements, `storage.outbox.pg_add`, `storage.chat_messages.pg_add`), so only if the update
+happened, and committed by it: two round trips where BEGIN, the locked read, the message id,
+the outbox row, the save and COMMIT were six. On SQLite they go in the write's hand-off.
+
+Order of a chat's replies without the read's lock. The dispatcher sends a chat's outbox rows
+by id and claims one only while no earlier one of the chat is pending (`storage.outbox`); so
+a chat's ids must be allocated in the order their turns commit, and a reply claimed for its
+writer at insert must have no earlier reply still pending. With the locked read both held
+because every writer allocated its ids, and ran the pending check, while holding the
+conversation's row lock, until its commit. Without it:
+
+- The one statement allocates an outbox id (the column default's nextval) only for a row it
+  selects FROM saved: after the UPDATE in `saved` has updated, so locked, the conversation's
+  row, which stays locked until the statement commits. Under READ COMMITTED an UPDATE whose
+  row was changed by a transaction committed after its snapshot (whether it waited for that
+  one's lock or not) checks its WHERE on the newest version: the revision differs, nothing is
+  updated, nothing inserted, no id taken. So its ids are taken under the row lock, as the
+  locked path's are, and between any two writers of the conversation, of either kind, ids
+  follow commit order.
+- For the same reason the statement writes only if no other turn of the conversation
+  committed after its snapshot; so that snapshot, on which `_KEY_BUSY` runs (taken at the
+  statement's start, before it locks the row), sees every earlier reply of the conversation.
+  What it may miss is a settle (a reply marked sent meanwhile): the new reply is then left
+  unclaimed for the dispatcher's claim, later but never out of order. Other writers of the
+  chat's key are the same as with the lock: a new conversation of the chat cannot be opened
+  while this one is active (the unique index of active conversations per chat).
+- Where a transaction has already begun (a report, an erasure, the exit's deletes, a
+  transcript trim), `TurnWrites.write_through` inserts the outbox row before the save, so its
+  id is taken before the save's UPDATE locks the row. Of two turns T1, T2 of the conversation
+  that both commit, T1 first: T2's revision check passed, so T2 read what T1 wrote, after
+  T1's commit, and its ids come after that read. A turn that read before T1's commit fails
+  its revision check and rolls back (OvertakenError): an id it took early is never committed
+  (a gap in the ids, which order does not mind), and its rerun takes a new one.
+- The locked path (the last attempt of a turn, `SqlStorage(unlocked_turns=False)`) is as it
+  was; SQLite's single writer serializes everything.
+The chat's message ids (`chat_messages`, deleted by the exit in id order) follow the same
+argument.
+
 SQLite cannot modify data in a CTE, but there is no network either: the same steps run as
 separate statements on the single writer, which nobody else can interleave with. They run on
 the sqlite3 connection on aiosqlite's thread (`Db.run_sqlite`): through SQLAlchemy each
@@ -43,10 +85,11 @@ uses `json.loads` (SQLite) and SQLAlchemy's codec on the connection (PostgreSQL)
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from bot import jsonenc
@@ -56,8 +99,13 @@ from bot.ports import (
     ConcurrencyError,
     ConversationRecord,
     DuplicateError,
+    OutboxMessage,
     TranscriptEntry,
+    TurnWrites,
 )
+from storage import chat_messages, outbox
+from storage.coltypes import as_utc as _utc
+from storage.coltypes import sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.repositories import (
@@ -101,6 +149,13 @@ def _lines_for(row: str, lines: str) -> str:
     )"""  # noqa: S608
 
 
+#: The final SELECT of the turn of a message with an id: updated?, reply kept?, already
+#: handled? (`_check_pg_row`)
+_TURN_OUTCOME = """
+    SELECT (SELECT count(*) FROM saved) AS saved,
+           (SELECT count(*) FROM inbound) AS inbound,
+           EXISTS (SELECT 1 FROM inbound_messages
+                   WHERE scope = $11 AND message_id = $12) AS handled"""
 #: The turn of a message with an id ($11 scope, $12 message id, $13 reply, $14 now).
 RAW_SAVE_TURN = (
     _SAVED  # noqa: S608 (joined from this module's literals)
@@ -116,12 +171,9 @@ RAW_SAVE_TURN = (
         SELECT $11::varchar, $12::varchar, $13::jsonb, $14::timestamptz, saved.id FROM saved
         ON CONFLICT DO NOTHING
         RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM saved) AS saved,
-           (SELECT count(*) FROM inbound) AS inbound,
-           EXISTS (SELECT 1 FROM inbound_messages
-                   WHERE scope = $11 AND message_id = $12) AS handled
-"""
+    )"""
+    + _TURN_OUTCOME
+    + "\n"
 )
 #: `RAW_SAVE_TURN` as a statement of its own, outside a transaction (`commit_turn`): the same,
 #: except that a reply already kept for the message id makes the insert into inbound_messages
@@ -132,6 +184,33 @@ RAW_SAVE_TURN_ALONE = COMMIT_POINT_MARK + RAW_SAVE_TURN.replace(
     "        ON CONFLICT DO NOTHING\n", ""
 )
 assert "ON CONFLICT" not in RAW_SAVE_TURN_ALONE
+
+
+@functools.cache
+def raw_save_turn_with(*, reply: bool, claimed: bool, chat_message: bool) -> str:
+    """`RAW_SAVE_TURN_ALONE` with a channel turn's other rows (`bot.ports.TurnWrites`) joined
+    to its `saved` CTE, so written only if the update happened, all committed by the one
+    statement: the reply's outbox row (`reply`: `storage.outbox.pg_add`, its parameters from
+    $15, claimed for the writer unless its key is busy if `claimed`), then the person's chat
+    message ids (`chat_message`: `storage.chat_messages.pg_add`, after the reply's). The final
+    SELECT also says the outbox row's id and attempts. Why the chat's replies stay in order
+    without the read's lock: the module's docstring."""
+    end = RAW_SAVE_TURN_ALONE.index(_TURN_OUTCOME)
+    statement, outcome, first = RAW_SAVE_TURN_ALONE[:end], _TURN_OUTCOME, 15
+    if reply:
+        statement += f""",
+    outgoing AS ({outbox.pg_add(first, claimed=claimed, source="saved")}    )"""
+        outcome += """,
+           (SELECT id FROM outgoing) AS outbox_id,
+           (SELECT attempts FROM outgoing) AS outbox_attempts"""
+        first += 10
+    if chat_message:
+        statement += f""",
+    kept AS ({chat_messages.pg_add(first, source="saved")}    )"""
+    return statement + outcome + "\n"
+
+
+assert raw_save_turn_with(reply=False, claimed=False, chat_message=False) == RAW_SAVE_TURN_ALONE
 #: The turn of a message without an id: state and transcript.
 RAW_SAVE_TURN_WITHOUT_ID = (
     _SAVED  # noqa: S608 (joined from this module's literals)
@@ -241,10 +320,6 @@ def _record(row: Mapping[str, Any]) -> ConversationRecord:
     )
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 async def pg_get_for_turn(
     db: Db, conversation_id: str, *, scope: str, message_id: str | None
 ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
@@ -316,24 +391,6 @@ SQLITE_INSERT_INBOUND = """
     INSERT INTO inbound_messages (scope, message_id, reply, created_at, conversation_id)
     VALUES (?, ?, ?, ?, ?)
 """
-#: SQLAlchemy's SQLite DATETIME storage format (`sqlalchemy.dialects.sqlite.DATETIME`).
-_SQLITE_DATETIME = (
-    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
-)
-
-
-def sqlite_time(moment: datetime) -> str:
-    """As `UTCDateTime` then SQLAlchemy's SQLite DATETIME store it: naive UTC text."""
-    at = _utc(moment)
-    return _SQLITE_DATETIME % {
-        "year": at.year,
-        "month": at.month,
-        "day": at.day,
-        "hour": at.hour,
-        "minute": at.minute,
-        "second": at.second,
-        "microsecond": at.microsecond,
-    }
 
 
 def _from_sqlite_time(value: str | datetime) -> datetime:
@@ -360,13 +417,11 @@ async def sqlite_get_for_turn(
 
 
 def _line(entry: TranscriptEntry) -> dict[str, Any]:
-    at: datetime = entry.created_at
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     return {
         "seq": entry.seq,
         "role": entry.role,
         "payload": entry.payload,
-        "created_at": at.isoformat(),
+        "created_at": _utc(entry.created_at).isoformat(),
     }
 
 
@@ -390,6 +445,61 @@ async def save_turn(
     record.revision += 1
 
 
+class _Along:
+    """A channel turn's other rows (`bot.ports.TurnWrites`) as its write stores them: the
+    reply's outbox row (`storage.outbox.added_row`, times not given: `now`, as `Outbox.add`
+    gives them) and its lease's end, and the chat message ids."""
+
+    def __init__(self, writes: TurnWrites, now: datetime) -> None:
+        self.reply = writes.reply
+        self.row = None if writes.reply is None else outbox.added_row(writes.reply, now)
+        self.until = None if writes.claim_for is None else now + timedelta(seconds=writes.claim_for)
+        chat = writes.chat_message
+        self.chat_message = chat if chat is not None and chat.message_ids else None
+        self.at = writes.at
+
+    @property
+    def foldable(self) -> bool:
+        """Whether the turn's write can take them: not a reply with an idempotency key, which
+        `Outbox.add` first looks up (a channel's reply has none)."""
+        return self.reply is None or self.reply.idempotency_key is None
+
+    def pg_statement(self) -> str:
+        return raw_save_turn_with(
+            reply=self.row is not None,
+            claimed=self.until is not None,
+            chat_message=self.chat_message is not None,
+        )
+
+    def pg_args(self) -> tuple[Any, ...]:
+        """The statement's parameters from $15, in `raw_save_turn_with`'s order."""
+        reply = () if self.row is None else outbox.pg_add_args(self.row, self.until)
+        chat = (
+            ()
+            if self.chat_message is None
+            else chat_messages.pg_add_args(self.chat_message, self.at)
+        )
+        return (*reply, *chat)
+
+    def sqlite_write(self, connection: sqlite3.Connection) -> tuple[int, int] | None:
+        """Insert them on the writer's thread, after the turn's write: the outbox row's (id,
+        attempts), if there is one."""
+        inserted = None if self.row is None else outbox.sqlite_add(connection, self.row, self.until)
+        if self.chat_message is not None:
+            chat_messages.sqlite_add(connection, self.chat_message, self.at)
+        return inserted
+
+    def claimed(self, inserted: tuple[int, int] | None) -> list[OutboxMessage]:
+        """Fill in the reply's id and times; itself if it was claimed for the writer."""
+        if self.reply is None or self.row is None or inserted is None:
+            return []
+        return (
+            [self.reply]
+            if outbox.added(self.reply, self.row, inserted, claimed=self.until is not None)
+            else []
+        )
+
+
 async def commit_turn(
     db: Db,
     record: ConversationRecord,
@@ -398,52 +508,77 @@ async def commit_turn(
     scope: str,
     message_id: str | None,
     reply: dict[str, Any] | None,
-) -> bool:
-    """See `bot.ports.UnitOfWork.commit_turn`: the write and the commit in one step where the
-    backend allows, True if so (the unit of work is then over). False: nothing was done, the
-    caller saves and commits in the transaction already begun (PostgreSQL, when a statement of
-    the unit of work began one: outbox rows, a report, an erasure must commit with the turn).
+    writes: TurnWrites | None = None,
+) -> list[OutboxMessage] | None:
+    """See `bot.ports.UnitOfWork.commit_turn`: the write, with `writes`, and the commit in one
+    step where the backend allows, returning the outbox messages claimed (the unit of work is
+    then over). None: nothing was done, the caller writes `writes` through the repositories,
+    saves and commits in the transaction (PostgreSQL, when a statement of the unit of work began
+    one: a report, an erasure, the exit's deletes must commit with the turn; or a write the one
+    statement does not take: `writes` on a turn without a message id, a keyed outbox row).
 
-    PostgreSQL, nothing begun: `RAW_SAVE_TURN_ALONE` (or the write without a message id) as a
-    statement of its own, which commits by itself: one round trip, no BEGIN, no COMMIT. The
-    revision check finds a turn committed since the read (ConcurrencyError); a reply kept for
-    the message id meanwhile fails the whole statement (DuplicateError); either way nothing of
-    it stays. A failure in flight is a StorageError: the client's retry of the same message id
-    then finds the reply if the statement had committed.
+    PostgreSQL, nothing begun: `RAW_SAVE_TURN_ALONE` (or the write without a message id; or
+    with `writes`, `raw_save_turn_with`) as a statement of its own, which commits by itself:
+    one round trip, no BEGIN, no COMMIT. The revision check finds a turn committed since the
+    read (ConcurrencyError); a reply kept for the message id meanwhile fails the whole statement
+    (DuplicateError); either way nothing of it stays, `writes` neither. A failure in flight is a
+    StorageError: the client's retry of the same message id then finds the reply if the
+    statement had committed.
 
-    SQLite: the write and COMMIT in one hand-off to the writer's thread (BEGIN IMMEDIATE too,
-    if the read did not send it), where the write and the commit were two."""
+    SQLite: the write, `writes` and COMMIT in one hand-off to the writer's thread (BEGIN
+    IMMEDIATE too, if the read did not send it), where the write and the commit were two, and
+    the chat message and outbox rows one each."""
     if message_id is not None and reply is None:
         raise ValueError("a message id needs the reply to remember")
+    along = None if writes is None else _Along(writes, db.now())
+    if along is not None and along.row is None and along.chat_message is None:
+        along = None  # nothing to write beside the turn
+    if along is not None and not along.foldable:
+        return None
     if db.is_postgres:
-        if db.in_transaction:
-            return False
+        if db.in_transaction or (along is not None and message_id is None):
+            return None
         values = _pg_values(record, entries)
         at = _utc(db.now())
 
         async def write_alone(driver: Any) -> Any:
             if message_id is None:
                 return await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID_ALONE, *values)
+            if along is None:
+                return await driver.fetchrow(
+                    RAW_SAVE_TURN_ALONE, *values, scope, message_id, _json(reply), at
+                )
             return await driver.fetchrow(
-                RAW_SAVE_TURN_ALONE, *values, scope, message_id, _json(reply), at
+                along.pg_statement(),
+                *values,
+                scope,
+                message_id,
+                _json(reply),
+                at,
+                *along.pg_args(),
             )
 
         row = await db.run_untransacted(write_alone, idempotent=False)
         db.untransacted_done()
         _check_pg_row(db, row, record, scope, message_id)
         record.revision += 1
-        return True
+        if along is None or along.row is None:
+            return []
+        return along.claimed((int(row["outbox_id"]), int(row["outbox_attempts"])))
     write = _sqlite_write(db, record, entries, scope=scope, message_id=message_id, reply=reply)
 
-    def write_then_commit(connection: sqlite3.Connection) -> tuple[str, bool]:
+    def write_then_commit(
+        connection: sqlite3.Connection,
+    ) -> tuple[tuple[str, tuple[int, int] | None], bool]:
         outcome = write(connection)
-        return outcome, outcome == "saved"
+        if outcome != "saved":
+            return (outcome, None), False
+        return (outcome, None if along is None else along.sqlite_write(connection)), True
 
-    _raise_unless_saved(
-        db, await db.run_sqlite_then_commit(write_then_commit), record, scope, message_id
-    )
+    outcome, inserted = await db.run_sqlite_then_commit(write_then_commit)
+    _raise_unless_saved(db, outcome, record, scope, message_id)
     record.revision += 1
-    return True
+    return [] if along is None else along.claimed(inserted)
 
 
 def _pg_values(record: ConversationRecord, entries: Sequence[TranscriptEntry]) -> tuple[Any, ...]:
@@ -675,6 +810,12 @@ RAW_FIND_ACTIVE_FOR_TURN = (
 RAW_INBOUND_REPLY = "SELECT reply FROM inbound_messages WHERE scope = $1 AND message_id = $2"
 
 
+#: `RAW_FIND_ACTIVE_FOR_TURN` without the lock (`read_active_for_turn`), run outside a
+#: transaction: the write's revision check finds a turn committed in between.
+RAW_READ_ACTIVE_FOR_TURN = RAW_FIND_ACTIVE_FOR_TURN.replace("    FOR UPDATE OF c\n", "")
+assert "FOR UPDATE" not in RAW_READ_ACTIVE_FOR_TURN
+
+
 async def pg_find_active_for_turn(
     db: Db, channel: Channel, channel_key: str, *, scope: str, message_id: str
 ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
@@ -682,12 +823,38 @@ async def pg_find_active_for_turn(
     statement when the chat has a conversation, two when it has none."""
     driver = await db.driver()
     with storage_errors():
-        row = await driver.fetchrow(
-            RAW_FIND_ACTIVE_FOR_TURN, channel, channel_key, scope, message_id
+        found = await _find_active(
+            driver, RAW_FIND_ACTIVE_FOR_TURN, channel, channel_key, scope, message_id
         )
-        if row is None:
-            prior = await driver.fetchval(RAW_INBOUND_REPLY, scope, message_id)
-            return None, None if prior is None else dict(prior)
+    return found
+
+
+async def pg_read_active_for_turn(
+    db: Db, channel: Channel, channel_key: str, *, scope: str, message_id: str
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """See `bot.ports.ConversationRepository.read_active_for_turn` (PostgreSQL): the read of
+    `pg_find_active_for_turn` without the lock, outside a transaction
+    (`Db.run_untransacted`), as `pg_read_for_turn` is to `pg_get_for_turn`."""
+
+    async def read(driver: Any) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        return await _find_active(
+            driver, RAW_READ_ACTIVE_FOR_TURN, channel, channel_key, scope, message_id
+        )
+
+    found = await db.run_untransacted(read, idempotent=True)
+    db.read_unlocked = True
+    return found
+
+
+async def _find_active(
+    driver: Any, statement: str, channel: Channel, channel_key: str, scope: str, message_id: str
+) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+    """The chat's active conversation by `statement` (locked or not) with the reply already
+    given to the message id, or that reply alone (`RAW_INBOUND_REPLY`) if there is none."""
+    row = await driver.fetchrow(statement, channel, channel_key, scope, message_id)
+    if row is None:
+        prior = await driver.fetchval(RAW_INBOUND_REPLY, scope, message_id)
+        return None, None if prior is None else dict(prior)
     prior = row["prior_reply"]
     return _record(row), None if prior is None else dict(prior)
 

@@ -59,6 +59,7 @@ from bot.ports import (
     Storage,
     StoredReport,
     TranscriptEntry,
+    TurnWrites,
     UnitOfWork,
 )
 
@@ -349,7 +350,7 @@ class IntakeService:
         caller's sender (`Reply.claimed`; see `Outbox.add`)."""
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
-        for _attempt in range(MAX_TURN_ATTEMPTS):
+        for attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
                     reply = await self._channel_turn(
@@ -363,6 +364,7 @@ class IntakeService:
                         outbox_topic,
                         chat_message_id,
                         claim_for,
+                        locked=attempt == MAX_TURN_ATTEMPTS - 1,
                     )
                     return reply
             except DuplicateError:
@@ -370,6 +372,11 @@ class IntakeService:
                 # active-conversation index refused ours), or a reference number collided:
                 # run the turn again, which now finds that conversation.
                 log.info("retrying a %s turn after a concurrent duplicate", channel)
+            except OvertakenError:
+                # As in `handle`: another turn of the chat's conversation committed after the
+                # unlocked read; nothing of this one was written (its reply's outbox row and
+                # message id neither). Run it again on what that turn left.
+                log.info("retrying a %s turn after a concurrent turn of the same chat", channel)
         raise RuntimeError("could not apply the turn after repeated conflicts")
 
     async def _channel_turn(
@@ -384,13 +391,22 @@ class IntakeService:
         outbox_topic: str | None,
         chat_message_id: int | None = None,
         claim_for: float | None = None,
+        *,
+        locked: bool = True,
     ) -> Reply:
-        """`handle_for_channel_key`'s turn in `uow`, committed: the turn of an open
-        conversation saves and commits in one step (`commit_turn`: on SQLite one hand-off to
-        the writer's thread where they were two)."""
-        record, prior = await uow.conversations.find_active_for_turn(
-            channel, channel_key, scope=scope, message_id=message_id
+        """`handle_for_channel_key`'s turn in `uow`, committed. The turn of an open
+        conversation reads it without the lock where the storage allows, unless `locked` (a
+        turn committed meanwhile fails the write's revision check: OvertakenError, and the
+        caller runs the turn again), and writes its reply's outbox row and the person's
+        message id with its save and commit, in one step (`commit_turn`: on PostgreSQL one
+        statement, where BEGIN, the locked read, three writes and COMMIT were six round trips;
+        on SQLite one hand-off to the writer's thread with the read's, where they were four)."""
+        read = (
+            uow.conversations.find_active_for_turn
+            if locked
+            else uow.conversations.read_active_for_turn
         )
+        record, prior = await read(channel, channel_key, scope=scope, message_id=message_id)
         if prior is not None:
             await uow.commit()
             return _replayed(prior)
@@ -434,7 +450,9 @@ class IntakeService:
             )
         reply = self._reply(record, turn)
         await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
-        await self._keep_chat_message(uow, record, chat_message_id)
+        kept = self._chat_message(record, chat_message_id)
+        if kept is not None:
+            await uow.chat_messages.add(kept, at=self._clock())
         await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
         await uow.commit()
         return reply
@@ -778,12 +796,13 @@ class IntakeService:
         reply = self._reply(record, turn)
         entries: list[TranscriptEntry] = []
         to_delete: list[int] = []
+        kept: ChatMessageIds | None = None
         if reply.exit and record.channel_key is not None and chat_message_id is not None:
             # Every message id kept for this chat, of any of its conversations, and this one.
             to_delete = await uow.chat_messages.take(record.channel, record.channel_key)
             to_delete.append(chat_message_id)
-        else:
-            await self._keep_chat_message(uow, record, chat_message_id)
+        elif not closed:  # a closed conversation's erasure (below) forgets its message ids
+            kept = self._chat_message(record, chat_message_id)
         if closed:
             # Cancelled or not ours: keep nothing that was typed, in any table. This turn's
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
@@ -798,14 +817,25 @@ class IntakeService:
                 )
         if outbox_topic and to_delete:
             await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
-        if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
-        await uow.commit_turn(
+        # The reply's outbox row and the person's message id go with the turn's own write:
+        # only if it happens, and where the storage can, in the same statement.
+        sent = (
+            self._reply_message(record.channel_key or record.id, record.id, reply, outbox_topic)
+            if outbox_topic
+            else None
+        )
+        writes = (
+            None
+            if sent is None and kept is None
+            else TurnWrites(self._clock(), reply=sent, claim_for=claim_for, chat_message=kept)
+        )
+        reply.claimed = await uow.commit_turn(
             record,
             entries,
             scope=scope,
             message_id=message_id,
             reply=reply.to_record() if message_id is not None else None,
+            writes=writes,
         )
         metrics.record_turn(record.channel, started)
         return reply
@@ -859,7 +889,9 @@ class IntakeService:
         await uow.conversations.add(record)
         await uow.transcripts.append(record.id, entries)
         if outbox_topic:
-            await self._send_via_outbox(uow, record, reply, outbox_topic, claim_for)
+            await self._outbox_reply(
+                uow, record.channel_key or record.id, record.id, reply, outbox_topic, claim_for
+            )
 
     def _transcript(
         self,
@@ -918,13 +950,13 @@ class IntakeService:
             await uow.chat_messages.add(ids, at=self._clock())
             await uow.commit()
 
-    async def _keep_chat_message(
-        self, uow: UnitOfWork, record: ConversationRecord, chat_message_id: int | None
-    ) -> None:
+    def _chat_message(
+        self, record: ConversationRecord, chat_message_id: int | None
+    ) -> ChatMessageIds | None:
+        """The person's message id to keep with the conversation, if the chat gave one."""
         if chat_message_id is None or record.channel_key is None:
-            return
-        ids = ChatMessageIds(record.channel, record.channel_key, (chat_message_id,), record.id)
-        await uow.chat_messages.add(ids, at=self._clock())
+            return None
+        return ChatMessageIds(record.channel, record.channel_key, (chat_message_id,), record.id)
 
     async def _delete_via_outbox(
         self, uow: UnitOfWork, record: ConversationRecord, message_ids: list[int], topic: str
@@ -956,19 +988,6 @@ class IntakeService:
             if count < batch:
                 return purged
 
-    async def _send_via_outbox(
-        self,
-        uow: UnitOfWork,
-        record: ConversationRecord,
-        reply: Reply,
-        topic: str,
-        claim_for: float | None = None,
-    ) -> None:
-        """One outbox row per reply: the channel sends the turn's messages together."""
-        await self._outbox_reply(
-            uow, record.channel_key or record.id, record.id, reply, topic, claim_for
-        )
-
     async def _outbox_reply(
         self,
         uow: UnitOfWork,
@@ -978,29 +997,35 @@ class IntakeService:
         topic: str,
         claim_for: float | None = None,
     ) -> None:
-        """The reply's messages, and the survey offer as a last message with its two
-        buttons (its choices name the offered conversation: the chat may have moved on)."""
+        """The reply's outbox row (`_reply_message`), claimed for the caller's sender if it
+        asked (`Reply.claimed`)."""
+        message = self._reply_message(key, conversation_id, reply, topic)
+        if message is not None:
+            reply.claimed = await uow.outbox.add([message], claim_for=claim_for)
+
+    def _reply_message(
+        self, key: str, conversation_id: str | None, reply: Reply, topic: str
+    ) -> OutboxMessage | None:
+        """One outbox row per reply (the channel sends the turn's messages together): the
+        reply's messages, and the survey offer as a last message with its two buttons (its
+        choices name the offered conversation: the chat may have moved on). None if there is
+        nothing to send."""
         messages = list(reply.messages)
         if reply.survey_offer is not None:
             messages.append(reply.survey_offer.message())
         if not messages:
-            return
-        reply.claimed = await uow.outbox.add(
-            [
-                OutboxMessage(
-                    topic,
-                    key,
-                    {
-                        "chat_id": key,
-                        "conversation_id": conversation_id,
-                        "locale": reply.locale,
-                        "rtl": reply.rtl,
-                        "messages": [m.to_record() for m in messages],
-                    },
-                    conversation_id=conversation_id,
-                )
-            ],
-            claim_for=claim_for,
+            return None
+        return OutboxMessage(
+            topic,
+            key,
+            {
+                "chat_id": key,
+                "conversation_id": conversation_id,
+                "locale": reply.locale,
+                "rtl": reply.rtl,
+                "messages": [m.to_record() for m in messages],
+            },
+            conversation_id=conversation_id,
         )
 
     def _reply(self, record: ConversationRecord, turn: Turn) -> Reply:
