@@ -43,7 +43,7 @@ Clock = Callable[[], datetime]
 #: comment, so PostgreSQL ignores it; it lets the database-outage and freeze tests' proxy
 #: (tests/e2e/multiworker_proxy.py) find that point, as it finds COMMIT.
 COMMIT_POINT_MARK = "/* turn-commit */"
-#: More than a pool holds (storage.engine: 10 + 5 overflow): how many dead pooled connections
+#: More than a pool holds (storage.engine.POOL_SIZE): how many dead pooled connections
 #: `Db.driver` replaces before it gives up.
 MAX_DEAD_CONNECTIONS = 32
 #: A rollback is one round trip; longer means the connection is stuck (it is then discarded).

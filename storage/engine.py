@@ -165,22 +165,33 @@ def ensure_sqlite_directory(url: URL) -> None:
     os.close(descriptor)  # an empty file is an empty SQLite database
 
 
+#: PostgreSQL: the most connections a serving worker's pool holds for its turns. They are
+#: opened as needed and then kept, with no overflow: an overflow connection is closed when
+#: it comes back to a full pool, so under bursts of work (submissions arrive together, a
+#: Telegram burst) the pool opened and closed connections several times a second, and each
+#: new one paid the TLS handshake, the driver's type set-up and the preparation of every
+#: statement again. That stalled the worker's event loop for 100-600 ms every few seconds at
+#: 700 turns/s (136 backends in 70 s; with the same 15 kept: 23 in all, p99 108 -> 28 ms,
+#: BENCHMARKS.md "Connections kept"). The most a worker holds is what it was (10 + 5).
+POOL_SIZE = 15
+
+
 def create_engine(
     database_url: str | URL,
     *,
-    pool_size: int = 10,
-    max_overflow: int | None = None,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = 0,
     timeouts: Timeouts | None = REQUEST_TIMEOUTS,
 ) -> AsyncEngine:
     """An engine for serving (`timeouts` of a few seconds) or, with `timeouts=None`, for
     migrations and other administration that may legitimately wait longer. On PostgreSQL the
-    pool opens up to `max_overflow` (by default half of `pool_size`) more in a burst; SQLite
-    has one connection whatever is asked."""
+    pool opens up to `pool_size` connections as they are needed and keeps them (see
+    `POOL_SIZE`; `max_overflow` more would be closed again after each burst); SQLite has one
+    connection whatever is asked."""
     url = normalize_url(database_url)
     if is_sqlite(url):
         return _sqlite_engine(url)
-    overflow = pool_size // 2 if max_overflow is None else max_overflow
-    return _postgres_engine(url, pool_size=pool_size, max_overflow=overflow, timeouts=timeouts)
+    return _postgres_engine(url, pool_size=pool_size, max_overflow=max_overflow, timeouts=timeouts)
 
 
 def _sqlite_engine(url: URL) -> AsyncEngine:

@@ -57,18 +57,18 @@ from storage.turns import commit_new, commit_turn, save_turn
 
 log = logging.getLogger(__name__)
 
-#: PostgreSQL: the outbox dispatchers' own pool, apart from the turns' (10 + 5), holding the
-#: LISTEN that wakes them and their claims and settles. A settle records a reply as sent and
-#: claims the chat's next one; sharing the turns' pool, it queued behind a burst of incoming
-#: turns (up to 1.6 s), so those chats' next replies waited, and turns queued behind settles
-#: until some got 503 (BENCHMARKS.md, "Is the Telegram burst fair?"). A settle takes a few
-#: milliseconds alone, but up to a quarter of a second while a burst of turns keeps the event
-#: loop busy, and the Bot API's burst of 30 ends in 30 settles at once: with 2 connections for
-#: them they waited up to 1.9 s (some gave up at 2 s), with 7 up to 0.3 s. So 4, and 4 more
-#: during a burst, closed again after it. Connections are opened on first use: the CLI opens
-#: none.
-DISPATCHER_POOL_SIZE = 4
-DISPATCHER_POOL_OVERFLOW = 4
+#: PostgreSQL: the outbox dispatchers' own pool, apart from the turns' (`POOL_SIZE`), holding
+#: the LISTEN that wakes them and their claims and settles. A settle records a reply as sent
+#: and claims the chat's next one; sharing the turns' pool, it queued behind a burst of
+#: incoming turns (up to 1.6 s), so those chats' next replies waited, and turns queued behind
+#: settles until some got 503 (BENCHMARKS.md, "Is the Telegram burst fair?"). A settle takes a
+#: few milliseconds alone, but up to a quarter of a second while a burst of turns keeps the
+#: event loop busy, and the Bot API's burst of 30 ends in 30 settles at once: with 2
+#: connections for them they waited up to 1.9 s (some gave up at 2 s), with 7 up to 0.3 s.
+#: So 8, opened as needed and then kept, as the turns' pool keeps its own (`POOL_SIZE`: a
+#: connection closed after each burst and opened again for the next cost more than it saved).
+#: Connections are opened on first use: the CLI opens none.
+DISPATCHER_POOL_SIZE = 8
 #: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
 #: waiting for its answer, and a settle that gives up sends its message again once the lease
 #: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
@@ -318,7 +318,6 @@ async def create_storage(
         dispatcher_engine=create_engine(
             url,
             pool_size=DISPATCHER_POOL_SIZE,
-            max_overflow=DISPATCHER_POOL_OVERFLOW,
             timeouts=None
             if timeouts is None
             else replace(timeouts, pool_seconds=DISPATCHER_POOL_SECONDS),

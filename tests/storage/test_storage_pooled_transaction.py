@@ -19,8 +19,13 @@ from bot.engine.types import ConversationState
 from bot.ports import ConversationRecord, OutboxMessage, TranscriptEntry
 from storage import upgrade
 from storage.db import PooledTransaction
-from storage.engine import create_engine
-from storage.sqlalchemy_storage import SqlStorage, SqlUnitOfWork
+from storage.engine import POOL_SIZE, create_engine
+from storage.sqlalchemy_storage import (
+    DISPATCHER_POOL_SIZE,
+    SqlStorage,
+    SqlUnitOfWork,
+    create_storage,
+)
 
 
 def _conversation(conversation_id: str) -> ConversationRecord:
@@ -176,5 +181,48 @@ async def test_a_connection_the_pool_has_no_room_for_is_closed_on_the_way_back(
         assert overflow.is_closed()
         async with storage.unit_of_work() as uow:  # the one kept still serves
             assert await uow.reports.get("none") is None
+    finally:
+        await storage.close()
+
+
+async def _backends_of_a_burst(storage: SqlStorage, size: int) -> set[int]:
+    """Open `size` units of work at once (a burst: every connection of the pool checked out
+    together), and return the server process ids of the connections they had."""
+    units = [storage.unit_of_work() for _ in range(size)]
+    for unit in units:
+        await unit.__aenter__()
+    try:
+        pids = set()
+        for unit in units:
+            assert unit._transaction is not None
+            pids.add(await unit._transaction.driver.fetchval("SELECT pg_backend_pid()"))
+        return pids
+    finally:
+        for unit in units:
+            await unit.__aexit__(None, None, None)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_the_serving_pools_keep_a_bursts_connections_for_the_next_burst(
+    database_url: str,
+) -> None:
+    """A serving worker's pools (the turns', and the dispatchers' own) keep every connection a
+    burst opened, up to their size, so the next burst opens none: a connection closed after
+    each burst and opened again for the next paid TLS, the driver's type set-up and every
+    statement's preparation again, and stalled the worker's event loop (storage.engine,
+    `POOL_SIZE`). With an overflow part (10 + 5 before) the 5 were closed each time."""
+    await upgrade(database_url)
+    storage = await create_storage(database_url)
+    try:
+        for pool_storage, size in (
+            (storage, POOL_SIZE),
+            (storage.dispatcher_storage(), DISPATCHER_POOL_SIZE),
+        ):
+            first = await _backends_of_a_burst(pool_storage, size)
+            assert len(first) == size
+            pool = pool_storage.engine.pool
+            assert pool.checkedin() == size  # type: ignore[attr-defined]
+            assert await _backends_of_a_burst(pool_storage, size) == first
     finally:
         await storage.close()
