@@ -10,6 +10,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from bot import jsonenc
+
 #: SQLAlchemy's SQLite DATETIME storage format (`sqlalchemy.dialects.sqlite.DATETIME`).
 _SQLITE_DATETIME = (
     "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
@@ -35,6 +37,18 @@ def sqlite_time(moment: datetime) -> str:
         "second": at.second,
         "microsecond": at.microsecond,
     }
+
+
+def from_sqlite_time(value: str | datetime) -> datetime:
+    """A time read back from SQLite as `sqlite_time` stored it: aware UTC."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return as_utc(moment)
+
+
+def json_text(value: Any) -> str:
+    """JSON text for a jsonb parameter or a SQLite JSON column, by `bot.jsonenc` (orjson):
+    compact, non-ASCII as it is. Any decoder reads back the same value as from `json.dumps`."""
+    return jsonenc.dumps(value).decode()
 
 
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact, no duplicate keys).

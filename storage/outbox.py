@@ -283,7 +283,7 @@ class SqlOutbox:
             driver = await self._db.driver()
             with storage_errors():
                 inserted = await driver.fetchrow(
-                    pg_add(claimed=until is not None), *pg_add_args(row, until)
+                    PG_ADD if until is None else PG_ADD_CLAIMED, *pg_add_args(row, until)
                 )
             return int(inserted["id"]), int(inserted["attempts"])
         return await self._db.run_sqlite(lambda connection: sqlite_add(connection, row, until))

@@ -23,7 +23,7 @@ from bot.ports import (
     StoredReport,
     TranscriptEntry,
 )
-from storage.coltypes import as_utc, sqlite_time
+from storage.coltypes import as_utc, from_sqlite_time, json_text, sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.models import (
@@ -436,9 +436,7 @@ class SqlReports:
         """One INSERT on the driver's connection, in the unit of work's transaction; values
         stored as SQLAlchemy's types store them (JSON text, times aware on PostgreSQL and
         naive UTC text on SQLite: `storage.coltypes`)."""
-        from storage.turns import _json
-
-        data = _json(report.data)
+        data = json_text(report.data)
         if self._db.is_postgres:
             driver = await self._db.driver()
             with storage_errors():
@@ -485,7 +483,6 @@ class SqlReports:
             row = await self._db.run_read(read)
             # JSON decoded by the codec SQLAlchemy's dialect sets on each connection.
             return None if row is None else _report_from(row, row["data"], row["created_at"])
-        from storage.turns import _from_sqlite_time
 
         def select_row(connection: sqlite3.Connection) -> Any:
             return connection.execute(SQLITE_GET_REPORT, (reference,)).fetchone()
@@ -494,7 +491,7 @@ class SqlReports:
         if found is None:
             return None
         row = dict(zip(_REPORT_COLUMNS.split(", "), found, strict=True))
-        return _report_from(row, json.loads(row["data"]), _from_sqlite_time(row["created_at"]))
+        return _report_from(row, json.loads(row["data"]), from_sqlite_time(row["created_at"]))
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> builtins.list[StoredReport]:
         rank = case(

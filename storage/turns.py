@@ -92,7 +92,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from bot import jsonenc
 from bot.engine.types import ConversationState
 from bot.ports import (
     Channel,
@@ -105,7 +104,7 @@ from bot.ports import (
 )
 from storage import chat_messages, outbox
 from storage.coltypes import as_utc as _utc
-from storage.coltypes import sqlite_time
+from storage.coltypes import from_sqlite_time, json_text, sqlite_time
 from storage.db import COMMIT_POINT_MARK as COMMIT_POINT_MARK  # where the e2e proxy finds it
 from storage.db import Db
 from storage.errors import storage_errors
@@ -292,12 +291,6 @@ RAW_ADD_CONVERSATION = (
 assert RAW_ADD_CONVERSATION.startswith(COMMIT_POINT_MARK)
 
 
-def _json(value: Any) -> str:
-    """JSON text for a jsonb parameter or a SQLite JSON column, by `bot.jsonenc` (orjson):
-    compact, non-ASCII as it is. Any decoder reads back the same value as from `json.dumps`."""
-    return jsonenc.dumps(value).decode()
-
-
 def _record(row: Mapping[str, Any]) -> ConversationRecord:
     """A conversation row as read by the driver: JSONB already decoded (SQLAlchemy's codec on
     the connection), timestamps aware UTC."""
@@ -386,11 +379,6 @@ SQLITE_INSERT_INBOUND = """
     INSERT INTO inbound_messages (scope, message_id, reply, created_at, conversation_id)
     VALUES (?, ?, ?, ?, ?)
 """
-
-
-def _from_sqlite_time(value: str | datetime) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return _utc(moment)
 
 
 async def sqlite_get_for_turn(
@@ -541,14 +529,14 @@ async def commit_turn(
                 return await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID_ALONE, *values)
             if along is None:
                 return await driver.fetchrow(
-                    RAW_SAVE_TURN_ALONE, *values, scope, message_id, _json(reply), at
+                    RAW_SAVE_TURN_ALONE, *values, scope, message_id, json_text(reply), at
                 )
             return await driver.fetchrow(
                 along.pg_statement(),
                 *values,
                 scope,
                 message_id,
-                _json(reply),
+                json_text(reply),
                 at,
                 *along.pg_args(),
             )
@@ -578,7 +566,7 @@ async def commit_turn(
 def _pg_values(record: ConversationRecord, entries: Sequence[TranscriptEntry]) -> tuple[Any, ...]:
     """$1..$10 of the PostgreSQL turn writes."""
     return (
-        _json(record.state.to_json()),
+        json_text(record.state.to_json()),
         record.state.status,
         record.reference,
         record.channel_key,
@@ -587,7 +575,7 @@ def _pg_values(record: ConversationRecord, entries: Sequence[TranscriptEntry]) -
         record.transcript_seq,
         record.id,
         record.revision,
-        _json([_line(entry) for entry in entries]),
+        json_text([_line(entry) for entry in entries]),
     )
 
 
@@ -607,7 +595,7 @@ async def _save_postgres(
             row = await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID, *values)
         else:
             row = await driver.fetchrow(
-                RAW_SAVE_TURN, *values, scope, message_id, _json(reply), _utc(db.now())
+                RAW_SAVE_TURN, *values, scope, message_id, json_text(reply), _utc(db.now())
             )
     _check_pg_row(db, row, record, scope, message_id)
 
@@ -661,7 +649,7 @@ def _sqlite_write(
     parameters: dict[str, Any] = {
         "b_id": record.id,
         "b_revision": record.revision,
-        "state": _json(record.state.to_json()),
+        "state": json_text(record.state.to_json()),
         "status": record.state.status,
         "reference": record.reference,
         "channel_key": record.channel_key,
@@ -676,7 +664,7 @@ def _sqlite_write(
             record.id,
             entry.seq,
             entry.role,
-            _json(entry.payload),
+            json_text(entry.payload),
             sqlite_time(entry.created_at),
         )
         for entry in entries
@@ -684,7 +672,7 @@ def _sqlite_write(
     inbound = (
         None
         if message_id is None
-        else (scope, message_id, _json(reply), sqlite_time(db.now()), record.id)
+        else (scope, message_id, json_text(reply), sqlite_time(db.now()), record.id)
     )
 
     def write(connection: sqlite3.Connection) -> str:
@@ -727,7 +715,7 @@ def _new_conversation_row(
         record.channel,
         record.channel_key,
         record.token_hash,
-        _json(record.state.to_json()),
+        json_text(record.state.to_json()),
         record.state.status,
         record.revision,
         record.reference,
@@ -750,7 +738,7 @@ async def commit_new(
             return False
         values = (
             *_new_conversation_row(record, _utc),
-            _json([_line(entry) for entry in entries]),
+            json_text([_line(entry) for entry in entries]),
         )
 
         async def add(driver: Any) -> Any:
@@ -762,7 +750,7 @@ async def commit_new(
         return True
     row = _new_conversation_row(record, sqlite_time)
     lines = [
-        (record.id, entry.seq, entry.role, _json(entry.payload), sqlite_time(entry.created_at))
+        (record.id, entry.seq, entry.role, json_text(entry.payload), sqlite_time(entry.created_at))
         for entry in entries
     ]
 
@@ -903,8 +891,8 @@ def _sqlite_record(row: Sequence[Any]) -> ConversationRecord:
         id=id_,
         channel=cast(Channel, channel),
         state=ConversationState.from_json(json.loads(state)),
-        created_at=_from_sqlite_time(created_at),
-        updated_at=_from_sqlite_time(updated_at),
+        created_at=from_sqlite_time(created_at),
+        updated_at=from_sqlite_time(updated_at),
         revision=revision,
         token_hash=token_hash,
         channel_key=channel_key,
