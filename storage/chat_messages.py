@@ -21,6 +21,7 @@ from storage.coltypes import as_utc, sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.models import chat_messages
+from storage.repositories import among
 
 
 def pg_add(first: int = 1, *, source: str | None = None) -> str:
@@ -92,11 +93,16 @@ class SqlChatMessages:
         return [int(row.message_id) for row in rows]
 
     async def purge(self, before: datetime, *, limit: int) -> int:
+        """The ids due are found by `ix_chat_messages_created_at`, then each row by its key
+        (`storage.repositories.among`), so only due rows are read."""
         batch = (
             select(chat_messages.c.id)
             .where(chat_messages.c.created_at < before)
             .order_by(chat_messages.c.id)
             .limit(limit)
         )
-        result = await self._db.execute(delete(chat_messages).where(chat_messages.c.id.in_(batch)))
+        statement = delete(chat_messages).where(
+            among(chat_messages.c.id, batch, postgres=self._db.is_postgres)
+        )
+        result = await self._db.execute(statement)
         return int(result.rowcount)

@@ -60,6 +60,23 @@ class ConversationRow(Base):
             postgresql_where=text("status = 'active' AND channel_key IS NOT NULL"),
             sqlite_where=text("status = 'active' AND channel_key IS NOT NULL"),
         ),
+        # The sweeper's two look-ups (migration 0010): only the rows due for it, by time. Both
+        # columns are NULL for a conversation in the middle of its turns, and a turn writes
+        # NULL again, so the turn's update stays HOT on PostgreSQL (no indexed value changes).
+        Index(
+            "ix_conversations_untouched",
+            "channel",
+            "untouched_at",
+            postgresql_where=text("untouched_at IS NOT NULL"),
+            sqlite_where=text("untouched_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_conversations_finished",
+            "finished_at",
+            "id",
+            postgresql_where=text("finished_at IS NOT NULL"),
+            sqlite_where=text("finished_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -76,6 +93,15 @@ class ConversationRow(Base):
     #: The seq of the conversation's next transcript line (migration 0003): the turn reads it
     #: with the row it locks instead of asking for max(seq).
     transcript_seq: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    #: `created_at` while the conversation is active and has had no turn (`updated_at` is
+    #: still `created_at`), else NULL (migration 0010): the first turn clears it, later turns
+    #: write NULL again. The untouched sweep reads `ix_conversations_untouched` by it.
+    untouched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: `updated_at` of a conversation that is no longer active and that the eraser has not
+    #: been through since it last changed, else NULL (migration 0010): what the eraser of
+    #: finished conversations reads, by `ix_conversations_finished`. NULL all through the
+    #: conversation's turns; set by the write that ends it, cleared by the eraser.
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TranscriptEntryRow(Base):

@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Text, bindparam, case, delete, exists, func, select, update
+from sqlalchemy import Text, and_, any_, bindparam, case, delete, exists, func, null, select, update
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from bot.engine.types import ConversationState
 from bot.ports import (
@@ -23,7 +24,7 @@ from bot.ports import (
     StoredReport,
     TranscriptEntry,
 )
-from storage.coltypes import as_utc, from_sqlite_time, json_text, sqlite_time
+from storage.coltypes import UTCDateTime, as_utc, from_sqlite_time, json_text, sqlite_time
 from storage.db import Db
 from storage.errors import storage_errors
 from storage.models import (
@@ -54,11 +55,14 @@ def _conversation(row: Any) -> ConversationRecord:
 
 
 def saved_values(record: ConversationRecord) -> dict[str, Any]:
-    """The parameters of `UPDATE_CONVERSATION` (and of the PostgreSQL turn write): the row to
-    match (`b_id`, `b_revision`) and the columns to set, by name."""
+    """The parameters of `UPDATE_CONVERSATION`: the row to match (`b_id`, `b_revision`), the
+    columns to set, by name, and the new status and time again for the sweeper's columns
+    (`b_status`, `b_updated_at`)."""
     return {
         "b_id": record.id,
         "b_revision": record.revision,
+        "b_status": record.state.status,
+        "b_updated_at": record.updated_at,
         "state": record.state.to_json(),
         "status": record.state.status,
         "reference": record.reference,
@@ -94,6 +98,48 @@ GET_INBOUND_REPLY = select(inbound_messages.c.reply).where(
     inbound_messages.c.scope == bindparam("scope"),
     inbound_messages.c.message_id == bindparam("message_id"),
 )
+
+
+def sweep_marks(record: ConversationRecord) -> tuple[datetime | None, datetime | None]:
+    """A new row's `untouched_at` and `finished_at` (see `storage.models.ConversationRow`)."""
+    status = record.state.status
+    untouched = status == "active" and record.updated_at == record.created_at
+    return (
+        record.created_at if untouched else None,
+        None if status == "active" else record.updated_at,
+    )
+
+
+_NEW_STATUS: Any = bindparam("b_status")
+_NEW_TIME = bindparam("b_updated_at", type_=UTCDateTime())
+#: `untouched_at` as every write of a conversation sets it: `created_at` while active and
+#: never changed since, NULL from the first turn on (so NULL again at every later turn: the
+#: value does not change, and PostgreSQL's update stays HOT). The turn's own statements
+#: (`storage.turns`) say the same in their SQL.
+_UNTOUCHED_AT = case(
+    (
+        and_(_NEW_STATUS == "active", _NEW_TIME == conversations.c.created_at),
+        conversations.c.created_at,
+    ),
+    else_=null(),
+)
+#: `finished_at` as `update` sets it (a write that adds no transcript line and no reply):
+#: NULL while active; the new time if the write ends the conversation or changes its time;
+#: otherwise as it was, so the eraser's own save of the emptied state, which changes neither
+#: status nor time, leaves its mark cleared (`list_finished_with_data`). A turn adds lines or
+#: a reply, so the turn's statements set it to the new time whenever the conversation is not
+#: active.
+_FINISHED_AT = case(
+    (_NEW_STATUS == "active", null()),
+    (
+        and_(
+            conversations.c.status == _NEW_STATUS,
+            conversations.c.updated_at == _NEW_TIME,
+        ),
+        conversations.c.finished_at,
+    ),
+    else_=_NEW_TIME,
+)
 #: Save state if nobody saved since `revision` was loaded (see ConversationRepository.update).
 #: The columns to set come from the parameters (`saved_values`).
 UPDATE_CONVERSATION = (
@@ -102,7 +148,11 @@ UPDATE_CONVERSATION = (
         conversations.c.id == bindparam("b_id"),
         conversations.c.revision == bindparam("b_revision"),
     )
-    .values(revision=conversations.c.revision + 1)
+    .values(
+        revision=conversations.c.revision + 1,
+        untouched_at=_UNTOUCHED_AT,
+        finished_at=_FINISHED_AT,
+    )
 )
 INSERT_TRANSCRIPT = transcript_entries.insert()
 
@@ -143,6 +193,7 @@ class SqlConversations:
         self._db = db
 
     async def add(self, record: ConversationRecord) -> None:
+        untouched_at, finished_at = sweep_marks(record)
         statement = self._db.insert_or_ignore(conversations).values(
             id=record.id,
             channel=record.channel,
@@ -155,6 +206,8 @@ class SqlConversations:
             created_at=record.created_at,
             updated_at=record.updated_at,
             transcript_seq=record.transcript_seq,
+            untouched_at=untouched_at,
+            finished_at=finished_at,
         )
         result = await self._db.execute(statement)
         if result.rowcount == 0:
@@ -258,22 +311,25 @@ class SqlConversations:
     async def delete_untouched(self, channel: str, before: datetime, *, limit: int) -> int:
         """Delete conversations of `channel` opened before `before` that never had a turn
         (`updated_at` is still `created_at`); their transcript goes with them (ON DELETE
-        CASCADE). A turn that takes one meanwhile changes `updated_at`, and PostgreSQL
-        re-checks that after waiting for the row, so a conversation in use is never deleted."""
+        CASCADE). Read by `ix_conversations_untouched`: only such conversations have an
+        `untouched_at`, so the look-up reads the due ones and nothing else. A turn that takes
+        one meanwhile changes `updated_at`, and PostgreSQL re-checks that after waiting for
+        the row, so a conversation in use is never deleted."""
         untouched = (
             select(conversations.c.id)
             .where(
                 conversations.c.channel == channel,
+                conversations.c.untouched_at < before,
+                # What the mark stands for, checked again on the few rows it finds.
                 conversations.c.status == "active",
                 conversations.c.updated_at == conversations.c.created_at,
-                conversations.c.created_at < before,
             )
             .limit(limit)
         )
         if self._db.is_postgres:
             untouched = untouched.with_for_update(skip_locked=True)
         statement = delete(conversations).where(
-            conversations.c.id.in_(untouched.scalar_subquery()),
+            among(conversations.c.id, untouched, postgres=self._db.is_postgres),
             conversations.c.updated_at == conversations.c.created_at,
         )
         result = await self._db.execute(statement)
@@ -283,23 +339,58 @@ class SqlConversations:
         self, before: datetime, *, limit: int
     ) -> builtins.list[ConversationRecord]:
         """Ended or submitted before `before`, with transcript lines or remembered replies
-        left to erase; locked on PostgreSQL (skipping rows another worker is erasing)."""
-        has_lines = exists().where(transcript_entries.c.conversation_id == conversations.c.id)
-        has_replies = exists().where(inbound_messages.c.scope == conversations.c.id)
-        statement = (
-            select(conversations)
-            .where(
-                conversations.c.status != "active",
-                conversations.c.updated_at < before,
-                has_lines | has_replies,
+        left to erase, oldest first; locked on PostgreSQL (skipping rows another worker is
+        erasing). The caller erases them in this unit of work.
+
+        Read by `ix_conversations_finished`: only the conversations the eraser has not been
+        through since they last changed, by that time (`finished_at` is `updated_at`), so the
+        look-up reads the due ones and nothing else. Each row read is taken off that index
+        here (its mark cleared): one with data because the caller erases it now, one without
+        because there is nothing to erase. A later turn of the conversation marks it again."""
+        found: builtins.list[ConversationRecord] = []
+        while len(found) < limit:
+            batch = limit - len(found)
+            statement = (
+                select(
+                    conversations,
+                    _HAS_LINES.label("has_lines"),
+                    _HAS_REPLIES.label("has_replies"),
+                )
+                .where(
+                    conversations.c.finished_at < before,
+                    conversations.c.status != "active",
+                    conversations.c.updated_at < before,
+                )
+                .order_by(conversations.c.finished_at, conversations.c.id)
+                .limit(batch)
             )
-            .order_by(conversations.c.updated_at, conversations.c.id)
-            .limit(limit)
-        )
-        if self._db.is_postgres:
-            statement = statement.with_for_update(skip_locked=True)
-        rows = (await self._db.execute(statement)).all()
-        return [_conversation(row) for row in rows]
+            if self._db.is_postgres:
+                statement = statement.with_for_update(of=conversations, skip_locked=True)
+            rows = (await self._db.execute(statement)).all()
+            if rows:
+                await self._db.execute(
+                    update(conversations)
+                    .where(conversations.c.id.in_([row.id for row in rows]))
+                    .values(finished_at=None)
+                )
+            found.extend(_conversation(row) for row in rows if row.has_lines or row.has_replies)
+            if len(rows) < batch:
+                break
+        return found
+
+
+_HAS_LINES = exists().where(transcript_entries.c.conversation_id == conversations.c.id)
+_HAS_REPLIES = exists().where(inbound_messages.c.scope == conversations.c.id)
+
+
+def among(column: Any, ids: Any, *, postgres: bool) -> Any:
+    """`column` is one of the ids `ids` (a SELECT of one column) selects. On PostgreSQL as
+    `= ANY (ARRAY(...))`: the ids are collected first and each row is found by its key;
+    `IN (...)` lets the planner join, and where it expected many ids it read the whole table
+    (a sequential scan of every chat message id for the handful due)."""
+    if not postgres:
+        return column.in_(ids.scalar_subquery())
+    return column == any_(func.array(ids.scalar_subquery(), type_=ARRAY(column.type)))
 
 
 def _reply(reply: Any) -> dict[str, Any] | None:

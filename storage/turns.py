@@ -112,6 +112,7 @@ from storage.repositories import (
     already_handled,
     overtaken,
     stale_revision,
+    sweep_marks,
 )
 
 # The turn's statements on the driver's connection ($n parameters). $1..$10 of the write are
@@ -121,12 +122,21 @@ from storage.repositories import (
 #: The turn's update of its conversation ($1..$7 the row's new values, $8 its id, $9 the
 #: revision read), as CTE `saved`: no row if another turn committed since that read. The
 #: statements below end its WHERE clause (with their own conditions, or none).
+#:
+#: The sweeper's columns (`storage.models.ConversationRow`, migration 0010), as
+#: `repositories.UPDATE_CONVERSATION` sets them, except that a turn may add lines or a reply,
+#: so a conversation no longer active is marked for the eraser at its new time whatever was
+#: there. An ordinary turn (active, after the first) writes NULL over NULL in both: no indexed
+#: value changes, and PostgreSQL keeps the update HOT (tests/storage/test_storage_sweep.py).
 _SAVED = """
     WITH saved AS (
         UPDATE conversations
         SET state = $1::jsonb, status = $2, revision = revision + 1,
             reference = $3, channel_key = $4, token_hash = $5,
-            updated_at = $6, transcript_seq = $7
+            updated_at = $6, transcript_seq = $7,
+            untouched_at = CASE WHEN $2::varchar = 'active' AND $6 = created_at
+                                THEN created_at END,
+            finished_at = CASE WHEN $2::varchar <> 'active' THEN $6 END
         WHERE id = $8 AND revision = $9"""
 
 
@@ -270,7 +280,7 @@ RAW_READ_FOR_TURN = RAW_GET_FOR_TURN.replace("    FOR UPDATE OF c\n", "")
 RAW_READ = RAW_GET_FOR_UPDATE.replace("    FOR UPDATE OF c\n", "")
 assert "FOR UPDATE" not in RAW_READ_FOR_TURN + RAW_READ
 
-#: A new conversation ($1..$11) with its first transcript lines ($12), in one statement
+#: A new conversation ($1..$13) with its first transcript lines ($14), in one statement
 #: outside a transaction (`commit_new`). Nothing is written if the conversation conflicts (its
 #: id, or another active conversation of its channel address), as `SqlConversations.add`.
 RAW_ADD_CONVERSATION = (
@@ -278,12 +288,13 @@ RAW_ADD_CONVERSATION = (
     + """
     WITH added AS (
         INSERT INTO conversations (id, channel, channel_key, token_hash, state, status,
-                                   revision, reference, created_at, updated_at, transcript_seq)
-        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11)
+                                   revision, reference, created_at, updated_at, transcript_seq,
+                                   untouched_at, finished_at)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13)
         ON CONFLICT DO NOTHING
         RETURNING id
     ),"""
-    + _lines_for("added", "$12")
+    + _lines_for("added", "$14")
     + """
     SELECT count(*) AS added FROM added
 """
@@ -351,18 +362,25 @@ SQLITE_GET_FOR_TURN = (
     FROM conversations c WHERE c.id = :id
 """
 )
+#: `_SAVED` on SQLite.
 SQLITE_UPDATE_CONVERSATION = """
     UPDATE conversations
     SET state = :state, status = :status, revision = revision + 1,
         reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
-        updated_at = :updated_at, transcript_seq = :transcript_seq
+        updated_at = :updated_at, transcript_seq = :transcript_seq,
+        untouched_at = CASE WHEN :status = 'active' AND :updated_at = created_at
+                            THEN created_at END,
+        finished_at = CASE WHEN :status <> 'active' THEN :updated_at END
     WHERE id = :b_id AND revision = :b_revision
 """
 SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED = """
     UPDATE conversations
     SET state = :state, status = :status, revision = revision + 1,
         reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
-        updated_at = :updated_at, transcript_seq = :transcript_seq
+        updated_at = :updated_at, transcript_seq = :transcript_seq,
+        untouched_at = CASE WHEN :status = 'active' AND :updated_at = created_at
+                            THEN created_at END,
+        finished_at = CASE WHEN :status <> 'active' THEN :updated_at END
     WHERE id = :b_id AND revision = :b_revision
       AND NOT EXISTS (SELECT 1 FROM inbound_messages
                       WHERE scope = :scope AND message_id = :message_id)
@@ -699,8 +717,9 @@ def _sqlite_write(
 
 SQLITE_INSERT_CONVERSATION = """
     INSERT INTO conversations (id, channel, channel_key, token_hash, state, status,
-                               revision, reference, created_at, updated_at, transcript_seq)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               revision, reference, created_at, updated_at, transcript_seq,
+                               untouched_at, finished_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT DO NOTHING
 """
 
@@ -710,6 +729,7 @@ def _new_conversation_row(
 ) -> tuple[Any, ...]:
     """A new conversation's columns, in the order of `RAW_ADD_CONVERSATION` and
     `SQLITE_INSERT_CONVERSATION`; `moment` gives each database its timestamps' form."""
+    untouched_at, finished_at = sweep_marks(record)
     return (
         record.id,
         record.channel,
@@ -722,6 +742,8 @@ def _new_conversation_row(
         moment(record.created_at),
         moment(record.updated_at),
         record.transcript_seq,
+        None if untouched_at is None else moment(untouched_at),
+        None if finished_at is None else moment(finished_at),
     )
 
 

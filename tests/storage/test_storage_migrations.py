@@ -49,7 +49,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0009"
+    assert await current_revision(database_url) == head_revision() == "0010"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -59,7 +59,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0009"
+    assert head_revision() == "0010"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
