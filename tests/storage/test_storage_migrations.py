@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from storage import create_storage, current_revision, upgrade
@@ -143,3 +143,101 @@ async def test_0004_keys_kept_replies_and_chat_messages_by_conversation(database
         await engine.dispose()
     assert [tuple(r) for r in replies] == [("c1",)]
     assert [tuple(m) for m in messages] == [("telegram.send", "c1"), ("report.submitted", None)]
+
+
+async def _downgrade(database_url: str, revision: str) -> None:
+    from alembic import command
+
+    from storage.migrate import run_locked
+
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    await run_locked(database_url, downgrade)
+
+
+async def test_0010_marks_what_the_sweeper_has_to_do_and_downgrades(database_url: str) -> None:
+    """Untouched active conversations get `untouched_at`, finished ones with transcript lines
+    or replies kept under their id get `finished_at` (their `updated_at`); nothing else is
+    marked. The downgrade drops both columns and their indexes, and upgrading again works."""
+    await upgrade(database_url, "0009")
+    engine = create_engine(database_url)
+    created, updated = "2026-11-01 10:00:00.000000", "2026-11-01 10:05:00.000000"
+    rows = {
+        # id: (status, updated_at)
+        "untouched": ("active", created),
+        "talking": ("active", updated),
+        "ended-with-lines": ("ended", updated),
+        "submitted-with-reply": ("submitted", updated),
+        "ended-erased": ("ended", updated),
+        "ended-untouched": ("ended", created),
+    }
+    try:
+        async with engine.begin() as connection:
+            for conversation_id, (status, updated_at) in rows.items():
+                await connection.execute(
+                    text(
+                        "INSERT INTO conversations (id, channel, state, status, revision, "
+                        "created_at, updated_at) VALUES (:id, 'web', :state, :status, 0, "
+                        f"'{created}', '{updated_at}')"
+                    ),
+                    {"id": conversation_id, "state": '{"step": "start"}', "status": status},
+                )
+            await connection.execute(
+                text(
+                    "INSERT INTO transcript_entries (conversation_id, seq, role, payload, "
+                    "created_at) VALUES ('ended-with-lines', 1, 'bot', '{}', CURRENT_TIMESTAMP),"
+                    " ('talking', 1, 'bot', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO inbound_messages (scope, message_id, reply, created_at) VALUES "
+                    "('submitted-with-reply', 'm1', '{}', CURRENT_TIMESTAMP), "
+                    "('telegram:x', 'ended-erased', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            marks = {
+                row.id: (row.untouched_at, row.finished_at)
+                for row in await connection.execute(
+                    text("SELECT id, untouched_at, finished_at FROM conversations")
+                )
+            }
+    finally:
+        await engine.dispose()
+
+    def moment(value: Any) -> Any:
+        return None if value is None else str(value)[:19]
+
+    assert {key: (moment(a), moment(b)) for key, (a, b) in marks.items()} == {
+        "untouched": (created[:19], None),
+        "talking": (None, None),
+        "ended-with-lines": (None, updated[:19]),
+        "submitted-with-reply": (None, updated[:19]),
+        "ended-erased": (None, None),
+        "ended-untouched": (None, None),
+    }
+
+    await _downgrade(database_url, "0009")
+    assert await current_revision(database_url) == "0009"
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: {
+                    column["name"] for column in inspect(sync).get_columns("conversations")
+                }
+            )
+    finally:
+        await engine.dispose()
+    assert "untouched_at" not in columns and "finished_at" not in columns
+    await upgrade(database_url)
+    assert await current_revision(database_url) == "0010"
