@@ -379,6 +379,7 @@ async def _conversations_purge(settings: Settings, idle_days: int) -> int:
         ended = await service.purge_idle(timedelta(days=idle_days))
         erased = await service.purge_kept_replies(timedelta(hours=settings.reply_retention_hours))
         forgotten = await service.purge_chat_messages()
+        unswept = await service.mark_unswept()
     finally:
         await service.storage.close()
     print(
@@ -389,6 +390,8 @@ async def _conversations_purge(settings: Settings, idle_days: int) -> int:
         f"{settings.reply_retention_hours} hours (kept only for retries)"
     )
     print(f"forgot {forgotten} chat message ids older than 48 hours (kept only for exit)")
+    if unswept:
+        print(f"{unswept} finished conversations left unmarked by an older release: marked")
     return 0
 
 

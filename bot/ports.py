@@ -256,7 +256,16 @@ class ConversationRepository(Protocol):
         self, before: datetime, *, limit: int
     ) -> list[ConversationRecord]:
         """Up to `limit` ended or submitted conversations last changed before `before` that
-        still have transcript lines or remembered replies; locked for this unit of work."""
+        still have transcript lines or remembered replies, oldest first; locked for this unit
+        of work, which erases them (a SQL storage takes them off its list of conversations
+        due, `storage.models.ConversationRow.finished_at`)."""
+        ...
+
+    async def mark_unswept(self) -> int:
+        """Put back on the list `list_finished_with_data` reads every ended or submitted
+        conversation with data left that is missing from it (one ended by a worker of the
+        release before migration 0010, during a rolling upgrade); returns how many. Reads
+        the whole table: for the daily purge, not the sweeper."""
         ...
 
     async def list_idle(self, before: datetime, *, limit: int) -> list[ConversationRecord]:

@@ -233,6 +233,9 @@ class MemoryConversations:
         found.sort(key=lambda record: (record.updated_at, record.id))
         return copy.deepcopy(found[:limit])
 
+    async def mark_unswept(self) -> int:
+        return 0  # no list here: `list_finished_with_data` looks at every conversation
+
     async def list_idle(self, before: datetime, *, limit: int) -> builtins.list[ConversationRecord]:
         found = [
             record

@@ -378,9 +378,23 @@ class SqlConversations:
                 break
         return found
 
+    async def mark_unswept(self) -> int:
+        result = await self._db.execute(MARK_UNSWEPT)
+        return int(result.rowcount)
+
 
 _HAS_LINES = exists().where(transcript_entries.c.conversation_id == conversations.c.id)
 _HAS_REPLIES = exists().where(inbound_messages.c.scope == conversations.c.id)
+#: Migration 0010's backfill of `finished_at`, again (`mark_unswept`).
+MARK_UNSWEPT = (
+    update(conversations)
+    .where(
+        conversations.c.status != "active",
+        conversations.c.finished_at.is_(None),
+        _HAS_LINES | _HAS_REPLIES,
+    )
+    .values(finished_at=conversations.c.updated_at)
+)
 
 
 def among(column: Any, ids: Any, *, postgres: bool) -> Any:

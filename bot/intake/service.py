@@ -751,6 +751,15 @@ class IntakeService:
             if len(finished) < batch:
                 return erased
 
+    async def mark_unswept(self) -> int:
+        """Let `erase_finished` see finished conversations with data that it would miss: those
+        a worker of the release before migration 0010 ended during a rolling upgrade (it did
+        not mark them). A scan of every conversation, run by the daily purge."""
+        async with self.storage.unit_of_work() as uow:
+            marked = await uow.conversations.mark_unswept()
+            await uow.commit()
+        return marked
+
     # ------------------------------------------------------------------ the turn
 
     async def _turn(

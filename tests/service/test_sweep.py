@@ -326,3 +326,26 @@ async def test_the_sweeper_reads_only_what_is_due_on_postgres(pg_url: str) -> No
         assert reads["untouched"] <= 50 and reads["finished"] <= 50, reads
     finally:
         await service.storage.close()
+
+
+async def test_the_daily_purge_marks_what_an_older_release_ended(
+    any_service: IntakeService,
+) -> None:
+    """A conversation ended by a worker of the release before migration 0010 has no mark:
+    the sweeper misses it until `mark_unswept` (the daily purge) puts it back."""
+    service = any_service
+    now = _clocked(service)
+    start = await service.start(channel="web")
+    await service.handle(start.conversation_id, Inbound("choice", "start"), message_id="a")
+    await service.handle(start.conversation_id, Inbound("command", "cancel"), message_id="b")
+    if isinstance(service.storage, SqlStorage):
+        async with service.storage.engine.connect() as connection:
+            await connection.execute(text("UPDATE conversations SET finished_at = NULL"))
+            await connection.commit()
+    now[0] += ENDED_RETENTION + timedelta(seconds=1)
+    if isinstance(service.storage, SqlStorage):
+        assert await service.erase_finished() == 0
+        assert await service.mark_unswept() == 1
+    assert await service.mark_unswept() == 0
+    assert await service.erase_finished() == 1
+    assert await service.mark_unswept() == 0

@@ -25,13 +25,13 @@ PostgreSQL. Existing rows are backfilled: untouched active ones, and finished on
 have transcript lines or replies kept under their id (once, a scan of the table, inside the
 locked upgrade transaction).
 
-Workers of the previous release do not write the columns. During a rolling upgrade a
-conversation they end is not marked, so the sweeper does not erase it; run `intake db
-upgrade` again... is not enough either (the revision is applied), hence `mark_unswept`: the
-daily `intake conversations purge` marks every finished conversation with data and no mark,
-whoever wrote it. A conversation an old worker answers first keeps its `untouched_at`: the
-sweeper checks `updated_at = created_at` again and leaves it, and its next turn on this
-release clears it.
+Workers of the previous release do not write the columns. A conversation they end during a
+rolling upgrade is not marked, so the sweeper does not see it; the daily `intake
+conversations purge` marks every finished conversation with data left and no mark
+(`mark_unswept`, the backfill's `MARK_FINISHED` again), and the sweeper erases it within the
+minute after. A conversation an old worker answers first keeps its `untouched_at`: the sweeper
+checks `updated_at = created_at` again and leaves it, and its next turn on this release
+clears the mark.
 """
 
 from collections.abc import Sequence
@@ -48,7 +48,7 @@ MARK_UNTOUCHED = """
     UPDATE conversations SET untouched_at = created_at
     WHERE status = 'active' AND updated_at = created_at AND untouched_at IS NULL
 """
-#: Also what `SqlConversations.mark_unswept` runs (kept in step by a test).
+#: Also what `SqlConversations.mark_unswept` runs (`storage.repositories.MARK_UNSWEPT`).
 MARK_FINISHED = """
     UPDATE conversations SET finished_at = updated_at
     WHERE status <> 'active' AND finished_at IS NULL
