@@ -127,7 +127,7 @@ from storage.repositories import (
 #: `repositories.UPDATE_CONVERSATION` sets them, except that a turn may add lines or a reply,
 #: so a conversation no longer active is marked for the eraser at its new time whatever was
 #: there. An ordinary turn (active, after the first) writes NULL over NULL in both: no indexed
-#: value changes, and PostgreSQL keeps the update HOT (tests/storage/test_storage_sweep.py).
+#: value changes, and PostgreSQL keeps the update HOT (tests/service/test_sweep.py).
 _SAVED = """
     WITH saved AS (
         UPDATE conversations
