@@ -19,9 +19,9 @@ class LoopClaims:
         self.began = 0
         self.ended = 0
         self._ended = asyncio.Event()
-        claim: Callable[[int], Awaitable[list[OutboxMessage]]] = dispatcher._claim
+        claim: Callable[[int], Awaitable[list[OutboxMessage] | None]] = dispatcher._claim
 
-        async def counted(limit: int) -> list[OutboxMessage]:
+        async def counted(limit: int) -> list[OutboxMessage] | None:
             self.began += 1
             try:
                 return await claim(limit)
