@@ -64,13 +64,19 @@ def build_survey_engine() -> Engine:
 
 
 async def build_service(
-    settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+    keep_turns: bool = True,
 ) -> IntakeService:
     """`clock` (aware UTC) is shared by the service and its storage, so that tests can move
-    time for both (idle conversations, the window replies are kept for)."""
+    time for both (idle conversations, the window replies are kept for). `keep_turns`: this
+    process serves every turn of its conversations (not one of several workers on a port), so
+    it keeps what its turns wrote for their next turns (storage.turn_cache)."""
     if migrate:
         await upgrade(settings.database_url)
-    storage = await create_storage(settings.database_url, clock=clock)
+    storage = await create_storage(settings.database_url, clock=clock, keep_turns=keep_turns)
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
     service = IntakeService(
@@ -128,7 +134,10 @@ def build_app(
     service: IntakeService | None = None,
     migrate: bool = True,
     staff: StaffSettings | None = None,
+    keep_turns: bool = True,
 ) -> web.Application:
+    """The whole web application; `keep_turns` as `build_service`'s (False for one of several
+    workers sharing a port)."""
     from bot.channels.web import api as web_channel
 
     protect_logs(settings)
@@ -138,7 +147,9 @@ def build_app(
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         owned = service is None
         app[SERVICE] = (
-            service if service is not None else await build_service(settings, migrate=migrate)
+            service
+            if service is not None
+            else await build_service(settings, migrate=migrate, keep_turns=keep_turns)
         )
         app[STORAGE] = app[SERVICE].storage
         yield

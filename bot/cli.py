@@ -250,7 +250,9 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
 
     configure_logging()
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
-    app = build_app(settings, migrate=False)
+    # One of several workers sharing the port sees a conversation's turns at random: what it
+    # kept of one would mostly be stale (storage.turn_cache).
+    app = build_app(settings, migrate=False, keep_turns=not reuse_port)
     app.on_startup.append(settle_garbage_collector)  # last: after the service is built
     web.run_app(
         app,

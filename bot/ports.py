@@ -417,11 +417,17 @@ class Outbox(Protocol):
         keep: dict[str, Any],
         sent: ChatMessageIds | None,
         at: datetime,
-    ) -> None:
+        claim_next_for: float | None = None,
+    ) -> list[OutboxMessage]:
         """`mark_done(message_id, keep=keep)` and, only if the message was there to mark
         (not erased meanwhile), `ChatMessages.add(sent, at=at)`: the ids the chat gave what
         was sent. Committed as `claim(commit=True)` is: the unit of work's only statement,
-        which it ends."""
+        which it ends.
+
+        With `claim_next_for` (a lease, in seconds), the same write also claims the next
+        message of the settled one's key, if it is due and unleased: what `claim` would
+        return for that key once this one is done. Returns what it claimed (at most that
+        one message; nothing without `claim_next_for`)."""
         ...
 
     async def list(

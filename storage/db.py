@@ -21,6 +21,7 @@ from sqlalchemy.util.queue import AsyncAdaptedQueue
 from bot.ports import StorageError
 from storage.engine import SQLITE_BEGUN
 from storage.errors import storage_errors
+from storage.turn_cache import TurnCache
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
     import asyncpg
@@ -265,13 +266,20 @@ class Db:
         *,
         reconnectable: bool = False,
         unlocked_turns: bool = False,
+        turn_cache: TurnCache | None = None,
     ) -> None:
         #: PostgreSQL: a web turn reads without the lock and writes outside a transaction
         #: (`ConversationRepository.read_for_turn`, storage.turns.commit_turn).
         self.unlocked_turns = unlocked_turns
-        #: Set by a read without the lock (storage.turns.pg_read_for_turn): a failed revision
-        #: check is then OvertakenError (run the turn again), not a plain ConcurrencyError.
+        #: Set by a read without the lock (storage.turns.pg_read_for_turn), or a turn started
+        #: from `turn_cache`: a failed revision check is then OvertakenError (run the turn
+        #: again), not a plain ConcurrencyError.
         self.read_unlocked = False
+        #: The worker's conversations as its turns last wrote them (storage.turn_cache), if
+        #: it keeps them; `keep_turn`: this unit of work's turn is one to keep once written
+        #: (a web turn's, `read_for_turn`).
+        self.turn_cache = turn_cache
+        self.keep_turn = False
         self._transaction: PooledTransaction | None = None
         self._connection: AsyncConnection | None = None
         if isinstance(handle, PooledTransaction):

@@ -399,7 +399,6 @@ class MemoryOutbox:
         commit: bool = False,
     ) -> builtins.list[OutboxMessage]:
         data = self._uow.data
-        now = self._uow.now()
         topics = {topic} if isinstance(topic, str) else set(topic)
         blocked: set[tuple[str, str]] = set()
         claimed: builtins.list[OutboxMessage] = []
@@ -411,15 +410,24 @@ class MemoryOutbox:
             if key in blocked:
                 continue
             blocked.add(key)
-            lease = data.leases[message_id]
-            due = message.available_at is None or message.available_at <= now
-            free = lease.claimed_until is None or lease.claimed_until <= now
-            if due and free and len(claimed) < limit:
-                lease.claimed_until = now + timedelta(seconds=lease_seconds)
-                message.attempts += 1
-                claimed.append(copy.deepcopy(message))
+            if len(claimed) < limit:
+                claimed.extend(self._take_head(message_id, lease_seconds))
         await self._commit_if(commit)
         return claimed
+
+    def _take_head(self, message_id: int, lease_seconds: float) -> builtins.list[OutboxMessage]:
+        """A key's head (its oldest pending message), leased and counted as an attempt if it
+        is due and unleased."""
+        message = self._uow.data.outbox[message_id]
+        lease = self._uow.data.leases[message_id]
+        now = self._uow.now()
+        due = message.available_at is None or message.available_at <= now
+        free = lease.claimed_until is None or lease.claimed_until <= now
+        if not (due and free):
+            return []
+        lease.claimed_until = now + timedelta(seconds=lease_seconds)
+        message.attempts += 1
+        return [copy.deepcopy(message)]
 
     async def mark_done(self, message_id: int, *, keep: dict[str, Any] | None = None) -> None:
         message = self._uow.data.outbox.get(message_id)
@@ -436,12 +444,32 @@ class MemoryOutbox:
         keep: dict[str, Any],
         sent: ChatMessageIds | None,
         at: datetime,
-    ) -> None:
-        if message_id in self._uow.data.outbox:
+        claim_next_for: float | None = None,
+    ) -> builtins.list[OutboxMessage]:
+        data = self._uow.data
+        settled = data.outbox.get(message_id)
+        claimed: builtins.list[OutboxMessage] = []
+        if settled is not None:
             await self.mark_done(message_id, keep=keep)
             if sent is not None:
                 await self._uow.chat_messages.add(sent, at=at)
+            if claim_next_for is not None:
+                claimed = self._claim_head(settled.topic, settled.ordering_key, claim_next_for)
         await self._uow.commit()
+        return claimed
+
+    def _claim_head(
+        self, topic: str, ordering_key: str, lease_seconds: float
+    ) -> builtins.list[OutboxMessage]:
+        """The key's oldest pending message, claimed as `claim` would."""
+        pending = [
+            message_id
+            for message_id, message in self._uow.data.outbox.items()
+            if message.topic == topic
+            and message.ordering_key == ordering_key
+            and message.status == "pending"
+        ]
+        return self._take_head(min(pending), lease_seconds) if pending else []
 
     async def retry_later(
         self, message_id: int, *, delay_seconds: float, error: str, commit: bool = False

@@ -104,6 +104,56 @@ PG_DONE_KEEPING_IDS = f"""
         {PG_DONE}
         RETURNING id
     ){chat_messages.pg_add(3, source="settled")}"""
+
+
+@functools.cache
+def pg_done_claiming_next(*, keeping_ids: bool) -> str:
+    """`PG_DONE` ($1, $2), with the ids kept as `PG_DONE_KEEPING_IDS` does ($3..$7) when
+    `keeping_ids`, and the claim of the key's next message (now, then the lease's end: the
+    next two parameters) in the same statement, returning it. The settle's snapshot still
+    sees the settled message pending, so the key's head once it is done is the lowest pending
+    id other than its own; the claim tests that row again as `PG_CLAIM` does (due, unleased).
+    Nothing is claimed if the settled row is gone (erased meanwhile). No concurrent claimer
+    can hold that row: until this statement commits, every other snapshot still has the
+    settled message as the key's head."""
+    now, until = ("$8", "$9") if keeping_ids else ("$3", "$4")
+    kept = (
+        f""",
+    kept AS ({chat_messages.pg_add(3, source="settled")})"""
+        if keeping_ids
+        else ""
+    )
+    return f"""
+    WITH settled AS (
+        {PG_DONE}
+        RETURNING id, topic, ordering_key
+    ){kept},
+    claimed AS (
+        UPDATE outbox SET attempts = attempts + 1, claimed_until = {until}
+        WHERE id = (SELECT min(later.id) FROM outbox AS later, settled
+                    WHERE later.topic = settled.topic
+                      AND later.ordering_key = settled.ordering_key
+                      AND later.status = 'pending' AND later.id <> settled.id)
+          AND status = 'pending'
+          AND available_at <= {now}
+          AND (claimed_until IS NULL OR claimed_until <= {now})
+        RETURNING {_COLUMNS})
+    SELECT {_COLUMNS} FROM claimed"""  # noqa: S608 - constant text
+
+
+#: SQLite, after `SQLITE_DONE` in the same hand-off: the settled message's key's next message
+#: (its head, now that the settled one is done), if due and unleased (lease end, the settled
+#: message's id, now, now).
+SQLITE_CLAIM_NEXT = f"""
+    UPDATE outbox SET attempts = attempts + 1, claimed_until = ?
+    WHERE id = (SELECT min(later.id) FROM outbox AS later JOIN outbox AS settled
+                  ON later.topic = settled.topic AND later.ordering_key = settled.ordering_key
+                WHERE settled.id = ? AND later.status = 'pending')
+      AND status = 'pending'
+      AND available_at <= ?
+      AND (claimed_until IS NULL OR claimed_until <= ?)
+    RETURNING {_COLUMNS}
+"""  # noqa: S608 - constant text
 PG_RETRY_LATER = """UPDATE outbox SET claimed_until = NULL, available_at = $2, last_error = $3
     WHERE id = $1"""
 SQLITE_RETRY_LATER = """UPDATE outbox SET claimed_until = NULL, available_at = ?, last_error = ?
@@ -365,26 +415,51 @@ class SqlOutbox:
         keep: dict[str, Any],
         sent: ChatMessageIds | None,
         at: datetime,
-    ) -> None:
+        claim_next_for: float | None = None,
+    ) -> builtins.list[OutboxMessage]:
         """See `bot.ports.Outbox.settle_done`. PostgreSQL: one statement committed by itself
-        (`PG_DONE_KEEPING_IDS`, or `PG_DONE` when nothing was sent to keep); SQLite: one
-        hand-off with its COMMIT."""
+        (`PG_DONE_KEEPING_IDS`, or `PG_DONE` when nothing was sent to keep; with
+        `claim_next_for`, `pg_done_claiming_next`); SQLite: one hand-off with its COMMIT."""
         payload = json.dumps(keep)
         ids = sent if sent is not None and sent.message_ids else None
-        if ids is None:
+        if ids is None and claim_next_for is None:
             await self._settle(
                 PG_DONE, SQLITE_DONE, (message_id, payload), (payload, message_id), commit=True
             )
-            return
+            return []
+        now = self._db.now()
+        until = now + timedelta(seconds=claim_next_for or 0.0)
+        kept = chat_messages.pg_add_args(ids, at) if ids is not None else ()
 
-        async def pg_settle(driver: Any, text: str) -> None:
-            await driver.execute(text, message_id, payload, *chat_messages.pg_add_args(ids, at))
+        async def pg_settle(driver: Any, text: str) -> builtins.list[OutboxMessage]:
+            if claim_next_for is None:
+                await driver.execute(text, message_id, payload, *kept)
+                return []
+            records = await driver.fetch(
+                text, message_id, payload, *kept, as_utc(now), as_utc(until)
+            )
+            return [_message_from(record) for record in records]
 
-        def sqlite_settle(connection: sqlite3.Connection) -> None:
-            if connection.execute(SQLITE_DONE, (payload, message_id)).rowcount == 1:
+        def sqlite_settle(connection: sqlite3.Connection) -> builtins.list[OutboxMessage]:
+            if connection.execute(SQLITE_DONE, (payload, message_id)).rowcount != 1:
+                return []
+            if ids is not None:
                 chat_messages.sqlite_add(connection, ids, at)
+            if claim_next_for is None:
+                return []
+            cursor = connection.execute(
+                SQLITE_CLAIM_NEXT,
+                (sqlite_time(until), message_id, sqlite_time(now), sqlite_time(now)),
+            )
+            names = [column[0] for column in cursor.description]
+            return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
 
-        await self._write(PG_DONE_KEEPING_IDS, pg_settle, sqlite_settle, commit=True)
+        statement = (
+            PG_DONE_KEEPING_IDS
+            if claim_next_for is None
+            else pg_done_claiming_next(keeping_ids=ids is not None)
+        )
+        return await self._write(statement, pg_settle, sqlite_settle, commit=True)
 
     async def retry_later(
         self, message_id: int, *, delay_seconds: float, error: str, commit: bool = False

@@ -235,16 +235,23 @@ class SqlConversations:
     async def read_for_turn(
         self, conversation_id: str, *, scope: str, message_id: str | None
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
+        # What this worker's last write of the conversation left, if it keeps that
+        # (storage.turn_cache): no read at all; the write's revision check stands in for it.
         # PostgreSQL with unlocked turns: without the lock, outside a transaction
         # (storage.turns.pg_read_for_turn). SQLite: the locked read, which costs nothing more
         # there (the single writer is taken for the write anyway, and the read's BEGIN
         # IMMEDIATE goes in the same hand-off).
-        if self._db.is_postgres and self._db.unlocked_turns:
+        db = self._db
+        if db.turn_cache is not None:
+            db.keep_turn = True
+            kept = db.turn_cache.take(conversation_id)
+            if kept is not None:
+                db.read_unlocked = True
+                return kept, None
+        if db.is_postgres and db.unlocked_turns:
             from storage.turns import pg_read_for_turn
 
-            return await pg_read_for_turn(
-                self._db, conversation_id, scope=scope, message_id=message_id
-            )
+            return await pg_read_for_turn(db, conversation_id, scope=scope, message_id=message_id)
         return await self.get_for_turn(conversation_id, scope=scope, message_id=message_id)
 
     async def find_active_for_turn(

@@ -53,6 +53,7 @@ from storage.repositories import (
 )
 from storage.subscriptions import SqlSubscriptions
 from storage.surveys import SqlChatSurveys
+from storage.turn_cache import TurnCache
 from storage.turns import commit_new, commit_turn, save_turn
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,18 @@ class SqlUnitOfWork:
     surveys: ChatSurveys
     chat_messages: ChatMessages
 
-    def __init__(self, engine: AsyncEngine, clock: Clock, *, unlocked_turns: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        *,
+        unlocked_turns: bool = False,
+        turn_cache: TurnCache | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._unlocked_turns = unlocked_turns
+        self._turn_cache = turn_cache
         self._transaction: PooledTransaction | None = None
         self._db: Db | None = None
 
@@ -121,6 +130,7 @@ class SqlUnitOfWork:
             self._clock,
             reconnectable=transaction.is_postgres,
             unlocked_turns=self._unlocked_turns,
+            turn_cache=self._turn_cache,
         )
         self.conversations = SqlConversations(db)
         self.inbound = SqlInboundLog(db)
@@ -251,10 +261,16 @@ class SqlStorage:
         clock: Clock = utc_now,
         dispatcher_engine: AsyncEngine | None = None,
         unlocked_turns: bool | None = None,
+        turn_cache: TurnCache | None = None,
     ) -> None:
         self.engine = engine
         #: See `UNLOCKED_TURNS` (PostgreSQL only; SQLite always locks).
         self.unlocked_turns = UNLOCKED_TURNS if unlocked_turns is None else unlocked_turns
+        #: The conversations this process's turns last wrote (storage.turn_cache), or None to
+        #: read every turn. Not with locked turns on PostgreSQL: their read is the lock.
+        self.turn_cache = (
+            None if engine.dialect.name == "postgresql" and not self.unlocked_turns else turn_cache
+        )
         self._clock = clock
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
         self._dispatcher = (
@@ -267,7 +283,12 @@ class SqlStorage:
         return self.engine.dialect.name
 
     def unit_of_work(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self._clock, unlocked_turns=self.unlocked_turns)
+        return SqlUnitOfWork(
+            self.engine,
+            self._clock,
+            unlocked_turns=self.unlocked_turns,
+            turn_cache=self.turn_cache,
+        )
 
     def dispatcher_storage(self) -> SqlStorage:
         """The same database over the dispatchers' own pool (PostgreSQL), or this storage
@@ -294,7 +315,11 @@ async def _select_one(connection: AsyncConnection) -> None:
 
 
 async def create_storage(
-    database_url: str, *, clock: Clock = utc_now, timeouts: Timeouts | None = REQUEST_TIMEOUTS
+    database_url: str,
+    *,
+    clock: Clock = utc_now,
+    timeouts: Timeouts | None = REQUEST_TIMEOUTS,
+    keep_turns: bool = False,
 ) -> SqlStorage:
     """Build the storage for `database_url` (sqlite[+aiosqlite] or postgresql[+asyncpg]).
 
@@ -303,18 +328,22 @@ async def create_storage(
     `clock` (aware UTC) exists so tests can move time, e.g. past an outbox lease.
     `timeouts`: a serving process keeps PostgreSQL's waits to seconds (see storage.engine);
     administration (the CLI) passes None, as it may legitimately take longer.
+    `keep_turns`: the process serves every turn of its conversations (one serving worker), so
+    it keeps what its turns wrote and skips the next turn's read (storage.turn_cache).
     """
     url = normalize_url(database_url)
+    cache = TurnCache() if keep_turns else None
     if is_sqlite(url):
         try:
             ensure_sqlite_directory(url)
         except OSError as error:
             log.warning("cannot create the SQLite directory: %r", error)
         # One writer: the dispatchers queue on the same single connection as the turns.
-        return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock)
+        return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock, turn_cache=cache)
     return SqlStorage(
         create_engine(url, timeouts=timeouts),
         clock=clock,
+        turn_cache=cache,
         dispatcher_engine=create_engine(
             url,
             pool_size=DISPATCHER_POOL_SIZE,

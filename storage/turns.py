@@ -85,10 +85,11 @@ uses `json.loads` (SQLite) and SQLAlchemy's codec on the connection (PostgreSQL)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -536,10 +537,11 @@ async def commit_turn(
         along = None  # nothing to write beside the turn
     if along is not None and not along.foldable:
         return None
+    state_json = json_text(record.state.to_json())
     if db.is_postgres:
         if db.in_transaction or (along is not None and message_id is None):
             return None
-        values = _pg_values(record, entries)
+        values = _pg_values(record, entries, state_json)
         at = _utc(db.now())
 
         async def write_alone(driver: Any) -> Any:
@@ -560,12 +562,15 @@ async def commit_turn(
             )
 
         row = await db.run_committed(write_alone)
-        _check_pg_row(db, row, record, scope, message_id)
-        record.revision += 1
+        with _read_again_if_handled(db, record):
+            _check_pg_row(db, row, record, scope, message_id)
+        _committed(db, record, state_json)
         if along is None or along.row is None:
             return []
         return along.claimed((int(row["outbox_id"]), int(row["outbox_attempts"])))
-    write = _sqlite_write(db, record, entries, scope=scope, message_id=message_id, reply=reply)
+    write = _sqlite_write(
+        db, record, entries, scope=scope, message_id=message_id, reply=reply, state=state_json
+    )
 
     def write_then_commit(
         connection: sqlite3.Connection,
@@ -576,15 +581,39 @@ async def commit_turn(
         return (outcome, None if along is None else along.sqlite_write(connection)), True
 
     outcome, inserted = await db.run_sqlite_then_commit(write_then_commit)
-    _raise_unless_saved(db, outcome, record, scope, message_id)
-    record.revision += 1
+    with _read_again_if_handled(db, record):
+        _raise_unless_saved(db, outcome, record, scope, message_id)
+    _committed(db, record, state_json)
     return [] if along is None else along.claimed(inserted)
 
 
-def _pg_values(record: ConversationRecord, entries: Sequence[TranscriptEntry]) -> tuple[Any, ...]:
-    """$1..$10 of the PostgreSQL turn writes."""
+@contextlib.contextmanager
+def _read_again_if_handled(db: Db, record: ConversationRecord) -> Iterator[None]:
+    """The message id had its reply kept already (DuplicateError): the turn runs again and
+    must read, to replay that reply, whatever this worker kept of the conversation."""
+    try:
+        yield
+    except DuplicateError:
+        if db.turn_cache is not None:
+            db.turn_cache.forget(record.id)
+        raise
+
+
+def _committed(db: Db, record: ConversationRecord, state_json: str) -> None:
+    """The turn's write committed: the record is at the row's new revision, which the worker
+    keeps for the conversation's next turn if it keeps turns (storage.turn_cache)."""
+    record.revision += 1
+    if db.keep_turn and db.turn_cache is not None:
+        db.turn_cache.put(record, state_json)
+
+
+def _pg_values(
+    record: ConversationRecord, entries: Sequence[TranscriptEntry], state_json: str | None = None
+) -> tuple[Any, ...]:
+    """$1..$10 of the PostgreSQL turn writes (`state_json`: the state's JSON text, if the
+    caller has it already)."""
     return (
-        json_text(record.state.to_json()),
+        json_text(record.state.to_json()) if state_json is None else state_json,
         record.state.status,
         record.reference,
         record.channel_key,
@@ -661,13 +690,15 @@ def _sqlite_write(
     scope: str,
     message_id: str | None,
     reply: dict[str, Any] | None,
+    state: str | None = None,
 ) -> Callable[[sqlite3.Connection], str]:
     """The SQLite turn write, to run on the writer's thread: "saved", or what went wrong
-    ("handled", "stale") having written nothing."""
+    ("handled", "stale") having written nothing. `state`: the state's JSON text, if the caller
+    has it already."""
     parameters: dict[str, Any] = {
         "b_id": record.id,
         "b_revision": record.revision,
-        "state": json_text(record.state.to_json()),
+        "state": json_text(record.state.to_json()) if state is None else state,
         "status": record.state.status,
         "reference": record.reference,
         "channel_key": record.channel_key,

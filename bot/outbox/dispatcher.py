@@ -10,12 +10,12 @@ failure is worth retrying. Why it is shaped so:
   several messages can be sent concurrently while each chat keeps its order.
 - Each message is settled right after the send, in one write committed by itself (on
   PostgreSQL one statement outside any transaction: sent, with the chat's message ids of
-  what was sent, `Outbox.settle_done`), then the next messages are claimed for the slot it
-  frees (the chat's next reply among them) in another (`claim(commit=True)`), so the
-  chat's next reply is sent without waiting for the loop. A crash after the send and
-  before the settle resends that one message once its lease expires: this is the
-  at-least-once window, kept as small as one database write. See `_settle` for a crash
-  between the two writes.
+  what was sent, and the chat's next reply claimed, `Outbox.settle_done`), so the chat's
+  next reply is sent without waiting for the loop, one write after the previous one. Only
+  while messages may be waiting for a free slot does a second write claim the oldest of
+  them (`claim(commit=True)`). A crash after the send and before the settle resends that
+  one message once its lease expires: this is the at-least-once window, kept as small as
+  one database write. See `_settle` for a crash between the two writes.
 - A channel may claim its reply in the turn's own transaction (`reserve`, then
   `Outbox.add(claim_for=lease_seconds)`, then `hand_over` after the commit), so the reply is
   sent right after the commit without waiting for a claim. It is as durable as any claim:
@@ -145,6 +145,10 @@ class OutboxDispatcher:
         #: A turn's message was left unclaimed behind a pending one of its key since the last
         #: settle: the next settle's commit wakes the loop (see `hand_over`).
         self._left_unclaimed = False
+        #: Messages may be waiting for a free slot: the loop, or a turn's `reserve`, found
+        #: none, or the loop's last claim filled every slot it had. Settles then claim into
+        #: every free slot (oldest first), until the loop's claim comes back short.
+        self._backlog = False
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -154,10 +158,10 @@ class OutboxDispatcher:
 
         With `key`, the ordering key of the messages the turn wrote unclaimed: not needed
         when a message of that key is in flight here and its settle has not begun, since
-        that settle's claim comes after the commit, so it finds them (and claims them if
-        this dispatcher has a slot: if not, the settles that free one claim them, oldest
-        first). Each wake is a claim with a backlog; a turn behind its chat's reply in
-        flight was one such claim each."""
+        that settle's claim comes after the commit, so it finds the next of them (in its own
+        write when this dispatcher has a slot to spare; if not, the slot it frees goes to
+        the oldest message, of any key). Each wake is a claim with a backlog; a turn behind
+        its chat's reply in flight was one such claim each."""
         if key is not None and key in self._sending:
             return
         self._wake.set()
@@ -180,11 +184,10 @@ class OutboxDispatcher:
         turn take one, so that the dispatcher went over `concurrency` for a while, was tried
         and made a burst less fair (a reply claimed last waits behind every one in hand for
         the send limit; BENCHMARKS.md, "The outbox claim")."""
-        if (
-            not self.running
-            or self._stopping
-            or len(self._inflight) + self._reserved >= self.concurrency
-        ):
+        if not self.running or self._stopping:
+            return False
+        if len(self._inflight) + self._reserved >= self.concurrency:
+            self._backlog = True
             return False
         self._reserved += 1
         return True
@@ -198,7 +201,7 @@ class OutboxDispatcher:
         `reserve` held. `key`: the ordering key of what the turn wrote.
 
         Nothing claimed means an earlier message of the key was still pending when the turn
-        wrote its own. That one's settle claims the next message in its transaction. If it
+        wrote its own. That one's settle claims the next message in its own write. If it
         is in flight here and its settle has not begun, that settle's claim comes after this
         commit and finds it (`wake`). Otherwise (in flight in another worker, waiting for a
         retry, or its settle under way: on PostgreSQL that may have claimed before this turn
@@ -257,7 +260,9 @@ class OutboxDispatcher:
                 claimed = await self._claim(free) if free > 0 else []
             finally:
                 self._reserved -= free
-            for message in claimed:
+            if claimed is not None:
+                self._backlog = len(claimed) >= free
+            for message in claimed or []:
                 self._spawn(message)
             # A settle claims into the slot it frees, so the loop only needs waking for new
             # messages (a committed turn, a NOTIFY) and polling for retries that come due.
@@ -281,9 +286,9 @@ class OutboxDispatcher:
         if self._sending[key] <= 0:
             del self._sending[key]
 
-    async def _claim(self, limit: int) -> list[OutboxMessage]:
-        """The loop's claim (`_claim_now`; nothing if it failed)."""
-        return await self._claim_now(limit) or []
+    async def _claim(self, limit: int) -> list[OutboxMessage] | None:
+        """The loop's claim (`_claim_now`)."""
+        return await self._claim_now(limit)
 
     async def _claim_now(self, limit: int) -> list[OutboxMessage] | None:
         """Claim up to `limit` messages, committed (on PostgreSQL by the claim's own
@@ -324,34 +329,47 @@ class OutboxDispatcher:
         await self._settle(message, outcome)
 
     async def _settle(self, message: OutboxMessage, outcome: Outcome) -> None:
-        """Record the outcome, then claim into the slot this message frees (and any other
-        free one): the chat's next message, if it has one, is then sent without another
-        round of claiming.
+        """Record the outcome, and claim into the slot this message frees: the chat's next
+        message, if it has one, is then sent without another round of claiming.
 
-        Two writes, each committed by itself (on PostgreSQL one statement each, outside any
-        transaction: no session left idle in a transaction while the event loop is busy).
-        They were one transaction (BEGIN, the outcome, the message ids, the claim, COMMIT).
-        The claim runs after the outcome is committed, so it sees this message as no longer
-        pending and may claim the chat's next one: a chat's order holds. If the process dies
-        between the two, or the claim fails, the outcome stands and nothing is claimed for
-        the freed slot: the next claim (the loop's poll, woken at once after a failed claim
-        here; or any other worker's) finds the chat's next message, which has no lease to
-        wait for. That is no worse than a settle failing as a whole ("recording failed"
-        below: nothing recorded, the message sent again once its lease expires), which can
-        still happen to the first write alone."""
+        A delivered message is settled in one write committed by itself (on PostgreSQL one
+        statement, outside any transaction: no session left idle in a transaction while the
+        event loop is busy) that also claims its key's next message when this dispatcher has
+        a slot to spare besides this one (`Outbox.settle_done(claim_next_for=...)`): a
+        chat's replies follow each other one write apart. Only that: the loop is woken for
+        every other message written unclaimed (a turn's `wake`, `hand_over`, a NOTIFY), so a
+        second claim here, for every free slot, is needed only while messages may be waiting
+        for a slot (`_backlog`), when this message's slot is the only one free (the freed
+        slot then goes to the oldest message, whatever its key), or after a retry or a
+        failure (their writes claim nothing). That claim is a second write, after the first
+        committed, so that it sees this message as no longer pending and may claim the
+        chat's next one: a chat's order holds.
+
+        If the process dies between the two, or the claim fails, the outcome stands and
+        nothing is claimed for the freed slot: the next claim (the loop's poll, woken at once
+        after a failed claim here; or any other worker's) finds the chat's next message,
+        which has no lease to wait for. That is no worse than a settle failing as a whole
+        ("recording failed" below: nothing recorded, the message sent again once its lease
+        expires), which can still happen to the first write alone."""
         assert message.id is not None
-        # This message's own slot is still counted in flight until its task ends.
-        free = 0 if self._stopping or not self.running else self._free() + 1
+        # This message's own slot is still counted in flight until its task ends: the slots
+        # to claim into are that one and, for a claim of every free slot, the spare ones.
+        spare = 0 if self._stopping or not self.running else self._free()
+        claim_next = outcome.status == "done" and spare > 0
+        claim_all = not claim_next or self._backlog
+        free = 0 if self._stopping or not self.running else 1 + (spare if claim_all else 0)
         self._reserved += free
-        claimed: list[OutboxMessage] | None = []
+        taken: list[OutboxMessage] = []  # by the settle's own write
+        more: list[OutboxMessage] | None = []  # by the claim after it
         try:
             async with self.storage.unit_of_work() as uow:
                 if outcome.status == "done":
-                    await uow.outbox.settle_done(
+                    taken = await uow.outbox.settle_done(
                         message.id,
                         keep=audit_payload(message.payload),
                         sent=outcome.sent,
                         at=datetime.now(UTC),
+                        claim_next_for=self.lease_seconds if claim_next else None,
                     )
                 elif outcome.status == "retry":
                     await uow.outbox.retry_later(
@@ -359,8 +377,8 @@ class OutboxDispatcher:
                     )
                 else:
                     await uow.outbox.mark_failed(message.id, error=outcome.reason, commit=True)
-            if free:
-                claimed = await self._claim_now(free)
+            if claim_all and free > len(taken):
+                more = await self._claim_now(free - len(taken))
         except StorageError as error:
             _reraise_if_cancelled(error)
             # The lease expires and the message is claimed again: a sent one may go twice.
@@ -376,10 +394,10 @@ class OutboxDispatcher:
             return
         finally:
             self._reserved -= free
-        if claimed is None:
+        if more is None:
             self._wake.set()  # the loop claims what this settle could not
-            claimed = []
-        for next_message in claimed:
+            more = []
+        for next_message in [*taken, *more]:
             self._spawn(next_message)
         if self._left_unclaimed:
             self._left_unclaimed = False

@@ -19,9 +19,9 @@ class LoopClaims:
         self.began = 0
         self.ended = 0
         self._ended = asyncio.Event()
-        claim: Callable[[int], Awaitable[list[OutboxMessage]]] = dispatcher._claim
+        claim: Callable[[int], Awaitable[list[OutboxMessage] | None]] = dispatcher._claim
 
-        async def counted(limit: int) -> list[OutboxMessage]:
+        async def counted(limit: int) -> list[OutboxMessage] | None:
             self.began += 1
             try:
                 return await claim(limit)
@@ -133,3 +133,49 @@ async def test_a_reply_behind_one_being_settled_still_wakes_the_loop(storage: Sq
     finally:
         await dispatcher.stop()
     assert delivered == ["first", "second"]
+
+
+async def test_while_messages_wait_for_a_slot_a_settle_claims_every_free_one(
+    storage: SqlStorage,
+) -> None:
+    """A settle claims its chat's next reply in its own write, and nothing else, unless
+    messages may be waiting for a slot: here another chat's reply was written while every
+    slot was taken, and the loop, woken for it, found none free. The settle of the first
+    reply then also claims that one, with the loop asleep for the hour."""
+    delivered: list[str] = []
+    gate, done = asyncio.Event(), asyncio.Event()
+
+    async def send(message: OutboxMessage) -> Outcome:
+        if message.payload["label"] == "a1":
+            await gate.wait()
+        delivered.append(message.payload["label"])
+        if len(delivered) == 3:
+            done.set()
+        return Outcome.done()
+
+    dispatcher = OutboxDispatcher(storage, "chat", send, poll_interval=3600, concurrency=3)
+    loop_claims = LoopClaims(dispatcher)
+    dispatcher.start()
+    try:
+        await loop_claims.ended_at_least(1)
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.add([OutboxMessage("chat", "A", {"label": n}) for n in ("a1", "a2")])
+            await uow.commit()
+        dispatcher.wake()
+        await loop_claims.ended_at_least(2)  # a1; a2 waits behind it
+        assert dispatcher.reserve() and dispatcher.reserve()  # two turns hold the other slots
+        assert not dispatcher.reserve()  # a third finds none: its reply waits for a claim
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.add([OutboxMessage("chat", "B", {"label": "b1"})])
+            await uow.commit()
+        dispatcher.wake("B")
+        await asyncio.sleep(0.1)  # the loop looks: no slot free, so it claims nothing
+        dispatcher.release()
+        dispatcher.release()
+        gate.set()
+        async with asyncio.timeout(20):
+            await done.wait()
+    finally:
+        await dispatcher.stop()
+    assert sorted(delivered) == ["a1", "a2", "b1"]
+    assert loop_claims.began == 2  # b1 was claimed by a1's settle

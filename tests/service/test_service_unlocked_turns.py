@@ -100,6 +100,7 @@ async def test_two_messages_racing_on_one_conversation_are_both_applied_in_order
     service = any_service
     assert isinstance(service.storage, SqlStorage)
     service.storage.unlocked_turns = True
+    service.storage.turn_cache = None  # every turn reads: the cache has tests of its own
     start = await service.start(channel="web", with_token=True)
     conversation_id = start.conversation_id
     raced = _race_first_reads(monkeypatch, 2)
@@ -143,6 +144,7 @@ async def test_one_message_racing_itself_is_applied_once_and_replayed(
     service = any_service
     assert isinstance(service.storage, SqlStorage)
     service.storage.unlocked_turns = True
+    service.storage.turn_cache = None  # every turn reads: the cache has tests of its own
     start = await service.start(channel="web", with_token=True)
     raced = _race_first_reads(monkeypatch, 2)
     first, second = await asyncio.gather(
@@ -226,6 +228,7 @@ async def test_two_updates_racing_in_one_chat_keep_their_replies_in_order(
     service = any_service
     assert isinstance(service.storage, SqlStorage)
     service.storage.unlocked_turns = True
+    service.storage.turn_cache = None  # every turn reads: the cache has tests of its own
     await _welcomed(service)
     reads = _race_first_reads(monkeypatch, 2, "read_active_for_turn")
     sent = {2: Inbound("choice", "start"), 3: Inbound("text", "hello there")}
@@ -316,6 +319,7 @@ async def test_a_web_turn_with_nothing_beside_it_is_two_statements(
     service = any_service
     assert isinstance(service.storage, SqlStorage)
     service.storage.unlocked_turns = True
+    service.storage.turn_cache = None  # every turn reads: the cache has tests of its own
     start = await service.start(channel="web", with_token=True)
     await service.directory.refresh(force=True)
     async with statements_sent(service.storage) as sent:

@@ -1,0 +1,201 @@
+"""A process that serves every turn of its conversations keeps what its turns wrote
+(storage.turn_cache): the next turn of a conversation starts from that and does not read, and
+the write's revision check finds anything that changed the conversation meanwhile, on SQLite
+and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+
+from bot.app import build_app
+from bot.config import Settings
+from bot.engine.types import Inbound
+from bot.intake.service import ConversationNotFound, IntakeService
+from storage.sqlalchemy_storage import SqlStorage, create_storage
+from storage.turn_cache import TurnCache
+from tests.service.test_service_paths import user_lines
+from tests.service.test_service_unlocked_turns import statements_sent
+
+BACKENDS = pytest.mark.parametrize("any_service", ["sqlite", "postgres"], indirect=True)
+
+
+def _storage(service: IntakeService) -> SqlStorage:
+    assert isinstance(service.storage, SqlStorage)
+    assert service.storage.turn_cache is not None  # a single process keeps its turns
+    return service.storage
+
+
+async def _started(service: IntakeService) -> str:
+    """A web conversation with one turn taken (its write is what is kept)."""
+    start = await service.start(channel="web", with_token=True)
+    await service.handle(start.conversation_id, Inbound("choice", "start"), message_id="m1")
+    return start.conversation_id
+
+
+class _Trips:
+    """Hand-offs to aiosqlite's thread while counting."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = aiosqlite.Connection._execute
+
+        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
+            self.count += 1
+            return await original(connection, fn, *args)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+
+
+@BACKENDS
+async def test_the_next_turn_is_its_write_alone(
+    any_service: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: one statement (the write, committing by itself) where the read was another;
+    SQLite: one hand-off (BEGIN IMMEDIATE, the write, COMMIT) where the read was another."""
+    storage = _storage(any_service)
+    conversation_id = await _started(any_service)
+    await any_service.handle(conversation_id, Inbound("text", "warm"), message_id="m2")
+    inbound = Inbound("text", "hello there")
+    if storage.backend == "postgresql":
+        async with statements_sent(storage) as sent:
+            reply = await any_service.handle(conversation_id, inbound, message_id="m3")
+        assert len(sent) == 1 and "UPDATE conversations" in sent[0], sent
+    else:
+        trips = _Trips(monkeypatch)
+        reply = await any_service.handle(conversation_id, inbound, message_id="m3")
+        monkeypatch.undo()
+        assert trips.count == 1
+    assert not reply.replayed
+    assert await user_lines(any_service, conversation_id) == 3
+    again = await any_service.handle(conversation_id, inbound, message_id="m3")
+    assert again.replayed and again.to_record() == reply.to_record()
+
+
+@BACKENDS
+async def test_a_conversation_changed_by_someone_else_is_read_again(
+    any_service: IntakeService,
+) -> None:
+    """Another process saved the conversation after this one's last turn (here the storage's
+    own update, which knows nothing of what is kept): the kept revision is stale, the write
+    finds it and writes nothing, and the turn runs again from a read, on what they left."""
+    storage = _storage(any_service)
+    conversation_id = await _started(any_service)
+    async with storage.unit_of_work() as uow:
+        record = await uow.conversations.get(conversation_id)
+        assert record is not None
+        revision = record.revision
+        record.reference = "CHANGED-ELSEWHERE"
+        await uow.conversations.update(record)
+        await uow.commit()
+    reply = await any_service.handle(
+        conversation_id, Inbound("text", "hello there"), message_id="m2"
+    )
+    assert not reply.replayed
+    async with storage.unit_of_work() as uow:
+        after = await uow.conversations.get(conversation_id)
+    assert after is not None
+    assert (after.revision, after.reference) == (revision + 2, "CHANGED-ELSEWHERE")
+    assert await user_lines(any_service, conversation_id) == 2
+
+
+@BACKENDS
+async def test_a_conversation_deleted_meanwhile_is_not_found(any_service: IntakeService) -> None:
+    storage = _storage(any_service)
+    conversation_id = await _started(any_service)
+    async with storage.engine.begin() as connection:
+        await connection.execute(
+            text("DELETE FROM inbound_messages WHERE conversation_id = :id"),
+            {"id": conversation_id},
+        )
+        await connection.execute(
+            text("DELETE FROM conversations WHERE id = :id"), {"id": conversation_id}
+        )
+    with pytest.raises(ConversationNotFound):
+        await any_service.handle(conversation_id, Inbound("text", "hello"), message_id="m2")
+
+
+async def test_the_storage_keeps_turns_only_when_asked(tmp_path: Any) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"
+    for keep, expected in ((True, True), (False, False)):
+        storage = await create_storage(url, keep_turns=keep)
+        assert (storage.turn_cache is not None) is expected
+        await storage.close()
+
+
+@pytest.mark.parametrize(("reuse_port", "kept"), [(False, True), (True, False)])
+def test_only_a_sole_serving_worker_keeps_its_turns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, reuse_port: bool, kept: bool
+) -> None:
+    """`intake serve` with one worker keeps them; a worker beside others on one port
+    (`--workers N`, SO_REUSEPORT) does not."""
+    from aiohttp import web
+
+    import bot.app
+    from bot import cli
+
+    asked: list[bool] = []
+
+    def fake_build_app(settings: Settings, **options: Any) -> web.Application:
+        asked.append(options["keep_turns"])
+        return build_app(settings, **options)
+
+    monkeypatch.setattr(bot.app, "build_app", fake_build_app)
+    monkeypatch.setattr(web, "run_app", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3")
+    cli._run_worker(settings, reuse_port)
+    assert asked == [kept]
+
+
+# ---------------------------------------------------------------------- the cache itself
+
+
+def _record(conversation_id: str, revision: int) -> Any:
+    from datetime import UTC, datetime
+
+    from bot.engine.types import ConversationState
+    from bot.ports import ConversationRecord
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    return ConversationRecord(
+        id=conversation_id,
+        channel="web",
+        state=ConversationState(step="welcome"),
+        created_at=at,
+        updated_at=at,
+        revision=revision,
+        token_hash="h",
+        transcript_seq=3,
+    )
+
+
+def test_what_is_kept_is_taken_once_as_a_fresh_record() -> None:
+    cache = TurnCache()
+    record = _record("c1", 4)
+    cache.put(record, '{"step": "welcome"}')
+    taken = cache.take("c1")
+    assert taken is not None and taken is not record
+    assert (taken.revision, taken.token_hash, taken.transcript_seq) == (4, "h", 3)
+    assert taken.state.step == "welcome"
+    assert cache.take("c1") is None  # taken: the next turn reads until a write puts it back
+
+
+def test_an_older_revision_does_not_replace_a_newer_one() -> None:
+    cache = TurnCache()
+    cache.put(_record("c1", 5), '{"step": "later"}')
+    cache.put(_record("c1", 4), '{"step": "welcome"}')
+    taken = cache.take("c1")
+    assert taken is not None and (taken.revision, taken.state.step) == (5, "later")
+
+
+def test_the_least_recently_written_go_first() -> None:
+    cache = TurnCache(size=2)
+    for n, conversation_id in enumerate(("c1", "c2", "c1", "c3")):
+        cache.put(_record(conversation_id, n + 1), '{"step": "welcome"}')
+    assert len(cache) == 2
+    assert cache.take("c2") is None
+    assert cache.take("c1") is not None and cache.take("c3") is not None
