@@ -213,9 +213,18 @@ class SqlConversations:
     async def read_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        # As `read_for_turn`: PostgreSQL with unlocked turns reads without the lock, outside a
-        # transaction (storage.turns.pg_read_active_for_turn); SQLite takes the single writer
-        # with the read, as the locked read does.
+        # As `read_for_turn`: what this worker's last write of the chat's conversation left,
+        # if it keeps that and the conversation was open (storage.turn_cache); else PostgreSQL
+        # with unlocked turns reads without the lock, outside a transaction
+        # (storage.turns.pg_read_active_for_turn); SQLite takes the single writer with the
+        # read, as the locked read does.
+        db = self._db
+        if db.turn_cache is not None:
+            db.keep_turn = True
+            kept = db.turn_cache.take_active(channel, channel_key)
+            if kept is not None:
+                db.read_unlocked = True
+                return kept, None
         if self._db.is_postgres and self._db.unlocked_turns:
             from storage.turns import pg_read_active_for_turn
 

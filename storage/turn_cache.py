@@ -1,5 +1,6 @@
 """What a worker's own turns last wrote, so that its next turn of the same conversation can
-skip the read (`SqlConversations.read_for_turn`).
+skip the read (`SqlConversations.read_for_turn`; a chat's, found by its address:
+`read_active_for_turn`).
 
 A web turn is a read and a write. When the worker that serves a conversation's next turn is
 the one that wrote its last, the read returns what that write sent: the conversation's row as
@@ -61,6 +62,8 @@ class TurnCache:
             raise ValueError("size must be at least 1")
         self.size = size
         self._written: OrderedDict[str, _Written] = OrderedDict()
+        #: The conversation kept for each channel address (a Telegram chat).
+        self._by_address: dict[tuple[str, str], str] = {}
 
     def __len__(self) -> int:
         return len(self._written)
@@ -71,6 +74,7 @@ class TurnCache:
         written = self._written.pop(conversation_id, None)
         if written is None:
             return None
+        self._unaddress(conversation_id, written)
         return ConversationRecord(
             id=conversation_id,
             channel=written.channel,
@@ -83,6 +87,17 @@ class TurnCache:
             reference=written.reference,
             transcript_seq=written.transcript_seq,
         )
+
+    def take_active(self, channel: str, channel_key: str) -> ConversationRecord | None:
+        """As `take`, the conversation kept for a channel address, if it was still open when
+        written (an ended one is not the chat's: its next message opens a new one)."""
+        conversation_id = self._by_address.get((channel, channel_key))
+        if conversation_id is None:
+            return None
+        record = self.take(conversation_id)
+        if record is None or record.state.status != "active":
+            return None
+        return record
 
     def put(self, record: ConversationRecord, state_json: str) -> None:
         """`record` as just committed (its revision the row's new one), its state as the JSON
@@ -103,8 +118,19 @@ class TurnCache:
             transcript_seq=record.transcript_seq,
         )
         self._written.move_to_end(record.id)
+        if record.channel_key is not None:
+            self._by_address[(record.channel, record.channel_key)] = record.id
         while len(self._written) > self.size:
-            self._written.popitem(last=False)
+            dropped, written = self._written.popitem(last=False)
+            self._unaddress(dropped, written)
 
     def forget(self, conversation_id: str) -> None:
-        self._written.pop(conversation_id, None)
+        written = self._written.pop(conversation_id, None)
+        if written is not None:
+            self._unaddress(conversation_id, written)
+
+    def _unaddress(self, conversation_id: str, written: _Written) -> None:
+        if written.channel_key is not None:
+            address = (written.channel, written.channel_key)
+            if self._by_address.get(address) == conversation_id:
+                del self._by_address[address]
