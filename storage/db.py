@@ -445,6 +445,12 @@ class Db:
         """Whether this unit of work's transaction has begun (a statement began it)."""
         return self._transaction is not None and self._transaction.in_transaction
 
+    def forget_turn(self, conversation_id: str) -> None:
+        """The conversation was changed or erased outside a turn: this worker keeps nothing of
+        it any more (what was typed must not outlive an erasure, even in memory)."""
+        if self.turn_cache is not None:
+            self.turn_cache.forget(conversation_id)
+
     def untransacted_done(self) -> None:
         """The unit of work ended with an untransacted write: nothing to roll back."""
         self.closed = True

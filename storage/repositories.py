@@ -254,6 +254,7 @@ class SqlConversations:
         return None if row is None else _conversation(row)
 
     async def update(self, record: ConversationRecord) -> None:
+        self._db.forget_turn(record.id)  # an erasure of what was typed, an idle one ended...
         result = await self._db.execute(UPDATE_CONVERSATION, saved_values(record))
         if result.rowcount != 1:
             raise stale_revision(record)

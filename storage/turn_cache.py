@@ -24,11 +24,18 @@ row's values with the state as the JSON text the write sent, decoded again for e
 service changes the record it is given), as a read decodes the row. At most `size`
 conversations are kept, the least recently written dropped first: with the default a few
 megabytes, whatever the number of open conversations.
+
+What was typed must not outlive its erasure, even in memory: an erasure or any other change
+made through this process's storage drops the entry (`Db.forget_turn`), and an entry is kept
+at most `keep_seconds` (a conversation idle longer reads again; expired entries are dropped
+as new ones are written, and are never used).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +46,8 @@ from bot.ports import Channel, ConversationRecord
 
 #: Conversations kept per worker (each a few kilobytes: the state's JSON text).
 DEFAULT_SIZE = 1000
+#: How long an entry may be used: a person answers within minutes, or the turn reads again.
+KEEP_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +63,23 @@ class _Written:
     channel_key: str | None
     reference: str | None
     transcript_seq: int
+    #: When it was written (the cache's clock).
+    at: float
 
 
 class TurnCache:
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(
+        self,
+        size: int = DEFAULT_SIZE,
+        *,
+        keep_seconds: float = KEEP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
         self.size = size
+        self.keep_seconds = keep_seconds
+        self._clock = clock
         self._written: OrderedDict[str, _Written] = OrderedDict()
         #: The conversation kept for each channel address (a Telegram chat).
         self._by_address: dict[tuple[str, str], str] = {}
@@ -75,6 +94,8 @@ class TurnCache:
         if written is None:
             return None
         self._unaddress(conversation_id, written)
+        if self._clock() - written.at > self.keep_seconds:
+            return None
         return ConversationRecord(
             id=conversation_id,
             channel=written.channel,
@@ -116,11 +137,15 @@ class TurnCache:
             channel_key=record.channel_key,
             reference=record.reference,
             transcript_seq=record.transcript_seq,
+            at=self._clock(),
         )
         self._written.move_to_end(record.id)
         if record.channel_key is not None:
             self._by_address[(record.channel, record.channel_key)] = record.id
-        while len(self._written) > self.size:
+        expired = self._clock() - self.keep_seconds
+        while self._written and (
+            len(self._written) > self.size or next(iter(self._written.values())).at < expired
+        ):
             dropped, written = self._written.popitem(last=False)
             self._unaddress(dropped, written)
 

@@ -169,6 +169,19 @@ async def test_a_chats_conversation_ended_elsewhere_is_not_continued(
     assert reply.conversation_id != first.conversation_id
 
 
+@BACKENDS
+async def test_an_erasure_drops_what_was_kept(any_service: IntakeService) -> None:
+    """What was typed must not outlive its erasure in this process's memory either."""
+    storage = _storage(any_service)
+    assert storage.turn_cache is not None
+    conversation_id = await _started(any_service)
+    assert len(storage.turn_cache) == 1
+    async with storage.unit_of_work() as uow:
+        await uow.erasure.conversation(conversation_id, final_reply=None)
+        await uow.commit()
+    assert storage.turn_cache.take(conversation_id) is None
+
+
 async def test_the_storage_keeps_turns_only_when_asked(tmp_path: Any) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"
     for keep, expected in ((True, True), (False, False)):
@@ -257,6 +270,18 @@ def test_a_chats_conversation_is_kept_while_open() -> None:
     for n in (2, 3):  # pushed out by two others: its address goes with it
         cache.put(_record(f"c{n}", 1), '{"step": "welcome"}')
     assert cache.take_active("telegram", "42") is None
+
+
+def test_an_entry_is_used_only_for_a_while() -> None:
+    now = [0.0]
+    cache = TurnCache(keep_seconds=600, clock=lambda: now[0])
+    cache.put(_record("c1", 1), '{"step": "welcome"}')
+    cache.put(_record("c2", 1), '{"step": "welcome"}')
+    now[0] = 601.0
+    assert cache.take("c1") is None  # too old: the turn reads
+    cache.put(_record("c3", 1), '{"step": "welcome"}')
+    assert len(cache) == 1  # c2 expired too, dropped as c3 was written
+    assert cache.take("c3") is not None
 
 
 def test_the_least_recently_written_go_first() -> None:
