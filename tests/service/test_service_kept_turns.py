@@ -190,12 +190,20 @@ async def test_the_storage_keeps_turns_only_when_asked(tmp_path: Any) -> None:
         await storage.close()
 
 
-@pytest.mark.parametrize(("reuse_port", "kept"), [(False, True), (True, False)])
+@pytest.mark.parametrize(
+    ("reuse_port", "setting", "kept"),
+    [(False, None, True), (True, None, False), (False, "0", False), (True, "1", False)],
+)
 def test_only_a_sole_serving_worker_keeps_its_turns(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, reuse_port: bool, kept: bool
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    reuse_port: bool,
+    setting: str | None,
+    kept: bool,
 ) -> None:
-    """`intake serve` with one worker keeps them; a worker beside others on one port
-    (`--workers N`, SO_REUSEPORT) does not."""
+    """`intake serve` with one worker keeps them, unless told not to (INTAKE_KEEP_TURNS=0:
+    one process per port behind a round-robin proxy); a worker beside others on one port
+    (`--workers N`, SO_REUSEPORT) never does."""
     from aiohttp import web
 
     import bot.app
@@ -210,8 +218,10 @@ def test_only_a_sole_serving_worker_keeps_its_turns(
     monkeypatch.setattr(bot.app, "build_app", fake_build_app)
     monkeypatch.setattr(web, "run_app", lambda *args, **kwargs: None)
     monkeypatch.setattr(cli, "configure_logging", lambda: None)
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3")
-    cli._run_worker(settings, reuse_port)
+    env = {"INTAKE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"}
+    if setting is not None:
+        env["INTAKE_KEEP_TURNS"] = setting
+    cli._run_worker(Settings.from_env(env), reuse_port)
     assert asked == [kept]
 
 
