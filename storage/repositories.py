@@ -189,12 +189,9 @@ class SqlConversations:
         # there (the single writer is taken for the write anyway, and the read's BEGIN
         # IMMEDIATE goes in the same hand-off).
         db = self._db
-        if db.turn_cache is not None:
-            db.keep_turn = True
-            kept = db.turn_cache.take(conversation_id)
-            if kept is not None:
-                db.read_unlocked = True
-                return kept, None
+        kept = db.start_from_kept(lambda cache: cache.take(conversation_id))
+        if kept is not None:
+            return kept, None
         if db.is_postgres and db.unlocked_turns:
             from storage.turns import pg_read_for_turn
 
@@ -218,13 +215,9 @@ class SqlConversations:
         # with unlocked turns reads without the lock, outside a transaction
         # (storage.turns.pg_read_active_for_turn); SQLite takes the single writer with the
         # read, as the locked read does.
-        db = self._db
-        if db.turn_cache is not None:
-            db.keep_turn = True
-            kept = db.turn_cache.take_active(channel, channel_key)
-            if kept is not None:
-                db.read_unlocked = True
-                return kept, None
+        kept = self._db.start_from_kept(lambda cache: cache.take_active(channel, channel_key))
+        if kept is not None:
+            return kept, None
         if self._db.is_postgres and self._db.unlocked_turns:
             from storage.turns import pg_read_active_for_turn
 
