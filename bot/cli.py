@@ -252,7 +252,7 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
     # One of several workers sharing the port sees a conversation's turns at random: what it
     # kept of one would mostly be stale (storage.turn_cache).
-    app = build_app(settings, migrate=False, keep_turns=not reuse_port)
+    app = build_app(settings, migrate=False, keep_turns=settings.keep_turns and not reuse_port)
     app.on_startup.append(settle_garbage_collector)  # last: after the service is built
     web.run_app(
         app,

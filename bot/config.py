@@ -115,6 +115,17 @@ def links_from_env(env: Mapping[str, str]) -> dict[str, str]:
     return {key: check_link_url(prefix + key.upper(), url) for key, url in links.items()}
 
 
+def env_bool(variable: str, raw: str | None, default: bool) -> bool:
+    """A true-or-false environment variable's value (`raw`, stripped; None when unset)."""
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{variable} must be true or false, not {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -152,6 +163,11 @@ class Settings:
     #: How long a reply is kept for a retry of its message (the summary repeats the answers);
     #: `intake conversations purge` erases older ones. Telegram keeps an update for 24 hours.
     reply_retention_hours: int = 24
+    #: A sole `intake serve` process keeps what its turns wrote, to start each conversation's
+    #: next turn without reading it (storage.turn_cache). Turn it off where one conversation's
+    #: messages reach several processes at random (one process per port behind a round-robin
+    #: proxy); `--workers N` never keeps them.
+    keep_turns: bool = True
     #: Outgoing messages: email, SMS, urgent alerts, the hand-off (bot/outbox/config.py).
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -214,4 +230,5 @@ class Settings:
             links=links_from_env(env),
             contact_phone=check_contact_phone(get("CONTACT_PHONE") or DEFAULT_CONTACT_PHONE),
             reply_retention_hours=get_int("REPLY_RETENTION_HOURS", 24),
+            keep_turns=env_bool("INTAKE_KEEP_TURNS", get("KEEP_TURNS"), True),
         )

@@ -18,7 +18,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import AsyncAdaptedQueue
 
-from bot.ports import StorageError
+from bot.ports import ConversationRecord, StorageError
 from storage.engine import SQLITE_BEGUN
 from storage.errors import storage_errors
 from storage.turn_cache import TurnCache
@@ -444,6 +444,27 @@ class Db:
     def in_transaction(self) -> bool:
         """Whether this unit of work's transaction has begun (a statement began it)."""
         return self._transaction is not None and self._transaction.in_transaction
+
+    def start_from_kept(
+        self, take: Callable[[TurnCache], ConversationRecord | None]
+    ) -> ConversationRecord | None:
+        """A turn's read, where this worker keeps what its turns wrote: marks the turn as one
+        to keep once written, and returns what `take` finds kept of its conversation, if
+        anything. The write's revision check then stands in for the read (a failed one is
+        OvertakenError: the turn runs again, reading)."""
+        if self.turn_cache is None:
+            return None
+        self.keep_turn = True
+        kept = take(self.turn_cache)
+        if kept is not None:
+            self.read_unlocked = True
+        return kept
+
+    def forget_turn(self, conversation_id: str) -> None:
+        """The conversation was changed or erased outside a turn: this worker keeps nothing of
+        it any more (what was typed must not outlive an erasure, even in memory)."""
+        if self.turn_cache is not None:
+            self.turn_cache.forget(conversation_id)
 
     def untransacted_done(self) -> None:
         """The unit of work ended with an untransacted write: nothing to roll back."""

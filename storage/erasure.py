@@ -79,6 +79,7 @@ class SqlErasure:
         self, conversation_id: str, *, final_reply: dict[str, Any] | None
     ) -> None:
         key = {"b_conversation_id": conversation_id}
+        self._db.forget_turn(conversation_id)
         await self._db.execute(ERASE_TRANSCRIPT, key)
         await self._db.execute(ERASE_OUTBOX, key)
         await self._db.execute(ERASE_CHAT_MESSAGES, key)

@@ -242,12 +242,9 @@ class SqlConversations:
         # there (the single writer is taken for the write anyway, and the read's BEGIN
         # IMMEDIATE goes in the same hand-off).
         db = self._db
-        if db.turn_cache is not None:
-            db.keep_turn = True
-            kept = db.turn_cache.take(conversation_id)
-            if kept is not None:
-                db.read_unlocked = True
-                return kept, None
+        kept = db.start_from_kept(lambda cache: cache.take(conversation_id))
+        if kept is not None:
+            return kept, None
         if db.is_postgres and db.unlocked_turns:
             from storage.turns import pg_read_for_turn
 
@@ -266,9 +263,14 @@ class SqlConversations:
     async def read_active_for_turn(
         self, channel: Channel, channel_key: str, *, scope: str, message_id: str
     ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
-        # As `read_for_turn`: PostgreSQL with unlocked turns reads without the lock, outside a
-        # transaction (storage.turns.pg_read_active_for_turn); SQLite takes the single writer
-        # with the read, as the locked read does.
+        # As `read_for_turn`: what this worker's last write of the chat's conversation left,
+        # if it keeps that and the conversation was open (storage.turn_cache); else PostgreSQL
+        # with unlocked turns reads without the lock, outside a transaction
+        # (storage.turns.pg_read_active_for_turn); SQLite takes the single writer with the
+        # read, as the locked read does.
+        kept = self._db.start_from_kept(lambda cache: cache.take_active(channel, channel_key))
+        if kept is not None:
+            return kept, None
         if self._db.is_postgres and self._db.unlocked_turns:
             from storage.turns import pg_read_active_for_turn
 
@@ -298,6 +300,7 @@ class SqlConversations:
         return None if row is None else _conversation(row)
 
     async def update(self, record: ConversationRecord) -> None:
+        self._db.forget_turn(record.id)  # an erasure of what was typed, an idle one ended...
         result = await self._db.execute(UPDATE_CONVERSATION, saved_values(record))
         if result.rowcount != 1:
             raise stale_revision(record)

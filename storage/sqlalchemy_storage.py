@@ -267,10 +267,8 @@ class SqlStorage:
         #: See `UNLOCKED_TURNS` (PostgreSQL only; SQLite always locks).
         self.unlocked_turns = UNLOCKED_TURNS if unlocked_turns is None else unlocked_turns
         #: The conversations this process's turns last wrote (storage.turn_cache), or None to
-        #: read every turn. Not with locked turns on PostgreSQL: their read is the lock.
-        self.turn_cache = (
-            None if engine.dialect.name == "postgresql" and not self.unlocked_turns else turn_cache
-        )
+        #: read every turn. Not used by locked turns on PostgreSQL: their read is the lock.
+        self.turn_cache = turn_cache
         self._clock = clock
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
         self._dispatcher = (
@@ -287,7 +285,9 @@ class SqlStorage:
             self.engine,
             self._clock,
             unlocked_turns=self.unlocked_turns,
-            turn_cache=self.turn_cache,
+            turn_cache=None
+            if self.engine.dialect.name == "postgresql" and not self.unlocked_turns
+            else self.turn_cache,
         )
 
     def dispatcher_storage(self) -> SqlStorage:

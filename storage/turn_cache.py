@@ -1,5 +1,6 @@
 """What a worker's own turns last wrote, so that its next turn of the same conversation can
-skip the read (`SqlConversations.read_for_turn`).
+skip the read (`SqlConversations.read_for_turn`; a chat's, found by its address:
+`read_active_for_turn`).
 
 A web turn is a read and a write. When the worker that serves a conversation's next turn is
 the one that wrote its last, the read returns what that write sent: the conversation's row as
@@ -23,11 +24,18 @@ row's values with the state as the JSON text the write sent, decoded again for e
 service changes the record it is given), as a read decodes the row. At most `size`
 conversations are kept, the least recently written dropped first: with the default a few
 megabytes, whatever the number of open conversations.
+
+What was typed must not outlive its erasure, even in memory: an erasure or any other change
+made through this process's storage drops the entry (`Db.forget_turn`), and an entry is kept
+at most `keep_seconds` (a conversation idle longer reads again; expired entries are dropped
+as new ones are written, and are never used).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +46,8 @@ from bot.ports import Channel, ConversationRecord
 
 #: Conversations kept per worker (each a few kilobytes: the state's JSON text).
 DEFAULT_SIZE = 1000
+#: How long an entry may be used: a person answers within minutes, or the turn reads again.
+KEEP_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +63,26 @@ class _Written:
     channel_key: str | None
     reference: str | None
     transcript_seq: int
+    #: When it was written (the cache's clock).
+    at: float
 
 
 class TurnCache:
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(
+        self,
+        size: int = DEFAULT_SIZE,
+        *,
+        keep_seconds: float = KEEP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
         self.size = size
+        self.keep_seconds = keep_seconds
+        self._clock = clock
         self._written: OrderedDict[str, _Written] = OrderedDict()
+        #: The conversation kept for each channel address (a Telegram chat).
+        self._by_address: dict[tuple[str, str], str] = {}
 
     def __len__(self) -> int:
         return len(self._written)
@@ -70,6 +92,9 @@ class TurnCache:
         kept; it is no longer kept until a write puts it back."""
         written = self._written.pop(conversation_id, None)
         if written is None:
+            return None
+        self._unaddress(conversation_id, written)
+        if self._clock() - written.at > self.keep_seconds:
             return None
         return ConversationRecord(
             id=conversation_id,
@@ -83,6 +108,17 @@ class TurnCache:
             reference=written.reference,
             transcript_seq=written.transcript_seq,
         )
+
+    def take_active(self, channel: str, channel_key: str) -> ConversationRecord | None:
+        """As `take`, the conversation kept for a channel address, if it was still open when
+        written (an ended one is not the chat's: its next message opens a new one)."""
+        conversation_id = self._by_address.get((channel, channel_key))
+        if conversation_id is None:
+            return None
+        record = self.take(conversation_id)
+        if record is None or record.state.status != "active":
+            return None
+        return record
 
     def put(self, record: ConversationRecord, state_json: str) -> None:
         """`record` as just committed (its revision the row's new one), its state as the JSON
@@ -101,10 +137,25 @@ class TurnCache:
             channel_key=record.channel_key,
             reference=record.reference,
             transcript_seq=record.transcript_seq,
+            at=self._clock(),
         )
         self._written.move_to_end(record.id)
-        while len(self._written) > self.size:
-            self._written.popitem(last=False)
+        if record.channel_key is not None:
+            self._by_address[(record.channel, record.channel_key)] = record.id
+        expired = self._clock() - self.keep_seconds
+        while self._written and (
+            len(self._written) > self.size or next(iter(self._written.values())).at < expired
+        ):
+            dropped, written = self._written.popitem(last=False)
+            self._unaddress(dropped, written)
 
     def forget(self, conversation_id: str) -> None:
-        self._written.pop(conversation_id, None)
+        written = self._written.pop(conversation_id, None)
+        if written is not None:
+            self._unaddress(conversation_id, written)
+
+    def _unaddress(self, conversation_id: str, written: _Written) -> None:
+        if written.channel_key is not None:
+            address = (written.channel, written.channel_key)
+            if self._by_address.get(address) == conversation_id:
+                del self._by_address[address]

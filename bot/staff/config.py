@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from bot.config import ConfigError
+from bot.config import ConfigError, env_bool
 
 #: Where `make staff-assets` (npm ci) puts GOV.UK Frontend's compiled files.
 DEFAULT_ASSETS_DIR = (
@@ -60,14 +60,7 @@ class StaffSettings:
             return value.strip() if value and value.strip() else None
 
         def get_bool(name: str, default: bool) -> bool:
-            raw = get(name)
-            if raw is None:
-                return default
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"INTAKE_STAFF_{name} must be true or false, not {raw!r}")
+            return env_bool(f"INTAKE_STAFF_{name}", get(name), default)
 
         def get_int(name: str, default: int) -> int:
             raw = get(name)

@@ -43,3 +43,16 @@ def test_trusted_proxies_are_checked() -> None:
     )
     with pytest.raises(ConfigError, match="INTAKE_TRUSTED_PROXIES"):
         Settings.from_env({"INTAKE_TRUSTED_PROXIES": "nginx.local"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, True), ("0", False), ("off", False), ("yes", True)]
+)
+def test_keeping_turns_is_on_unless_turned_off(raw: str | None, expected: bool) -> None:
+    env = {} if raw is None else {"INTAKE_KEEP_TURNS": raw}
+    assert Settings.from_env(env).keep_turns is expected
+
+
+def test_keeping_turns_must_be_true_or_false() -> None:
+    with pytest.raises(ConfigError, match="INTAKE_KEEP_TURNS must be true or false"):
+        Settings.from_env({"INTAKE_KEEP_TURNS": "sometimes"})

@@ -18,7 +18,12 @@ from bot.intake.service import ConversationNotFound, IntakeService
 from storage.sqlalchemy_storage import SqlStorage, create_storage
 from storage.turn_cache import TurnCache
 from tests.service.test_service_paths import user_lines
-from tests.service.test_service_unlocked_turns import statements_sent
+from tests.service.test_service_unlocked_turns import (
+    _chat_rows,
+    _update,
+    _welcomed,
+    statements_sent,
+)
 
 BACKENDS = pytest.mark.parametrize("any_service", ["sqlite", "postgres"], indirect=True)
 
@@ -118,6 +123,65 @@ async def test_a_conversation_deleted_meanwhile_is_not_found(any_service: Intake
         await any_service.handle(conversation_id, Inbound("text", "hello"), message_id="m2")
 
 
+@BACKENDS
+async def test_a_chats_next_turn_is_its_write_alone(
+    any_service: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Telegram chat's conversation, found by the chat's address: the same, with the reply's
+    outbox row and the message id in the write; and a repeated update is replayed."""
+    storage = _storage(any_service)
+    await _welcomed(any_service)
+    await _update(any_service, Inbound("choice", "start"), 2)
+    inbound = Inbound("text", "hello there")
+    if storage.backend == "postgresql":
+        async with statements_sent(storage) as sent:
+            reply = await _update(any_service, inbound, 3)
+        assert len(sent) == 1 and "INSERT INTO outbox" in sent[0], sent
+    else:
+        trips = _Trips(monkeypatch)
+        reply = await _update(any_service, inbound, 3)
+        monkeypatch.undo()
+        assert trips.count == 1
+    assert len(reply.claimed) <= 1 and not reply.replayed
+    again = await _update(any_service, inbound, 3)
+    assert again.replayed and again.to_record() == reply.to_record()
+    rows, kept = await _chat_rows(any_service)
+    assert len(rows) == 3 and kept == [1, 2, 3]
+
+
+@BACKENDS
+async def test_a_chats_conversation_ended_elsewhere_is_not_continued(
+    any_service: IntakeService,
+) -> None:
+    """The chat's conversation was ended by someone else after this worker's last turn of it
+    (here: marked ended through the storage): the kept one is stale, the write finds it, and
+    the rerun's read finds no open conversation, so the message opens a new one."""
+    storage = _storage(any_service)
+    await _welcomed(any_service)
+    first = await _update(any_service, Inbound("choice", "start"), 2)
+    async with storage.unit_of_work() as uow:
+        record = await uow.conversations.get(first.conversation_id)
+        assert record is not None
+        record.state.status = "ended"
+        await uow.conversations.update(record)
+        await uow.commit()
+    reply = await _update(any_service, Inbound("text", "hello there"), 3)
+    assert reply.conversation_id != first.conversation_id
+
+
+@BACKENDS
+async def test_an_erasure_drops_what_was_kept(any_service: IntakeService) -> None:
+    """What was typed must not outlive its erasure in this process's memory either."""
+    storage = _storage(any_service)
+    assert storage.turn_cache is not None
+    conversation_id = await _started(any_service)
+    assert len(storage.turn_cache) == 1
+    async with storage.unit_of_work() as uow:
+        await uow.erasure.conversation(conversation_id, final_reply=None)
+        await uow.commit()
+    assert storage.turn_cache.take(conversation_id) is None
+
+
 async def test_the_storage_keeps_turns_only_when_asked(tmp_path: Any) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"
     for keep, expected in ((True, True), (False, False)):
@@ -126,12 +190,20 @@ async def test_the_storage_keeps_turns_only_when_asked(tmp_path: Any) -> None:
         await storage.close()
 
 
-@pytest.mark.parametrize(("reuse_port", "kept"), [(False, True), (True, False)])
+@pytest.mark.parametrize(
+    ("reuse_port", "setting", "kept"),
+    [(False, None, True), (True, None, False), (False, "0", False), (True, "1", False)],
+)
 def test_only_a_sole_serving_worker_keeps_its_turns(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, reuse_port: bool, kept: bool
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    reuse_port: bool,
+    setting: str | None,
+    kept: bool,
 ) -> None:
-    """`intake serve` with one worker keeps them; a worker beside others on one port
-    (`--workers N`, SO_REUSEPORT) does not."""
+    """`intake serve` with one worker keeps them, unless told not to (INTAKE_KEEP_TURNS=0:
+    one process per port behind a round-robin proxy); a worker beside others on one port
+    (`--workers N`, SO_REUSEPORT) never does."""
     from aiohttp import web
 
     import bot.app
@@ -146,8 +218,10 @@ def test_only_a_sole_serving_worker_keeps_its_turns(
     monkeypatch.setattr(bot.app, "build_app", fake_build_app)
     monkeypatch.setattr(web, "run_app", lambda *args, **kwargs: None)
     monkeypatch.setattr(cli, "configure_logging", lambda: None)
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3")
-    cli._run_worker(settings, reuse_port)
+    env = {"INTAKE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"}
+    if setting is not None:
+        env["INTAKE_KEEP_TURNS"] = setting
+    cli._run_worker(Settings.from_env(env), reuse_port)
     assert asked == [kept]
 
 
@@ -190,6 +264,34 @@ def test_an_older_revision_does_not_replace_a_newer_one() -> None:
     cache.put(_record("c1", 4), '{"step": "welcome"}')
     taken = cache.take("c1")
     assert taken is not None and (taken.revision, taken.state.step) == (5, "later")
+
+
+def test_a_chats_conversation_is_kept_while_open() -> None:
+    cache = TurnCache(size=2)
+    open_one = _record("c1", 1)
+    open_one.channel, open_one.channel_key = "telegram", "42"
+    cache.put(open_one, '{"step": "welcome"}')
+    taken = cache.take_active("telegram", "42")
+    assert taken is not None and taken.id == "c1"
+    assert cache.take_active("telegram", "42") is None  # taken
+    cache.put(open_one, '{"step": "done", "status": "submitted"}')
+    assert cache.take_active("telegram", "42") is None  # ended: the next message opens one
+    cache.put(open_one, '{"step": "welcome"}')
+    for n in (2, 3):  # pushed out by two others: its address goes with it
+        cache.put(_record(f"c{n}", 1), '{"step": "welcome"}')
+    assert cache.take_active("telegram", "42") is None
+
+
+def test_an_entry_is_used_only_for_a_while() -> None:
+    now = [0.0]
+    cache = TurnCache(keep_seconds=600, clock=lambda: now[0])
+    cache.put(_record("c1", 1), '{"step": "welcome"}')
+    cache.put(_record("c2", 1), '{"step": "welcome"}')
+    now[0] = 601.0
+    assert cache.take("c1") is None  # too old: the turn reads
+    cache.put(_record("c3", 1), '{"step": "welcome"}')
+    assert len(cache) == 1  # c2 expired too, dropped as c3 was written
+    assert cache.take("c3") is not None
 
 
 def test_the_least_recently_written_go_first() -> None:
