@@ -20,6 +20,12 @@ A turn read without the lock (`pg_read_for_turn`, outside any transaction) is wr
 ON CONFLICT: a reply kept for the message id meanwhile must undo the update too). A turn
 committed in between fails its revision check: OvertakenError, and the service runs it again.
 
+A turn may also start from what this worker's own last write of the conversation left
+(`storage.turn_cache`, a sole serving worker): no read at all, the same write, whose revision
+check and "handled" test then do what the read was for (a turn overtaken, or a repeated
+message id, runs again from a read). `commit_turn` keeps the record it wrote, with the state's
+JSON text it sent, for that worker's next turn.
+
 A Telegram turn does the same (`read_active_for_turn`, the chat's conversation found by its
 channel address), and its other rows go with its write (`commit_turn(writes=...)`,
 `bot.ports.TurnWrites`): the reply's outbox row and the person's message id, inserted by the
