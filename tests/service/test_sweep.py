@@ -5,11 +5,9 @@ on every backend, that on SQL it reads only the conversations due (the marks of 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -20,7 +18,8 @@ from bot.engine.types import Inbound
 from bot.intake.service import ENDED_RETENTION, IntakeService
 from storage.sqlalchemy_storage import SqlStorage
 from tests.fixtures import SMALL_DIRECTORY
-from tests.service.conftest import POSTGRES_URL, _admin
+from tests.pg_schema import fresh_postgres_schema
+from tests.service.conftest import _admin
 from tests.service.test_service import GOOD_PATH, drive
 
 HOUR = timedelta(hours=1)
@@ -135,23 +134,8 @@ async def test_finished_conversations_are_erased_once_and_again_after_a_new_turn
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    try:
-        admin = await _admin()
-    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error!r}")
-    schema = f"intake_sweep_{uuid.uuid4().hex[:12]}"
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    try:
-        yield str(make_url(POSTGRES_URL).update_query_dict({"search_path": schema}))
-    finally:
-        admin = await _admin()
-        try:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await admin.close()
+    async with fresh_postgres_schema("intake_sweep") as url:
+        yield url
 
 
 async def _pg_service(url: str) -> IntakeService:
