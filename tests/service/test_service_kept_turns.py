@@ -5,6 +5,7 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -13,8 +14,9 @@ from sqlalchemy import text
 
 from bot.app import build_app
 from bot.config import Settings
-from bot.engine.types import Inbound
+from bot.engine.types import ConversationState, Inbound
 from bot.intake.service import ConversationNotFound, IntakeService
+from bot.ports import ConversationRecord
 from storage.sqlalchemy_storage import SqlStorage, create_storage
 from storage.turn_cache import TurnCache
 from tests.service.test_service_paths import user_lines
@@ -228,12 +230,7 @@ def test_only_a_sole_serving_worker_keeps_its_turns(
 # ---------------------------------------------------------------------- the cache itself
 
 
-def _record(conversation_id: str, revision: int) -> Any:
-    from datetime import UTC, datetime
-
-    from bot.engine.types import ConversationState
-    from bot.ports import ConversationRecord
-
+def _record(conversation_id: str, revision: int) -> ConversationRecord:
     at = datetime(2026, 12, 1, tzinfo=UTC)
     return ConversationRecord(
         id=conversation_id,
