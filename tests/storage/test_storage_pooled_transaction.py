@@ -9,6 +9,7 @@ the pool with no transaction open, on SQLite (one writer, BEGIN IMMEDIATE) and P
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -16,10 +17,10 @@ from sqlalchemy.util import greenlet_spawn
 
 import storage.db as storage_db
 from bot.engine.types import ConversationState
-from bot.ports import ConversationRecord, OutboxMessage, TranscriptEntry
+from bot.ports import ConversationRecord, OutboxMessage, StorageError, TranscriptEntry
 from storage import upgrade
 from storage.db import PooledTransaction
-from storage.engine import POOL_SIZE, create_engine
+from storage.engine import POOL_SIZE, REQUEST_TIMEOUTS, create_engine
 from storage.sqlalchemy_storage import (
     DISPATCHER_POOL_SIZE,
     SqlStorage,
@@ -224,5 +225,58 @@ async def test_the_serving_pools_keep_a_bursts_connections_for_the_next_burst(
             pool = pool_storage.engine.pool
             assert pool.checkedin() == size  # type: ignore[attr-defined]
             assert await _backends_of_a_burst(pool_storage, size) == first
+    finally:
+        await storage.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_units_of_work_get_connections_in_the_order_they_asked(database_url: str) -> None:
+    """A connection handed back goes to the unit of work that has waited longest, not to one
+    that asks at that moment (`storage.db._turnstile`). SQLAlchemy's queue gave it to the
+    newcomer and sent the waiter to the back: with 200 web conversations in flight some
+    waited past the pool's timeout (503)."""
+    await upgrade(database_url)
+    storage = SqlStorage(create_engine(database_url, pool_size=1, max_overflow=0))
+    order: list[str] = []
+
+    async def unit(name: str) -> None:
+        async with storage.unit_of_work() as uow:
+            order.append(name)
+            assert await uow.reports.get("none") is None
+
+    try:
+        holder = storage.unit_of_work()
+        await holder.__aenter__()  # the one connection, checked out
+        waiter = asyncio.create_task(unit("waiter"))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the waiter is queued for it
+        assert order == []
+        # A newcomer is ready to run when the connection goes back (with no statement run,
+        # at once, without suspending): it runs before the waiter woken for it.
+        newcomer = asyncio.create_task(unit("newcomer"))
+        await holder.__aexit__(None, None, None)
+        async with asyncio.timeout(10):
+            await asyncio.gather(waiter, newcomer)
+    finally:
+        await storage.close()
+    assert order == ["waiter", "newcomer"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_unit_of_work_that_cannot_have_a_connection_in_time_is_a_storage_error(
+    database_url: str,
+) -> None:
+    """The wait in line is bounded by the pool's own timeout (a serving pool's is seconds)."""
+    await upgrade(database_url)
+    timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
+    storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
+    try:
+        async with storage.unit_of_work():
+            with pytest.raises(StorageError, match="no database connection free in time"):
+                async with storage.unit_of_work():
+                    pass
+        async with storage.unit_of_work() as uow:  # the permit of the one that gave up is back
+            assert await uow.reports.get("none") is None
     finally:
         await storage.close()
