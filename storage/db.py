@@ -129,11 +129,14 @@ class PooledTransaction:
         permit = None
         if turnstile is not None:
             permit, timeout = turnstile
-            try:
-                async with asyncio.timeout(timeout):
-                    await permit.acquire()
-            except TimeoutError as error:
-                raise StorageError("no database connection free in time") from error
+            if not permit.locked():
+                await permit.acquire()  # free: taken at once, no timer set for a wait
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await permit.acquire()
+                except TimeoutError as error:
+                    raise StorageError("no database connection free in time") from error
         try:
             with storage_errors():
                 fairy = await engine.raw_connection()
