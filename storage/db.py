@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -84,6 +85,23 @@ def _turnstile(engine: AsyncEngine) -> tuple[asyncio.Semaphore, float] | None:
     if kept is None or kept[0] is not loop:
         kept = _TURNSTILES[pool] = (loop, asyncio.Semaphore(size() + overflow))
     return kept[1], float(getattr(pool, "_timeout", 30.0))
+
+
+@contextlib.asynccontextmanager
+async def in_line_for_a_connection(engine: AsyncEngine) -> AsyncIterator[None]:
+    """A permit of the engine's turnstile for the block, for a connection taken for long
+    outside a unit of work (the outbox's LISTEN): the units of work then wait in line for the
+    pool's other connections, not in its own queue."""
+    turnstile = _turnstile(engine)
+    if turnstile is None:
+        yield
+        return
+    permit, _timeout = turnstile
+    await permit.acquire()
+    try:
+        yield
+    finally:
+        permit.release()
 
 
 class PooledTransaction:

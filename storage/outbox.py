@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.ports import ChatMessageIds, OutboxMessage, OutboxTopicStats
 from storage import chat_messages
 from storage.coltypes import as_utc, sqlite_time
-from storage.db import COMMIT_POINT_MARK, Db
+from storage.db import COMMIT_POINT_MARK, Db, in_line_for_a_connection
 from storage.errors import storage_errors
 from storage.models import outbox
 
@@ -633,7 +633,7 @@ async def listen_for_outbox(
 
     while True:
         try:
-            async with engine.connect() as connection:
+            async with in_line_for_a_connection(engine), engine.connect() as connection:
                 raw = await connection.get_raw_connection()
                 driver = raw.driver_connection
                 assert driver is not None

@@ -280,3 +280,28 @@ async def test_a_unit_of_work_that_cannot_have_a_connection_in_time_is_a_storage
             assert await uow.reports.get("none") is None
     finally:
         await storage.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_the_outbox_listen_holds_its_place_in_line(database_url: str) -> None:
+    """The LISTEN keeps one of the dispatchers' connections for good, outside any unit of
+    work: it holds a permit of the turnstile for it, so units of work wait in line for the
+    others (here there are none) instead of in the pool's own queue."""
+    from storage.outbox import listen_for_outbox
+
+    await upgrade(database_url)
+    timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
+    storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
+    listening = asyncio.Event()
+    listen = asyncio.create_task(listen_for_outbox(storage.engine, lambda _t: listening.set()))
+    try:
+        async with asyncio.timeout(10):
+            await listening.wait()
+        with pytest.raises(StorageError, match="no database connection free in time"):
+            async with storage.unit_of_work():
+                pass
+    finally:
+        listen.cancel()
+        await asyncio.gather(listen, return_exceptions=True)
+        await storage.close()
