@@ -389,9 +389,7 @@ class SqlOutbox:
             return [_message_from(record) for record in records]
 
         def sqlite_claim(connection: sqlite3.Connection) -> builtins.list[OutboxMessage]:
-            cursor = connection.execute(statement, (*parameters, limit))
-            names = [column[0] for column in cursor.description]
-            return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
+            return _sqlite_messages(connection.execute(statement, (*parameters, limit)))
 
         messages = await self._write(PG_CLAIM, pg_claim, sqlite_claim, commit=commit)
         return sorted(messages, key=lambda message: message.id or 0)
@@ -447,12 +445,12 @@ class SqlOutbox:
                 chat_messages.sqlite_add(connection, ids, at)
             if claim_next_for is None:
                 return []
-            cursor = connection.execute(
-                SQLITE_CLAIM_NEXT,
-                (sqlite_time(until), message_id, sqlite_time(now), sqlite_time(now)),
+            return _sqlite_messages(
+                connection.execute(
+                    SQLITE_CLAIM_NEXT,
+                    (sqlite_time(until), message_id, sqlite_time(now), sqlite_time(now)),
+                )
             )
-            names = [column[0] for column in cursor.description]
-            return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
 
         statement = (
             PG_DONE_KEEPING_IDS
@@ -589,6 +587,12 @@ def _message_from(row: Any) -> OutboxMessage:
         idempotency_key=row["idempotency_key"],
         conversation_id=row["conversation_id"],
     )
+
+
+def _sqlite_messages(cursor: sqlite3.Cursor) -> builtins.list[OutboxMessage]:
+    """The messages a sqlite3 statement returned (`_COLUMNS`, by name)."""
+    names = [column[0] for column in cursor.description]
+    return [_sqlite_message(dict(zip(names, row, strict=True))) for row in cursor]
 
 
 def _sqlite_message(row: dict[str, Any]) -> OutboxMessage:
