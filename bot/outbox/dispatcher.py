@@ -287,7 +287,8 @@ class OutboxDispatcher:
             del self._sending[key]
 
     async def _claim(self, limit: int) -> list[OutboxMessage] | None:
-        """The loop's claim (`_claim_now`)."""
+        """The loop's claim (`_claim_now`), under a name of its own so that the loop's claims
+        can be told from the settles' (tests/outbox/test_dispatcher_wakes.py counts them)."""
         return await self._claim_now(limit)
 
     async def _claim_now(self, limit: int) -> list[OutboxMessage] | None:
@@ -354,10 +355,11 @@ class OutboxDispatcher:
         assert message.id is not None
         # This message's own slot is still counted in flight until its task ends: the slots
         # to claim into are that one and, for a claim of every free slot, the spare ones.
-        spare = 0 if self._stopping or not self.running else self._free()
+        claiming = self.running and not self._stopping
+        spare = self._free() if claiming else 0
         claim_next = outcome.status == "done" and spare > 0
         claim_all = not claim_next or self._backlog
-        free = 0 if self._stopping or not self.running else 1 + (spare if claim_all else 0)
+        free = 1 + (spare if claim_all else 0) if claiming else 0
         self._reserved += free
         taken: list[OutboxMessage] = []  # by the settle's own write
         more: list[OutboxMessage] | None = []  # by the claim after it
