@@ -380,18 +380,13 @@ SQLITE_UPDATE_CONVERSATION = """
         finished_at = CASE WHEN :status <> 'active' THEN :updated_at END
     WHERE id = :b_id AND revision = :b_revision
 """
-SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED = """
-    UPDATE conversations
-    SET state = :state, status = :status, revision = revision + 1,
-        reference = :reference, channel_key = :channel_key, token_hash = :token_hash,
-        updated_at = :updated_at, transcript_seq = :transcript_seq,
-        untouched_at = CASE WHEN :status = 'active' AND :updated_at = created_at
-                            THEN created_at END,
-        finished_at = CASE WHEN :status <> 'active' THEN :updated_at END
-    WHERE id = :b_id AND revision = :b_revision
-      AND NOT EXISTS (SELECT 1 FROM inbound_messages
+#: The same, only while the message id has no reply kept yet.
+SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED = (
+    SQLITE_UPDATE_CONVERSATION  # noqa: S608 (joined from this module's literals)
+    + """      AND NOT EXISTS (SELECT 1 FROM inbound_messages
                       WHERE scope = :scope AND message_id = :message_id)
 """
+)
 SQLITE_HANDLED = """
     SELECT EXISTS (SELECT 1 FROM inbound_messages
                    WHERE scope = :scope AND message_id = :message_id)
@@ -600,8 +595,7 @@ def _read_again_if_handled(db: Db, record: ConversationRecord) -> Iterator[None]
     try:
         yield
     except DuplicateError:
-        if db.turn_cache is not None:
-            db.turn_cache.forget(record.id)
+        db.forget_turn(record.id)
         raise
 
 
