@@ -87,21 +87,37 @@ def _turnstile(engine: AsyncEngine) -> tuple[asyncio.Semaphore, float] | None:
     return kept[1], float(getattr(pool, "_timeout", 30.0))
 
 
-@contextlib.asynccontextmanager
-async def in_line_for_a_connection(engine: AsyncEngine) -> AsyncIterator[None]:
-    """A permit of the engine's turnstile for the block, for a connection taken for long
-    outside a unit of work (the outbox's LISTEN): the units of work then wait in line for the
-    pool's other connections, not in its own queue."""
+async def _wait_in_line(engine: AsyncEngine) -> asyncio.Semaphore | None:
+    """A permit of the engine's turnstile (`_turnstile`), waited for at most the pool's own
+    timeout (StorageError after it); None for a pool without a fixed bound."""
     turnstile = _turnstile(engine)
     if turnstile is None:
-        yield
-        return
-    permit, _timeout = turnstile
-    await permit.acquire()
+        return None
+    permit, timeout = turnstile
+    if not permit.locked():
+        await permit.acquire()  # free: taken at once, no timer set for a wait
+        return permit
+    try:
+        async with asyncio.timeout(timeout):
+            await permit.acquire()
+    except TimeoutError as error:
+        raise StorageError("no database connection free in time") from error
+    return permit
+
+
+@contextlib.asynccontextmanager
+async def in_line_for_a_connection(engine: AsyncEngine) -> AsyncIterator[None]:
+    """A permit of the engine's turnstile for the block, for a connection taken outside a unit
+    of work: a short read (`on_live_connection`), a staff page's transaction, the outbox's
+    LISTEN (held for good). Taken straight from the pool, such a connection went to whoever
+    asked last, ahead of the units of work waiting in line; and a connection held for long
+    outside the line would leave units of work waiting in the pool's own queue instead."""
+    permit = await _wait_in_line(engine)
     try:
         yield
     finally:
-        permit.release()
+        if permit is not None:
+            permit.release()
 
 
 class PooledTransaction:
@@ -143,18 +159,7 @@ class PooledTransaction:
         """Check a connection out of the engine's pool, in turn (`_turnstile`). The
         transaction begins with the first statement (SQLite: BEGIN IMMEDIATE, sent with it:
         `run_sqlite`)."""
-        turnstile = _turnstile(engine)
-        permit = None
-        if turnstile is not None:
-            permit, timeout = turnstile
-            if not permit.locked():
-                await permit.acquire()  # free: taken at once, no timer set for a wait
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await permit.acquire()
-                except TimeoutError as error:
-                    raise StorageError("no database connection free in time") from error
+        permit = await _wait_in_line(engine)
         try:
             with storage_errors():
                 fairy = await engine.raw_connection()
@@ -593,13 +598,15 @@ async def on_live_connection(
 ) -> T:
     """Run a read on a pooled connection; if that connection turns out dead, once more on a
     fresh one (the pool marks every older connection stale after a disconnect, so the second
-    checkout connects anew). For reads outside a unit of work: ping, the directory."""
+    checkout connects anew). For reads outside a unit of work: ping, the directory. In line
+    with the units of work for the connection (`in_line_for_a_connection`)."""
     with storage_errors():
-        try:
+        async with in_line_for_a_connection(engine):
+            try:
+                async with engine.connect() as connection:
+                    return await work(connection)
+            except sa_exc.DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
             async with engine.connect() as connection:
                 return await work(connection)
-        except sa_exc.DBAPIError as error:
-            if not error.connection_invalidated:
-                raise
-        async with engine.connect() as connection:
-            return await work(connection)

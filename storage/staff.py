@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import Clock, Db, utc_now
+from storage.db import Clock, Db, in_line_for_a_connection, utc_now
 from storage.errors import storage_errors
 from storage.models import staff_accounts, staff_audit, staff_sessions
 from storage.staff_reports import StaffReports
@@ -350,7 +350,7 @@ class StaffStore:
     async def transaction(self) -> AsyncIterator[StaffTx]:
         """Commits when the block ends normally; any exception rolls everything back."""
         with storage_errors():
-            async with self.engine.connect() as connection:
+            async with in_line_for_a_connection(self.engine), self.engine.connect() as connection:
                 async with connection.begin():
                     db = Db(connection, self.clock)
                     try:

@@ -27,6 +27,7 @@ from storage.sqlalchemy_storage import (
     SqlUnitOfWork,
     create_storage,
 )
+from storage.staff import StaffStore
 
 
 def _conversation(conversation_id: str) -> ConversationRecord:
@@ -260,6 +261,47 @@ async def test_units_of_work_get_connections_in_the_order_they_asked(database_ur
     finally:
         await storage.close()
     assert order == ["waiter", "newcomer"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_staff_transaction_holds_its_place_in_line(database_url: str) -> None:
+    """A staff page's transaction takes a connection of the turns' pool (the staff pages
+    share the app's engine): it holds a permit of the turnstile for it, so units of work wait
+    in line for the others (here there are none), not in the pool's own queue, where a
+    connection handed back goes to whoever asks at that moment."""
+    await upgrade(database_url)
+    timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
+    storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
+    try:
+        async with StaffStore(storage.engine).transaction():
+            with pytest.raises(StorageError, match="no database connection free in time"):
+                async with storage.unit_of_work():
+                    pass
+        async with storage.unit_of_work() as uow:  # the staff transaction's permit is back
+            assert await uow.reports.get("none") is None
+    finally:
+        await storage.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_short_read_that_cannot_have_a_connection_in_time_is_a_storage_error(
+    database_url: str,
+) -> None:
+    """A short read outside a unit of work (`/readyz`'s ping, the directory) waits in the
+    same line as the units of work (`storage.db.in_line_for_a_connection`), as long as the
+    pool's timeout at most."""
+    await upgrade(database_url)
+    timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
+    storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
+    try:
+        async with storage.unit_of_work():
+            with pytest.raises(StorageError, match="no database connection free in time"):
+                await storage.ping()
+        await storage.ping()  # its permit is back
+    finally:
+        await storage.close()
 
 
 @pytest.mark.postgres
