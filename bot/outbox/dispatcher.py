@@ -428,13 +428,18 @@ class OutboxDispatcher:
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait for it to end, without swallowing a cancellation of the caller."""
+    """Cancel `task` and wait for it to end, without swallowing a cancellation of the caller
+    that arrives meanwhile. A caller cancelled before it called is not cancelled again here:
+    aiohttp runs an app's cleanup in its main task after cancelling it (`web.run_app`), and
+    the task's own end (CancelledError) raised there stopped `stop` half-way, so in-flight
+    sends had no grace and the cleanup after it (closing the HTTP session) never ran."""
+    current = asyncio.current_task()
+    cancelled_before = current.cancelling() if current is not None else 0
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if current is not None and current.cancelling() > cancelled_before:
             raise
 
 

@@ -126,5 +126,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await delivery.dispatcher.stop()
-        await session.close()
+        try:
+            await delivery.dispatcher.stop()
+        finally:
+            await session.close()

@@ -183,6 +183,49 @@ async def test_stop_ends_the_loop_even_when_a_cancelled_claim_fails_as_a_storage
     assert not dispatcher.running
 
 
+class _ClaimWaits(_ClaimSwallowsCancellation):
+    """A storage whose claim waits on the database until it is cancelled."""
+
+    async def claim(self, *args: object, **kwargs: object) -> list[OutboxMessage]:
+        self.claiming.set()
+        await asyncio.Event().wait()
+        return []
+
+
+@pytest.mark.parametrize("claim", [_ClaimWaits, _ClaimSwallowsCancellation])
+async def test_stop_called_by_a_task_already_cancelled_still_finishes(
+    claim: type[_ClaimSwallowsCancellation],
+) -> None:
+    """aiohttp runs an app's cleanup in its main task after cancelling it (`web.run_app`):
+    `stop` called there ends the loop (cancelled in the middle of a claim) and returns, so
+    the rest of `stop` and the cleanup after it (closing the HTTP session) run too. It raised
+    the loop task's own CancelledError half-way, and every server's shutdown logged
+    "Unclosed client session"."""
+    storage = claim()
+
+    async def never(message: OutboxMessage) -> Outcome:
+        raise AssertionError("nothing to deliver")
+
+    dispatcher = OutboxDispatcher(storage, "email", never, poll_interval=0.01)  # type: ignore[arg-type]
+    dispatcher.start()
+
+    async def cleanup() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await dispatcher.stop()
+            return "cleaned up"
+        return "never cancelled"
+
+    async with asyncio.timeout(10):
+        await storage.claiming.wait()
+        task = asyncio.create_task(cleanup())
+        await asyncio.sleep(0)
+        task.cancel()
+        assert await task == "cleaned up"
+    assert not dispatcher.running
+
+
 async def test_a_message_claimed_with_its_turn_is_sent_without_a_claim_and_its_key_follows(
     storage: SqlStorage,
 ) -> None:
