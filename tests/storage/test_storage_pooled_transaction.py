@@ -9,6 +9,7 @@ the pool with no transaction open, on SQLite (one writer, BEGIN IMMEDIATE) and P
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -263,63 +264,49 @@ async def test_units_of_work_get_connections_in_the_order_they_asked(database_ur
     assert order == ["waiter", "newcomer"]
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-async def test_a_staff_transaction_holds_its_place_in_line(database_url: str) -> None:
-    """A staff page's transaction takes a connection of the turns' pool (the staff pages
-    share the app's engine): it holds a permit of the turnstile for it, so units of work wait
-    in line for the others (here there are none), not in the pool's own queue, where a
-    connection handed back goes to whoever asks at that moment."""
-    await upgrade(database_url)
-    timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
-    storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
-    try:
-        async with StaffStore(storage.engine).transaction():
-            with pytest.raises(StorageError, match="no database connection free in time"):
-                async with storage.unit_of_work():
-                    pass
-        async with storage.unit_of_work() as uow:  # the staff transaction's permit is back
-            assert await uow.reports.get("none") is None
-    finally:
-        await storage.close()
+def _holding(kind: str, storage: SqlStorage) -> contextlib.AbstractAsyncContextManager[object]:
+    if kind == "staff transaction":
+        return StaffStore(storage.engine).transaction()
+    return storage.unit_of_work()
+
+
+async def _taking(kind: str, storage: SqlStorage) -> None:
+    if kind == "ping":
+        await storage.ping()
+        return
+    async with storage.unit_of_work() as uow:
+        assert await uow.reports.get("none") is None
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-async def test_a_short_read_that_cannot_have_a_connection_in_time_is_a_storage_error(
-    database_url: str,
+@pytest.mark.parametrize(
+    ("holder", "waiter"),
+    [
+        ("unit of work", "unit of work"),
+        # A staff page's transaction takes a connection of the turns' pool (the staff pages
+        # share the app's engine): it holds a permit for it, so units of work wait in line,
+        # not in the pool's own queue, where a connection handed back goes to whoever asks
+        # at that moment.
+        ("staff transaction", "unit of work"),
+        # A short read outside a unit of work (`/readyz`'s ping, the directory) waits in the
+        # same line (`storage.db.in_line_for_a_connection`).
+        ("unit of work", "ping"),
+    ],
+)
+async def test_a_wait_in_line_past_the_pool_timeout_is_a_storage_error(
+    database_url: str, holder: str, waiter: str
 ) -> None:
-    """A short read outside a unit of work (`/readyz`'s ping, the directory) waits in the
-    same line as the units of work (`storage.db.in_line_for_a_connection`), as long as the
-    pool's timeout at most."""
+    """The wait in line is bounded by the pool's own timeout (a serving pool's is seconds),
+    and the one that gave up leaves its place."""
     await upgrade(database_url)
     timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
     storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
     try:
-        async with storage.unit_of_work():
+        async with _holding(holder, storage):
             with pytest.raises(StorageError, match="no database connection free in time"):
-                await storage.ping()
-        await storage.ping()  # its permit is back
-    finally:
-        await storage.close()
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-async def test_a_unit_of_work_that_cannot_have_a_connection_in_time_is_a_storage_error(
-    database_url: str,
-) -> None:
-    """The wait in line is bounded by the pool's own timeout (a serving pool's is seconds)."""
-    await upgrade(database_url)
-    timeouts = replace(REQUEST_TIMEOUTS, pool_seconds=0.2)
-    storage = SqlStorage(create_engine(database_url, pool_size=1, timeouts=timeouts))
-    try:
-        async with storage.unit_of_work():
-            with pytest.raises(StorageError, match="no database connection free in time"):
-                async with storage.unit_of_work():
-                    pass
-        async with storage.unit_of_work() as uow:  # the permit of the one that gave up is back
-            assert await uow.reports.get("none") is None
+                await _taking(waiter, storage)
+        await _taking(waiter, storage)  # the permits are back
     finally:
         await storage.close()
 
