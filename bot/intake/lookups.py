@@ -30,9 +30,17 @@ class DirectoryLookup:
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload when the stored directory changed. Call it OUTSIDE a unit of work: on SQLite
-        there is one connection, and the turn's transaction holds it."""
+        there is one connection, and the turn's transaction holds it.
+
+        Once a minute the first turn to call it reads the stored version, on a connection
+        it waits for in line behind the turns queued for one. The turns that call it meanwhile
+        go on with the index they have; they used to wait for that read on the lock, so under
+        load every turn in flight waited once a minute for a read that waited for all of
+        them. Only before the first load is there nothing to go on with."""
         now = time.monotonic()
         if not force and now - self._checked_at < self._check_every:
+            return
+        if not force and self._lock.locked() and self._version is not None:
             return
         async with self._lock:
             if not force and time.monotonic() - self._checked_at < self._check_every:
