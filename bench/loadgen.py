@@ -7,8 +7,9 @@ same conversations as webhook updates), `ceiling` (POST /ceiling, one insert-and
 Closed loop (`--concurrency C`): C conversations at once, each sends its next turn when the
 last one is answered. Open loop (`--rate R`): turns are sent on a fixed schedule, whatever is
 outstanding, each by an idle conversation chosen at random; latency is measured from the
-scheduled time, so a slow server cannot hide its queue (no coordinated omission). Prints one JSON object: rate, latency percentiles, errors, and
-the generator's own CPU use (to show whether it, rather than the server, was the limit).
+scheduled time, so a slow server cannot hide its queue (no coordinated omission). Prints one
+JSON object: rate, latency percentiles, errors, and the generator's own CPU use (to show
+whether it, rather than the server, was the limit).
 
 Requests are pre-built bytes; only the responses that carry what the next request needs (the
 conversation id and token) or prove the result (the reference after submit) are parsed.
