@@ -4,7 +4,8 @@ Benchmarks: engine (CPU per turn against python-telegram-bot and aiogram), web (
 through the web chat API on SQLite and PostgreSQL against an insert-and-commit ceiling, plus
 open-loop latency), telegram (webhook turns/s with a fake Bot API), memory (server RSS per open
 conversation), scaling (1, 2, 4 workers on PostgreSQL), staff (the inbox's queue at 100,000
-reports). A part whose prerequisites are missing
+reports), layers (a web turn's server CPU by layer: the web channel alone, the service, a unit
+of work). A part whose prerequisites are missing
 prints a "skipped: reason" row instead of failing the run.
 """
 
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "bench.memory",
     "scaling": "bench.scaling",
     "staff": "bench.staff_queue",
+    "layers": "bench.turn_layers",
 }
 
 
