@@ -5,7 +5,8 @@ The first `REAL_TURNS` turns run for real, so that the load generator's conversa
 created and one reaches its submission. After that every turn is answered with the last
 submitted reply, without the engine or the database; everything around the service (aiohttp,
 the middlewares, the token's rate limit, the body's parsing, the reply's JSON, the headers,
-the access log line) runs as in the product.
+the access log line) runs as in the product, and so do the requests that create a
+conversation (one in twenty of the load generator's: the script has 19 turns).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ when it is absent), each server in its own process, 50 conversations at once:
 - server CPU per request of the raw ceiling (`bench.ceiling_server --driver raw`: bare
   aiohttp, an asyncpg pool, BEGIN, one insert, COMMIT);
 - server CPU per request of the product's web channel alone (`bench.http_layer_server`: the
-  intake service answers at once, so aiohttp, the middlewares, the body, the reply's JSON,
-  the headers and the access log remain);
+  intake service answers turns at once, so aiohttp, the middlewares, the body, the reply's
+  JSON, the headers and the access log remain, and the one request in twenty that creates a
+  conversation is real);
 - server CPU per turn of the whole product, as the web rows run it;
 - in one process without HTTP: CPU per turn of `IntakeService.handle` (the script's
   conversations, 50 at a time: engine, rendering, storage, one statement a turn), a unit of
@@ -79,7 +80,10 @@ def server_rows(kind: str, label: str, quick: bool) -> list[Row]:
             fmt(measured["http"], " ms"),
             fmt(ceiling, " ms"),
             ratio(measured["http"], ceiling),
-            note="the intake service answers at once (bench.http_layer_server); the rest as deployed",
+            note=(
+                "turns answered at once by the service (bench.http_layer_server); the rest as "
+                "deployed, new conversations too (1 request in 20)"
+            ),
         ),
         Row(
             f"server CPU per turn, whole product, {label}",
