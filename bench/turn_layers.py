@@ -12,6 +12,8 @@ when it is absent), each server in its own process, 50 conversations at once:
   intake service answers turns at once, so aiohttp, the middlewares, the body, the reply's
   JSON, the headers and the access log remain, and the one request in twenty that creates a
   conversation is real);
+- the same with one unit of work entered and left on every answered turn, nothing run in it
+  (`--unit-of-work`): its cost where 50 requests share 15 connections;
 - server CPU per turn of the whole product, as the web rows run it;
 - in one process without HTTP: CPU per turn of `IntakeService.handle` (the script's
   conversations, 50 at a time: engine, rendering, storage, one statement a turn), a unit of
@@ -42,10 +44,12 @@ TIMED_CALLS = 5000
 
 
 @contextlib.contextmanager
-def http_layer_server(url: str) -> Iterator[tuple[int, Any]]:
+def http_layer_server(url: str, *, unit_of_work: bool = False) -> Iterator[tuple[int, Any]]:
     port = free_port()
     log_path = Path("/tmp") / f"intake-bench-http-layer-{port}.log"
     args = [PYTHON, "-m", "bench.http_layer_server", "--workers", "1"]
+    if unit_of_work:
+        args.append("--unit-of-work")
     with spawn(args, app_env(url, port), port=port, log_path=log_path) as proc:
         yield port, proc
 
@@ -58,12 +62,13 @@ def server_rows(kind: str, label: str, quick: bool) -> list[Row]:
             log(f"layers {label}: the raw ceiling")
             result = load("ceiling", port, concurrency=CONCURRENCY, server_pid=proc.pid, **timing)
             measured["ceiling"] = cpu_ms(result)
-    with database(kind) as url, http_layer_server(url) as (port, proc):
-        log(f"layers {label}: the web channel alone")
-        # Its first turns are real (conversations made, one submitted): a warm-up first.
-        load("web", port, concurrency=CONCURRENCY, server_pid=proc.pid, **timing)
-        result = load("web", port, concurrency=CONCURRENCY, server_pid=proc.pid, **timing)
-        measured["http"] = cpu_ms(result)
+    for name, with_uow in (("http", False), ("http_uow", True)):
+        with database(kind) as url, http_layer_server(url, unit_of_work=with_uow) as (port, proc):
+            log(f"layers {label}: the web channel alone{' with a unit of work' * with_uow}")
+            # Its first turns are real (conversations made, one submitted): a warm-up first.
+            load("web", port, concurrency=CONCURRENCY, server_pid=proc.pid, **timing)
+            result = load("web", port, concurrency=CONCURRENCY, server_pid=proc.pid, **timing)
+            measured[name] = cpu_ms(result)
     with database(kind) as url, app_server(url) as (port, proc):
         log(f"layers {label}: the whole product")
         result = load("web", port, concurrency=CONCURRENCY, server_pid=proc.pid, **timing)
@@ -83,6 +88,16 @@ def server_rows(kind: str, label: str, quick: bool) -> list[Row]:
             note=(
                 "turns answered at once by the service (bench.http_layer_server); the rest as "
                 "deployed, new conversations too (1 request in 20)"
+            ),
+        ),
+        Row(
+            f"server CPU per request, web channel + an empty unit of work, {label}",
+            fmt(measured["http_uow"], " ms"),
+            fmt(measured["http"], " ms"),
+            ratio(measured["http_uow"], measured["http"]),
+            note=(
+                "baseline: the web channel alone; the difference is a unit of work's cost "
+                "in a saturated server (compare the in-process row below)"
             ),
         ),
         Row(
