@@ -35,6 +35,7 @@ from bot.staff.config import StaffSettings
 from dialogs.intake import EMAIL_ALERTS, INTAKE
 from dialogs.languages import LANGUAGES, RTL_LOCALES
 from dialogs.survey import SURVEY
+from storage.engine import POOL_SIZE
 from storage.migrate import upgrade
 from storage.sqlalchemy_storage import create_storage
 
@@ -69,14 +70,18 @@ async def build_service(
     migrate: bool = True,
     clock: Callable[[], datetime] = utcnow,
     keep_turns: bool = True,
+    pool_size: int = POOL_SIZE,
 ) -> IntakeService:
     """`clock` (aware UTC) is shared by the service and its storage, so that tests can move
     time for both (idle conversations, the window replies are kept for). `keep_turns`: this
     process serves every turn of its conversations (not one of several workers on a port), so
-    it keeps what its turns wrote for their next turns (storage.turn_cache)."""
+    it keeps what its turns wrote for their next turns (storage.turn_cache). `pool_size`: its
+    PostgreSQL connections for turns (a serving worker's share: `bot.cli._serving_pool_size`)."""
     if migrate:
         await upgrade(settings.database_url)
-    storage = await create_storage(settings.database_url, clock=clock, keep_turns=keep_turns)
+    storage = await create_storage(
+        settings.database_url, clock=clock, keep_turns=keep_turns, pool_size=pool_size
+    )
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)
     service = IntakeService(
@@ -135,9 +140,10 @@ def build_app(
     migrate: bool = True,
     staff: StaffSettings | None = None,
     keep_turns: bool = True,
+    pool_size: int = POOL_SIZE,
 ) -> web.Application:
-    """The whole web application; `keep_turns` as `build_service`'s (False for one of several
-    workers sharing a port)."""
+    """The whole web application; `keep_turns` and `pool_size` as `build_service`'s (False
+    for one of several workers sharing a port; the worker's share of connections)."""
     from bot.channels.web import api as web_channel
 
     protect_logs(settings)
@@ -149,7 +155,9 @@ def build_app(
         app[SERVICE] = (
             service
             if service is not None
-            else await build_service(settings, migrate=migrate, keep_turns=keep_turns)
+            else await build_service(
+                settings, migrate=migrate, keep_turns=keep_turns, pool_size=pool_size
+            )
         )
         app[STORAGE] = app[SERVICE].storage
         yield

@@ -144,14 +144,32 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    pool_size = _serving_pool_size(settings, workers)
+    if pool_size is None:
+        return 2
     asyncio.run(_db_upgrade(settings, quiet=True))
     if workers == 1:
-        _run_worker(settings, reuse_port=False)
+        _run_worker(settings, reuse_port=False, pool_size=pool_size)
         return 0
-    return _supervise(settings, workers)
+    return _supervise(settings, workers, pool_size)
 
 
-def _supervise(settings: Settings, workers: int) -> int:
+def _serving_pool_size(settings: Settings, workers: int) -> int | None:
+    """Each worker's share of INTAKE_DATABASE_CONNECTIONS for its turns (PostgreSQL; SQLite
+    has its one connection whatever is asked); None, said on stderr, if it is too small."""
+    from storage.engine import POOL_SIZE
+    from storage.sqlalchemy_storage import serving_pool_size
+
+    if settings.database_url.startswith("sqlite"):
+        return POOL_SIZE
+    try:
+        return serving_pool_size(settings.database_connections, workers)
+    except ValueError as error:
+        print(f"INTAKE_DATABASE_CONNECTIONS: {error}", file=sys.stderr)
+        return None
+
+
+def _supervise(settings: Settings, workers: int, pool_size: int) -> int:
     import time
     from multiprocessing.connection import wait
 
@@ -170,7 +188,9 @@ def _supervise(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGINT, stop)
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
-        child = ctx.Process(target=_run_worker, args=(settings, True), name=f"intake-worker-{slot}")
+        child = ctx.Process(
+            target=_run_worker, args=(settings, True, pool_size), name=f"intake-worker-{slot}"
+        )
         child.start()
         log.info("worker %d started (pid %s)", slot, child.pid)
         return child
@@ -240,8 +260,9 @@ def _stop_workers(children: list[multiprocessing.process.BaseProcess]) -> None:
             child.join()
 
 
-def _run_worker(settings: Settings, reuse_port: bool) -> None:
-    """One serving process. aiohttp handles SIGINT/SIGTERM: stop accepting, let in-flight
+def _run_worker(settings: Settings, reuse_port: bool, pool_size: int) -> None:
+    """One serving process, with `pool_size` PostgreSQL connections for its turns
+    (`_serving_pool_size`). aiohttp handles SIGINT/SIGTERM: stop accepting, let in-flight
     requests finish, then run the app's cleanup (which disposes the database pool)."""
     from aiohttp import web
 
@@ -252,7 +273,12 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     print(f"Serving on http://{settings.host}:{settings.port} (pid {os.getpid()})", flush=True)
     # One of several workers sharing the port sees a conversation's turns at random: what it
     # kept of one would mostly be stale (storage.turn_cache).
-    app = build_app(settings, migrate=False, keep_turns=settings.keep_turns and not reuse_port)
+    app = build_app(
+        settings,
+        migrate=False,
+        keep_turns=settings.keep_turns and not reuse_port,
+        pool_size=pool_size,
+    )
     app.on_startup.append(settle_garbage_collector)  # last: after the service is built
     web.run_app(
         app,

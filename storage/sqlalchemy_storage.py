@@ -34,6 +34,7 @@ from storage.chat_messages import SqlChatMessages
 from storage.db import Clock, Db, PooledTransaction, on_live_connection, utc_now
 from storage.directory import SqlDirectory
 from storage.engine import (
+    POOL_SIZE,
     REQUEST_TIMEOUTS,
     Timeouts,
     create_engine,
@@ -70,6 +71,38 @@ log = logging.getLogger(__name__)
 #: connection closed after each burst and opened again for the next cost more than it saved).
 #: Connections are opened on first use: the CLI opens none.
 DISPATCHER_POOL_SIZE = 8
+#: A serving worker's turns' pool holds at most this many. With 15 (`POOL_SIZE`) and 50 web
+#: conversations at once, every turn waited in line for a connection (`storage.db._turnstile`:
+#: a future, a timer and a pass of the event loop more), as Little's law has it: about 600
+#: turns/s, each holding its connection for a pass of a loop busy with 50 requests (about 25
+#: ms), keep 15 in use. A unit of work then cost 0.2-0.3 ms of the worker's CPU, against
+#: 0.07-0.1 ms alone (`python -m bench --only layers`). With 50 the line is rarely formed:
+#: CPU per web turn 1.27-1.39 ms against 1.45-1.52 ms with 15, in 4 runs alternated, and as
+#: many turns per second or more (BENCHMARKS.md). Connections are opened only as turns
+#: need them, and then kept.
+MAX_SERVING_POOL_SIZE = 50
+#: Fewer than this for a worker's turns, and the connections are too few for the workers.
+MIN_SERVING_POOL_SIZE = 5
+
+
+def serving_pool_size(connections: int, workers: int) -> int:
+    """The size of each serving worker's turns' pool when `workers` share `connections`
+    PostgreSQL connections, each also keeping `DISPATCHER_POOL_SIZE` for its outbox
+    dispatchers: the even share, at most `MAX_SERVING_POOL_SIZE`. ValueError if the share
+    would be under `MIN_SERVING_POOL_SIZE`."""
+    if workers < 1:
+        raise ValueError("at least one worker")
+    share = connections // workers - DISPATCHER_POOL_SIZE
+    if share < MIN_SERVING_POOL_SIZE:
+        needed = workers * (DISPATCHER_POOL_SIZE + MIN_SERVING_POOL_SIZE)
+        raise ValueError(
+            f"{connections} database connections are too few for {workers} workers: "
+            f"each needs {DISPATCHER_POOL_SIZE} for its outbox dispatchers and at least "
+            f"{MIN_SERVING_POOL_SIZE} for its turns ({needed} in all)"
+        )
+    return min(share, MAX_SERVING_POOL_SIZE)
+
+
 #: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
 #: waiting for its answer, and a settle that gives up sends its message again once the lease
 #: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
@@ -320,6 +353,7 @@ async def create_storage(
     clock: Clock = utc_now,
     timeouts: Timeouts | None = REQUEST_TIMEOUTS,
     keep_turns: bool = False,
+    pool_size: int = POOL_SIZE,
 ) -> SqlStorage:
     """Build the storage for `database_url` (sqlite[+aiosqlite] or postgresql[+asyncpg]).
 
@@ -330,6 +364,8 @@ async def create_storage(
     administration (the CLI) passes None, as it may legitimately take longer.
     `keep_turns`: the process serves every turn of its conversations (one serving worker), so
     it keeps what its turns wrote and skips the next turn's read (storage.turn_cache).
+    `pool_size`: PostgreSQL connections for the turns (a serving worker's:
+    `serving_pool_size`); the outbox dispatchers keep `DISPATCHER_POOL_SIZE` of their own.
     """
     url = normalize_url(database_url)
     cache = TurnCache() if keep_turns else None
@@ -341,7 +377,7 @@ async def create_storage(
         # One writer: the dispatchers queue on the same single connection as the turns.
         return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock, turn_cache=cache)
     return SqlStorage(
-        create_engine(url, timeouts=timeouts),
+        create_engine(url, pool_size=pool_size, timeouts=timeouts),
         clock=clock,
         turn_cache=cache,
         dispatcher_engine=create_engine(

@@ -187,6 +187,48 @@ def test_several_workers_refuse_sqlite_and_telegram_polling(db_url: str) -> None
     assert polling.returncode == 2 and "single worker" in polling.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "workers", "expected"),
+    [
+        ("postgresql+asyncpg://nobody@127.0.0.1:1/x", 1, 50),
+        ("postgresql+asyncpg://nobody@127.0.0.1:1/x", 4, 12),
+        ("sqlite+aiosqlite:///./var/x.sqlite3", 1, 15),  # one connection whatever is asked
+    ],
+)
+def test_each_serving_worker_gets_its_share_of_the_connections(
+    url: str, workers: int, expected: int
+) -> None:
+    """`intake serve` splits INTAKE_DATABASE_CONNECTIONS (80 unless set) between its workers
+    (`storage.sqlalchemy_storage.serving_pool_size`) and hands each its share."""
+    from bot import cli
+
+    settings = Settings.from_env({"INTAKE_DATABASE_URL": url})
+    assert settings.database_connections == 80
+    assert cli._serving_pool_size(settings, workers) == expected
+
+
+def test_serve_refuses_too_few_database_connections_for_its_workers() -> None:
+    """Each worker needs 8 connections for its outbox dispatchers and at least 5 for its
+    turns: 4 workers in 40 connections would each get 2, so `intake serve` says so and stops
+    before it migrates or starts anything (the URL points nowhere)."""
+    env = {
+        **os.environ,
+        "INTAKE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x",
+        "INTAKE_DATABASE_CONNECTIONS": "40",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--workers", "4"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "INTAKE_DATABASE_CONNECTIONS" in result.stderr and "4 workers" in result.stderr
+    assert "52 in all" in result.stderr
+
+
 def test_purge_keeps_at_least_a_week(db_url: str) -> None:
     assert intake(db_url, "conversations", "purge", "--idle-days", "3").returncode == 2
     result = intake(db_url, "conversations", "purge")

@@ -27,7 +27,7 @@ from bot.config import Settings
 
 served = []
 web.run_app = lambda app, **options: served.append((app, options["loop"]))
-cli._run_worker(Settings.from_env({"INTAKE_DATABASE_URL": sys.argv[1]}), False)
+cli._run_worker(Settings.from_env({"INTAKE_DATABASE_URL": sys.argv[1]}), False, 15)
 ((app, loop),) = served
 loop.close()
 before = {"threshold": gc.get_threshold()[0], "frozen": gc.get_freeze_count()}

@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.engine.types import ConversationState, Inbound
 from bot.intake.service import ConversationNotFound, IntakeService
 from bot.ports import ConversationRecord
+from storage.engine import POOL_SIZE
 from storage.sqlalchemy_storage import SqlStorage, create_storage
 from storage.turn_cache import TurnCache
 from tests.service.test_service_paths import user_lines
@@ -215,6 +216,7 @@ def test_only_a_sole_serving_worker_keeps_its_turns(
 
     def fake_build_app(settings: Settings, **options: Any) -> web.Application:
         asked.append(options["keep_turns"])
+        assert options["pool_size"] == POOL_SIZE  # the worker's share, as `_serve` gave it
         return build_app(settings, **options)
 
     monkeypatch.setattr(bot.app, "build_app", fake_build_app)
@@ -223,7 +225,7 @@ def test_only_a_sole_serving_worker_keeps_its_turns(
     env = {"INTAKE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/intake.sqlite3"}
     if setting is not None:
         env["INTAKE_KEEP_TURNS"] = setting
-    cli._run_worker(Settings.from_env(env), reuse_port)
+    cli._run_worker(Settings.from_env(env), reuse_port, POOL_SIZE)
     assert asked == [kept]
 
 

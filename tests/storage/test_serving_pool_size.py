@@ -1,0 +1,61 @@
+"""How `intake serve`'s workers share INTAKE_DATABASE_CONNECTIONS (storage.sqlalchemy_storage,
+`serving_pool_size`): each keeps 8 for its outbox dispatchers and takes an even share of the
+rest for its turns, up to 50; the turns' pool is then that size."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import upgrade
+from storage.sqlalchemy_storage import (
+    DISPATCHER_POOL_SIZE,
+    MAX_SERVING_POOL_SIZE,
+    create_storage,
+    serving_pool_size,
+)
+
+
+@pytest.mark.parametrize(
+    ("connections", "workers", "turns"),
+    [
+        (90, 1, MAX_SERVING_POOL_SIZE),  # 82 would be more than a worker can use
+        (90, 2, 37),
+        (90, 4, 14),
+        (90, 6, 7),
+        (200, 2, MAX_SERVING_POOL_SIZE),
+        (39, 3, 5),
+    ],
+)
+def test_each_worker_gets_an_even_share_of_the_connections(
+    connections: int, workers: int, turns: int
+) -> None:
+    size = serving_pool_size(connections, workers)
+    assert size == turns
+    assert workers * (size + DISPATCHER_POOL_SIZE) <= connections
+
+
+@pytest.mark.parametrize(("connections", "workers"), [(38, 3), (12, 1), (90, 7), (90, 0)])
+def test_too_few_connections_for_the_workers_is_an_error(connections: int, workers: int) -> None:
+    with pytest.raises(ValueError, match="worker"):
+        serving_pool_size(connections, workers)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_the_turns_pool_has_the_size_asked_for(database_url: str) -> None:
+    """The size reaches SQLAlchemy's pool, and with it the turnstile's permits
+    (`storage.db._turnstile`); the dispatchers' pool keeps its own 8."""
+    await upgrade(database_url)
+    storage = await create_storage(database_url, pool_size=23)
+    try:
+        async with storage.unit_of_work():
+            pass  # the turnstile is made with the first unit of work
+        assert storage.engine.pool.size() == 23  # type: ignore[attr-defined]
+        from storage.db import _turnstile
+
+        turnstile = _turnstile(storage.engine)
+        assert turnstile is not None and turnstile[0]._value == 23
+        dispatchers = storage.dispatcher_storage().engine.pool
+        assert dispatchers.size() == DISPATCHER_POOL_SIZE  # type: ignore[attr-defined]
+    finally:
+        await storage.close()
