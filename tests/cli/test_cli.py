@@ -170,21 +170,27 @@ def test_no_command_prints_help(db_url: str) -> None:
 def test_several_workers_refuse_sqlite_and_telegram_polling(db_url: str) -> None:
     sqlite = intake(db_url, "serve", "--workers", "2")
     assert sqlite.returncode == 2 and "PostgreSQL" in sqlite.stderr
-    env_polling = {
-        **os.environ,
-        "INTAKE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x",
-        "INTAKE_TELEGRAM_TOKEN": "1:x",
-        "INTAKE_TELEGRAM_MODE": "polling",
-    }
-    polling = subprocess.run(
-        [sys.executable, "-m", "bot", "serve", "--workers", "2"],
+    polling = serve_on_postgres_nowhere(
+        "2", INTAKE_TELEGRAM_TOKEN="1:x", INTAKE_TELEGRAM_MODE="polling"
+    )
+    assert polling.returncode == 2 and "single worker" in polling.stderr
+
+
+def serve_on_postgres_nowhere(workers: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`intake serve --workers N` with a PostgreSQL URL that points nowhere: for the checks
+    that must stop it before it touches the database."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--workers", workers],
         cwd=ROOT,
-        env=env_polling,
+        env={
+            **os.environ,
+            "INTAKE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert polling.returncode == 2 and "single worker" in polling.stderr
 
 
 @pytest.mark.parametrize(
@@ -211,19 +217,7 @@ def test_serve_refuses_too_few_database_connections_for_its_workers() -> None:
     """Each worker needs 8 connections for its outbox dispatchers and at least 5 for its
     turns: 4 workers in 40 connections would each get 2, so `intake serve` says so and stops
     before it migrates or starts anything (the URL points nowhere)."""
-    env = {
-        **os.environ,
-        "INTAKE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x",
-        "INTAKE_DATABASE_CONNECTIONS": "40",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "serve", "--workers", "4"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve_on_postgres_nowhere("4", INTAKE_DATABASE_CONNECTIONS="40")
     assert result.returncode == 2
     assert "INTAKE_DATABASE_CONNECTIONS" in result.stderr and "4 workers" in result.stderr
     assert "52 in all" in result.stderr
