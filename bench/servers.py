@@ -26,6 +26,9 @@ from bench.loadgen import SECRET
 _databases = itertools.count(1)
 #: Far above any rate a benchmark reaches: every request comes from 127.0.0.1.
 NO_RATE_LIMIT = "1000000000"
+#: What an `intake serve` with a default PostgreSQL (max_connections 100) to itself is told
+#: it may hold (docs/deployment.md): one worker 50 + 8 connections, four 12 + 8 each.
+BENCH_DATABASE_CONNECTIONS = "80"
 
 
 def postgres_url() -> str:
@@ -106,6 +109,9 @@ def app_env(url: str, port: int, **extra: str) -> dict[str, str]:
         # Every conversation comes from 127.0.0.1 and they start at hundreds a second.
         "INTAKE_NEW_CONVERSATIONS_PER_MINUTE": NO_RATE_LIMIT,
         "INTAKE_NEW_CONVERSATIONS_TOTAL_PER_MINUTE": NO_RATE_LIMIT,
+        # Each server has its database to itself (docs/deployment.md, "Connections"); the
+        # bench's other servers on the same PostgreSQL hold 10 (the raw ceiling) and 15.
+        "INTAKE_DATABASE_CONNECTIONS": BENCH_DATABASE_CONNECTIONS,
         "PYTHONPATH": str(ROOT),
         **extra,
     }

@@ -155,12 +155,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serving_pool_size(settings: Settings, workers: int) -> int | None:
-    """Each worker's share of INTAKE_DATABASE_CONNECTIONS for its turns (PostgreSQL; SQLite
-    has its one connection whatever is asked); None, said on stderr, if it is too small."""
+    """Each worker's share of INTAKE_DATABASE_CONNECTIONS for its turns, or `POOL_SIZE` when
+    it is not set (PostgreSQL; SQLite has its one connection whatever is asked); None, said on
+    stderr, if the share is too small."""
     from storage.engine import POOL_SIZE
     from storage.sqlalchemy_storage import serving_pool_size
 
-    if settings.database_url.startswith("sqlite"):
+    if settings.database_url.startswith("sqlite") or settings.database_connections is None:
         return POOL_SIZE
     try:
         return serving_pool_size(settings.database_connections, workers)

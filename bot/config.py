@@ -13,11 +13,6 @@ from urllib.parse import urlsplit
 from bot.outbox.config import DeliveryConfigError, DeliverySettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/intake.sqlite3"
-#: PostgreSQL: the most connections `intake serve` holds, all its workers together (split by
-#: `storage.sqlalchemy_storage.serving_pool_size`): PostgreSQL's default max_connections
-#: (100) less the 3 it reserves for superusers, and 10 or more left for the CLI, the sweeper's
-#: runs, backups and an operator's psql.
-DEFAULT_DATABASE_CONNECTIONS = 80
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_PRIVACY_URL = "https://www.cqc.org.uk/about-us/our-policies/privacy-statement"
 #: Where the widget's "Exit this page" goes: a neutral page nobody would wonder about.
@@ -134,8 +129,11 @@ def env_bool(variable: str, raw: str | None, default: bool) -> bool:
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
-    #: PostgreSQL connections `intake serve` may hold, all workers together.
-    database_connections: int = DEFAULT_DATABASE_CONNECTIONS
+    #: PostgreSQL connections `intake serve` may hold, all its workers together (split by
+    #: `storage.sqlalchemy_storage.serving_pool_size`). None: each worker holds 15 for its
+    #: turns and 8 for its outbox dispatchers, whatever else shares the database (several
+    #: `intake serve` processes, one per port, each unaware of the others).
+    database_connections: int | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     telegram_token: str | None = None
@@ -218,7 +216,9 @@ class Settings:
         return cls(
             delivery=delivery,
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            database_connections=get_int("DATABASE_CONNECTIONS", DEFAULT_DATABASE_CONNECTIONS),
+            database_connections=(
+                get_int("DATABASE_CONNECTIONS", 0) if get("DATABASE_CONNECTIONS") else None
+            ),
             host=get("HOST") or "127.0.0.1",
             port=get_int("PORT", 8080),
             telegram_token=get("TELEGRAM_TOKEN"),

@@ -165,9 +165,9 @@ def ensure_sqlite_directory(url: URL) -> None:
     os.close(descriptor)  # an empty file is an empty SQLite database
 
 
-#: PostgreSQL: the most connections a pool holds by default (a serving worker's turns get
-#: `storage.sqlalchemy_storage.serving_pool_size`, from INTAKE_DATABASE_CONNECTIONS). They are
-#: opened as needed and then kept, with no overflow: an overflow connection is closed when
+#: PostgreSQL: the most connections a pool holds by default, a serving worker's turns' too
+#: unless INTAKE_DATABASE_CONNECTIONS is set (`storage.sqlalchemy_storage.serving_pool_size`).
+#: They are opened as needed and then kept, with no overflow: an overflow connection is closed when
 #: it comes back to a full pool, so under bursts of work (submissions arrive together, a
 #: Telegram burst) the pool opened and closed connections several times a second, and each
 #: new one paid the TLS handshake, the driver's type set-up and the preparation of every

@@ -71,7 +71,9 @@ log = logging.getLogger(__name__)
 #: connection closed after each burst and opened again for the next cost more than it saved).
 #: Connections are opened on first use: the CLI opens none.
 DISPATCHER_POOL_SIZE = 8
-#: A serving worker's turns' pool holds at most this many. With 15 (`POOL_SIZE`) and 50 web
+#: A serving worker's turns' pool holds at most this many when INTAKE_DATABASE_CONNECTIONS is
+#: set (unset, it holds `POOL_SIZE`: several `intake serve` processes on one database, one per
+#: port, cannot share a budget they do not know of). With 15 (`POOL_SIZE`) and 50 web
 #: conversations at once, every turn waited in line for a connection (`storage.db._turnstile`:
 #: a future, a timer and a pass of the event loop more), as Little's law has it: about 600
 #: turns/s, each holding its connection for a pass of a loop busy with 50 requests (about 25

@@ -18,6 +18,8 @@ from bot.engine.types import Inbound
 from tests.fixtures import SMALL_DIRECTORY
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A PostgreSQL URL that points nowhere: for checks that stop `intake serve` before it connects.
+POSTGRES_NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/x"
 SPEC_FIELDS = {
     "reference",
     "created_at",
@@ -184,7 +186,7 @@ def serve_on_postgres_nowhere(workers: str, **env: str) -> subprocess.CompletedP
         cwd=ROOT,
         env={
             **os.environ,
-            "INTAKE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x",
+            "INTAKE_DATABASE_URL": POSTGRES_NOWHERE,
             **env,
         },
         capture_output=True,
@@ -194,23 +196,27 @@ def serve_on_postgres_nowhere(workers: str, **env: str) -> subprocess.CompletedP
 
 
 @pytest.mark.parametrize(
-    ("url", "workers", "expected"),
+    ("url", "connections", "workers", "expected"),
     [
-        ("postgresql+asyncpg://nobody@127.0.0.1:1/x", 1, 50),
-        ("postgresql+asyncpg://nobody@127.0.0.1:1/x", 4, 12),
-        ("sqlite+aiosqlite:///./var/x.sqlite3", 1, 15),  # one connection whatever is asked
+        (POSTGRES_NOWHERE, None, 1, 15),  # not set: 15 a worker, as one of several processes
+        (POSTGRES_NOWHERE, None, 4, 15),
+        (POSTGRES_NOWHERE, "80", 1, 50),
+        (POSTGRES_NOWHERE, "80", 4, 12),
+        ("sqlite+aiosqlite:///./var/x.sqlite3", "80", 1, 15),  # one connection whatever is asked
     ],
 )
 def test_each_serving_worker_gets_its_share_of_the_connections(
-    url: str, workers: int, expected: int
+    url: str, connections: str | None, workers: int, expected: int
 ) -> None:
-    """`intake serve` splits INTAKE_DATABASE_CONNECTIONS (80 unless set) between its workers
-    (`storage.sqlalchemy_storage.serving_pool_size`) and hands each its share."""
+    """`intake serve` splits INTAKE_DATABASE_CONNECTIONS, when it is set, between its workers
+    (`storage.sqlalchemy_storage.serving_pool_size`) and hands each its share; unset, each
+    worker holds 15 for its turns whatever else shares the database."""
     from bot import cli
 
-    settings = Settings.from_env({"INTAKE_DATABASE_URL": url})
-    assert settings.database_connections == 80
-    assert cli._serving_pool_size(settings, workers) == expected
+    env = {"INTAKE_DATABASE_URL": url}
+    if connections is not None:
+        env["INTAKE_DATABASE_CONNECTIONS"] = connections
+    assert cli._serving_pool_size(Settings.from_env(env), workers) == expected
 
 
 def test_serve_refuses_too_few_database_connections_for_its_workers() -> None:
