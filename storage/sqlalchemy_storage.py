@@ -79,9 +79,9 @@ DISPATCHER_POOL_SIZE = 8
 #: turns/s, each holding its connection for a pass of a loop busy with 50 requests (about 25
 #: ms), keep 15 in use. A unit of work then cost 0.2-0.3 ms of the worker's CPU, against
 #: 0.07-0.1 ms alone (`python -m bench --only layers`). With 50 the line is rarely formed:
-#: CPU per web turn 1.27-1.39 ms against 1.45-1.52 ms with 15, in 4 runs alternated, and as
-#: many turns per second or more (BENCHMARKS.md). Connections are opened only as turns
-#: need them, and then kept.
+#: server CPU per web turn 1.28-1.49 ms against 1.43-1.69 ms with 15, alternated four times,
+#: and 3% more turns per second (BENCHMARKS.md). Connections are opened only as turns need
+#: them, and then kept.
 MAX_SERVING_POOL_SIZE = 50
 #: Fewer than this for a worker's turns, and the connections are too few for the workers.
 MIN_SERVING_POOL_SIZE = 5
