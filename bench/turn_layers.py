@@ -13,7 +13,7 @@ when it is absent), each server in its own process, 50 conversations at once:
   JSON, the headers and the access log remain, and the one request in twenty that creates a
   conversation is real);
 - the same with one unit of work entered and left on every answered turn, nothing run in it
-  (`--unit-of-work`): its cost where 50 requests share 15 connections;
+  (`--unit-of-work`): its cost in a saturated server, 50 requests in flight;
 - server CPU per turn of the whole product, as the web rows run it;
 - in one process without HTTP: CPU per turn of `IntakeService.handle` (the script's
   conversations, 50 at a time: engine, rendering, storage, one statement a turn), a unit of

@@ -71,6 +71,10 @@ log = logging.getLogger(__name__)
 #: connection closed after each burst and opened again for the next cost more than it saved).
 #: Connections are opened on first use: the CLI opens none.
 DISPATCHER_POOL_SIZE = 8
+#: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
+#: waiting for its answer, and a settle that gives up sends its message again once the lease
+#: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
+DISPATCHER_POOL_SECONDS = 10.0
 #: A serving worker's turns' pool holds at most this many when INTAKE_DATABASE_CONNECTIONS is
 #: set (unset, it holds `POOL_SIZE`: several `intake serve` processes on one database, one per
 #: port, cannot share a budget they do not know of). With 15 (`POOL_SIZE`) and 50 web
@@ -105,10 +109,6 @@ def serving_pool_size(connections: int, workers: int) -> int:
     return min(share, MAX_SERVING_POOL_SIZE)
 
 
-#: How long a claim or settle waits for one of them, longer than a turn (2 s): nobody is
-#: waiting for its answer, and a settle that gives up sends its message again once the lease
-#: expires. The wait stays bounded by the holders' statement timeouts (storage.engine).
-DISPATCHER_POOL_SECONDS = 10.0
 #: PostgreSQL: a web turn reads its conversation without the row lock and outside a
 #: transaction, and writes (and so commits) in one statement of its own when nothing else was
 #: written (`ConversationRepository.read_for_turn`, `UnitOfWork.commit_turn`): two round trips

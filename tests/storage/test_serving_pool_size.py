@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from storage import upgrade
+from storage.db import _turnstile
 from storage.sqlalchemy_storage import (
     DISPATCHER_POOL_SIZE,
     MAX_SERVING_POOL_SIZE,
@@ -51,8 +52,6 @@ async def test_the_turns_pool_has_the_size_asked_for(database_url: str) -> None:
         async with storage.unit_of_work():
             pass  # the turnstile is made with the first unit of work
         assert storage.engine.pool.size() == 23  # type: ignore[attr-defined]
-        from storage.db import _turnstile
-
         turnstile = _turnstile(storage.engine)
         assert turnstile is not None and turnstile[0]._value == 23
         dispatchers = storage.dispatcher_storage().engine.pool
