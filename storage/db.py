@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -120,6 +121,41 @@ async def in_line_for_a_connection(engine: AsyncEngine) -> AsyncIterator[None]:
             permit.release()
 
 
+def checkout_now(engine: AsyncEngine) -> Any | None:
+    """A connection from the engine's pool checked out right here, when one is waiting in
+    the pool ready to use; None when the checkout would have to wait or talk to the
+    database (`AsyncEngine.raw_connection` then, under a greenlet).
+
+    The counterpart of `PooledTransaction.release_now`: SQLAlchemy's checkout runs under a
+    greenlet because it may connect, or reconnect a connection past its recycle time or
+    invalidated (or ping it, or call checkout listeners, neither of which our pools have);
+    when none of that can happen, nothing in it awaits, and the greenlet was
+    most of a unit of work's own cost in a busy worker (BENCHMARKS.md). The checkout itself
+    is still SQLAlchemy's (`Pool.connect`): the same record, taken from the same queue. The
+    conditions mirror `_ConnectionRecord.get_connection` (SQLAlchemy is pinned by the lock
+    files; tests/storage/test_checkout_now.py checks each one)."""
+    pool: Any = engine.sync_engine.pool
+    queue = getattr(pool, "_pool", None)
+    if not isinstance(queue, AsyncAdaptedQueue) or pool._pre_ping or pool.dispatch.checkout:
+        return None
+    # The records waiting, in asyncio's own queue (a deque; a list if last in, first out):
+    # the next taken is the one `get_nowait()` will return.
+    idle: Any = queue._queue
+    waiting = idle._queue
+    if not waiting:
+        return None
+    record = waiting[-1] if queue.use_lifo else waiting[0]
+    started = record.starttime
+    if (
+        record.dbapi_connection is None
+        or (pool._recycle > -1 and time.time() - started > pool._recycle)
+        or pool._invalidate_time > started
+        or record._soft_invalidate_time > started
+    ):
+        return None
+    return pool.connect()
+
+
 class PooledTransaction:
     """One pooled connection in one transaction, driven on the driver's own connection, with
     SQLAlchemy's `AsyncConnection` built over it only when a statement needs SQLAlchemy.
@@ -128,7 +164,8 @@ class PooledTransaction:
     (storage.turns), commits and returns it; through SQLAlchemy's `AsyncConnection` the
     checkout, BEGIN, commit and close were four greenlet hand-offs and the connection and
     transaction objects around them, about as much CPU as the turn's statements (see
-    BENCHMARKS.md, "Profile"). Here: one hand-off to check out, one to return.
+    BENCHMARKS.md, "Profile"). Here: none when the pool has a connection ready and takes it
+    back without I/O (`checkout_now`, `release_now`), else one to check out, one to return.
 
     The transaction is the driver's, tracked where SQLAlchemy's adapter tracks it (PostgreSQL:
     the asyncpg adapter's `_transaction`, begun lazily by the first statement, ours or
@@ -156,13 +193,16 @@ class PooledTransaction:
 
     @classmethod
     async def begin(cls, engine: AsyncEngine) -> PooledTransaction:
-        """Check a connection out of the engine's pool, in turn (`_turnstile`). The
+        """Check a connection out of the engine's pool, in turn (`_turnstile`): at once if
+        one is ready (`checkout_now`), else through SQLAlchemy under a greenlet. The
         transaction begins with the first statement (SQLite: BEGIN IMMEDIATE, sent with it:
         `run_sqlite`)."""
         permit = await _wait_in_line(engine)
         try:
-            with storage_errors():
-                fairy = await engine.raw_connection()
+            fairy = checkout_now(engine)
+            if fairy is None:
+                with storage_errors():
+                    fairy = await engine.raw_connection()
         except BaseException:
             if permit is not None:
                 permit.release()
