@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -19,6 +20,7 @@ HOST = "127.0.0.1"
 #: The PostgreSQL server used when INTAKE_BENCH_POSTGRES_URL is not set; each run makes its own
 #: database (bench_<pid>_<n>) and drops it afterwards.
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -154,3 +156,10 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}"
+
+
+def median_by(items: Sequence[T], key: Callable[[T], float]) -> T:
+    """The item whose `key` is the median (the upper one of an even count): of app and
+    baseline runs measured alternately, the pair to show, since one pair alone is noise on a
+    shared machine (BENCHMARKS.md)."""
+    return sorted(items, key=key)[len(items) // 2]

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from bench.common import ROOT, Row, fmt, log, ratio, yes_no
+from bench.common import ROOT, Row, fmt, log, median_by, ratio, yes_no
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 
 CONCURRENCY = (1, 50, 200)
@@ -28,18 +28,17 @@ OPEN_LOOP_POOL = 200
 #: Targets against the raw ceiling at 50 conversations (issue 16).
 TARGET_SHARE = {"postgres": 0.50, "sqlite": 0.40}
 TARGET_P99_MS = 50.0
-#: The target row's app and ceiling are measured this many times, alternated, and the pair
-#: with the median ratio is shown: on a shared 2-core machine one pair's ratio moved between
-#: 0.44x and 0.57x from one minute to the next with the code unchanged (BENCHMARKS.md).
+#: A target row that compares two runs (here the app and the ceiling at 50 conversations;
+#: bench.telegram_turns, Telegram and web one at a time) measures them this many times,
+#: alternated, and shows the pair with the median ratio: on a shared 2-core machine one
+#: pair's ratio moved between 0.44x and 0.57x from one minute to the next with the code
+#: unchanged (BENCHMARKS.md).
 TARGET_PAIRS = 3
 
 
-def median_pair(
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Of (app, ceiling) results measured alternately, the pair whose ratio is the median."""
-    ranked = sorted(pairs, key=lambda pair: pair[0]["rate"] / max(pair[1]["rate"], 1e-9))
-    return ranked[len(ranked) // 2]
+def rate_ratio(pair: tuple[dict[str, Any], dict[str, Any]]) -> float:
+    """App turns/s over ceiling requests/s."""
+    return float(pair[0]["rate"]) / max(float(pair[1]["rate"]), 1e-9)
 
 
 def timing(quick: bool) -> dict[str, float]:
@@ -71,8 +70,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
                         load("ceiling", ceil_port, concurrency=c, server_pid=ceil_proc.pid, **t),
                     )
                 )
-            ours[c], ceiling[c] = median_pair(pairs)
-            ratios[c] = [o["rate"] / max(b["rate"], 1e-9) for o, b in pairs]
+            ratios[c] = [rate_ratio(pair) for pair in pairs]
+            ours[c], ceiling[c] = median_by(pairs, rate_ratio)
         log(f"web {label}: 50 concurrent, the ceiling through SQLAlchemy")
         orm = load("ceiling", orm_port, concurrency=50, server_pid=orm_proc.pid, **t)
         wrk_rate = wrk_ceiling(ceil_port, 50, t["duration"]) if kind == "postgres" else None
