@@ -141,6 +141,9 @@ class Pacer:
         self._max_keys = max_keys
         self._clock = clock
         self._changed = asyncio.Event()
+        #: While the runner sleeps until the next token: when it wakes (this pacer's clock).
+        #: A new waiter that cannot be served before then need not wake it (`acquire`).
+        self._sleeping_until = float("inf")
         self._runner: asyncio.Task[None] | None = None
 
     @property
@@ -157,8 +160,13 @@ class Pacer:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = (since, future)
-        self._queues.setdefault(key, deque()).append(waiter)
-        self._changed.set()
+        keys_waiters = self._queues.setdefault(key, deque())
+        keys_waiters.append(waiter)
+        if len(keys_waiters) == 1 and self._clock() + self._ready(key) < self._sleeping_until:
+            # A new key that may go before the runner would wake: it looks again. Otherwise
+            # it would only walk every waiting key to find none ready (with a backlog of
+            # hundreds of chats, about a millisecond for every reply added to it).
+            self._changed.set()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._serve(), name="pacer")
         try:
@@ -197,6 +205,7 @@ class Pacer:
         else round-robin over keys, until nobody waits."""
         while self._queues:
             self._changed.clear()
+            looked_at = self._clock()
             soonest = float("inf")
             chosen: str | None = None
             rank = float("inf")
@@ -222,8 +231,13 @@ class Pacer:
             if soonest == 0.0:
                 await asyncio.sleep(0)  # let the granted waiter run
             elif self._queues:
-                # Sleep until the next token, or until a new key queues (it may be ready now).
+                # Sleep until the next token, or until a new key queues that may go sooner.
+                # Counted from before the keys were looked at: never later than the first of
+                # them is ready.
+                self._sleeping_until = looked_at + soonest
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout=soonest)
                 except TimeoutError:
                     pass
+                finally:
+                    self._sleeping_until = float("inf")
