@@ -200,25 +200,35 @@ class Pacer:
             return float("-inf")
         return max(since, self._granted.get(key, float("-inf")))
 
+    def _choose(self) -> tuple[str | None, float]:
+        """The key to grant next, if any is ready, else None and the soonest one's wait:
+        longest waiting first among keys whose first waiter said since when, else the first
+        ready one in round-robin order."""
+        soonest = float("inf")
+        chosen: str | None = None
+        rank = float("inf")
+        for key, queue in self._queues.items():
+            wait = self._ready(key)
+            if wait > 0.0:
+                soonest = min(soonest, wait)
+                continue
+            waiting_since = self._waiting_since(key, queue[0][0])
+            if chosen is None or waiting_since < rank:
+                chosen, rank = key, waiting_since
+                if waiting_since == float("-inf"):
+                    break  # one that did not say: the round-robin order
+        return chosen, soonest
+
     async def _serve(self) -> None:
         """Grant tokens to waiters, longest waiting first among those that said since when,
         else round-robin over keys, until nobody waits."""
         while self._queues:
             self._changed.clear()
             looked_at = self._clock()
-            soonest = float("inf")
-            chosen: str | None = None
-            rank = float("inf")
-            for key, queue in self._queues.items():
-                wait = self._ready(key)
-                if wait > 0.0:
-                    soonest = min(soonest, wait)
-                    continue
-                waiting_since = self._waiting_since(key, queue[0][0])
-                if chosen is None or waiting_since < rank:
-                    chosen, rank = key, waiting_since
-                    if waiting_since == float("-inf"):
-                        break  # one that did not say: the round-robin order
+            shared = self._bucket.wait()
+            # With the shared limit spent nobody can go yet: no key need be looked at (with
+            # a backlog of hundreds of chats, a walk over all of them after every grant).
+            chosen, soonest = (None, shared) if shared > 0.0 else self._choose()
             if chosen is not None:
                 queue = self._queues.pop(chosen)
                 _since, future = queue.popleft()
