@@ -128,10 +128,10 @@ def checkout_now(engine: AsyncEngine) -> Any | None:
 
     The counterpart of `PooledTransaction.release_now`: SQLAlchemy's checkout runs under a
     greenlet because it may connect, or reconnect a connection past its recycle time or
-    invalidated (or ping it, or call checkout listeners, neither of which our pools have);
-    when none of that can happen, nothing in it awaits, and the greenlet was
-    most of a unit of work's own cost in a busy worker (BENCHMARKS.md). The checkout itself
-    is still SQLAlchemy's (`Pool.connect`): the same record, taken from the same queue. The
+    invalidated (or ping it, or call checkout listeners, neither of which our pools have).
+    When none of that can happen, nothing in it awaits, and the greenlet was most of a unit
+    of work's own cost in a busy worker (BENCHMARKS.md). The checkout itself is still
+    SQLAlchemy's (`Pool.connect`): the same record, taken from the same queue. The
     conditions mirror `_ConnectionRecord.get_connection` (SQLAlchemy is pinned by the lock
     files; tests/storage/test_checkout_now.py checks each one)."""
     pool: Any = engine.sync_engine.pool
