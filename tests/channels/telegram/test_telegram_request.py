@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl
 
 import pytest
-from aiohttp import web
+from aiohttp import FormData, web
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
@@ -169,3 +170,36 @@ async def test_a_call_made_unparsed_is_sent_as_ptb_sends_it_and_its_answer_not_p
         },
     )
     assert seen[2] == ("editMessageReplyMarkup", {"chat_id": "42", "message_id": "7"})
+
+
+async def test_the_form_on_the_wire_is_utf8_urlencoded_as_aiohttp_encodes_a_form() -> None:
+    """The body is made without aiohttp's FormData (`AiohttpRequest.do_request`): the same
+    bytes and Content-Type it would send, for text with spaces, '&', '=', '+', newlines and
+    characters outside ASCII."""
+    received: list[tuple[str | None, bytes]] = []
+
+    async def method(request: web.Request) -> web.Response:
+        received.append((request.headers.get("Content-Type"), await request.read()))
+        message = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}}
+        return web.json_response({"ok": True, "result": message})
+
+    app = web.Application()
+    app.router.add_post(f"/bot{TOKEN}/{{method}}", method)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    bot = _bot(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    await bot.request.initialize()
+    text = "Ça va? 1+1=2 & more\nŻółć 🙂 <b>x</b>"
+    try:
+        await call_unparsed(bot, "sendMessage", chat_id=42, text=text)
+    finally:
+        await bot.request.shutdown()
+        await runner.cleanup()
+    fields = {"chat_id": "42", "text": text}
+    expected = FormData(fields)()
+    [(content_type, body)] = received
+    assert content_type == expected.content_type == "application/x-www-form-urlencoded"
+    assert body == expected._value
+    assert dict(parse_qsl(body.decode())) == fields
