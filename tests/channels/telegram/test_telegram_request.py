@@ -4,8 +4,9 @@ absent Bot API surfaces as PTB's own errors, without the token-bearing URL in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import pytest
@@ -49,6 +50,26 @@ async def api() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 def _bot(base: str) -> Bot:
     request = AiohttpRequest(connect_timeout=1.0, read_timeout=0.3, write_timeout=0.3)
     return Bot(TOKEN, base_url=f"{base}/bot", request=request, get_updates_request=request)
+
+
+@contextlib.asynccontextmanager
+async def _bot_api(
+    method: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[Bot]:
+    """A Bot API on loopback answering every method with `method`, and a Bot using it."""
+    app = web.Application()
+    app.router.add_post(f"/bot{TOKEN}/{{method}}", method)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    bot = _bot(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    await bot.request.initialize()
+    try:
+        yield bot
+    finally:
+        await bot.request.shutdown()
+        await runner.cleanup()
 
 
 async def test_a_message_is_sent_as_ptbs_form_and_its_answer_read(
@@ -121,17 +142,9 @@ async def test_a_call_made_unparsed_is_sent_as_ptb_sends_it_and_its_answer_not_p
         message = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}}
         return web.json_response({"ok": True, "result": message})
 
-    app = web.Application()
-    app.router.add_post(f"/bot{TOKEN}/{{method}}", method)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    bot = _bot(f"http://127.0.0.1:{runner.addresses[0][1]}")
-    await bot.request.initialize()
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes", callback_data="yes")]])
     preview = LinkPreviewOptions(is_disabled=True)
-    try:
+    async with _bot_api(method) as bot:
         # PTB's own methods first, for the forms to compare with.
         await bot.send_message(42, "Hi", reply_markup=keyboard, link_preview_options=preview)
         await bot.send_message(42, "Hi", reply_markup=None, link_preview_options=preview)
@@ -156,9 +169,6 @@ async def test_a_call_made_unparsed_is_sent_as_ptb_sends_it_and_its_answer_not_p
             await call_unparsed(bot, "editMessageReplyMarkup", chat_id=42, message_id=8)
         with pytest.raises(RetryAfter):
             await call_unparsed(bot, "sendMessage", chat_id=13, text="Hi")
-    finally:
-        await bot.request.shutdown()
-        await runner.cleanup()
     assert seen[3:6] == seen[0:3]
     assert seen[0] == (
         "sendMessage",
@@ -183,20 +193,9 @@ async def test_the_form_on_the_wire_is_utf8_urlencoded_as_aiohttp_encodes_a_form
         message = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}}
         return web.json_response({"ok": True, "result": message})
 
-    app = web.Application()
-    app.router.add_post(f"/bot{TOKEN}/{{method}}", method)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    bot = _bot(f"http://127.0.0.1:{runner.addresses[0][1]}")
-    await bot.request.initialize()
     text = "Ça va? 1+1=2 & more\nŻółć 🙂 <b>x</b>"
-    try:
+    async with _bot_api(method) as bot:
         await call_unparsed(bot, "sendMessage", chat_id=42, text=text)
-    finally:
-        await bot.request.shutdown()
-        await runner.cleanup()
     fields = {"chat_id": "42", "text": text}
     expected = FormData(fields)()
     [(content_type, body)] = received
