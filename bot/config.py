@@ -185,14 +185,18 @@ class Settings:
             value = env.get(f"INTAKE_{name}")
             return value.strip() if value and value.strip() else None
 
-        def get_int(name: str, default: int) -> int:
+        def get_optional_int(name: str) -> int | None:
             raw = get(name)
             if raw is None:
-                return default
+                return None
             try:
                 return int(raw)
             except ValueError as exc:
                 raise ConfigError(f"INTAKE_{name} must be a whole number, not {raw!r}") from exc
+
+        def get_int(name: str, default: int) -> int:
+            value = get_optional_int(name)
+            return default if value is None else value
 
         mode = get("TELEGRAM_MODE") or "webhook"
         if mode not in ("webhook", "polling"):
@@ -216,9 +220,7 @@ class Settings:
         return cls(
             delivery=delivery,
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            database_connections=(
-                get_int("DATABASE_CONNECTIONS", 0) if get("DATABASE_CONNECTIONS") else None
-            ),
+            database_connections=get_optional_int("DATABASE_CONNECTIONS"),
             host=get("HOST") or "127.0.0.1",
             port=get_int("PORT", 8080),
             telegram_token=get("TELEGRAM_TOKEN"),

@@ -29,7 +29,12 @@ def test_values_are_read_and_cleaned() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("INTAKE_PORT", "eighty"), ("INTAKE_TELEGRAM_MODE", "push")]
+    ("name", "value"),
+    [
+        ("INTAKE_PORT", "eighty"),
+        ("INTAKE_TELEGRAM_MODE", "push"),
+        ("INTAKE_DATABASE_CONNECTIONS", "lots"),
+    ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -56,3 +61,12 @@ def test_keeping_turns_is_on_unless_turned_off(raw: str | None, expected: bool) 
 def test_keeping_turns_must_be_true_or_false() -> None:
     with pytest.raises(ConfigError, match="INTAKE_KEEP_TURNS must be true or false"):
         Settings.from_env({"INTAKE_KEEP_TURNS": "sometimes"})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, None), ("  ", None), (" 80 ", 80)])
+def test_the_database_connections_are_unset_unless_given(
+    raw: str | None, expected: int | None
+) -> None:
+    """Unset (or blank), each `intake serve` worker keeps its own default pools."""
+    env = {} if raw is None else {"INTAKE_DATABASE_CONNECTIONS": raw}
+    assert Settings.from_env(env).database_connections == expected
