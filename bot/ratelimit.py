@@ -203,12 +203,14 @@ class Pacer:
     def _choose(self) -> tuple[str | None, float]:
         """The key to grant next, if any is ready, else None and the soonest one's wait:
         longest waiting first among keys whose first waiter said since when, else the first
-        ready one in round-robin order."""
+        ready one in round-robin order. Only while the shared bucket has a token (`_serve`
+        looked), so each key's own bucket is all there is to read."""
+        per_key = self._per_key
         soonest = float("inf")
         chosen: str | None = None
         rank = float("inf")
         for key, queue in self._queues.items():
-            wait = self._ready(key)
+            wait = 0.0 if per_key is None else per_key.wait(key)
             if wait > 0.0:
                 soonest = min(soonest, wait)
                 continue

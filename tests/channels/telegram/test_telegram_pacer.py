@@ -89,21 +89,27 @@ async def test_the_backlog_is_not_rescanned_while_nobody_can_go(
     waiters = [asyncio.create_task(pacer.acquire(f"chat{n}", pacer.clock())) for n in range(300)]
     await asyncio.sleep(0.01)  # the runner looked at all of them once, and sleeps
     looked: list[str] = []
-    ready = pacer._ready
+    walks: list[object] = []
+    ready, choose = pacer._ready, pacer._choose
 
     def counted(key: str) -> float:
         looked.append(key)
         return ready(key)
 
+    def walked() -> tuple[str | None, float]:
+        walks.append(None)
+        return choose()
+
     monkeypatch.setattr(pacer, "_ready", counted)
+    monkeypatch.setattr(pacer, "_choose", walked)
     pacer._changed.set()  # the runner wakes (as after a grant) while the limit is spent
     await asyncio.sleep(0.01)
-    assert looked == []  # it looked at no chat: none could go
+    assert looked == [] and walks == []  # it looked at no chat: none could go
     more = [asyncio.create_task(pacer.acquire(f"late{n}", pacer.clock())) for n in range(100)]
     for _ in range(5):
         await asyncio.sleep(0)
     assert pacer.waiting == 400
-    assert len(looked) == 100  # each new one once; with a rescan each, over 30,000
+    assert len(looked) == 100 and walks == []  # each new one once, and no walk
     for task in waiters + more:
         task.cancel()
     await asyncio.gather(*waiters, *more, return_exceptions=True)
