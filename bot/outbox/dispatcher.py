@@ -13,7 +13,7 @@ failure is worth retrying. Why it is shaped so:
   what was sent, and the chat's next reply claimed, `Outbox.settle_done`), so the chat's
   next reply is sent without waiting for the loop, one write after the previous one. Only
   while messages may be waiting for a free slot does a second write claim the oldest of
-  them (`claim(commit=True)`). A crash after the send and before the settle resends that
+  them (`claim(commit=True)`), once a batch of slots is free (`backlog_claim_batch`). A crash after the send and before the settle resends that
   one message once its lease expires: this is the at-least-once window, kept as small as
   one database write. See `_settle` for a crash between the two writes.
 - A channel may claim its reply in the turn's own transaction (`reserve`, then
@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -128,6 +129,13 @@ class OutboxDispatcher:
         self.observers: list[Callable[[OutboxMessage, Outcome], None]] = []
         self.poll_interval = poll_interval
         self.concurrency = concurrency
+        #: While messages wait for a slot (`_backlog`), the oldest of them are claimed only
+        #: once this many slots are free (or at the poll). Such a claim reads the head of
+        #: every key, so the whole backlog: claiming one message per settle read it once per
+        #: message sent (with 20,000 replies waiting, 3.4 ms of SQLite's single writer a
+        #: claim, 30 times a second; BENCHMARKS.md). A sixteenth of the slots: a few fewer
+        #: replies in hand, and the backlog read once per that many sends.
+        self.backlog_claim_batch = max(1, concurrency // 16)
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.stop_grace_seconds = stop_grace_seconds
@@ -160,8 +168,8 @@ class OutboxDispatcher:
         when a message of that key is in flight here and its settle has not begun, since
         that settle's claim comes after the commit, so it finds the next of them (in its own
         write when this dispatcher has a slot to spare; if not, the slot it frees goes to
-        the oldest message, of any key). Each wake is a claim with a backlog; a turn behind
-        its chat's reply in flight was one such claim each."""
+        the oldest message, of any key). Each wake is a claim (with a backlog, once a batch
+        of slots is free); a turn behind its chat's reply in flight was one such claim each."""
         if key is not None and key in self._sending:
             return
         self._wake.set()
@@ -252,22 +260,37 @@ class OutboxDispatcher:
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        claimed_at = -math.inf
         while not self._stopping:
             self._wake.clear()
             free = self._free()
-            self._reserved += free
-            try:
-                claimed = await self._claim(free) if free > 0 else []
-            finally:
-                self._reserved -= free
-            if claimed is not None:
-                self._backlog = len(claimed) >= free
-            for message in claimed or []:
-                self._spawn(message)
+            # Woken with a backlog and fewer free slots than a batch, the loop leaves them
+            # to a settle's claim, but claims at least once a poll interval.
+            polled = loop.time() - claimed_at >= self.poll_interval
+            if polled or not self._waits_for_a_batch(free):
+                claimed_at = loop.time()
+                await self._claim_free(free)
             # A settle claims into the slot it frees, so the loop only needs waking for new
             # messages (a committed turn, a NOTIFY) and polling for retries that come due.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    async def _claim_free(self, free: int) -> None:
+        self._reserved += free
+        try:
+            claimed = await self._claim(free) if free > 0 else []
+        finally:
+            self._reserved -= free
+        if claimed is not None:
+            self._backlog = len(claimed) >= free
+        for message in claimed or []:
+            self._spawn(message)
+
+    def _waits_for_a_batch(self, free: int) -> bool:
+        """While messages wait for a slot, fewer free slots than a batch are left for a
+        later claim (`backlog_claim_batch`)."""
+        return self._backlog and free < self.backlog_claim_batch
 
     def _free(self) -> int:
         return max(0, self.concurrency - len(self._inflight) - self._reserved)
@@ -340,7 +363,8 @@ class OutboxDispatcher:
         chat's replies follow each other one write apart. Only that: the loop is woken for
         every other message written unclaimed (a turn's `wake`, `hand_over`, a NOTIFY), so a
         second claim here, for every free slot, is needed only while messages may be waiting
-        for a slot (`_backlog`), when this message's slot is the only one free (the freed
+        for a slot (`_backlog`; and then once `backlog_claim_batch` slots are free, this
+        one included), when this message's slot is the only one free (the freed
         slot then goes to the oldest message, whatever its key), or after a retry or a
         failure (their writes claim nothing). That claim is a second write, after the first
         committed, so that it sees this message as no longer pending and may claim the
@@ -358,7 +382,7 @@ class OutboxDispatcher:
         claiming = self.running and not self._stopping
         spare = self._free() if claiming else 0
         claim_next = outcome.status == "done" and spare > 0
-        claim_all = not claim_next or self._backlog
+        claim_all = (not claim_next or self._backlog) and not self._waits_for_a_batch(1 + spare)
         free = 1 + (spare if claim_all else 0) if claiming else 0
         self._reserved += free
         taken: list[OutboxMessage] = []  # by the settle's own write

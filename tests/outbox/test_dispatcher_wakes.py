@@ -5,6 +5,7 @@ loop's for it)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from bot.outbox.dispatcher import OutboxDispatcher, Outcome
@@ -179,3 +180,107 @@ async def test_while_messages_wait_for_a_slot_a_settle_claims_every_free_one(
         await dispatcher.stop()
     assert sorted(delivered) == ["a1", "a2", "b1"]
     assert loop_claims.began == 2  # b1 was claimed by a1's settle
+
+
+class AllClaims:
+    """Every claim of the oldest messages, the loop's and the settles' (a settle's claim of
+    its chat's next reply is part of its own write, not counted): the limit of each."""
+
+    def __init__(self, dispatcher: OutboxDispatcher) -> None:
+        self.limits: list[int] = []
+        claim_now = dispatcher._claim_now
+
+        async def counted(limit: int) -> list[OutboxMessage] | None:
+            self.limits.append(limit)
+            return await claim_now(limit)
+
+        dispatcher._claim_now = counted  # type: ignore[method-assign]
+
+
+class Gate:
+    """Sends wait here; `let_one` lets the longest waiting one go, as the send limit does."""
+
+    def __init__(self) -> None:
+        self.waiting: list[asyncio.Future[None]] = []
+        self.arrived = asyncio.Event()
+
+    async def send(self, _message: OutboxMessage) -> Outcome:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        self.arrived.set()
+        await future
+        return Outcome.done()
+
+    async def until_waiting(self, count: int) -> None:
+        async with asyncio.timeout(20):
+            while len(self.waiting) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    def let_one(self) -> None:
+        self.waiting.pop(0).set_result(None)
+
+
+async def _backlog(storage: SqlStorage, chats: int) -> None:
+    """One reply for each of `chats` chats."""
+    async with storage.unit_of_work() as uow:
+        await uow.outbox.add([OutboxMessage("chat", f"c{n}", {"n": n}) for n in range(chats)])
+        await uow.commit()
+
+
+async def test_with_a_backlog_the_oldest_messages_are_claimed_a_batch_at_a_time(
+    storage: SqlStorage,
+) -> None:
+    """Every slot is taken and more replies wait (Telegram's send limit lets one go at a
+    time; a turn wakes the loop after each). A claim of the oldest reads every key's head, the
+    whole backlog: it waits until a sixteenth of the slots are free, and then fills them all.
+    Claiming one message per send read a backlog of 20,000 replies 30 times a second."""
+    gate = Gate()
+    dispatcher = OutboxDispatcher(
+        storage, "chat", gate.send, poll_interval=3600, concurrency=64, stop_grace_seconds=0
+    )
+    assert dispatcher.backlog_claim_batch == 4
+    settled = asyncio.Event()
+    dispatcher.observers.append(lambda _message, _outcome: settled.set())
+    claims = AllClaims(dispatcher)
+    await _backlog(storage, 64 + 40)
+    dispatcher.start()
+    try:
+        await gate.until_waiting(64)
+        assert claims.limits == [64]
+        for sent in range(1, 41):
+            settled.clear()
+            gate.let_one()
+            async with asyncio.timeout(20):
+                await settled.wait()
+            dispatcher.wake()  # a turn's reply, written with no slot free
+            await asyncio.sleep(0.01)  # the slot is freed; the loop looks
+            await gate.until_waiting(64 - sent % 4 if sent % 4 else 64)
+    finally:
+        await dispatcher.stop()
+    assert claims.limits == [64] + [4] * 10
+    async with storage.unit_of_work() as uow:
+        statuses = Counter(m.status for m in await uow.outbox.list(limit=1000))
+        await uow.commit()
+    # The stop cancelled the 64 sends still waiting; their leases expire and they go again.
+    assert statuses == {"done": 40, "pending": 64}
+
+
+async def test_fewer_free_slots_than_a_batch_are_claimed_at_the_poll(storage: SqlStorage) -> None:
+    """Three sends end and nothing else happens: the three slots they free are not left
+    empty while replies wait; the loop's poll claims them."""
+    gate = Gate()
+    dispatcher = OutboxDispatcher(
+        storage, "chat", gate.send, poll_interval=0.3, concurrency=64, stop_grace_seconds=0
+    )
+    claims = AllClaims(dispatcher)
+    await _backlog(storage, 64 + 10)
+    dispatcher.start()
+    try:
+        await gate.until_waiting(64)
+        for _ in range(3):
+            gate.let_one()
+        await gate.until_waiting(64)
+    finally:
+        await dispatcher.stop()
+    assert claims.limits[0] == 64 and 3 in claims.limits[1:], claims.limits
