@@ -15,7 +15,7 @@ import logging
 import warnings
 from typing import Any
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -42,7 +42,9 @@ from bot.ratelimit import Pacer
 log = logging.getLogger(__name__)
 
 TOPIC = "telegram.send"
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+#: The Bot API's `link_preview_options` turning previews off, as the JSON text a form carries
+#: (as the keyboard: `render.build_keyboard`).
+NO_PREVIEW = '{"is_disabled":true}'
 
 
 def retry_after_seconds(error: RetryAfter) -> float:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
+from bot import jsonenc
 from bot.intake.rendering import RenderedChoice, RenderedMessage
 
 log = logging.getLogger(__name__)
@@ -84,16 +83,21 @@ def join_messages(messages: Sequence[RenderedMessage]) -> RenderedMessage:
     )
 
 
-def build_keyboard(choices: Sequence[RenderedChoice]) -> InlineKeyboardMarkup | None:
-    """One button per choice, callback data = choice id. Short labels go two to a row."""
-    rows: list[list[InlineKeyboardButton]] = []
-    waiting: InlineKeyboardButton | None = None
+def build_keyboard(choices: Sequence[RenderedChoice]) -> str | None:
+    """One button per choice, callback data = choice id. Short labels go two to a row.
+
+    The Bot API's `reply_markup` for an inline keyboard, as the JSON text a form carries,
+    built directly: python-telegram-bot's `InlineKeyboardMarkup`, turned into a dict and
+    then JSON by its request path, was about a third of a reply's CPU in the client
+    (BENCHMARKS.md). None when no choice can be a button."""
+    rows: list[list[dict[str, str]]] = []
+    waiting: dict[str, str] | None = None
     for choice in choices:
         if len(choice.id.encode("utf-8")) > CALLBACK_DATA_LIMIT:
             # Cannot be a button; the engine still accepts the label or number typed.
             log.warning("choice id longer than %d bytes left off the keyboard", CALLBACK_DATA_LIMIT)
             continue
-        button = InlineKeyboardButton(choice.label or choice.id, callback_data=choice.id)
+        button = {"text": choice.label or choice.id, "callback_data": choice.id}
         if len(choice.label) > SHORT_LABEL:
             if waiting is not None:
                 rows.append([waiting])
@@ -106,4 +110,4 @@ def build_keyboard(choices: Sequence[RenderedChoice]) -> InlineKeyboardMarkup | 
             waiting = button
     if waiting is not None:
         rows.append([waiting])
-    return InlineKeyboardMarkup(rows) if rows else None
+    return jsonenc.dumps({"inline_keyboard": rows}).decode() if rows else None

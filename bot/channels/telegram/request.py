@@ -13,7 +13,9 @@ redacted.
 
 `call_unparsed` makes a Bot API call as `Bot` makes it but returns Telegram's answer as
 decoded JSON: for a sent message we need its id only, for a removed keyboard nothing, and PTB
-builds a whole `Message` from either answer, about as much CPU as the request itself.
+builds a whole `Message` from either answer, about as much CPU as the request itself. Answers
+are decoded by orjson (`parse_json_payload`, the hook PTB provides for that), and an answer
+that is not JSON is not logged: it could echo a message's text.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 from telegram import Bot
-from telegram.error import NetworkError, TimedOut
+from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 # PTB's own encoding of a parameter (python-telegram-bot is pinned in the lock files).
@@ -66,6 +69,21 @@ class AiohttpRequest(BaseRequest):
     @property
     def read_timeout(self) -> float | None:
         return self._read_timeout
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict[str, Any]:
+        """As PTB's own (invalid UTF-8 replaced, `TelegramError` for what is not JSON), by
+        orjson; what could not be read is not logged."""
+        try:
+            parsed = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            try:  # PTB reads invalid UTF-8 as replacement characters
+                parsed = orjson.loads(payload.decode("utf-8", "replace"))
+            except orjson.JSONDecodeError as error:
+                raise TelegramError("Invalid server response") from error
+        if not isinstance(parsed, dict):
+            raise TelegramError("Invalid server response")
+        return parsed
 
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:

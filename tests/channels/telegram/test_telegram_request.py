@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -12,9 +14,13 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import FormData, web
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import BaseRequest
 
+from bot.channels.telegram.delivery import NO_PREVIEW
+from bot.channels.telegram.render import build_keyboard
 from bot.channels.telegram.request import AiohttpRequest, call_unparsed
+from bot.intake.rendering import RenderedChoice
 
 TOKEN = "123456:SECRET-token-part"
 
@@ -202,3 +208,52 @@ async def test_the_form_on_the_wire_is_utf8_urlencoded_as_aiohttp_encodes_a_form
     assert content_type == expected.content_type == "application/x-www-form-urlencoded"
     assert body == expected._value
     assert dict(parse_qsl(body.decode())) == fields
+
+
+async def test_answers_are_read_as_ptb_reads_them_and_one_not_json_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`AiohttpRequest.parse_json_payload` (orjson): invalid UTF-8 in an answer becomes
+    replacement characters, as PTB's own reading makes it; an answer that is not JSON is
+    PTB's `TelegramError`, and neither its text (which could echo what was sent) nor any of
+    it reaches the log, where PTB's own reading logged it whole."""
+    answers = {
+        "sendMessage": b'{"ok": true, "result": {"message_id": 7, "text": "caf\xe9"}}',
+        "getChat": b"<html>private: my father was left without water</html>",
+        "getMe": b'["not", "an", "object"]',
+    }
+
+    async def method(request: web.Request) -> web.Response:
+        body = answers[request.match_info["method"]]
+        return web.Response(body=body, content_type="application/json")
+
+    async with _bot_api(method) as bot:
+        sent = await call_unparsed(bot, "sendMessage", chat_id=42, text="Hi")
+        assert sent == {"message_id": 7, "text": "caf\N{REPLACEMENT CHARACTER}"}
+        assert BaseRequest.parse_json_payload(answers["sendMessage"])["result"] == sent
+        with caplog.at_level(logging.DEBUG), pytest.raises(TelegramError, match="Invalid"):
+            await call_unparsed(bot, "getChat", chat_id=42)
+        with pytest.raises(TelegramError, match="Invalid"):
+            await call_unparsed(bot, "getMe")
+    assert "water" not in caplog.text
+
+
+def test_the_keyboard_and_preview_options_are_the_json_ptb_would_send() -> None:
+    """A reply's `reply_markup` and `link_preview_options` are made as JSON text directly
+    (`render.build_keyboard`, `delivery.NO_PREVIEW`): the same JSON values PTB's objects
+    encode to, so Telegram reads the same keyboard, labels outside ASCII included."""
+    keyboard = build_keyboard(
+        [RenderedChoice("yes", "Ja, gerne"), RenderedChoice("no", "Нет"), RenderedChoice("x", "")]
+    )
+    expected = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("Ja, gerne", callback_data="yes"),
+                InlineKeyboardButton("Нет", callback_data="no"),
+            ],
+            [InlineKeyboardButton("x", callback_data="x")],
+        ]
+    )
+    assert keyboard is not None
+    assert json.loads(keyboard) == json.loads(expected.to_json())
+    assert json.loads(NO_PREVIEW) == json.loads(LinkPreviewOptions(is_disabled=True).to_json())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 
 from bot.channels.telegram.delivery import payload_message
 from bot.channels.telegram.render import build_keyboard, join_messages, split_text, utf16_len
@@ -65,8 +67,14 @@ def test_short_labels_share_rows_and_long_ones_stand_alone() -> None:
         ]
     )
     assert keyboard is not None
-    rows = [[b.callback_data for b in row] for row in keyboard.inline_keyboard]
-    assert rows == [["yes", "no"], ["long"], ["a"]]
+    # The Bot API's reply_markup, as python-telegram-bot reads it back.
+    markup = InlineKeyboardMarkup.de_json(json.loads(keyboard), None)
+    rows = [[(b.text, b.callback_data) for b in row] for row in markup.inline_keyboard]
+    assert rows == [
+        [("Yes", "yes"), ("No", "no")],
+        [("A rather long label for one row", "long")],
+        [("A", "a")],
+    ]
     assert build_keyboard([]) is None
 
 
