@@ -13,9 +13,10 @@ failure is worth retrying. Why it is shaped so:
   what was sent, and the chat's next reply claimed, `Outbox.settle_done`), so the chat's
   next reply is sent without waiting for the loop, one write after the previous one. Only
   while messages may be waiting for a free slot does a second write claim the oldest of
-  them (`claim(commit=True)`), once a batch of slots is free (`backlog_claim_batch`). A crash after the send and before the settle resends that
-  one message once its lease expires: this is the at-least-once window, kept as small as
-  one database write. See `_settle` for a crash between the two writes.
+  them (`claim(commit=True)`), once a batch of slots is free (`backlog_claim_batch`). A
+  crash after the send and before the settle resends that one message once its lease
+  expires: this is the at-least-once window, kept as small as one database write. See
+  `_settle` for a crash between the two writes.
 - A channel may claim its reply in the turn's own transaction (`reserve`, then
   `Outbox.add(claim_for=lease_seconds)`, then `hand_over` after the commit), so the reply is
   sent right after the commit without waiting for a claim. It is as durable as any claim:
@@ -277,6 +278,7 @@ class OutboxDispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
     async def _claim_free(self, free: int) -> None:
+        """The loop's claim into `free` slots; a full claim means more may be waiting."""
         self._reserved += free
         try:
             claimed = await self._claim(free) if free > 0 else []
