@@ -121,6 +121,14 @@ async def in_line_for_a_connection(engine: AsyncEngine) -> AsyncIterator[None]:
             permit.release()
 
 
+def _idle_queue(pool: Any) -> AsyncAdaptedQueue[Any] | None:
+    """The asyncio queue a queue pool keeps its idle connections in (SQLAlchemy's
+    `QueuePool._pool`), which `checkout_now` and `release_now` read to tell whether taking or
+    returning a connection needs I/O; None for any other pool."""
+    queue = getattr(pool, "_pool", None)
+    return queue if isinstance(queue, AsyncAdaptedQueue) else None
+
+
 def checkout_now(engine: AsyncEngine) -> Any | None:
     """A connection from the engine's pool checked out right here, when one is waiting in
     the pool ready to use; None when the checkout would have to wait or talk to the
@@ -135,8 +143,8 @@ def checkout_now(engine: AsyncEngine) -> Any | None:
     conditions mirror `_ConnectionRecord.get_connection` (SQLAlchemy is pinned by the lock
     files; tests/storage/test_checkout_now.py checks each one)."""
     pool: Any = engine.sync_engine.pool
-    queue = getattr(pool, "_pool", None)
-    if not isinstance(queue, AsyncAdaptedQueue) or pool._pre_ping or pool.dispatch.checkout:
+    queue = _idle_queue(pool)
+    if queue is None or pool._pre_ping or pool.dispatch.checkout:
         return None
     # The records waiting, in asyncio's own queue (a deque; a list if last in, first out):
     # the next taken is the one `get_nowait()` will return.
@@ -339,8 +347,8 @@ class PooledTransaction:
             return False  # to be rolled back first: `release()`
         if self.is_postgres and self.driver.is_closed():
             return False  # lost: `release()` discards it
-        queue = getattr(self.engine.sync_engine.pool, "_pool", None)
-        if not isinstance(queue, AsyncAdaptedQueue) or queue._queue.full():
+        queue = _idle_queue(self.engine.sync_engine.pool)
+        if queue is None or queue._queue.full():
             return False  # not a queue pool, or this one would be closed (overflow)
         fairy.info.pop(SQLITE_BEGUN, None)
         fairy._close_special(transaction_reset=True)
