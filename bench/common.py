@@ -158,6 +158,17 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}"
 
 
+def alternated_pairs(
+    count: int, what: str, first: Callable[[], T], second: Callable[[], T]
+) -> list[tuple[T, T]]:
+    """`count` runs of `first` then `second`, alternated (for `median_by`)."""
+    pairs: list[tuple[T, T]] = []
+    for n in range(count):
+        log(f"{what} #{n + 1}")
+        pairs.append((first(), second()))
+    return pairs
+
+
 def median_by(items: Sequence[T], key: Callable[[T], float]) -> T:
     """The item whose `key` is the median (the upper one of an even count): of app and
     baseline runs measured alternately, the pair to show, since one pair alone is noise on a

@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from bench.common import PYTHON, ROOT, Row, fmt, log, median_by, ratio, yes_no
+from bench.common import PYTHON, ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.loadgen import SECRET
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.web_turns import TARGET_PAIRS, timing
@@ -196,15 +196,12 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
         driver() as (api_url, control),
         app_server(url, telegram_api=api_url) as (port, proc),
     ):
-        pairs = []
-        for n in range(TARGET_PAIRS):
-            log(f"telegram {label}: one update at a time, and one web turn at a time #{n + 1}")
-            pairs.append(
-                (
-                    load("telegram", port, concurrency=1, server_pid=proc.pid, **t),
-                    load("web", port, concurrency=1, server_pid=proc.pid, **t),
-                )
-            )
+        pairs = alternated_pairs(
+            TARGET_PAIRS,
+            f"telegram {label}: one update at a time, and one web turn at a time",
+            lambda: load("telegram", port, concurrency=1, server_pid=proc.pid, **t),
+            lambda: load("web", port, concurrency=1, server_pid=proc.pid, **t),
+        )
     # The pair with the median ratio of p50s (as for the web rows: one pair alone is noise).
     shown = ", ".join(f"{p50_ratio(pair):.2f}x" for pair in pairs)
     one_tg, one_web = median_by(pairs, p50_ratio)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from functools import partial
 from typing import Any
 
-from bench.common import ROOT, Row, fmt, log, median_by, ratio, yes_no
+from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 
 CONCURRENCY = (1, 50, 200)
@@ -61,15 +62,12 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         ceiling_server(orm_url, driver="sqlalchemy") as (orm_port, orm_proc),
     ):
         for c in CONCURRENCY:
-            pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            for n in range(TARGET_PAIRS if c == 50 else 1):
-                log(f"web {label}: {c} concurrent conversations (app, then ceiling) #{n + 1}")
-                pairs.append(
-                    (
-                        load("web", app_port, concurrency=c, server_pid=app_proc.pid, **t),
-                        load("ceiling", ceil_port, concurrency=c, server_pid=ceil_proc.pid, **t),
-                    )
-                )
+            pairs = alternated_pairs(
+                TARGET_PAIRS if c == 50 else 1,
+                f"web {label}: {c} concurrent conversations (app, then ceiling)",
+                partial(load, "web", app_port, concurrency=c, server_pid=app_proc.pid, **t),
+                partial(load, "ceiling", ceil_port, concurrency=c, server_pid=ceil_proc.pid, **t),
+            )
             ratios[c] = [rate_ratio(pair) for pair in pairs]
             ours[c], ceiling[c] = median_by(pairs, rate_ratio)
         log(f"web {label}: 50 concurrent, the ceiling through SQLAlchemy")
