@@ -29,13 +29,18 @@ def pg_add(first: int = 1, *, source: str | None = None) -> str:
     (`pg_add_args`; the ids in order: the exit deletes them in the order kept). With
     `source`, a relation of the caller's statement (the turn's `saved`: storage.turns), the
     ids are written once per row of it, so not at all if it is empty. Joined from this
-    module's literals and the caller's (a CTE's name)."""
+    module's literals and the caller's (a CTE's name).
+
+    The ids go as text[], cast back to bigint here: text[] is one of the two array types
+    asyncpg encodes without asking the server, where bigint[] made every new connection
+    look the type up (three round trips and a heavy catalog query), which stalled a fresh
+    server opening its connections under load (BENCHMARKS.md, "New connections")."""
     channel, key, ids, conversation, at = (f"${first + n}" for n in range(5))
     joined = "" if source is None else f"{source}, "
     return f"""
     INSERT INTO chat_messages (channel, channel_key, message_id, conversation_id, created_at)
-    SELECT {channel}, {key}, ids.message_id, {conversation}, {at}
-    FROM {joined}unnest({ids}::bigint[]) WITH ORDINALITY AS ids(message_id, n)
+    SELECT {channel}, {key}, ids.message_id::bigint, {conversation}, {at}
+    FROM {joined}unnest({ids}::text[]) WITH ORDINALITY AS ids(message_id, n)
     ORDER BY ids.n
 """  # noqa: S608
 
@@ -48,8 +53,15 @@ SQLITE_ADD = """
 
 
 def pg_add_args(ids: ChatMessageIds, at: datetime) -> tuple[Any, ...]:
-    """The parameters of `pg_add`: times as `UTCDateTime` binds them (naive taken as UTC)."""
-    return (ids.channel, ids.channel_key, list(ids.message_ids), ids.conversation_id, as_utc(at))
+    """The parameters of `pg_add`: the ids as text (see `pg_add`), times as `UTCDateTime`
+    binds them (naive taken as UTC)."""
+    return (
+        ids.channel,
+        ids.channel_key,
+        [str(message_id) for message_id in ids.message_ids],
+        ids.conversation_id,
+        as_utc(at),
+    )
 
 
 def sqlite_add(connection: sqlite3.Connection, ids: ChatMessageIds, at: datetime) -> None:

@@ -60,14 +60,16 @@ _COLUMNS = """id, topic, ordering_key, payload, status, attempts, available_at, 
 #: of the key" (an anti-join per pending row), the claim was planned as a walk of the primary
 #: key from the first row ever written, delivered ones included; a first form of the heads
 #: as a plain IN, on a table not yet analyzed, ran their aggregate again for every pending
-#: row (BENCHMARKS.md, "The outbox claim").
+#: row (BENCHMARKS.md, "The outbox claim"). The topics go as text[], which asyncpg encodes by
+#: itself; varchar[] made every new connection ask the server about the type first
+#: (`storage.chat_messages.pg_add`).
 PG_CLAIM = f"""
     UPDATE outbox SET attempts = attempts + 1, claimed_until = $3
     WHERE id IN (
         SELECT pick.id FROM outbox AS pick
         WHERE pick.id = ANY (ARRAY(
                 SELECT min(head.id) FROM outbox AS head
-                WHERE head.topic = ANY ($1::varchar[]) AND head.status = 'pending'
+                WHERE head.topic = ANY ($1::text[]) AND head.status = 'pending'
                 GROUP BY head.topic, head.ordering_key))
           -- Again on the row itself, so that PostgreSQL tests the version it locks.
           AND pick.status = 'pending'

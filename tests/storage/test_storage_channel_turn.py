@@ -15,6 +15,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bot.engine.types import ConversationState
@@ -270,3 +271,33 @@ async def _read_while_locked(storage: SqlStorage, *, wait: float) -> Conversatio
             record, _ = await asyncio.wait_for(read, wait)
             await uow.commit()
     return record
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_postgres_new_connections_ask_the_server_about_no_type(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Telegram turn's statements, a settle's message ids and the dispatcher's claim use
+    only types asyncpg encodes by itself. An array of bigint or varchar made asyncpg ask
+    the server what the type is on every new connection (three round trips and a heavy
+    catalog query each): a fresh server opening its connections under load stalled for
+    seconds (BENCHMARKS.md). The connections here are all new (a storage of its own)."""
+    asked: list[object] = []
+    introspect = asyncpg.Connection._introspect_types
+
+    async def recording(self: asyncpg.Connection, typeoids: object, *args: object) -> object:
+        asked.append(typeoids)
+        return await introspect(self, typeoids, *args)
+
+    monkeypatch.setattr(asyncpg.Connection, "_introspect_types", recording)
+    storage.unlocked_turns = True
+    await _open(storage)
+    await _turn(storage, "u1", _writes("u1", 501, claim_for=None))
+    async with storage.unit_of_work() as uow:
+        await uow.chat_messages.add(ChatMessageIds("telegram", CHAT, (502, 2**40), "c1"), at=NOW)
+        claimed = await uow.outbox.claim([TOPIC, "other"], limit=10, lease_seconds=30)
+        await uow.commit()
+    assert [m.payload["said"] for m in claimed] == ["u1"]
+    assert await _written(storage) == (1, [("u1", 1, "pending")], [501, 502, 2**40])
+    assert asked == []
