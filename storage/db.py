@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult
@@ -59,51 +59,113 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-#: Each pool's turnstile (`_turnstile`), with the event loop it serves (an engine used again
-#: under another loop, as a command run twice in one process, gets a new one).
-_TURNSTILES: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = (
+class Turnstile:
+    """First come, first served for a pool's connections, and a pool that opens one new
+    connection at a time.
+
+    First come, first served: a permit per unit of work holding (or taking) a connection,
+    handed out by an asyncio semaphore, which gives a released permit to its first waiter.
+    SQLAlchemy's async pool hands connections out through an asyncio queue, which is not
+    fair: a connection handed back goes to whoever asks next, and a waiter woken for it finds
+    it taken and waits again, at the back. With more requests in flight than connections
+    (200 web conversations at once, 15 connections) some waited past the pool's timeout while
+    newer ones were served: 53-73 of about 2,000 requests answered 503 in every run, p99 1.8 s
+    (BENCHMARKS.md).
+
+    One new connection at a time: there are as many permits as the pool has connections open,
+    and one more (up to its bound), so at most one holder finds no idle connection and opens
+    one; the others wait for a connection to come back or for that one. A new connection is
+    slow at first (its backend reads the catalog and plans each statement afresh, the driver
+    prepares each statement on it), so a fresh worker under load that let every waiting turn
+    open its own opened all 50 at once, each turn on one of them slow, which made more turns
+    wait and open more: the Telegram open loop's first second took up to 1 s a turn where a
+    pool held to 5 took 0.3 s (BENCHMARKS.md, "New connections")."""
+
+    def __init__(self, pool: Any, bound: int, timeout: float) -> None:
+        self._pool = pool
+        self._bound = bound
+        #: How long a unit of work waits for a permit (the pool's own timeout).
+        self.timeout = timeout
+        self._permits = asyncio.Semaphore(0)
+        self._capacity = 0
+        #: Holders checking a connection out through SQLAlchemy, which may be opening one.
+        self._checking_out = 0
+        self.widen()
+
+    def _open_connections(self) -> int:
+        """Connections the pool has open, in use or idle, not counting any a unit of work is
+        opening (the pool counts one from the moment it starts opening it): while one is,
+        a unit of work giving its connection back must not let another open one too."""
+        pool = self._pool
+        return int(pool.checkedin()) + int(pool.checkedout()) - self._checking_out
+
+    def widen(self) -> None:
+        """Permits for every open connection and one more, up to the pool's bound. Never
+        fewer than before: a connection dropped (the database restarted) is reopened by the
+        next holder that meets it, as before this line existed."""
+        target = min(self._bound, self._open_connections() + 1)
+        while self._capacity < target:
+            self._capacity += 1
+            self._permits.release()
+
+    async def enter(self) -> None:
+        """A permit, waited for at most `timeout` (StorageError after it)."""
+        if not self._permits.locked():
+            await self._permits.acquire()  # free: taken at once, no timer set for a wait
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._permits.acquire()
+        except TimeoutError as error:
+            raise StorageError("no database connection free in time") from error
+
+    def leave(self) -> None:
+        """Give the permit back (the connection is back in the pool, or gone)."""
+        self.widen()
+        self._permits.release()
+
+    @contextlib.asynccontextmanager
+    async def checking_out(self) -> AsyncIterator[None]:
+        """Around a holder's checkout through SQLAlchemy, which opens a connection when none
+        is idle; then as many permits as the connections the pool now has, and one more."""
+        self._checking_out += 1
+        try:
+            yield
+        finally:
+            self._checking_out -= 1
+            self.widen()
+
+
+#: Each pool's turnstile, with the event loop it serves (an engine used again under another
+#: loop, as a command run twice in one process, gets a new one).
+_TURNSTILES: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, Turnstile]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _turnstile(engine: AsyncEngine) -> tuple[asyncio.Semaphore, float] | None:
-    """First come, first served for a unit of work's connection: a semaphore with a permit
-    per connection the pool may hold, and the pool's own timeout for the wait.
-
-    SQLAlchemy's async pool hands connections out through an asyncio queue, which is not fair:
-    a connection handed back goes to whoever asks next, and a waiter woken for it finds it
-    taken and waits again, at the back. With more requests in flight than connections (200
-    web conversations at once, 15 connections) some waited past the pool's timeout while
-    newer ones were served: 53-73 of about 2,000 requests answered 503 in every run, p99 1.8
-    s (BENCHMARKS.md). asyncio's semaphore hands a released permit to its first waiter. None
-    for a pool without a fixed bound (it never makes anyone wait)."""
+def turnstile(engine: AsyncEngine) -> Turnstile | None:
+    """The engine's pool's `Turnstile`; None for a pool without a fixed bound (it never makes
+    anyone wait)."""
     pool = engine.sync_engine.pool
     size, overflow = getattr(pool, "size", None), getattr(pool, "_max_overflow", -1)
     if not callable(size) or overflow < 0:
         return None
     loop = asyncio.get_running_loop()
     kept = _TURNSTILES.get(pool)
+    if kept is None:
+        # A connection opened outside a unit of work's checkout (a block in line for one:
+        # the outbox's LISTEN, held for good, a staff page, a ping) makes room for one more.
+        event.listen(pool, "connect", lambda _connection, _record: _widen(pool))
     if kept is None or kept[0] is not loop:
-        kept = _TURNSTILES[pool] = (loop, asyncio.Semaphore(size() + overflow))
-    return kept[1], float(getattr(pool, "_timeout", 30.0))
+        timeout = float(getattr(pool, "_timeout", 30.0))
+        kept = _TURNSTILES[pool] = (loop, Turnstile(pool, size() + overflow, timeout))
+    return kept[1]
 
 
-async def _wait_in_line(engine: AsyncEngine) -> asyncio.Semaphore | None:
-    """A permit of the engine's turnstile (`_turnstile`), waited for at most the pool's own
-    timeout (StorageError after it); None for a pool without a fixed bound."""
-    turnstile = _turnstile(engine)
-    if turnstile is None:
-        return None
-    permit, timeout = turnstile
-    if not permit.locked():
-        await permit.acquire()  # free: taken at once, no timer set for a wait
-        return permit
-    try:
-        async with asyncio.timeout(timeout):
-            await permit.acquire()
-    except TimeoutError as error:
-        raise StorageError("no database connection free in time") from error
-    return permit
+def _widen(pool: Any) -> None:
+    kept = _TURNSTILES.get(pool)
+    if kept is not None:
+        kept[1].widen()
 
 
 @contextlib.asynccontextmanager
@@ -113,12 +175,14 @@ async def in_line_for_a_connection(engine: AsyncEngine) -> AsyncIterator[None]:
     LISTEN (held for good). Taken straight from the pool, such a connection went to whoever
     asked last, ahead of the units of work waiting in line; and a connection held for long
     outside the line would leave units of work waiting in the pool's own queue instead."""
-    permit = await _wait_in_line(engine)
+    line = turnstile(engine)
+    if line is not None:
+        await line.enter()
     try:
         yield
     finally:
-        if permit is not None:
-            permit.release()
+        if line is not None:
+            line.leave()
 
 
 def _idle_queue(pool: Any) -> AsyncAdaptedQueue[Any] | None:
@@ -182,13 +246,11 @@ class PooledTransaction:
     driver whichever way it was begun.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, fairy: Any, permit: asyncio.Semaphore | None = None
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, fairy: Any, line: Turnstile | None = None) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
-        #: The turnstile's permit this unit of work holds until its connection is back.
-        self._permit = permit
+        #: The turnstile whose permit this unit of work holds until its connection is back.
+        self._line = line
         self._attach(fairy)
 
     def _attach(self, fairy: Any) -> None:
@@ -201,27 +263,30 @@ class PooledTransaction:
 
     @classmethod
     async def begin(cls, engine: AsyncEngine) -> PooledTransaction:
-        """Check a connection out of the engine's pool, in turn (`_turnstile`): at once if
+        """Check a connection out of the engine's pool, in turn (`Turnstile`): at once if
         one is ready (`checkout_now`), else through SQLAlchemy under a greenlet. The
         transaction begins with the first statement (SQLite: BEGIN IMMEDIATE, sent with it:
         `run_sqlite`)."""
-        permit = await _wait_in_line(engine)
+        line = turnstile(engine)
+        if line is not None:
+            await line.enter()
         try:
             fairy = checkout_now(engine)
             if fairy is None:
-                with storage_errors():
-                    fairy = await engine.raw_connection()
+                async with line.checking_out() if line is not None else contextlib.nullcontext():
+                    with storage_errors():
+                        fairy = await engine.raw_connection()
         except BaseException:
-            if permit is not None:
-                permit.release()
+            if line is not None:
+                line.leave()
             raise
-        return cls(engine, fairy, permit)
+        return cls(engine, fairy, line)
 
     def _give_back_permit(self) -> None:
         """The connection is back in the pool (or gone): the next in line may have one."""
-        permit, self._permit = self._permit, None
-        if permit is not None:
-            permit.release()
+        line, self._line = self._line, None
+        if line is not None:
+            line.leave()
 
     async def run_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` with the sqlite3 connection on aiosqlite's thread, in this unit of work's

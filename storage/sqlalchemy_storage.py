@@ -78,7 +78,7 @@ DISPATCHER_POOL_SECONDS = 10.0
 #: A serving worker's turns' pool holds at most this many when INTAKE_DATABASE_CONNECTIONS is
 #: set (unset, it holds `POOL_SIZE`: several `intake serve` processes on one database, one per
 #: port, cannot share a budget they do not know of). With 15 (`POOL_SIZE`) and 50 web
-#: conversations at once, every turn waited in line for a connection (`storage.db._turnstile`:
+#: conversations at once, every turn waited in line for a connection (`storage.db.Turnstile`:
 #: a future, a timer and a pass of the event loop more), as Little's law has it: about 600
 #: turns/s, each holding its connection for a pass of a loop busy with 50 requests (about 25
 #: ms), keep 15 in use. A unit of work then cost 0.2-0.3 ms of the worker's CPU, against

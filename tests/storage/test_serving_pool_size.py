@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from storage import upgrade
-from storage.db import _turnstile
+from storage.db import turnstile
 from storage.sqlalchemy_storage import (
     DISPATCHER_POOL_SIZE,
     MAX_SERVING_POOL_SIZE,
@@ -44,16 +44,16 @@ def test_too_few_connections_for_the_workers_is_an_error(connections: int, worke
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_the_turns_pool_has_the_size_asked_for(database_url: str) -> None:
-    """The size reaches SQLAlchemy's pool, and with it the turnstile's permits
-    (`storage.db._turnstile`); the dispatchers' pool keeps its own 8."""
+    """The size reaches SQLAlchemy's pool, and with it the turnstile's bound
+    (`storage.db.Turnstile`); the dispatchers' pool keeps its own 8."""
     await upgrade(database_url)
     storage = await create_storage(database_url, pool_size=23)
     try:
         async with storage.unit_of_work():
             pass  # the turnstile is made with the first unit of work
         assert storage.engine.pool.size() == 23  # type: ignore[attr-defined]
-        turnstile = _turnstile(storage.engine)
-        assert turnstile is not None and turnstile[0]._value == 23
+        line = turnstile(storage.engine)
+        assert line is not None and line._bound == 23
         dispatchers = storage.dispatcher_storage().engine.pool
         assert dispatchers.size() == DISPATCHER_POOL_SIZE  # type: ignore[attr-defined]
     finally:

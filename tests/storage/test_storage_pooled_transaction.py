@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.util import greenlet_spawn
 
@@ -234,7 +236,7 @@ async def test_the_serving_pools_keep_a_bursts_connections_for_the_next_burst(
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_units_of_work_get_connections_in_the_order_they_asked(database_url: str) -> None:
     """A connection handed back goes to the unit of work that has waited longest, not to one
-    that asks at that moment (`storage.db._turnstile`). SQLAlchemy's queue gave it to the
+    that asks at that moment (`storage.db.Turnstile`). SQLAlchemy's queue gave it to the
     newcomer and sent the waiter to the back: with 200 web conversations in flight some
     waited past the pool's timeout (503)."""
     await upgrade(database_url)
@@ -262,6 +264,52 @@ async def test_units_of_work_get_connections_in_the_order_they_asked(database_ur
     finally:
         await storage.close()
     assert order == ["waiter", "newcomer"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_burst_on_a_fresh_pool_opens_its_connections_one_at_a_time(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five units of work at once on a pool of five with none open: each gets a connection,
+    the pool opening them one after another (`storage.db.Turnstile`), not five at once. A
+    fresh worker whose every waiting turn opened its own opened all 50, and each new one's
+    first statements were slow: its first second under load took up to 1 s a turn."""
+    await upgrade(database_url)
+    opening, most = 0, 0
+    connect = asyncpg.connect
+
+    async def slow_connect(*args: Any, **kwargs: Any) -> Any:
+        nonlocal opening, most
+        opening += 1
+        most = max(most, opening)
+        try:
+            await asyncio.sleep(0.05)  # long enough for every unit of work to be waiting
+            return await connect(*args, **kwargs)
+        finally:
+            opening -= 1
+
+    monkeypatch.setattr(asyncpg, "connect", slow_connect)
+    storage = SqlStorage(create_engine(database_url, pool_size=5))
+    all_in = asyncio.Event()
+    inside = 0
+
+    async def unit() -> None:
+        nonlocal inside
+        async with storage.unit_of_work() as uow:
+            assert await uow.reports.get("none") is None
+            inside += 1
+            if inside == 5:
+                all_in.set()
+            await all_in.wait()  # every connection held until all five have one
+
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(unit() for _ in range(5)))
+        assert storage.engine.pool.checkedin() == 5  # type: ignore[attr-defined]
+    finally:
+        await storage.close()
+    assert most == 1
 
 
 def _holding(kind: str, storage: SqlStorage) -> contextlib.AbstractAsyncContextManager[object]:
