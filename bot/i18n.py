@@ -60,6 +60,12 @@ class Catalogs:
         self._translators: dict[str, Callable[[Text], str]] = {
             code: self._make_translator(code) for code in self._translations
         }
+        # Babel reads a language's number formats from its CLDR data the first time a number
+        # is written in it: 15-40 ms (English, with the data it inherits, and 5 MB) on a slow
+        # machine, with everything else the process was doing waiting, in the middle of a
+        # turn. Read here, once per process, before anyone is served.
+        for code in self.locales:
+            format_number(0, code)
 
     def is_rtl(self, locale: str) -> bool:
         return locale in self._rtl

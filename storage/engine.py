@@ -167,11 +167,11 @@ def ensure_sqlite_directory(url: URL) -> None:
 
 #: PostgreSQL: the most connections a pool holds by default, a serving worker's turns' too
 #: unless INTAKE_DATABASE_CONNECTIONS is set (`storage.sqlalchemy_storage.serving_pool_size`).
-#: They are opened as needed and then kept, with no overflow: an overflow connection is
-#: closed when it comes back to a full pool, so under bursts of work (submissions arrive
-#: together, a Telegram burst) the pool opened and closed connections several times a
-#: second, and each new one paid the TLS handshake, the driver's type set-up and the
-#: preparation of every statement again. That stalled the worker's event loop for 100-600 ms
+#: They are opened as needed, one at a time (`storage.db.Turnstile`), and then kept, with no
+#: overflow: an overflow connection is closed when it comes back to a full pool, so under
+#: bursts of work (submissions arrive together, a Telegram burst) the pool opened and closed
+#: connections several times a second, and each new one paid the TLS handshake, the
+#: driver's type set-up and the preparation of every statement again. That stalled the worker's event loop for 100-600 ms
 #: every few seconds at 700 turns/s (136 backends in 70 s; with the same 15 kept: 23 in all,
 #: p99 108 -> 28 ms, BENCHMARKS.md "Connections kept").
 POOL_SIZE = 15

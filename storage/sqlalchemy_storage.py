@@ -85,7 +85,7 @@ DISPATCHER_POOL_SECONDS = 10.0
 #: 0.07-0.1 ms alone (`python -m bench --only layers`). With 50 the line is rarely formed:
 #: server CPU per web turn 1.28-1.49 ms against 1.43-1.69 ms with 15, alternated four times,
 #: and 3% more turns per second (BENCHMARKS.md). Connections are opened only as turns need
-#: them, and then kept.
+#: them, one at a time (`storage.db.Turnstile`), and then kept.
 MAX_SERVING_POOL_SIZE = 50
 #: Fewer than this for a worker's turns, and the connections are too few for the workers.
 MIN_SERVING_POOL_SIZE = 5
