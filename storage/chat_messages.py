@@ -34,7 +34,7 @@ def pg_add(first: int = 1, *, source: str | None = None) -> str:
     The ids go as text[], cast back to bigint here: text[] is one of the two array types
     asyncpg encodes without asking the server, where bigint[] made every new connection
     look the type up (three round trips and a heavy catalog query), which stalled a fresh
-    server opening its connections under load (BENCHMARKS.md, "New connections")."""
+    server opening its connections under load (BENCHMARKS.md, "A fresh server's first seconds")."""
     channel, key, ids, conversation, at = (f"${first + n}" for n in range(5))
     joined = "" if source is None else f"{source}, "
     return f"""

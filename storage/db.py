@@ -79,7 +79,7 @@ class Turnstile:
     prepares each statement on it), so a fresh worker under load that let every waiting turn
     open its own opened all 50 at once, each turn on one of them slow, which made more turns
     wait and open more: the Telegram open loop's first second took up to 1 s a turn where a
-    pool held to 5 took 0.3 s (BENCHMARKS.md, "New connections")."""
+    pool held to 5 took 0.3 s (BENCHMARKS.md, "A fresh server's first seconds")."""
 
     def __init__(self, pool: Any, bound: int, timeout: float) -> None:
         self._pool = pool

@@ -1,7 +1,7 @@
 """Babel's number data for every language offered is read when the catalogs are built, at
 the process's start, never in the middle of a turn: the first number written in a language
 read its CLDR data then (15-40 ms on a slow machine, the event loop waiting), which made a
-Telegram open loop's p99 (BENCHMARKS.md, "New connections")."""
+Telegram open loop's p99 (BENCHMARKS.md, "A fresh server's first seconds")."""
 
 from __future__ import annotations
 
