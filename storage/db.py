@@ -82,7 +82,9 @@ class Turnstile:
     pool held to 5 took 0.3 s (BENCHMARKS.md, "A fresh server's first seconds")."""
 
     def __init__(self, pool: Any, bound: int, timeout: float) -> None:
-        self._pool = pool
+        # Weakly: `_TURNSTILES` is keyed weakly by the pool, and a value that held its key
+        # would keep every pool (and its engine) ever lined up alive.
+        self._pool = weakref.ref(pool)
         self._bound = bound
         #: How long a unit of work waits for a permit (the pool's own timeout).
         self.timeout = timeout
@@ -96,7 +98,9 @@ class Turnstile:
         """Connections the pool has open, in use or idle, not counting any a unit of work is
         opening (the pool counts one from the moment it starts opening it): while one is,
         a unit of work giving its connection back must not let another open one too."""
-        pool = self._pool
+        pool = self._pool()
+        if pool is None:
+            return 0
         return int(pool.checkedin()) + int(pool.checkedout()) - self._checking_out
 
     def widen(self) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -310,6 +313,18 @@ async def test_a_burst_on_a_fresh_pool_opens_its_connections_one_at_a_time(
     finally:
         await storage.close()
     assert most == 1
+
+
+async def test_a_pool_lined_up_is_not_kept_alive_by_its_line(tmp_path: Path) -> None:
+    """The turnstiles are kept per pool, weakly: an engine thrown away (a command's, a test's)
+    takes its pool and line with it."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}")
+    pool = weakref.ref(engine.sync_engine.pool)
+    assert storage_db.turnstile(engine) is not None
+    await engine.dispose()
+    del engine
+    gc.collect()
+    assert pool() is None
 
 
 def _holding(kind: str, storage: SqlStorage) -> contextlib.AbstractAsyncContextManager[object]:
