@@ -171,9 +171,9 @@ def ensure_sqlite_directory(url: URL) -> None:
 #: overflow: an overflow connection is closed when it comes back to a full pool, so under
 #: bursts of work (submissions arrive together, a Telegram burst) the pool opened and closed
 #: connections several times a second, and each new one paid the TLS handshake, the
-#: driver's type set-up and the preparation of every statement again. That stalled the worker's event loop for 100-600 ms
-#: every few seconds at 700 turns/s (136 backends in 70 s; with the same 15 kept: 23 in all,
-#: p99 108 -> 28 ms, BENCHMARKS.md "Connections kept").
+#: driver's type set-up and the preparation of every statement again. That stalled the
+#: worker's event loop for 100-600 ms every few seconds at 700 turns/s (136 backends in 70 s;
+#: with the same 15 kept: 23 in all, p99 108 -> 28 ms, BENCHMARKS.md "Connections kept").
 POOL_SIZE = 15
 
 
