@@ -107,6 +107,8 @@ class Turnstile:
         """Permits for every open connection and one more, up to the pool's bound. Never
         fewer than before: a connection dropped (the database restarted) is reopened by the
         next holder that meets it, as before this line existed."""
+        if self._capacity >= self._bound:
+            return  # the whole pool may be taken: nothing to count (every unit of work's end)
         target = min(self._bound, self._open_connections() + 1)
         while self._capacity < target:
             self._capacity += 1
