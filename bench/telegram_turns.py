@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.common import PYTHON, ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
+from bench.disk import FsyncProbe, disk_note
 from bench.loadgen import SECRET
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.web_turns import TARGET_PAIRS, timing
@@ -387,14 +388,15 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         app_server(url, telegram_api=api_url) as (port, proc),
     ):
         log(f"telegram {label}: open loop at {rate:.0f} updates/s (50% of saturated)")
-        open_loop = load(
-            "telegram",
-            port,
-            concurrency=CONCURRENCY,
-            rate=rate,
-            server_pid=proc.pid,
-            **open_timing,
-        )
+        with FsyncProbe() as disk:
+            open_loop = load(
+                "telegram",
+                port,
+                concurrency=CONCURRENCY,
+                rate=rate,
+                server_pid=proc.pid,
+                **open_timing,
+            )
     latency = Row(
         f"telegram webhook p50/p99 at 50% load ({rate:.0f}/s), {label}",
         f"{open_loop['p50_ms']:.1f} / {open_loop['p99_ms']:.1f} ms",
@@ -406,7 +408,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     latency.note = (
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
         f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%}; a "
-        f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first"
+        f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
+        f"{disk_note(disk.summary())}"
     )
     return [row, latency, *limit_rows(kind, quick)]
 

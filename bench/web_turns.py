@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
+from bench.disk import FsyncProbe, disk_note
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 
 CONCURRENCY = (1, 50, 200)
@@ -75,18 +76,22 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         wrk_rate = wrk_ceiling(ceil_port, 50, t["duration"]) if kind == "postgres" else None
         saturated = max(r["rate"] for r in ours.values())
         latency: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
+        disks: dict[float, dict[str, Any]] = {}
         for share in LOADS:
             rate = max(1.0, saturated * share)
             log(f"web {label}: open loop at {rate:.0f} turns/s ({share:.0%} of {saturated:.0f})")
-            latency[share] = (
-                load(
+            with FsyncProbe() as disk:
+                app_run = load(
                     "web",
                     app_port,
                     concurrency=OPEN_LOOP_POOL,
                     rate=rate,
                     server_pid=app_proc.pid,
                     **t,
-                ),
+                )
+            disks[share] = disk.summary()
+            latency[share] = (
+                app_run,
                 load(
                     "ceiling",
                     ceil_port,
@@ -165,7 +170,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         row.note = (
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
             f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%}, "
-            f"generator CPU {o['generator_cpu_share']:.0%}"
+            f"generator CPU {o['generator_cpu_share']:.0%}; during the app's run, "
+            f"{disk_note(disks[share])}"
         )
         rows.append(row)
     return rows

@@ -1,0 +1,102 @@
+"""The disk's own commit latency while a benchmark runs, to read a latency row against.
+
+Every commit, SQLite's (synchronous=FULL) and PostgreSQL's, waits for an fdatasync, and on a
+shared virtual disk one of them sometimes takes 100-200 ms, idle machine or not (BENCHMARKS.md,
+2026-12-02 09:14 UTC). SQLite has one writer, so such an fdatasync holds up every turn behind
+it, and a p99 of 50 ms is out of reach for the product and the ceiling alike whenever they come
+more than once in a hundred turns. `FsyncProbe` writes 4 KiB in place and fdatasyncs it, as a
+commit does, every 50 ms on a thread of its own in the bench's process while a row is measured,
+in the temporary directory where `bench.servers.database` puts SQLite's files; its summary
+goes into the row's note. Twenty small writes a second beside the hundreds of commits measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from bench.loadgen import percentile
+
+#: The probe's write: one page, as a small commit writes.
+PROBE_BYTES = 4096
+#: Written again in place (the file never grows, as a recycled WAL segment does not).
+PROBE_FILE_BYTES = 64 * PROBE_BYTES
+PROBE_INTERVAL_S = 0.05
+#: An fdatasync this slow alone takes a latency row's whole p99 budget.
+SLOW_MS = 50.0
+
+
+class FsyncProbe:
+    """`with FsyncProbe() as disk: ...` then `disk.summary()`."""
+
+    def __init__(self, directory: str | None = None, interval: float = PROBE_INTERVAL_S) -> None:
+        self._directory = directory or tempfile.gettempdir()
+        self._interval = interval
+        self._latencies_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._path = ""
+
+    def __enter__(self) -> FsyncProbe:
+        descriptor, self._path = tempfile.mkstemp(prefix="intake-bench-disk-", dir=self._directory)
+        os.write(descriptor, b"\0" * PROBE_FILE_BYTES)
+        os.fsync(descriptor)
+        self._thread = threading.Thread(target=self._run, args=(descriptor,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
+
+    def _run(self, descriptor: int) -> None:
+        page = b"x" * PROBE_BYTES
+        offset = 0
+        try:
+            while not self._stop.wait(self._interval):
+                started = time.perf_counter()
+                os.pwrite(descriptor, page, offset)
+                os.fdatasync(descriptor)
+                self._latencies_ms.append((time.perf_counter() - started) * 1000)
+                offset = (offset + PROBE_BYTES) % PROBE_FILE_BYTES
+        finally:
+            os.close(descriptor)
+
+    def summary(self) -> dict[str, Any]:
+        return summarize(self._latencies_ms)
+
+
+def summarize(latencies_ms: list[float]) -> dict[str, Any]:
+    ordered = sorted(latencies_ms)
+    return {
+        "count": len(ordered),
+        "p50_ms": percentile(ordered, 50),
+        "p99_ms": percentile(ordered, 99),
+        "max_ms": ordered[-1] if ordered else float("nan"),
+        "slow": sum(1 for value in ordered if value > SLOW_MS),
+    }
+
+
+def disk_note(summary: dict[str, Any]) -> str:
+    """What the probe saw, for a row's note."""
+    if not summary["count"]:
+        return "the disk meanwhile: not probed"
+    return (
+        f"the disk meanwhile (warm-up included): 4 KiB written and fdatasynced every {PROBE_INTERVAL_S * 1000:.0f} "
+        f"ms, p50 / p99 / max {summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} / "
+        f"{summary['max_ms']:.0f} ms, {summary['slow']} of {summary['count']} over "
+        f"{SLOW_MS:.0f} ms"
+    )

@@ -1,0 +1,29 @@
+"""The bench's disk probe (bench/disk.py): what a latency row's note says about the disk."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.disk import SLOW_MS, FsyncProbe, disk_note, summarize
+
+
+def test_the_probe_times_writes_in_its_directory_and_leaves_no_file(tmp_path: Path) -> None:
+    with FsyncProbe(str(tmp_path), interval=0.01) as disk:
+        time.sleep(0.3)
+        assert [path.name[:18] for path in tmp_path.iterdir()] == ["intake-bench-disk-"]
+    summary = disk.summary()
+    assert summary["count"] >= 5
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_summary_counts_the_writes_slower_than_a_rows_budget() -> None:
+    latencies = [0.5] * 97 + [SLOW_MS + 1, 120.0, 0.4]
+    summary = summarize(latencies)
+    assert summary == {"count": 100, "p50_ms": 0.5, "p99_ms": 51.0, "max_ms": 120.0, "slow": 2}
+    assert "p50 / p99 / max 0.5 / 51.0 / 120 ms, 2 of 100 over 50 ms" in disk_note(summary)
+
+
+def test_a_probe_that_saw_nothing_says_so() -> None:
+    assert disk_note(summarize([])) == "the disk meanwhile: not probed"
