@@ -17,8 +17,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.loadgen import percentile
 
@@ -29,6 +30,7 @@ PROBE_FILE_BYTES = 64 * PROBE_BYTES
 PROBE_INTERVAL_S = 0.05
 #: An fdatasync this slow alone takes a latency row's whole p99 budget.
 SLOW_MS = 50.0
+T = TypeVar("T")
 
 
 class FsyncProbe:
@@ -90,13 +92,26 @@ def summarize(latencies_ms: list[float]) -> dict[str, Any]:
     }
 
 
+def probed(measure: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """`measure()` with the disk probed meanwhile: its result, and the probe's summary."""
+    with FsyncProbe() as disk:
+        result = measure()
+    return result, disk.summary()
+
+
+#: What a note's disk figures are (`disk_note`).
+PROBE_NOTE = (
+    f"the disk's own 4 KiB fdatasync every {PROBE_INTERVAL_S * 1000:.0f} ms (bench/disk.py, "
+    "warm-up included)"
+)
+
+
 def disk_note(summary: dict[str, Any]) -> str:
-    """What the probe saw, for a row's note."""
+    """What the probe saw, for a row's note (after `PROBE_NOTE`)."""
     if not summary["count"]:
-        return "the disk meanwhile: not probed"
+        return "not probed"
     return (
-        f"the disk meanwhile (warm-up included): 4 KiB written and fdatasynced every {PROBE_INTERVAL_S * 1000:.0f} "
-        f"ms, p50 / p99 / max {summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} / "
-        f"{summary['max_ms']:.0f} ms, {summary['slow']} of {summary['count']} over "
+        f"p50 / p99 / max {summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} / "
+        f"{summary['max_ms']:.1f} ms, {summary['slow']} of {summary['count']} over "
         f"{SLOW_MS:.0f} ms"
     )

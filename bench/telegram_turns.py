@@ -33,10 +33,11 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from bench.common import PYTHON, ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
-from bench.disk import FsyncProbe, disk_note
+from bench.disk import PROBE_NOTE, disk_note, probed
 from bench.loadgen import SECRET
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.web_turns import TARGET_PAIRS, timing
@@ -388,8 +389,9 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         app_server(url, telegram_api=api_url) as (port, proc),
     ):
         log(f"telegram {label}: open loop at {rate:.0f} updates/s (50% of saturated)")
-        with FsyncProbe() as disk:
-            open_loop = load(
+        open_loop, disk = probed(
+            partial(
+                load,
                 "telegram",
                 port,
                 concurrency=CONCURRENCY,
@@ -397,6 +399,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
                 server_pid=proc.pid,
                 **open_timing,
             )
+        )
     latency = Row(
         f"telegram webhook p50/p99 at 50% load ({rate:.0f}/s), {label}",
         f"{open_loop['p50_ms']:.1f} / {open_loop['p99_ms']:.1f} ms",
@@ -409,7 +412,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
         f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%}; a "
         f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
-        f"{disk_note(disk.summary())}"
+        f"{PROBE_NOTE}: {disk_note(disk)}"
     )
     return [row, latency, *limit_rows(kind, quick)]
 

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
-from bench.disk import FsyncProbe, disk_note
+from bench.disk import PROBE_NOTE, disk_note, probed
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 
 CONCURRENCY = (1, 50, 200)
@@ -76,12 +76,13 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         wrk_rate = wrk_ceiling(ceil_port, 50, t["duration"]) if kind == "postgres" else None
         saturated = max(r["rate"] for r in ours.values())
         latency: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
-        disks: dict[float, dict[str, Any]] = {}
+        disks: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
         for share in LOADS:
             rate = max(1.0, saturated * share)
             log(f"web {label}: open loop at {rate:.0f} turns/s ({share:.0%} of {saturated:.0f})")
-            with FsyncProbe() as disk:
-                app_run = load(
+            app_run, app_disk = probed(
+                partial(
+                    load,
                     "web",
                     app_port,
                     concurrency=OPEN_LOOP_POOL,
@@ -89,18 +90,20 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
                     server_pid=app_proc.pid,
                     **t,
                 )
-            disks[share] = disk.summary()
-            latency[share] = (
-                app_run,
-                load(
+            )
+            ceiling_run, ceiling_disk = probed(
+                partial(
+                    load,
                     "ceiling",
                     ceil_port,
                     concurrency=OPEN_LOOP_POOL,
                     rate=rate,
                     server_pid=ceil_proc.pid,
                     **t,
-                ),
+                )
             )
+            latency[share] = (app_run, ceiling_run)
+            disks[share] = (app_disk, ceiling_disk)
     context.setdefault("ceiling", {})[kind] = ceiling
 
     for c in CONCURRENCY:
@@ -170,8 +173,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         row.note = (
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
             f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%}, "
-            f"generator CPU {o['generator_cpu_share']:.0%}; during the app's run, "
-            f"{disk_note(disks[share])}"
+            f"generator CPU {o['generator_cpu_share']:.0%}; {PROBE_NOTE}: during the app's "
+            f"run {disk_note(disks[share][0])}, during the ceiling's {disk_note(disks[share][1])}"
         )
         rows.append(row)
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.disk import SLOW_MS, FsyncProbe, disk_note, summarize
+from bench.disk import SLOW_MS, FsyncProbe, disk_note, probed, summarize
 
 
 def test_the_probe_times_writes_in_its_directory_and_leaves_no_file(tmp_path: Path) -> None:
@@ -22,8 +22,18 @@ def test_the_summary_counts_the_writes_slower_than_a_rows_budget() -> None:
     latencies = [0.5] * 97 + [SLOW_MS + 1, 120.0, 0.4]
     summary = summarize(latencies)
     assert summary == {"count": 100, "p50_ms": 0.5, "p99_ms": 51.0, "max_ms": 120.0, "slow": 2}
-    assert "p50 / p99 / max 0.5 / 51.0 / 120 ms, 2 of 100 over 50 ms" in disk_note(summary)
+    assert disk_note(summary) == "p50 / p99 / max 0.5 / 51.0 / 120.0 ms, 2 of 100 over 50 ms"
 
 
 def test_a_probe_that_saw_nothing_says_so() -> None:
-    assert disk_note(summarize([])) == "the disk meanwhile: not probed"
+    assert disk_note(summarize([])) == "not probed"
+
+
+def test_probed_gives_the_measures_result_and_the_disk_meanwhile() -> None:
+    def measure() -> str:
+        time.sleep(0.3)
+        return "measured"
+
+    result, summary = probed(measure)
+    assert result == "measured"
+    assert summary["count"] >= 2
