@@ -2,7 +2,7 @@
 
 Every commit, SQLite's (synchronous=FULL) and PostgreSQL's, waits for an fdatasync, and on a
 shared virtual disk one of them sometimes takes 100-200 ms, idle machine or not (BENCHMARKS.md,
-2026-12-02 09:14 UTC). SQLite has one writer, so such an fdatasync holds up every turn behind
+"The disk's own stalls"). SQLite has one writer, so such an fdatasync holds up every turn behind
 it, and a p99 of 50 ms is out of reach for the product and the ceiling alike whenever they come
 more than once in a hundred turns. `FsyncProbe` writes 4 KiB in place and fdatasyncs it, as a
 commit does, every 50 ms on a thread of its own in the bench's process while a row is measured,

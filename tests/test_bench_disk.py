@@ -10,10 +10,13 @@ from bench.disk import SLOW_MS, FsyncProbe, disk_note, probed, summarize
 
 def test_the_probe_times_writes_in_its_directory_and_leaves_no_file(tmp_path: Path) -> None:
     with FsyncProbe(str(tmp_path), interval=0.01) as disk:
-        time.sleep(0.3)
+        # Until a few writes are timed: on a stormy shared disk one fdatasync can take 200 ms.
+        deadline = time.monotonic() + 30
+        while disk.summary()["count"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert [path.name[:18] for path in tmp_path.iterdir()] == ["intake-bench-disk-"]
     summary = disk.summary()
-    assert summary["count"] >= 5
+    assert summary["count"] >= 3
     assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
     assert list(tmp_path.iterdir()) == []
 
@@ -36,4 +39,5 @@ def test_probed_gives_the_measures_result_and_the_disk_meanwhile() -> None:
 
     result, summary = probed(measure)
     assert result == "measured"
-    assert summary["count"] >= 2
+    # The first write starts 50 ms in, and the probe is joined (its write timed) at the end.
+    assert summary["count"] >= 1
