@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from bench.common import yes_no
 from bench.loadgen import percentile
 
 #: The probe's write: one page, as a small commit writes.
@@ -115,3 +116,12 @@ def disk_note(summary: dict[str, Any]) -> str:
         f"{summary['max_ms']:.1f} ms, {summary['slow']} of {summary['count']} over "
         f"{SLOW_MS:.0f} ms"
     )
+
+
+def verdict(met: bool, summary: dict[str, Any]) -> str:
+    """A latency row's "met?": "NO (disk)" when the probe saw an fdatasync over `SLOW_MS` (the
+    rows' p99 budget) meanwhile, so that a miss the disk can explain reads as one at a glance;
+    the note has the figures. A miss on a calm disk is a plain NO."""
+    if met or not summary["slow"]:
+        return yes_no(met)
+    return "NO (disk)"

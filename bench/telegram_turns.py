@@ -37,7 +37,7 @@ from functools import partial
 from typing import Any
 
 from bench.common import PYTHON, ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
-from bench.disk import PROBE_NOTE, disk_note, probed
+from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.loadgen import SECRET
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.web_turns import TARGET_PAIRS, timing
@@ -406,7 +406,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         "",
         "",
         "p99 ≤ 50 ms",
-        yes_no(open_loop["p99_ms"] <= 50.0 and open_loop["errors"] == 0),
+        verdict(open_loop["p99_ms"] <= 50.0 and open_loop["errors"] == 0, disk),
     )
     latency.note = (
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "

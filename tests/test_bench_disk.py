@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.disk import SLOW_MS, FsyncProbe, disk_note, probed, summarize
+from bench.disk import SLOW_MS, FsyncProbe, disk_note, probed, summarize, verdict
 
 
 def test_the_probe_times_writes_in_its_directory_and_leaves_no_file(tmp_path: Path) -> None:
@@ -41,3 +41,10 @@ def test_probed_gives_the_measures_result_and_the_disk_meanwhile() -> None:
     assert result == "measured"
     # The first write starts 50 ms in, and the probe is joined (its write timed) at the end.
     assert summary["count"] >= 1
+
+
+def test_a_missed_latency_target_names_the_disk_only_when_it_stalled() -> None:
+    calm, stormy = summarize([0.4, 3.0]), summarize([0.4, SLOW_MS + 1])
+    assert verdict(True, stormy) == "yes"
+    assert verdict(False, calm) == "NO"
+    assert verdict(False, stormy) == "NO (disk)"
