@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from bench.common import yes_no
 from bench.loadgen import percentile
@@ -31,7 +31,6 @@ PROBE_FILE_BYTES = 64 * PROBE_BYTES
 PROBE_INTERVAL_S = 0.05
 #: An fdatasync this slow alone takes a latency row's whole p99 budget.
 SLOW_MS = 50.0
-T = TypeVar("T")
 
 
 class FsyncProbe:
@@ -93,11 +92,11 @@ def summarize(latencies_ms: list[float]) -> dict[str, Any]:
     }
 
 
-def probed(measure: Callable[[], T]) -> tuple[T, dict[str, Any]]:
-    """`measure()` with the disk probed meanwhile: its result, and the probe's summary."""
+def probed(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`measure()`'s result (a load run's), with what the disk did meanwhile as its "disk"."""
     with FsyncProbe() as disk:
         result = measure()
-    return result, disk.summary()
+    return {**result, "disk": disk.summary()}
 
 
 #: What a note's disk figures are (`disk_note`).

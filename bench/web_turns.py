@@ -76,34 +76,33 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         wrk_rate = wrk_ceiling(ceil_port, 50, t["duration"]) if kind == "postgres" else None
         saturated = max(r["rate"] for r in ours.values())
         latency: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
-        disks: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
         for share in LOADS:
             rate = max(1.0, saturated * share)
             log(f"web {label}: open loop at {rate:.0f} turns/s ({share:.0%} of {saturated:.0f})")
-            app_run, app_disk = probed(
-                partial(
-                    load,
-                    "web",
-                    app_port,
-                    concurrency=OPEN_LOOP_POOL,
-                    rate=rate,
-                    server_pid=app_proc.pid,
-                    **t,
-                )
+            latency[share] = (
+                probed(
+                    partial(
+                        load,
+                        "web",
+                        app_port,
+                        concurrency=OPEN_LOOP_POOL,
+                        rate=rate,
+                        server_pid=app_proc.pid,
+                        **t,
+                    )
+                ),
+                probed(
+                    partial(
+                        load,
+                        "ceiling",
+                        ceil_port,
+                        concurrency=OPEN_LOOP_POOL,
+                        rate=rate,
+                        server_pid=ceil_proc.pid,
+                        **t,
+                    )
+                ),
             )
-            ceiling_run, ceiling_disk = probed(
-                partial(
-                    load,
-                    "ceiling",
-                    ceil_port,
-                    concurrency=OPEN_LOOP_POOL,
-                    rate=rate,
-                    server_pid=ceil_proc.pid,
-                    **t,
-                )
-            )
-            latency[share] = (app_run, ceiling_run)
-            disks[share] = (app_disk, ceiling_disk)
     context.setdefault("ceiling", {})[kind] = ceiling
 
     for c in CONCURRENCY:
@@ -161,7 +160,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         o, b = latency[share]
         target, met = "", ""
         if share == 0.50:
-            target, met = "p99 ≤ 50 ms", verdict(o["p99_ms"] <= TARGET_P99_MS, disks[share][0])
+            target, met = "p99 ≤ 50 ms", verdict(o["p99_ms"] <= TARGET_P99_MS, o["disk"])
         row = Row(
             f"web latency p50/p99 at {share:.0%} load ({o['offered_rate']:.0f}/s), {label}",
             f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f} ms",
@@ -174,7 +173,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
             f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%}, "
             f"generator CPU {o['generator_cpu_share']:.0%}; {PROBE_NOTE}: during the app's "
-            f"run {disk_note(disks[share][0])}, during the ceiling's {disk_note(disks[share][1])}"
+            f"run {disk_note(o['disk'])}, during the ceiling's {disk_note(b['disk'])}"
         )
         rows.append(row)
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.disk import SLOW_MS, FsyncProbe, disk_note, probed, summarize, verdict
 
@@ -32,15 +33,15 @@ def test_a_probe_that_saw_nothing_says_so() -> None:
     assert disk_note(summarize([])) == "not probed"
 
 
-def test_probed_gives_the_measures_result_and_the_disk_meanwhile() -> None:
-    def measure() -> str:
+def test_probed_gives_the_runs_result_with_the_disk_meanwhile() -> None:
+    def measure() -> dict[str, Any]:
         time.sleep(0.3)
-        return "measured"
+        return {"p99_ms": 7.0}
 
-    result, summary = probed(measure)
-    assert result == "measured"
+    result = probed(measure)
+    assert result["p99_ms"] == 7.0
     # The first write starts 50 ms in, and the probe is joined (its write timed) at the end.
-    assert summary["count"] >= 1
+    assert result["disk"]["count"] >= 1
 
 
 def test_a_missed_latency_target_names_the_disk_only_when_it_stalled() -> None:
