@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.loadgen import percentile
 from bench.updates import BOT_ID, BOT_TOKEN
 
 BOT_USER = {
@@ -285,11 +286,11 @@ def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
     ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
-
-    return {"p50_ms": at(50), "p99_ms": at(99), "max_ms": ordered[-1] * 1000}
+    return {
+        "p50_ms": percentile(ordered, 50) * 1000,
+        "p99_ms": percentile(ordered, 99) * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
 
 
 async def drive() -> None:
