@@ -6,12 +6,14 @@ kind, and what a choice does (`ChoiceDef.action`). What it needs from outside (d
 matches, a reference number, how a report will be acknowledged) it asks of a `Needs` object
 passed in, only when a step of the right kind needs it.
 
-Branching has one implementation: the `transitions.Machine` built from the dialogue's
-branches. One machine is built per dialogue definition and shared by every conversation: a
-turn restores a bare model object from the stored state and fires the machine's `advance`
-trigger on it. Building a machine per conversation would cost ~9 ms and ~480 KB each; a
-shared one costs tens of microseconds per turn. `path()` reads the same machine's
-transition table (without firing it) to list the steps answers lead through.
+Branching is declared once, as a `transitions.Machine` built from the dialogue's branches:
+one machine per dialogue definition, shared by every conversation (one per conversation
+would cost ~9 ms and ~480 KB each). Which branch a step takes has one implementation,
+`_next_step`: the first of the machine's own transitions out of the step, in the order the
+machine tries them, whose condition holds. A turn's move and `path()` both read it. Firing
+the machine's `advance` trigger does the same (tests/engine/test_engine.py checks the two
+agree over the dialogue's paths), through its generic machinery: a model object, enter and
+exit callbacks, debug logging, about a third of the engine's CPU per turn (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ _END_KINDS: frozenset[StepKind] = frozenset(("submitted", "cancelled", "ended"))
 
 
 class _Model:
-    """The bare object `transitions` steps; rebuilt from stored state for every turn."""
+    """The bare object the machine steps when its `advance` trigger is fired, and its
+    conditions read (`_Guard`). Turns do not fire it (`_next_step`); tests do, as the
+    reference for which branch a step takes."""
 
     __slots__ = ("answers", "state", "switches")
 
@@ -173,17 +177,13 @@ class Engine:
                     [_Guard(branch.when)] if branch.when else []
                 )
                 self.machine.add_transition("advance", step.id, branch.to, conditions=conditions)
-        self._advance = self.machine.events["advance"]
         #: `_words` per translator (the catalogs keep one translator per language).
         self._words_by_translator: dict[Translate, tuple[dict[str, str], str]] = {}
-        #: The machine's own transition table, read by `path()`: (target, condition or None)
-        #: per step, in the order the machine tries them.
+        #: The machine's own transition table, read by `_next_step`: (target, condition or
+        #: None) per step, in the order the machine tries them.
         self._branches: dict[str, tuple[tuple[str, Condition | None], ...]] = {
-            source: tuple(
-                (str(t.dest), _guard_condition(t.conditions[0].func) if t.conditions else None)
-                for t in transitions
-            )
-            for source, transitions in self._advance.transitions.items()
+            source: tuple((str(t.dest), _table_condition(t.conditions)) for t in transitions)
+            for source, transitions in self.machine.events["advance"].transitions.items()
         }
 
     # ------------------------------------------------------------------ public API
@@ -327,10 +327,7 @@ class Engine:
         return tuple(rows)
 
     def path(self, answers: Answers) -> list[str]:
-        """The steps the answers lead through, from the first step while each is answered.
-
-        A query, not a transition: it reads the machine's own transition table rather than
-        firing the machine once per step (each firing costs ~20 µs)."""
+        """The steps the answers lead through, from the first step while each is answered."""
         seen: list[str] = []
         step_id: str | None = self.dialog.first_step
         while step_id is not None and step_id not in seen:
@@ -338,15 +335,16 @@ class Engine:
             step = self._steps[step_id]
             if step.kind in _ANSWERED_KINDS and step_id not in answers:
                 break
-            step_id = next(
-                (
-                    to
-                    for to, when in self._branches.get(step_id, ())
-                    if when is None or when.evaluate(answers, self.switches)
-                ),
-                None,
-            )
+            step_id = self._next_step(step_id, answers)
         return seen
+
+    def _next_step(self, step_id: str, answers: Answers) -> str | None:
+        """Where `step_id` leads with these answers: the target of the first of its branches,
+        in the machine's order, whose condition holds; None if none does."""
+        for to, when in self._branches.get(step_id, ()):
+            if when is None or when.evaluate(answers, self.switches):
+                return to
+        return None
 
     def _unanswered(self, answers: Answers) -> str | None:
         """The first question on the person's path still without an answer, when there is
@@ -554,17 +552,20 @@ class Engine:
         echo: Text | None,
         needs: Needs = NOTHING_OUTSIDE,
     ) -> Turn:
-        """Fire `advance`; while editing, walk past steps that already have answers."""
-        model = _Model(state.step, state.answers, self.switches)
+        """Take the step's branch (`_next_step`); while editing, walk past steps that already
+        have answers."""
+        step_id, answers = state.step, state.answers
         while True:
-            state.history.append(model.state)
+            state.history.append(step_id)
             del state.history[:-MAX_HISTORY]
-            if not self._advance.trigger(model):
-                raise ValueError(f"no branch out of step {model.state!r} for these answers")
-            nxt = self._steps[model.state]
-            if not (state.editing and model.state in state.answers and nxt.kind != "summary"):
+            to = self._next_step(step_id, answers)
+            if to is None:
+                raise ValueError(f"no branch out of step {step_id!r} for these answers")
+            step_id = to
+            nxt = self._steps[step_id]
+            if not (state.editing and step_id in answers and nxt.kind != "summary"):
                 break
-        state.step = model.state
+        state.step = step_id
         if nxt.kind == "summary":
             state.editing = False
         if nxt.kind == "submitted":
@@ -757,10 +758,19 @@ class _Guard:
         return self.condition.evaluate(model.answers, model.switches)
 
 
-def _guard_condition(func: object) -> Condition:
-    if not isinstance(func, _Guard):
-        raise TypeError(f"a transition condition the engine did not add: {func!r}")
-    return func.condition
+def _table_condition(conditions: Sequence[Any]) -> Condition | None:
+    """A transition's conditions as the engine added them: none, or one `_Guard` that must
+    hold. Anything else would make `_next_step` and firing the machine disagree."""
+    if not conditions:
+        return None
+    if (
+        len(conditions) > 1
+        or not conditions[0].target
+        or not isinstance(conditions[0].func, _Guard)
+    ):
+        raise TypeError(f"transition conditions the engine did not add: {conditions!r}")
+    guard: _Guard = conditions[0].func
+    return guard.condition
 
 
 def _with_param(text: Text, name: str, value: str | Text) -> Text:

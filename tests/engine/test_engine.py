@@ -257,6 +257,57 @@ def test_path_reads_the_same_branches_the_machine_fires(engine: Engine, render) 
             assert engine.path(merged) == machine_walk(merged)
 
 
+def test_a_turn_moves_where_firing_the_machine_would_without_firing_it(
+    render, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A turn takes its step's branch from the machine's table (`_next_step`), as `path()`
+    does: firing the machine's `advance` trigger, with its generic machinery, was about a
+    third of the engine's CPU per turn. Two engines take the same inputs, one whose machine
+    refuses to be fired and one that moves by firing it: after every turn, editing included
+    (a change of experience walks on past the answers kept), their states are equal."""
+    from bot.engine.engine import _Model
+
+    table = Engine(INTAKE)
+    advance = table.machine.events["advance"]
+
+    def refused(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("a turn fired the machine")
+
+    monkeypatch.setattr(advance, "trigger", refused)
+    firing = Engine(INTAKE)
+    fire = firing.machine.events["advance"].trigger
+
+    def fired(step_id: str, answers: dict) -> str | None:  # type: ignore[type-arg]
+        if not INTAKE.by_id[step_id].next:  # the machine has no `advance` out of it at all
+            return None
+        model = _Model(step_id, answers, firing.switches)
+        return model.state if fire(model) else None
+
+    monkeypatch.setattr(firing, "_next_step", fired)
+    inputs = [
+        *GOOD_GP_TO_SUMMARY,
+        ("choice", "experience"),
+        ("choice", "poor"),  # a changed answer: the walk goes on to what poor care asks
+        ("choice", "skip"),
+        ("text", "Ward 3"),
+        ("choice", "yes"),
+        ("choice", "neither"),
+        ("choice", "not_yet"),
+        ("choice", "continue"),
+        ("choice", "no"),
+        ("choice", "submit"),
+    ]
+    ours, theirs = table.start("en").state, firing.start("en").state
+    steps = [ours.step]
+    for kind, value in inputs:
+        ours = table.handle(ours, Inbound(kind, value), render, FixedNeeds()).state  # type: ignore[arg-type]
+        theirs = firing.handle(theirs, Inbound(kind, value), render, FixedNeeds()).state  # type: ignore[arg-type]
+        assert ours == theirs
+        steps.append(ours.step)
+    assert {"summary", "experience", "when", "risk"} <= set(steps)
+    assert ours.status == "submitted"
+
+
 def test_state_copy_is_independent() -> None:
     state = ConversationState(
         "provider",
