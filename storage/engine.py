@@ -38,6 +38,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from storage.coltypes import json_text
+
 #: The SQLite database file, and its directory when we create it: this user only.
 SQLITE_FILE_MODE = 0o600
 SQLITE_DIRECTORY_MODE = 0o700
@@ -207,6 +209,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         # nothing. An unusable file fails the unit of work's BEGIN instead, as StorageError.
         pool_pre_ping=False,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # JSON columns written through SQLAlchemy get the same text as the driver's own
+        # statements (`storage.turns`, `storage.outbox`): one encoding of stored JSON.
+        json_serializer=json_text,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -275,4 +280,5 @@ def _postgres_engine(
         pool_use_lifo=True,
         isolation_level="READ COMMITTED",
         connect_args=connect_args,
+        json_serializer=json_text,  # as for SQLite above
     )

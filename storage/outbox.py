@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import ChatMessageIds, OutboxMessage, OutboxTopicStats
 from storage import chat_messages
-from storage.coltypes import as_utc, sqlite_time
+from storage.coltypes import as_utc, json_text, sqlite_time
 from storage.db import COMMIT_POINT_MARK, Db, in_line_for_a_connection
 from storage.errors import storage_errors
 from storage.models import outbox
@@ -241,12 +241,12 @@ def added_row(message: OutboxMessage, now: datetime) -> dict[str, Any]:
 
 def pg_add_args(row: dict[str, Any], until: datetime | None) -> tuple[Any, ...]:
     """The parameters of `pg_add(claimed=until is not None)` for `row`. Values are stored as
-    SQLAlchemy stores them (`storage.turns`): JSON as `json.dumps` text, times aware."""
+    `storage.turns` stores them: JSON as `json_text` (orjson), times aware."""
     head = (
         row["idempotency_key"],
         row["topic"],
         row["ordering_key"],
-        json.dumps(row["payload"]),
+        json_text(row["payload"]),
         row["status"],
     )
     times = (as_utc(row["available_at"]), as_utc(row["created_at"]))
@@ -263,7 +263,7 @@ def sqlite_add(
     `pg_add` does: (id, attempts). Times as SQLite's naive UTC text."""
     parameters = {
         **row,
-        "payload": json.dumps(row["payload"]),
+        "payload": json_text(row["payload"]),
         "available_at": sqlite_time(row["available_at"]),
         "created_at": sqlite_time(row["created_at"]),
     }
@@ -405,7 +405,7 @@ class SqlOutbox:
                 (message_id,),
             )
             return
-        payload = json.dumps(keep)
+        payload = json_text(keep)
         await self._settle(PG_DONE, SQLITE_DONE, (message_id, payload), (payload, message_id))
 
     async def settle_done(
@@ -420,7 +420,7 @@ class SqlOutbox:
         """See `bot.ports.Outbox.settle_done`. PostgreSQL: one statement committed by itself
         (`PG_DONE_KEEPING_IDS`, or `PG_DONE` when nothing was sent to keep; with
         `claim_next_for`, `pg_done_claiming_next`); SQLite: one hand-off with its COMMIT."""
-        payload = json.dumps(keep)
+        payload = json_text(keep)
         ids = sent if sent is not None and sent.message_ids else None
         if ids is None and claim_next_for is None:
             await self._settle(

@@ -85,7 +85,8 @@ stored are the same: JSON goes in as text, as SQLAlchemy's JSONB type sends it, 
 as aware UTC datetimes, as `UTCDateTime` does.
 
 JSON is encoded by `bot.jsonenc` (orjson: compact, non-ASCII as it is, several times faster
-than `json.dumps`); any decoder reads back what `json.dumps`'s text read back. Reading still
+than `json.dumps`), as SQLAlchemy's JSON columns are (`json_serializer`, storage/engine.py);
+any decoder reads back what `json.dumps`'s text read back. Reading still
 uses `json.loads` (SQLite) and SQLAlchemy's codec on the connection (PostgreSQL).
 """
 

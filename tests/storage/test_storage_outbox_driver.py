@@ -109,6 +109,12 @@ async def test_a_message_added_unclaimed_is_stored_as_the_sqlalchemy_insert_stor
                 )
             ).all()
         assert [r[1:] for r in raw if r[0] == "new"] == [r[1:] for r in raw if r[0] == "old"]
+        # One encoding of stored JSON, the driver's and SQLAlchemy's (`json_text`): compact,
+        # and the words a person reads as they are, not as \u escapes (a reply in Arabic or
+        # Bengali took about twice the bytes).
+        assert raw[0][1] == (
+            '{"chat_id":"7","messages":[{"text":"Grüß dich ✓","choices":[["a","A"]]}]}'
+        )
     # A known idempotency key is still written once.
     async with storage.unit_of_work() as uow:
         again = OutboxMessage("new", "7", {"n": 3}, idempotency_key="R1:kind")
