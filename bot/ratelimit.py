@@ -10,6 +10,8 @@ the others. Both live in one process: with several workers, every limit is per w
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -106,6 +108,11 @@ class Pacer:
     order in which they reached the pacer: a reply that reached it last, because its chat's
     previous reply had to go first, no longer waits behind every one in hand. Waiters that
     do not say go first, round-robin among themselves (rare notes, not the outbox).
+
+    Choosing costs O(log n) in the waiting keys: they sit in a heap by (rank, place in the
+    round), and a key held back by its own limit is set aside in a second heap by when it
+    may go, until then. Walking every waiting key for each grant, as this did before, cost
+    the outbox's 256 replies in hand about 7,700 looks a second at Telegram's 30 a second.
     """
 
     def __init__(
@@ -131,11 +138,20 @@ class Pacer:
                 max_keys=max_keys,
                 clock=clock,
             )
-        #: Waiting keys in round-robin order, each with its waiters in arrival order (and
-        #: since when each has been waiting, if it said).
-        self._queues: OrderedDict[str, deque[tuple[float | None, asyncio.Future[None]]]] = (
-            OrderedDict()
-        )
+        #: Each waiting key's waiters in arrival order (and since when each has been
+        #: waiting, if it said).
+        self._queues: dict[str, deque[tuple[float | None, asyncio.Future[None]]]] = {}
+        #: The waiting keys that may go as soon as the shared limit allows, as far as known:
+        #: (rank, place in the round, stamp, key), lowest first (`_rank`). A key's place is
+        #: taken when it starts waiting, and again, at the back, after each grant.
+        self._ranked: list[tuple[float, int, int, str]] = []
+        #: The waiting keys held back by their own limit: (when it may go, place, stamp, key).
+        self._held: list[tuple[float, int, int, str]] = []
+        #: Each waiting key's current entry, in one of the two heaps: (stamp, place). An
+        #: entry whose stamp is not its key's is stale and skipped when it comes up.
+        self._entries: dict[str, tuple[int, int]] = {}
+        self._stamps = itertools.count()
+        self._places = itertools.count()
         #: When each key was last granted (this pacer's clock), the most recent `max_keys`.
         self._granted: OrderedDict[str, float] = OrderedDict()
         self._max_keys = max_keys
@@ -162,11 +178,12 @@ class Pacer:
         waiter = (since, future)
         keys_waiters = self._queues.setdefault(key, deque())
         keys_waiters.append(waiter)
-        if len(keys_waiters) == 1 and self._clock() + self._ready(key) < self._sleeping_until:
-            # A new key that may go before the runner would wake: it looks again. Otherwise
-            # it would only walk every waiting key to find none ready (with a backlog of
-            # hundreds of chats, about a millisecond for every reply added to it).
-            self._changed.set()
+        if len(keys_waiters) == 1:
+            self._rank(key, next(self._places))
+            if self._clock() + self._ready(key) < self._sleeping_until:
+                # A new key that may go before the runner would wake: it looks again.
+                # Otherwise the runner need not wake only to find nobody ready.
+                self._changed.set()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._serve(), name="pacer")
         try:
@@ -174,10 +191,29 @@ class Pacer:
         except asyncio.CancelledError:
             queue = self._queues.get(key)
             if queue is not None and waiter in queue:
+                first = queue[0] is waiter
                 queue.remove(waiter)
                 if not queue:
-                    del self._queues[key]
+                    self._forget(key)
+                elif first:  # the key's rank was its first waiter's: it keeps its place
+                    self._rank(key, self._entries[key][1])
             raise
+
+    def _rank(self, key: str, place: int) -> None:
+        """Put a waiting key in the heap of those that may go, ranked by its first waiter,
+        at `place` in the round; any entry it had goes stale."""
+        stamp = next(self._stamps)
+        self._entries[key] = (stamp, place)
+        rank = self._waiting_since(key, self._queues[key][0][0])
+        heapq.heappush(self._ranked, (rank, place, stamp, key))
+
+    def _forget(self, key: str) -> None:
+        """A key nobody waits for any more; its heap entries go stale."""
+        del self._queues[key]
+        del self._entries[key]
+        if not self._queues:  # nothing current is left in either heap
+            self._ranked.clear()
+            self._held.clear()
 
     def _ready(self, key: str) -> float:
         wait = self._bucket.wait()
@@ -204,22 +240,32 @@ class Pacer:
         """The key to grant next, if any is ready, else None and the soonest one's wait:
         longest waiting first among keys whose first waiter said since when, else the first
         ready one in round-robin order. Only while the shared bucket has a token (`_serve`
-        looked), so each key's own bucket is all there is to read."""
+        looked), so each key's own bucket is all there is to read. Taken out of the heaps;
+        keys found held back by their own limit are moved aside until they may go."""
         per_key = self._per_key
-        soonest = float("inf")
-        chosen: str | None = None
-        rank = float("inf")
-        for key, queue in self._queues.items():
+        now = self._clock()
+        held, ranked, entries = self._held, self._ranked, self._entries
+        while held and held[0][0] <= now:  # their own limit allows them again
+            _at, place, stamp, key = heapq.heappop(held)
+            if entries.get(key, (None,))[0] == stamp:
+                self._rank(key, place)
+        while ranked:
+            _rank, place, stamp, key = ranked[0]
+            if entries.get(key, (None,))[0] != stamp:
+                heapq.heappop(ranked)
+                continue
             wait = 0.0 if per_key is None else per_key.wait(key)
             if wait > 0.0:
-                soonest = min(soonest, wait)
+                heapq.heappop(ranked)
+                stamp = next(self._stamps)
+                entries[key] = (stamp, place)
+                heapq.heappush(held, (now + wait, place, stamp, key))
                 continue
-            waiting_since = self._waiting_since(key, queue[0][0])
-            if chosen is None or waiting_since < rank:
-                chosen, rank = key, waiting_since
-                if waiting_since == float("-inf"):
-                    break  # one that did not say: the round-robin order
-        return chosen, soonest
+            heapq.heappop(ranked)
+            return key, 0.0
+        while held and entries.get(held[0][3], (None,))[0] != held[0][2]:
+            heapq.heappop(held)
+        return None, (max(0.0, held[0][0] - now) if held else float("inf"))
 
     async def _serve(self) -> None:
         """Grant tokens to waiters, longest waiting first among those that said since when,
@@ -232,13 +278,15 @@ class Pacer:
             # a backlog of hundreds of chats, a walk over all of them after every grant).
             chosen, soonest = (None, shared) if shared > 0.0 else self._choose()
             if chosen is not None:
-                queue = self._queues.pop(chosen)
+                queue = self._queues[chosen]
                 _since, future = queue.popleft()
                 if not future.done():  # a cancelled waiter may not have left the queue yet
                     self._spend(chosen)
                     future.set_result(None)
                 if queue:
-                    self._queues[chosen] = queue  # to the back of the round
+                    self._rank(chosen, next(self._places))  # to the back of the round
+                else:
+                    self._forget(chosen)
                 soonest = 0.0
             if soonest == 0.0:
                 await asyncio.sleep(0)  # let the granted waiter run
