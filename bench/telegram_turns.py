@@ -22,6 +22,8 @@ chat), with `bench.fake_telegram --drive` posting updates and timing replies on 
   every chat's first reply with every chat's last instead fails even for that fair queue:
   the updates are accepted over a second or more, some chats' third before others' first;
 - open loop at 50% of the saturated webhook rate (target p99 ≤ 50 ms).
+The send pacer's own CPU per grant, with the outbox's 256 replies in hand against 16, is a
+row of its own (`bench.pacer_cost`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 from bench.common import PYTHON, ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.loadgen import SECRET
+from bench.pacer_cost import row as pacer_row
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.web_turns import TARGET_PAIRS, timing
 
@@ -423,7 +426,7 @@ def rows(quick: bool = False, context: dict[str, Any] | None = None) -> list[Row
         import telegram  # noqa: F401
     except ImportError:
         return [Row.skipped("telegram webhook turns/s", "python-telegram-bot not installed")]
-    out = [parse_row(quick), *run_backend("sqlite", quick, context)]
+    out = [parse_row(quick), pacer_row(quick), *run_backend("sqlite", quick, context)]
     reason = postgres_available()
     if reason:
         out.append(Row.skipped("telegram webhook turns/s, PostgreSQL", reason))
