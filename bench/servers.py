@@ -57,19 +57,24 @@ def postgres_available() -> str | None:
     return f"no PostgreSQL at {postgres_url().split('@')[-1]} ({type(error).__name__})"
 
 
-async def _admin_connect() -> Any:
+async def _connect(url: str) -> Any:
+    """A bare asyncpg connection to the PostgreSQL database at SQLAlchemy URL `url`."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
-    url = make_url(postgres_url())
+    parsed = make_url(url)
     return await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.database or "postgres",
         timeout=5,
     )
+
+
+async def _admin_connect() -> Any:
+    return await _connect(postgres_url())
 
 
 @contextlib.contextmanager
@@ -119,16 +124,7 @@ def pending_replies(url: str) -> int:
             return int(connection.execute(_PENDING_REPLIES).fetchone()[0])
 
     async def count() -> int:
-        import asyncpg
-
-        connection = await asyncpg.connect(
-            host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
-            user=parsed.username or "postgres",
-            password=parsed.password,
-            database=parsed.database,
-            timeout=5,
-        )
+        connection = await _connect(url)
         try:
             return int(await connection.fetchval(_PENDING_REPLIES))
         finally:
