@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from bot.channels.web.guard import network_key
 from bot.ratelimit import TokenBuckets
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.clock import SteppedClock
 
 
 def test_burst_then_refill() -> None:
-    clock = Clock()
+    clock = SteppedClock(1000.0)
     limiter = TokenBuckets.per_minute(60, clock=clock)  # one a second, burst of 60
     assert all(limiter.take("a") == 0 for _ in range(60))
     wait = limiter.take("a")
@@ -26,21 +19,21 @@ def test_burst_then_refill() -> None:
 
 
 def test_keys_are_independent() -> None:
-    limiter = TokenBuckets.per_minute(1, clock=Clock())
+    limiter = TokenBuckets.per_minute(1, clock=SteppedClock(1000.0))
     assert limiter.take("a") == 0
     assert limiter.take("a") > 0
     assert limiter.take("b") == 0
 
 
 def test_memory_is_bounded() -> None:
-    limiter = TokenBuckets.per_minute(10, max_keys=100, clock=Clock())
+    limiter = TokenBuckets.per_minute(10, max_keys=100, clock=SteppedClock(1000.0))
     for n in range(10_000):
         limiter.take(f"10.0.{n // 256}.{n % 256}")
     assert len(limiter) == 100
 
 
 def test_recently_used_buckets_survive_eviction() -> None:
-    limiter = TokenBuckets.per_minute(1, max_keys=2, clock=Clock())
+    limiter = TokenBuckets.per_minute(1, max_keys=2, clock=SteppedClock(1000.0))
     limiter.take("busy")
     limiter.take("x")
     limiter.take("busy")  # refreshed: now the most recent

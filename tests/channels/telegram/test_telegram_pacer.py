@@ -8,6 +8,7 @@ import contextlib
 import pytest
 
 from bot.ratelimit import Pacer
+from tests.fakes.clock import SteppedClock
 
 
 async def test_the_pacer_serves_waiting_keys_round_robin() -> None:
@@ -116,21 +117,13 @@ async def test_the_backlog_is_not_rescanned_while_nobody_can_go(
     assert pacer.waiting == 0
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_grant_looks_at_a_few_waiting_keys_not_at_all_of_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With 2,000 chats waiting and then 2,000 shared tokens at once, each grant reads about
     one chat's own bucket (the waiting keys are kept in a heap by rank), where walking every
     waiting chat for each grant read about 2,000,000 of them in all."""
-    clock = _Clock()
+    clock = SteppedClock()
     pacer = Pacer(1.0, burst=2000, per_key_rate=1.0, per_key_burst=1, clock=clock)
     assert pacer._per_key is not None
     for n in range(2000):  # the shared burst spent: every chat below waits
@@ -210,7 +203,7 @@ async def test_the_pacer_grants_in_the_order_its_rule_gives(seed: int) -> None:
     import random
 
     rng = random.Random(seed)
-    clock = _Clock()
+    clock = SteppedClock()
     per_key_rate, per_key_burst = 0.25, 2.0
     pacer = Pacer(1.0, burst=1, per_key_rate=per_key_rate, per_key_burst=per_key_burst, clock=clock)
     await pacer.acquire("spent")  # the shared token of second 0: every waiter below queues
