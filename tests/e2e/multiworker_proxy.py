@@ -15,6 +15,11 @@ prepares it once per connection (Parse, with its text) and runs it by name (Bind
 Sync), so the proxy keeps, per connection, the names of the statements prepared with the mark,
 and a Bind of one of them is the commit point.
 
+Only a turn's commit point takes an armed cut: a commit point whose work wrote transcript lines
+(`TURN_WRITE`). The worker commits other things on its own schedule (the outbox dispatcher's
+claims and settlements are marked autocommit writes too); had one of them taken the cut, the
+turn would have gone through untouched, and the test would have checked nothing.
+
 Freezing is the nastier failure: the network hangs instead of failing. Every connection stays
 open, new ones are accepted, but no byte moves either way until `thaw()` (then what was held
 is delivered, as TCP would once the network is back). `arm_commit_freeze` freezes at the next
@@ -27,8 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from storage.turns import COMMIT_POINT_MARK
 
@@ -36,6 +42,9 @@ _MARK = COMMIT_POINT_MARK.encode()
 
 CommitCut = Literal["before", "after", "freeze"]
 CommitPoint = Literal["COMMIT", "write"]
+#: What every turn writes, in the one statement that commits it or in the transaction that
+#: COMMIT ends, and no other committing work of the worker does.
+TURN_WRITE = b"INSERT INTO TRANSCRIPT_ENTRIES"
 
 
 @dataclass(eq=False)
@@ -50,26 +59,42 @@ class _Link:
     #: Names of the prepared statements (extended protocol) whose text is a write that
     #: commits by itself (`COMMIT_POINT_MARK`): a Bind of one of them is a commit point.
     committing_statements: set[bytes] = field(default_factory=set)
+    #: Names of the prepared statements that write a turn's transcript lines (`TURN_WRITE`).
+    turn_statements: set[bytes] = field(default_factory=set)
+    #: Whether the transaction open on this connection has run a turn's write, so that its
+    #: COMMIT is the turn's commit point.
+    turn_in_transaction: bool = False
 
     def commit_point(self, message: bytes) -> CommitPoint | None:
-        """Whether `message` is a commit point: "COMMIT", or "write", the execution of a
-        write that is its own commit. asyncpg prepares a statement once per connection (Parse:
-        name, text) and then runs it by name (Bind: portal, name; then Execute and Sync): the
-        Bind is the commit point, as the server runs and commits what follows it."""
+        """Whether `message` is a turn's commit point: "COMMIT" of a transaction that ran a
+        turn's write, or "write", the execution of a turn's write that is its own commit.
+        asyncpg prepares a statement once per connection (Parse: name, text) and then runs it
+        by name (Bind: portal, name; then Execute and Sync): the Bind is the commit point, as
+        the server runs and commits what follows it."""
         kind = message[:1]
         if kind == b"P":
             name, end = _cstring(message, 5)
             query, _ = _cstring(message, end)
-            if _MARK in query:
-                self.committing_statements.add(name)
-            else:
-                self.committing_statements.discard(name)
+            _file(self.committing_statements, name, _MARK in query)
+            _file(self.turn_statements, name, TURN_WRITE in query.upper())
             return None
         if kind == b"B":
             _portal, end = _cstring(message, 5)
             name, _ = _cstring(message, end)
-            return "write" if name in self.committing_statements else None
-        return "COMMIT" if is_commit_query(message) else None
+            if name not in self.turn_statements:
+                return None
+            if name in self.committing_statements:
+                return "write"
+            self.turn_in_transaction = True
+            return None
+        if kind != b"Q":
+            return None
+        if TURN_WRITE in message.upper():
+            self.turn_in_transaction = True
+        if is_commit_query(message) or is_rollback_query(message):
+            was_turn, self.turn_in_transaction = self.turn_in_transaction, False
+            return "COMMIT" if was_turn and is_commit_query(message) else None
+        return None
 
     def abort(self) -> None:
         for writer in (self.client, self.server):
@@ -111,8 +136,8 @@ class CuttableProxy:
         self._flowing.set()
 
     def arm_commit_freeze(self) -> None:
-        """Freeze just before the next commit point (COMMIT, or the turn's single autocommit
-        write) reaches the server; it is delivered at `thaw()`."""
+        """Freeze just before the next turn's commit point (COMMIT, or the turn's single
+        autocommit write) reaches the server; it is delivered at `thaw()`."""
         self._cut_done.clear()
         self._held_commit_answered.clear()
         self._arm = "freeze"
@@ -142,8 +167,8 @@ class CuttableProxy:
         await self.start()
 
     def arm_commit_cut(self, when: CommitCut) -> None:
-        """Cut at the next commit point (COMMIT, or the turn's single autocommit write) any
-        worker connection sends."""
+        """Cut at the next turn's commit point (COMMIT, or the turn's single autocommit
+        write), whichever worker connection sends it."""
         self._cut_done.clear()
         self._arm = when
 
@@ -257,8 +282,8 @@ class CuttableProxy:
         await asyncio.sleep(delay)  # the server has long committed by then
         await self.cut()
 
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -309,6 +334,14 @@ class _ClientStream:
         return messages
 
 
+def _file(names: set[bytes], name: bytes, member: bool) -> None:
+    """A prepared statement's name, (re)defined by a Parse, in or out of `names`."""
+    if member:
+        names.add(name)
+    else:
+        names.discard(name)
+
+
 def _cstring(body: bytes, start: int) -> tuple[bytes, int]:
     end = body.index(b"\0", start)
     return body[start:end], end + 1
@@ -317,3 +350,8 @@ def _cstring(body: bytes, start: int) -> tuple[bytes, int]:
 def is_commit_query(message: bytes) -> bool:
     """A simple-protocol Query whose text is COMMIT (how asyncpg ends a transaction)."""
     return message[:1] == b"Q" and message[5:].lstrip().upper().startswith(b"COMMIT")
+
+
+def is_rollback_query(message: bytes) -> bool:
+    """A simple-protocol Query whose text is ROLLBACK (how asyncpg abandons a transaction)."""
+    return message[:1] == b"Q" and message[5:].lstrip().upper().startswith(b"ROLLBACK")
