@@ -75,8 +75,8 @@ class _Link:
         if kind == b"P":
             name, end = _cstring(message, 5)
             query, _ = _cstring(message, end)
-            _file(self.committing_statements, name, _MARK in query)
-            _file(self.turn_statements, name, TURN_WRITE in query.upper())
+            _track(self.committing_statements, name, _MARK in query)
+            _track(self.turn_statements, name, TURN_WRITE in query.upper())
             return None
         if kind == b"B":
             _portal, end = _cstring(message, 5)
@@ -89,11 +89,13 @@ class _Link:
             return None
         if kind != b"Q":
             return None
-        if TURN_WRITE in message.upper():
+        text = _query_text(message)
+        if TURN_WRITE in text:
             self.turn_in_transaction = True
-        if is_commit_query(message) or is_rollback_query(message):
+        committed = text.startswith(b"COMMIT")
+        if committed or text.startswith(b"ROLLBACK"):
             was_turn, self.turn_in_transaction = self.turn_in_transaction, False
-            return "COMMIT" if was_turn and is_commit_query(message) else None
+            return "COMMIT" if was_turn and committed else None
         return None
 
     def abort(self) -> None:
@@ -334,7 +336,7 @@ class _ClientStream:
         return messages
 
 
-def _file(names: set[bytes], name: bytes, member: bool) -> None:
+def _track(names: set[bytes], name: bytes, member: bool) -> None:
     """A prepared statement's name, (re)defined by a Parse, in or out of `names`."""
     if member:
         names.add(name)
@@ -347,11 +349,6 @@ def _cstring(body: bytes, start: int) -> tuple[bytes, int]:
     return body[start:end], end + 1
 
 
-def is_commit_query(message: bytes) -> bool:
-    """A simple-protocol Query whose text is COMMIT (how asyncpg ends a transaction)."""
-    return message[:1] == b"Q" and message[5:].lstrip().upper().startswith(b"COMMIT")
-
-
-def is_rollback_query(message: bytes) -> bool:
-    """A simple-protocol Query whose text is ROLLBACK (how asyncpg abandons a transaction)."""
-    return message[:1] == b"Q" and message[5:].lstrip().upper().startswith(b"ROLLBACK")
+def _query_text(message: bytes) -> bytes:
+    """A simple-protocol Query's text (after its type byte and length), upper-cased."""
+    return message[5:].lstrip().upper()
