@@ -74,9 +74,11 @@ the sqlite3 connection on aiosqlite's thread (`Db.run_sqlite`): through SQLAlche
 statement took about four hand-offs to aiosqlite's thread (cursor, execute, fetch, close),
 each waiting for the event loop, and the writer is held all the while; here the read (with
 the unit of work's BEGIN IMMEDIATE) is one hand-off and the whole write with its COMMIT another
-(`sqlite_get_for_turn`, `_sqlite_write`, `commit_turn`). Values are stored as SQLAlchemy's
-SQLite types store them (JSON text, naive UTC text with microseconds), and read back the same
-way.
+(`sqlite_get_for_turn`, `_sqlite_write`, `commit_turn`). A turn in the middle of a
+conversation sets only columns that no index holds (`SQLITE_UPDATE_STATE`): SQLite rewrites
+the entries of every index whose columns an UPDATE names, a WAL page each. Values are
+stored as SQLAlchemy's SQLite types store them (JSON text, naive UTC text with microseconds),
+and read back the same way.
 
 On PostgreSQL the turn's read (`pg_get_for_turn`) and write run on the driver's connection
 (`Db.driver`, asyncpg, statements prepared once per connection by asyncpg's cache) inside the
@@ -384,6 +386,28 @@ SQLITE_UPDATE_CONVERSATION = """
 #: The same, only while the message id has no reply kept yet.
 SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED = (
     SQLITE_UPDATE_CONVERSATION  # noqa: S608 (joined from this module's literals)
+    + """      AND NOT EXISTS (SELECT 1 FROM inbound_messages
+                      WHERE scope = :scope AND message_id = :message_id)
+"""
+)
+#: A turn in the middle of a conversation on SQLite: the same row as
+#: `SQLITE_UPDATE_CONVERSATION` leaves, but only where nothing that the conversation's indexes
+#: hold changes (still active at the same channel address, the sweeper's marks NULL before
+#: and after), and without naming those columns. SQLite rewrites an index entry whenever the
+#: UPDATE sets a column the index holds, whether its value changed or not: each is a page
+#: more in the commit's WAL (4 KiB, one of about eleven a web turn wrote; two of a Telegram
+#: turn, whose row is in the active-chat index too). No row: the full update runs (the first
+#: turn, the last, or a stale revision, which it then finds).
+SQLITE_UPDATE_STATE = """
+    UPDATE conversations
+    SET state = :state, revision = revision + 1, reference = :reference,
+        token_hash = :token_hash, updated_at = :updated_at, transcript_seq = :transcript_seq
+    WHERE id = :b_id AND revision = :b_revision
+      AND status = 'active' AND :status = 'active' AND channel_key IS :channel_key
+      AND untouched_at IS NULL AND finished_at IS NULL AND created_at <> :updated_at
+"""
+SQLITE_UPDATE_STATE_UNLESS_HANDLED = (
+    SQLITE_UPDATE_STATE  # noqa: S608 (joined from this module's literals)
     + """      AND NOT EXISTS (SELECT 1 FROM inbound_messages
                       WHERE scope = :scope AND message_id = :message_id)
 """
@@ -724,15 +748,18 @@ def _sqlite_write(
         if message_id is None
         else (scope, message_id, json_text(reply), sqlite_time(db.now()), record.id)
     )
+    active = record.state.status == "active"
 
     def write(connection: sqlite3.Connection) -> str:
         """All of the write in one hand-off; what went wrong, if anything."""
-        if inbound is None:
-            updated = connection.execute(SQLITE_UPDATE_CONVERSATION, parameters).rowcount
-        else:
-            updated = connection.execute(
-                SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED, parameters
-            ).rowcount
+        lean, full = (
+            (SQLITE_UPDATE_STATE, SQLITE_UPDATE_CONVERSATION)
+            if inbound is None
+            else (SQLITE_UPDATE_STATE_UNLESS_HANDLED, SQLITE_UPDATE_CONVERSATION_UNLESS_HANDLED)
+        )
+        updated = connection.execute(lean, parameters).rowcount if active else 0
+        if updated != 1:
+            updated = connection.execute(full, parameters).rowcount
         if updated != 1:
             if inbound is not None and connection.execute(SQLITE_HANDLED, parameters).fetchone()[0]:
                 return "handled"

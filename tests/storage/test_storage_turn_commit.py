@@ -11,8 +11,12 @@ having written nothing, and nothing of a failed write is half kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import struct
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -327,3 +331,85 @@ async def test_postgres_dropped_sessions_on_the_untransacted_paths(
         await _turn(storage, "second", "m2")
     finally:
         await storage.close()
+
+
+# ---------------------------------------------------------------------- SQLite, pages written
+
+
+def _last_commit_pages(database: Path) -> set[str]:
+    """The b-trees (tables and indexes, by name) whose pages the database's last commit wrote
+    to its WAL: the frames after the commit frame before it, read from the WAL file's frame
+    headers (page number, and the database size on a commit's last frame), named by dbstat."""
+    wal = (database.parent / (database.name + "-wal")).read_bytes()
+    page_size, salts = struct.unpack(">I", wal[8:12])[0], wal[16:24]
+    frames: list[tuple[int, bool]] = []
+    offset = 32
+    while offset + 24 + page_size <= len(wal) and wal[offset + 8 : offset + 16] == salts:
+        page, size_after_commit = struct.unpack(">II", wal[offset : offset + 8])
+        frames.append((page, size_after_commit != 0))
+        offset += 24 + page_size
+    commits = [index for index, (_, commit) in enumerate(frames) if commit]
+    assert commits, "no commit in the WAL"
+    first = commits[-2] + 1 if len(commits) > 1 else 0
+    written = {page for page, _ in frames[first : commits[-1] + 1]}
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as reader:
+        owners = dict(reader.execute("SELECT pageno, name FROM dbstat").fetchall())
+    return {owners.get(page, f"page {page}") for page in written}
+
+
+#: What the conversations table's indexes are called (storage.models.ConversationRow).
+CONVERSATION_INDEXES = {
+    "ix_conversations_channel_key",
+    "uq_conversations_active_channel_key",
+    "ix_conversations_untouched",
+    "ix_conversations_finished",
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_a_turn_in_the_middle_writes_no_page_of_the_conversation_indexes(
+    storage: SqlStorage, database_url: str
+) -> None:
+    """A turn that leaves the conversation active at its address changes nothing its indexes
+    hold, and its commit writes none of their pages (SQLite rewrites an index entry whenever an
+    UPDATE sets a column of it, changed or not: a 4 KiB page more in the WAL each). The first
+    turn (which clears `untouched_at`) and the last (which sets `finished_at`) still do."""
+    database = Path(make_url(database_url).database or "")
+    record = _record("chat-c1")
+    record.channel, record.channel_key = "telegram", "telegram:1:42"
+    async with storage.unit_of_work() as uow:
+        await uow.commit_new(record, _lines(record, "welcome"))
+
+    async def turn(step: str, minute: int, status: str = "active") -> set[str]:
+        async with storage.unit_of_work() as uow:
+            record, _ = await uow.conversations.read_for_turn(
+                "chat-c1", scope="chat", message_id=step
+            )
+            assert record is not None
+            record.state = ConversationState(step=step, status=status)  # type: ignore[arg-type]
+            record.updated_at = NOW + timedelta(minutes=minute)
+            await uow.commit_turn(
+                record, _lines(record, step), scope="chat", message_id=step, reply={"r": step}
+            )
+        return _last_commit_pages(database)
+
+    first = await turn("first", 1)
+    assert "ix_conversations_untouched" in first and "conversations" in first
+    for minute, step in enumerate(("second", "third"), start=2):
+        middle = await turn(step, minute)
+        assert "conversations" in middle and "transcript_entries" in middle
+        assert not middle & CONVERSATION_INDEXES, middle
+    last = await turn("done", 4, status="submitted")
+    assert {"ix_conversations_finished", "uq_conversations_active_channel_key"} <= last
+
+    async with storage.unit_of_work() as uow:
+        rows = await uow._db.run_sqlite(  # type: ignore[attr-defined]
+            lambda connection: connection.execute(
+                "SELECT status, channel_key, revision, transcript_seq, untouched_at,"
+                " finished_at IS NOT NULL FROM conversations"
+            ).fetchall()
+        )
+        stored, _ = await uow.conversations.get_for_turn("chat-c1", scope="chat", message_id=None)
+    assert [tuple(row) for row in rows] == [("submitted", "telegram:1:42", 4, 11, None, 1)]
+    assert stored is not None and stored.state.step == "done"
+    assert stored.updated_at == NOW + timedelta(minutes=4)
