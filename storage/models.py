@@ -152,8 +152,16 @@ class OutboxRow(Base):
     __table_args__ = (
         # The claim query: pending messages of a topic, per ordering key, oldest first.
         Index("ix_outbox_claim", "topic", "status", "ordering_key", "id"),
-        # "{reference}:{kind}" for messages derived from a report: written at most once.
-        Index("uq_outbox_idempotency_key", "idempotency_key", unique=True),
+        # "{reference}:{kind}" for messages derived from a report: written at most once. Only
+        # rows with a key (migration 0011): a Telegram reply has none, and one is written at
+        # every turn of a chat.
+        Index(
+            "uq_outbox_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from storage import create_storage, current_revision, upgrade
 from storage.engine import create_engine
@@ -49,7 +50,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0010"
+    assert await current_revision(database_url) == head_revision() == "0011"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -59,7 +60,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0010"
+    assert head_revision() == "0011"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
@@ -239,5 +240,55 @@ async def test_0010_marks_what_the_sweeper_has_to_do_and_downgrades(database_url
     finally:
         await engine.dispose()
     assert "untouched_at" not in columns and "finished_at" not in columns
-    await upgrade(database_url)
+    await upgrade(database_url, "0010")
     assert await current_revision(database_url) == "0010"
+
+
+async def _idempotency_index(database_url: str) -> str:
+    """How the database defines `uq_outbox_idempotency_key`."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                query = "SELECT sql FROM sqlite_master WHERE name = 'uq_outbox_idempotency_key'"
+            else:
+                query = (
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                    "'uq_outbox_idempotency_key' AND schemaname = current_schema()"
+                )
+            return str((await connection.execute(text(query))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def _add_outbox_rows(database_url: str, *keys: str | None) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for key in keys:
+                await connection.execute(
+                    text(
+                        "INSERT INTO outbox (topic, ordering_key, payload, status, attempts, "
+                        "available_at, created_at, idempotency_key) VALUES ('telegram.send', "
+                        "'chat', '{}', 'pending', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, :key)"
+                    ),
+                    {"key": key},
+                )
+    finally:
+        await engine.dispose()
+
+
+async def test_0011_indexes_only_keyed_outbox_messages_and_downgrades(database_url: str) -> None:
+    """The idempotency index holds only rows with a key (a Telegram reply has none): a key is
+    still written at most once, rows without one never conflict. The downgrade puts back the
+    index of every row, and upgrading again works."""
+    await upgrade(database_url)
+    assert "idempotency_key IS NOT NULL" in await _idempotency_index(database_url)
+    await _add_outbox_rows(database_url, None, None, "r1:email")
+    with pytest.raises(IntegrityError):
+        await _add_outbox_rows(database_url, "r1:email")
+
+    await _downgrade(database_url, "0010")
+    assert "WHERE" not in (await _idempotency_index(database_url)).upper()
+    await upgrade(database_url)
+    assert "idempotency_key IS NOT NULL" in await _idempotency_index(database_url)

@@ -11,9 +11,6 @@ having written nothing, and nothing of a failed write is half kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-import struct
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +25,7 @@ from bot.ports import (
     ConcurrencyError,
     ConversationRecord,
     DuplicateError,
+    OutboxMessage,
     OvertakenError,
     Storage,
     StorageError,
@@ -35,6 +33,7 @@ from bot.ports import (
 )
 from storage import create_storage, upgrade
 from storage.sqlalchemy_storage import SqlStorage, SqlUnitOfWork
+from tests.storage.wal_pages import last_commit_pages
 
 NOW = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
 STATE = ConversationState(
@@ -336,27 +335,6 @@ async def test_postgres_dropped_sessions_on_the_untransacted_paths(
 # ---------------------------------------------------------------------- SQLite, pages written
 
 
-def _last_commit_pages(database: Path) -> set[str]:
-    """The b-trees (tables and indexes, by name) whose pages the database's last commit wrote
-    to its WAL: the frames after the commit frame before it, read from the WAL file's frame
-    headers (page number, and the database size on a commit's last frame), named by dbstat."""
-    wal = (database.parent / (database.name + "-wal")).read_bytes()
-    page_size, salts = struct.unpack(">I", wal[8:12])[0], wal[16:24]
-    frames: list[tuple[int, bool]] = []
-    offset = 32
-    while offset + 24 + page_size <= len(wal) and wal[offset + 8 : offset + 16] == salts:
-        page, size_after_commit = struct.unpack(">II", wal[offset : offset + 8])
-        frames.append((page, size_after_commit != 0))
-        offset += 24 + page_size
-    commits = [index for index, (_, commit) in enumerate(frames) if commit]
-    assert commits, "no commit in the WAL"
-    first = commits[-2] + 1 if len(commits) > 1 else 0
-    written = {page for page, _ in frames[first : commits[-1] + 1]}
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as reader:
-        owners = dict(reader.execute("SELECT pageno, name FROM dbstat").fetchall())
-    return {owners.get(page, f"page {page}") for page in written}
-
-
 #: What the conversations table's indexes are called (storage.models.ConversationRow).
 CONVERSATION_INDEXES = {
     "ix_conversations_channel_key",
@@ -391,7 +369,7 @@ async def test_sqlite_a_turn_in_the_middle_writes_no_page_of_the_conversation_in
             await uow.commit_turn(
                 record, _lines(record, step), scope="chat", message_id=step, reply={"r": step}
             )
-        return _last_commit_pages(database)
+        return last_commit_pages(database)
 
     first = await turn("first", 1)
     assert "ix_conversations_untouched" in first and "conversations" in first
@@ -413,3 +391,25 @@ async def test_sqlite_a_turn_in_the_middle_writes_no_page_of_the_conversation_in
     assert [tuple(row) for row in rows] == [("submitted", "telegram:1:42", 4, 11, None, 1)]
     assert stored is not None and stored.state.step == "done"
     assert stored.updated_at == NOW + timedelta(minutes=4)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_a_message_without_a_key_writes_no_page_of_the_idempotency_index(
+    storage: SqlStorage, database_url: str
+) -> None:
+    """A Telegram reply (no idempotency key) is not in `uq_outbox_idempotency_key` (migration
+    0011), so its commit does not write a page of it; a message with a key does."""
+    database = Path(make_url(database_url).database or "")
+
+    async def add(key: str | None) -> set[str]:
+        async with storage.unit_of_work() as uow:
+            await uow.outbox.add(
+                [OutboxMessage("telegram.send", "chat", {"r": 1}, idempotency_key=key)]
+            )
+            await uow.commit()
+        return last_commit_pages(database)
+
+    await add(None)  # the table's first pages
+    unkeyed = await add(None)
+    assert "outbox" in unkeyed and "uq_outbox_idempotency_key" not in unkeyed, unkeyed
+    assert "uq_outbox_idempotency_key" in await add("r1:email")
