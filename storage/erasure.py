@@ -2,7 +2,8 @@
 
 Three tables keep copies beside the conversation's own state: the transcript, the replies kept
 for idempotency (the summary repeats every answer) and the outbox (a Telegram reply carries the
-same words). All three are keyed by conversation id (migration 0004 for the last two), so
+same words). All three are keyed by conversation id (migration 0004 for the last two; a web
+conversation's replies are found by their scope, its id: `REPLIES_OF_CONVERSATION`), so
 erasing a conversation is a few indexed statements inside the caller's transaction. The ids of
 its chat messages (migration 0007; no words, but they say that a chat happened) go too.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, tuple_, update
+from sqlalchemy import BindParameter, and_, bindparam, delete, or_, select, tuple_, update
 
 from storage.db import Db
 from storage.models import chat_messages, inbound_messages, outbox, transcript_entries
@@ -25,12 +26,22 @@ ERASE_OUTBOX = delete(outbox).where(outbox.c.conversation_id == bindparam("b_con
 ERASE_CHAT_MESSAGES = delete(chat_messages).where(
     chat_messages.c.conversation_id == bindparam("b_conversation_id")
 )
-DELETE_REPLIES = delete(inbound_messages).where(
-    inbound_messages.c.conversation_id == bindparam("b_conversation_id")
+_CONVERSATION: BindParameter[str] = bindparam("b_conversation_id")
+#: A conversation's kept replies: a web conversation's have its id as their scope (the primary
+#: key's prefix), a chat's are found by `conversation_id`, whose index holds only the rows of
+#: another scope (migration 0012). The second term repeats the index's condition so that
+#: either database may use it.
+REPLIES_OF_CONVERSATION = or_(
+    inbound_messages.c.scope == _CONVERSATION,
+    and_(
+        inbound_messages.c.conversation_id == _CONVERSATION,
+        inbound_messages.c.conversation_id != inbound_messages.c.scope,
+    ),
 )
+DELETE_REPLIES = delete(inbound_messages).where(REPLIES_OF_CONVERSATION)
 REPLACE_REPLIES = (
     update(inbound_messages)
-    .where(inbound_messages.c.conversation_id == bindparam("b_conversation_id"))
+    .where(REPLIES_OF_CONVERSATION)
     .values(reply=bindparam("final_reply", type_=inbound_messages.c.reply.type))
 )
 

@@ -50,7 +50,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0011"
+    assert await current_revision(database_url) == head_revision() == "0012"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -60,7 +60,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0011"
+    assert head_revision() == "0012"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
@@ -244,19 +244,23 @@ async def test_0010_marks_what_the_sweeper_has_to_do_and_downgrades(database_url
     assert await current_revision(database_url) == "0010"
 
 
-async def _idempotency_index(database_url: str) -> str:
-    """How the database defines `uq_outbox_idempotency_key`."""
+IDEMPOTENCY = "uq_outbox_idempotency_key"
+REPLIES_BY_CONVERSATION = "ix_inbound_messages_conversation_id"
+
+
+async def _index_definition(database_url: str, name: str) -> str:
+    """How the database defines index `name`."""
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
             if engine.dialect.name == "sqlite":
-                query = "SELECT sql FROM sqlite_master WHERE name = 'uq_outbox_idempotency_key'"
+                query = "SELECT sql FROM sqlite_master WHERE name = :name"
             else:
                 query = (
-                    "SELECT indexdef FROM pg_indexes WHERE indexname = "
-                    "'uq_outbox_idempotency_key' AND schemaname = current_schema()"
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+                    " AND schemaname = current_schema()"
                 )
-            return str((await connection.execute(text(query))).scalar_one())
+            return str((await connection.execute(text(query), {"name": name})).scalar_one())
     finally:
         await engine.dispose()
 
@@ -283,12 +287,28 @@ async def test_0011_indexes_only_keyed_outbox_messages_and_downgrades(database_u
     still written at most once, rows without one never conflict. The downgrade puts back the
     index of every row, and upgrading again works."""
     await upgrade(database_url)
-    assert "idempotency_key IS NOT NULL" in await _idempotency_index(database_url)
+    assert "idempotency_key IS NOT NULL" in await _index_definition(database_url, IDEMPOTENCY)
     await _add_outbox_rows(database_url, None, None, "r1:email")
     with pytest.raises(IntegrityError):
         await _add_outbox_rows(database_url, "r1:email")
 
     await _downgrade(database_url, "0010")
-    assert "WHERE" not in (await _idempotency_index(database_url)).upper()
+    assert "WHERE" not in (await _index_definition(database_url, IDEMPOTENCY)).upper()
     await upgrade(database_url)
-    assert "idempotency_key IS NOT NULL" in await _idempotency_index(database_url)
+    assert "idempotency_key IS NOT NULL" in await _index_definition(database_url, IDEMPOTENCY)
+
+
+async def test_0012_indexes_only_replies_kept_under_another_scope_and_downgrades(
+    database_url: str,
+) -> None:
+    """The replies' conversation index holds only rows whose scope is not their conversation
+    (a chat's; a web conversation's are found by scope). The downgrade indexes every row
+    again, and upgrading again works."""
+    await upgrade(database_url)
+    partial = await _index_definition(database_url, REPLIES_BY_CONVERSATION)
+    assert "WHERE" in partial and "<>" in partial and "scope" in partial, partial
+    await _downgrade(database_url, "0011")
+    definition = await _index_definition(database_url, REPLIES_BY_CONVERSATION)
+    assert "WHERE" not in definition.upper()
+    await upgrade(database_url)
+    assert await current_revision(database_url) == "0012"

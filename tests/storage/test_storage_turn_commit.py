@@ -413,3 +413,25 @@ async def test_sqlite_a_message_without_a_key_writes_no_page_of_the_idempotency_
     unkeyed = await add(None)
     assert "outbox" in unkeyed and "uq_outbox_idempotency_key" not in unkeyed, unkeyed
     assert "uq_outbox_idempotency_key" in await add("r1:email")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_a_web_turn_writes_no_page_of_the_replies_conversation_index(
+    storage: SqlStorage, database_url: str
+) -> None:
+    """A web turn keeps its reply under the conversation's own id as scope, which erasure
+    reads by the primary key: the conversation index holds only a chat's replies (migration
+    0012), and the web turn's commit writes no page of it. A chat's turn does."""
+    database = Path(make_url(database_url).database or "")
+    await _new(storage)
+    await _turn(storage, "first", "m1")
+    web = last_commit_pages(database)
+    assert "sqlite_autoindex_inbound_messages_1" in web, web
+    assert "ix_inbound_messages_conversation_id" not in web, web
+    async with storage.unit_of_work() as uow:
+        record, _ = await uow.conversations.read_for_turn("c1", scope="chat", message_id="m2")
+        assert record is not None
+        await uow.commit_turn(
+            record, _lines(record, "chat"), scope="chat", message_id="m2", reply={"r": 2}
+        )
+    assert "ix_inbound_messages_conversation_id" in last_commit_pages(database)
