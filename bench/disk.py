@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import yes_no
 from bench.loadgen import percentile
+from bench.steal import stormy
 
 #: The probe's write: one page, as a small commit writes.
 PROBE_BYTES = 4096
@@ -117,10 +118,14 @@ def disk_note(summary: dict[str, Any]) -> str:
     )
 
 
-def verdict(met: bool, summary: dict[str, Any]) -> str:
+def verdict(met: bool, summary: dict[str, Any], steal: float | None = None) -> str:
     """A latency row's "met?": "NO (disk)" when the probe saw an fdatasync over `SLOW_MS` (the
-    rows' p99 budget) meanwhile, so that a miss the disk can explain reads as one at a glance;
-    the note has the figures. A miss on a calm disk is a plain NO."""
-    if met or not summary["slow"]:
+    rows' p99 budget) meanwhile, "NO (CPU steal)" when the host took a tenth or more of the CPU
+    time (`bench.steal`), both when both happened, so that a miss the machine can explain reads
+    as one at a glance; the note has the figures. A miss on a calm machine is a plain NO."""
+    causes = [
+        name for name, seen in (("disk", summary["slow"]), ("CPU steal", stormy(steal))) if seen
+    ]
+    if met or not causes:
         return yes_no(met)
-    return "NO (disk)"
+    return f"NO ({', '.join(causes)})"

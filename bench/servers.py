@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.common import DEFAULT_POSTGRES_URL, PYTHON, ROOT, cpu_seconds, free_port, log, spawn
 from bench.loadgen import SECRET
+from bench.steal import read_cpu_times, stolen_share
 
 _databases = itertools.count(1)
 #: Far above any rate a benchmark reaches: every request comes from 127.0.0.1.
@@ -265,6 +266,7 @@ def load(
         args += ["--count", str(count), "--turns-per-conversation", str(turns_per_conversation)]
     cpu_before = process_tree_cpu(server_pid) if server_pid else 0.0
     database_before = database_cpu()
+    machine_before = read_cpu_times()
     done = subprocess.run(
         args,
         cwd=ROOT,
@@ -279,6 +281,8 @@ def load(
     if server_pid:
         result["server_cpu_share"] = (process_tree_cpu(server_pid) - cpu_before) / result["wall_s"]
     result["database_cpu_share"] = database_cpu_since(database_before) / result["wall_s"]
+    # What the host took away meanwhile (bench/steal.py): a latency row's note reads it.
+    result["steal_share"] = stolen_share(machine_before, read_cpu_times())
     if result["errors"]:
         log(
             f"{mode} c={concurrency} rate={rate}: {result['errors']} errors, e.g. {result['first_errors'][:1]}"

@@ -52,6 +52,7 @@ from bench.servers import (
     postgres_available,
     replies_sent,
 )
+from bench.steal import STEAL_NOTE, steal_note
 from bench.web_turns import TARGET_PAIRS, timing
 
 CONCURRENCY = 50
@@ -276,7 +277,9 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
         f"p99 {one_web['p99_ms']:.1f} ms; {one_tg['errors']}+{one_web['errors']} errors; the "
         f"median of {len(pairs)} pairs, web then Telegram ({shown}); each run started once "
         f"the replies before it were sent (waited up to "
-        f"{max(r['waited_for_replies_s'] for pair in pairs for r in pair):.0f} s)"
+        f"{max(r['waited_for_replies_s'] for pair in pairs for r in pair):.0f} s); "
+        f"{STEAL_NOTE}: {steal_note(one_tg['steal_share'])} during the Telegram run shown, "
+        f"{steal_note(one_web['steal_share'])} during its web run"
     )
     rows.append(row)
     reply = paced["reply_after_200"]
@@ -441,13 +444,18 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         "",
         "",
         "p99 ≤ 50 ms",
-        verdict(open_loop["p99_ms"] <= 50.0 and open_loop["errors"] == 0, open_loop["disk"]),
+        verdict(
+            open_loop["p99_ms"] <= 50.0 and open_loop["errors"] == 0,
+            open_loop["disk"],
+            open_loop["steal_share"],
+        ),
     )
     latency.note = (
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
         f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%}; a "
         f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
-        f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}"
+        f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}; {STEAL_NOTE}: "
+        f"{steal_note(open_loop['steal_share'])}"
     )
     return [row, latency, *limit_rows(kind, quick)]
 

@@ -22,6 +22,7 @@ from typing import Any
 from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
+from bench.steal import STEAL_NOTE, steal_note
 
 CONCURRENCY = (1, 50, 200)
 LOADS = (0.25, 0.50)
@@ -160,7 +161,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         o, b = latency[share]
         target, met = "", ""
         if share == 0.50:
-            target, met = "p99 ≤ 50 ms", verdict(o["p99_ms"] <= TARGET_P99_MS, o["disk"])
+            target = "p99 ≤ 50 ms"
+            met = verdict(o["p99_ms"] <= TARGET_P99_MS, o["disk"], o["steal_share"])
         row = Row(
             f"web latency p50/p99 at {share:.0%} load ({o['offered_rate']:.0f}/s), {label}",
             f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f} ms",
@@ -173,7 +175,9 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
             f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%}, "
             f"generator CPU {o['generator_cpu_share']:.0%}; {PROBE_NOTE}: during the app's "
-            f"run {disk_note(o['disk'])}, during the ceiling's {disk_note(b['disk'])}"
+            f"run {disk_note(o['disk'])}, during the ceiling's {disk_note(b['disk'])}; "
+            f"{STEAL_NOTE}: {steal_note(o['steal_share'])} during the app's run, "
+            f"{steal_note(b['steal_share'])} during the ceiling's"
         )
         rows.append(row)
     return rows

@@ -1,0 +1,62 @@
+"""The CPU time the hypervisor gave away while a benchmark ran, to read a latency row against.
+
+On a virtual machine, `steal` in /proc/stat counts the time each virtual CPU was ready to run
+and the host ran something else. This machine is shared: in five back-to-back open-loop runs
+of the same server at the same rate (BENCHMARKS.md, 2026-12-03), the web turn's p99 was 197,
+60, 21, 17 and 25 ms while 22, 11, 5, 2 and 8% of the CPU time was stolen. A p99 of 50 ms is
+out of reach for the product and the ceiling alike when a tenth of the CPU is taken away in
+bursts, so each run records the share stolen (`bench.servers.load`, warm-up included), and a
+missed latency row says so (`bench.disk.verdict`). Linux only; elsewhere "not measured".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The aggregate line's fields: user nice system idle iowait irq softirq steal guest guest_nice.
+STEAL_FIELD = 7
+#: Stolen this much of the CPU time over a run, the machine alone can explain a missed p99.
+SLOW_SHARE = 0.10
+
+
+def cpu_times(stat: str) -> list[int] | None:
+    """The aggregate `cpu` line's times (clock ticks) from /proc/stat's text, or None when
+    it has no steal field (an old kernel, not Linux)."""
+    for line in stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            times = [int(value) for value in fields[1:]]
+            return times if len(times) > STEAL_FIELD else None
+    return None
+
+
+def read_cpu_times(path: Path = Path("/proc/stat")) -> list[int] | None:
+    try:
+        return cpu_times(path.read_text())
+    except OSError:
+        return None
+
+
+def stolen_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of all CPU time between two readings that was stolen, 0 to 1; None when
+    either reading is missing or no time passed. guest and guest_nice are already counted in
+    user and nice, so they are left out of the total."""
+    if before is None or after is None:
+        return None
+    spent = [now - then for then, now in zip(before[: STEAL_FIELD + 1], after, strict=False)]
+    total = sum(spent)
+    return spent[STEAL_FIELD] / total if total > 0 else None
+
+
+#: What a note's steal figure is (`steal_note`).
+STEAL_NOTE = "CPU time the host gave to others (steal, bench/steal.py, warm-up included)"
+
+
+def steal_note(share: float | None) -> str:
+    """A run's stolen share, for a row's note."""
+    return "not measured" if share is None else f"{share:.0%}"
+
+
+def stormy(share: float | None) -> bool:
+    """Whether a run lost enough CPU to the host to explain a missed p99 by itself."""
+    return share is not None and share >= SLOW_SHARE
