@@ -18,15 +18,14 @@ from sqlalchemy import BindParameter, and_, bindparam, delete, or_, select, tupl
 from storage.db import Db
 from storage.models import chat_messages, inbound_messages, outbox, transcript_entries
 
+#: The conversation being erased, one parameter for every statement below.
+_CONVERSATION: BindParameter[str] = bindparam("b_conversation_id")
 ERASE_TRANSCRIPT = delete(transcript_entries).where(
-    transcript_entries.c.conversation_id == bindparam("b_conversation_id")
+    transcript_entries.c.conversation_id == _CONVERSATION
 )
 #: Pending or delivered: a pending reply of a cancelled conversation need not be sent.
-ERASE_OUTBOX = delete(outbox).where(outbox.c.conversation_id == bindparam("b_conversation_id"))
-ERASE_CHAT_MESSAGES = delete(chat_messages).where(
-    chat_messages.c.conversation_id == bindparam("b_conversation_id")
-)
-_CONVERSATION: BindParameter[str] = bindparam("b_conversation_id")
+ERASE_OUTBOX = delete(outbox).where(outbox.c.conversation_id == _CONVERSATION)
+ERASE_CHAT_MESSAGES = delete(chat_messages).where(chat_messages.c.conversation_id == _CONVERSATION)
 #: A conversation's kept replies: a web conversation's have its id as their scope (the primary
 #: key's prefix), a chat's are found by `conversation_id`, whose index holds only the rows of
 #: another scope (migration 0012). The second term repeats the index's condition so that
