@@ -100,6 +100,10 @@ class RenderedMessage:
 SURVEY_START = "survey_start"
 SURVEY_DECLINE = "survey_decline"
 
+#: A reply's outbox row names, under this key, the chat message whose button the person
+#: tapped: the channel's sender takes that message's buttons away as the reply goes.
+TAPPED_MESSAGE_ID = "tapped_message_id"
+
 
 @dataclass(frozen=True, slots=True)
 class SurveyOffer:

@@ -41,6 +41,7 @@ from bot.intake.reference import new_reference
 from bot.intake.rendering import (
     SURVEY_DECLINE,
     SURVEY_START,
+    TAPPED_MESSAGE_ID,
     RenderedChoice,
     RenderedLink,
     RenderedMessage,
@@ -337,6 +338,7 @@ class IntakeService:
         locale_hints: tuple[str | None, ...] = (),
         outbox_topic: str | None = None,
         chat_message_id: int | None = None,
+        tapped_message_id: int | None = None,
         claim_for: float | None = None,
     ) -> Reply:
         """For channels addressed by a key (a Telegram chat): find the active conversation or
@@ -346,6 +348,9 @@ class IntakeService:
         `chat_message_id`: the id the chat gave the person's message, from a channel whose
         messages a bot can delete. Such ids (and those of our replies, recorded as they are
         delivered) are kept, so that the exit word deletes them through `outbox_topic`.
+        `tapped_message_id`: the chat's message whose button this is. The reply's outbox row
+        names it, so that the channel's sender takes that message's buttons away as the reply
+        goes (and with the reply's retries), not as a call of its own after every tap.
         `claim_for`: the reply's outbox row is claimed in the same transaction for the
         caller's sender (`Reply.claimed`; see `Outbox.add`)."""
         inbound = clean_inbound(inbound)
@@ -365,6 +370,7 @@ class IntakeService:
                         chat_message_id,
                         claim_for,
                         locked=attempt == MAX_TURN_ATTEMPTS - 1,
+                        tapped_message_id=tapped_message_id,
                     )
                     return reply
             except DuplicateError:
@@ -393,6 +399,7 @@ class IntakeService:
         claim_for: float | None = None,
         *,
         locked: bool = True,
+        tapped_message_id: int | None = None,
     ) -> Reply:
         """`handle_for_channel_key`'s turn in `uow`, committed. The turn of an open
         conversation reads it without the lock where the storage allows, unless `locked` (a
@@ -420,12 +427,20 @@ class IntakeService:
                 scope=scope,
                 chat_message_id=chat_message_id,
                 claim_for=claim_for,
+                tapped_message_id=tapped_message_id,
             )
         answer = offer_answer(inbound)
         if answer is not None:
             # A survey offer's button under an earlier confirmation, with no chat going on.
             reply = await self._answer_offer_by_key(
-                uow, channel, channel_key, answer, locale_hints, outbox_topic, claim_for
+                uow,
+                channel,
+                channel_key,
+                answer,
+                locale_hints,
+                outbox_topic,
+                claim_for,
+                tapped_message_id=tapped_message_id,
             )
             await uow.inbound.put(
                 scope, message_id, reply.to_record(), conversation_id=reply.conversation_id or None
@@ -447,9 +462,12 @@ class IntakeService:
                 outbox_topic,
                 scope=scope,
                 chat_message_id=chat_message_id,
+                tapped_message_id=tapped_message_id,
             )
         reply = self._reply(record, turn)
-        await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
+        await self._store_new(
+            uow, record, turn, reply, outbox_topic, claim_for, tapped_message_id=tapped_message_id
+        )
         kept = self._chat_message(record, chat_message_id)
         if kept is not None:
             await uow.chat_messages.add(kept, at=self._clock())
@@ -585,6 +603,7 @@ class IntakeService:
         token_hash: str | None = None,
         outbox_topic: str | None = None,
         claim_for: float | None = None,
+        tapped_message_id: int | None = None,
     ) -> Reply:
         """Take the offer of `offered` (locked by the caller) and store the survey's new
         conversation, in the same channel, language and chat; nothing links the two."""
@@ -596,7 +615,9 @@ class IntakeService:
             offered.channel, turn, channel_key=offered.channel_key, token_hash=token_hash
         )
         reply = self._reply(record, turn)
-        await self._store_new(uow, record, turn, reply, outbox_topic, claim_for)
+        await self._store_new(
+            uow, record, turn, reply, outbox_topic, claim_for, tapped_message_id=tapped_message_id
+        )
         return reply
 
     async def _answer_offer_by_key(
@@ -608,6 +629,8 @@ class IntakeService:
         locale_hints: tuple[str | None, ...],
         outbox_topic: str | None,
         claim_for: float | None = None,
+        *,
+        tapped_message_id: int | None = None,
     ) -> Reply:
         """A survey offer's button in a chat addressed by key (Telegram): the offered
         conversation must be this chat's. An offer no longer open is answered with the
@@ -626,7 +649,11 @@ class IntakeService:
         ):
             if action == SURVEY_START:
                 return await self._open_survey(
-                    uow, record, outbox_topic=outbox_topic, claim_for=claim_for
+                    uow,
+                    record,
+                    outbox_topic=outbox_topic,
+                    claim_for=claim_for,
+                    tapped_message_id=tapped_message_id,
                 )
             reply = self._decline_survey(record)
             await uow.conversations.update(record)
@@ -644,7 +671,15 @@ class IntakeService:
             )
         if outbox_topic:
             known = record.id if record is not None else None
-            await self._outbox_reply(uow, channel_key, known, reply, outbox_topic, claim_for)
+            await self._outbox_reply(
+                uow,
+                channel_key,
+                known,
+                reply,
+                outbox_topic,
+                claim_for,
+                tapped_message_id=tapped_message_id,
+            )
         return reply
 
     async def _store_survey(
@@ -773,6 +808,7 @@ class IntakeService:
         scope: str,
         chat_message_id: int | None = None,
         claim_for: float | None = None,
+        tapped_message_id: int | None = None,
     ) -> Reply:
         """Apply `inbound` to a conversation read by the caller, whose message id (if any)
         had no reply yet, then save and commit in one step (`commit_turn`): the unit of work
@@ -829,7 +865,13 @@ class IntakeService:
         # The reply's outbox row and the person's message id go with the turn's own write:
         # only if it happens, and where the storage can, in the same statement.
         sent = (
-            self._reply_message(record.channel_key or record.id, record.id, reply, outbox_topic)
+            self._reply_message(
+                record.channel_key or record.id,
+                record.id,
+                reply,
+                outbox_topic,
+                tapped_message_id=tapped_message_id,
+            )
             if outbox_topic
             else None
         )
@@ -892,6 +934,8 @@ class IntakeService:
         reply: Reply,
         outbox_topic: str | None,
         claim_for: float | None = None,
+        *,
+        tapped_message_id: int | None = None,
     ) -> None:
         """Store a new conversation with the transcript of its first turn."""
         entries = self._transcript(record, turn, reply)
@@ -899,7 +943,13 @@ class IntakeService:
         await uow.transcripts.append(record.id, entries)
         if outbox_topic:
             await self._outbox_reply(
-                uow, record.channel_key or record.id, record.id, reply, outbox_topic, claim_for
+                uow,
+                record.channel_key or record.id,
+                record.id,
+                reply,
+                outbox_topic,
+                claim_for,
+                tapped_message_id=tapped_message_id,
             )
 
     def _transcript(
@@ -1005,37 +1055,46 @@ class IntakeService:
         reply: Reply,
         topic: str,
         claim_for: float | None = None,
+        *,
+        tapped_message_id: int | None = None,
     ) -> None:
         """The reply's outbox row (`_reply_message`), claimed for the caller's sender if it
         asked (`Reply.claimed`)."""
-        message = self._reply_message(key, conversation_id, reply, topic)
+        message = self._reply_message(
+            key, conversation_id, reply, topic, tapped_message_id=tapped_message_id
+        )
         if message is not None:
             reply.claimed = await uow.outbox.add([message], claim_for=claim_for)
 
     def _reply_message(
-        self, key: str, conversation_id: str | None, reply: Reply, topic: str
+        self,
+        key: str,
+        conversation_id: str | None,
+        reply: Reply,
+        topic: str,
+        *,
+        tapped_message_id: int | None = None,
     ) -> OutboxMessage | None:
         """One outbox row per reply (the channel sends the turn's messages together): the
         reply's messages, and the survey offer as a last message with its two buttons (its
         choices name the offered conversation: the chat may have moved on). None if there is
-        nothing to send."""
+        nothing to send. `tapped_message_id`: the message whose buttons the reply answers
+        (`handle_for_channel_key`), as `TAPPED_MESSAGE_ID`."""
         messages = list(reply.messages)
         if reply.survey_offer is not None:
             messages.append(reply.survey_offer.message())
         if not messages:
             return None
-        return OutboxMessage(
-            topic,
-            key,
-            {
-                "chat_id": key,
-                "conversation_id": conversation_id,
-                "locale": reply.locale,
-                "rtl": reply.rtl,
-                "messages": [m.to_record() for m in messages],
-            },
-            conversation_id=conversation_id,
-        )
+        payload: dict[str, Any] = {
+            "chat_id": key,
+            "conversation_id": conversation_id,
+            "locale": reply.locale,
+            "rtl": reply.rtl,
+            "messages": [m.to_record() for m in messages],
+        }
+        if tapped_message_id is not None:
+            payload[TAPPED_MESSAGE_ID] = tapped_message_id
+        return OutboxMessage(topic, key, payload, conversation_id=conversation_id)
 
     def _reply(self, record: ConversationRecord, turn: Turn) -> Reply:
         locale = record.state.locale

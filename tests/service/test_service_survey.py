@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bot.engine.types import Inbound
-from bot.intake.rendering import Reply
+from bot.intake.rendering import TAPPED_MESSAGE_ID, Reply
 from bot.intake.service import IntakeService, SurveyNotOffered
 from tests.service.test_service import GOOD_PATH, drive
 
@@ -172,3 +172,38 @@ async def test_a_chat_by_key_takes_the_offer_from_its_buttons(
     assert stored.channel == "telegram"
     # The chat's next message starts a new report.
     assert (await say("42", "text", "hello")).step == "welcome"
+
+
+async def test_each_reply_to_a_tap_names_the_tapped_message(any_service: IntakeService) -> None:
+    """Whatever path a tap takes (a chat with no conversation, a turn, the survey offer, an
+    offer that is not this chat's), its reply's outbox row names the message tapped, so the
+    channel's sender takes that message's buttons away as the reply goes; a typed answer's
+    row names none."""
+    service = any_service
+    update_ids = iter(range(1, 1000))
+
+    async def say(chat: str, kind: str, value: str, tapped: int | None = None) -> Reply:
+        reply = await service.handle_for_channel_key(
+            "telegram",
+            chat,
+            Inbound(kind, value),  # type: ignore[arg-type]
+            message_id=str(next(update_ids)),
+            scope="bot",
+            outbox_topic="telegram.send",
+            tapped_message_id=tapped,
+        )
+        async with service.storage.unit_of_work() as uow:
+            newest = (await uow.outbox.list(topic="telegram.send", limit=1))[0]
+        assert newest.payload.get(TAPPED_MESSAGE_ID) == tapped, (kind, value)
+        return reply
+
+    opened = await say("42", "choice", "start", tapped=7)  # an old keyboard, no conversation
+    assert opened.step == "welcome"
+    for number, (kind, value) in enumerate([*GOOD_PATH, ("choice", "submit")], start=10):
+        done = await say("42", kind, value, number if kind == "choice" else None)
+    assert done.done and done.survey_offer is not None
+    start_id = f"survey_start:{done.conversation_id}"
+    ended = await say("43", "choice", start_id, tapped=50)
+    assert ended.messages[0].text.startswith("This conversation has ended")
+    survey = await say("42", "choice", start_id, tapped=51)
+    assert survey.step == "survey_ease"

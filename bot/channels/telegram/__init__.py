@@ -74,7 +74,8 @@ class TelegramOptions:
     #: would send it too.
     concurrency: int = 256
     #: Telegram's bulk limit is about 30 messages a second per bot. Only sendMessage spends
-    #: it: answering a button and removing an answered keyboard are not messages sent.
+    #: it: answering a button and removing an answered keyboard (beside the reply to the
+    #: tap, on its token) are not messages sent.
     rate_per_second: float = 30.0
     #: Messages that may go at once before the rate applies (None: one second's worth).
     rate_burst: float | None = None

@@ -10,6 +10,7 @@ as they were. The same sender serves the few direct, non-durable messages (group
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dtm
 import logging
 import warnings
@@ -34,7 +35,7 @@ from bot.channels.telegram.render import (
     split_text,
 )
 from bot.channels.telegram.request import call_unparsed
-from bot.intake.rendering import RenderedMessage
+from bot.intake.rendering import TAPPED_MESSAGE_ID, RenderedMessage
 from bot.outbox.dispatcher import Outcome, backoff
 from bot.ports import ChatMessageIds, OutboxMessage
 from bot.ratelimit import Pacer
@@ -75,6 +76,7 @@ class TelegramDelivery:
 
     A long text goes as several parts with the keyboard on the last. Parts already sent are
     remembered in memory per outbox id, so a retry in this process does not repeat them.
+    The reply to a tap takes the tapped message's buttons away as it goes (`send`).
     """
 
     def __init__(self, bot: Bot, limiter: Pacer, *, backoff_cap: float = 300.0) -> None:
@@ -116,6 +118,8 @@ class TelegramDelivery:
         try:
             chat_id = int(message.payload["chat_id"])
             rendered = payload_message(message.payload)
+            raw_tapped = message.payload.get(TAPPED_MESSAGE_ID)
+            tapped = None if raw_tapped is None else int(raw_tapped)
         except (KeyError, TypeError, ValueError):
             return Outcome.failed("malformed_payload")
         ids = self._ids_sent.setdefault(message.id, [])
@@ -130,6 +134,7 @@ class TelegramDelivery:
                 skip_parts=self._parts_sent.get(message.id, 0),
                 ids=ids,
                 since=since,
+                tapped=tapped,
             )
         except _Progress as progress:
             self._parts_sent[message.id] = progress.sent
@@ -151,12 +156,14 @@ class TelegramDelivery:
         skip_parts: int = 0,
         ids: list[int] | None = None,
         since: float | None = None,
+        tapped: int | None = None,
     ) -> int:
         """Send the parts of `rendered` after the first `skip_parts`; returns how many were
         sent in all, and adds the chat's id of each to `ids`. A Telegram error is raised as
         `_Progress` carrying the count so far. `since`: when the message began to wait, on
         the pacer's clock (an outbox row: its commit), so that the longest waiting goes
-        first (`Pacer.acquire`)."""
+        first (`Pacer.acquire`). `tapped`: the message whose button this reply answers; its
+        buttons go beside the first part this call sends (`_clear_buttons`)."""
         keyboard = build_keyboard(rendered.choices)
         text = rendered.text_with_links().strip()
         if not text and keyboard is None:
@@ -165,21 +172,43 @@ class TelegramDelivery:
         for index in range(skip_parts, len(parts)):
             last = index == len(parts) - 1
             await self.limiter.acquire(str(chat_id), since)
+            # The sent message's id is all we read of it (`call_unparsed`).
+            sending = call_unparsed(
+                self.bot,
+                "sendMessage",
+                chat_id=chat_id,
+                text=parts[index],
+                reply_markup=keyboard if last else None,
+                link_preview_options=NO_PREVIEW,
+            )
             try:
-                # The sent message's id is all we read of it (`call_unparsed`).
-                sent = await call_unparsed(
-                    self.bot,
-                    "sendMessage",
-                    chat_id=chat_id,
-                    text=parts[index],
-                    reply_markup=keyboard if last else None,
-                    link_preview_options=NO_PREVIEW,
-                )
+                if tapped is not None and index == skip_parts:
+                    sent, _ = await asyncio.gather(sending, self._clear_buttons(chat_id, tapped))
+                else:
+                    sent = await sending
             except TelegramError as error:
                 raise _Progress(index, error) from error
             if ids is not None:
                 ids.append(int(sent["message_id"]))
         return len(parts)
+
+    async def _clear_buttons(self, chat_id: int, message_id: int) -> None:
+        """The buttons of an answered question go as its reply arrives, so an old tap is less
+        likely (and harmless anyway: the engine answers a stale choice by asking the current
+        question). Beside the reply's send, not after it: the reply's slot is held for one
+        round trip, not two. No token of its own: Telegram counts messages sent against its
+        limit, and this rides on the reply's. Done with the reply, not after each tap: the
+        edit is retried with the row, and the webhook's turn is not followed by a call of its
+        own (BENCHMARKS.md). Best effort: a retry of the reply may repeat it, which Telegram
+        refuses harmlessly ("message is not modified"), as it refuses a message too old to
+        edit. The edited message Telegram returns is not parsed; without `reply_markup` the
+        edit removes the keyboard."""
+        try:
+            await call_unparsed(
+                self.bot, "editMessageReplyMarkup", chat_id=chat_id, message_id=message_id
+            )
+        except TelegramError as error:
+            log.debug("telegram: keyboard not removed (%s)", type(error).__name__)
 
     def classify(self, error: TelegramError, attempts: int) -> Outcome:
         """Rate limits and network trouble are retried; a chat we cannot reach is given up."""

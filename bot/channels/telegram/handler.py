@@ -2,9 +2,10 @@
 
 The turn and its replies (written to the outbox) commit together inside the service; this
 handler returns only after that, so the webhook can answer 200 knowing nothing is lost.
-What follows the commit here (answering a button press, removing an old keyboard, a polite
-note in a group) is best effort and runs in the background: a failure there loses nothing
-that matters, and it must not delay Telegram's acknowledgement.
+What follows the commit here (answering a button press when polling, a polite note in a
+group) is best effort and runs in the background: a failure there loses nothing that
+matters, and it must not delay Telegram's acknowledgement. The buttons of a tapped message
+go with the reply, from the outbox (`delivery.TelegramDelivery`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from telegram.error import TelegramError
 
 from bot import metrics
 from bot.channels.telegram.delivery import TOPIC, TelegramDelivery
-from bot.channels.telegram.request import call_unparsed
 from bot.channels.telegram.updates import (
     Action,
     GroupAction,
@@ -159,6 +159,7 @@ class UpdateHandler:
                 locale_hints=(action.language_code,),
                 outbox_topic=TOPIC,
                 chat_message_id=action.message_id,
+                tapped_message_id=action.keyboard_message_id,
                 claim_for=dispatcher.lease_seconds if dispatcher and reserved else None,
             )
         except BaseException:
@@ -175,8 +176,6 @@ class UpdateHandler:
                 dispatcher.hand_over(reply.claimed, key)
             elif not reply.replayed:
                 dispatcher.wake(key)
-        if action.keyboard_message_id is not None:
-            self._spawn(self._remove_keyboard(action.chat_id, action.keyboard_message_id))
 
     async def _unsupported(self, action: UnsupportedAction) -> None:
         if action.message_id is not None:
@@ -265,20 +264,6 @@ class UpdateHandler:
             await self.bot.answer_callback_query(query_id)
         except TelegramError as error:  # e.g. "query is too old" after a retry
             log.debug("telegram: callback query not answered (%s)", type(error).__name__)
-
-    async def _remove_keyboard(self, chat_id: int, message_id: int) -> None:
-        """Buttons of an answered question go, so an old tap is less likely (and harmless
-        anyway: the engine answers a stale choice by asking the current question). Not paced
-        by the send limit: Telegram counts messages sent against it, and a tap's reply must not
-        wait behind the edit of the message it answers. The edited message Telegram returns is
-        not parsed (`request.call_unparsed`). Without `reply_markup` the edit removes
-        the keyboard."""
-        try:
-            await call_unparsed(
-                self.bot, "editMessageReplyMarkup", chat_id=chat_id, message_id=message_id
-            )
-        except TelegramError as error:  # "message is not modified", too old to edit...
-            log.debug("telegram: keyboard not removed (%s)", type(error).__name__)
 
 
 def _name(error: BaseException) -> str:

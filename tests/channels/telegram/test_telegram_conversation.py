@@ -92,10 +92,13 @@ async def test_a_whole_report_by_buttons_and_typed_text(
     assert len(expected) == 19  # /start and the 18 answers
     assert [(call.params["text"], buttons(call.params)) for call in sent] == expected
     assert all("parse_mode" not in call.params for call in sent)
-    # Every tap was answered and its keyboard removed.
+    # Every tap was answered, and its message's keyboard removed beside the tap's reply.
     taps = 11
     assert len(fake_api.of("answerCallbackQuery")) == taps
-    assert len(fake_api.of("editMessageReplyMarkup", chat_id=user.chat)) == taps
+    edits = fake_api.of("editMessageReplyMarkup", chat_id=user.chat)
+    assert len(edits) == taps
+    with_buttons = {c.result["message_id"] for c in sent if "reply_markup" in c.params}
+    assert all(int(edit.params["message_id"]) in with_buttons for edit in edits)
     # Short labels two to a row, long ones alone.
     experience = next(c for c in sent if c.params["text"] == "Was the care poor, good, or both?")
     rows = experience.params["reply_markup"]["inline_keyboard"]

@@ -72,6 +72,51 @@ async def test_a_reply_committed_before_a_crash_is_delivered_after_restart(
     assert len(fake_api.texts(user.chat)) == WELCOME_PARTS
 
 
+async def test_a_taps_buttons_go_with_its_reply_even_after_a_crash(
+    start_telegram, make_user, fake_api: FakeTelegramAPI
+) -> None:
+    """The tapped message's keyboard is removed by the reply's delivery, from the reply's
+    outbox row: not by a call of the webhook's own after the commit, which a crash loses
+    and which, above the send limit, ran ahead of the reply it belongs with."""
+    first: TelegramServer = await start_telegram()
+    user: User = make_user(first)
+    await user.say("/start")
+    welcome = fake_api.sent(user.chat)[0].result["message_id"]
+    await first.stop()
+
+    crashed: TelegramServer = await start_telegram(
+        options=TelegramOptions(run_dispatcher=False, dispatcher_poll_interval=0.05)
+    )
+    user.server = crashed
+    await user.tap("start", settle=False)
+    handler = crashed.channel.handler
+    assert handler is not None and not handler._background  # nothing runs after the 200
+    assert await crashed.pending() == 1
+    assert fake_api.of("editMessageReplyMarkup", chat_id=user.chat) == []
+    await crashed.stop()
+
+    restarted: TelegramServer = await start_telegram()
+    await restarted.settle()
+    assert user.texts()[-1] == "Was the care poor, good, or both?"
+    edits = fake_api.of("editMessageReplyMarkup", chat_id=user.chat)
+    assert [int(edit.params["message_id"]) for edit in edits] == [welcome]
+    assert "reply_markup" not in edits[0].params  # no markup: the keyboard goes
+
+
+async def test_a_keyboard_edit_refused_does_not_hold_back_the_reply(
+    tg: TelegramServer, make_user, fake_api: FakeTelegramAPI
+) -> None:
+    user: User = make_user(tg)
+    await user.say("/start")
+    fake_api.fail("400", times=None, method="editMessageReplyMarkup")
+    await user.tap("start")
+    assert user.texts()[-1] == "Was the care poor, good, or both?"
+    assert fake_api.of("editMessageReplyMarkup", ok_only=False)[0].outcome == "400"
+    assert tg.channel.dispatcher is not None
+    assert tg.channel.dispatcher.counters["sent"] == 2
+    assert tg.channel.dispatcher.counters["chat_not_found"] == 0
+
+
 @pytest.mark.parametrize(("fault", "counter"), [("403", "blocked"), ("400", "chat_not_found")])
 async def test_an_unreachable_chat_is_given_up_counted_and_logged_without_text(
     tg: TelegramServer,
