@@ -174,19 +174,21 @@ class Reply:
         replayed reply has them too), else none."""
         return next((m.summary for m in self.messages if m.summary), ())
 
-    def to_record(self) -> dict[str, Any]:
-        """The reply as kept for a repeated message id (never the token or transcript)."""
+    def to_record(self, *, words: bool = True) -> dict[str, Any]:
+        """The reply as kept for a repeated message id (never the token or transcript).
+        Without `words`, no messages and no survey offer: what is kept for a reply that the
+        outbox sends (`IntakeService._kept`)."""
         record: dict[str, Any] = {
             "conversation_id": self.conversation_id,
             "locale": self.locale,
             "rtl": self.rtl,
             "step": self.step,
-            "messages": [m.to_record() for m in self.messages],
+            "messages": [m.to_record() for m in self.messages] if words else [],
             "done": self.done,
             "reference": self.reference,
             **({"exit": True} if self.exit else {}),
         }
-        if self.survey_offer is not None:
+        if words and self.survey_offer is not None:
             record["survey_offer"] = self.survey_offer.to_record()
         return record
 

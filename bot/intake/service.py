@@ -159,6 +159,14 @@ def _emptied(state: ConversationState) -> ConversationState:
     return ConversationState(step=state.step, locale=state.locale, status=state.status)
 
 
+def _kept(reply: Reply, outbox_topic: str | None) -> dict[str, Any]:
+    """The reply as kept for a repeated message id. A reply the outbox sends is kept without
+    its words: a repeated update is not answered again (its outbox row went once), so they
+    would only be one more copy of what the person was told, and of what they typed (a
+    summary quotes it), written with every turn."""
+    return reply.to_record(words=outbox_topic is None)
+
+
 def _replayed(prior: dict[str, Any]) -> Reply:
     """The reply already given to a repeated message id."""
     replayed = Reply.from_record(prior)
@@ -443,7 +451,10 @@ class IntakeService:
                 tapped_message_id=tapped_message_id,
             )
             await uow.inbound.put(
-                scope, message_id, reply.to_record(), conversation_id=reply.conversation_id or None
+                scope,
+                message_id,
+                _kept(reply, outbox_topic),
+                conversation_id=reply.conversation_id or None,
             )
             await uow.commit()
             return reply
@@ -471,7 +482,9 @@ class IntakeService:
         kept = self._chat_message(record, chat_message_id)
         if kept is not None:
             await uow.chat_messages.add(kept, at=self._clock())
-        await uow.inbound.put(scope, message_id, reply.to_record(), conversation_id=record.id)
+        await uow.inbound.put(
+            scope, message_id, _kept(reply, outbox_topic), conversation_id=record.id
+        )
         await uow.commit()
         return reply
 
@@ -853,7 +866,7 @@ class IntakeService:
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
             # that a late retry of any of the conversation's messages is answered with it.
             record.state = _emptied(record.state)
-            await uow.erasure.conversation(record.id, final_reply=reply.to_record())
+            await uow.erasure.conversation(record.id, final_reply=_kept(reply, outbox_topic))
         else:
             entries = self._transcript(record, turn, reply, user_input=inbound, too_long=too_long)
             if record.transcript_seq - 1 > MAX_TRANSCRIPT_LINES:
@@ -885,7 +898,7 @@ class IntakeService:
             entries,
             scope=scope,
             message_id=message_id,
-            reply=reply.to_record() if message_id is not None else None,
+            reply=_kept(reply, outbox_topic) if message_id is not None else None,
             writes=writes,
         )
         metrics.record_turn(record.channel, started)

@@ -122,11 +122,13 @@ async def test_cancel_keeps_nothing_that_was_typed_in_any_table(
         await deliver_all(service)  # some delivered, the summary's reply pending below
         await person.send("command", "help")
     held = await tables_holding(engine_of(service), marker)
-    assert {"conversations.state", "inbound_messages.reply", "transcript_entries.payload"} <= set(
-        held
-    )
+    assert {"conversations.state", "transcript_entries.payload"} <= set(held)
     if channel == "telegram":
         assert "outbox.payload" in held
+        # A reply the outbox sends is kept for a retried update without its words.
+        assert "inbound_messages.reply" not in held
+    else:
+        assert "inbound_messages.reply" in held
 
     cancelled = await person.send("command", "cancel", message_id="cancel")
     assert cancelled.done and cancelled.step == "cancelled"
@@ -134,7 +136,8 @@ async def test_cancel_keeps_nothing_that_was_typed_in_any_table(
     assert await tables_holding(engine_of(service), marker) == []
     # The cancel turn's own reply stays deliverable and is kept for a retry of its update.
     again = await person.send("command", "cancel", message_id="cancel")
-    assert again.replayed and again.to_record() == cancelled.to_record()
+    words = channel == "web"  # a Telegram retry is not answered again: its row went once
+    assert again.replayed and again.to_record(words=words) == cancelled.to_record(words=words)
     if channel == "telegram":
         async with service.storage.unit_of_work() as uow:
             pending = await uow.outbox.claim(TOPIC, limit=10, lease_seconds=30)
@@ -191,7 +194,8 @@ async def test_replies_of_a_report_are_kept_only_while_a_retry_can_arrive(
     submitted = await person.send("choice", "submit")
     assert submitted.step == "submitted" and submitted.reference
     await deliver_all(service)
-    expected = {"inbound_messages.reply"} | ({"outbox.payload"} if channel == "telegram" else set())
+    # A Telegram reply is kept for a retried update without its words: its outbox row has them.
+    expected = {"outbox.payload"} if channel == "telegram" else {"inbound_messages.reply"}
     reports = frozenset({"reports"})
 
     clock.advance(hours=23)

@@ -39,7 +39,9 @@ async def test_the_chat_keeps_nothing_that_was_typed(
     await walk(user, path_to_summary(marker))
     assert marker in user.texts()[-1]  # the summary, delivered
     held = await tables_holding(engine, marker)
-    assert {"inbound_messages.reply", "transcript_entries.payload"} <= set(held)
+    assert "transcript_entries.payload" in held
+    # The replies kept for a retried update keep no words: the outbox row has them.
+    assert "inbound_messages.reply" not in held
     # A delivered chat message keeps no body (the dispatcher erases it once sent); pending
     # ones are covered by tests/service/test_erasure.py.
     assert "outbox.payload" not in held
