@@ -80,7 +80,11 @@ async def build_service(
     if migrate:
         await upgrade(settings.database_url)
     storage = await create_storage(
-        settings.database_url, clock=clock, keep_turns=keep_turns, pool_size=pool_size
+        settings.database_url,
+        clock=clock,
+        keep_turns=keep_turns,
+        pool_size=pool_size,
+        checkpoint_beside_writer=True,
     )
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)

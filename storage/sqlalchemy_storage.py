@@ -41,6 +41,7 @@ from storage.engine import (
     ensure_sqlite_directory,
     is_sqlite,
     normalize_url,
+    sqlite_path,
 )
 from storage.erasure import SqlErasure
 from storage.errors import storage_errors, translate
@@ -52,6 +53,7 @@ from storage.repositories import (
     SqlSecrets,
     SqlTranscripts,
 )
+from storage.sqlite_checkpoint import WalCheckpointer
 from storage.subscriptions import SqlSubscriptions
 from storage.surveys import SqlChatSurveys
 from storage.turn_cache import TurnCache
@@ -297,8 +299,14 @@ class SqlStorage:
         dispatcher_engine: AsyncEngine | None = None,
         unlocked_turns: bool | None = None,
         turn_cache: TurnCache | None = None,
+        checkpointer: WalCheckpointer | None = None,
     ) -> None:
         self.engine = engine
+        #: SQLite's WAL copied into the database file beside the writer (started here,
+        #: stopped by `close`), or None for SQLite's own checkpoints in the writer's commits.
+        self.checkpointer = checkpointer
+        if checkpointer is not None:
+            checkpointer.start()
         #: See `UNLOCKED_TURNS` (PostgreSQL only; SQLite always locks).
         self.unlocked_turns = UNLOCKED_TURNS if unlocked_turns is None else unlocked_turns
         #: The conversations this process's turns last wrote (storage.turn_cache), or None to
@@ -340,6 +348,8 @@ class SqlStorage:
         await listen_for_outbox(self.engine, wake)
 
     async def close(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
         await self.engine.dispose()
         if self._dispatcher is not None:
             await self._dispatcher.close()
@@ -356,6 +366,7 @@ async def create_storage(
     timeouts: Timeouts | None = REQUEST_TIMEOUTS,
     keep_turns: bool = False,
     pool_size: int = POOL_SIZE,
+    checkpoint_beside_writer: bool = False,
 ) -> SqlStorage:
     """Build the storage for `database_url` (sqlite[+aiosqlite] or postgresql[+asyncpg]).
 
@@ -368,6 +379,8 @@ async def create_storage(
     it keeps what its turns wrote and skips the next turn's read (storage.turn_cache).
     `pool_size`: PostgreSQL connections for the turns (a serving worker's:
     `serving_pool_size`); the outbox dispatchers keep `DISPATCHER_POOL_SIZE` of their own.
+    `checkpoint_beside_writer`: a SQLite file's WAL is copied into it by a thread of its own
+    (`storage.sqlite_checkpoint`), not by the writer's commits: for a serving process.
     """
     url = normalize_url(database_url)
     cache = TurnCache() if keep_turns else None
@@ -376,8 +389,17 @@ async def create_storage(
             ensure_sqlite_directory(url)
         except OSError as error:
             log.warning("cannot create the SQLite directory: %r", error)
+        path = sqlite_path(url)
+        checkpointer = (
+            WalCheckpointer(path) if checkpoint_beside_writer and path is not None else None
+        )
         # One writer: the dispatchers queue on the same single connection as the turns.
-        return SqlStorage(create_engine(url, timeouts=timeouts), clock=clock, turn_cache=cache)
+        return SqlStorage(
+            create_engine(url, timeouts=timeouts),
+            clock=clock,
+            turn_cache=cache,
+            checkpointer=checkpointer,
+        )
     return SqlStorage(
         create_engine(url, pool_size=pool_size, timeouts=timeouts),
         clock=clock,
