@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
@@ -159,12 +160,33 @@ def _emptied(state: ConversationState) -> ConversationState:
     return ConversationState(step=state.step, locale=state.locale, status=state.status)
 
 
-def _kept(reply: Reply, outbox_topic: str | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ReplyRoute:
+    """How a turn's reply leaves when a channel's own sender delivers it (a Telegram chat)
+    rather than the answer to the request (the web chat: no route). The reply is a row of
+    the outbox `topic`; with `claim_for`, claimed in the turn's own transaction for the
+    caller's sender, for that many seconds (`Reply.claimed`, `Outbox.add`); with
+    `tapped_message_id`, it names the chat's message whose button it answers, so that the
+    sender takes that message's buttons away as the reply goes (`TAPPED_MESSAGE_ID`)."""
+
+    topic: str
+    claim_for: float | None = None
+    tapped_message_id: int | None = None
+
+
+def reply_route(
+    topic: str | None, *, claim_for: float | None = None, tapped_message_id: int | None = None
+) -> ReplyRoute | None:
+    """The route of a caller that named an outbox topic, or None (the reply is answered)."""
+    return ReplyRoute(topic, claim_for, tapped_message_id) if topic else None
+
+
+def _kept(reply: Reply, route: ReplyRoute | None) -> dict[str, Any]:
     """The reply as kept for a repeated message id. A reply the outbox sends is kept without
     its words: a repeated update is not answered again (its outbox row went once), so they
     would only be one more copy of what the person was told, and of what they typed (a
     summary quotes it), written with every turn."""
-    return reply.to_record(words=outbox_topic is None)
+    return reply.to_record(words=route is None)
 
 
 def _replayed(prior: dict[str, Any]) -> Reply:
@@ -258,9 +280,10 @@ class IntakeService:
             token_hash=hash_token(token) if token else None,
         )
         reply = self._reply(record, turn)
+        route = reply_route(outbox_topic)
         async with self.storage.unit_of_work() as uow:
-            if outbox_topic:
-                await self._store_new(uow, record, turn, reply, outbox_topic)
+            if route is not None:
+                await self._store_new(uow, record, turn, reply, route)
                 await uow.commit()
             else:  # the conversation and its lines, committed in one step
                 await uow.commit_new(record, self._transcript(record, turn, reply))
@@ -282,6 +305,7 @@ class IntakeService:
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
         scope = conversation_id
+        route = reply_route(outbox_topic)
         for attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
@@ -318,7 +342,7 @@ class IntakeService:
                         )
                     else:
                         reply = await self._turn(
-                            uow, record, inbound, message_id, outbox_topic, scope=scope
+                            uow, record, inbound, message_id, route, scope=scope
                         )
                     return reply
             except DuplicateError:
@@ -360,9 +384,11 @@ class IntakeService:
         names it, so that the channel's sender takes that message's buttons away as the reply
         goes (and with the reply's retries), not as a call of its own after every tap.
         `claim_for`: the reply's outbox row is claimed in the same transaction for the
-        caller's sender (`Reply.claimed`; see `Outbox.add`)."""
+        caller's sender (`Reply.claimed`; see `Outbox.add`). Together: the reply's route
+        (`ReplyRoute`)."""
         inbound = clean_inbound(inbound)
         await self.directory.refresh()
+        route = reply_route(outbox_topic, claim_for=claim_for, tapped_message_id=tapped_message_id)
         for attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.storage.unit_of_work() as uow:
@@ -374,11 +400,9 @@ class IntakeService:
                         message_id,
                         scope,
                         locale_hints,
-                        outbox_topic,
+                        route,
                         chat_message_id,
-                        claim_for,
                         locked=attempt == MAX_TURN_ATTEMPTS - 1,
-                        tapped_message_id=tapped_message_id,
                     )
                     return reply
             except DuplicateError:
@@ -402,12 +426,10 @@ class IntakeService:
         message_id: str,
         scope: str,
         locale_hints: tuple[str | None, ...],
-        outbox_topic: str | None,
+        route: ReplyRoute | None,
         chat_message_id: int | None = None,
-        claim_for: float | None = None,
         *,
         locked: bool = True,
-        tapped_message_id: int | None = None,
     ) -> Reply:
         """`handle_for_channel_key`'s turn in `uow`, committed. The turn of an open
         conversation reads it without the lock where the storage allows, unless `locked` (a
@@ -431,29 +453,20 @@ class IntakeService:
                 record,
                 inbound,
                 message_id,
-                outbox_topic,
+                route,
                 scope=scope,
                 chat_message_id=chat_message_id,
-                claim_for=claim_for,
-                tapped_message_id=tapped_message_id,
             )
         answer = offer_answer(inbound)
         if answer is not None:
             # A survey offer's button under an earlier confirmation, with no chat going on.
             reply = await self._answer_offer_by_key(
-                uow,
-                channel,
-                channel_key,
-                answer,
-                locale_hints,
-                outbox_topic,
-                claim_for,
-                tapped_message_id=tapped_message_id,
+                uow, channel, channel_key, answer, locale_hints, route
             )
             await uow.inbound.put(
                 scope,
                 message_id,
-                _kept(reply, outbox_topic),
+                _kept(reply, route),
                 conversation_id=reply.conversation_id or None,
             )
             await uow.commit()
@@ -470,21 +483,16 @@ class IntakeService:
                 record,
                 inbound,
                 message_id,
-                outbox_topic,
+                route,
                 scope=scope,
                 chat_message_id=chat_message_id,
-                tapped_message_id=tapped_message_id,
             )
         reply = self._reply(record, turn)
-        await self._store_new(
-            uow, record, turn, reply, outbox_topic, claim_for, tapped_message_id=tapped_message_id
-        )
+        await self._store_new(uow, record, turn, reply, route)
         kept = self._chat_message(record, chat_message_id)
         if kept is not None:
             await uow.chat_messages.add(kept, at=self._clock())
-        await uow.inbound.put(
-            scope, message_id, _kept(reply, outbox_topic), conversation_id=record.id
-        )
+        await uow.inbound.put(scope, message_id, _kept(reply, route), conversation_id=record.id)
         await uow.commit()
         return reply
 
@@ -614,9 +622,7 @@ class IntakeService:
         offered: ConversationRecord,
         *,
         token_hash: str | None = None,
-        outbox_topic: str | None = None,
-        claim_for: float | None = None,
-        tapped_message_id: int | None = None,
+        route: ReplyRoute | None = None,
     ) -> Reply:
         """Take the offer of `offered` (locked by the caller) and store the survey's new
         conversation, in the same channel, language and chat; nothing links the two."""
@@ -628,9 +634,7 @@ class IntakeService:
             offered.channel, turn, channel_key=offered.channel_key, token_hash=token_hash
         )
         reply = self._reply(record, turn)
-        await self._store_new(
-            uow, record, turn, reply, outbox_topic, claim_for, tapped_message_id=tapped_message_id
-        )
+        await self._store_new(uow, record, turn, reply, route)
         return reply
 
     async def _answer_offer_by_key(
@@ -640,10 +644,7 @@ class IntakeService:
         channel_key: str,
         answer: tuple[str, str | None],
         locale_hints: tuple[str | None, ...],
-        outbox_topic: str | None,
-        claim_for: float | None = None,
-        *,
-        tapped_message_id: int | None = None,
+        route: ReplyRoute | None,
     ) -> Reply:
         """A survey offer's button in a chat addressed by key (Telegram): the offered
         conversation must be this chat's. An offer no longer open is answered with the
@@ -661,13 +662,7 @@ class IntakeService:
             and self._survey_offered(record)
         ):
             if action == SURVEY_START:
-                return await self._open_survey(
-                    uow,
-                    record,
-                    outbox_topic=outbox_topic,
-                    claim_for=claim_for,
-                    tapped_message_id=tapped_message_id,
-                )
+                return await self._open_survey(uow, record, route=route)
             reply = self._decline_survey(record)
             await uow.conversations.update(record)
         else:
@@ -682,17 +677,9 @@ class IntakeService:
                 reference=None,
                 rtl=self.catalogs.is_rtl(locale),
             )
-        if outbox_topic:
+        if route is not None:
             known = record.id if record is not None else None
-            await self._outbox_reply(
-                uow,
-                channel_key,
-                known,
-                reply,
-                outbox_topic,
-                claim_for,
-                tapped_message_id=tapped_message_id,
-            )
+            await self._outbox_reply(uow, channel_key, known, reply, route)
         return reply
 
     async def _store_survey(
@@ -816,12 +803,10 @@ class IntakeService:
         record: ConversationRecord,
         inbound: Inbound,
         message_id: str | None,
-        outbox_topic: str | None,
+        route: ReplyRoute | None,
         *,
         scope: str,
         chat_message_id: int | None = None,
-        claim_for: float | None = None,
-        tapped_message_id: int | None = None,
     ) -> Reply:
         """Apply `inbound` to a conversation read by the caller, whose message id (if any)
         had no reply yet, then save and commit in one step (`commit_turn`): the unit of work
@@ -866,39 +851,38 @@ class IntakeService:
             # own reply (it says "cancelled", or where to go instead) is all that stays, so
             # that a late retry of any of the conversation's messages is answered with it.
             record.state = _emptied(record.state)
-            await uow.erasure.conversation(record.id, final_reply=_kept(reply, outbox_topic))
+            await uow.erasure.conversation(record.id, final_reply=_kept(reply, route))
         else:
             entries = self._transcript(record, turn, reply, user_input=inbound, too_long=too_long)
             if record.transcript_seq - 1 > MAX_TRANSCRIPT_LINES:
                 await uow.transcripts.erase(
                     record.id, before_seq=record.transcript_seq - MAX_TRANSCRIPT_LINES
                 )
-        if outbox_topic and to_delete:
-            await self._delete_via_outbox(uow, record, to_delete, outbox_topic)
+        if route is not None and to_delete:
+            await self._delete_via_outbox(uow, record, to_delete, route.topic)
         # The reply's outbox row and the person's message id go with the turn's own write:
         # only if it happens, and where the storage can, in the same statement.
         sent = (
-            self._reply_message(
-                record.channel_key or record.id,
-                record.id,
-                reply,
-                outbox_topic,
-                tapped_message_id=tapped_message_id,
-            )
-            if outbox_topic
-            else None
+            None
+            if route is None
+            else self._reply_message(record.channel_key or record.id, record.id, reply, route)
         )
         writes = (
             None
             if sent is None and kept is None
-            else TurnWrites(self._clock(), reply=sent, claim_for=claim_for, chat_message=kept)
+            else TurnWrites(
+                self._clock(),
+                reply=sent,
+                claim_for=None if route is None else route.claim_for,
+                chat_message=kept,
+            )
         )
         reply.claimed = await uow.commit_turn(
             record,
             entries,
             scope=scope,
             message_id=message_id,
-            reply=_kept(reply, outbox_topic) if message_id is not None else None,
+            reply=_kept(reply, route) if message_id is not None else None,
             writes=writes,
         )
         metrics.record_turn(record.channel, started)
@@ -945,25 +929,14 @@ class IntakeService:
         record: ConversationRecord,
         turn: Turn,
         reply: Reply,
-        outbox_topic: str | None,
-        claim_for: float | None = None,
-        *,
-        tapped_message_id: int | None = None,
+        route: ReplyRoute | None,
     ) -> None:
         """Store a new conversation with the transcript of its first turn."""
         entries = self._transcript(record, turn, reply)
         await uow.conversations.add(record)
         await uow.transcripts.append(record.id, entries)
-        if outbox_topic:
-            await self._outbox_reply(
-                uow,
-                record.channel_key or record.id,
-                record.id,
-                reply,
-                outbox_topic,
-                claim_for,
-                tapped_message_id=tapped_message_id,
-            )
+        if route is not None:
+            await self._outbox_reply(uow, record.channel_key or record.id, record.id, reply, route)
 
     def _transcript(
         self,
@@ -1066,33 +1039,25 @@ class IntakeService:
         key: str,
         conversation_id: str | None,
         reply: Reply,
-        topic: str,
-        claim_for: float | None = None,
-        *,
-        tapped_message_id: int | None = None,
+        route: ReplyRoute,
     ) -> None:
         """The reply's outbox row (`_reply_message`), claimed for the caller's sender if it
         asked (`Reply.claimed`)."""
-        message = self._reply_message(
-            key, conversation_id, reply, topic, tapped_message_id=tapped_message_id
-        )
+        message = self._reply_message(key, conversation_id, reply, route)
         if message is not None:
-            reply.claimed = await uow.outbox.add([message], claim_for=claim_for)
+            reply.claimed = await uow.outbox.add([message], claim_for=route.claim_for)
 
     def _reply_message(
         self,
         key: str,
         conversation_id: str | None,
         reply: Reply,
-        topic: str,
-        *,
-        tapped_message_id: int | None = None,
+        route: ReplyRoute,
     ) -> OutboxMessage | None:
         """One outbox row per reply (the channel sends the turn's messages together): the
         reply's messages, and the survey offer as a last message with its two buttons (its
         choices name the offered conversation: the chat may have moved on). None if there is
-        nothing to send. `tapped_message_id`: the message whose buttons the reply answers
-        (`handle_for_channel_key`), as `TAPPED_MESSAGE_ID`."""
+        nothing to send. The route's tapped message goes with it, as `TAPPED_MESSAGE_ID`."""
         messages = list(reply.messages)
         if reply.survey_offer is not None:
             messages.append(reply.survey_offer.message())
@@ -1105,9 +1070,9 @@ class IntakeService:
             "rtl": reply.rtl,
             "messages": [m.to_record() for m in messages],
         }
-        if tapped_message_id is not None:
-            payload[TAPPED_MESSAGE_ID] = tapped_message_id
-        return OutboxMessage(topic, key, payload, conversation_id=conversation_id)
+        if route.tapped_message_id is not None:
+            payload[TAPPED_MESSAGE_ID] = route.tapped_message_id
+        return OutboxMessage(route.topic, key, payload, conversation_id=conversation_id)
 
     def _reply(self, record: ConversationRecord, turn: Turn) -> Reply:
         locale = record.state.locale

@@ -201,6 +201,35 @@ async def _welcomed(service: IntakeService) -> None:
     await service.directory.refresh(force=True)
 
 
+async def test_the_exit_word_in_an_ended_chat_is_claimed_as_every_reply_is(
+    any_service: IntakeService,
+) -> None:
+    """The exit word where the chat's conversation has ended opens nothing: its reply takes
+    the route every reply of the chat takes (`ReplyRoute`), claimed for this process's
+    sender when nothing of the chat waits before it; behind its deletions when it has some."""
+    service = any_service
+    await _welcomed(service)
+    first = await _update(service, Inbound("text", "exit"), 2)
+    assert first.exit and first.claimed == []  # behind the row deleting messages 1 and 2
+    async with service.storage.unit_of_work() as uow:
+        for row in await uow.outbox.list(topic=TOPIC):
+            if row.id is not None and row.status == "pending":
+                await uow.outbox.mark_done(row.id)
+        await uow.commit()
+    again = await service.handle_for_channel_key(
+        "telegram",
+        CHAT,
+        Inbound("text", "exit"),
+        message_id="3",
+        scope="telegram:test",
+        outbox_topic=TOPIC,
+        claim_for=30,
+    )
+    assert again.exit and [row.payload["messages"] for row in again.claimed] == [
+        [m.to_record() for m in again.messages]
+    ]
+
+
 async def test_an_overtaken_telegram_turn_runs_again_and_writes_its_reply_once(
     memory_service: IntakeService,
 ) -> None:
