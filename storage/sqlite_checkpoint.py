@@ -16,8 +16,8 @@ from its beginning, which it does once every page is copied, and when its checkp
 due it now finds little left to copy. Python's sqlite3 releases the GIL while SQLite works,
 so the copy does not hold up the event loop either.
 
-A pass with nothing to copy only reads the WAL's index (shared memory): an idle server pays a
-few microseconds twenty times a second. Nothing here reads a row; nothing is logged but the
+A pass with nothing to copy only reads the WAL's index (shared memory): an idle server pays
+about 10 µs twenty times a second. Nothing here reads a row; nothing is logged but the
 error's kind.
 """
 
