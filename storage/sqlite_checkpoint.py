@@ -56,8 +56,14 @@ class WalCheckpointer:
 
     def start(self) -> None:
         if self._thread is None:
+            # An event of each thread's own: a thread still ending after `stop` is never
+            # told to go on by a `start` after it.
+            self._stopping = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name=f"sqlite-checkpoint:{self.path.name}", daemon=True
+                target=self._run,
+                args=(self._stopping,),
+                name=f"sqlite-checkpoint:{self.path.name}",
+                daemon=True,
             )
             self._thread.start()
 
@@ -69,10 +75,10 @@ class WalCheckpointer:
         self._stopping.set()
         await asyncio.to_thread(thread.join)
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         connection: sqlite3.Connection | None = None
         try:
-            while not self._stopping.wait(self.interval):
+            while not stopping.wait(self.interval):
                 if connection is None:
                     connection = self._connect()
                 if connection is not None:

@@ -111,3 +111,16 @@ async def test_a_database_not_there_yet_is_waited_for_not_created(tmp_path: Path
     finally:
         await checkpointer.stop()
     assert not checkpointer.running
+
+
+async def test_it_starts_again_after_a_stop(database: Path) -> None:
+    checkpointer = WalCheckpointer(database, interval=0.01)
+    checkpointer.start()
+    await checkpointer.stop()
+    passes = checkpointer.passes
+    checkpointer.start()
+    try:
+        assert await eventually(lambda: checkpointer.passes > passes, within=10.0)
+    finally:
+        await checkpointer.stop()
+    assert not checkpointer.running
