@@ -5,7 +5,8 @@ through the web chat API on SQLite and PostgreSQL against an insert-and-commit c
 open-loop latency), telegram (webhook turns/s with a fake Bot API), memory (server RSS per open
 conversation), scaling (1, 2, 4 workers on PostgreSQL), staff (the inbox's queue at 100,000
 reports), layers (a web turn's server CPU by layer: the web channel alone, the service, a unit
-of work). A part whose prerequisites are missing
+of work), commits (the SQLite writer's commits that wait for a checkpoint, with the WAL
+checkpointed beside the writer and without). A part whose prerequisites are missing
 prints a "skipped: reason" row instead of failing the run.
 """
 
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "scaling": "bench.scaling",
     "staff": "bench.staff_queue",
     "layers": "bench.turn_layers",
+    "commits": "bench.sqlite_commits",
 }
 
 
