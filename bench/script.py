@@ -9,8 +9,13 @@ summary, submit — 19 turns after the start, mixing buttons and typed text.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from bot.intake.service import IntakeService
 
 WHAT_HAPPENED = (
     "My mother was left in a wet bed for most of the night on the second floor. Staff said "
@@ -102,3 +107,25 @@ TEXT_STEPS = frozenset(
 
 #: Turns per conversation including the opening one (/start, or creating the conversation).
 TURNS_PER_CONVERSATION = len(SCRIPT) + 1
+
+
+async def web_conversations(
+    service: IntakeService, count: int, *, at_once: int, numbers: Iterator[int]
+) -> None:
+    """`count` whole conversations of the script through `service` as the web chat runs them,
+    in this process (no HTTP), `at_once` at a time: the start with its token, then each turn
+    with the next message id of `numbers`."""
+    from bot.engine.types import Inbound
+
+    async def conversation() -> None:
+        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
+        for turn in SCRIPT:
+            await service.handle(
+                reply.conversation_id,
+                Inbound(turn.kind, turn.value),
+                message_id=f"m{next(numbers)}",
+                token=reply.token,
+            )
+
+    for first in range(0, count, at_once):
+        await asyncio.gather(*(conversation() for _ in range(min(at_once, count - first))))

@@ -17,7 +17,6 @@ checkpoint's copy (or for the disk): the row gives the writer's time in such com
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import time
@@ -74,10 +73,9 @@ async def _measure(
 ) -> None:
     """Run both services (`urls`: "beside" and "baseline"); the writer's commits land in
     `timings` by database file, the warm-up's left out."""
-    from bench.script import SCRIPT
+    from bench.script import web_conversations
     from bot.app import build_service
     from bot.config import Settings
-    from bot.engine.types import Inbound
     from storage.sqlalchemy_storage import SqlStorage
 
     services = {}
@@ -90,21 +88,8 @@ async def _measure(
         services[name] = service
     numbers = iter(range(10_000_000))
 
-    async def conversation(name: str) -> None:
-        service = services[name]
-        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
-        for turn in SCRIPT:
-            await service.handle(
-                reply.conversation_id,
-                Inbound(turn.kind, turn.value),
-                message_id=f"m{next(numbers)}",
-                token=reply.token,
-            )
-
     async def many(name: str, count: int) -> None:
-        for first in range(0, count, CONCURRENCY):
-            batch = min(CONCURRENCY, count - first)
-            await asyncio.gather(*(conversation(name) for _ in range(batch)))
+        await web_conversations(services[name], count, at_once=CONCURRENCY, numbers=numbers)
 
     try:
         for name in services:  # warm-up, not counted

@@ -27,7 +27,6 @@ the machine. The loadgen's own process is not counted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -122,11 +121,10 @@ async def _cpu_per_call(call: Callable[[], Awaitable[Any]], count: int) -> float
 async def in_process(url: str, conversations: int, calls: int) -> dict[str, float]:
     from sqlalchemy.util.concurrency import greenlet_spawn
 
-    from bench.script import SCRIPT
+    from bench.script import SCRIPT, web_conversations
     from bot.app import build_service
     from bot.cli import settle_garbage_collector
     from bot.config import Settings
-    from bot.engine.types import Inbound
     from storage.sqlalchemy_storage import SqlStorage
 
     service = await build_service(Settings.from_env({"INTAKE_DATABASE_URL": url}))
@@ -135,20 +133,8 @@ async def in_process(url: str, conversations: int, calls: int) -> dict[str, floa
     await settle_garbage_collector(None)
     numbers = iter(range(1_000_000))
 
-    async def conversation() -> None:
-        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
-        for turn in SCRIPT:
-            await service.handle(
-                reply.conversation_id,
-                Inbound(turn.kind, turn.value),
-                message_id=f"m{next(numbers)}",
-                token=reply.token,
-            )
-
     async def many(count: int) -> None:
-        for first in range(0, count, CONCURRENCY):
-            batch = min(CONCURRENCY, count - first)
-            await asyncio.gather(*(conversation() for _ in range(batch)))
+        await web_conversations(service, count, at_once=CONCURRENCY, numbers=numbers)
 
     async def unit_of_work() -> None:
         async with storage.unit_of_work():
