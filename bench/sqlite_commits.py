@@ -26,6 +26,7 @@ from typing import Any
 
 from bench.common import Row, fmt, log, ratio
 from bench.servers import database
+from storage.engine import normalize_url, sqlite_path
 
 CONCURRENCY = 50
 #: Conversations per round and variant, and rounds (each variant's share of the rounds).
@@ -103,6 +104,13 @@ async def _measure(
             await service.storage.close()
 
 
+def _database_file(url: str) -> str:
+    """The key `_TimedConnection` records a SQLite URL's commits under."""
+    path = sqlite_path(normalize_url(url))
+    assert path is not None, "a SQLite file"
+    return str(path.resolve())
+
+
 def _summary(commits: list[float]) -> dict[str, float]:
     ordered = sorted(commits)
     slow = [value for value in ordered if value > SLOW_MS]
@@ -129,8 +137,7 @@ def rows(quick: bool = False, context: dict[str, Any] | None = None) -> list[Row
     ):
         urls = {"beside": beside, "baseline": baseline}
         uvloop.run(_measure(urls, rounds, ROUND_CONVERSATIONS, timings))
-        files = {name: str(Path(url.split(":///", 1)[1]).resolve()) for name, url in urls.items()}
-        ours, base = (_summary(timings.get(files[name], [])) for name in ("beside", "baseline"))
+        ours, base = (_summary(timings.get(_database_file(urls[name]), [])) for name in urls)
     row = Row(
         f"SQLite writer: time in commits over {SLOW_MS:.0f} ms per 10,000, WAL copied beside it",
         fmt(ours["slow_ms_per_10k"], " ms"),

@@ -47,32 +47,33 @@ class WalCheckpointer:
         self.interval = interval
         #: Passes that ran a checkpoint (tests, instrumentation).
         self.passes = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: The thread and the event that stops it. Each thread has an event of its own: a
+        #: thread still ending after `stop` is never told to go on by a `start` after it.
+        self._running: tuple[threading.Thread, threading.Event] | None = None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._running is not None and self._running[0].is_alive()
 
     def start(self) -> None:
-        if self._thread is None:
-            # An event of each thread's own: a thread still ending after `stop` is never
-            # told to go on by a `start` after it.
-            self._stopping = threading.Event()
-            self._thread = threading.Thread(
+        if self._running is None:
+            stopping = threading.Event()
+            thread = threading.Thread(
                 target=self._run,
-                args=(self._stopping,),
+                args=(stopping,),
                 name=f"sqlite-checkpoint:{self.path.name}",
                 daemon=True,
             )
-            self._thread.start()
+            self._running = (thread, stopping)
+            thread.start()
 
     async def stop(self) -> None:
         """End the thread after its current pass (milliseconds), without blocking the loop."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        running, self._running = self._running, None
+        if running is None:
             return
-        self._stopping.set()
+        thread, stopping = running
+        stopping.set()
         await asyncio.to_thread(thread.join)
 
     def _run(self, stopping: threading.Event) -> None:
