@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import Table, event
 from sqlalchemy import exc as sa_exc
@@ -25,6 +25,9 @@ from bot.ports import ConversationRecord, StorageError
 from storage.engine import SQLITE_BEGUN
 from storage.errors import storage_errors
 from storage.turn_cache import TurnCache
+
+if TYPE_CHECKING:
+    from storage.sqlite_group_commit import GroupCommit
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
     import asyncpg
@@ -448,7 +451,9 @@ class Db:
     """Executes statements on one connection, translating failures to StorageError.
 
     Over a `PooledTransaction` (a unit of work) or over a SQLAlchemy `AsyncConnection` (reads
-    outside one: the directory, staff pages).
+    outside one: the directory, staff pages); or, for a SQLite unit of work, over the engine
+    until its first statement checks the connection out (`_check_out`), or hands its only
+    write to the group commit (`storage.sqlite_group_commit`, `run_sqlite_then_commit`).
 
     `closed` is set when the unit of work ends, so a repository kept past its transaction fails
     loudly instead of silently opening a new one (the connection would autobegin).
@@ -468,13 +473,16 @@ class Db:
 
     def __init__(
         self,
-        handle: AsyncConnection | PooledTransaction,
+        handle: AsyncConnection | PooledTransaction | AsyncEngine,
         clock: Clock,
         *,
         reconnectable: bool = False,
         unlocked_turns: bool = False,
         turn_cache: TurnCache | None = None,
+        group_commit: GroupCommit | None = None,
     ) -> None:
+        #: SQLite: where a unit of work's only write goes (storage.sqlite_group_commit).
+        self._group_commit = group_commit
         #: PostgreSQL: a web turn reads without the lock and writes outside a transaction
         #: (`ConversationRepository.read_for_turn`, storage.turns.commit_turn).
         self.unlocked_turns = unlocked_turns
@@ -489,9 +497,15 @@ class Db:
         self.keep_turn = False
         self._transaction: PooledTransaction | None = None
         self._connection: AsyncConnection | None = None
+        #: A unit of work whose connection is checked out at its first statement
+        #: (`SqlUnitOfWork` on SQLite): the engine to check it out of, until then.
+        self._unopened: AsyncEngine | None = None
         if isinstance(handle, PooledTransaction):
             self._transaction = handle
             self.is_postgres = handle.is_postgres
+        elif isinstance(handle, AsyncEngine):
+            self._unopened = handle
+            self.is_postgres = handle.dialect.name == "postgresql"
         else:
             self._connection = handle
             self.is_postgres = handle.dialect.name == "postgresql"
@@ -502,6 +516,28 @@ class Db:
         #: Over a plain AsyncConnection: its adapter and driver connection, once asked for.
         self._adapter: Any = None
         self._driver: Any = None
+
+    @property
+    def transaction(self) -> PooledTransaction | None:
+        """The unit of work's connection and transaction; None over a plain connection, and
+        in a unit of work that checks out at its first statement, until then."""
+        return self._transaction
+
+    async def _check_out(self) -> None:
+        """Check the unit of work's connection out now, if it waited for its first statement.
+
+        Why SQLite waits: its pool is one connection, the single writer, and a unit of work
+        holds it from checkout to release. Checked out on entry, every turn held the writer
+        through all its own work (the engine, the reply, the event loop's hops), not only its
+        statements. Now a unit of work holds it from its first statement, and one whose only
+        statement is a write that commits does not take it at all: the write goes in a batch
+        (`run_sqlite_then_commit`, storage.sqlite_group_commit). What the writer serializes
+        is unchanged: a read (BEGIN IMMEDIATE) holds it until the commit, as before; a turn
+        started from what this worker kept is checked by its write's revision test, as it
+        already was against another process's writes."""
+        if self._unopened is not None:
+            self._transaction = await PooledTransaction.begin(self._unopened)
+            self._unopened = None
 
     @property
     def connection(self) -> AsyncConnection:
@@ -523,6 +559,7 @@ class Db:
             raise StorageError("this unit of work has ended (committed or rolled back)")
         fresh, self._fresh = self._fresh, False
         with storage_errors():
+            await self._check_out()
             if self._transaction is not None and not self.is_postgres:
                 await self._transaction.begin_sqlite()
             try:
@@ -547,6 +584,8 @@ class Db:
         out as StorageError (`storage_errors`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
+        with storage_errors():
+            await self._check_out()
         transaction = self._transaction
         if transaction is None:
             return await self._plain_driver()
@@ -574,6 +613,8 @@ class Db:
         work's transaction, in one hand-off (`PooledTransaction.run_sqlite`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
+        with storage_errors():
+            await self._check_out()
         if self._transaction is not None:
             with storage_errors():
                 return await self._transaction.run_sqlite(work)
@@ -639,8 +680,21 @@ class Db:
     ) -> T:
         """SQLite: `PooledTransaction.run_sqlite_then_commit` (work, then COMMIT when it says
         so, in one hand-off); the unit of work is over once committed."""
-        if self.closed or self._transaction is None:
+        if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
+        if self._unopened is not None and self._group_commit is not None:
+            # The whole of this unit of work's database work: it goes with the writes queued
+            # meanwhile, in one hand-off and one commit (storage.sqlite_group_commit), and
+            # the unit of work never checks the connection out. Over either way: committed,
+            # or (work said not to) rolled back to where it began.
+            self._unopened = None
+            self.closed = True
+            with storage_errors():
+                return await self._group_commit.run(work)
+        with storage_errors():
+            await self._check_out()
+        if self._transaction is None:
+            raise StorageError("run_sqlite_then_commit() outside a unit of work")
         with storage_errors():
             result = await self._transaction.run_sqlite_then_commit(work)
         if self._transaction.done:

@@ -54,6 +54,7 @@ from storage.repositories import (
     SqlTranscripts,
 )
 from storage.sqlite_checkpoint import WalCheckpointer
+from storage.sqlite_group_commit import GroupCommit
 from storage.subscriptions import SqlSubscriptions
 from storage.surveys import SqlChatSurveys
 from storage.turn_cache import TurnCache
@@ -128,8 +129,10 @@ class SqlUnitOfWork:
     The connection is held as a `storage.db.PooledTransaction`: the turn's statements and the
     commit go to the driver, SQLAlchemy is used only by the statements built with it.
 
-    On SQLite the connection is the single writer, so keep a unit of work short and never open
-    a second one (or call `storage.directory`) inside it: it would wait for itself.
+    On SQLite the connection is the single writer, taken at the unit of work's first statement
+    (its only write, if that is all it does, goes in a batch: `storage.sqlite_group_commit`),
+    so keep a unit of work short and never open a second one (or call `storage.directory`)
+    inside it once it has run a statement: it would wait for itself.
     """
 
     # Typed as the ports: a protocol's attributes are mutable, hence invariant, so the
@@ -152,22 +155,26 @@ class SqlUnitOfWork:
         *,
         unlocked_turns: bool = False,
         turn_cache: TurnCache | None = None,
+        group_commit: GroupCommit | None = None,
     ) -> None:
         self._engine = engine
+        self._group_commit = group_commit
         self._clock = clock
         self._unlocked_turns = unlocked_turns
         self._turn_cache = turn_cache
-        self._transaction: PooledTransaction | None = None
         self._db: Db | None = None
 
     async def __aenter__(self) -> Self:
-        self._transaction = transaction = await PooledTransaction.begin(self._engine)
+        # SQLite's one connection is checked out by the first statement (`Db._check_out`);
+        # PostgreSQL's pool has one for every unit of work in flight, taken now.
+        postgres = self._engine.dialect.name == "postgresql"
         self._db = db = Db(
-            transaction,
+            await PooledTransaction.begin(self._engine) if postgres else self._engine,
             self._clock,
-            reconnectable=transaction.is_postgres,
+            reconnectable=postgres,
             unlocked_turns=self._unlocked_turns,
             turn_cache=self._turn_cache,
+            group_commit=self._group_commit,
         )
         self.conversations = SqlConversations(db)
         self.inbound = SqlInboundLog(db)
@@ -180,6 +187,12 @@ class SqlUnitOfWork:
         self.surveys = SqlChatSurveys(db)
         self.chat_messages = SqlChatMessages(db)
         return self
+
+    @property
+    def transaction(self) -> PooledTransaction | None:
+        """The connection this unit of work holds: on PostgreSQL from its start, on SQLite
+        from its first statement (`storage.db.Db.transaction`); None before, and once over."""
+        return None if self._db is None else self._db.transaction
 
     async def save_turn(
         self,
@@ -234,11 +247,14 @@ class SqlUnitOfWork:
         return self._db
 
     async def commit(self) -> None:
-        if self._db is None or self._transaction is None or self._db.closed:
+        if self._db is None or self._db.closed:
             raise StorageError("commit() outside an open unit of work")
         self._db.closed = True
+        transaction = self._db.transaction
+        if transaction is None:
+            return  # no statement ran, so no connection was checked out: nothing to commit
         with storage_errors():
-            await self._transaction.commit()
+            await transaction.commit()
 
     async def __aexit__(
         self,
@@ -246,10 +262,10 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        transaction = self._transaction
+        transaction = None if self._db is None else self._db.transaction
         if self._db is not None:
             self._db.closed = True
-        self._transaction = self._db = None
+        self._db = None
         if transaction is None or transaction.release_now():
             return
         # Rolls back unless committed; a rollback that fails or hangs (a connection whose
@@ -313,6 +329,9 @@ class SqlStorage:
         #: read every turn. Not used by locked turns on PostgreSQL: their read is the lock.
         self.turn_cache = turn_cache
         self._clock = clock
+        #: SQLite: units of work whose only statement is a write that commits go together
+        #: (storage.sqlite_group_commit).
+        self.group_commit = GroupCommit(engine) if engine.dialect.name == "sqlite" else None
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
         self._dispatcher = (
             SqlStorage(dispatcher_engine, clock=clock) if dispatcher_engine is not None else None
@@ -331,6 +350,7 @@ class SqlStorage:
             turn_cache=None
             if self.engine.dialect.name == "postgresql" and not self.unlocked_turns
             else self.turn_cache,
+            group_commit=self.group_commit,
         )
 
     def dispatcher_storage(self) -> SqlStorage:

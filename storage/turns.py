@@ -74,7 +74,9 @@ the sqlite3 connection on aiosqlite's thread (`Db.run_sqlite`): through SQLAlche
 statement took about four hand-offs to aiosqlite's thread (cursor, execute, fetch, close),
 each waiting for the event loop, and the writer is held all the while; here the read (with
 the unit of work's BEGIN IMMEDIATE) is one hand-off and the whole write with its COMMIT another
-(`sqlite_get_for_turn`, `_sqlite_write`, `commit_turn`). A turn in the middle of a
+(`sqlite_get_for_turn`, `_sqlite_write`, `commit_turn`); a turn that started from what the
+worker kept has no read, and its write goes in a batch with the others queued meanwhile, one
+hand-off and one COMMIT for all (`storage.sqlite_group_commit`). A turn in the middle of a
 conversation sets only columns that no index holds (`SQLITE_UPDATE_STATE`): SQLite rewrites
 the entries of every index whose columns an UPDATE names, a WAL page each. Values are
 stored as SQLAlchemy's SQLite types store them (JSON text, naive UTC text with microseconds),

@@ -46,8 +46,8 @@ async def two_connections(database_url: str) -> AsyncIterator[SqlStorage]:
 
 
 def _driver(uow: object) -> Any:
-    assert isinstance(uow, SqlUnitOfWork) and uow._transaction is not None
-    return uow._transaction.driver
+    assert isinstance(uow, SqlUnitOfWork) and uow.transaction is not None
+    return uow.transaction.driver
 
 
 async def test_a_ready_pooled_connection_is_taken_without_a_hand_off(
@@ -56,8 +56,8 @@ async def test_a_ready_pooled_connection_is_taken_without_a_hand_off(
     drivers = []
     for _ in range(3):
         async with storage.unit_of_work() as uow:
-            drivers.append(_driver(uow))
             assert await uow.reports.get("none") is None
+            drivers.append(_driver(uow))
     assert len(hand_offs) == 1  # the first: the pool had nothing to give yet
     assert drivers[0] is drivers[1] is drivers[2]
     assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -73,13 +73,14 @@ async def test_a_connection_past_its_recycle_time_is_recycled_by_sqlalchemy(
     storage: SqlStorage, hand_offs: list[object]
 ) -> None:
     async with storage.unit_of_work() as uow:
+        assert await uow.reports.get("none") is None  # SQLite checks out at a first statement
         old = _driver(uow)
     storage.engine.sync_engine.pool._recycle = 0
     await asyncio.sleep(0.01)  # time.time() moves on: the times compared differ
     assert checkout_now(storage.engine) is None
     async with storage.unit_of_work() as uow:
-        assert _driver(uow) is not old  # reconnected, under the greenlet
         assert await uow.reports.get("none") is None
+        assert _driver(uow) is not old  # reconnected, under the greenlet
     assert len(hand_offs) == 2
 
 
@@ -88,13 +89,14 @@ async def test_after_the_pool_is_invalidated_sqlalchemy_reconnects(
 ) -> None:
     """What SQLAlchemy does when it meets a disconnect: every older connection is stale."""
     async with storage.unit_of_work() as uow:
+        assert await uow.reports.get("none") is None  # SQLite checks out at a first statement
         old = _driver(uow)
     await asyncio.sleep(0.01)  # time.time() moves on: the times compared differ
     storage.engine.sync_engine.pool._invalidate(None)  # type: ignore[arg-type]
     assert checkout_now(storage.engine) is None
     async with storage.unit_of_work() as uow:
-        assert _driver(uow) is not old
         assert await uow.reports.get("none") is None
+        assert _driver(uow) is not old
     assert len(hand_offs) == 2
 
 
@@ -132,11 +134,11 @@ async def test_the_connection_checked_is_the_one_the_pool_hands_out_next(
     first, second = storage.unit_of_work(), storage.unit_of_work()
     await first.__aenter__()
     await second.__aenter__()
-    assert first._transaction is not None and second._transaction is not None
+    assert first.transaction is not None and second.transaction is not None
     await asyncio.sleep(0.01)  # time.time() moves on: the times compared differ
     spoiled = first if stale == "returned first" else second
-    assert spoiled._transaction is not None
-    spoiled._transaction.fairy.invalidate(soft=True)
+    assert spoiled.transaction is not None
+    spoiled.transaction.fairy.invalidate(soft=True)
     fresh = second if spoiled is first else first
     fresh_driver = _driver(fresh)
     await first.__aexit__(None, None, None)

@@ -80,8 +80,8 @@ async def test_one_at_a_time_the_connection_handed_back_last_is_used_again(
         backends = set()
         for _ in range(6):
             async with storage.unit_of_work() as unit:
-                assert unit._transaction is not None
-                backends.add(await unit._transaction.driver.fetchval("SELECT pg_backend_pid()"))
+                assert unit.transaction is not None
+                backends.add(await unit.transaction.driver.fetchval("SELECT pg_backend_pid()"))
         assert storage.engine.pool.checkedin() == 5  # type: ignore[attr-defined]
         assert len(backends) == 1
     finally:

@@ -154,9 +154,9 @@ async def test_an_ended_unit_of_work_returns_its_connection_without_a_hand_off(
     drivers = []
     for commit in (True, False, True):
         async with storage.unit_of_work() as uow:
-            assert isinstance(uow, SqlUnitOfWork) and uow._transaction is not None
-            drivers.append(uow._transaction.driver)
             await uow.outbox.add([OutboxMessage("test.topic", "k", {"n": 1})])
+            assert isinstance(uow, SqlUnitOfWork) and uow.transaction is not None
+            drivers.append(uow.transaction.driver)
             if commit:
                 await uow.commit()
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -179,8 +179,8 @@ async def test_a_connection_the_pool_has_no_room_for_is_closed_on_the_way_back(
         first, second = storage.unit_of_work(), storage.unit_of_work()
         await first.__aenter__()
         await second.__aenter__()
-        assert first._transaction is not None and second._transaction is not None
-        overflow = second._transaction.driver
+        assert first.transaction is not None and second.transaction is not None
+        overflow = second.transaction.driver
         await first.__aexit__(None, None, None)
         await second.__aexit__(None, None, None)
         pool = storage.engine.pool
@@ -202,8 +202,8 @@ async def _backends_of_a_burst(storage: SqlStorage, size: int) -> set[int]:
     try:
         pids = set()
         for unit in units:
-            assert unit._transaction is not None
-            pids.add(await unit._transaction.driver.fetchval("SELECT pg_backend_pid()"))
+            assert unit.transaction is not None
+            pids.add(await unit.transaction.driver.fetchval("SELECT pg_backend_pid()"))
         return pids
     finally:
         for unit in units:
@@ -248,18 +248,20 @@ async def test_units_of_work_get_connections_in_the_order_they_asked(database_ur
 
     async def unit(name: str) -> None:
         async with storage.unit_of_work() as uow:
-            order.append(name)
             assert await uow.reports.get("none") is None
+            order.append(name)
 
     try:
         holder = storage.unit_of_work()
-        await holder.__aenter__()  # the one connection, checked out
+        await holder.__aenter__()
+        # The one connection, checked out (on SQLite by the unit of work's first statement).
+        assert await holder.reports.get("none") is None
         waiter = asyncio.create_task(unit("waiter"))
         for _ in range(5):
             await asyncio.sleep(0)  # the waiter is queued for it
         assert order == []
-        # A newcomer is ready to run when the connection goes back (with no statement run,
-        # at once, without suspending): it runs before the waiter woken for it.
+        # A newcomer is ready to run when the connection goes back: it must not run before
+        # the waiter woken for it.
         newcomer = asyncio.create_task(unit("newcomer"))
         await holder.__aexit__(None, None, None)
         async with asyncio.timeout(10):

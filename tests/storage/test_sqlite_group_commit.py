@@ -1,0 +1,193 @@
+"""SQLite: units of work whose only statement is a write that commits go to the writer
+together, one hand-off and one COMMIT for all of them (`storage.sqlite_group_commit`).
+
+Each caller hears of its write only once the batch has committed; a write that fails, or
+says not to commit, takes nothing of the others with it; a COMMIT that fails fails them all
+and keeps none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bench.script import web_conversations
+from bot.app import build_service
+from bot.config import Settings
+from bot.engine.types import Inbound
+from bot.ports import StorageError
+from storage import create_storage, upgrade
+from storage.sqlalchemy_storage import SqlStorage
+from storage.sqlite_group_commit import GroupCommit
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Path:
+    path = tmp_path / "intake.sqlite3"
+    await upgrade(f"sqlite+aiosqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute(
+            "CREATE TABLE scratch (n INTEGER PRIMARY KEY, parent INTEGER REFERENCES scratch (n))"
+        )
+        connection.commit()
+    return path
+
+
+@pytest.fixture
+async def storage(database: Path) -> AsyncIterator[SqlStorage]:
+    handle = await create_storage(f"sqlite+aiosqlite:///{database}")
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+def committed(database: Path) -> list[int]:
+    """The scratch rows another connection sees: only what was committed."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        return [n for (n,) in connection.execute("SELECT n FROM scratch ORDER BY n")]
+
+
+def insert(n: int, *, keep: bool = True) -> Callable[[sqlite3.Connection], tuple[int, bool]]:
+    def write(connection: sqlite3.Connection) -> tuple[int, bool]:
+        connection.execute("INSERT INTO scratch (n) VALUES (?)", (n,))
+        return n, keep
+
+    return write
+
+
+def group(storage: SqlStorage) -> GroupCommit:
+    assert storage.group_commit is not None
+    return storage.group_commit
+
+
+async def test_writes_queued_together_are_committed_together_and_answered_after(
+    storage: SqlStorage, database: Path
+) -> None:
+    writes = group(storage)
+
+    async def one(n: int) -> None:
+        assert await writes.run(insert(n)) == n
+        assert n in committed(database)  # answered only once durable
+
+    await asyncio.gather(*(one(n) for n in range(1, 21)))
+    assert committed(database) == list(range(1, 21))
+    assert writes.writes == 20
+    assert writes.batches < 20  # the first went alone; the rest queued behind it went together
+
+
+async def test_a_write_that_fails_or_declines_takes_nothing_of_the_others_with_it(
+    storage: SqlStorage, database: Path
+) -> None:
+    writes = group(storage)
+
+    def fails_after_writing(connection: sqlite3.Connection) -> tuple[None, bool]:
+        connection.execute("INSERT INTO scratch (n) VALUES (100)")
+        raise ValueError("this write's own failure")
+
+    results = await asyncio.gather(
+        writes.run(insert(1)),
+        writes.run(fails_after_writing),
+        writes.run(insert(2, keep=False)),  # e.g. its revision check failed
+        writes.run(insert(3)),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 2 and results[3] == 3
+    assert isinstance(results[1], ValueError)
+    assert committed(database) == [1, 3]
+
+
+async def test_a_commit_that_fails_fails_every_write_of_its_batch_and_keeps_none(
+    storage: SqlStorage, database: Path
+) -> None:
+    writes = group(storage)
+    await writes.run(insert(1))  # the writer is open, so the next three queue as one batch
+
+    def breaks_the_commit(connection: sqlite3.Connection) -> tuple[None, bool]:
+        # A foreign key checked only at COMMIT: the batch's commit fails as a whole.
+        connection.execute("PRAGMA defer_foreign_keys = ON")
+        connection.execute("INSERT INTO scratch (n, parent) VALUES (50, 999)")
+        return None, True
+
+    results = await asyncio.gather(
+        writes.run(insert(2)),
+        writes.run(breaks_the_commit),
+        writes.run(insert(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, StorageError) for result in results), results
+    assert committed(database) == [1]
+    assert await writes.run(insert(4)) == 4  # the writer goes on afterwards
+    assert committed(database) == [1, 4]
+
+
+async def test_a_unit_of_work_whose_first_statement_commits_goes_with_the_others(
+    storage: SqlStorage, database: Path
+) -> None:
+    """Through the units of work: an outbox claim that commits by itself is one such write,
+    and its unit of work never checks the connection out."""
+    writes = group(storage)
+
+    async def claim() -> None:
+        async with storage.unit_of_work() as uow:
+            assert await uow.outbox.claim("none", limit=1, lease_seconds=5, commit=True) == []
+            assert uow.transaction is None
+
+    await asyncio.gather(*(claim() for _ in range(10)))
+    assert writes.writes == 10
+    assert writes.batches < 10
+    assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_web_turns_of_many_conversations_share_commits_and_all_go_through(
+    tmp_path: Path,
+) -> None:
+    """The product's own path: a turn started from what this worker kept writes as the whole
+    of its unit of work; concurrent conversations' turns commit in shared batches, and every
+    conversation ends where the script leaves it, submitted."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.sqlite3'}"
+    service = await build_service(Settings.from_env({"INTAKE_DATABASE_URL": url}))
+    try:
+        storage = service.storage
+        assert isinstance(storage, SqlStorage) and storage.group_commit is not None
+        await web_conversations(service, 20, at_once=20, numbers=iter(range(1_000_000)))
+        writes = storage.group_commit
+        assert writes.writes > 20 * 10  # most turns wrote this way
+        assert writes.batches < writes.writes / 2
+        with contextlib.closing(sqlite3.connect(tmp_path / "intake.sqlite3")) as connection:
+            (reports,) = connection.execute("SELECT count(*) FROM reports").fetchone()
+        assert reports == 20
+    finally:
+        await service.storage.close()
+
+
+async def test_two_turns_of_one_conversation_at_once_are_both_applied_in_turn(
+    tmp_path: Path,
+) -> None:
+    """Neither is lost: the second's write finds the first's revision and runs again."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.sqlite3'}"
+    service = await build_service(Settings.from_env({"INTAKE_DATABASE_URL": url}))
+    try:
+        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
+        async with service.storage.unit_of_work() as uow:
+            started = await uow.conversations.get(reply.conversation_id)
+        assert started is not None
+        first, second = await asyncio.gather(
+            service.handle(
+                reply.conversation_id, Inbound("command", "help"), message_id="a", token=reply.token
+            ),
+            service.handle(
+                reply.conversation_id, Inbound("command", "help"), message_id="b", token=reply.token
+            ),
+        )
+        assert first.messages and second.messages
+        async with service.storage.unit_of_work() as uow:
+            record = await uow.conversations.get(reply.conversation_id)
+        assert record is not None and record.revision == started.revision + 2  # both turns
+    finally:
+        await service.storage.close()
