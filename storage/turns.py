@@ -830,6 +830,7 @@ async def commit_new(
         added = await db.run_committed(add)
         if added != 1:
             raise DuplicateError(f"conversation {record.id!r} exists")
+        _keep_new(db, record)
         return True
     row = _new_conversation_row(record, sqlite_time)
     lines = [
@@ -846,7 +847,16 @@ async def commit_new(
 
     if not await db.run_sqlite_then_commit(add_then_commit):
         raise DuplicateError(f"conversation {record.id!r} exists")
+    _keep_new(db, record)
     return True
+
+
+def _keep_new(db: Db, record: ConversationRecord) -> None:
+    """A new conversation, committed as `record` says, is kept as a turn's write is
+    (storage.turn_cache), if this worker keeps them: its first turn needs no read either
+    (on SQLite, that read held the single writer through the whole turn)."""
+    if db.turn_cache is not None:
+        db.turn_cache.put(record, json_text(record.state.to_json()))
 
 
 # A Telegram turn's read: the chat's active conversation, found by its channel address rather

@@ -84,6 +84,35 @@ async def test_the_next_turn_is_its_write_alone(
 
 
 @BACKENDS
+async def test_the_first_turn_after_the_start_is_its_write_alone(
+    any_service: IntakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A web conversation's start is kept as a turn's write is, so its first turn does not
+    read either (on SQLite that read held the single writer through the whole turn)."""
+    storage = _storage(any_service)
+    start = await any_service.start(channel="web", with_token=True)
+    inbound = Inbound("choice", "start")
+    if storage.backend == "postgresql":
+        async with statements_sent(storage) as sent:
+            reply = await any_service.handle(
+                start.conversation_id, inbound, message_id="m1", token=start.token
+            )
+        assert len(sent) == 1 and "UPDATE conversations" in sent[0], sent
+    else:
+        trips = _Trips(monkeypatch)
+        reply = await any_service.handle(
+            start.conversation_id, inbound, message_id="m1", token=start.token
+        )
+        monkeypatch.undo()
+        assert trips.count == 1
+    assert not reply.replayed and reply.step != start.step
+    again = await any_service.handle(
+        start.conversation_id, inbound, message_id="m1", token=start.token
+    )
+    assert again.replayed and again.to_record() == reply.to_record()
+
+
+@BACKENDS
 async def test_a_conversation_changed_by_someone_else_is_read_again(
     any_service: IntakeService,
 ) -> None:
