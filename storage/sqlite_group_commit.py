@@ -117,6 +117,9 @@ class GroupCommit:
                 _fail(future, error)
             return
         except BaseException:
+            # Cancelled (the process is stopping) with the batch perhaps already on the
+            # writer's thread, where it may still commit: its callers are told it failed, and
+            # a retry finds what did commit (a message id's reply is kept with its turn).
             for _write, future in batch:
                 _fail(future, StorageError("the database writer stopped"))
             raise
