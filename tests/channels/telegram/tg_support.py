@@ -80,9 +80,14 @@ class TelegramServer:
         deadline = time.monotonic() + within
         handler = self.channel.handler
         assert handler is not None
+        dispatcher = self.channel.dispatcher
         while True:
             background = getattr(handler, "_background", set())
-            if not background and await self.pending() == 0:
+            # Nothing pending in the outbox, and no delivery still finishing its bookkeeping
+            # (its settle committed, its counters not yet counted: on SQLite a settle commits
+            # in a batch, and the outbox can read empty before the delivery resumes).
+            delivering = dispatcher is not None and dispatcher.inflight > 0
+            if not background and not delivering and await self.pending() == 0:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"not settled: {await self.pending()} pending")
