@@ -536,7 +536,8 @@ class Db:
         started from what this worker kept is checked by its write's revision test, as it
         already was against another process's writes."""
         if self._unopened is not None:
-            self._transaction = await PooledTransaction.begin(self._unopened)
+            with storage_errors():
+                self._transaction = await PooledTransaction.begin(self._unopened)
             self._unopened = None
 
     @property
@@ -558,8 +559,8 @@ class Db:
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
         fresh, self._fresh = self._fresh, False
+        await self._check_out()
         with storage_errors():
-            await self._check_out()
             if self._transaction is not None and not self.is_postgres:
                 await self._transaction.begin_sqlite()
             try:
@@ -584,8 +585,7 @@ class Db:
         out as StorageError (`storage_errors`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
-        with storage_errors():
-            await self._check_out()
+        await self._check_out()
         transaction = self._transaction
         if transaction is None:
             return await self._plain_driver()
@@ -613,8 +613,7 @@ class Db:
         work's transaction, in one hand-off (`PooledTransaction.run_sqlite`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
-        with storage_errors():
-            await self._check_out()
+        await self._check_out()
         if self._transaction is not None:
             with storage_errors():
                 return await self._transaction.run_sqlite(work)
@@ -691,8 +690,7 @@ class Db:
             self.closed = True
             with storage_errors():
                 return await self._group_commit.run(work)
-        with storage_errors():
-            await self._check_out()
+        await self._check_out()
         if self._transaction is None:
             raise StorageError("run_sqlite_then_commit() outside a unit of work")
         with storage_errors():

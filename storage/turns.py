@@ -786,17 +786,18 @@ SQLITE_INSERT_CONVERSATION = """
 
 
 def _new_conversation_row(
-    record: ConversationRecord, moment: Callable[[datetime], Any]
+    record: ConversationRecord, moment: Callable[[datetime], Any], state_json: str
 ) -> tuple[Any, ...]:
     """A new conversation's columns, in the order of `RAW_ADD_CONVERSATION` and
-    `SQLITE_INSERT_CONVERSATION`; `moment` gives each database its timestamps' form."""
+    `SQLITE_INSERT_CONVERSATION`; `moment` gives each database its timestamps' form,
+    `state_json` is the state's JSON text."""
     untouched_at, finished_at = sweep_marks(record)
     return (
         record.id,
         record.channel,
         record.channel_key,
         record.token_hash,
-        json_text(record.state.to_json()),
+        state_json,
         record.state.status,
         record.revision,
         record.reference,
@@ -816,11 +817,12 @@ async def commit_new(
     adds and commits as before. PostgreSQL: `RAW_ADD_CONVERSATION`, a statement of its own
     outside a transaction (one round trip where BEGIN, two inserts through SQLAlchemy and
     COMMIT were four). SQLite: the inserts and COMMIT in one hand-off."""
+    if db.is_postgres and db.in_transaction:
+        return False
+    state_json = json_text(record.state.to_json())
     if db.is_postgres:
-        if db.in_transaction:
-            return False
         values = (
-            *_new_conversation_row(record, _utc),
+            *_new_conversation_row(record, _utc, state_json),
             json_text([_line(entry) for entry in entries]),
         )
 
@@ -830,9 +832,9 @@ async def commit_new(
         added = await db.run_committed(add)
         if added != 1:
             raise DuplicateError(f"conversation {record.id!r} exists")
-        _keep_new(db, record)
+        _keep_new(db, record, state_json)
         return True
-    row = _new_conversation_row(record, sqlite_time)
+    row = _new_conversation_row(record, sqlite_time, state_json)
     lines = [
         (record.id, entry.seq, entry.role, json_text(entry.payload), sqlite_time(entry.created_at))
         for entry in entries
@@ -847,16 +849,16 @@ async def commit_new(
 
     if not await db.run_sqlite_then_commit(add_then_commit):
         raise DuplicateError(f"conversation {record.id!r} exists")
-    _keep_new(db, record)
+    _keep_new(db, record, state_json)
     return True
 
 
-def _keep_new(db: Db, record: ConversationRecord) -> None:
+def _keep_new(db: Db, record: ConversationRecord, state_json: str) -> None:
     """A new conversation, committed as `record` says, is kept as a turn's write is
     (storage.turn_cache), if this worker keeps them: its first turn needs no read either
     (on SQLite, that read held the single writer through the whole turn)."""
     if db.turn_cache is not None:
-        db.turn_cache.put(record, json_text(record.state.to_json()))
+        db.turn_cache.put(record, state_json)
 
 
 # A Telegram turn's read: the chat's active conversation, found by its channel address rather
