@@ -368,6 +368,10 @@ class SqlStorage:
         await listen_for_outbox(self.engine, wake)
 
     async def close(self) -> None:
+        if self.group_commit is not None:
+            # A batch still on the writer holds the connection, which dispose() would leave
+            # open (a caller cancelled while the process stops, e.g. a dispatcher's settle).
+            await self.group_commit.finish()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         await self.engine.dispose()

@@ -70,6 +70,12 @@ class GroupCommit:
         result: T = await future
         return result
 
+    async def finish(self) -> None:
+        """Wait until every write queued or in flight has been committed or failed (before the
+        engine is disposed: a batch on the writer holds its connection)."""
+        while (draining := self._draining) is not None:
+            await asyncio.wait({draining})
+
     async def _drain(self) -> None:
         try:
             while self._queued:

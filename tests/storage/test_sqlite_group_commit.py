@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -124,6 +125,27 @@ async def test_a_commit_that_fails_fails_every_write_of_its_batch_and_keeps_none
     assert committed(database) == [1]
     assert await writes.run(insert(4)) == 4  # the writer goes on afterwards
     assert committed(database) == [1, 4]
+
+
+async def test_closing_the_storage_lets_a_batch_on_the_writer_finish(database: Path) -> None:
+    """Its caller gone (cancelled as the process stops), the batch still holds the writer's
+    connection: closing waits for it, so the connection goes back and is closed, not left to
+    the garbage collector, and the write it had begun is committed."""
+    storage = await create_storage(f"sqlite+aiosqlite:///{database}")
+    begun = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(connection: sqlite3.Connection) -> tuple[int, bool]:
+        loop.call_soon_threadsafe(begun.set)
+        time.sleep(0.3)
+        return insert(7)(connection)
+
+    caller = asyncio.create_task(group(storage).run(slow))
+    await begun.wait()
+    caller.cancel()
+    await storage.close()
+    assert committed(database) == [7]
+    assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_a_unit_of_work_whose_first_statement_commits_goes_with_the_others(
