@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlalchemy import Table, event
 from sqlalchemy import exc as sa_exc
@@ -27,6 +27,7 @@ from storage.errors import storage_errors
 from storage.turn_cache import TurnCache
 
 if TYPE_CHECKING:
+    from storage.pg_group_commit import PgGroupCommit
     from storage.sqlite_group_commit import GroupCommit
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
@@ -451,9 +452,10 @@ class Db:
     """Executes statements on one connection, translating failures to StorageError.
 
     Over a `PooledTransaction` (a unit of work) or over a SQLAlchemy `AsyncConnection` (reads
-    outside one: the directory, staff pages); or, for a SQLite unit of work, over the engine
-    until its first statement checks the connection out (`_check_out`), or hands its only
-    write to the group commit (`storage.sqlite_group_commit`, `run_sqlite_then_commit`).
+    outside one: the directory, staff pages); or, for a unit of work, over the engine until
+    its first statement checks a connection out (`_check_out`), or hands its only write to
+    the group commit (`storage.sqlite_group_commit`, `run_sqlite_then_commit`;
+    `storage.pg_group_commit`, `commit_statement`).
 
     `closed` is set when the unit of work ends, so a repository kept past its transaction fails
     loudly instead of silently opening a new one (the connection would autobegin).
@@ -479,9 +481,10 @@ class Db:
         reconnectable: bool = False,
         unlocked_turns: bool = False,
         turn_cache: TurnCache | None = None,
-        group_commit: GroupCommit | None = None,
+        group_commit: GroupCommit | PgGroupCommit | None = None,
     ) -> None:
-        #: SQLite: where a unit of work's only write goes (storage.sqlite_group_commit).
+        #: Where a unit of work's only write goes: storage.sqlite_group_commit on SQLite,
+        #: storage.pg_group_commit on PostgreSQL.
         self._group_commit = group_commit
         #: PostgreSQL: a web turn reads without the lock and writes outside a transaction
         #: (`ConversationRepository.read_for_turn`, storage.turns.commit_turn).
@@ -512,7 +515,7 @@ class Db:
         self.clock = clock
         self.closed = False
         #: Until the first statement: whether it may move to a fresh connection.
-        self._fresh = reconnectable and self._transaction is not None
+        self._fresh = reconnectable and self._connection is None
         #: Over a plain AsyncConnection: its adapter and driver connection, once asked for.
         self._adapter: Any = None
         self._driver: Any = None
@@ -525,6 +528,12 @@ class Db:
 
     async def _check_out(self) -> None:
         """Check the unit of work's connection out now, if it waited for its first statement.
+
+        Why PostgreSQL waits: a unit of work whose only statement is a write that commits by
+        itself (a turn started from what this worker kept, a new conversation) needs no
+        connection of its own; its write goes in a batch (`commit_statement`,
+        storage.pg_group_commit), and the pool's connections go to the units of work that
+        do run statements.
 
         Why SQLite waits: its pool is one connection, the single writer, and a unit of work
         holds it from checkout to release. Checked out on entry, every turn held the writer
@@ -635,6 +644,7 @@ class Db:
         as StorageError (`storage_errors`), so the web answers 503 and the client retries."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
+        await self._check_out()
         transaction = self._transaction
         if transaction is None or not self.is_postgres or transaction.in_transaction:
             raise StorageError("run_untransacted() needs a PostgreSQL unit of work not yet begun")
@@ -662,13 +672,30 @@ class Db:
         self.untransacted_done()
         return result
 
+    async def commit_statement(self, statement: str, args: Sequence[Any]) -> Any:
+        """PostgreSQL: the one row that `statement`, a write that commits by itself (it opens
+        with `COMMIT_POINT_MARK`), returns with `args`, run as the unit of work's only
+        statement, which it ends. If the unit of work has run nothing yet, the write goes
+        with the writes queued meanwhile, in one round trip and one commit
+        (storage.pg_group_commit), and the unit of work never checks a connection out;
+        otherwise it runs on the unit of work's connection (`run_committed`)."""
+        if self.closed:
+            raise StorageError("this unit of work has ended (committed or rolled back)")
+        if self._unopened is not None and self._group_commit is not None and self.is_postgres:
+            self._unopened = None
+            self.closed = True
+            return await cast("PgGroupCommit", self._group_commit).run(statement, args)
+        return await self.run_committed(lambda driver: driver.fetchrow(statement, *args))
+
     async def run_read(self, work: Callable[[Any], Awaitable[T]]) -> T:
         """PostgreSQL: `work(driver)`, a read, on this unit of work's asyncpg connection:
         outside a transaction while none has begun (`run_untransacted`: one round trip, where
         the BEGIN, the read and the rollback at the end of the unit of work were three; under
         READ COMMITTED every statement sees what was committed when it began either way),
         else in the transaction begun, so that it sees what this unit of work wrote."""
-        if self._transaction is not None and not self._transaction.in_transaction:
+        if self._unopened is not None or (
+            self._transaction is not None and not self._transaction.in_transaction
+        ):
             return await self.run_untransacted(work, idempotent=True)
         driver = await self.driver()
         with storage_errors():
@@ -689,7 +716,7 @@ class Db:
             self._unopened = None
             self.closed = True
             with storage_errors():
-                return await self._group_commit.run(work)
+                return await cast("GroupCommit", self._group_commit).run(work)
         await self._check_out()
         if self._transaction is None:
             raise StorageError("run_sqlite_then_commit() outside a unit of work")

@@ -46,6 +46,7 @@ from storage.engine import (
 from storage.erasure import SqlErasure
 from storage.errors import storage_errors, translate
 from storage.outbox import SqlOutbox, listen_for_outbox
+from storage.pg_group_commit import PgGroupCommit
 from storage.repositories import (
     SqlConversations,
     SqlInboundLog,
@@ -129,10 +130,11 @@ class SqlUnitOfWork:
     The connection is held as a `storage.db.PooledTransaction`: the turn's statements and the
     commit go to the driver, SQLAlchemy is used only by the statements built with it.
 
-    On SQLite the connection is the single writer, taken at the unit of work's first statement
-    (its only write, if that is all it does, goes in a batch: `storage.sqlite_group_commit`),
-    so keep a unit of work short and never open a second one (or call `storage.directory`)
-    inside it once it has run a statement: it would wait for itself.
+    The connection is taken at the unit of work's first statement; its only write, if that
+    is all it does, goes in a batch instead (`storage.sqlite_group_commit`,
+    `storage.pg_group_commit`). On SQLite the connection is the single writer, so keep a unit
+    of work short and never open a second one (or call `storage.directory`) inside it once it
+    has run a statement: it would wait for itself.
     """
 
     # Typed as the ports: a protocol's attributes are mutable, hence invariant, so the
@@ -155,7 +157,7 @@ class SqlUnitOfWork:
         *,
         unlocked_turns: bool = False,
         turn_cache: TurnCache | None = None,
-        group_commit: GroupCommit | None = None,
+        group_commit: GroupCommit | PgGroupCommit | None = None,
     ) -> None:
         self._engine = engine
         self._group_commit = group_commit
@@ -165,11 +167,11 @@ class SqlUnitOfWork:
         self._db: Db | None = None
 
     async def __aenter__(self) -> Self:
-        # SQLite's one connection is checked out by the first statement (`Db._check_out`);
-        # PostgreSQL's pool has one for every unit of work in flight, taken now.
+        # The connection is checked out by the first statement (`Db._check_out`), if any:
+        # a unit of work whose only statement is a write that commits goes in a batch.
         postgres = self._engine.dialect.name == "postgresql"
         self._db = db = Db(
-            await PooledTransaction.begin(self._engine) if postgres else self._engine,
+            self._engine,
             self._clock,
             reconnectable=postgres,
             unlocked_turns=self._unlocked_turns,
@@ -190,8 +192,8 @@ class SqlUnitOfWork:
 
     @property
     def transaction(self) -> PooledTransaction | None:
-        """The connection this unit of work holds: on PostgreSQL from its start, on SQLite
-        from its first statement (`storage.db.Db.transaction`); None before, and once over."""
+        """The connection this unit of work holds, from its first statement
+        (`storage.db.Db.transaction`); None before, and once over."""
         return None if self._db is None else self._db.transaction
 
     async def save_turn(
@@ -329,9 +331,11 @@ class SqlStorage:
         #: read every turn. Not used by locked turns on PostgreSQL: their read is the lock.
         self.turn_cache = turn_cache
         self._clock = clock
-        #: SQLite: units of work whose only statement is a write that commits go together
-        #: (storage.sqlite_group_commit).
-        self.group_commit = GroupCommit(engine) if engine.dialect.name == "sqlite" else None
+        #: Units of work whose only statement is a write that commits go together
+        #: (storage.sqlite_group_commit, storage.pg_group_commit).
+        self.group_commit: GroupCommit | PgGroupCommit = (
+            GroupCommit(engine) if engine.dialect.name == "sqlite" else PgGroupCommit(engine)
+        )
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
         self._dispatcher = (
             SqlStorage(dispatcher_engine, clock=clock) if dispatcher_engine is not None else None
@@ -368,10 +372,9 @@ class SqlStorage:
         await listen_for_outbox(self.engine, wake)
 
     async def close(self) -> None:
-        if self.group_commit is not None:
-            # A batch still on the writer holds the connection, which dispose() would leave
-            # open (a caller cancelled while the process stops, e.g. a dispatcher's settle).
-            await self.group_commit.finish()
+        # A batch still in flight holds a connection, which dispose() would leave open (a
+        # caller cancelled while the process stops, e.g. a dispatcher's settle).
+        await self.group_commit.finish()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         await self.engine.dispose()

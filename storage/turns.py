@@ -24,7 +24,10 @@ A turn may also start from what this worker's own last write of the conversation
 (`storage.turn_cache`, a sole serving worker): no read at all, the same write, whose revision
 check and "handled" test then do what the read was for (a turn overtaken, or a repeated
 message id, runs again from a read). `commit_turn` keeps the record it wrote, with the state's
-JSON text it sent, for that worker's next turn.
+JSON text it sent, for that worker's next turn. Such a write, the whole of its unit of work,
+goes with the others queued meanwhile, one pipeline and one commit for all
+(`Db.commit_statement`, storage.pg_group_commit); each is still a statement of its own, with
+its own snapshot, so what follows holds for it as for a write sent alone.
 
 A Telegram turn does the same (`read_active_for_turn`, the chat's conversation found by its
 channel address), and its other rows go with its write (`commit_turn(writes=...)`,
@@ -549,7 +552,8 @@ async def commit_turn(
 
     PostgreSQL, nothing begun: `RAW_SAVE_TURN_ALONE` (or the write without a message id; or
     with `writes`, `raw_save_turn_with`) as a statement of its own, which commits by itself:
-    one round trip, no BEGIN, no COMMIT. The revision check finds a turn committed since the
+    one round trip, no BEGIN, no COMMIT; if nothing else of the unit of work ran (a turn
+    started from what the worker kept), in a batch with others (`Db.commit_statement`). The revision check finds a turn committed since the
     read (ConcurrencyError); a reply kept for the message id meanwhile fails the whole statement
     (DuplicateError); either way nothing of it stays, `writes` neither. A failure in flight is a
     StorageError: the client's retry of the same message id then finds the reply if the
@@ -570,26 +574,14 @@ async def commit_turn(
         if db.in_transaction or (along is not None and message_id is None):
             return None
         values = _pg_values(record, entries, state_json)
-        at = _utc(db.now())
-
-        async def write_alone(driver: Any) -> Any:
-            if message_id is None:
-                return await driver.fetchrow(RAW_SAVE_TURN_WITHOUT_ID_ALONE, *values)
-            if along is None:
-                return await driver.fetchrow(
-                    RAW_SAVE_TURN_ALONE, *values, scope, message_id, json_text(reply), at
-                )
-            return await driver.fetchrow(
-                along.pg_statement(),
-                *values,
-                scope,
-                message_id,
-                json_text(reply),
-                at,
-                *along.pg_args(),
-            )
-
-        row = await db.run_committed(write_alone)
+        if message_id is None:
+            statement, args = RAW_SAVE_TURN_WITHOUT_ID_ALONE, values
+        else:
+            statement = RAW_SAVE_TURN_ALONE if along is None else along.pg_statement()
+            args = (*values, scope, message_id, json_text(reply), _utc(db.now()))
+            if along is not None:
+                args += along.pg_args()
+        row = await db.commit_statement(statement, args)
         with _read_again_if_handled(db, record):
             _check_pg_row(db, row, record, scope, message_id)
         _committed(db, record, state_json)
@@ -825,12 +817,8 @@ async def commit_new(
             *_new_conversation_row(record, _utc, state_json),
             json_text([_line(entry) for entry in entries]),
         )
-
-        async def add(driver: Any) -> Any:
-            return await driver.fetchval(RAW_ADD_CONVERSATION, *values)
-
-        added = await db.run_committed(add)
-        if added != 1:
+        row = await db.commit_statement(RAW_ADD_CONVERSATION, values)
+        if row["added"] != 1:
             raise DuplicateError(f"conversation {record.id!r} exists")
         _keep_new(db, record, state_json)
         return True

@@ -134,6 +134,9 @@ async def test_the_connection_checked_is_the_one_the_pool_hands_out_next(
     first, second = storage.unit_of_work(), storage.unit_of_work()
     await first.__aenter__()
     await second.__aenter__()
+    # A unit of work checks its connection out at its first statement.
+    assert await first.reports.get("none") is None
+    assert await second.reports.get("none") is None
     assert first.transaction is not None and second.transaction is not None
     await asyncio.sleep(0.01)  # time.time() moves on: the times compared differ
     spoiled = first if stale == "returned first" else second

@@ -75,11 +75,13 @@ async def test_one_at_a_time_the_connection_handed_back_last_is_used_again(
         burst = [storage.unit_of_work() for _ in range(5)]
         for unit in burst:
             await unit.__aenter__()
+            assert await unit.reports.get("none") is None  # checks its connection out
         for unit in burst:
             await unit.__aexit__(None, None, None)
         backends = set()
         for _ in range(6):
             async with storage.unit_of_work() as unit:
+                assert await unit.reports.get("none") is None  # checks its connection out
                 assert unit.transaction is not None
                 backends.add(await unit.transaction.driver.fetchval("SELECT pg_backend_pid()"))
         assert storage.engine.pool.checkedin() == 5  # type: ignore[attr-defined]

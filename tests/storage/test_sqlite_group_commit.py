@@ -63,7 +63,7 @@ def insert(n: int, *, keep: bool = True) -> Callable[[sqlite3.Connection], tuple
 
 
 def group(storage: SqlStorage) -> GroupCommit:
-    assert storage.group_commit is not None
+    assert isinstance(storage.group_commit, GroupCommit)
     return storage.group_commit
 
 
@@ -176,9 +176,9 @@ async def test_web_turns_of_many_conversations_share_commits_and_all_go_through(
     service = await build_service(Settings.from_env({"INTAKE_DATABASE_URL": url}))
     try:
         storage = service.storage
-        assert isinstance(storage, SqlStorage) and storage.group_commit is not None
+        assert isinstance(storage, SqlStorage)
+        writes = group(storage)
         await web_conversations(service, 20, at_once=20, numbers=iter(range(1_000_000)))
-        writes = storage.group_commit
         assert writes.writes > 20 * 10  # most turns wrote this way
         assert writes.batches < writes.writes / 2
         with contextlib.closing(sqlite3.connect(tmp_path / "intake.sqlite3")) as connection:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,6 +180,9 @@ async def test_a_connection_the_pool_has_no_room_for_is_closed_on_the_way_back(
         first, second = storage.unit_of_work(), storage.unit_of_work()
         await first.__aenter__()
         await second.__aenter__()
+        # A unit of work checks its connection out at its first statement.
+        assert await first.reports.get("none") is None
+        assert await second.reports.get("none") is None
         assert first.transaction is not None and second.transaction is not None
         overflow = second.transaction.driver
         await first.__aexit__(None, None, None)
@@ -199,6 +203,7 @@ async def _backends_of_a_burst(storage: SqlStorage, size: int) -> set[int]:
     units = [storage.unit_of_work() for _ in range(size)]
     for unit in units:
         await unit.__aenter__()
+        assert await unit.reports.get("none") is None  # checks its connection out
     try:
         pids = set()
         for unit in units:
@@ -329,10 +334,15 @@ async def test_a_pool_lined_up_is_not_kept_alive_by_its_line(tmp_path: Path) -> 
     assert pool() is None
 
 
-def _holding(kind: str, storage: SqlStorage) -> contextlib.AbstractAsyncContextManager[object]:
+@contextlib.asynccontextmanager
+async def _holding(kind: str, storage: SqlStorage) -> AsyncIterator[None]:
     if kind == "staff transaction":
-        return StaffStore(storage.engine).transaction()
-    return storage.unit_of_work()
+        async with StaffStore(storage.engine).transaction():
+            yield
+        return
+    async with storage.unit_of_work() as uow:
+        assert await uow.reports.get("none") is None  # holds the connection from here
+        yield
 
 
 async def _taking(kind: str, storage: SqlStorage) -> None:
@@ -393,8 +403,8 @@ async def test_the_outbox_listen_holds_its_place_in_line(database_url: str) -> N
         async with asyncio.timeout(10):
             await listening.wait()
         with pytest.raises(StorageError, match="no database connection free in time"):
-            async with storage.unit_of_work():
-                pass
+            async with storage.unit_of_work() as uow:
+                await uow.reports.get("none")
     finally:
         listen.cancel()
         await asyncio.gather(listen, return_exceptions=True)
