@@ -503,6 +503,8 @@ class Db:
         #: A unit of work whose connection is checked out at its first statement
         #: (`SqlUnitOfWork` on SQLite): the engine to check it out of, until then.
         self._unopened: AsyncEngine | None = None
+        #: A unit of work's engine, to check a connection out of again (`hand_back`).
+        self._engine: AsyncEngine | None = handle if isinstance(handle, AsyncEngine) else None
         if isinstance(handle, PooledTransaction):
             self._transaction = handle
             self.is_postgres = handle.is_postgres
@@ -514,8 +516,10 @@ class Db:
             self.is_postgres = handle.dialect.name == "postgresql"
         self.clock = clock
         self.closed = False
-        #: Until the first statement: whether it may move to a fresh connection.
-        self._fresh = reconnectable and self._connection is None
+        #: Until the first statement on a connection checked out: whether it may move to a
+        #: fresh connection.
+        self._reconnectable = reconnectable and self._connection is None
+        self._fresh = self._reconnectable
         #: Over a plain AsyncConnection: its adapter and driver connection, once asked for.
         self._adapter: Any = None
         self._driver: Any = None
@@ -548,6 +552,22 @@ class Db:
             with storage_errors():
                 self._transaction = await PooledTransaction.begin(self._unopened)
             self._unopened = None
+            self._fresh = self._reconnectable  # nothing has run on this one yet
+
+    def hand_back(self) -> None:
+        """PostgreSQL: give the unit of work's connection back to the pool while nothing of
+        it is in a transaction (after a turn's read outside one, `run_untransacted`), if that
+        needs no I/O; its next statement checks one out again (`_check_out`). So a turn holds
+        no connection through its own work (the engine, the reply), and its write, if that is
+        all that follows, goes in a batch (`commit_statement`): a turn read in one unit of
+        work, as every turn is where the worker keeps none (several workers) and every
+        Telegram turn is."""
+        transaction = self._transaction
+        if self._engine is None or transaction is None or not self.is_postgres:
+            return
+        if not transaction.in_transaction and transaction.release_now():
+            self._transaction = None
+            self._unopened = self._engine
 
     @property
     def connection(self) -> AsyncConnection:
@@ -567,8 +587,8 @@ class Db:
     ) -> CursorResult[Any]:
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")
-        fresh, self._fresh = self._fresh, False
         await self._check_out()
+        fresh, self._fresh = self._fresh, False
         with storage_errors():
             if self._transaction is not None and not self.is_postgres:
                 await self._transaction.begin_sqlite()

@@ -363,6 +363,7 @@ async def pg_read_for_turn(
 
     row = await db.run_untransacted(read, idempotent=True)
     db.read_unlocked = True
+    db.hand_back()
     if row is None:
         return None, None
     prior = row["prior_reply"] if message_id is not None else None
@@ -907,6 +908,7 @@ async def pg_read_active_for_turn(
 
     found = await db.run_untransacted(read, idempotent=True)
     db.read_unlocked = True
+    db.hand_back()
     return found
 
 

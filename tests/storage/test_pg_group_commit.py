@@ -197,9 +197,10 @@ async def test_closing_the_storage_lets_a_batch_in_flight_finish(database_url: s
 
 
 @contextlib.asynccontextmanager
-async def _service(database_url: str) -> AsyncIterator[Any]:
+async def _service(database_url: str, *, keep_turns: bool = True) -> AsyncIterator[Any]:
     service = await build_service(
-        Settings(database_url=database_url, directory_csv=SMALL_DIRECTORY)
+        Settings(database_url=database_url, directory_csv=SMALL_DIRECTORY),
+        keep_turns=keep_turns,
     )
     try:
         yield service
@@ -250,3 +251,30 @@ async def test_two_turns_of_one_conversation_at_once_are_both_applied_in_turn(
         async with service.storage.unit_of_work() as uow:
             record = await uow.conversations.get(reply.conversation_id)
         assert record is not None and record.revision == started.revision + 2  # both turns
+
+
+async def test_turns_that_read_first_hand_their_connection_back_and_write_in_batches(
+    database_url: str,
+) -> None:
+    """Where the worker keeps no turns (one of several workers), every turn reads first: the
+    read, outside a transaction, hands its connection back (`Db.hand_back`), so the turn
+    holds none through its own work and its write goes in a batch as well."""
+    async with _service(database_url, keep_turns=False) as service:
+        storage = service.storage
+        assert isinstance(storage, SqlStorage) and storage.turn_cache is None
+        writes = group(storage)
+        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
+        async with storage.unit_of_work() as uow:
+            record, _ = await uow.conversations.read_for_turn(
+                reply.conversation_id, scope=reply.conversation_id, message_id="x"
+            )
+            assert record is not None and uow.transaction is None  # handed back
+            assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await web_conversations(service, 20, at_once=20, numbers=iter(range(1_000_000)))
+        assert writes.writes > 20 * 10
+        assert writes.batches < writes.writes / 2
+        connection = await _connect(database_url)
+        try:
+            assert await connection.fetchval("SELECT count(*) FROM reports") == 20
+        finally:
+            await connection.close()
