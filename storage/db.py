@@ -501,7 +501,7 @@ class Db:
         self._transaction: PooledTransaction | None = None
         self._connection: AsyncConnection | None = None
         #: A unit of work whose connection is checked out at its first statement
-        #: (`SqlUnitOfWork` on SQLite): the engine to check it out of, until then.
+        #: (`SqlUnitOfWork`): the engine to check it out of, until then.
         self._unopened: AsyncEngine | None = None
         #: A unit of work's engine, to check a connection out of again (`hand_back`).
         self._engine: AsyncEngine | None = handle if isinstance(handle, AsyncEngine) else None
@@ -694,10 +694,10 @@ class Db:
 
     async def commit_statement(self, statement: str, args: Sequence[Any]) -> Any:
         """PostgreSQL: the one row that `statement`, a write that commits by itself (it opens
-        with `COMMIT_POINT_MARK`), returns with `args`, run as the unit of work's only
-        statement, which it ends. If the unit of work has run nothing yet, the write goes
-        with the writes queued meanwhile, in one round trip and one commit
-        (storage.pg_group_commit), and the unit of work never checks a connection out;
+        with `COMMIT_POINT_MARK`), returns with `args`, run as the unit of work's last
+        statement, which ends it. If the unit of work holds no connection (it ran nothing
+        yet, or its read handed the connection back: `hand_back`), the write goes with the
+        writes queued meanwhile, in one round trip and one commit (storage.pg_group_commit);
         otherwise it runs on the unit of work's connection (`run_committed`)."""
         if self.closed:
             raise StorageError("this unit of work has ended (committed or rolled back)")

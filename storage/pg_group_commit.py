@@ -2,11 +2,12 @@
 
 A turn that starts from what this worker kept (`storage.turn_cache`) has one statement, its
 write, which commits by itself (`storage.turns`, `COMMIT_POINT_MARK`); a new conversation's
-first statement is the same. Sent alone, each pays a connection checked out, a round trip,
-PostgreSQL's per-transaction work (the snapshot, the WAL flush of its commit) and asyncpg's
-per-call work: measured with the turn's own statement and 50 conversations on this machine,
-about 125 µs of the client's CPU and 235 of PostgreSQL's a turn, against 18 and 65 when 50
-go together.
+first statement is the same; a turn that read outside a transaction has only its write left
+once the read handed its connection back (`storage.db.Db.hand_back`). Sent alone, each write
+pays a connection checked out, a round trip, PostgreSQL's per-transaction work (the
+snapshot, the WAL flush of its commit) and asyncpg's per-call work: measured with the turn's
+own statement and 50 conversations on this machine, about 125 µs of the client's CPU and 235
+of PostgreSQL's a turn, against 18 and 65 when 50 go together (BENCHMARKS.md).
 
 Such a write is queued here instead of running on the unit of work's own connection (the unit
 of work then never checks one out). One drain at a time checks a connection out, in line with

@@ -24,10 +24,11 @@ A turn may also start from what this worker's own last write of the conversation
 (`storage.turn_cache`, a sole serving worker): no read at all, the same write, whose revision
 check and "handled" test then do what the read was for (a turn overtaken, or a repeated
 message id, runs again from a read). `commit_turn` keeps the record it wrote, with the state's
-JSON text it sent, for that worker's next turn. Such a write, the whole of its unit of work,
-goes with the others queued meanwhile, one pipeline and one commit for all
-(`Db.commit_statement`, storage.pg_group_commit); each is still a statement of its own, with
-its own snapshot, so what follows holds for it as for a write sent alone.
+JSON text it sent, for that worker's next turn. Such a write, and the write of a turn whose
+read outside a transaction handed its connection back (`Db.hand_back`), goes with the others
+queued meanwhile, one pipeline and one commit for all (`Db.commit_statement`,
+storage.pg_group_commit); each is still a statement of its own, with its own snapshot, so
+what follows holds for it as for a write sent alone.
 
 A Telegram turn does the same (`read_active_for_turn`, the chat's conversation found by its
 channel address), and its other rows go with its write (`commit_turn(writes=...)`,
@@ -553,8 +554,9 @@ async def commit_turn(
 
     PostgreSQL, nothing begun: `RAW_SAVE_TURN_ALONE` (or the write without a message id; or
     with `writes`, `raw_save_turn_with`) as a statement of its own, which commits by itself:
-    one round trip, no BEGIN, no COMMIT; if nothing else of the unit of work ran (a turn
-    started from what the worker kept), in a batch with others (`Db.commit_statement`). The revision check finds a turn committed since the
+    one round trip, no BEGIN, no COMMIT; in a batch with others (`Db.commit_statement`) when
+    the unit of work holds no connection (a turn started from what the worker kept, or whose
+    read handed its connection back). The revision check finds a turn committed since the
     read (ConcurrencyError); a reply kept for the message id meanwhile fails the whole statement
     (DuplicateError); either way nothing of it stays, `writes` neither. A failure in flight is a
     StorageError: the client's retry of the same message id then finds the reply if the
