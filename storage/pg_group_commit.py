@@ -12,7 +12,7 @@ of PostgreSQL's a turn, against 18 and 65 when 50 go together (BENCHMARKS.md).
 Such a write is queued here instead of running on the unit of work's own connection (the unit
 of work then never checks one out). One drain at a time checks a connection out, in line with
 the units of work (`storage.db.Turnstile`), and sends every write queued meanwhile (at most
-`MAX_BATCH`): the writes of one statement text go as one `fetchmany` (asyncpg's pipeline:
+`storage.write_batches.MAX_BATCH`): the writes of one statement text go as one `fetchmany` (asyncpg's pipeline:
 each write its own Bind and Execute, one Sync, so one implicit transaction and one commit);
 another text goes as another. Each caller hears of its own write only after that commit:
 
@@ -35,7 +35,6 @@ writes behind it for that long.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.ports import StorageError
 from storage.db import PooledTransaction
 from storage.errors import storage_errors, translate
+from storage.write_batches import Outcome, WriteBatches
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
     import asyncpg
@@ -53,107 +53,48 @@ try:  # asyncpg is optional at runtime (SQLite-only installs)
 except ImportError:  # pragma: no cover
     _REFUSED = ()
 
-#: At most this many writes go in one batch, so that a unit of work in line behind a long
-#: queue of writes waits for one batch, not for the queue.
-MAX_BATCH = 64
-
-#: A queued write: the statement, its arguments, and where its caller waits for its row.
-_Queued = tuple[str, Sequence[Any], "asyncio.Future[Any]"]
-#: A write's outcome: its row, or the error its caller gets.
-_Outcome = tuple[bool, Any]
+#: A queued write: the statement and its arguments.
+_Statement = tuple[str, Sequence[Any]]
 
 
-class PgGroupCommit:
-    """The queue of writes for one PostgreSQL engine, drained by one task at a time."""
+class PgGroupCommit(WriteBatches[_Statement]):
+    """The queue of writes for one PostgreSQL engine (`storage.write_batches`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
         self._engine = engine
-        self._queued: list[_Queued] = []
-        self._draining: asyncio.Task[None] | None = None
-        #: Batches committed, writes in them, and pipelines sent again write by write: for
-        #: tests and the bench.
-        self.batches = 0
-        self.writes = 0
+        #: Pipelines sent again write by write (one of them refused): for tests.
         self.split = 0
 
     async def run(self, statement: str, args: Sequence[Any]) -> Any:
         """The one row that `statement` (a write that commits by itself) returns with `args`,
         once the batch it went in has committed (or its error)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append((statement, args, future))
-        if self._draining is None:
-            self._draining = asyncio.ensure_future(self._drain())
-        return await future
+        return await self._queue((statement, args))
 
-    async def finish(self) -> None:
-        """Wait until every write queued or in flight has been answered (before the engine is
-        disposed: a batch holds a connection)."""
-        while (draining := self._draining) is not None:
-            await asyncio.wait({draining})
-
-    async def _drain(self) -> None:
-        try:
-            while self._queued:
-                batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
-                await self._commit(batch)
-        except BaseException:
-            # Cancelled (the process is stopping): no write queued is answered.
-            for _statement, _args, future in self._queued:
-                _fail(future, StorageError("the database writer stopped"))
-            self._queued = []
-            raise
-        finally:
-            self._draining = None
-
-    async def _commit(self, batch: list[_Queued]) -> None:
-        """One batch: each write's outcome to its caller, or the batch's error to all of them.
-        Raises only if cancelled."""
-        try:
-            transaction = await PooledTransaction.begin(self._engine)
-            try:
-                outcomes = await self._send(transaction, batch)
-            finally:
-                transaction.done = True  # autocommit statements: nothing to roll back
-                await transaction.release()
-        except Exception as error:
-            for _statement, _args, future in batch:
-                _fail(future, error)
-            return
-        except BaseException:
-            # Cancelled with the batch perhaps sent, where it may still commit: its callers
-            # are told it failed, and a retry finds what did commit.
-            for _statement, _args, future in batch:
-                _fail(future, StorageError("the database writer stopped"))
-            raise
-        self.batches += 1
-        self.writes += len(batch)
-        for (_statement, _args, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():
-                continue  # its caller was cancelled meanwhile; the write stands, as any commit
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    async def _send(self, transaction: PooledTransaction, batch: list[_Queued]) -> list[_Outcome]:
-        """Every write of `batch` on the connection, a pipeline per statement text, in the
+    async def _write(self, batch: list[_Statement]) -> list[Outcome]:
+        """Every write of `batch` on one connection, a pipeline per statement text, in the
         order queued within each; outcomes in `batch`'s order."""
-        if transaction.driver.is_closed():
-            await transaction.replace()  # closed while idle in the pool: nothing sent yet
-        driver = transaction.driver
-        by_statement: dict[str, list[int]] = {}
-        for index, (statement, _args, _future) in enumerate(batch):
-            by_statement.setdefault(statement, []).append(index)
-        outcomes: list[_Outcome | None] = [None] * len(batch)
-        for statement, indexes in by_statement.items():
-            results = await self._pipeline(driver, statement, [batch[i][1] for i in indexes])
-            for index, outcome in zip(indexes, results, strict=True):
-                outcomes[index] = outcome
+        transaction = await PooledTransaction.begin(self._engine)
+        try:
+            if transaction.driver.is_closed():
+                await transaction.replace()  # closed while idle in the pool: nothing sent yet
+            driver = transaction.driver
+            by_statement: dict[str, list[int]] = {}
+            for index, (statement, _args) in enumerate(batch):
+                by_statement.setdefault(statement, []).append(index)
+            outcomes: list[Outcome | None] = [None] * len(batch)
+            for statement, indexes in by_statement.items():
+                results = await self._pipeline(driver, statement, [batch[i][1] for i in indexes])
+                for index, outcome in zip(indexes, results, strict=True):
+                    outcomes[index] = outcome
+        finally:
+            transaction.done = True  # autocommit statements: nothing to roll back
+            await transaction.release()
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def _pipeline(
         self, driver: Any, statement: str, arguments: list[Sequence[Any]]
-    ) -> list[_Outcome]:
+    ) -> list[Outcome]:
         if len(arguments) > 1:
             try:
                 rows = await driver.fetchmany(statement, arguments)
@@ -168,7 +109,7 @@ class PgGroupCommit:
         return [await _alone(driver, statement, args) for args in arguments]
 
 
-async def _alone(driver: Any, statement: str, args: Sequence[Any]) -> _Outcome:
+async def _alone(driver: Any, statement: str, args: Sequence[Any]) -> Outcome:
     try:
         with storage_errors():
             return True, await driver.fetchrow(statement, *args)
@@ -183,8 +124,3 @@ def _translated(error: Exception) -> Exception:
         return error
     translated.__cause__ = error
     return translated
-
-
-def _fail(future: asyncio.Future[Any], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)

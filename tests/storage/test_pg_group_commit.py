@@ -9,24 +9,17 @@ under a batch fails all of its writes and keeps none.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bench.script import web_conversations
-from bot.app import build_service
-from bot.config import Settings
-from bot.engine.types import Inbound
 from bot.ports import DuplicateError, StorageError
 from storage import create_storage, upgrade
 from storage.db import COMMIT_POINT_MARK
 from storage.pg_group_commit import PgGroupCommit
 from storage.sqlalchemy_storage import SqlStorage
-from tests.fixtures import SMALL_DIRECTORY
 
 pytestmark = [
     pytest.mark.postgres,
@@ -53,14 +46,19 @@ async def _connect(database_url: str) -> asyncpg.Connection:
     )
 
 
-@pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
+async def _with_scratch(database_url: str) -> None:
+    """The schema migrated, and a table of the tests' own to write in."""
     await upgrade(database_url)
     admin = await _connect(database_url)
     try:
         await admin.execute("CREATE TABLE scratch (n integer PRIMARY KEY CHECK (n >= 0))")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
+    await _with_scratch(database_url)
     handle = await create_storage(database_url)
     try:
         yield handle
@@ -181,12 +179,7 @@ async def test_closing_the_storage_lets_a_batch_in_flight_finish(database_url: s
     """Its caller gone (cancelled as the process stops), the batch still holds a connection:
     closing waits for it, so the connection goes back and is closed, and the write is
     committed."""
-    await upgrade(database_url)
-    admin = await _connect(database_url)
-    try:
-        await admin.execute("CREATE TABLE scratch (n integer PRIMARY KEY CHECK (n >= 0))")
-    finally:
-        await admin.close()
+    await _with_scratch(database_url)
     storage = await create_storage(database_url)
     caller = asyncio.ensure_future(group(storage).run(SLOW_WRITE, (7, True, 0.3)))
     await asyncio.sleep(0.1)
@@ -194,87 +187,3 @@ async def test_closing_the_storage_lets_a_batch_in_flight_finish(database_url: s
     await storage.close()
     assert await committed(database_url) == [7]
     assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-
-
-@contextlib.asynccontextmanager
-async def _service(database_url: str, *, keep_turns: bool = True) -> AsyncIterator[Any]:
-    service = await build_service(
-        Settings(database_url=database_url, directory_csv=SMALL_DIRECTORY),
-        keep_turns=keep_turns,
-    )
-    try:
-        yield service
-    finally:
-        await service.storage.close()
-
-
-async def test_web_turns_of_many_conversations_share_commits_and_all_go_through(
-    database_url: str,
-) -> None:
-    """The product's own path: a turn started from what this worker kept, and a new
-    conversation, write as the whole of their unit of work; concurrent conversations' writes
-    commit in shared batches, no unit of work of theirs takes a connection of its own, and
-    every conversation ends where the script leaves it, submitted."""
-    async with _service(database_url) as service:
-        storage = service.storage
-        assert isinstance(storage, SqlStorage)
-        writes = group(storage)
-        await web_conversations(service, 20, at_once=20, numbers=iter(range(1_000_000)))
-        assert writes.writes > 20 * 10  # most turns wrote this way
-        assert writes.batches < writes.writes / 2
-        connection = await _connect(database_url)
-        try:
-            assert await connection.fetchval("SELECT count(*) FROM reports") == 20
-        finally:
-            await connection.close()
-
-
-async def test_two_turns_of_one_conversation_at_once_are_both_applied_in_turn(
-    database_url: str,
-) -> None:
-    """Neither is lost: both writes go in one batch, the second finds the first's revision
-    (each statement of the pipeline sees what the earlier ones wrote) and runs again."""
-    async with _service(database_url) as service:
-        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
-        async with service.storage.unit_of_work() as uow:
-            started = await uow.conversations.get(reply.conversation_id)
-        assert started is not None
-        first, second = await asyncio.gather(
-            service.handle(
-                reply.conversation_id, Inbound("command", "help"), message_id="a", token=reply.token
-            ),
-            service.handle(
-                reply.conversation_id, Inbound("command", "help"), message_id="b", token=reply.token
-            ),
-        )
-        assert first.messages and second.messages
-        async with service.storage.unit_of_work() as uow:
-            record = await uow.conversations.get(reply.conversation_id)
-        assert record is not None and record.revision == started.revision + 2  # both turns
-
-
-async def test_turns_that_read_first_hand_their_connection_back_and_write_in_batches(
-    database_url: str,
-) -> None:
-    """Where the worker keeps no turns (one of several workers), every turn reads first: the
-    read, outside a transaction, hands its connection back (`Db.hand_back`), so the turn
-    holds none through its own work and its write goes in a batch as well."""
-    async with _service(database_url, keep_turns=False) as service:
-        storage = service.storage
-        assert isinstance(storage, SqlStorage) and storage.turn_cache is None
-        writes = group(storage)
-        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
-        async with storage.unit_of_work() as uow:
-            record, _ = await uow.conversations.read_for_turn(
-                reply.conversation_id, scope=reply.conversation_id, message_id="x"
-            )
-            assert record is not None and uow.transaction is None  # handed back
-            assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        await web_conversations(service, 20, at_once=20, numbers=iter(range(1_000_000)))
-        assert writes.writes > 20 * 10
-        assert writes.batches < writes.writes / 2
-        connection = await _connect(database_url)
-        try:
-            assert await connection.fetchval("SELECT count(*) FROM reports") == 20
-        finally:
-            await connection.close()

@@ -17,10 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.script import web_conversations
-from bot.app import build_service
-from bot.config import Settings
-from bot.engine.types import Inbound
 from bot.ports import StorageError
 from storage import create_storage, upgrade
 from storage.sqlalchemy_storage import SqlStorage
@@ -164,52 +160,3 @@ async def test_a_unit_of_work_whose_first_statement_commits_goes_with_the_others
     assert writes.writes == 10
     assert writes.batches < 10
     assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-
-
-async def test_web_turns_of_many_conversations_share_commits_and_all_go_through(
-    tmp_path: Path,
-) -> None:
-    """The product's own path: a turn started from what this worker kept writes as the whole
-    of its unit of work; concurrent conversations' turns commit in shared batches, and every
-    conversation ends where the script leaves it, submitted."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.sqlite3'}"
-    service = await build_service(Settings.from_env({"INTAKE_DATABASE_URL": url}))
-    try:
-        storage = service.storage
-        assert isinstance(storage, SqlStorage)
-        writes = group(storage)
-        await web_conversations(service, 20, at_once=20, numbers=iter(range(1_000_000)))
-        assert writes.writes > 20 * 10  # most turns wrote this way
-        assert writes.batches < writes.writes / 2
-        with contextlib.closing(sqlite3.connect(tmp_path / "intake.sqlite3")) as connection:
-            (reports,) = connection.execute("SELECT count(*) FROM reports").fetchone()
-        assert reports == 20
-    finally:
-        await service.storage.close()
-
-
-async def test_two_turns_of_one_conversation_at_once_are_both_applied_in_turn(
-    tmp_path: Path,
-) -> None:
-    """Neither is lost: the second's write finds the first's revision and runs again."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'intake.sqlite3'}"
-    service = await build_service(Settings.from_env({"INTAKE_DATABASE_URL": url}))
-    try:
-        reply = await service.start(channel="web", locale_hints=("en", None), with_token=True)
-        async with service.storage.unit_of_work() as uow:
-            started = await uow.conversations.get(reply.conversation_id)
-        assert started is not None
-        first, second = await asyncio.gather(
-            service.handle(
-                reply.conversation_id, Inbound("command", "help"), message_id="a", token=reply.token
-            ),
-            service.handle(
-                reply.conversation_id, Inbound("command", "help"), message_id="b", token=reply.token
-            ),
-        )
-        assert first.messages and second.messages
-        async with service.storage.unit_of_work() as uow:
-            record = await uow.conversations.get(reply.conversation_id)
-        assert record is not None and record.revision == started.revision + 2  # both turns
-    finally:
-        await service.storage.close()
