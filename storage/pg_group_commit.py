@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ports import StorageError
 from storage.db import PooledTransaction
-from storage.errors import storage_errors, translate
+from storage.errors import storage_errors
 from storage.write_batches import Outcome, WriteBatches
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
@@ -82,26 +82,26 @@ class PgGroupCommit(WriteBatches[_Statement]):
             by_statement: dict[str, list[int]] = {}
             for index, (statement, _args) in enumerate(batch):
                 by_statement.setdefault(statement, []).append(index)
-            outcomes: list[Outcome | None] = [None] * len(batch)
+            outcomes: dict[int, Outcome] = {}
             for statement, indexes in by_statement.items():
                 results = await self._pipeline(driver, statement, [batch[i][1] for i in indexes])
-                for index, outcome in zip(indexes, results, strict=True):
-                    outcomes[index] = outcome
+                outcomes.update(zip(indexes, results, strict=True))
         finally:
             transaction.done = True  # autocommit statements: nothing to roll back
             await transaction.release()
-        return [outcome for outcome in outcomes if outcome is not None]
+        return [outcomes[index] for index in range(len(batch))]
 
     async def _pipeline(
         self, driver: Any, statement: str, arguments: list[Sequence[Any]]
     ) -> list[Outcome]:
         if len(arguments) > 1:
             try:
-                rows = await driver.fetchmany(statement, arguments)
-            except _REFUSED:
+                with storage_errors():
+                    rows = await driver.fetchmany(statement, arguments)
+            except Exception as error:
+                if not isinstance(error.__cause__ or error, _REFUSED):
+                    return [(False, error)] * len(arguments)  # the connection: all are lost
                 self.split += 1  # one of them failed on the server and took the others with it
-            except Exception as error:  # the connection: every write of it is lost
-                return [(False, _translated(error))] * len(arguments)
             else:
                 if len(rows) != len(arguments):
                     raise StorageError(f"{len(rows)} rows for {len(arguments)} writes")
@@ -115,12 +115,3 @@ async def _alone(driver: Any, statement: str, args: Sequence[Any]) -> Outcome:
             return True, await driver.fetchrow(statement, *args)
     except Exception as error:  # this write's own failure, for its caller
         return False, error
-
-
-def _translated(error: Exception) -> Exception:
-    """`error` as `storage_errors` raises it: the StorageError for a database failure."""
-    translated = translate(error)
-    if translated is None:
-        return error
-    translated.__cause__ = error
-    return translated
