@@ -554,9 +554,19 @@ class Db:
             self._unopened = None
             self._fresh = self._reconnectable  # nothing has run on this one yet
 
+    async def read_for_turn(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL: a turn's read without the lock, `work(driver)` outside a transaction
+        (`run_untransacted`); the write's revision check then finds a turn committed in
+        between (`read_unlocked`: OvertakenError). The connection is handed back after it
+        (`hand_back`)."""
+        found = await self.run_untransacted(work, idempotent=True)
+        self.read_unlocked = True
+        self.hand_back()
+        return found
+
     def hand_back(self) -> None:
         """PostgreSQL: give the unit of work's connection back to the pool while nothing of
-        it is in a transaction (after a turn's read outside one, `run_untransacted`), if that
+        it is in a transaction (after a turn's read outside one, `read_for_turn`), if that
         needs no I/O; its next statement checks one out again (`_check_out`). So a turn holds
         no connection through its own work (the engine, the reply), and its write, if that is
         all that follows, goes in a batch (`commit_statement`): a turn read in one unit of

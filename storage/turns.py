@@ -355,16 +355,14 @@ async def pg_read_for_turn(
     db: Db, conversation_id: str, *, scope: str, message_id: str | None
 ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
     """See `bot.ports.ConversationRepository.read_for_turn` (PostgreSQL): the read of
-    `pg_get_for_turn` without the lock, outside a transaction (`Db.run_untransacted`)."""
+    `pg_get_for_turn` without the lock, outside a transaction (`Db.read_for_turn`)."""
 
     async def read(driver: Any) -> Any:
         if message_id is None:
             return await driver.fetchrow(RAW_READ, conversation_id)
         return await driver.fetchrow(RAW_READ_FOR_TURN, conversation_id, scope, message_id)
 
-    row = await db.run_untransacted(read, idempotent=True)
-    db.read_unlocked = True
-    db.hand_back()
+    row = await db.read_for_turn(read)
     if row is None:
         return None, None
     prior = row["prior_reply"] if message_id is not None else None
@@ -901,17 +899,14 @@ async def pg_read_active_for_turn(
 ) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
     """See `bot.ports.ConversationRepository.read_active_for_turn` (PostgreSQL): the read of
     `pg_find_active_for_turn` without the lock, outside a transaction
-    (`Db.run_untransacted`), as `pg_read_for_turn` is to `pg_get_for_turn`."""
+    (`Db.read_for_turn`), as `pg_read_for_turn` is to `pg_get_for_turn`."""
 
     async def read(driver: Any) -> tuple[ConversationRecord | None, dict[str, Any] | None]:
         return await _find_active(
             driver, RAW_READ_ACTIVE_FOR_TURN, channel, channel_key, scope, message_id
         )
 
-    found = await db.run_untransacted(read, idempotent=True)
-    db.read_unlocked = True
-    db.hand_back()
-    return found
+    return await db.read_for_turn(read)
 
 
 async def _find_active(
