@@ -28,6 +28,7 @@ from bot.logging_setup import (
     secrets_in_environment,
     url_password,
 )
+from bot.metrics import record_write_batch
 from bot.outbox import setup as delivery_setup
 from bot.outbox.routes import acknowledgement_channel
 from bot.ports import Storage
@@ -85,6 +86,7 @@ async def build_service(
         keep_turns=keep_turns,
         pool_size=pool_size,
         checkpoint_beside_writer=True,
+        on_write_batch=record_write_batch,
     )
     catalogs = build_catalogs(settings)
     directory = DirectoryLookup(storage.directory)

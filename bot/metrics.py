@@ -36,6 +36,7 @@ __all__ = [
     "record_failed_turn",
     "record_survey_answers",
     "record_turn",
+    "record_write_batch",
 ]
 
 TURNS = Counter("intake_turns_total", "Conversation turns handled", ["channel"])
@@ -60,6 +61,20 @@ DELIVERY_DELAY = Histogram(
     "From an outbox message's creation to its delivery",
     ["topic"],
     buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0),
+)
+
+WRITE_BATCHES = Counter(
+    "intake_storage_write_batches_total",
+    "Batches of lone writes (turns, new conversations, outbox claims) sent to the database "
+    "together, by outcome: committed together; split (PostgreSQL refused one write, so each "
+    "went again alone); failed (none committed: every caller got an error and may retry)",
+    ["backend", "outcome"],
+)
+WRITE_BATCH_WRITES = Histogram(
+    "intake_storage_write_batch_writes",
+    "Writes in one batch: how many turns shared one commit",
+    ["backend"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 
 SURVEY_ANSWERS = Counter(
@@ -90,6 +105,12 @@ def record_turn(channel: str, started: float) -> None:
     """Count a turn and its latency (`started` from time.perf_counter())."""
     _child(TURNS, channel).inc()
     _child(TURN_SECONDS, channel).observe(time.perf_counter() - started)
+
+
+def record_write_batch(backend: str, outcome: str, writes: int) -> None:
+    """One batch of lone writes (storage.write_batches.BatchEvents)."""
+    _child(WRITE_BATCHES, backend, outcome).inc()
+    _child(WRITE_BATCH_WRITES, backend).observe(writes)
 
 
 def record_survey_answers(answers: Sequence[tuple[str, str]]) -> None:

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.ports import StorageError
 from storage.db import PooledTransaction
 from storage.errors import storage_errors
-from storage.write_batches import Outcome, WriteBatches
+from storage.write_batches import BatchEvents, Outcome, WriteBatches
 
 try:  # asyncpg is optional at runtime (SQLite-only installs)
     import asyncpg
@@ -60,11 +60,9 @@ _Statement = tuple[str, Sequence[Any]]
 class PgGroupCommit(WriteBatches[_Statement]):
     """The queue of writes for one PostgreSQL engine (`storage.write_batches`)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__()
+    def __init__(self, engine: AsyncEngine, on_batch: BatchEvents | None = None) -> None:
+        super().__init__("postgresql", on_batch)
         self._engine = engine
-        #: Pipelines sent again write by write (one of them refused): for tests.
-        self.split = 0
 
     async def run(self, statement: str, args: Sequence[Any]) -> Any:
         """The one row that `statement` (a write that commits by itself) returns with `args`,

@@ -60,6 +60,7 @@ from storage.subscriptions import SqlSubscriptions
 from storage.surveys import SqlChatSurveys
 from storage.turn_cache import TurnCache
 from storage.turns import commit_new, commit_turn, save_turn
+from storage.write_batches import BatchEvents
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +319,7 @@ class SqlStorage:
         unlocked_turns: bool | None = None,
         turn_cache: TurnCache | None = None,
         checkpointer: WalCheckpointer | None = None,
+        on_write_batch: BatchEvents | None = None,
     ) -> None:
         self.engine = engine
         #: SQLite's WAL copied into the database file beside the writer (started here,
@@ -332,13 +334,18 @@ class SqlStorage:
         self.turn_cache = turn_cache
         self._clock = clock
         #: Units of work whose only statement is a write that commits go together
-        #: (storage.sqlite_group_commit, storage.pg_group_commit).
+        #: (storage.sqlite_group_commit, storage.pg_group_commit); `on_write_batch` is told of
+        #: each batch (storage.write_batches.BatchEvents).
         self.group_commit: GroupCommit | PgGroupCommit = (
-            GroupCommit(engine) if engine.dialect.name == "sqlite" else PgGroupCommit(engine)
+            GroupCommit(engine, on_write_batch)
+            if engine.dialect.name == "sqlite"
+            else PgGroupCommit(engine, on_write_batch)
         )
         self.directory: DirectoryRepository = SqlDirectory(engine, clock)
         self._dispatcher = (
-            SqlStorage(dispatcher_engine, clock=clock) if dispatcher_engine is not None else None
+            SqlStorage(dispatcher_engine, clock=clock, on_write_batch=on_write_batch)
+            if dispatcher_engine is not None
+            else None
         )
 
     @property
@@ -394,6 +401,7 @@ async def create_storage(
     keep_turns: bool = False,
     pool_size: int = POOL_SIZE,
     checkpoint_beside_writer: bool = False,
+    on_write_batch: BatchEvents | None = None,
 ) -> SqlStorage:
     """Build the storage for `database_url` (sqlite[+aiosqlite] or postgresql[+asyncpg]).
 
@@ -408,6 +416,8 @@ async def create_storage(
     `serving_pool_size`); the outbox dispatchers keep `DISPATCHER_POOL_SIZE` of their own.
     `checkpoint_beside_writer`: a SQLite file's WAL is copied into it by a thread of its own
     (`storage.sqlite_checkpoint`), not by the writer's commits: for a serving process.
+    `on_write_batch`: told of every batch of lone writes committed together, for metrics
+    (`storage.write_batches.BatchEvents`).
     """
     url = normalize_url(database_url)
     cache = TurnCache() if keep_turns else None
@@ -426,11 +436,13 @@ async def create_storage(
             clock=clock,
             turn_cache=cache,
             checkpointer=checkpointer,
+            on_write_batch=on_write_batch,
         )
     return SqlStorage(
         create_engine(url, pool_size=pool_size, timeouts=timeouts),
         clock=clock,
         turn_cache=cache,
+        on_write_batch=on_write_batch,
         dispatcher_engine=create_engine(
             url,
             pool_size=DISPATCHER_POOL_SIZE,

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import PooledTransaction
 from storage.errors import storage_errors
-from storage.write_batches import Outcome, WriteBatches
+from storage.write_batches import BatchEvents, Outcome, WriteBatches
 
 T = TypeVar("T")
 
@@ -48,8 +48,8 @@ Write = Callable[[sqlite3.Connection], tuple[Any, bool]]
 class GroupCommit(WriteBatches[Write]):
     """The queue of writes for one SQLite engine (`storage.write_batches`)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__()
+    def __init__(self, engine: AsyncEngine, on_batch: BatchEvents | None = None) -> None:
+        super().__init__("sqlite", on_batch)
         self._engine = engine
 
     async def run(self, write: Callable[[sqlite3.Connection], tuple[T, bool]]) -> T:

@@ -6,11 +6,16 @@ checking a connection out. One drain task at a time takes the writes queued so f
 `MAX_BATCH`) and commits them together, as the backend allows (`storage.sqlite_group_commit`,
 `storage.pg_group_commit`); each caller is answered only after that commit, with its own
 write's outcome, or with the batch's error if the batch as a whole failed.
+
+Each batch is also reported to the storage's `BatchEvents` (the service counts them as
+Prometheus metrics: how many writes go together, and how many batches fail or are split),
+so that an operator can see the batching work, or stop working, in production.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from bot.ports import StorageError
@@ -24,17 +29,29 @@ MAX_BATCH = 64
 #: A write's outcome: (True, its result) or (False, the error its caller gets).
 Outcome = tuple[bool, Any]
 
+#: Told of every batch written: (backend, outcome, writes in it). The outcome is
+#: "failed" (every caller got the database's error, StorageError: nothing of it committed, or
+#: not known to have; they may retry), "split" (the server refused a write of it, so each was
+#: sent again alone: `storage.pg_group_commit`) or "committed" (together). Called on the
+#: event loop; must not raise.
+BatchEvents = Callable[[str, str, int], None]
+
 
 class WriteBatches(Generic[W]):
     """One storage's queue of writes (`W`: what a backend needs to run one), drained by one
     task at a time. A backend says how a batch is written (`_write`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str, on_batch: BatchEvents | None = None) -> None:
         self._queued: list[tuple[W, asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
+        self._backend = backend
+        self._on_batch = on_batch
         #: Batches committed and writes in them: for tests and the bench.
         self.batches = 0
         self.writes = 0
+        #: Batches sent again write by write (one write refused): a backend that can split
+        #: counts them (`storage.pg_group_commit`).
+        self.split = 0
 
     async def _queue(self, write: W) -> Any:
         """`write`'s result once the batch it went in has committed, or its error."""
@@ -72,9 +89,11 @@ class WriteBatches(Generic[W]):
     async def _commit(self, batch: list[tuple[W, asyncio.Future[Any]]]) -> None:
         """One batch: each write's outcome to its caller, or the batch's error to all of them.
         Raises only if cancelled."""
+        split_before = self.split
         try:
             outcomes = await self._write([write for write, _future in batch])
         except Exception as error:
+            self._report("failed", len(batch))
             for _write, future in batch:
                 _fail(future, error)
             return
@@ -87,6 +106,10 @@ class WriteBatches(Generic[W]):
             raise
         self.batches += 1
         self.writes += len(batch)
+        if all(not ok and isinstance(value, StorageError) for ok, value in outcomes):
+            self._report("failed", len(batch))
+        else:
+            self._report("split" if self.split != split_before else "committed", len(batch))
         for (_write, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue  # its caller was cancelled meanwhile; the write stands, as any commit
@@ -94,6 +117,10 @@ class WriteBatches(Generic[W]):
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _report(self, outcome: str, writes: int) -> None:
+        if self._on_batch is not None:
+            self._on_batch(self._backend, outcome, writes)
 
 
 def _fail(future: asyncio.Future[Any], error: Exception) -> None:

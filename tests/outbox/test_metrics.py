@@ -53,6 +53,11 @@ async def test_metrics_show_turns_backlog_and_unacknowledged_urgent_reports(
     )
     assert found[("intake_outbox_dead_letters", (("topic", "report.submitted"),))] == 0
     assert found[("intake_urgent_reports_unacknowledged", ())] == 1
+    # The conversation's turns were lone writes, committed in batches by the storage.
+    sqlite = (("backend", "sqlite"),)
+    assert found[("intake_storage_write_batches_total", (*sqlite, ("outcome", "committed")))] >= 1
+    assert found[("intake_storage_write_batch_writes_count", sqlite)] >= 1
+    assert found[("intake_storage_write_batch_writes_sum", sqlite)] >= 10
 
 
 async def test_metrics_are_refused_outside_the_allowed_networks(

@@ -44,3 +44,30 @@ def test_failures_deliveries_and_survey_answers_are_counted_per_label() -> None:
     assert value("intake_survey_answers_total", step="s.metrics", choice="yes") == answers + 2
     # Only a delivery that was done, with a creation time, has a delay to observe.
     assert value("intake_outbox_delivery_delay_seconds_count", topic="t.metrics") == 0
+
+
+def test_write_batches_are_counted_by_outcome_with_their_sizes() -> None:
+    committed = value(
+        "intake_storage_write_batches_total", backend="b.metrics", outcome="committed"
+    )
+    failed = value("intake_storage_write_batches_total", backend="b.metrics", outcome="failed")
+    batches = value("intake_storage_write_batch_writes_count", backend="b.metrics")
+    writes = value("intake_storage_write_batch_writes_sum", backend="b.metrics")
+    up_to_four = value("intake_storage_write_batch_writes_bucket", backend="b.metrics", le="4.0")
+    metrics.record_write_batch("b.metrics", "committed", 3)
+    metrics.record_write_batch("b.metrics", "committed", 40)
+    metrics.record_write_batch("b.metrics", "failed", 2)
+    assert (
+        value("intake_storage_write_batches_total", backend="b.metrics", outcome="committed")
+        == committed + 2
+    )
+    assert (
+        value("intake_storage_write_batches_total", backend="b.metrics", outcome="failed")
+        == failed + 1
+    )
+    assert value("intake_storage_write_batch_writes_count", backend="b.metrics") == batches + 3
+    assert value("intake_storage_write_batch_writes_sum", backend="b.metrics") == writes + 45
+    assert (
+        value("intake_storage_write_batch_writes_bucket", backend="b.metrics", le="4.0")
+        == up_to_four + 2
+    )

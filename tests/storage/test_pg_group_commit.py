@@ -56,10 +56,22 @@ async def _with_scratch(database_url: str) -> None:
         await admin.close()
 
 
+#: What the storage told of each batch (storage.write_batches.BatchEvents): the service
+#: counts these as metrics.
+Reported = list[tuple[str, str, int]]
+
+
 @pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
+def reported() -> Reported:
+    return []
+
+
+@pytest.fixture
+async def storage(database_url: str, reported: Reported) -> AsyncIterator[SqlStorage]:
     await _with_scratch(database_url)
-    handle = await create_storage(database_url)
+    handle = await create_storage(
+        database_url, on_write_batch=lambda *batch: reported.append(batch)
+    )
     try:
         yield handle
     finally:
@@ -86,7 +98,7 @@ async def write(writes: PgGroupCommit, n: int, *, keep: bool = True) -> int:
 
 
 async def test_writes_queued_together_are_committed_together_and_answered_after(
-    storage: SqlStorage, database_url: str
+    storage: SqlStorage, database_url: str, reported: Reported
 ) -> None:
     writes = group(storage)
 
@@ -99,10 +111,13 @@ async def test_writes_queued_together_are_committed_together_and_answered_after(
     assert writes.writes == 20
     assert writes.batches < 20 and writes.split == 0
     assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert len(reported) == writes.batches
+    assert {outcome for _backend, outcome, _writes in reported} == {"committed"}
+    assert sum(n for _backend, _outcome, n in reported) == 20
 
 
 async def test_a_write_refused_takes_nothing_of_the_others_with_it(
-    storage: SqlStorage, database_url: str
+    storage: SqlStorage, database_url: str, reported: Reported
 ) -> None:
     """The pipeline fails as a whole and PostgreSQL keeps none of it; each write is then sent
     alone, so each caller gets its own outcome: a unique violation is a DuplicateError (a
@@ -122,6 +137,7 @@ async def test_a_write_refused_takes_nothing_of_the_others_with_it(
     assert isinstance(results[3], asyncpg.CheckViolationError), results
     assert writes.batches == 1 and writes.split == 1
     assert await committed(database_url) == [1, 3]
+    assert reported == [("postgresql", "split", 5)]
 
 
 async def _backend(writes: PgGroupCommit) -> int:
@@ -132,7 +148,7 @@ async def _backend(writes: PgGroupCommit) -> int:
 
 
 async def test_a_connection_lost_under_a_batch_fails_all_of_it_and_keeps_none(
-    storage: SqlStorage, database_url: str
+    storage: SqlStorage, database_url: str, reported: Reported
 ) -> None:
     writes = group(storage)
     assert await write(writes, 1) == 1
@@ -157,6 +173,13 @@ async def test_a_connection_lost_under_a_batch_fails_all_of_it_and_keeps_none(
     assert await committed(database_url) == [1]
     assert await write(writes, 5) == 1  # the next batch goes on, on a live connection
     assert await committed(database_url) == [1, 5]
+    assert [outcome for _backend, outcome, _writes in reported] == [
+        "committed",  # 1
+        "committed",  # the backend's pid
+        "failed",
+        "committed",  # 5
+    ]
+    assert reported[2] == ("postgresql", "failed", 3)
 
 
 async def test_a_pooled_connection_closed_while_idle_is_replaced_before_sending(

@@ -35,9 +35,21 @@ async def database(tmp_path: Path) -> Path:
     return path
 
 
+#: What the storage told of each batch (storage.write_batches.BatchEvents): the service
+#: counts these as metrics.
+Reported = list[tuple[str, str, int]]
+
+
 @pytest.fixture
-async def storage(database: Path) -> AsyncIterator[SqlStorage]:
-    handle = await create_storage(f"sqlite+aiosqlite:///{database}")
+def reported() -> Reported:
+    return []
+
+
+@pytest.fixture
+async def storage(database: Path, reported: Reported) -> AsyncIterator[SqlStorage]:
+    handle = await create_storage(
+        f"sqlite+aiosqlite:///{database}", on_write_batch=lambda *batch: reported.append(batch)
+    )
     try:
         yield handle
     finally:
@@ -64,7 +76,7 @@ def group(storage: SqlStorage) -> GroupCommit:
 
 
 async def test_writes_queued_together_are_committed_together_and_answered_after(
-    storage: SqlStorage, database: Path
+    storage: SqlStorage, database: Path, reported: Reported
 ) -> None:
     writes = group(storage)
 
@@ -76,10 +88,13 @@ async def test_writes_queued_together_are_committed_together_and_answered_after(
     assert committed(database) == list(range(1, 21))
     assert writes.writes == 20
     assert writes.batches < 20  # the first went alone; the rest queued behind it went together
+    assert len(reported) == writes.batches
+    assert {outcome for _backend, outcome, _writes in reported} == {"committed"}
+    assert sum(n for _backend, _outcome, n in reported) == 20
 
 
 async def test_a_write_that_fails_or_declines_takes_nothing_of_the_others_with_it(
-    storage: SqlStorage, database: Path
+    storage: SqlStorage, database: Path, reported: Reported
 ) -> None:
     writes = group(storage)
 
@@ -97,10 +112,11 @@ async def test_a_write_that_fails_or_declines_takes_nothing_of_the_others_with_i
     assert results[0] == 1 and results[2] == 2 and results[3] == 3
     assert isinstance(results[1], ValueError)
     assert committed(database) == [1, 3]
+    assert reported == [("sqlite", "committed", 4)]  # its own failures do not fail a batch
 
 
 async def test_a_commit_that_fails_fails_every_write_of_its_batch_and_keeps_none(
-    storage: SqlStorage, database: Path
+    storage: SqlStorage, database: Path, reported: Reported
 ) -> None:
     writes = group(storage)
     await writes.run(insert(1))  # the writer is open, so the next three queue as one batch
@@ -121,6 +137,11 @@ async def test_a_commit_that_fails_fails_every_write_of_its_batch_and_keeps_none
     assert committed(database) == [1]
     assert await writes.run(insert(4)) == 4  # the writer goes on afterwards
     assert committed(database) == [1, 4]
+    assert reported == [
+        ("sqlite", "committed", 1),
+        ("sqlite", "failed", 3),
+        ("sqlite", "committed", 1),
+    ]
 
 
 async def test_closing_the_storage_lets_a_batch_on_the_writer_finish(database: Path) -> None:
