@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from bot.ports import StorageError
+from bot.ports import ConcurrencyError, DuplicateError, StorageError
 
 W = TypeVar("W")
 
@@ -30,10 +30,11 @@ MAX_BATCH = 64
 Outcome = tuple[bool, Any]
 
 #: Told of every batch written: (backend, outcome, writes in it). The outcome is
-#: "failed" (every caller got the database's error, StorageError: nothing of it committed, or
-#: not known to have; they may retry), "split" (the server refused a write of it, so each was
-#: sent again alone: `storage.pg_group_commit`) or "committed" (together). Called on the
-#: event loop; must not raise.
+#: "failed" (the database failed or went away: every caller got a StorageError, nothing of
+#: the batch committed, or not known to have; they may retry), "split" (the server refused a
+#: write of it, so each was sent again alone: `storage.pg_group_commit`) or "committed"
+#: (together; a write may still have failed or declined on its own, as it would alone).
+#: Called on the event loop; must not raise.
 BatchEvents = Callable[[str, str, int], None]
 
 
@@ -106,7 +107,7 @@ class WriteBatches(Generic[W]):
             raise
         self.batches += 1
         self.writes += len(batch)
-        if all(not ok and isinstance(value, StorageError) for ok, value in outcomes):
+        if all(not ok and _unavailable(value) for ok, value in outcomes):
             self._report("failed", len(batch))
         else:
             self._report("split" if self.split != split_before else "committed", len(batch))
@@ -121,6 +122,13 @@ class WriteBatches(Generic[W]):
     def _report(self, outcome: str, writes: int) -> None:
         if self._on_batch is not None:
             self._on_batch(self._backend, outcome, writes)
+
+
+def _unavailable(error: BaseException) -> bool:
+    """The database failed or went away (not a write's own duplicate key or lost race)."""
+    return isinstance(error, StorageError) and not isinstance(
+        error, DuplicateError | ConcurrencyError
+    )
 
 
 def _fail(future: asyncio.Future[Any], error: Exception) -> None:

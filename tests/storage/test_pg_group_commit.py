@@ -140,6 +140,18 @@ async def test_a_write_refused_takes_nothing_of_the_others_with_it(
     assert reported == [("postgresql", "split", 5)]
 
 
+async def test_a_write_that_fails_on_its_own_is_not_a_failed_batch(
+    storage: SqlStorage, reported: Reported
+) -> None:
+    """A batch fails when the database does; a lone write's duplicate key (a message id's
+    reply kept meanwhile) is that write's outcome, in a batch that went through."""
+    writes = group(storage)
+    assert await write(writes, 1) == 1
+    with pytest.raises(DuplicateError):
+        await write(writes, 1)
+    assert reported == [("postgresql", "committed", 1), ("postgresql", "committed", 1)]
+
+
 async def _backend(writes: PgGroupCommit) -> int:
     """The server process of the connection the batches use: the pool hands out the one
     handed back last (`pool_use_lifo`), so the next batch's too."""
