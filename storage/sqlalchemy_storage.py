@@ -416,8 +416,8 @@ async def create_storage(
     `serving_pool_size`); the outbox dispatchers keep `DISPATCHER_POOL_SIZE` of their own.
     `checkpoint_beside_writer`: a SQLite file's WAL is copied into it by a thread of its own
     (`storage.sqlite_checkpoint`), not by the writer's commits: for a serving process.
-    `on_write_batch`: told of every batch of lone writes committed together, for metrics
-    (`storage.write_batches.BatchEvents`).
+    `on_write_batch`: told of every batch of lone writes, committed, split or failed, for
+    metrics (`storage.write_batches.BatchEvents`).
     """
     url = normalize_url(database_url)
     cache = TurnCache() if keep_turns else None

@@ -80,6 +80,17 @@ def clock() -> Clock:
     return Clock()
 
 
+#: What a storage told of each batch of lone writes (storage.write_batches.BatchEvents: the
+#: service counts these as metrics), in order.
+Reported = list[tuple[str, str, int]]
+
+
+@pytest.fixture
+def reported() -> Reported:
+    """Pass `on_write_batch=lambda *batch: reported.append(batch)` to `create_storage`."""
+    return []
+
+
 @pytest.fixture(params=BACKENDS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database (not yet migrated) on the parametrized backend."""

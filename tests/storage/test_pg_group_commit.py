@@ -20,6 +20,7 @@ from storage import create_storage, upgrade
 from storage.db import COMMIT_POINT_MARK
 from storage.pg_group_commit import PgGroupCommit
 from storage.sqlalchemy_storage import SqlStorage
+from tests.storage.conftest import Reported
 
 pytestmark = [
     pytest.mark.postgres,
@@ -54,16 +55,6 @@ async def _with_scratch(database_url: str) -> None:
         await admin.execute("CREATE TABLE scratch (n integer PRIMARY KEY CHECK (n >= 0))")
     finally:
         await admin.close()
-
-
-#: What the storage told of each batch (storage.write_batches.BatchEvents): the service
-#: counts these as metrics.
-Reported = list[tuple[str, str, int]]
-
-
-@pytest.fixture
-def reported() -> Reported:
-    return []
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from bot.ports import StorageError
 from storage import create_storage, upgrade
 from storage.sqlalchemy_storage import SqlStorage
 from storage.sqlite_group_commit import GroupCommit
+from tests.storage.conftest import Reported
 
 
 @pytest.fixture
@@ -33,16 +34,6 @@ async def database(tmp_path: Path) -> Path:
         )
         connection.commit()
     return path
-
-
-#: What the storage told of each batch (storage.write_batches.BatchEvents): the service
-#: counts these as metrics.
-Reported = list[tuple[str, str, int]]
-
-
-@pytest.fixture
-def reported() -> Reported:
-    return []
 
 
 @pytest.fixture
