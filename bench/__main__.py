@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "bench.memory",
     "scaling": "bench.scaling",
     "staff": "bench.staff_queue",
+    "search": "bench.report_index",
     "layers": "bench.turn_layers",
     "commits": "bench.sqlite_commits",
 }

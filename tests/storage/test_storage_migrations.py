@@ -50,7 +50,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0012"
+    assert await current_revision(database_url) == head_revision() == "0013"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -60,7 +60,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0012"
+    assert head_revision() == "0013"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
@@ -311,4 +311,103 @@ async def test_0012_indexes_only_replies_kept_under_another_scope_and_downgrades
     definition = await _index_definition(database_url, REPLIES_BY_CONVERSATION)
     assert "WHERE" not in definition.upper()
     await upgrade(database_url)
-    assert await current_revision(database_url) == "0012"
+    assert await current_revision(database_url) == head_revision()
+
+
+REPORT_SEARCH = "ix_reports_fts"
+
+
+async def _store_report(database_url: str, reference: str, what_happened: str) -> None:
+    from datetime import UTC, datetime
+
+    from storage.models import reports
+
+    engine = create_engine(database_url)
+    data = {"reference": reference, "priority": "routine", "what_happened": what_happened}
+    row = {
+        "reference": reference,
+        "conversation_id": f"conversation-{reference}",
+        "created_at": datetime.now(UTC),
+        "channel": "web",
+        "locale": "en",
+        "priority": "routine",
+        "data": data,
+    }
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(reports.insert(), [row])
+    finally:
+        await engine.dispose()
+
+
+async def _found_by_word(database_url: str, word: str) -> list[str]:
+    from storage.staff import StaffStore
+    from storage.staff_reports import QueueFilters
+
+    engine = create_engine(database_url)
+    try:
+        async with StaffStore(engine).transaction() as tx:
+            page = await tx.reports.queue(QueueFilters(text=word), limit=25)
+    finally:
+        await engine.dispose()
+    return sorted(item.reference for item in page.items)
+
+
+async def _search_index_options(database_url: str) -> list[str] | None:
+    """PostgreSQL's storage options of the report search index (None: the defaults)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            options = await connection.execute(
+                text(
+                    "SELECT c.reloptions FROM pg_class AS c JOIN pg_namespace AS n"
+                    " ON n.oid = c.relnamespace"
+                    " WHERE c.relname = :name AND n.nspname = current_schema()"
+                ),
+                {"name": REPORT_SEARCH},
+            )
+            return options.scalar_one()  # type: ignore[no-any-return]
+    finally:
+        await engine.dispose()
+
+
+async def _pending_pages(database_url: str) -> int:
+    """Merges PostgreSQL's pending list of the report search index: how many pages it held."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            pages = await connection.execute(
+                text("SELECT gin_clean_pending_list(CAST(:name AS regclass))"),
+                {"name": REPORT_SEARCH},
+            )
+            return int(pages.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def test_0013_indexes_each_report_as_it_is_stored_and_downgrades(
+    database_url: str,
+) -> None:
+    """On PostgreSQL the search index keeps no pending list (its flush, once the list was
+    full, fell inside a person's submission): the option is set, and the reports already
+    waiting in the list are merged by the upgrade. Search finds every report before, after
+    and across the migration and its downgrade, on both backends."""
+    postgres = database_url.startswith("postgresql")
+    await upgrade(database_url, "0012")
+    await _store_report(database_url, "R0012", "the night carer never came")
+    if postgres:
+        assert await _search_index_options(database_url) is None
+    await upgrade(database_url)
+    if postgres:
+        assert await _pending_pages(database_url) == 0  # merged by the upgrade
+    await _store_report(database_url, "R0013", "no carer at night again")
+    if postgres:
+        assert await _search_index_options(database_url) == ["fastupdate=off"]
+        assert await _pending_pages(database_url) == 0
+    assert await _found_by_word(database_url, "carer") == ["R0012", "R0013"]
+    await _downgrade(database_url, "0012")
+    if postgres:
+        assert await _search_index_options(database_url) is None
+    assert await _found_by_word(database_url, "night") == ["R0012", "R0013"]
+    await upgrade(database_url)
+    assert await current_revision(database_url) == "0013"
