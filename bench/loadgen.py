@@ -7,9 +7,12 @@ same conversations as webhook updates), `ceiling` (POST /ceiling, one insert-and
 Closed loop (`--concurrency C`): C conversations at once, each sends its next turn when the
 last one is answered. Open loop (`--rate R`): turns are sent on a fixed schedule, whatever is
 outstanding, each by an idle conversation chosen at random; latency is measured from the
-scheduled time, so a slow server cannot hide its queue (no coordinated omission). Prints one
-JSON object: rate, latency percentiles, errors, and the generator's own CPU use (to show
-whether it, rather than the server, was the limit).
+scheduled time, so a slow server cannot hide its queue (no coordinated omission). Before its
+clock starts, the open loop drives its conversations, unmeasured, to steps spread evenly over
+the script (`phases`), as people are at every step at any moment; `--start together` starts
+every one at its first turn instead. Prints one JSON object: rate, latency percentiles,
+errors, and the generator's own CPU use (to show whether it, rather than the server, was the
+limit).
 
 Requests are pre-built bytes; only the responses that carry what the next request needs (the
 conversation id and token) or prove the result (the reference after submit) are parsed.
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import random
 import resource
@@ -37,6 +41,8 @@ from bench.script import SCRIPT
 HOST = "127.0.0.1"
 #: The open loop's choice of conversation for each turn (`run`): random, the same every run.
 OPEN_LOOP_SEED = 16
+#: Conversations driven at once to their starting steps (`phases`), before the clock starts.
+SPREAD_CONCURRENCY = 50
 SECRET = "bench-webhook-secret-0123456789"
 
 
@@ -100,6 +106,13 @@ class WebConversation:
     #: Leave a conversation open after this many turns and start another (0: to submission).
     turns_per_conversation = 0
 
+    @classmethod
+    def cycle(cls) -> int:
+        """Turns from one conversation's creation to the next's (`phases`)."""
+        if cls.turns_per_conversation < 0:
+            return 1
+        return 1 + (cls.turns_per_conversation or len(SCRIPT))
+
     def __init__(self, port: int, ids: itertools.count[int]) -> None:
         self.http = Http(port)
         self.port = port
@@ -145,6 +158,10 @@ class TelegramConversation:
 
     shown: ClassVar[list[Any]] = []
 
+    @classmethod
+    def cycle(cls) -> int:
+        return 1 + len(SCRIPT)
+
     def __init__(
         self, port: int, chats: itertools.count[int], update_ids: itertools.count[int]
     ) -> None:
@@ -176,6 +193,10 @@ class TelegramConversation:
 
 
 class CeilingClient:
+    @classmethod
+    def cycle(cls) -> int:
+        return 1
+
     def __init__(self, port: int, ids: itertools.count[int]) -> None:
         self.http = Http(port)
         self.port = port
@@ -194,6 +215,12 @@ class CeilingClient:
 # ---------------------------------------------------------------------------- loops
 
 
+def phases(clients: int, cycle: int) -> list[int]:
+    """How many turns each of `clients` conversations is driven through before the open loop
+    starts: evenly over a conversation's `cycle` turns, so that as many are at each step."""
+    return [i * cycle // clients for i in range(clients)]
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -206,23 +233,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = (os.getpid() % 10_000) * 10_000_000 + int(time.time()) % 1_000_000 * 10
     chats, update_ids = itertools.count(base), itertools.count(base)
     make: Callable[[], Any]
+    make_cycle: Callable[[], int]
     if args.mode == "web":
         WebConversation.turns_per_conversation = args.turns_per_conversation
         make = lambda: WebConversation(args.port, ids)  # noqa: E731
+        make_cycle = WebConversation.cycle
     elif args.mode == "telegram":
         from bench.updates import prompts
 
         TelegramConversation.shown = prompts()
         make = lambda: TelegramConversation(args.port, chats, update_ids)  # noqa: E731
+        make_cycle = TelegramConversation.cycle
     else:
         make = lambda: CeilingClient(args.port, ids)  # noqa: E731
+        make_cycle = CeilingClient.cycle
 
     clients = [make() for _ in range(args.concurrency)]
     await asyncio.gather(*(c.http.open() for c in clients))
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    window_start = started + args.warmup
-    deadline = window_start + args.duration
+    # Nothing is measured until the clock starts (after the conversations are spread).
+    window_start = deadline = math.inf
     latencies: list[float] = []
     errors: list[str] = []
     done = 0
@@ -244,6 +274,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if now >= window_start and scheduled <= deadline:
             done += 1
             latencies.append(now - scheduled)
+
+    async def advance(client: Any, turns: int, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            for _ in range(turns):
+                await one(client, math.inf)
+
+    prepared = 0
+    if args.rate and args.start == "staggered":
+        # Started together, every conversation was at the same step at first, so a wave of
+        # submissions (the heaviest turns: the report's transaction, its outbox fan-out) came
+        # about one conversation's length into the window, at twice to three times the
+        # steady rate; the p99 of a 5-s window was that wave's (BENCHMARKS.md). People are at
+        # every step at any moment: the conversations are first driven, unmeasured, to steps
+        # spread evenly over the script, then the clock starts.
+        turns = phases(len(clients), make_cycle())
+        slots = asyncio.Semaphore(SPREAD_CONCURRENCY)
+        await asyncio.gather(*(advance(c, n, slots) for c, n in zip(clients, turns, strict=True)))
+        prepared = sum(turns)
+    started = loop.time()
+    window_start = started + args.warmup
+    deadline = window_start + args.duration
 
     if args.rate:
         # Each scheduled turn goes to an idle conversation chosen at random (the same choices
@@ -302,6 +353,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "errors": len(errors),
         "first_errors": errors[:3],
         "conversations_completed": sum(getattr(c, "completed", 0) for c in clients),
+        "start": args.start if args.rate else "together",
+        "prepared_turns": prepared,
     }
 
 
@@ -321,6 +374,12 @@ def main() -> None:
         type=int,
         default=0,
         help="web: leave each conversation open after this many turns (0: submit, -1: create only)",
+    )
+    parser.add_argument(
+        "--start",
+        choices=("staggered", "together"),
+        default="staggered",
+        help="open loop: conversations spread over the script first (default), or all at the first turn",
     )
     parser.add_argument(
         "--drain", type=float, default=30.0, help="open loop: wait this long for stragglers"

@@ -244,8 +244,10 @@ def load(
     server_pid: int | None = None,
     count: int = 0,
     turns_per_conversation: int = 0,
+    start: str = "staggered",
 ) -> dict[str, Any]:
-    """Run the load generator in its own process; its JSON result, plus the server's CPU."""
+    """Run the load generator in its own process; its JSON result, plus the server's CPU.
+    `start`: the open loop's (`bench.loadgen`, `--start`)."""
     args = [
         PYTHON,
         "-m",
@@ -261,7 +263,7 @@ def load(
         str(warmup),
     ]
     if rate:
-        args += ["--rate", f"{rate:.1f}"]
+        args += ["--rate", f"{rate:.1f}", "--start", start]
     if count:
         args += ["--count", str(count), "--turns-per-conversation", str(turns_per_conversation)]
     cpu_before = process_tree_cpu(server_pid) if server_pid else 0.0

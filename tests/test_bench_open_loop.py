@@ -1,0 +1,109 @@
+"""The open loop starts with its conversations spread over the script (`bench.loadgen`,
+`--start staggered`): started together, every conversation reached submission in the same
+second, a wave of the heaviest turns that no steady traffic has, and a 5-s window's p99 was
+that wave's. Driven here against a small web chat API on loopback that checks each
+conversation's turns come in the script's order."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from itertools import count
+
+import pytest
+from aiohttp import web
+
+from bench import loadgen
+from bench.script import SCRIPT
+
+
+def test_the_conversations_start_evenly_over_the_steps() -> None:
+    turns = loadgen.phases(200, 20)
+    assert Counter(turns) == {step: 10 for step in range(20)}
+    assert loadgen.phases(3, 1) == [0, 0, 0]
+
+
+class ChatApi:
+    """Creates conversations and answers their turns; the last turn gets a reference."""
+
+    def __init__(self) -> None:
+        self.turns: dict[str, int] = {}
+        self.submitted = 0
+        self.ids = count(1)
+
+    async def create(self, request: web.Request) -> web.Response:
+        conversation = str(next(self.ids))
+        self.turns[conversation] = 0
+        return web.json_response({"conversation_id": conversation, "token": "t"}, status=201)
+
+    async def message(self, request: web.Request) -> web.Response:
+        conversation = request.match_info["id"]
+        step = SCRIPT[self.turns[conversation]]
+        if (await request.json()).get(step.kind) != step.value:
+            return web.json_response({"error": "out of order"}, status=409)
+        self.turns[conversation] += 1
+        if self.turns[conversation] < len(SCRIPT):
+            return web.json_response({})
+        self.submitted += 1
+        return web.json_response({"reference": f"R{self.submitted}"})
+
+
+@pytest.fixture
+async def chat_api() -> AsyncIterator[tuple[ChatApi, int]]:
+    api = ChatApi()
+    app = web.Application()
+    app.router.add_post("/api/v1/conversations", api.create)
+    app.router.add_post("/api/v1/conversations/{id}/messages", api.message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, loadgen.HOST, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield api, port
+    finally:
+        await runner.cleanup()
+
+
+def _open_loop(port: int, start: str) -> argparse.Namespace:
+    # 20 conversations, 150 turns at 300/s: about 7.5 turns each of a conversation's 20.
+    return argparse.Namespace(
+        mode="web",
+        port=port,
+        concurrency=20,
+        rate=300.0,
+        duration=0.5,
+        warmup=0.0,
+        count=0,
+        turns_per_conversation=0,
+        drain=10.0,
+        start=start,
+    )
+
+
+async def test_staggered_conversations_submit_from_the_first_second(
+    chat_api: tuple[ChatApi, int],
+) -> None:
+    api, port = chat_api
+    result = await loadgen.run(_open_loop(port, "staggered"))
+    assert result["errors"] == 0, result["first_errors"]
+    assert result["start"] == "staggered"
+    assert result["prepared_turns"] == sum(loadgen.phases(20, len(SCRIPT) + 1)) == 190
+    # Those started a few turns from the end submit within the window (four of them start 1,
+    # 2, 3 and 4 turns before it).
+    assert result["conversations_completed"] >= 3
+    assert api.submitted == result["conversations_completed"]
+    assert json.loads(json.dumps(result))  # printed as JSON by `main`
+
+
+async def test_conversations_started_together_are_all_still_talking(
+    chat_api: tuple[ChatApi, int],
+) -> None:
+    api, port = chat_api
+    result = await loadgen.run(_open_loop(port, "together"))
+    assert result["errors"] == 0, result["first_errors"]
+    assert (result["start"], result["prepared_turns"]) == ("together", 0)
+    # About 7.5 turns each of a conversation's 20: none has reached submission.
+    assert result["conversations_completed"] == api.submitted == 0
