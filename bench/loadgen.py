@@ -282,10 +282,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     prepared = 0
     if args.rate and args.start == "staggered":
-        # Started together, every conversation was at the same step at first, so a wave of
-        # submissions (the heaviest turns: the report's transaction, its outbox fan-out) came
-        # about one conversation's length into the window, at twice to three times the
-        # steady rate; the p99 of a 5-s window was that wave's (BENCHMARKS.md). People are at
+        # Started together, every conversation was at the same step at first, so none could
+        # submit (the heaviest turn: the report's transaction, its outbox fan-out) before
+        # its 19 turns: a window held few reports when a conversation outlasted it, else a
+        # wave of them at two to three times the steady rate (BENCHMARKS.md). People are at
         # every step at any moment: the conversations are first driven, unmeasured, to steps
         # spread evenly over the script, then the clock starts.
         turns = phases(len(clients), make_cycle())

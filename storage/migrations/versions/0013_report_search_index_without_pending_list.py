@@ -15,8 +15,12 @@ stored: the median insert is up to 0.3 ms dearer, the slowest under 10 ms. Postg
 documentation advises this "if consistent response time is more important than update
 speed"; reports come a few a second at most.
 
-Turning it off does not empty the list already there, so the upgrade merges it now
-(`gin_clean_pending_list`), while nothing waits on it. SQLite's full-text table is untouched.
+Turning it off does not empty the list already there, so the upgrade merges it
+(`gin_clean_pending_list`): once, in the migration, rather than in a submission later. The
+ALTER locks the index alone, not the table, until the migration commits: submissions and word
+searches wait that long (at most a list's merge, a few hundred milliseconds; the lock is given
+up after 15 s of waiting for it, as in the other migrations).
+SQLite's full-text table is untouched.
 """
 
 from collections.abc import Sequence
