@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.common import Row, log, yes_no
-from bench.servers import database, postgres_available
+from bench.loadgen import percentile
+from bench.servers import connect, database, postgres_available
 
 REPORTS = 6_000
 QUICK_REPORTS = 3_000
@@ -44,14 +45,10 @@ def _texts(count: int) -> list[str]:
 
 async def _insert_each(url: str, texts: list[str], *, pending_list: bool) -> list[float]:
     """Milliseconds per insert into a database at the current migration."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
     from storage.migrate import upgrade
 
     await upgrade(url)
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    connection = await connect(url)
     try:
         if pending_list:
             await connection.execute(f"ALTER INDEX {INDEX} RESET (fastupdate)")
@@ -73,8 +70,8 @@ async def _insert_each(url: str, texts: list[str], *, pending_list: bool) -> lis
 def _summary(times: list[float]) -> dict[str, Any]:
     ordered = sorted(times)
     return {
-        "p50": ordered[len(ordered) // 2],
-        "p999": ordered[min(len(ordered) - 1, int(len(ordered) * 0.999))],
+        "p50": percentile(ordered, 50),
+        "p999": percentile(ordered, 99.9),
         "slowest": ordered[-1],
         "over_50": sum(t > TARGET_SLOWEST_MS for t in times),
     }

@@ -58,7 +58,7 @@ def postgres_available() -> str | None:
     return f"no PostgreSQL at {postgres_url().split('@')[-1]} ({type(error).__name__})"
 
 
-async def _connect(url: str) -> Any:
+async def connect(url: str) -> Any:
     """A bare asyncpg connection to the PostgreSQL database at SQLAlchemy URL `url`."""
     import asyncpg
     from sqlalchemy.engine import make_url
@@ -75,7 +75,7 @@ async def _connect(url: str) -> Any:
 
 
 async def _admin_connect() -> Any:
-    return await _connect(postgres_url())
+    return await connect(postgres_url())
 
 
 @contextlib.contextmanager
@@ -125,7 +125,7 @@ def pending_replies(url: str) -> int:
             return int(connection.execute(_PENDING_REPLIES).fetchone()[0])
 
     async def count() -> int:
-        connection = await _connect(url)
+        connection = await connect(url)
         try:
             return int(await connection.fetchval(_PENDING_REPLIES))
         finally:
