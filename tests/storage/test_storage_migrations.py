@@ -318,26 +318,32 @@ REPORT_SEARCH = "ix_reports_fts"
 
 
 async def _store_report(database_url: str, reference: str, what_happened: str) -> None:
+    """A routine report, stored as a submission stores it (the reports repository)."""
     from datetime import UTC, datetime
 
-    from storage.models import reports
+    from bot.ports import StoredReport
 
-    engine = create_engine(database_url)
-    data = {"reference": reference, "priority": "routine", "what_happened": what_happened}
-    row = {
-        "reference": reference,
-        "conversation_id": f"conversation-{reference}",
-        "created_at": datetime.now(UTC),
-        "channel": "web",
-        "locale": "en",
-        "priority": "routine",
-        "data": data,
-    }
+    storage = await create_storage(database_url)
     try:
-        async with engine.begin() as connection:
-            await connection.execute(reports.insert(), [row])
+        async with storage.unit_of_work() as uow:
+            await uow.reports.add(
+                StoredReport(
+                    reference=reference,
+                    conversation_id=f"conversation-{reference}",
+                    created_at=datetime.now(UTC),
+                    channel="web",
+                    locale="en",
+                    priority="routine",
+                    data={
+                        "reference": reference,
+                        "priority": "routine",
+                        "what_happened": what_happened,
+                    },
+                )
+            )
+            await uow.commit()
     finally:
-        await engine.dispose()
+        await storage.close()
 
 
 async def _found_by_word(database_url: str, word: str) -> list[str]:
