@@ -233,20 +233,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = (os.getpid() % 10_000) * 10_000_000 + int(time.time()) % 1_000_000 * 10
     chats, update_ids = itertools.count(base), itertools.count(base)
     make: Callable[[], Any]
-    make_cycle: Callable[[], int]
     if args.mode == "web":
         WebConversation.turns_per_conversation = args.turns_per_conversation
         make = lambda: WebConversation(args.port, ids)  # noqa: E731
-        make_cycle = WebConversation.cycle
     elif args.mode == "telegram":
         from bench.updates import prompts
 
         TelegramConversation.shown = prompts()
         make = lambda: TelegramConversation(args.port, chats, update_ids)  # noqa: E731
-        make_cycle = TelegramConversation.cycle
     else:
         make = lambda: CeilingClient(args.port, ids)  # noqa: E731
-        make_cycle = CeilingClient.cycle
 
     clients = [make() for _ in range(args.concurrency)]
     await asyncio.gather(*(c.http.open() for c in clients))
@@ -288,7 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # wave of them at two to three times the steady rate (BENCHMARKS.md). People are at
         # every step at any moment: the conversations are first driven, unmeasured, to steps
         # spread evenly over the script, then the clock starts.
-        turns = phases(len(clients), make_cycle())
+        turns = phases(len(clients), type(clients[0]).cycle())
         slots = asyncio.Semaphore(SPREAD_CONCURRENCY)
         await asyncio.gather(*(advance(c, n, slots) for c, n in zip(clients, turns, strict=True)))
         prepared = sum(turns)

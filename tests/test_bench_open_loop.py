@@ -1,8 +1,7 @@
 """The open loop starts with its conversations spread over the script (`bench.loadgen`,
-`--start staggered`): started together, every conversation reached submission in the same
-second, a wave of the heaviest turns that no steady traffic has, and a 5-s window's p99 was
-that wave's. Driven here against a small web chat API on loopback that checks each
-conversation's turns come in the script's order."""
+`--start staggered`): started together, none could submit before its 19 turns, so a window
+held few reports or a wave of them, as no steady traffic does. Driven here against a small
+web chat API on loopback that checks each conversation's turns come in the script's order."""
 
 from __future__ import annotations
 
