@@ -280,7 +280,7 @@ class SqlUnitOfWork:
         try:
             await asyncio.shield(release)
         except asyncio.CancelledError:
-            _RELEASING.add(release)
+            _RELEASING[release] = self._engine
             release.add_done_callback(_released_after_cancel)
             raise
         except Exception as error:
@@ -291,17 +291,26 @@ class SqlUnitOfWork:
                 raise translated from error
 
 
-#: Releases still running for units of work whose task was cancelled (asyncio keeps only
-#: weak references to tasks).
-_RELEASING: set[asyncio.Future[None]] = set()
+#: Releases still running for units of work whose task was cancelled, and their engines
+#: (asyncio keeps only weak references to tasks; `SqlStorage.close` waits for its own).
+_RELEASING: dict[asyncio.Future[None], AsyncEngine] = {}
 
 
 def _released_after_cancel(release: asyncio.Future[None]) -> None:
-    _RELEASING.discard(release)
+    _RELEASING.pop(release, None)
     if not release.cancelled() and release.exception() is not None:
         log.warning(
             "returning a cancelled unit of work's connection failed: %r", release.exception()
         )
+
+
+async def _finish_releases(engine: AsyncEngine) -> None:
+    """Wait for the connections of `engine`'s cancelled units of work to be back in its
+    pool. Each release is bounded (a rollback that hangs discards its connection after
+    `ROLLBACK_TIMEOUT_SECONDS`); its failure was the cancelled unit of work's, not ours."""
+    releases = [release for release, owner in _RELEASING.items() if owner is engine]
+    if releases:
+        await asyncio.wait(releases)
 
 
 class SqlStorage:
@@ -380,8 +389,10 @@ class SqlStorage:
 
     async def close(self) -> None:
         # A batch still in flight holds a connection, which dispose() would leave open (a
-        # caller cancelled while the process stops, e.g. a dispatcher's settle).
+        # caller cancelled while the process stops, e.g. a dispatcher's settle), and so does a
+        # cancelled unit of work whose connection is still on its way back.
         await self.group_commit.finish()
+        await _finish_releases(self.engine)
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         await self.engine.dispose()

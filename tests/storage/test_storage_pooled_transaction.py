@@ -138,6 +138,48 @@ async def test_a_turn_cancelled_while_its_connection_goes_back_still_returns_it(
     assert await _stored(storage, "c-cancelled") == (None, None, 0)
 
 
+async def test_closing_waits_for_a_connection_still_on_its_way_back(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker stopping cancels its in-flight work (the outbox dispatcher's settles) and then
+    closes the storage. A unit of work cancelled mid-rollback finishes returning its
+    connection in the background; `close()` must wait for that before it disposes of the
+    pool, or the connection is left checked out of a disposed pool, its event loop about to
+    end, for the garbage collector to find later (in whatever runs then)."""
+    rolling_back = asyncio.Event()
+    may_finish = asyncio.Event()
+    rollback = PooledTransaction.rollback
+
+    async def slow_rollback(self: PooledTransaction) -> None:
+        rolling_back.set()
+        await may_finish.wait()
+        await rollback(self)
+
+    monkeypatch.setattr(PooledTransaction, "rollback", slow_rollback)
+    pool: Any = storage.engine.pool
+    before = pool.checkedout()
+    checked_out_at_dispose: list[int] = []
+    dispose = pool.dispose
+
+    def recorded_dispose() -> None:
+        checked_out_at_dispose.append(pool.checkedout())
+        dispose()
+
+    monkeypatch.setattr(pool, "dispose", recorded_dispose)
+    task = asyncio.create_task(_mixed_turn(storage, "c-cancelled", commit=False))
+    await rolling_back.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    closing = asyncio.create_task(storage.close())
+    # Long enough for a close that does not wait to have disposed of the pool already.
+    await asyncio.sleep(0.2)
+    may_finish.set()
+    await closing
+    assert checked_out_at_dispose == [before]
+    assert pool.checkedout() == before
+
+
 async def test_an_ended_unit_of_work_returns_its_connection_without_a_hand_off(
     storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
