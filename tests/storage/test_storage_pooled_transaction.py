@@ -105,12 +105,9 @@ async def test_a_failed_turn_leaves_the_pooled_connection_usable(storage: SqlSto
     assert await _stored(storage, "c-second") == ("next", {"said": "ok"}, 1)
 
 
-async def test_a_turn_cancelled_while_its_connection_goes_back_still_returns_it(
-    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A request cancelled (client gone, worker shutting down) while its unit of work is
-    rolling back must not strand the pooled connection: it would be checked out for good,
-    and found by the garbage collector later, in whatever runs then."""
+def _held_rollbacks(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """Every unit of work's rollback waits: the first event is set when one begins, and
+    they go on once the second is set (a rollback that takes its time)."""
     rolling_back = asyncio.Event()
     may_finish = asyncio.Event()
     rollback = PooledTransaction.rollback
@@ -121,6 +118,16 @@ async def test_a_turn_cancelled_while_its_connection_goes_back_still_returns_it(
         await rollback(self)
 
     monkeypatch.setattr(PooledTransaction, "rollback", slow_rollback)
+    return rolling_back, may_finish
+
+
+async def test_a_turn_cancelled_while_its_connection_goes_back_still_returns_it(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request cancelled (client gone, worker shutting down) while its unit of work is
+    rolling back must not strand the pooled connection: it would be checked out for good,
+    and found by the garbage collector later, in whatever runs then."""
+    rolling_back, may_finish = _held_rollbacks(monkeypatch)
     pool = storage.engine.pool
     before = pool.checkedout()  # type: ignore[attr-defined]
     task = asyncio.create_task(_mixed_turn(storage, "c-cancelled", commit=False))
@@ -146,16 +153,7 @@ async def test_closing_waits_for_a_connection_still_on_its_way_back(
     connection in the background; `close()` must wait for that before it disposes of the
     pool, or the connection is left checked out of a disposed pool, its event loop about to
     end, for the garbage collector to find later (in whatever runs then)."""
-    rolling_back = asyncio.Event()
-    may_finish = asyncio.Event()
-    rollback = PooledTransaction.rollback
-
-    async def slow_rollback(self: PooledTransaction) -> None:
-        rolling_back.set()
-        await may_finish.wait()
-        await rollback(self)
-
-    monkeypatch.setattr(PooledTransaction, "rollback", slow_rollback)
+    rolling_back, may_finish = _held_rollbacks(monkeypatch)
     pool: Any = storage.engine.pool
     before = pool.checkedout()
     checked_out_at_dispose: list[int] = []
