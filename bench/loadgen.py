@@ -252,9 +252,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     done = 0
+    #: Every request answered, unmeasured ones too (spreading, warm-up): the server's CPU
+    #: per turn is its CPU over these (`bench.web_turns.cpu_ms`).
+    answered = 0
 
     async def one(client: Any, scheduled: float) -> None:
-        nonlocal done
+        nonlocal done, answered
         try:
             await client.next_turn()
         except (Failure, OSError, asyncio.IncompleteReadError, ValueError) as error:
@@ -266,6 +269,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if hasattr(client, "queue"):
                 client.queue = []
             return
+        answered += 1
         now = loop.time()
         if now >= window_start and scheduled <= deadline:
             done += 1
@@ -342,6 +346,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "offered_rate": args.rate,
         "turns": done,
+        "answered": answered,
         "rate": done / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import write_batches
 from bench.common import DEFAULT_POSTGRES_URL, PYTHON, ROOT, cpu_seconds, free_port, log, spawn
 from bench.loadgen import SECRET
 from bench.steal import read_cpu_times, stolen_share
@@ -246,7 +247,8 @@ def load(
     turns_per_conversation: int = 0,
     start: str = "staggered",
 ) -> dict[str, Any]:
-    """Run the load generator in its own process; its JSON result, plus the server's CPU.
+    """Run the load generator in its own process; its JSON result, plus the server's CPU and,
+    for the app, its write batches meanwhile (`bench.write_batches`: "write_batches").
     `start`: the open loop's (`bench.loadgen`, `--start`)."""
     args = [
         PYTHON,
@@ -266,6 +268,7 @@ def load(
         args += ["--rate", f"{rate:.1f}", "--start", start]
     if count:
         args += ["--count", str(count), "--turns-per-conversation", str(turns_per_conversation)]
+    batches_before = write_batches.read(port) if mode != "ceiling" else None
     cpu_before = process_tree_cpu(server_pid) if server_pid else 0.0
     database_before = database_cpu()
     machine_before = read_cpu_times()
@@ -281,10 +284,14 @@ def load(
         raise RuntimeError(f"load generator failed: {done.stderr.strip()[-600:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if server_pid:
-        result["server_cpu_share"] = (process_tree_cpu(server_pid) - cpu_before) / result["wall_s"]
-    result["database_cpu_share"] = database_cpu_since(database_before) / result["wall_s"]
+        result["server_cpu_s"] = process_tree_cpu(server_pid) - cpu_before
+        result["server_cpu_share"] = result["server_cpu_s"] / result["wall_s"]
+    result["database_cpu_s"] = database_cpu_since(database_before)
+    result["database_cpu_share"] = result["database_cpu_s"] / result["wall_s"]
     # What the host took away meanwhile (bench/steal.py): a latency row's note reads it.
     result["steal_share"] = stolen_share(machine_before, read_cpu_times())
+    if batches_before is not None and (batches_after := write_batches.read(port)) is not None:
+        result["write_batches"] = batches_after - batches_before
     if result["errors"]:
         log(
             f"{mode} c={concurrency} rate={rate}: {result['errors']} errors, e.g. {result['first_errors'][:1]}"

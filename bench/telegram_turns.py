@@ -53,7 +53,8 @@ from bench.servers import (
     replies_sent,
 )
 from bench.steal import STEAL_NOTE, steal_note
-from bench.web_turns import TARGET_PAIRS, timing
+from bench.web_turns import TARGET_PAIRS, cpu_ms, timing
+from bench.write_batches import note as batch_note
 
 CONCURRENCY = 50
 SEND_LIMIT = 30.0
@@ -412,7 +413,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     row.note = (
         f"{ours['turns']} updates, {ours['conversations_completed']} conversations submitted, "
         f"{ours['errors']} errors {ours['first_errors'][:1]}, p50 {ours['p50_ms']:.0f} ms, "
-        f"server CPU {ours['server_cpu_share']:.0%}, generator CPU "
+        f"server CPU {ours['server_cpu_share']:.0%} ({cpu_ms(ours):.2f} ms/update), "
+        f"{batch_note(ours)}, generator CPU "
         f"{ours['generator_cpu_share']:.0%}; fake Bot API: {fake_kind}"
     )
     rate = max(1.0, ours["rate"] / 2)
@@ -452,7 +454,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     )
     latency.note = (
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
-        f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%}; a "
+        f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%} "
+        f"({cpu_ms(open_loop):.2f} ms/update), {batch_note(open_loop)}; a "
         f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
         f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}; {STEAL_NOTE}: "
         f"{steal_note(open_loop['steal_share'])}"

@@ -23,6 +23,7 @@ from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
 from bench.steal import STEAL_NOTE, steal_note
+from bench.write_batches import note as batch_note
 
 CONCURRENCY = (1, 50, 200)
 LOADS = (0.25, 0.50)
@@ -75,7 +76,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         log(f"web {label}: 50 concurrent, the ceiling through SQLAlchemy")
         orm = load("ceiling", orm_port, concurrency=50, server_pid=orm_proc.pid, **t)
         wrk_rate = wrk_ceiling(ceil_port, 50, t["duration"]) if kind == "postgres" else None
-        saturated = max(r["rate"] for r in ours.values())
+        saturated_run = max(ours.values(), key=lambda r: float(r["rate"]))
+        saturated = saturated_run["rate"]
         latency: dict[float, tuple[dict[str, Any], dict[str, Any]]] = {}
         for share in LOADS:
             rate = max(1.0, saturated * share)
@@ -123,7 +125,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         row.note = (
             f"app: {o['turns']} turns, {o['conversations_completed']} conversations submitted, "
             f"{o['errors']} errors, p50 {o['p50_ms']:.0f} ms, server CPU {o['server_cpu_share']:.0%}"
-            f" ({cpu_ms(o):.2f} ms/turn){database_note(kind, o)}, generator CPU "
+            f" ({cpu_ms(o):.2f} ms/turn){database_note(kind, o)}, {batch_note(o)}, generator CPU "
             f"{o['generator_cpu_share']:.0%}; ceiling: server CPU {b['server_cpu_share']:.0%} "
             f"({cpu_ms(b):.2f} ms/request){database_note(kind, b)}, generator CPU "
             f"{b['generator_cpu_share']:.0%}, {b['errors']} errors"
@@ -173,8 +175,12 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         )
         row.note = (
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
-            f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%}, "
-            f"generator CPU {o['generator_cpu_share']:.0%}; {PROBE_NOTE}: during the app's "
+            f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%} "
+            f"({cpu_ms(o):.2f} ms/turn){database_note(kind, o)}, {batch_note(o)}; saturated "
+            f"({saturated_run['concurrency']} conversations): server CPU "
+            f"{saturated_run['server_cpu_share']:.0%} ({cpu_ms(saturated_run):.2f} ms/turn), "
+            f"{batch_note(saturated_run)}; generator CPU {o['generator_cpu_share']:.0%}; "
+            f"{PROBE_NOTE}: during the app's "
             f"run {disk_note(o['disk'])}, during the ceiling's {disk_note(b['disk'])}; "
             f"{STEAL_NOTE}: {steal_note(o['steal_share'])} during the app's run, "
             f"{steal_note(b['steal_share'])} during the ceiling's"
@@ -183,9 +189,12 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def cpu_ms(result: dict[str, Any]) -> float:
-    """Server CPU per answered request, in ms: steadier than the rate on a shared machine."""
-    return 1000 * result["server_cpu_share"] / result["rate"] if result["rate"] else 0.0
+def cpu_ms(result: dict[str, Any], cpu: str = "server_cpu_s") -> float:
+    """Server CPU per answered request, in ms: steadier than the rate on a shared machine.
+    The CPU is read around the generator's whole run, so it is divided by every request the
+    generator had answered, unmeasured ones too (an open loop first spreads its conversations
+    at a closed loop's pace; every run warms up). `cpu`: "database_cpu_s" for PostgreSQL's."""
+    return 1000 * result[cpu] / result["answered"] if result["answered"] else 0.0
 
 
 def database_note(kind: str, result: dict[str, Any]) -> str:
@@ -194,7 +203,7 @@ def database_note(kind: str, result: dict[str, Any]) -> str:
     if kind != "postgres" or not result["rate"]:
         return ""
     share = result["database_cpu_share"]
-    return f", database CPU {share:.0%} ({1000 * share / result['rate']:.2f} ms/request)"
+    return f", database CPU {share:.0%} ({cpu_ms(result, 'database_cpu_s'):.2f} ms/request)"
 
 
 def wrk_ceiling(port: int, connections: int, duration: float) -> float | None:

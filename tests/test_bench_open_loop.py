@@ -94,6 +94,9 @@ async def test_staggered_conversations_submit_from_the_first_second(
     # 2, 3 and 4 turns before it).
     assert result["conversations_completed"] >= 3
     assert api.submitted == result["conversations_completed"]
+    # The server's CPU per turn is over every request it answered, spreading included.
+    served = sum(api.turns.values()) + len(api.turns)  # turns, and the creations
+    assert result["answered"] == served >= result["turns"] + result["prepared_turns"]
     assert json.loads(json.dumps(result))  # printed as JSON by `main`
 
 

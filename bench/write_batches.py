@@ -1,0 +1,69 @@
+"""How many writes went together per commit during a load run, read from the app's /metrics.
+
+A turn whose only database work is its write joins the storage's write batch
+(`storage.write_batches`): under a closed loop at saturation dozens go in one commit, under an
+open loop at half that rate most go alone, each paying a round trip and a commit of its own.
+So half the saturated rate is not half the work: a latency row's note shows the writes per
+batch and the server's CPU per turn next to the saturated run's (BENCHMARKS.md, issue 16).
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.loadgen import HOST
+
+#: The histogram of writes per batch (`bot.metrics.record_write_batch`).
+METRIC = "intake_storage_write_batch_writes"
+
+
+@dataclass(frozen=True)
+class Batches:
+    """Write batches committed so far, all backends: how many, and the writes in them."""
+
+    batches: float = 0.0
+    writes: float = 0.0
+
+    def __sub__(self, before: Batches) -> Batches:
+        return Batches(self.batches - before.batches, self.writes - before.writes)
+
+    @property
+    def writes_per_batch(self) -> float:
+        return self.writes / self.batches if self.batches else 0.0
+
+
+def parse(text: str) -> Batches:
+    """The batches in a Prometheus text exposition (`/metrics`)."""
+    batches = writes = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != METRIC:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{METRIC}_count":
+                batches += sample.value
+            elif sample.name == f"{METRIC}_sum":
+                writes += sample.value
+    return Batches(batches, writes)
+
+
+def read(port: int, timeout: float = 5.0) -> Batches | None:
+    """The app's batches so far, or None where nothing answers /metrics (a ceiling server)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=timeout) as answer:
+            return parse(answer.read().decode())
+    except OSError:
+        return None
+
+
+def note(result: dict[str, object]) -> str:
+    """A row note's part on batching, from `bench.servers.load`'s result."""
+    batches = result.get("write_batches")
+    if not isinstance(batches, Batches) or not batches.batches:
+        return "no write batches read"
+    return (
+        f"{batches.writes_per_batch:.1f} writes a commit ({batches.writes:.0f} in "
+        f"{batches.batches:.0f} batches, warm-up included)"
+    )

@@ -1,0 +1,62 @@
+"""The bench reads how many writes went together per commit from the app's own /metrics
+(`bench.write_batches`), so that a latency row shows whether its turns shared commits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bench import write_batches
+from bot import metrics
+
+
+def test_the_batches_are_read_from_the_apps_exposition() -> None:
+    before = write_batches.parse(metrics.exposition([], 0).decode())
+    metrics.record_write_batch("postgresql", "committed", 5)
+    metrics.record_write_batch("postgresql", "committed", 1)
+    metrics.record_write_batch("sqlite", "split", 3)
+    after = write_batches.parse(metrics.exposition([], 0).decode())
+
+    run = after - before
+    assert (run.batches, run.writes) == (3, 9)
+    assert run.writes_per_batch == 3.0
+    assert write_batches.note({"write_batches": run}) == (
+        "3.0 writes a commit (9 in 3 batches, warm-up included)"
+    )
+
+
+def test_no_batches_say_so_rather_than_divide_by_zero() -> None:
+    assert write_batches.Batches().writes_per_batch == 0.0
+    assert write_batches.note({}) == "no write batches read"
+    assert write_batches.note({"write_batches": write_batches.Batches()}) == (
+        "no write batches read"
+    )
+
+
+async def serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def test_read_asks_the_app_and_a_server_without_metrics_gives_none(
+    unused_tcp_port_factory: Callable[[], int],
+) -> None:
+    async def exposition(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition([], 0), content_type="text/plain")
+
+    app, ceiling = web.Application(), web.Application()
+    app.router.add_get("/metrics", exposition)
+    app_port, ceiling_port, closed_port = (unused_tcp_port_factory() for _ in range(3))
+    runners = [await serve(app, app_port), await serve(ceiling, ceiling_port)]
+    try:
+        seen = await asyncio.to_thread(write_batches.read, app_port)
+        assert seen == write_batches.parse(metrics.exposition([], 0).decode())
+        assert await asyncio.to_thread(write_batches.read, ceiling_port) is None  # 404
+        assert await asyncio.to_thread(write_batches.read, closed_port, 1.0) is None
+    finally:
+        for runner in runners:
+            await runner.cleanup()
