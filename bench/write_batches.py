@@ -2,9 +2,9 @@
 
 A turn whose only database work is its write joins the storage's write batch
 (`storage.write_batches`): under a closed loop at saturation dozens go in one commit, under an
-open loop at half that rate most go alone, each paying a round trip and a commit of its own.
-So half the saturated rate is not half the work: a latency row's note shows the writes per
-batch and the server's CPU per turn next to the saturated run's (BENCHMARKS.md, issue 16).
+open loop at half that rate two to five, so each pays for more of a round trip and a commit.
+Half the saturated rate is not half the work: a latency row's note shows the writes per
+commit and the server's CPU per turn next to the saturated run's (BENCHMARKS.md, issue 16).
 """
 
 from __future__ import annotations
