@@ -7,8 +7,9 @@ same conversations as webhook updates), `ceiling` (POST /ceiling, one insert-and
 Closed loop (`--concurrency C`): C conversations at once, each sends its next turn when the
 last one is answered. Open loop (`--rate R`): turns are sent on a fixed schedule, whatever is
 outstanding, each by an idle conversation chosen at random; latency is measured from the
-scheduled time, so a slow server cannot hide its queue (no coordinated omission). Before its
-clock starts, the open loop drives its conversations, unmeasured, to steps spread evenly over
+scheduled time, so a slow server cannot hide its queue (no coordinated omission), and the
+turns measured are those scheduled after the warm-up (`carried_in` counts the warm-up's that
+were still waiting when the clock started). Before its clock starts, the open loop drives its conversations, unmeasured, to steps spread evenly over
 the script (`phases`), as people are at every step at any moment; `--start together` starts
 every one at its first turn instead. Prints one JSON object: rate, latency percentiles,
 errors, and the generator's own CPU use (to show whether it, rather than the server, was the
@@ -255,9 +256,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     #: Every request answered, unmeasured ones too (spreading, warm-up): the server's CPU
     #: per turn is its CPU over these (`bench.web_turns.cpu_ms`).
     answered = 0
+    #: Open loop: warm-up turns answered after the clock started (a backlog left by the
+    #: warm-up): not measured, only counted.
+    carried_in = 0
+
+    def measured(scheduled: float, now: float) -> bool:
+        """Whether a turn answered at `now` is measured. Open loop: the turns scheduled
+        in the window, wherever they end (a late answer is measured, not dropped), and none
+        scheduled in the warm-up, however long they waited: a cold server's backlog is the
+        warm-up's. Closed loop: the turns answered in the window."""
+        if scheduled > deadline or now < window_start:
+            return False
+        return scheduled >= window_start or not args.rate
 
     async def one(client: Any, scheduled: float) -> None:
-        nonlocal done, answered
+        nonlocal done, answered, carried_in
         try:
             await client.next_turn()
         except (Failure, OSError, asyncio.IncompleteReadError, ValueError) as error:
@@ -271,9 +284,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return
         answered += 1
         now = loop.time()
-        if now >= window_start and scheduled <= deadline:
+        if measured(scheduled, now):
             done += 1
             latencies.append(now - scheduled)
+        elif scheduled < window_start <= now:
+            carried_in += 1
 
     async def advance(client: Any, turns: int, slots: asyncio.Semaphore) -> None:
         async with slots:
@@ -347,6 +362,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "offered_rate": args.rate,
         "turns": done,
         "answered": answered,
+        "carried_in": carried_in,
         "rate": done / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,

@@ -53,7 +53,7 @@ from bench.servers import (
     replies_sent,
 )
 from bench.steal import STEAL_NOTE, steal_note
-from bench.web_turns import TARGET_PAIRS, cpu_ms, timing
+from bench.web_turns import TARGET_PAIRS, carried_note, cpu_ms, timing
 from bench.write_batches import note as batch_note
 
 CONCURRENCY = 50
@@ -454,7 +454,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     )
     latency.note = (
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
-        f"{open_loop['errors']} errors, server CPU {open_loop['server_cpu_share']:.0%} "
+        f"{open_loop['errors']} errors, {carried_note(open_loop)}, server CPU "
+        f"{open_loop['server_cpu_share']:.0%} "
         f"({cpu_ms(open_loop):.2f} ms/update), {batch_note(open_loop)}; a "
         f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
         f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}; {STEAL_NOTE}: "

@@ -175,7 +175,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         )
         row.note = (
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
-            f"{o['max_ms']:.0f} ms, {o['errors']} errors, server CPU {o['server_cpu_share']:.0%} "
+            f"{o['max_ms']:.0f} ms, {o['errors']} errors, {carried_note(o)}, "
+            f"server CPU {o['server_cpu_share']:.0%} "
             f"({cpu_ms(o):.2f} ms/turn){database_note(kind, o)}, {batch_note(o)}; saturated "
             f"({saturated_run['concurrency']} conversations): server CPU "
             f"{saturated_run['server_cpu_share']:.0%} ({cpu_ms(saturated_run):.2f} ms/turn), "
@@ -187,6 +188,11 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         )
         rows.append(row)
     return rows
+
+
+def carried_note(result: dict[str, Any]) -> str:
+    """An open-loop row's warm-up backlog (`bench.loadgen`: `carried_in`), not measured."""
+    return f"{result['carried_in']} warm-up turns still waiting when the window opened"
 
 
 def cpu_ms(result: dict[str, Any], cpu: str = "server_cpu_s") -> float:

@@ -6,6 +6,7 @@ web chat API on loopback that checks each conversation's turns come in the scrip
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -109,3 +110,43 @@ async def test_conversations_started_together_are_all_still_talking(
     assert (result["start"], result["prepared_turns"]) == ("together", 0)
     # About 7.5 turns each of a conversation's 20: none has reached submission.
     assert result["conversations_completed"] == api.submitted == 0
+
+
+async def test_a_backlog_left_by_the_warm_up_is_not_measured() -> None:
+    """A cold server answers the warm-up's first turns a second late: those turns are the
+    warm-up's, counted as carried in; the window measures the turns scheduled in it."""
+    loop = asyncio.get_running_loop()
+    first_request: list[float] = []
+    ids = count(1)
+
+    async def answer(body: dict[str, str], status: int) -> web.Response:
+        first_request[:] = first_request or [loop.time()]
+        if loop.time() < first_request[0] + 0.2:  # cold for the first 0.2 s
+            await asyncio.sleep(1.0)
+        return web.json_response(body, status=status)
+
+    async def create(_request: web.Request) -> web.Response:
+        return await answer({"conversation_id": str(next(ids)), "token": "t"}, 201)
+
+    async def message(_request: web.Request) -> web.Response:
+        return await answer({}, 200)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/conversations", create)
+    app.router.add_post("/api/v1/conversations/{id}/messages", message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, loadgen.HOST, 0).start()
+    try:
+        port = runner.addresses[0][1]
+        args = _open_loop(port, "together")
+        args.concurrency, args.rate, args.warmup, args.duration = 200, 200.0, 0.5, 0.5
+        result = await loadgen.run(args)
+    finally:
+        await runner.cleanup()
+
+    assert result["errors"] == 0, result["first_errors"]
+    # About 40 turns scheduled in the first 0.2 s waited a second, into the window.
+    assert result["carried_in"] >= 30
+    assert result["max_ms"] < 1000
+    assert abs(result["turns"] - 100) <= 1  # 0.5 s at 200/s: those scheduled in the window
