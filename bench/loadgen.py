@@ -9,11 +9,11 @@ last one is answered. Open loop (`--rate R`): turns are sent on a fixed schedule
 outstanding, each by an idle conversation chosen at random; latency is measured from the
 scheduled time, so a slow server cannot hide its queue (no coordinated omission), and the
 turns measured are those scheduled after the warm-up (`carried_in` counts the warm-up's that
-were still waiting when the clock started). Before its clock starts, the open loop drives its conversations, unmeasured, to steps spread evenly over
-the script (`phases`), as people are at every step at any moment; `--start together` starts
-every one at its first turn instead. Prints one JSON object: rate, latency percentiles,
-errors, and the generator's own CPU use (to show whether it, rather than the server, was the
-limit).
+were still waiting when the window opened). Before its clock starts, the open loop drives
+its conversations, unmeasured, to steps spread evenly over the script (`phases`), as people
+are at every step at any moment; `--start together` starts every one at its first turn
+instead. Prints one JSON object: rate, latency percentiles, errors, and the generator's own
+CPU use (to show whether it, rather than the server, was the limit).
 
 Requests are pre-built bytes; only the responses that carry what the next request needs (the
 conversation id and token) or prove the result (the reference after submit) are parsed.
