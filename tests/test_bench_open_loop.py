@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bench import loadgen
 from bench.script import SCRIPT
+from tests.fakes.loopback import serving
 
 
 def test_the_conversations_start_evenly_over_the_steps() -> None:
@@ -56,15 +57,8 @@ async def chat_api() -> AsyncIterator[tuple[ChatApi, int]]:
     app = web.Application()
     app.router.add_post("/api/v1/conversations", api.create)
     app.router.add_post("/api/v1/conversations/{id}/messages", api.message)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, loadgen.HOST, 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         yield api, port
-    finally:
-        await runner.cleanup()
 
 
 def _open_loop(port: int, start: str) -> argparse.Namespace:
@@ -134,16 +128,10 @@ async def test_a_backlog_left_by_the_warm_up_is_not_measured() -> None:
     app = web.Application()
     app.router.add_post("/api/v1/conversations", create)
     app.router.add_post("/api/v1/conversations/{id}/messages", message)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, loadgen.HOST, 0).start()
-    try:
-        port = runner.addresses[0][1]
+    async with serving(app) as port:
         args = _open_loop(port, "together")
         args.concurrency, args.rate, args.warmup, args.duration = 200, 200.0, 0.5, 0.5
         result = await loadgen.run(args)
-    finally:
-        await runner.cleanup()
 
     assert result["errors"] == 0, result["first_errors"]
     # About 40 turns scheduled in the first 0.2 s waited a second, into the window.

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bench import write_batches
 from bot import metrics
+from tests.fakes.loopback import serving
 
 
 def test_the_batches_are_read_from_the_apps_exposition() -> None:
@@ -35,13 +36,6 @@ def test_no_batches_say_so_rather_than_divide_by_zero() -> None:
     )
 
 
-async def serve(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
-
-
 async def test_read_asks_the_app_and_a_server_without_metrics_gives_none(
     unused_tcp_port_factory: Callable[[], int],
 ) -> None:
@@ -50,13 +44,9 @@ async def test_read_asks_the_app_and_a_server_without_metrics_gives_none(
 
     app, ceiling = web.Application(), web.Application()
     app.router.add_get("/metrics", exposition)
-    app_port, ceiling_port, closed_port = (unused_tcp_port_factory() for _ in range(3))
-    runners = [await serve(app, app_port), await serve(ceiling, ceiling_port)]
-    try:
+    closed_port = unused_tcp_port_factory()
+    async with serving(app) as app_port, serving(ceiling) as ceiling_port:
         seen = await asyncio.to_thread(write_batches.read, app_port)
         assert seen == write_batches.parse(metrics.exposition([], 0).decode())
         assert await asyncio.to_thread(write_batches.read, ceiling_port) is None  # 404
         assert await asyncio.to_thread(write_batches.read, closed_port, 1.0) is None
-    finally:
-        for runner in runners:
-            await runner.cleanup()
