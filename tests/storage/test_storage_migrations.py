@@ -50,7 +50,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0013"
+    assert await current_revision(database_url) == head_revision() == "0014"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -60,7 +60,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0013"
+    assert head_revision() == "0014"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
@@ -403,7 +403,7 @@ async def test_0013_indexes_each_report_as_it_is_stored_and_downgrades(
     await _store_report(database_url, "R0012", "the night carer never came")
     if postgres:
         assert await _search_index_options(database_url) is None
-    await upgrade(database_url)
+    await upgrade(database_url, "0013")
     if postgres:
         assert await _pending_pages(database_url) == 0  # merged by the upgrade
     await _store_report(database_url, "R0013", "no carer at night again")
@@ -415,5 +415,55 @@ async def test_0013_indexes_each_report_as_it_is_stored_and_downgrades(
     if postgres:
         assert await _search_index_options(database_url) is None
     assert await _found_by_word(database_url, "night") == ["R0012", "R0013"]
-    await upgrade(database_url)
+    await upgrade(database_url, "0013")
     assert await current_revision(database_url) == "0013"
+
+
+#: 200 reports of 40 words no other report uses: about 28 pages of pending list at once,
+#: against at most 8 (64 kB) and one being filled.
+_MANY_NEW_WORDS = """
+    INSERT INTO reports (reference, conversation_id, created_at, channel, locale, priority, data)
+    SELECT 'M' || g, 'conversation-M' || g, now(), 'web', 'en', 'routine',
+        jsonb_build_object('reference', 'M' || g, 'priority', 'routine', 'what_happened',
+            (SELECT string_agg('word' || g || 'x' || i, ' ') FROM generate_series(1, 40) AS i))
+    FROM generate_series(1, 200) AS g
+"""
+
+
+async def _store_many_new_words(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(_MANY_NEW_WORDS))
+    finally:
+        await engine.dispose()
+
+
+async def test_0014_keeps_a_small_pending_list_and_downgrades(database_url: str) -> None:
+    """On PostgreSQL the search index keeps a pending list again, of 64 kB (without one, each
+    report rewrote its words' whole entries in the WAL): a new report waits in the list and
+    is found there; many reports at once leave the list no longer than its limit (merged as
+    it fills, not at 4 MB); the downgrade takes the list away and merges what it holds.
+    Search finds every report across the upgrade and the downgrade, on both backends."""
+    postgres = database_url.startswith("postgresql")
+    await upgrade(database_url, "0013")
+    await _store_report(database_url, "R0013", "the night carer never came")
+    await upgrade(database_url)
+    assert await current_revision(database_url) == "0014"
+    await _store_report(database_url, "R0014", "no carer at night again")
+    assert await _found_by_word(database_url, "carer") == ["R0013", "R0014"]
+    if postgres:
+        assert await _search_index_options(database_url) == [
+            "fastupdate=on",
+            "gin_pending_list_limit=64",
+        ]
+        assert await _pending_pages(database_url) == 1  # R0014 waited there, found all the same
+        await _store_many_new_words(database_url)
+        assert await _pending_pages(database_url) <= 9  # 29 with no merge before 4 MB
+        assert await _found_by_word(database_url, "word200x40") == ["M200"]
+    await _store_report(database_url, "R0014b", "the carer left early")  # in the list
+    await _downgrade(database_url, "0013")
+    if postgres:
+        assert await _search_index_options(database_url) == ["fastupdate=off"]
+        assert await _pending_pages(database_url) == 0  # merged by the downgrade
+    assert await _found_by_word(database_url, "carer") == ["R0013", "R0014", "R0014b"]
