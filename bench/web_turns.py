@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from bench import wal
 from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
@@ -82,30 +84,25 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         for share in LOADS:
             rate = max(1.0, saturated * share)
             log(f"web {label}: open loop at {rate:.0f} turns/s ({share:.0%} of {saturated:.0f})")
-            latency[share] = (
-                probed(
-                    partial(
-                        load,
-                        "web",
-                        app_port,
-                        concurrency=OPEN_LOOP_POOL,
-                        rate=rate,
-                        server_pid=app_proc.pid,
-                        **t,
-                    )
-                ),
-                probed(
-                    partial(
-                        load,
-                        "ceiling",
-                        ceil_port,
-                        concurrency=OPEN_LOOP_POOL,
-                        rate=rate,
-                        server_pid=ceil_proc.pid,
-                        **t,
-                    )
-                ),
+            app_run = partial(
+                load,
+                "web",
+                app_port,
+                concurrency=OPEN_LOOP_POOL,
+                rate=rate,
+                server_pid=app_proc.pid,
+                **t,
             )
+            ceiling_run = partial(
+                load,
+                "ceiling",
+                ceil_port,
+                concurrency=OPEN_LOOP_POOL,
+                rate=rate,
+                server_pid=ceil_proc.pid,
+                **t,
+            )
+            latency[share] = (probed(settled(kind, app_run)), probed(settled(kind, ceiling_run)))
     context.setdefault("ceiling", {})[kind] = ceiling
 
     for c in CONCURRENCY:
@@ -177,7 +174,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
             f"open loop, achieved {o['rate']:.0f}/s (ceiling {b['rate']:.0f}/s), app max "
             f"{o['max_ms']:.0f} ms, {o['errors']} errors, {carried_note(o)}, "
             f"server CPU {o['server_cpu_share']:.0%} "
-            f"({cpu_ms(o):.2f} ms/turn){database_note(kind, o)}, {batch_note(o)}; saturated "
+            f"({cpu_ms(o):.2f} ms/turn){database_note(kind, o)}, {batch_note(o)}"
+            f"{wal.note(o)}; saturated "
             f"({saturated_run['concurrency']} conversations, {saturated:.0f}/s): server CPU "
             f"{saturated_run['server_cpu_share']:.0%} ({cpu_ms(saturated_run):.2f} ms/turn), "
             f"{batch_note(saturated_run)}; this rate is "
@@ -190,6 +188,14 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         )
         rows.append(row)
     return rows
+
+
+def settled(kind: str, measure: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """An open loop's run: on PostgreSQL right after a checkpoint, its WAL measured
+    (`bench.wal`); on SQLite as it is."""
+    if kind != "postgres":
+        return measure
+    return partial(wal.after_checkpoint, measure)
 
 
 def carried_note(result: dict[str, Any]) -> str:

@@ -1,0 +1,65 @@
+"""PostgreSQL's write-ahead log around a latency run: a checkpoint first, then what was written.
+
+Every commit waits for its WAL to reach the disk, in 16 MB files. A server in steady state
+recycles the files its last checkpoint no longer needs as the next ones, so writing on is
+cheap. A file that has to be created instead is first filled with zeros and synced (16 MB,
+`wal_init_zero`), and every commit waits behind that: about 50 ms on this machine, all the
+turns in flight at once (BENCHMARKS.md). The bench makes that happen more than a service
+would: each server's database is dropped at its end, which forces a checkpoint that keeps few
+files, and then a few seconds at thousands of turns a second write hundreds of megabytes.
+So an open loop on PostgreSQL starts right after a CHECKPOINT, which recycles what the
+saturated runs before it wrote (a service does the same with `min_wal_size` sized for its
+bursts: docs/deployment.md), and its note says how much WAL a turn wrote and how many files
+were created meanwhile, so that a tail from them shows.
+
+The WAL and its files are the whole server's: on a quiet machine, the run's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from bench.servers import connect, postgres_url
+
+#: The current WAL position and how many WAL files there are (pg_ls_waldir: a superuser's or
+#: pg_monitor's, as the bench's PostgreSQL user is).
+_MARK = "SELECT pg_current_wal_lsn()::text, (SELECT count(*) FROM pg_ls_waldir())"
+
+
+async def _query(sql: str) -> Any:
+    connection = await connect(postgres_url())
+    try:
+        return await connection.fetchrow(sql)
+    finally:
+        await connection.close()
+
+
+async def _written_since(lsn: str) -> Any:
+    return await _query(
+        f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}'::pg_lsn), "
+        "(SELECT count(*) FROM pg_ls_waldir())"
+    )
+
+
+def after_checkpoint(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`measure()`'s result (a load run's), run right after a CHECKPOINT, with the WAL written
+    meanwhile: "wal_bytes", and "wal_files_added" (files created, less any removed)."""
+    asyncio.run(_query("CHECKPOINT"))
+    lsn, files = asyncio.run(_query(_MARK))
+    result = measure()
+    written, files_after = asyncio.run(_written_since(lsn))
+    return {**result, "wal_bytes": float(written), "wal_files_added": int(files_after - files)}
+
+
+def note(result: dict[str, Any]) -> str:
+    """A row's words on its run's WAL ("" for a run not measured by `after_checkpoint`)."""
+    if "wal_bytes" not in result:
+        return ""
+    per_turn = result["wal_bytes"] / max(result["answered"], 1)
+    return (
+        f"; WAL {per_turn / 1024:.1f} KiB a turn (warm-up included), "
+        f"{result['wal_files_added']} WAL files created (the run started after a CHECKPOINT: "
+        f"bench/wal.py)"
+    )
