@@ -107,48 +107,6 @@ def database(kind: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-#: The outbox rows a Telegram conversation's replies leave while they wait for the send limit.
-_PENDING_REPLIES = (
-    "SELECT count(*) FROM outbox WHERE status = 'pending' AND topic = 'telegram.send'"
-)
-
-
-def pending_replies(url: str) -> int:
-    """Telegram replies the app at `url` has committed and not yet sent."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        import sqlite3
-
-        assert parsed.database is not None
-        with contextlib.closing(sqlite3.connect(parsed.database, timeout=10)) as connection:
-            return int(connection.execute(_PENDING_REPLIES).fetchone()[0])
-
-    async def count() -> int:
-        connection = await connect(url)
-        try:
-            return int(await connection.fetchval(_PENDING_REPLIES))
-        finally:
-            await connection.close()
-
-    return asyncio.run(count())
-
-
-def replies_sent(url: str, timeout: float = 180.0) -> float:
-    """Wait until the app at `url` has sent every Telegram reply it committed (they go at the
-    send limit, 30 a second, far slower than a closed loop commits them), at most `timeout`
-    seconds; the seconds waited. A run started before would share the server with that
-    drain: the sends, their settles and claims, on SQLite the one writer."""
-    started = time.monotonic()
-    while pending_replies(url) and time.monotonic() - started < timeout:
-        time.sleep(0.25)
-    waited = time.monotonic() - started
-    if waited >= timeout:
-        log(f"replies still waiting after {timeout:.0f} s; measuring anyway")
-    return waited
-
-
 def app_env(url: str, port: int, **extra: str) -> dict[str, str]:
     return {
         "INTAKE_DATABASE_URL": url,

@@ -11,9 +11,8 @@ it is measured here if the web benchmark did not run first.
 Then, against Telegram's own limit (about 30 messages a second per bot, one a second per
 chat), with `bench.fake_telegram --drive` posting updates and timing replies on one clock:
 - the webhook's own work: one update at a time, receipt to the 200 after commit, against a web
-  turn on the same server (target ≤ 1.5x), each run started once every reply committed
-  before it was sent (`bench.servers.replies_sent`), each pair's web run first and its
-  Telegram run right after (`one_at_a_time_pairs`);
+  turn on the same server (target ≤ 1.5x), each pair on a fresh server (`pair_servers`), its
+  web run first and its Telegram run right after (`one_at_a_time_pairs`);
 - replies at 15 updates/s (half the send limit) over 50 chats, each chat answering only after
   its reply arrived: the time from the webhook's 200 (right after the commit) to the reply
   reaching the Bot API (target p99 ≤ 50 ms: under the limit a reply goes at once);
@@ -40,6 +39,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+from bench import wal
 from bench.common import PYTHON, ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.loadgen import SECRET
@@ -50,10 +50,9 @@ from bench.servers import (
     database,
     load,
     postgres_available,
-    replies_sent,
 )
 from bench.steal import STEAL_NOTE, steal_note
-from bench.web_turns import TARGET_PAIRS, carried_note, cpu_ms, timing
+from bench.web_turns import TARGET_PAIRS, carried_note, cpu_ms, settled, timing
 from bench.write_batches import note as batch_note
 
 CONCURRENCY = 50
@@ -200,8 +199,7 @@ def one_at_a_time_pairs(
     """`count` (Telegram, web) pairs of `run(mode)`, each measured web first and Telegram
     right after. The other way round, the web run waited for the Telegram run's replies to
     drain (a minute or more), and the machine's speed moved between the two halves of a
-    pair (BENCHMARKS.md); a web run leaves no replies, so now the halves are seconds apart,
-    and the drain falls between pairs."""
+    pair (BENCHMARKS.md); a web run leaves no replies, so the halves are seconds apart."""
     pairs = alternated_pairs(
         count,
         f"telegram {label}: one web turn at a time, then one update at a time",
@@ -209,6 +207,31 @@ def one_at_a_time_pairs(
         partial(run, "telegram"),
     )
     return [(telegram, web) for web, telegram in pairs]
+
+
+@contextlib.contextmanager
+def pair_servers(kind: str, t: dict[str, float]) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """`run(mode)` for `one_at_a_time_pairs`: one chat or conversation at a time, each pair on
+    a server of its own, started for the pair's web run (its first) once the pair before's is
+    stopped. A closed loop of one chat commits replies far faster than the send limit lets
+    them go: on a fast machine its 6 s left minutes of them, which the next pair's runs
+    waited for (180 s, then measured anyway, sharing the server with the rest: BENCHMARKS.md).
+    A fresh server has none, and the web run warms it for the Telegram run."""
+    with contextlib.ExitStack() as current:
+        server: list[tuple[int, int]] = []
+
+        def run(mode: str) -> dict[str, Any]:
+            if mode == "web" or not server:
+                current.close()
+                server.clear()
+                url = current.enter_context(database(kind))
+                api_url, _kind = current.enter_context(fake_api())
+                port, proc = current.enter_context(app_server(url, telegram_api=api_url))
+                server.append((port, proc.pid))
+            port, pid = server[0]
+            return load(mode, port, concurrency=1, server_pid=pid, **t)
+
+        yield run
 
 
 def p50_ratio(pair: tuple[dict[str, Any], dict[str, Any]]) -> float:
@@ -224,20 +247,7 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
     """Reply latency under the send limit, a burst above it, and the webhook's own work."""
     label = "SQLite" if kind == "sqlite" else "PostgreSQL"
     t = timing(quick)
-    with (
-        database(kind) as url,
-        driver() as (api_url, control),
-        app_server(url, telegram_api=api_url) as (port, proc),
-    ):
-        # Each run starts once the replies of the one before are sent: a closed loop commits
-        # them faster than the send limit lets them go, and the web run that followed the
-        # Telegram one shared the server with their drain (BENCHMARKS.md).
-        def one_at_a_time(mode: str) -> dict[str, Any]:
-            waited = replies_sent(url)
-            result = load(mode, port, concurrency=1, server_pid=proc.pid, **t)
-            result["waited_for_replies_s"] = waited
-            return result
-
+    with pair_servers(kind, t) as one_at_a_time:
         pairs = one_at_a_time_pairs(TARGET_PAIRS, label, one_at_a_time)
     # The pair with the median ratio of p50s (as for the web rows: one pair alone is noise).
     shown = ", ".join(f"{p50_ratio(pair):.2f}x" for pair in pairs)
@@ -247,7 +257,7 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
     with (
         database(kind) as url,
         driver() as (api_url, control),
-        app_server(url, telegram_api=api_url) as (port, proc),
+        app_server(url, telegram_api=api_url) as (port, _proc),
     ):
         log(f"telegram {label}: replies at {PACED_RATE:.0f} updates/s over {PACED_CHATS} chats")
         paced = scenario(
@@ -276,9 +286,8 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
         f"receipt to the 200 after commit, closed loop, 1 chat / 1 conversation: telegram "
         f"{one_tg['rate']:.0f}/s p99 {one_tg['p99_ms']:.1f} ms, web {one_web['rate']:.0f}/s "
         f"p99 {one_web['p99_ms']:.1f} ms; {one_tg['errors']}+{one_web['errors']} errors; the "
-        f"median of {len(pairs)} pairs, web then Telegram ({shown}); each run started once "
-        f"the replies before it were sent (waited up to "
-        f"{max(r['waited_for_replies_s'] for pair in pairs for r in pair):.0f} s); "
+        f"median of {len(pairs)} pairs, web then Telegram ({shown}), each pair on a fresh "
+        f"server; "
         f"{STEAL_NOTE}: {steal_note(one_tg['steal_share'])} during the Telegram run shown, "
         f"{steal_note(one_web['steal_share'])} during its web run"
     )
@@ -430,14 +439,17 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     ):
         log(f"telegram {label}: open loop at {rate:.0f} updates/s (50% of saturated)")
         open_loop = probed(
-            partial(
-                load,
-                "telegram",
-                port,
-                concurrency=CONCURRENCY,
-                rate=rate,
-                server_pid=proc.pid,
-                **open_timing,
+            settled(
+                kind,
+                partial(
+                    load,
+                    "telegram",
+                    port,
+                    concurrency=CONCURRENCY,
+                    rate=rate,
+                    server_pid=proc.pid,
+                    **open_timing,
+                ),
             )
         )
     latency = Row(
@@ -456,7 +468,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
         f"{open_loop['errors']} errors, {carried_note(open_loop)}, server CPU "
         f"{open_loop['server_cpu_share']:.0%} "
-        f"({cpu_ms(open_loop):.2f} ms/update), {batch_note(open_loop)}; a "
+        f"({cpu_ms(open_loop):.2f} ms/update), {batch_note(open_loop)}{wal.note(open_loop)}; a "
         f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
         f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}; {STEAL_NOTE}: "
         f"{steal_note(open_loop['steal_share'])}"

@@ -1,69 +1,69 @@
-"""The Telegram one-at-a-time row starts each run once the replies committed before it are
-sent (`bench.servers.replies_sent`): a closed loop commits them faster than the send limit
-lets them go, and a web run started meanwhile shared the server with their drain. Each
-pair runs web first, Telegram right after (`bench.telegram_turns.one_at_a_time_pairs`)."""
+"""The Telegram one-at-a-time row: each pair on a fresh server (`bench.telegram_turns.
+pair_servers`), since a closed loop of one chat commits replies far faster than the send limit
+lets them go and the next pair would share the server with their drain; each pair runs web
+first, Telegram right after (`bench.telegram_turns.one_at_a_time_pairs`)."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
-from pathlib import Path
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bench import servers
-from bench.servers import pending_replies, replies_sent
+from bench import telegram_turns
 
 
-def _outbox(path: Path, *rows: tuple[str, str]) -> None:
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, topic TEXT, status TEXT)")
-        connection.executemany("INSERT INTO outbox (topic, status) VALUES (?, ?)", rows)
-
-
-def test_only_telegram_replies_still_to_send_are_counted(tmp_path: Path) -> None:
-    path = tmp_path / "bench.sqlite3"
-    _outbox(
-        path,
-        ("telegram.send", "pending"),
-        ("telegram.send", "pending"),
-        ("telegram.send", "done"),
-        ("email.send", "pending"),
-    )
-    assert pending_replies(f"sqlite+aiosqlite:///{path}") == 2
-
-
-def test_the_wait_ends_when_the_last_reply_is_sent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_each_pair_runs_on_a_fresh_server_the_one_before_stopped(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = tmp_path / "bench.sqlite3"
-    _outbox(path, ("telegram.send", "pending"))
-    url = f"sqlite+aiosqlite:///{path}"
+    events: list[str] = []
+    servers = iter(range(1, 100))
 
-    def send_later() -> None:
-        time.sleep(0.5)
-        with sqlite3.connect(path) as connection:
-            connection.execute("UPDATE outbox SET status = 'done'")
+    @contextlib.contextmanager
+    def database(kind: str) -> Iterator[str]:
+        events.append(f"database {kind}")
+        yield "url"
+        events.append("database dropped")
 
-    sender = threading.Thread(target=send_later)
-    sender.start()
-    waited = replies_sent(url, timeout=30)
-    sender.join()
-    assert 0.4 < waited < 30 and pending_replies(url) == 0
-    sleeps: list[float] = []
-    monkeypatch.setattr(servers.time, "sleep", sleeps.append)
-    replies_sent(url, timeout=30)
-    assert sleeps == []  # nothing pending: no wait
+    @contextlib.contextmanager
+    def fake_api() -> Iterator[tuple[str, str]]:
+        yield "http://api", "fake"
 
+    @contextlib.contextmanager
+    def app_server(url: str, telegram_api: str) -> Iterator[tuple[int, Any]]:
+        port = next(servers)
+        events.append(f"server {port} on {url} for {telegram_api}")
+        yield port, type("Proc", (), {"pid": 1000 + port})()
+        events.append(f"server {port} stopped")
 
-def test_a_backlog_that_never_drains_is_measured_anyway_after_the_timeout(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "bench.sqlite3"
-    _outbox(path, ("telegram.send", "pending"))
-    assert replies_sent(f"sqlite+aiosqlite:///{path}", timeout=0.3) >= 0.3
+    def load(mode: str, port: int, **kwargs: Any) -> dict[str, Any]:
+        events.append(f"{mode} on {port} (pid {kwargs['server_pid']}, {kwargs['concurrency']})")
+        return {"mode": mode, "p50_ms": 1.0}
+
+    for name, fake in {
+        "database": database,
+        "fake_api": fake_api,
+        "app_server": app_server,
+        "load": load,
+    }.items():
+        monkeypatch.setattr(telegram_turns, name, fake)
+    with telegram_turns.pair_servers("postgres", {"duration": 1.0}) as run:
+        telegram_turns.one_at_a_time_pairs(2, "PostgreSQL", run)
+    assert events == [
+        "database postgres",
+        "server 1 on url for http://api",
+        "web on 1 (pid 1001, 1)",
+        "telegram on 1 (pid 1001, 1)",
+        "server 1 stopped",
+        "database dropped",
+        "database postgres",
+        "server 2 on url for http://api",
+        "web on 2 (pid 1002, 1)",
+        "telegram on 2 (pid 1002, 1)",
+        "server 2 stopped",
+        "database dropped",
+    ]
 
 
 def test_each_one_at_a_time_pair_runs_web_first_and_telegram_right_after() -> None:
