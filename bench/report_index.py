@@ -59,8 +59,8 @@ def _texts(count: int) -> list[str]:
 
 
 async def _insert_each(url: str, texts: list[str], alter: str | None) -> dict[str, Any]:
-    """Each insert's milliseconds into a database at the current migration, its index first
-    altered by `alter`, and the WAL bytes written a report."""
+    """How long each insert took (`_summary`) into a database at the current migration, its
+    index first altered by `alter`, and the WAL written a report ("wal_per_report", bytes)."""
     from storage.migrate import upgrade
 
     await upgrade(url)

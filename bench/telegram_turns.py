@@ -438,9 +438,10 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         app_server(url, telegram_api=api_url) as (port, proc),
     ):
         log(f"telegram {label}: open loop at {rate:.0f} updates/s (50% of saturated)")
-        open_loop = probed(
-            settled(
-                kind,
+        open_loop = settled(
+            kind,
+            partial(
+                probed,
                 partial(
                     load,
                     "telegram",
@@ -450,7 +451,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
                     server_pid=proc.pid,
                     **open_timing,
                 ),
-            )
+            ),
         )
     latency = Row(
         f"telegram webhook p50/p99 at 50% load ({rate:.0f}/s), {label}",

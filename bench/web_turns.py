@@ -102,7 +102,10 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
                 server_pid=ceil_proc.pid,
                 **t,
             )
-            latency[share] = (probed(settled(kind, app_run)), probed(settled(kind, ceiling_run)))
+            latency[share] = (
+                settled(kind, partial(probed, app_run)),
+                settled(kind, partial(probed, ceiling_run)),
+            )
     context.setdefault("ceiling", {})[kind] = ceiling
 
     for c in CONCURRENCY:
@@ -190,12 +193,13 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def settled(kind: str, measure: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-    """An open loop's run: on PostgreSQL right after a checkpoint, its WAL measured
-    (`bench.wal`); on SQLite as it is."""
+def settled(kind: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """An open loop's run (`measure()`): on PostgreSQL right after a checkpoint, its WAL
+    measured (`bench.wal`); on SQLite as it is. The checkpoint comes before `measure`'s disk
+    probe starts (`bench.disk.probed`), so that its syncs are not counted as the run's."""
     if kind != "postgres":
-        return measure
-    return partial(wal.after_checkpoint, measure)
+        return measure()
+    return wal.after_checkpoint(measure)
 
 
 def carried_note(result: dict[str, Any]) -> str:
