@@ -23,31 +23,36 @@ from typing import Any
 
 from bench.servers import connect, postgres_url
 
-#: The current WAL position and how many WAL files there are (pg_ls_waldir: a superuser's or
-#: pg_monitor's, as the bench's PostgreSQL user is).
-_MARK = "SELECT pg_current_wal_lsn()::text, (SELECT count(*) FROM pg_ls_waldir())"
+#: How many WAL files there are (pg_ls_waldir: a superuser's or pg_monitor's, as the bench's
+#: PostgreSQL user is).
+_FILES = "(SELECT count(*) FROM pg_ls_waldir())"
 
 
-async def _query(sql: str) -> Any:
+async def _checkpoint() -> Any:
+    """CHECKPOINT, then the WAL position and the WAL files after it."""
     connection = await connect(postgres_url())
     try:
-        return await connection.fetchrow(sql)
+        await connection.execute("CHECKPOINT")
+        return await connection.fetchrow(f"SELECT pg_current_wal_lsn(), {_FILES}")
     finally:
         await connection.close()
 
 
-async def _written_since(lsn: str) -> Any:
-    return await _query(
-        f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}'::pg_lsn), "
-        "(SELECT count(*) FROM pg_ls_waldir())"
-    )
+async def _written_since(lsn: Any) -> Any:
+    """The WAL bytes written since `lsn`, and the WAL files now."""
+    connection = await connect(postgres_url())
+    try:
+        return await connection.fetchrow(
+            f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1), {_FILES}", lsn
+        )
+    finally:
+        await connection.close()
 
 
 def after_checkpoint(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """`measure()`'s result (a load run's), run right after a CHECKPOINT, with the WAL written
     meanwhile: "wal_bytes", and "wal_files_added" (files created, less any removed)."""
-    asyncio.run(_query("CHECKPOINT"))
-    lsn, files = asyncio.run(_query(_MARK))
+    lsn, files = asyncio.run(_checkpoint())
     result = measure()
     written, files_after = asyncio.run(_written_since(lsn))
     return {**result, "wal_bytes": float(written), "wal_files_added": int(files_after - files)}

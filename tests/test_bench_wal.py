@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench import wal
+from bench.servers import connect
 from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.postgres
@@ -18,11 +19,9 @@ pytestmark = pytest.mark.postgres
 
 async def _fetch(sql: str) -> Any:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
-    dsn = make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
     try:
-        connection = await asyncio.wait_for(asyncpg.connect(dsn, timeout=3), timeout=5)
+        connection = await asyncio.wait_for(connect(POSTGRES_URL), timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error!r}")
     try:
