@@ -3,7 +3,9 @@
     python -m bench.loadgen MODE --port P (--concurrency C | --rate R) --duration S [--warmup S]
 
 MODE: `web` (conversations through the web chat API, driven to submission), `telegram` (the
-same conversations as webhook updates), `ceiling` (POST /ceiling, one insert-and-commit).
+same conversations as webhook updates), `interleaved` (a web conversation and a Telegram chat
+taking turns: one web turn, then one update, then the next web turn, each channel's
+latencies apart in "channels"), `ceiling` (POST /ceiling, one insert-and-commit).
 Closed loop (`--concurrency C`): C conversations at once, each sends its next turn when the
 last one is answered. Open loop (`--rate R`): turns are sent on a fixed schedule, whatever is
 outstanding, each by an idle conversation chosen at random; latency is measured from the
@@ -34,7 +36,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from bench.script import SCRIPT
@@ -97,8 +99,37 @@ class Failure(Exception):
 # ---------------------------------------------------------------------------- conversations
 
 
-class WebConversation:
+class Client:
+    """One client of the loop on a keep-alive connection of its own."""
+
+    #: The channel of the turn last sent, which its latency is counted under ("channels").
+    channel: ClassVar[str]
+
+    def __init__(self, port: int) -> None:
+        self.http = Http(port)
+        self.port = port
+        self.completed = 0
+
+    async def open(self) -> None:
+        await self.http.open()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def restart(self) -> None:
+        """After a failed turn: a new connection, and what `forget` says."""
+        self.http.close()
+        self.http = Http(self.port)
+        self.forget()
+
+    def forget(self) -> None:
+        """What a failed turn leaves behind: nothing here."""
+
+
+class WebConversation(Client):
     """Creates a conversation, then sends the script's turns; starts again after submit."""
+
+    channel = "web"
 
     bodies: ClassVar[list[bytes]] = [
         (json.dumps({t.kind: t.value})[:-1] + ', "client_message_id": "').encode() for t in SCRIPT
@@ -115,13 +146,14 @@ class WebConversation:
         return 1 + (cls.turns_per_conversation or len(SCRIPT))
 
     def __init__(self, port: int, ids: itertools.count[int]) -> None:
-        self.http = Http(port)
-        self.port = port
+        super().__init__(port)
         self.ids = ids
         self.index = -1  # -1: create next
         self.path = ""
         self.auth = ""
-        self.completed = 0
+
+    def forget(self) -> None:
+        self.index = -1  # a new conversation next
 
     async def next_turn(self) -> None:
         if self.index < 0:
@@ -154,10 +186,11 @@ class WebConversation:
             self.index = -1
 
 
-class TelegramConversation:
+class TelegramConversation(Client):
     """One chat after another: /start then the script, as webhook updates."""
 
     shown: ClassVar[list[Any]] = []
+    channel = "telegram"
 
     @classmethod
     def cycle(cls) -> int:
@@ -168,14 +201,15 @@ class TelegramConversation:
     ) -> None:
         from bench import updates
 
-        self.http = Http(port)
-        self.port = port
+        super().__init__(port)
         self.chats = chats
         self.update_ids = update_ids
         self.updates = updates
         self.queue: list[bytes] = []
-        self.completed = 0
         self.extra = f"X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n"
+
+    def forget(self) -> None:
+        self.queue = []  # a new chat next
 
     async def next_turn(self) -> None:
         if not self.queue:
@@ -193,16 +227,54 @@ class TelegramConversation:
             self.completed += 1
 
 
-class CeilingClient:
+class Interleaved:
+    """A web conversation and a Telegram chat taking turns, one request in flight: the two
+    channels' turns meet the same server at the same moments, so a drift of the machine's
+    speed between two runs (the one-at-a-time pairs' noise, BENCHMARKS.md) falls on both."""
+
+    @classmethod
+    def cycle(cls) -> int:
+        """Turns from the pair's start to where both start again (`phases`)."""
+        return WebConversation.cycle() + TelegramConversation.cycle()
+
+    def __init__(self, web: WebConversation, telegram: TelegramConversation) -> None:
+        self.clients: tuple[WebConversation | TelegramConversation, ...] = (web, telegram)
+        self.turns: Iterator[WebConversation | TelegramConversation] = itertools.cycle(self.clients)
+        self.current: WebConversation | TelegramConversation = web
+
+    @property
+    def channel(self) -> str:
+        return self.current.channel
+
+    @property
+    def completed(self) -> int:
+        return sum(client.completed for client in self.clients)
+
+    async def open(self) -> None:
+        await asyncio.gather(*(client.open() for client in self.clients))
+
+    def restart(self) -> None:
+        self.current.restart()
+
+    async def next_turn(self) -> None:
+        self.current = next(self.turns)
+        await self.current.next_turn()
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+class CeilingClient(Client):
+    channel = "ceiling"
+
     @classmethod
     def cycle(cls) -> int:
         return 1
 
     def __init__(self, port: int, ids: itertools.count[int]) -> None:
-        self.http = Http(port)
-        self.port = port
+        super().__init__(port)
         self.ids = ids
-        self.completed = 0
 
     async def next_turn(self) -> None:
         body = (
@@ -229,6 +301,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def latency_summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    """Turns, their rate and latency percentiles (ms) of one channel's measured turns."""
+    ordered = sorted(latencies)
+    return {
+        "turns": len(ordered),
+        "rate": len(ordered) / elapsed,
+        "p50_ms": percentile(ordered, 50) * 1000,
+        "p99_ms": percentile(ordered, 99) * 1000,
+        "max_ms": (ordered[-1] * 1000) if ordered else float("nan"),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     ids = itertools.count(1)
     base = (os.getpid() % 10_000) * 10_000_000 + int(time.time()) % 1_000_000 * 10
@@ -237,20 +321,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "web":
         WebConversation.turns_per_conversation = args.turns_per_conversation
         make = lambda: WebConversation(args.port, ids)  # noqa: E731
-    elif args.mode == "telegram":
+    elif args.mode in ("telegram", "interleaved"):
         from bench.updates import prompts
 
         TelegramConversation.shown = prompts()
         make = lambda: TelegramConversation(args.port, chats, update_ids)  # noqa: E731
+        if args.mode == "interleaved":
+            chat = make
+            make = lambda: Interleaved(WebConversation(args.port, ids), chat())  # noqa: E731
     else:
         make = lambda: CeilingClient(args.port, ids)  # noqa: E731
 
     clients = [make() for _ in range(args.concurrency)]
-    await asyncio.gather(*(c.http.open() for c in clients))
+    await asyncio.gather(*(c.open() for c in clients))
     loop = asyncio.get_running_loop()
     # Nothing is measured until the clock starts (after the conversations are spread).
     window_start = deadline = math.inf
     latencies: list[float] = []
+    #: The measured latencies by the channel of the turn (`interleaved`: both).
+    by_channel: dict[str, list[float]] = {}
     errors: list[str] = []
     done = 0
     #: Every request answered, unmeasured ones too (spreading, warm-up): the server's CPU
@@ -275,18 +364,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await client.next_turn()
         except (Failure, OSError, asyncio.IncompleteReadError, ValueError) as error:
             errors.append(f"{type(error).__name__}: {error}"[:300])
-            client.http.close()
-            client.http = Http(args.port)
-            if hasattr(client, "index"):
-                client.index = -1
-            if hasattr(client, "queue"):
-                client.queue = []
+            client.restart()
             return
         answered += 1
         now = loop.time()
         if measured(scheduled, now):
             done += 1
             latencies.append(now - scheduled)
+            by_channel.setdefault(client.channel, []).append(now - scheduled)
         elif scheduled < window_start <= now:
             carried_in += 1
 
@@ -353,7 +438,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         await asyncio.gather(*(worker(c) for c in clients))
     for c in clients:
-        c.http.close()
+        c.close()
     elapsed = args.duration if not args.count else loop.time() - window_start
     latencies.sort()
     return {
@@ -372,12 +457,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "conversations_completed": sum(getattr(c, "completed", 0) for c in clients),
         "start": args.start if args.rate else "together",
         "prepared_turns": prepared,
+        "channels": {
+            channel: latency_summary(measured_turns, elapsed)
+            for channel, measured_turns in by_channel.items()
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
-    parser.add_argument("mode", choices=("web", "telegram", "ceiling"))
+    parser.add_argument("mode", choices=("web", "telegram", "interleaved", "ceiling"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop: turns per second")
