@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bench import loadgen
 from tests.fakes.loopback import serving
-from tests.test_bench_open_loop import ChatApi
+from tests.test_bench_open_loop import ChatApi, _open_loop
 
 #: The webhook's answer takes this long: its turns' latency is at least that.
 WEBHOOK_SECONDS = 0.05
@@ -67,23 +67,18 @@ class Server:
             self.in_flight -= 1
 
 
+def _interleaved(port: int, *, duration: float, warmup: float) -> argparse.Namespace:
+    """One web conversation and one chat in turn, a closed loop."""
+    args = _open_loop(port, "staggered")
+    args.mode, args.concurrency, args.rate = "interleaved", 1, 0.0
+    args.duration, args.warmup = duration, warmup
+    return args
+
+
 async def test_web_and_telegram_take_turns_and_are_measured_apart() -> None:
     server = Server()
     async with serving(server.app()) as port:
-        result = await loadgen.run(
-            argparse.Namespace(
-                mode="interleaved",
-                port=port,
-                concurrency=1,
-                rate=0.0,
-                duration=1.0,
-                warmup=0.1,
-                count=0,
-                turns_per_conversation=0,
-                drain=10.0,
-                start="staggered",
-            )
-        )
+        result = await loadgen.run(_interleaved(port, duration=1.0, warmup=0.1))
 
     assert result["errors"] == 0, result["first_errors"]
     # One request in flight, web first, then each channel in turn.
@@ -104,20 +99,7 @@ async def test_a_failed_turn_starts_that_channel_again_and_the_turns_go_on() -> 
     (a new conversation, or a new chat) and the two channels still take turns."""
     server = Server(failing_updates=1)
     async with serving(server.app()) as port:
-        result = await loadgen.run(
-            argparse.Namespace(
-                mode="interleaved",
-                port=port,
-                concurrency=1,
-                rate=0.0,
-                duration=0.5,
-                warmup=0.0,
-                count=0,
-                turns_per_conversation=0,
-                drain=10.0,
-                start="staggered",
-            )
-        )
+        result = await loadgen.run(_interleaved(port, duration=0.5, warmup=0.0))
 
     assert result["errors"] == 1
     assert server.channels[:4] == ["web", "telegram", "web", "telegram"]
