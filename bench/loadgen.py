@@ -47,6 +47,8 @@ OPEN_LOOP_SEED = 16
 #: Conversations driven at once to their starting steps (`phases`), before the clock starts.
 SPREAD_CONCURRENCY = 50
 SECRET = "bench-webhook-secret-0123456789"
+#: The channels of a mode's turns, other than its own name.
+MODE_CHANNELS = {"interleaved": ("web", "telegram")}
 
 
 class Http:
@@ -338,8 +340,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # Nothing is measured until the clock starts (after the conversations are spread).
     window_start = deadline = math.inf
     latencies: list[float] = []
-    #: The measured latencies by the channel of the turn (`interleaved`: both).
-    by_channel: dict[str, list[float]] = {}
+    #: The measured latencies by the channel of the turn: every channel of the mode, so that
+    #: one whose every turn failed is there too, with no turns.
+    by_channel: dict[str, list[float]] = {
+        channel: [] for channel in MODE_CHANNELS.get(args.mode, (args.mode,))
+    }
     errors: list[str] = []
     done = 0
     #: Every request answered, unmeasured ones too (spreading, warm-up): the server's CPU
@@ -371,7 +376,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if measured(scheduled, now):
             done += 1
             latencies.append(now - scheduled)
-            by_channel.setdefault(client.channel, []).append(now - scheduled)
+            by_channel[client.channel].append(now - scheduled)
         elif scheduled < window_start <= now:
             carried_in += 1
 

@@ -104,3 +104,13 @@ async def test_a_failed_turn_starts_that_channel_again_and_the_turns_go_on() -> 
     assert result["errors"] == 1
     assert server.channels[:4] == ["web", "telegram", "web", "telegram"]
     assert result["channels"]["telegram"]["turns"] >= 3
+
+
+async def test_a_channel_whose_every_turn_failed_is_reported_with_none() -> None:
+    server = Server(failing_updates=10_000)
+    async with serving(server.app()) as port:
+        result = await loadgen.run(_interleaved(port, duration=0.3, warmup=0.0))
+
+    assert result["errors"] >= 1
+    assert result["channels"]["telegram"]["turns"] == 0
+    assert result["channels"]["web"]["turns"] >= 1
