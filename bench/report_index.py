@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bench import wal
 from bench.common import Row, log, ratio, yes_no
 from bench.loadgen import percentile
 from bench.servers import connect, database, postgres_available
@@ -70,7 +71,7 @@ async def _insert_each(url: str, texts: list[str], alter: str | None) -> dict[st
             await connection.execute(alter)
         now = datetime.now(UTC)
         times = []
-        wal_before = await connection.fetchval("SELECT pg_current_wal_lsn()")
+        wal_before = await wal.position(connection)
         for i, text in enumerate(texts):
             reference = f"B{i:07d}"
             data = json.dumps(
@@ -80,10 +81,8 @@ async def _insert_each(url: str, texts: list[str], alter: str | None) -> dict[st
             await connection.execute(INSERT, reference, f"bench-{i}", now, data)
             times.append((time.perf_counter() - started) * 1000)
         # The whole server's WAL: on a quiet machine, these inserts'.
-        wal = await connection.fetchval(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", wal_before
-        )
-        return {**_summary(times), "wal_per_report": float(wal) / len(texts)}
+        written = await wal.written_since(connection, wal_before)
+        return {**_summary(times), "wal_per_report": written / len(texts)}
     finally:
         await connection.close()
 

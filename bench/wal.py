@@ -28,23 +28,32 @@ from bench.servers import connect, postgres_url
 _FILES = "(SELECT count(*) FROM pg_ls_waldir())"
 
 
-async def _checkpoint() -> Any:
+async def position(connection: Any) -> Any:
+    """The server's WAL position now, on an asyncpg `connection` (any database of it)."""
+    return await connection.fetchval("SELECT pg_current_wal_lsn()")
+
+
+async def written_since(connection: Any, lsn: Any) -> float:
+    """The WAL bytes the whole server has written since `lsn` (`position`)."""
+    return float(await connection.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", lsn))
+
+
+async def _checkpoint() -> tuple[Any, int]:
     """CHECKPOINT, then the WAL position and the WAL files after it."""
     connection = await connect(postgres_url())
     try:
         await connection.execute("CHECKPOINT")
-        return await connection.fetchrow(f"SELECT pg_current_wal_lsn(), {_FILES}")
+        return await position(connection), int(await connection.fetchval(f"SELECT {_FILES}"))
     finally:
         await connection.close()
 
 
-async def _written_since(lsn: Any) -> Any:
+async def _written_since(lsn: Any) -> tuple[float, int]:
     """The WAL bytes written since `lsn`, and the WAL files now."""
     connection = await connect(postgres_url())
     try:
-        return await connection.fetchrow(
-            f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1), {_FILES}", lsn
-        )
+        files = int(await connection.fetchval(f"SELECT {_FILES}"))
+        return await written_since(connection, lsn), files
     finally:
         await connection.close()
 
@@ -55,7 +64,7 @@ def after_checkpoint(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     lsn, files = asyncio.run(_checkpoint())
     result = measure()
     written, files_after = asyncio.run(_written_since(lsn))
-    return {**result, "wal_bytes": float(written), "wal_files_added": int(files_after - files)}
+    return {**result, "wal_bytes": written, "wal_files_added": files_after - files}
 
 
 def note(result: dict[str, Any]) -> str:
