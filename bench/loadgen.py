@@ -47,8 +47,6 @@ OPEN_LOOP_SEED = 16
 #: Conversations driven at once to their starting steps (`phases`), before the clock starts.
 SPREAD_CONCURRENCY = 50
 SECRET = "bench-webhook-secret-0123456789"
-#: The channels of a mode's turns, other than its own name.
-MODE_CHANNELS = {"interleaved": ("web", "telegram")}
 
 
 class Http:
@@ -126,6 +124,10 @@ class Client:
 
     def forget(self) -> None:
         """What a failed turn leaves behind: nothing here."""
+
+    def channels(self) -> tuple[str, ...]:
+        """The channels of the turns this client sends."""
+        return (self.channel,)
 
 
 class WebConversation(Client):
@@ -252,6 +254,9 @@ class Interleaved:
     def completed(self) -> int:
         return sum(client.completed for client in self.clients)
 
+    def channels(self) -> tuple[str, ...]:
+        return tuple(client.channel for client in self.clients)
+
     async def open(self) -> None:
         await asyncio.gather(*(client.open() for client in self.clients))
 
@@ -340,10 +345,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # Nothing is measured until the clock starts (after the conversations are spread).
     window_start = deadline = math.inf
     latencies: list[float] = []
-    #: The measured latencies by the channel of the turn: every channel of the mode, so that
+    #: The measured latencies by the channel of the turn: every client's channels, so that
     #: one whose every turn failed is there too, with no turns.
     by_channel: dict[str, list[float]] = {
-        channel: [] for channel in MODE_CHANNELS.get(args.mode, (args.mode,))
+        channel: [] for client in clients for channel in client.channels()
     }
     errors: list[str] = []
     done = 0
