@@ -76,6 +76,14 @@ WRITE_BATCH_WRITES = Histogram(
     ["backend"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+WRITE_BATCH_SECONDS = Histogram(
+    "intake_storage_write_batch_seconds",
+    "Time from a batch of lone writes leaving its queue to its outcome: the connection "
+    "waited for, the statements, the commit and the disk's sync. Every turn in the batch, and "
+    "every turn queued behind it, waits this long",
+    ["backend"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 SURVEY_ANSWERS = Counter(
     "intake_survey_answers_total",
@@ -107,10 +115,11 @@ def record_turn(channel: str, started: float) -> None:
     _child(TURN_SECONDS, channel).observe(time.perf_counter() - started)
 
 
-def record_write_batch(backend: str, outcome: str, writes: int) -> None:
+def record_write_batch(backend: str, outcome: str, writes: int, seconds: float) -> None:
     """One batch of lone writes (storage.write_batches.BatchEvents)."""
     _child(WRITE_BATCHES, backend, outcome).inc()
     _child(WRITE_BATCH_WRITES, backend).observe(writes)
+    _child(WRITE_BATCH_SECONDS, backend).observe(seconds)
 
 
 def record_survey_answers(answers: Sequence[tuple[str, str]]) -> None:

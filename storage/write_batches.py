@@ -8,13 +8,16 @@ checking a connection out. One drain task at a time takes the writes queued so f
 write's outcome, or with the batch's error if the batch as a whole failed.
 
 Each batch is also reported to the storage's `BatchEvents` (the service counts them as
-Prometheus metrics: how many writes go together, and how many batches fail or are split),
-so that an operator can see the batching work, or stop working, in production.
+Prometheus metrics: how many writes go together, how many batches fail or are split, and how
+long each took to commit), so that an operator can see the batching work, or stop working,
+in production, and tell a database whose commits stall (a disk's slow sync holds up every
+turn in the batch and behind it) from a server that is slow itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -29,13 +32,15 @@ MAX_BATCH = 64
 #: A write's outcome: (True, its result) or (False, the error its caller gets).
 Outcome = tuple[bool, Any]
 
-#: Told of every batch written: (backend, outcome, writes in it). The outcome is
+#: Told of every batch written: (backend, outcome, writes in it, seconds from the batch
+#: leaving the queue to its outcome: the connection waited for, the statements, the commit
+#: and its sync). The outcome is
 #: "failed" (the database failed or went away: every caller got a StorageError, nothing of
 #: the batch committed, or not known to have; they may retry), "split" (the server refused a
 #: write of it, so each was sent again alone: `storage.pg_group_commit`) or "committed"
 #: (together; a write may still have failed or declined on its own, as it would alone).
 #: Called on the event loop; must not raise.
-BatchEvents = Callable[[str, str, int], None]
+BatchEvents = Callable[[str, str, int, float], None]
 
 
 class WriteBatches(Generic[W]):
@@ -91,10 +96,11 @@ class WriteBatches(Generic[W]):
         """One batch: each write's outcome to its caller, or the batch's error to all of them.
         Raises only if cancelled."""
         split_before = self.split
+        started = time.perf_counter()
         try:
             outcomes = await self._write([write for write, _future in batch])
         except Exception as error:
-            self._report("failed", len(batch))
+            self._report("failed", len(batch), started)
             for _write, future in batch:
                 _fail(future, error)
             return
@@ -108,9 +114,10 @@ class WriteBatches(Generic[W]):
         self.batches += 1
         self.writes += len(batch)
         if all(not ok and _unavailable(value) for ok, value in outcomes):
-            self._report("failed", len(batch))
+            self._report("failed", len(batch), started)
         else:
-            self._report("split" if self.split != split_before else "committed", len(batch))
+            outcome = "split" if self.split != split_before else "committed"
+            self._report(outcome, len(batch), started)
         for (_write, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue  # its caller was cancelled meanwhile; the write stands, as any commit
@@ -119,9 +126,10 @@ class WriteBatches(Generic[W]):
             else:
                 future.set_exception(value)
 
-    def _report(self, outcome: str, writes: int) -> None:
+    def _report(self, outcome: str, writes: int, started: float) -> None:
+        """`started`: `time.perf_counter()` when the batch left the queue."""
         if self._on_batch is not None:
-            self._on_batch(self._backend, outcome, writes)
+            self._on_batch(self._backend, outcome, writes, time.perf_counter() - started)
 
 
 def _unavailable(error: BaseException) -> bool:

@@ -46,7 +46,7 @@ def test_failures_deliveries_and_survey_answers_are_counted_per_label() -> None:
     assert value("intake_outbox_delivery_delay_seconds_count", topic="t.metrics") == 0
 
 
-def test_write_batches_are_counted_by_outcome_with_their_sizes() -> None:
+def test_write_batches_are_counted_by_outcome_with_their_sizes_and_times() -> None:
     committed = value(
         "intake_storage_write_batches_total", backend="b.metrics", outcome="committed"
     )
@@ -54,9 +54,16 @@ def test_write_batches_are_counted_by_outcome_with_their_sizes() -> None:
     batches = value("intake_storage_write_batch_writes_count", backend="b.metrics")
     writes = value("intake_storage_write_batch_writes_sum", backend="b.metrics")
     up_to_four = value("intake_storage_write_batch_writes_bucket", backend="b.metrics", le="4.0")
-    metrics.record_write_batch("b.metrics", "committed", 3)
-    metrics.record_write_batch("b.metrics", "committed", 40)
-    metrics.record_write_batch("b.metrics", "failed", 2)
+    timed = value("intake_storage_write_batch_seconds_count", backend="b.metrics")
+    within_10_ms = value(
+        "intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.01"
+    )
+    within_250_ms = value(
+        "intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.25"
+    )
+    metrics.record_write_batch("b.metrics", "committed", 3, 0.002)
+    metrics.record_write_batch("b.metrics", "committed", 40, 0.009)
+    metrics.record_write_batch("b.metrics", "failed", 2, 0.3)  # a sync that stalled
     assert (
         value("intake_storage_write_batches_total", backend="b.metrics", outcome="committed")
         == committed + 2
@@ -70,4 +77,14 @@ def test_write_batches_are_counted_by_outcome_with_their_sizes() -> None:
     assert (
         value("intake_storage_write_batch_writes_bucket", backend="b.metrics", le="4.0")
         == up_to_four + 2
+    )
+    # Every batch's time to its outcome, failed ones too: a stalled commit stands out.
+    assert value("intake_storage_write_batch_seconds_count", backend="b.metrics") == timed + 3
+    assert (
+        value("intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.01")
+        == within_10_ms + 2
+    )
+    assert (
+        value("intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.25")
+        == within_250_ms + 2
     )

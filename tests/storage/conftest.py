@@ -80,15 +80,24 @@ def clock() -> Clock:
     return Clock()
 
 
-#: What a storage told of each batch of lone writes (storage.write_batches.BatchEvents: the
-#: service counts these as metrics), in order.
-Reported = list[tuple[str, str, int]]
+class Reported(list[tuple[str, str, int]]):
+    """What a storage told of each batch of lone writes (storage.write_batches.BatchEvents:
+    the service counts these as metrics), in order: (backend, outcome, writes); and in
+    `seconds`, each batch's time from leaving its queue to its outcome."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def __call__(self, backend: str, outcome: str, writes: int, seconds: float) -> None:
+        self.append((backend, outcome, writes))
+        self.seconds.append(seconds)
 
 
 @pytest.fixture
 def reported() -> Reported:
-    """Pass `on_write_batch=lambda *batch: reported.append(batch)` to `create_storage`."""
-    return []
+    """Pass `on_write_batch=reported` to `create_storage`."""
+    return Reported()
 
 
 @pytest.fixture(params=BACKENDS)

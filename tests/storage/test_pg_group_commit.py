@@ -60,9 +60,7 @@ async def _with_scratch(database_url: str) -> None:
 @pytest.fixture
 async def storage(database_url: str, reported: Reported) -> AsyncIterator[SqlStorage]:
     await _with_scratch(database_url)
-    handle = await create_storage(
-        database_url, on_write_batch=lambda *batch: reported.append(batch)
-    )
+    handle = await create_storage(database_url, on_write_batch=reported)
     try:
         yield handle
     finally:
@@ -141,6 +139,20 @@ async def test_a_write_that_fails_on_its_own_is_not_a_failed_batch(
     with pytest.raises(DuplicateError):
         await write(writes, 1)
     assert reported == [("postgresql", "committed", 1), ("postgresql", "committed", 1)]
+
+
+async def test_each_batch_reports_its_time_to_commit_a_stalled_one_all_of_it(
+    storage: SqlStorage, reported: Reported
+) -> None:
+    """The time told of a batch runs from its leaving the queue to its outcome, the server's
+    work included: a batch held up on the server says so."""
+    writes = group(storage)
+    row = await writes.run(SLOW_WRITE, (1, True, 0.25))
+    assert row["written"] == 1
+    assert await write(writes, 2) == 1
+    assert reported == [("postgresql", "committed", 1), ("postgresql", "committed", 1)]
+    assert reported.seconds[0] >= 0.25
+    assert 0 < reported.seconds[1]
 
 
 async def _backend(writes: PgGroupCommit) -> int:

@@ -38,9 +38,7 @@ async def database(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def storage(database: Path, reported: Reported) -> AsyncIterator[SqlStorage]:
-    handle = await create_storage(
-        f"sqlite+aiosqlite:///{database}", on_write_batch=lambda *batch: reported.append(batch)
-    )
+    handle = await create_storage(f"sqlite+aiosqlite:///{database}", on_write_batch=reported)
     try:
         yield handle
     finally:
@@ -133,6 +131,25 @@ async def test_a_commit_that_fails_fails_every_write_of_its_batch_and_keeps_none
         ("sqlite", "failed", 3),
         ("sqlite", "committed", 1),
     ]
+
+
+async def test_each_batch_reports_its_time_to_commit_a_stalled_one_all_of_it(
+    storage: SqlStorage, reported: Reported
+) -> None:
+    """The time told of a batch runs from its leaving the queue to its outcome, the writer's
+    work included: a batch held up on the writer (as by a disk's slow sync) says so, which
+    is how an operator tells stalled commits from a slow server."""
+    writes = group(storage)
+
+    def stalls(connection: sqlite3.Connection) -> tuple[int, bool]:
+        time.sleep(0.25)
+        return insert(1)(connection)
+
+    await writes.run(stalls)
+    await writes.run(insert(2))
+    assert reported == [("sqlite", "committed", 1), ("sqlite", "committed", 1)]
+    assert reported.seconds[0] >= 0.25
+    assert 0 < reported.seconds[1]
 
 
 async def test_closing_the_storage_lets_a_batch_on_the_writer_finish(database: Path) -> None:
