@@ -5,6 +5,12 @@ A turn whose only database work is its write joins the storage's write batch
 open loop at half that rate two to five, so each pays for more of a round trip and a commit.
 Half the saturated rate is not half the work: a latency row's note shows the writes per
 commit and the server's CPU per turn next to the saturated run's (BENCHMARKS.md, issue 16).
+
+The note also counts the batches that took over 50 and over 100 ms from leaving their queue
+to their commit (`intake_storage_write_batch_seconds`): every turn in such a batch, and every
+turn queued behind it, waited that long, so a p99 over 50 ms with such batches is the
+database's or its disk's (a sync of SQLite's WAL that stalled), and one without them the
+server's own.
 """
 
 from __future__ import annotations
@@ -16,8 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import HOST
 
-#: The histogram of writes per batch (`bot.metrics.record_write_batch`).
+#: The histograms of writes per batch and of its time to commit
+#: (`bot.metrics.record_write_batch`).
 METRIC = "intake_storage_write_batch_writes"
+SECONDS_METRIC = "intake_storage_write_batch_seconds"
+#: A batch slower than these (bucket bounds of `SECONDS_METRIC`) held up its turns past the
+#: latency target, or twice that.
+SLOW_SECONDS, SLOWER_SECONDS = 0.05, 0.1
 
 
 @dataclass(frozen=True)
@@ -26,9 +37,17 @@ class Batches:
 
     batches: float = 0.0
     writes: float = 0.0
+    #: Batches that took over `SLOW_SECONDS`, and over `SLOWER_SECONDS`, to commit.
+    slow: float = 0.0
+    slower: float = 0.0
 
     def __sub__(self, before: Batches) -> Batches:
-        return Batches(self.batches - before.batches, self.writes - before.writes)
+        return Batches(
+            self.batches - before.batches,
+            self.writes - before.writes,
+            self.slow - before.slow,
+            self.slower - before.slower,
+        )
 
     @property
     def writes_per_batch(self) -> float:
@@ -37,16 +56,20 @@ class Batches:
 
 def parse(text: str) -> Batches:
     """The batches in a Prometheus text exposition (`/metrics`)."""
-    batches = writes = 0.0
+    batches = writes = timed = within_slow = within_slower = 0.0
     for family in text_string_to_metric_families(text):
-        if family.name != METRIC:
-            continue
         for sample in family.samples:
             if sample.name == f"{METRIC}_count":
                 batches += sample.value
             elif sample.name == f"{METRIC}_sum":
                 writes += sample.value
-    return Batches(batches, writes)
+            elif sample.name == f"{SECONDS_METRIC}_count":
+                timed += sample.value
+            elif sample.name == f"{SECONDS_METRIC}_bucket":
+                bound = float(sample.labels["le"])
+                within_slow += sample.value if bound == SLOW_SECONDS else 0.0
+                within_slower += sample.value if bound == SLOWER_SECONDS else 0.0
+    return Batches(batches, writes, timed - within_slow, timed - within_slower)
 
 
 def read(port: int, timeout: float = 5.0) -> Batches | None:
@@ -65,5 +88,7 @@ def note(result: dict[str, object]) -> str:
         return "no write batches read"
     return (
         f"{batches.writes_per_batch:.1f} writes a commit ({batches.writes:.0f} in "
-        f"{batches.batches:.0f} batches, warm-up included)"
+        f"{batches.batches:.0f} batches, warm-up included; {batches.slow:.0f} took over "
+        f"{SLOW_SECONDS * 1000:.0f} ms to commit, {batches.slower:.0f} over "
+        f"{SLOWER_SECONDS * 1000:.0f})"
     )

@@ -1,5 +1,6 @@
-"""The bench reads how many writes went together per commit from the app's own /metrics
-(`bench.write_batches`), so that a latency row shows whether its turns shared commits."""
+"""The bench reads how many writes went together per commit, and how many commits were slow,
+from the app's own /metrics (`bench.write_batches`), so that a latency row shows whether its
+turns shared commits and whether its tail waited for the database."""
 
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ from tests.fakes.loopback import serving
 
 def test_the_batches_are_read_from_the_apps_exposition() -> None:
     before = write_batches.parse(metrics.exposition([], 0).decode())
-    metrics.record_write_batch("postgresql", "committed", 5)
-    metrics.record_write_batch("postgresql", "committed", 1)
-    metrics.record_write_batch("sqlite", "split", 3)
+    metrics.record_write_batch("postgresql", "committed", 5, 0.004)
+    metrics.record_write_batch("postgresql", "committed", 1, 0.07)  # slow
+    metrics.record_write_batch("sqlite", "split", 3, 0.16)  # slower
+    metrics.record_write_batch("sqlite", "failed", 2, 0.05)  # at the bound: not over it
     after = write_batches.parse(metrics.exposition([], 0).decode())
 
     run = after - before
-    assert (run.batches, run.writes) == (3, 9)
-    assert run.writes_per_batch == 3.0
+    assert (run.batches, run.writes) == (4, 11)
+    assert (run.slow, run.slower) == (2, 1)
+    assert run.writes_per_batch == 2.75
     assert write_batches.note({"write_batches": run}) == (
-        "3.0 writes a commit (9 in 3 batches, warm-up included)"
+        "2.8 writes a commit (11 in 4 batches, warm-up included; 2 took over 50 ms to "
+        "commit, 1 over 100)"
     )
 
 
