@@ -58,6 +58,8 @@ def parse(text: str) -> Batches:
     """The batches in a Prometheus text exposition (`/metrics`)."""
     batches = writes = timed = within_slow = within_slower = 0.0
     for family in text_string_to_metric_families(text):
+        if family.name not in (METRIC, SECONDS_METRIC):
+            continue
         for sample in family.samples:
             if sample.name == f"{METRIC}_count":
                 batches += sample.value
