@@ -46,45 +46,41 @@ def test_failures_deliveries_and_survey_answers_are_counted_per_label() -> None:
     assert value("intake_outbox_delivery_delay_seconds_count", topic="t.metrics") == 0
 
 
+#: The write-batch samples a test watches, backend "b.metrics": (metric, other labels).
+_BATCH_SAMPLES = {
+    "committed": ("intake_storage_write_batches_total", {"outcome": "committed"}),
+    "failed": ("intake_storage_write_batches_total", {"outcome": "failed"}),
+    "batches": ("intake_storage_write_batch_writes_count", {}),
+    "writes": ("intake_storage_write_batch_writes_sum", {}),
+    "up to 4 writes": ("intake_storage_write_batch_writes_bucket", {"le": "4.0"}),
+    "timed": ("intake_storage_write_batch_seconds_count", {}),
+    "within 10 ms": ("intake_storage_write_batch_seconds_bucket", {"le": "0.01"}),
+    "within 250 ms": ("intake_storage_write_batch_seconds_bucket", {"le": "0.25"}),
+}
+
+
+def _batch_samples() -> dict[str, float]:
+    return {
+        key: value(name, backend="b.metrics", **labels)
+        for key, (name, labels) in _BATCH_SAMPLES.items()
+    }
+
+
 def test_write_batches_are_counted_by_outcome_with_their_sizes_and_times() -> None:
-    committed = value(
-        "intake_storage_write_batches_total", backend="b.metrics", outcome="committed"
-    )
-    failed = value("intake_storage_write_batches_total", backend="b.metrics", outcome="failed")
-    batches = value("intake_storage_write_batch_writes_count", backend="b.metrics")
-    writes = value("intake_storage_write_batch_writes_sum", backend="b.metrics")
-    up_to_four = value("intake_storage_write_batch_writes_bucket", backend="b.metrics", le="4.0")
-    timed = value("intake_storage_write_batch_seconds_count", backend="b.metrics")
-    within_10_ms = value(
-        "intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.01"
-    )
-    within_250_ms = value(
-        "intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.25"
-    )
+    before = _batch_samples()
     metrics.record_write_batch("b.metrics", "committed", 3, 0.002)
     metrics.record_write_batch("b.metrics", "committed", 40, 0.009)
     metrics.record_write_batch("b.metrics", "failed", 2, 0.3)  # a sync that stalled
-    assert (
-        value("intake_storage_write_batches_total", backend="b.metrics", outcome="committed")
-        == committed + 2
-    )
-    assert (
-        value("intake_storage_write_batches_total", backend="b.metrics", outcome="failed")
-        == failed + 1
-    )
-    assert value("intake_storage_write_batch_writes_count", backend="b.metrics") == batches + 3
-    assert value("intake_storage_write_batch_writes_sum", backend="b.metrics") == writes + 45
-    assert (
-        value("intake_storage_write_batch_writes_bucket", backend="b.metrics", le="4.0")
-        == up_to_four + 2
-    )
-    # Every batch's time to its outcome, failed ones too: a stalled commit stands out.
-    assert value("intake_storage_write_batch_seconds_count", backend="b.metrics") == timed + 3
-    assert (
-        value("intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.01")
-        == within_10_ms + 2
-    )
-    assert (
-        value("intake_storage_write_batch_seconds_bucket", backend="b.metrics", le="0.25")
-        == within_250_ms + 2
-    )
+    after = _batch_samples()
+    # Every batch's time to its outcome is observed, failed ones too: a stalled commit
+    # stands out above the buckets the others fill.
+    assert {key: after[key] - before[key] for key in _BATCH_SAMPLES} == {
+        "committed": 2,
+        "failed": 1,
+        "batches": 3,
+        "writes": 45,
+        "up to 4 writes": 2,
+        "timed": 3,
+        "within 10 ms": 2,
+        "within 250 ms": 2,
+    }
