@@ -15,7 +15,10 @@ were still waiting when the window opened). Before its clock starts, the open lo
 its conversations, unmeasured, to steps spread evenly over the script (`phases`), as people
 are at every step at any moment; `--start together` starts every one at its first turn
 instead. Prints one JSON object: rate, latency percentiles, errors, and the generator's own
-CPU use (to show whether it, rather than the server, was the limit).
+CPU use (to show whether it, rather than the server, was the limit), and, from an app that
+answers /metrics, its write batches over the window ("window_batches": read just before the
+window opens and once its turns are answered, so that the conversations' spreading, whose
+burst makes long batches of its own, is not counted).
 
 Requests are pre-built bytes; only the responses that carry what the next request needs (the
 conversation id and token) or prove the result (the reference after submit) are parsed.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import math
@@ -39,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+from bench import write_batches
 from bench.script import SCRIPT
 
 HOST = "127.0.0.1"
@@ -47,6 +52,8 @@ OPEN_LOOP_SEED = 16
 #: Conversations driven at once to their starting steps (`phases`), before the clock starts.
 SPREAD_CONCURRENCY = 50
 SECRET = "bench-webhook-secret-0123456789"
+#: How long before the window opens its write batches are first read ("window_batches").
+WINDOW_BATCHES_LEAD_S = 0.25
 
 
 class Http:
@@ -406,6 +413,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     window_start = started + args.warmup
     deadline = window_start + args.duration
 
+    async def batches_at(when: float) -> write_batches.Batches | None:
+        """The app's write batches so far, read at `when` (None: no /metrics there)."""
+        await asyncio.sleep(max(0.0, when - loop.time()))
+        return await asyncio.to_thread(write_batches.read, args.port)
+
+    # Read a little before the window opens: a scrape costs the server a few milliseconds
+    # (it reads the outbox's gauges from the database), which then fall on warm-up turns.
+    opening_batches = asyncio.create_task(
+        batches_at(max(started, window_start - WINDOW_BATCHES_LEAD_S))
+    )
+
     if args.rate:
         # Each scheduled turn goes to an idle conversation chosen at random (the same choices
         # every run). Handed out in turn, the conversations moved in lockstep: all 50 reached
@@ -449,6 +467,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(worker(c) for c in clients))
     for c in clients:
         c.close()
+    opened, closed = await opening_batches, await batches_at(loop.time())
+    window_batches = closed - opened if opened is not None and closed is not None else None
     elapsed = args.duration if not args.count else loop.time() - window_start
     latencies.sort()
     return {
@@ -467,6 +487,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "conversations_completed": sum(getattr(c, "completed", 0) for c in clients),
         "start": args.start if args.rate else "together",
         "prepared_turns": prepared,
+        "window_batches": dataclasses.asdict(window_batches) if window_batches else None,
         "channels": {
             channel: latency_summary(measured_turns, elapsed)
             for channel, measured_turns in by_channel.items()

@@ -11,12 +11,14 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from itertools import count
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from bench import loadgen
 from bench.script import SCRIPT
+from bot import metrics
 from tests.fakes.loopback import serving
 
 
@@ -138,3 +140,65 @@ async def test_a_backlog_left_by_the_warm_up_is_not_measured() -> None:
     assert result["carried_in"] >= 30
     assert result["max_ms"] < 1000
     assert abs(result["turns"] - 100) <= 1  # 0.5 s at 200/s: those scheduled in the window
+
+
+class MeteredChatApi(ChatApi):
+    """Also tells `bot.metrics` of one write batch for each request it answers, as the app
+    does, and serves /metrics: the first `slow_requests` batches take 200 ms, the rest 1."""
+
+    def __init__(self, slow_requests: int) -> None:
+        super().__init__()
+        self.slow_left = slow_requests
+
+    def _batch(self) -> None:
+        seconds = 0.2 if self.slow_left > 0 else 0.001
+        self.slow_left -= 1
+        metrics.record_write_batch("test.window", "committed", 1, seconds)
+
+    async def create(self, request: web.Request) -> web.Response:
+        self._batch()
+        return await super().create(request)
+
+    async def message(self, request: web.Request) -> web.Response:
+        self._batch()
+        return await super().message(request)
+
+    async def exposition(self, _request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition([], 0), content_type="text/plain")
+
+
+async def _run_metered(api: MeteredChatApi) -> dict[str, Any]:
+    app = web.Application()
+    app.router.add_post("/api/v1/conversations", api.create)
+    app.router.add_post("/api/v1/conversations/{id}/messages", api.message)
+    app.router.add_get("/metrics", api.exposition)
+    async with serving(app) as port:
+        result = await loadgen.run(_open_loop(port, "staggered"))
+    assert result["errors"] == 0, result["first_errors"]
+    return result
+
+
+async def test_the_spreadings_slow_batches_are_not_the_windows() -> None:
+    """Spreading the conversations is a closed loop's burst, whose long batches come in every
+    run: the window's batches are read as it opens, so none of those is counted."""
+    spreading = sum(loadgen.phases(20, len(SCRIPT) + 1))  # its requests, creations too
+    result = await _run_metered(MeteredChatApi(slow_requests=spreading))
+    window = result["window_batches"]
+    assert window["slow"] == window["slower"] == 0
+    # Every turn of the window told of its batch (a few, answered as the first read was on
+    # its way, may fall before it).
+    assert result["turns"] - 5 <= window["batches"] <= result["answered"] - spreading
+
+
+async def test_the_windows_slow_batches_are_counted() -> None:
+    result = await _run_metered(MeteredChatApi(slow_requests=10_000))
+    window = result["window_batches"]
+    assert window["slow"] == window["slower"] == window["batches"] >= result["turns"] - 5
+
+
+async def test_a_server_without_metrics_has_no_window_batches(
+    chat_api: tuple[ChatApi, int],
+) -> None:
+    _api, port = chat_api
+    result = await loadgen.run(_open_loop(port, "staggered"))
+    assert result["window_batches"] is None
