@@ -8,11 +8,12 @@ commit and the server's CPU per turn next to the saturated run's (BENCHMARKS.md,
 
 The note also counts the batches of the measured window that took over 50 and over 100 ms
 from leaving their queue to their commit (`intake_storage_write_batch_seconds`, read by the
-load generator as the window opens and once its turns are answered: "window_batches"): every
-turn in such a batch, and every turn queued behind it, waited that long, so a p99 over 50 ms
-with such batches is the database's or its disk's (a sync of SQLite's WAL that stalled), and
-one without them the server's own. (The conversations' spreading before the window, a closed
-loop's burst, makes a few long batches of its own in every run: not counted.)
+load generator just before the window opens and once its turns are answered:
+"window_batches"). Every turn in such a batch, and every turn queued behind it, waited that
+long, so a p99 over 50 ms with such batches is the database's or its disk's (a sync of
+SQLite's WAL that stalled), and one without them the server's own. (The conversations'
+spreading before the window, a closed loop's burst, makes a few long batches of its own in
+every run: not counted.)
 """
 
 from __future__ import annotations
