@@ -316,7 +316,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def latency_summary(latencies: list[float], elapsed: float) -> dict[str, float]:
-    """Turns, their rate and latency percentiles (ms) of one channel's measured turns."""
+    """Turns, their rate and latency percentiles (ms) of measured turns: a channel's, or the
+    run's."""
     ordered = sorted(latencies)
     return {
         "turns": len(ordered),
@@ -351,14 +352,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     # Nothing is measured until the clock starts (after the conversations are spread).
     window_start = deadline = math.inf
-    latencies: list[float] = []
     #: The measured latencies by the channel of the turn: every client's channels, so that
-    #: one whose every turn failed is there too, with no turns.
+    #: one whose every turn failed is there too, with no turns. The run's are all of them.
     by_channel: dict[str, list[float]] = {
         channel: [] for client in clients for channel in client.channels()
     }
     errors: list[str] = []
-    done = 0
     #: Every request answered, unmeasured ones too (spreading, warm-up): the server's CPU
     #: per turn is its CPU over these (`bench.web_turns.cpu_ms`).
     answered = 0
@@ -376,7 +375,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return scheduled >= window_start or not args.rate
 
     async def one(client: Any, scheduled: float) -> None:
-        nonlocal done, answered, carried_in
+        nonlocal answered, carried_in
         try:
             await client.next_turn()
         except (Failure, OSError, asyncio.IncompleteReadError, ValueError) as error:
@@ -386,8 +385,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         answered += 1
         now = loop.time()
         if measured(scheduled, now):
-            done += 1
-            latencies.append(now - scheduled)
             by_channel[client.channel].append(now - scheduled)
         elif scheduled < window_start <= now:
             carried_in += 1
@@ -470,21 +467,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     opened, closed = await opening_batches, await batches_at(loop.time())
     window_batches = closed - opened if opened is not None and closed is not None else None
     elapsed = args.duration if not args.count else loop.time() - window_start
-    latencies.sort()
+    every_turn = [latency for turns in by_channel.values() for latency in turns]
     return {
         "mode": args.mode,
         "concurrency": args.concurrency,
         "offered_rate": args.rate,
-        "turns": done,
+        **latency_summary(every_turn, elapsed),
         "answered": answered,
         "carried_in": carried_in,
-        "rate": done / elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "max_ms": (latencies[-1] * 1000) if latencies else float("nan"),
         "errors": len(errors),
         "first_errors": errors[:3],
-        "conversations_completed": sum(getattr(c, "completed", 0) for c in clients),
+        "conversations_completed": sum(c.completed for c in clients),
         "start": args.start if args.rate else "together",
         "prepared_turns": prepared,
         "window_batches": dataclasses.asdict(window_batches) if window_batches else None,
