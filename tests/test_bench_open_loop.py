@@ -53,13 +53,17 @@ class ChatApi:
         return web.json_response({"reference": f"R{self.submitted}"})
 
 
-@pytest.fixture
-async def chat_api() -> AsyncIterator[tuple[ChatApi, int]]:
-    api = ChatApi()
+def _chat_app(api: ChatApi) -> web.Application:
     app = web.Application()
     app.router.add_post("/api/v1/conversations", api.create)
     app.router.add_post("/api/v1/conversations/{id}/messages", api.message)
-    async with serving(app) as port:
+    return app
+
+
+@pytest.fixture
+async def chat_api() -> AsyncIterator[tuple[ChatApi, int]]:
+    api = ChatApi()
+    async with serving(_chat_app(api)) as port:
         yield api, port
 
 
@@ -168,9 +172,7 @@ class MeteredChatApi(ChatApi):
 
 
 async def _run_metered(api: MeteredChatApi) -> dict[str, Any]:
-    app = web.Application()
-    app.router.add_post("/api/v1/conversations", api.create)
-    app.router.add_post("/api/v1/conversations/{id}/messages", api.message)
+    app = _chat_app(api)
     app.router.add_get("/metrics", api.exposition)
     async with serving(app) as port:
         result = await loadgen.run(_open_loop(port, "staggered"))
