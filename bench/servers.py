@@ -23,7 +23,7 @@ from typing import Any
 from bench import write_batches
 from bench.common import DEFAULT_POSTGRES_URL, PYTHON, ROOT, cpu_seconds, free_port, log, spawn
 from bench.loadgen import SECRET
-from bench.steal import read_cpu_times, stolen_share
+from bench.steal import busy_share, read_cpu_times, stolen_share
 
 _databases = itertools.count(1)
 #: Far above any rate a benchmark reaches: every request comes from 127.0.0.1.
@@ -247,7 +247,10 @@ def load(
     result["database_cpu_s"] = database_cpu_since(database_before)
     result["database_cpu_share"] = result["database_cpu_s"] / result["wall_s"]
     # What the host took away meanwhile (bench/steal.py): a latency row's note reads it.
-    result["steal_share"] = stolen_share(machine_before, read_cpu_times())
+    machine_after = read_cpu_times()
+    result["steal_share"] = stolen_share(machine_before, machine_after)
+    # And how busy the CPUs were that the server shares with its database and the generator.
+    result["busy_share"] = busy_share(machine_before, machine_after)
     if batches_before is not None and (batches_after := write_batches.read(port)) is not None:
         result["write_batches"] = batches_after - batches_before
     if result["errors"]:

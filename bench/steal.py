@@ -1,4 +1,5 @@
-"""The CPU time the hypervisor gave away while a benchmark ran, to read a latency row against.
+"""The machine's CPUs while a benchmark ran, to read a latency row against: the time the
+hypervisor gave away, and how busy they were.
 
 On a virtual machine, `steal` in /proc/stat counts the time each virtual CPU was ready to run
 and the host ran something else. This machine is shared: in five back-to-back open-loop runs
@@ -7,6 +8,14 @@ of the same server at the same rate (BENCHMARKS.md, 2026-12-03), the web turn's 
 out of reach for the product and the ceiling alike when a tenth of the CPU is taken away in
 bursts, so each run records the share stolen (`bench.servers.load`, warm-up included), and a
 missed latency row says so (`bench.disk.verdict`). Linux only; elsewhere "not measured".
+
+The same readings give how busy the machine's CPUs were (`busy_share`): the server, its
+database and the load generator share them, and at half the saturated rate a turn costs
+each of them more than saturated (BENCHMARKS.md, "Half the rate is not half the work").
+Telegram PostgreSQL rounds at half load, with no batch slow to commit and no steal, had p99s
+of 15 to 83 ms while the machine's two CPUs were 63–70% busy (BENCHMARKS.md, 2026-12-04
+18:25–20:00): a tail of processes waiting for a CPU, which a latency row's note now shows
+beside the disk's and the host's share.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from pathlib import Path
 
 #: The aggregate line's fields: user nice system idle iowait irq softirq steal guest guest_nice.
 STEAL_FIELD = 7
+#: The fields in which a CPU had nothing to run: idle, and idle waiting for the disk.
+IDLE_FIELDS = (3, 4)
 #: Stolen this much of the CPU time over a run, the machine alone can explain a missed p99.
 SLOW_SHARE = 0.10
 
@@ -41,19 +52,39 @@ def stolen_share(before: list[int] | None, after: list[int] | None) -> float | N
     """The share of all CPU time between two readings that was stolen, 0 to 1; None when
     either reading is missing or no time passed. guest and guest_nice are already counted in
     user and nice, so they are left out of the total."""
+    spent = _spent(before, after)
+    return spent[STEAL_FIELD] / sum(spent) if spent is not None else None
+
+
+def busy_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of all CPU time between two readings in which the CPUs ran something (any
+    process, the kernel, interrupts), 0 to 1; None as for `stolen_share`. Idle time, time
+    idle waiting for the disk, and stolen time are not busy."""
+    spent = _spent(before, after)
+    if spent is None:
+        return None
+    not_running = sum(spent[field] for field in IDLE_FIELDS) + spent[STEAL_FIELD]
+    return (sum(spent) - not_running) / sum(spent)
+
+
+def _spent(before: list[int] | None, after: list[int] | None) -> list[int] | None:
+    """Ticks spent in each field up to steal between two readings; None when either is
+    missing or no time passed. guest and guest_nice are already counted in user and nice,
+    so they are left out."""
     if before is None or after is None:
         return None
     spent = [now - then for then, now in zip(before[: STEAL_FIELD + 1], after, strict=False)]
-    total = sum(spent)
-    return spent[STEAL_FIELD] / total if total > 0 else None
+    return spent if sum(spent) > 0 else None
 
 
-#: What a note's steal figure is (`steal_note`).
+#: What a note's steal figure is.
 STEAL_NOTE = "CPU time the host gave to others (steal, bench/steal.py, warm-up included)"
+#: What a note's busy figure is.
+BUSY_NOTE = "the machine's CPUs busy (every process, bench/steal.py, warm-up included)"
 
 
-def steal_note(share: float | None) -> str:
-    """A run's stolen share, for a row's note."""
+def share_note(share: float | None) -> str:
+    """A run's stolen or busy share, for a row's note."""
     return "not measured" if share is None else f"{share:.0%}"
 
 

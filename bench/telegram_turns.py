@@ -53,8 +53,8 @@ from bench.servers import (
     load,
     postgres_available,
 )
-from bench.steal import STEAL_NOTE, steal_note
-from bench.web_turns import TARGET_PAIRS, carried_note, cpu_ms, settled, timing
+from bench.steal import BUSY_NOTE, STEAL_NOTE, share_note
+from bench.web_turns import TARGET_PAIRS, carried_note, cpu_ms, database_note, settled, timing
 from bench.write_batches import note as batch_note
 
 CONCURRENCY = 50
@@ -313,7 +313,7 @@ def limit_rows(kind: str, quick: bool) -> list[Row]:
         f"such runs ({shown}), each on a fresh server warmed by a web run alone "
         f"({one_tg['web_alone_errors']} errors); Telegram against that web run alone, seconds "
         f"apart ({alone}); "
-        f"{STEAL_NOTE}: {steal_note(one_tg['steal_share'])} during the run shown"
+        f"{STEAL_NOTE}: {share_note(one_tg['steal_share'])} during the run shown"
     )
     rows.append(row)
     reply = paced["reply_after_200"]
@@ -493,10 +493,13 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         f"open loop, achieved {open_loop['rate']:.0f}/s, max {open_loop['max_ms']:.0f} ms, "
         f"{open_loop['errors']} errors, {carried_note(open_loop)}, server CPU "
         f"{open_loop['server_cpu_share']:.0%} "
-        f"({cpu_ms(open_loop):.2f} ms/update), {batch_note(open_loop)}{wal.note(open_loop)}; a "
-        f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; "
+        f"({cpu_ms(open_loop):.2f} ms/update){database_note(kind, open_loop)}, "
+        f"{batch_note(open_loop)}{wal.note(open_loop)}; a "
+        f"fresh server, warmed {open_timing['warmup']:.1f} s at that rate first; generator CPU "
+        f"{open_loop['generator_cpu_share']:.0%}; "
         f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}; {STEAL_NOTE}: "
-        f"{steal_note(open_loop['steal_share'])}"
+        f"{share_note(open_loop['steal_share'])}; {BUSY_NOTE}: "
+        f"{share_note(open_loop['busy_share'])}"
     )
     return [row, latency, *limit_rows(kind, quick)]
 

@@ -24,7 +24,7 @@ from bench import wal
 from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
-from bench.steal import STEAL_NOTE, steal_note
+from bench.steal import BUSY_NOTE, STEAL_NOTE, share_note
 from bench.write_batches import note as batch_note
 
 CONCURRENCY = (1, 50, 200)
@@ -186,8 +186,10 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
             f"row's; generator CPU {o['generator_cpu_share']:.0%}; "
             f"{PROBE_NOTE}: during the app's "
             f"run {disk_note(o['disk'])}, during the ceiling's {disk_note(b['disk'])}; "
-            f"{STEAL_NOTE}: {steal_note(o['steal_share'])} during the app's run, "
-            f"{steal_note(b['steal_share'])} during the ceiling's"
+            f"{STEAL_NOTE}: {share_note(o['steal_share'])} during the app's run, "
+            f"{share_note(b['steal_share'])} during the ceiling's; {BUSY_NOTE}: "
+            f"{share_note(o['busy_share'])} during the app's run, "
+            f"{share_note(b['busy_share'])} during the ceiling's"
         )
         rows.append(row)
     return rows

@@ -1,5 +1,6 @@
-"""The bench's CPU steal reading (bench/steal.py): what a latency row's note says about the
-CPU time the host gave to other guests, and when a missed row names it."""
+"""The bench's CPU readings (bench/steal.py): what a latency row's note says about the CPU
+time the host gave to other guests and how busy the machine's CPUs were, and when a missed
+row names the steal."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import time
 from pathlib import Path
 
 from bench.disk import summarize, verdict
-from bench.steal import SLOW_SHARE, cpu_times, read_cpu_times, steal_note, stolen_share
+from bench.steal import (
+    SLOW_SHARE,
+    busy_share,
+    cpu_times,
+    read_cpu_times,
+    share_note,
+    stolen_share,
+)
 
 # /proc/stat as Linux writes it: the aggregate line first, then one line per CPU.
 STAT = """cpu  157044 0 50136 1276634 12025 0 10074 15376 0 0
@@ -34,26 +42,41 @@ def test_the_stolen_share_is_of_all_the_cpu_time_between_two_readings() -> None:
     assert stolen_share(before, after) == 100 / 400
 
 
+def test_the_busy_share_leaves_out_idle_disk_waits_and_stolen_time() -> None:
+    before = [100, 0, 50, 1000, 10, 0, 5, 20, 7, 0]
+    # 400 ticks passed: user 150 + nice 10 + system 50 + irq 5 + softirq 15 ran something;
+    # idle 90, iowait 30 and steal 50 did not. guest time is inside user time already.
+    after = [250, 10, 100, 1090, 40, 5, 20, 70, 57, 0]
+    assert busy_share(before, after) == (150 + 10 + 50 + 5 + 15) / 400
+    assert stolen_share(before, after) == 50 / 400
+
+
 def test_no_share_without_both_readings_or_without_time_passing() -> None:
     reading = [1, 0, 1, 1, 0, 0, 0, 0]
-    assert stolen_share(None, reading) is None
-    assert stolen_share(reading, None) is None
-    assert stolen_share(reading, list(reading)) is None
+    for share in (stolen_share, busy_share):
+        assert share(None, reading) is None
+        assert share(reading, None) is None
+        assert share(reading, list(reading)) is None
 
 
 def test_this_machine_gives_a_share_between_none_and_all() -> None:
     before = read_cpu_times()
     if before is None:  # not Linux: the rows say "not measured"
-        assert steal_note(None) == "not measured"
+        assert share_note(None) == "not measured"
         return
-    time.sleep(0.05)
-    share = stolen_share(before, read_cpu_times())
-    assert share is None or 0.0 <= share <= 1.0
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:  # this process keeps a CPU busy meanwhile
+        pass
+    after = read_cpu_times()
+    stolen = stolen_share(before, after)
+    assert stolen is None or 0.0 <= stolen <= 1.0
+    busy = busy_share(before, after)
+    assert busy is not None and 0.0 < busy <= 1.0
 
 
 def test_a_note_gives_the_share_as_a_percentage() -> None:
-    assert steal_note(0.222) == "22%"
-    assert steal_note(None) == "not measured"
+    assert share_note(0.222) == "22%"
+    assert share_note(None) == "not measured"
 
 
 def test_a_missed_latency_target_names_the_steal_only_when_a_tenth_was_taken() -> None:
