@@ -50,8 +50,7 @@ def read_cpu_times(path: Path = Path("/proc/stat")) -> list[int] | None:
 
 def stolen_share(before: list[int] | None, after: list[int] | None) -> float | None:
     """The share of all CPU time between two readings that was stolen, 0 to 1; None when
-    either reading is missing or no time passed. guest and guest_nice are already counted in
-    user and nice, so they are left out of the total."""
+    either reading is missing or no time passed (`_spent`)."""
     spent = _spent(before, after)
     return spent[STEAL_FIELD] / sum(spent) if spent is not None else None
 
