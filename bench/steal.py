@@ -14,7 +14,7 @@ database and the load generator share them, and at half the saturated rate a tur
 each of them more than saturated (BENCHMARKS.md, "Half the rate is not half the work").
 Telegram PostgreSQL rounds at half load, with no batch slow to commit and no steal, had p99s
 of 15 to 83 ms while the machine's two CPUs were 63–70% busy (BENCHMARKS.md, 2026-12-04
-18:25–20:00): a tail of processes waiting for a CPU, which a latency row's note now shows
+18:25–19:45): a tail of processes waiting for a CPU, which a latency row's note now shows
 beside the disk's and the host's share.
 """
 
