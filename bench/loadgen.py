@@ -44,9 +44,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from bench import write_batches
+from bench.common import HOST
 from bench.script import SCRIPT
 
-HOST = "127.0.0.1"
 #: The open loop's choice of conversation for each turn (`run`): random, the same every run.
 OPEN_LOOP_SEED = 16
 #: Conversations driven at once to their starting steps (`phases`), before the clock starts.
