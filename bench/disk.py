@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.common import yes_no
 from bench.loadgen import percentile
+from bench.speed import SLOWER_RATIO
 from bench.steal import stormy
 
 #: The probe's write: one page, as a small commit writes.
@@ -118,13 +119,23 @@ def disk_note(summary: dict[str, Any]) -> str:
     )
 
 
-def verdict(met: bool, summary: dict[str, Any], steal: float | None = None) -> str:
+def verdict(
+    met: bool, summary: dict[str, Any], steal: float | None = None, slower: float | None = None
+) -> str:
     """A latency row's "met?": "NO (disk)" when the probe saw an fdatasync over `SLOW_MS` (the
     rows' p99 budget) meanwhile, "NO (CPU steal)" when the host took a tenth or more of the CPU
-    time (`bench.steal`), both when both happened, so that a miss the machine can explain reads
+    time (`bench.steal`), "NO (machine slower)" when a fixed loop took `bench.speed.SLOWER_RATIO`
+    times or more as long as during the saturated run the rate came from (`slower`,
+    `bench.speed.slower_by`), all that happened, so that a miss the machine can explain reads
     as one at a glance; the note has the figures. A miss on a calm machine is a plain NO."""
     causes = [
-        name for name, seen in (("disk", summary["slow"]), ("CPU steal", stormy(steal))) if seen
+        name
+        for name, seen in (
+            ("disk", summary["slow"]),
+            ("CPU steal", stormy(steal)),
+            ("machine slower", slower is not None and slower >= SLOWER_RATIO),
+        )
+        if seen
     ]
     if met or not causes:
         return yes_no(met)

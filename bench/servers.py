@@ -23,6 +23,7 @@ from typing import Any
 from bench import write_batches
 from bench.common import DEFAULT_POSTGRES_URL, PYTHON, ROOT, cpu_seconds, free_port, log, spawn
 from bench.loadgen import SECRET
+from bench.speed import SpeedProbe
 from bench.steal import busy_share, read_cpu_times, stolen_share
 
 _databases = itertools.count(1)
@@ -230,14 +231,17 @@ def load(
     cpu_before = process_tree_cpu(server_pid) if server_pid else 0.0
     database_before = database_cpu()
     machine_before = read_cpu_times()
-    done = subprocess.run(
-        args,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=duration + warmup + 180,
-    )
+    # How fast the machine ran a fixed loop meanwhile (bench/speed.py): a latency row reads it
+    # against its saturated run's.
+    with SpeedProbe() as speed:
+        done = subprocess.run(
+            args,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=duration + warmup + 180,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr.strip()[-600:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -251,6 +255,7 @@ def load(
     result["steal_share"] = stolen_share(machine_before, machine_after)
     # And how busy the CPUs were that the server shares with its database and the generator.
     result["busy_share"] = busy_share(machine_before, machine_after)
+    result["speed"] = speed.summary()
     if batches_before is not None and (batches_after := write_batches.read(port)) is not None:
         result["write_batches"] = batches_after - batches_before
     if result["errors"]:

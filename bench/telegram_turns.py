@@ -53,6 +53,7 @@ from bench.servers import (
     load,
     postgres_available,
 )
+from bench.speed import SPEED_NOTE, slower_by, speed_note
 from bench.steal import BUSY_NOTE, STEAL_NOTE, share_note
 from bench.web_turns import TARGET_PAIRS, carried_note, cpu_ms, database_note, settled, timing
 from bench.write_batches import note as batch_note
@@ -487,6 +488,7 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
             open_loop["p99_ms"] <= 50.0 and open_loop["errors"] == 0,
             open_loop["disk"],
             open_loop["steal_share"],
+            slower_by(open_loop["speed"], ours["speed"]),
         ),
     )
     latency.note = (
@@ -499,7 +501,8 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         f"{open_loop['generator_cpu_share']:.0%}; "
         f"{PROBE_NOTE}: {disk_note(open_loop['disk'])}; {STEAL_NOTE}: "
         f"{share_note(open_loop['steal_share'])}; {BUSY_NOTE}: "
-        f"{share_note(open_loop['busy_share'])}"
+        f"{share_note(open_loop['busy_share'])}; {SPEED_NOTE}: "
+        f"{speed_note(open_loop['speed'], ours['speed'])}"
     )
     return [row, latency, *limit_rows(kind, quick)]
 

@@ -24,6 +24,7 @@ from bench import wal
 from bench.common import ROOT, Row, alternated_pairs, fmt, log, median_by, ratio, yes_no
 from bench.disk import PROBE_NOTE, disk_note, probed, verdict
 from bench.servers import app_server, ceiling_server, database, load, postgres_available
+from bench.speed import SPEED_NOTE, slower_by, speed_note
 from bench.steal import BUSY_NOTE, STEAL_NOTE, share_note
 from bench.write_batches import note as batch_note
 
@@ -164,7 +165,12 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
         target, met = "", ""
         if share == 0.50:
             target = "p99 ≤ 50 ms"
-            met = verdict(o["p99_ms"] <= TARGET_P99_MS, o["disk"], o["steal_share"])
+            met = verdict(
+                o["p99_ms"] <= TARGET_P99_MS,
+                o["disk"],
+                o["steal_share"],
+                slower_by(o["speed"], saturated_run["speed"]),
+            )
         row = Row(
             f"web latency p50/p99 at {share:.0%} load ({o['offered_rate']:.0f}/s), {label}",
             f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f} ms",
@@ -189,7 +195,9 @@ def run_backend(kind: str, quick: bool, context: dict[str, Any]) -> list[Row]:
             f"{STEAL_NOTE}: {share_note(o['steal_share'])} during the app's run, "
             f"{share_note(b['steal_share'])} during the ceiling's; {BUSY_NOTE}: "
             f"{share_note(o['busy_share'])} during the app's run, "
-            f"{share_note(b['busy_share'])} during the ceiling's"
+            f"{share_note(b['busy_share'])} during the ceiling's; {SPEED_NOTE}: "
+            f"{speed_note(o['speed'], saturated_run['speed'])} during the app's run, "
+            f"{speed_note(b['speed'], saturated_run['speed'])} during the ceiling's"
         )
         rows.append(row)
     return rows
