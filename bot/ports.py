@@ -675,8 +675,9 @@ class Storage(Protocol):
         ...
 
     async def listen_outbox(self, wake: Callable[[str], None]) -> None:
-        """Call `wake(topic)` when any process commits an outbox row; runs until cancelled.
-        Returns at once where the database cannot notify (SQLite: callers poll)."""
+        """Call `wake(topic)` when any process commits an outbox row (on PostgreSQL not a
+        Telegram reply: no dispatcher listens for those); runs until cancelled. Returns at
+        once where the database cannot notify (SQLite: callers poll)."""
         ...
 
     async def close(self) -> None: ...

@@ -40,7 +40,8 @@ T = TypeVar("T")
 
 PENDING = "pending"
 FAILED = "failed"
-#: The PostgreSQL channel the outbox trigger (migration 0005) notifies with each new topic.
+#: The PostgreSQL channel the outbox trigger (migration 0005) notifies with each new row's
+#: topic; not for a Telegram reply, which no dispatcher listens for (migration 0015).
 NOTIFY_CHANNEL = "intake_outbox"
 
 
@@ -625,7 +626,8 @@ def _message(row: Any, *, attempts: int | None = None) -> OutboxMessage:
 async def listen_for_outbox(
     engine: AsyncEngine, wake: Callable[[str], None], *, reconnect_delay: float = 5.0
 ) -> None:
-    """Call `wake(topic)` whenever any process commits a new outbox row (PostgreSQL NOTIFY).
+    """Call `wake(topic)` whenever any process commits a new outbox row (PostgreSQL NOTIFY),
+    but a Telegram reply (migration 0015).
 
     Runs until cancelled, reconnecting after a lost connection; returns at once on SQLite,
     where the dispatcher's poll (and the in-process wake after a turn) is all there is.

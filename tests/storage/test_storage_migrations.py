@@ -13,6 +13,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from bot.channels.telegram.delivery import TOPIC as TELEGRAM_REPLIES
+from bot.outbox.routes import EMAIL, SMS
+from bot.ports import OutboxMessage
 from storage import create_storage, current_revision, upgrade
 from storage.engine import create_engine
 from storage.migrate import alembic_config, head_revision
@@ -50,7 +53,7 @@ async def test_upgrade_is_repeatable_and_concurrent(database_url: str) -> None:
     # Workers starting together: the lock makes them take turns, the later ones do nothing.
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
     await upgrade(database_url)
-    assert await current_revision(database_url) == head_revision() == "0014"
+    assert await current_revision(database_url) == head_revision() == "0015"
 
 
 def test_config_does_not_depend_on_the_working_directory(
@@ -60,7 +63,7 @@ def test_config_does_not_depend_on_the_working_directory(
     script_location = Path(alembic_config().get_main_option("script_location") or "")
     assert script_location.is_absolute()
     assert (script_location / "env.py").is_file()
-    assert head_revision() == "0014"
+    assert head_revision() == "0015"
 
 
 async def test_0003_backfills_transcript_seq(database_url: str) -> None:
@@ -448,7 +451,7 @@ async def test_0014_keeps_a_small_pending_list_and_downgrades(database_url: str)
     postgres = database_url.startswith("postgresql")
     await upgrade(database_url, "0013")
     await _store_report(database_url, "R0013", "the night carer never came")
-    await upgrade(database_url)
+    await upgrade(database_url, "0014")
     assert await current_revision(database_url) == "0014"
     await _store_report(database_url, "R0014", "no carer at night again")
     assert await _found_by_word(database_url, "carer") == ["R0013", "R0014"]
@@ -467,3 +470,44 @@ async def test_0014_keeps_a_small_pending_list_and_downgrades(database_url: str)
         assert await _search_index_options(database_url) == ["fastupdate=off"]
         assert await _pending_pages(database_url) == 0  # merged by the downgrade
     assert await _found_by_word(database_url, "carer") == ["R0013", "R0014", "R0014b"]
+
+
+async def test_0015_notifies_no_telegram_reply_and_downgrades(database_url: str) -> None:
+    """On PostgreSQL a new outbox row still wakes the listeners, unless it is a Telegram reply
+    (no dispatcher listens for those); the downgrade notifies for every row again. SQLite has
+    no trigger to change."""
+    await upgrade(database_url, "0014")
+    if not database_url.startswith("postgresql"):
+        await upgrade(database_url)
+        assert await current_revision(database_url) == head_revision() == "0015"
+        return
+    storage = await create_storage(database_url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+
+    async def notified_topics(*topics: str) -> list[str]:
+        """The topics notified when one row of each of `topics` is committed, and then an
+        e-mail, whose notice ends the list (notices come in commit order)."""
+        for topic in (*topics, EMAIL):
+            async with storage.unit_of_work() as uow:
+                await uow.outbox.add([OutboxMessage(topic, "chat 1", {})])
+                await uow.commit()
+        notices: list[str] = []
+        async with asyncio.timeout(10):
+            while not notices or notices[-1] != EMAIL:
+                notices.append(await heard.get())
+        return notices[:-1]
+
+    listener = asyncio.create_task(storage.listen_outbox(heard.put_nowait))
+    try:
+        async with asyncio.timeout(10):
+            assert await heard.get() == ""  # listening
+        assert await notified_topics(TELEGRAM_REPLIES, SMS) == [TELEGRAM_REPLIES, SMS]
+        await upgrade(database_url)
+        assert await current_revision(database_url) == "0015"
+        assert await notified_topics(TELEGRAM_REPLIES, SMS) == [SMS]
+        await _downgrade(database_url, "0014")
+        assert await notified_topics(TELEGRAM_REPLIES) == [TELEGRAM_REPLIES]
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await storage.close()

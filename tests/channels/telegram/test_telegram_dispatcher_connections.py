@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.channels.telegram.delivery import TOPIC
 from bot.outbox.setup import DELIVERY
 from tests.channels.telegram.conftest import StartTelegram
 from tests.channels.telegram.tg_support import User
@@ -30,3 +31,18 @@ async def test_the_dispatchers_use_the_dispatchers_connections(
     await user.say("/start")
     assert user.texts()  # the welcome, sent and settled through them
     assert telegram.counters["sent"] == len(user.texts())
+
+
+async def test_only_the_delivery_dispatcher_listens_and_telegram_replies_are_not_its_topic(
+    start_telegram: StartTelegram, backend_url: str
+) -> None:
+    """The outbox trigger does not NOTIFY for a Telegram reply (migration 0015): that holds
+    only while no listening dispatcher sends them. Telegram's replies go from the claim in
+    their turn, their chat's previous settle or the poll."""
+    server = await start_telegram(database_url=backend_url)
+    telegram, delivery = server.channel.dispatcher, server.app[DELIVERY].dispatcher
+    assert telegram is not None and delivery is not None
+    assert not telegram.listen
+    assert delivery.listen
+    assert TOPIC in telegram.routes
+    assert TOPIC not in delivery.routes
