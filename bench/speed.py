@@ -3,7 +3,7 @@ row against the saturated run its rate came from.
 
 A latency row's rate is half the rate the server reached saturated, a few seconds earlier. On
 the virtual machines this bench has run on, the same work does not always cost the same CPU
-time: with no CPU time stolen (`bench.steal`), a fixed loop took 1.5 ms of this process's CPU
+time: with no CPU time stolen (`bench.steal`), a fixed loop took 1.5 ms of its thread's CPU
 with the machine idle, 0.9–1.1 ms while the server was saturated, and 0.9 or 1.4–1.5 ms at
 half that rate; in those half-load runs the server's CPU per web turn was 0.72–0.85 ms against
 0.44–0.49 saturated and the p99 13 ms at 0.93 ms, 41–91 ms at 1.43–1.48 (BENCHMARKS.md,
