@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import yes_no
 from bench.loadgen import percentile
-from bench.speed import SLOWER_RATIO
+from bench.speed import slowed
 from bench.steal import stormy
 
 #: The probe's write: one page, as a small commit writes.
@@ -133,7 +133,7 @@ def verdict(
         for name, seen in (
             ("disk", summary["slow"]),
             ("CPU steal", stormy(steal)),
-            ("machine slower", slower is not None and slower >= SLOWER_RATIO),
+            ("machine slower", slowed(slower)),
         )
         if seen
     ]

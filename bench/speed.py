@@ -90,6 +90,12 @@ def slower_by(run: dict[str, Any] | None, baseline: dict[str, Any] | None) -> fl
     return float(run["median_ms"] / baseline["median_ms"])
 
 
+def slowed(factor: float | None) -> bool:
+    """Whether a run's loop took long enough against its saturated run's (`slower_by`) to
+    explain a missed p99 by itself, as `bench.steal.stormy` says of the steal."""
+    return factor is not None and factor >= SLOWER_RATIO
+
+
 def speed_note(run: dict[str, Any], saturated: dict[str, Any]) -> str:
     """The loop's median during a run, and against the saturated run its rate came from, for
     a row's note (after `SPEED_NOTE`)."""
