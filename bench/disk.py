@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from bench.common import yes_no
 from bench.loadgen import percentile
+from bench.sampling import Sampler
 from bench.speed import slowed
 from bench.steal import stormy
 
@@ -35,52 +34,40 @@ PROBE_INTERVAL_S = 0.05
 SLOW_MS = 50.0
 
 
-class FsyncProbe:
+class FsyncProbe(Sampler):
     """`with FsyncProbe() as disk: ...` then `disk.summary()`."""
 
     def __init__(self, directory: str | None = None, interval: float = PROBE_INTERVAL_S) -> None:
+        super().__init__(interval)
         self._directory = directory or tempfile.gettempdir()
-        self._interval = interval
-        self._latencies_ms: list[float] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._descriptor = -1
         self._path = ""
+        self._page = b"x" * PROBE_BYTES
+        self._offset = 0
 
-    def __enter__(self) -> FsyncProbe:
-        descriptor, self._path = tempfile.mkstemp(prefix="intake-bench-disk-", dir=self._directory)
-        os.write(descriptor, b"\0" * PROBE_FILE_BYTES)
-        os.fsync(descriptor)
-        self._thread = threading.Thread(target=self._run, args=(descriptor,), daemon=True)
-        self._thread.start()
-        return self
+    def open(self) -> None:
+        self._descriptor, self._path = tempfile.mkstemp(
+            prefix="intake-bench-disk-", dir=self._directory
+        )
+        os.write(self._descriptor, b"\0" * PROBE_FILE_BYTES)
+        os.fsync(self._descriptor)
 
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _error: BaseException | None,
-        _traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    def sample(self) -> float:
+        """One page written in place and fdatasynced, in ms."""
+        started = time.perf_counter()
+        os.pwrite(self._descriptor, self._page, self._offset)
+        os.fdatasync(self._descriptor)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self._offset = (self._offset + PROBE_BYTES) % PROBE_FILE_BYTES
+        return elapsed_ms
+
+    def close(self) -> None:
+        os.close(self._descriptor)
         with contextlib.suppress(OSError):
             os.unlink(self._path)
 
-    def _run(self, descriptor: int) -> None:
-        page = b"x" * PROBE_BYTES
-        offset = 0
-        try:
-            while not self._stop.wait(self._interval):
-                started = time.perf_counter()
-                os.pwrite(descriptor, page, offset)
-                os.fdatasync(descriptor)
-                self._latencies_ms.append((time.perf_counter() - started) * 1000)
-                offset = (offset + PROBE_BYTES) % PROBE_FILE_BYTES
-        finally:
-            os.close(descriptor)
-
     def summary(self) -> dict[str, Any]:
-        return summarize(self._latencies_ms)
+        return summarize(self.samples)
 
 
 def summarize(latencies_ms: list[float]) -> dict[str, Any]:

@@ -20,10 +20,10 @@ median took `SLOWER_RATIO` times or more what it took during the saturated run
 from __future__ import annotations
 
 import statistics
-import threading
 import time
-from types import TracebackType
 from typing import Any
+
+from bench.sampling import Sampler
 
 #: The loop's size: about a millisecond of CPU on the machines measured, so that a sample
 #: every `INTERVAL_S` costs the machine well under 1% of one CPU.
@@ -48,31 +48,14 @@ def fixed_work_ms() -> float:
     return (time.thread_time_ns() - start) / 1e6
 
 
-class SpeedProbe:
+class SpeedProbe(Sampler):
     """Times `fixed_work_ms` every `interval` seconds in a thread until the block ends."""
 
     def __init__(self, interval: float = INTERVAL_S) -> None:
-        self.interval = interval
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="speed-probe", daemon=True)
+        super().__init__(interval)
 
-    def __enter__(self) -> SpeedProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.samples.append(fixed_work_ms())
+    def sample(self) -> float:
+        return fixed_work_ms()
 
     def summary(self) -> dict[str, Any]:
         """How many samples, and their median in ms (None without any)."""
