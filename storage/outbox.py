@@ -627,7 +627,7 @@ async def listen_for_outbox(
     engine: AsyncEngine, wake: Callable[[str], None], *, reconnect_delay: float = 5.0
 ) -> None:
     """Call `wake(topic)` whenever any process commits a new outbox row (PostgreSQL NOTIFY),
-    but a Telegram reply (migration 0015).
+    except a Telegram reply, which no dispatcher listens for (migration 0015).
 
     Runs until cancelled, reconnecting after a lost connection; returns at once on SQLite,
     where the dispatcher's poll (and the in-process wake after a turn) is all there is.
